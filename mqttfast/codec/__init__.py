@@ -67,12 +67,8 @@ def _load_cython():  # type: ignore[no-untyped-def]
 
 
 def _load_python():  # type: ignore[no-untyped-def]
-    from . import _codec_py, _primitives_py
+    from . import _codec_py, _matcher_py, _primitives_py
 
-    try:
-        from . import _matcher_py
-    except ImportError:  # TEMPORARY: until the TopicTree twin lands in the tree
-        _matcher_py = None
     return _primitives_py, _matcher_py, _codec_py
 
 
@@ -94,7 +90,7 @@ has_discouraged_code_points = _prim.has_discouraged_code_points
 validate_topic_name = _prim.validate_topic_name
 validate_topic_filter = _prim.validate_topic_filter
 topic_matches = _prim.topic_matches
-TopicTree = _match.TopicTree if _match is not None else None
+TopicTree = _match.TopicTree
 Decoder = _cod.Decoder
 encode = _cod.encode
 encode_publish = _cod.encode_publish
