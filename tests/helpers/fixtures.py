@@ -89,15 +89,20 @@ def broker(request: pytest.FixtureRequest) -> Iterator[BrokerProcess]:
 
 @pytest.fixture
 def raw(broker: BrokerProcess) -> Iterator[Callable[..., "RawClient"]]:
-    """Factory of RawClients connected (TCP only) to the ``broker`` fixture:
-    ``c = raw()`` or ``raw(version=3)``. All are closed at teardown."""
+    """Factory of RawClients for the ``broker`` fixture: ``raw()`` (TCP only),
+    ``raw(client_id="sub")`` (also CONNECTed), ``raw(version=3)``. All are
+    closed at teardown."""
     from .rawclient import RawClient
 
     clients: list[RawClient] = []
 
-    def make(version: int = 4) -> RawClient:
+    def make(version: int = 4, client_id: str | None = None, **connect_kwargs) -> RawClient:
+        """A new connection; with ``client_id`` also CONNECTed (CONNACK 0 asserted
+        unless ``expect_rc`` says otherwise)."""
         c = RawClient(broker.port, version=version)
         clients.append(c)
+        if client_id is not None:
+            c.connect(client_id, **connect_kwargs)
         return c
 
     yield make
