@@ -1,0 +1,1 @@
+"""Application layer: configuration, CLI, security, persistence wiring, metrics."""

@@ -1,0 +1,144 @@
+"""The ``mqttfast`` command.
+
+``mqttfast [options]`` serves MQTT (default 0.0.0.0:1883). Subcommands are
+dispatched by the first argument (``mqttfast passwd ...``); more (``bench``,
+``check-config``) plug into ``SUBCOMMANDS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import signal
+import sys
+from typing import NoReturn, Sequence
+
+from mqttfast import __version__
+
+# name -> "module:function" taking argv and returning an exit code (imported lazily).
+SUBCOMMANDS: dict[str, str] = {
+    "passwd": "mqttfast.app.security.passwd_cli:main",
+}
+
+log = logging.getLogger("mqttfast")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Bad flags: one line on stderr, exit code 2 (argparse prints usage too)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid integer {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _positive_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"port out of range: {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = OneLineParser(prog="mqttfast", description="A fast MQTT 3.1/3.1.1/5.0 broker.")
+    p.add_argument("--version", action="version", version=f"mqttfast {__version__}")
+    p.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
+    p.add_argument("--port", type=_port, default=1883, help="TCP port (default 1883)")
+    p.add_argument("--log-level", default="info",
+                   choices=["debug", "info", "warning", "error", "critical"],
+                   type=str.lower, help="logging level (default info)")
+    p.add_argument("--sys-interval", type=_seconds, default=10.0,
+                   help="seconds between $SYS updates; 0 disables (default 10)")
+    p.add_argument("--connect-timeout", type=_seconds, default=10.0,
+                   help="seconds a new connection has to send CONNECT (default 10)")
+    p.add_argument("--max-inflight", type=_positive_int, default=20,
+                   help="outgoing QoS 1/2 messages in flight per client; 0 = 65535 (default 20)")
+    p.add_argument("--max-queued-messages", type=_positive_int, default=1000,
+                   help="QoS 1/2 messages queued per session; 0 = unlimited (default 1000); "
+                        "at the limit new messages are dropped and counted")
+    p.add_argument("--max-packet-size", type=_positive_int, default=0,
+                   help="largest packet accepted from clients in bytes; 0 = protocol maximum")
+    return p
+
+
+def settings_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from mqttfast.codec.constants import MAX_PACKET_SIZE
+    from mqttfast.core.settings import BrokerSettings
+
+    max_packet = args.max_packet_size or MAX_PACKET_SIZE
+    return BrokerSettings(
+        host=args.host, port=args.port, sys_interval=args.sys_interval,
+        connect_timeout=args.connect_timeout, max_inflight=args.max_inflight,
+        max_queued_messages=args.max_queued_messages,
+        max_packet_size=min(max_packet, MAX_PACKET_SIZE),
+    )
+
+
+async def serve(settings) -> int:  # type: ignore[no-untyped-def]
+    from mqttfast.codec import IMPLEMENTATION
+    from mqttfast.core.broker import Broker
+    from mqttfast.transport.server import MQTTServer
+
+    broker = Broker(settings)
+    server = MQTTServer(broker)
+    try:
+        addrs = await server.start(settings.host, settings.port)
+    except OSError as err:
+        log.error("cannot listen on %s:%s: %s", settings.host, settings.port, err.strerror or err)
+        return 1
+    host, port = settings.host, addrs[0][1] if addrs else settings.port
+    log.info("mqttfast %s listening on %s:%s (codec: %s)", __version__, host, port, IMPLEMENTATION)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # e.g. Windows
+            signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))
+    await stop.wait()
+    log.info("shutting down")
+    await server.stop()
+    log.info("stopped")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        module, _, func = SUBCOMMANDS[argv[0]].partition(":")
+        return int(getattr(importlib.import_module(module), func)(argv[1:]) or 0)
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=getattr(logging, args.log_level.upper()),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = settings_from_args(args)
+    from mqttfast.transport.server import new_event_loop
+
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        try:
+            return runner.run(serve(settings))
+        except KeyboardInterrupt:
+            return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

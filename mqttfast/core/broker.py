@@ -1,0 +1,172 @@
+"""The socket-free broker: sessions, connections, routing, timers.
+
+Driven by calls: ``connection_made(sink)`` (transport), the returned
+connection's ``packets_received`` / ``protocol_violation`` /
+``connection_lost``, and ``tick(now)`` on a timer. ``clock`` is injectable so
+tests control time (``FakeClock``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable
+
+from mqttfast.codec.constants import SESSION_EXPIRY_NEVER, ReasonCode
+from mqttfast.codec.packets import Properties
+
+from . import wills
+from .connection import Connection
+from .handlers import install_handlers
+from .hooks import Hooks
+from .message import Message, forwardable_properties
+from .retained import RetainedStore
+from .router import LocalRouter
+from .session import Session
+from .settings import BrokerSettings
+from .stats import Stats
+from .subscriptions import SubscriptionStore
+from .sys_topics import SysTopics
+
+log = logging.getLogger("mqttfast.core")
+
+install_handlers()
+
+
+class FakeClock:
+    """A clock for tests: ``clock()`` returns ``now``; ``advance(s)`` moves it."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> float:
+        self.now += seconds
+        return self.now
+
+
+class Broker:
+    def __init__(self, settings: BrokerSettings | None = None, hooks: Hooks | None = None,
+                 clock: Callable[[], float] = time.monotonic, router: Any = None) -> None:
+        self.settings = settings or BrokerSettings()
+        self.hooks = hooks or Hooks()
+        self.clock = clock
+        self.stats = Stats()
+        self.sessions: dict[str, Session] = {}
+        self.connections: set[Connection] = set()   # CONNACKed connections
+        self.pending: set[Connection] = set()        # waiting for CONNECT / in auth
+        self.offline: set[Session] = set()           # persistent sessions without a connection
+        self.pending_wills: set[Session] = set()
+        self.subscriptions = SubscriptionStore(self.settings.match_cache_size)
+        self.retained = RetainedStore()
+        self.router = router or LocalRouter(self.sessions, self.subscriptions, self.retained,
+                                            self.settings.retain_available)
+        self.sys = SysTopics(self)
+
+    # -- transport seam -----------------------------------------------------
+
+    def connection_made(self, sink: Any, peer: str = "?") -> Connection:
+        conn = Connection(self, sink, peer)
+        self.pending.add(conn)
+        return conn
+
+    def connection_accepted(self, conn: Connection) -> None:
+        self.pending.discard(conn)
+        self.connections.add(conn)
+        stats = self.stats
+        stats.connections_accepted += 1
+        if len(self.connections) > stats.clients_maximum:
+            stats.clients_maximum = len(self.connections)
+
+    def tick(self, now: float | None = None) -> None:
+        """Timers: connect timeout, keep alive, will delay, session expiry, $SYS."""
+        if now is None:
+            now = self.clock()
+        for conn in list(self.pending):
+            if conn.state == 3:
+                self.pending.discard(conn)
+            else:
+                conn.check_timeouts(now)
+        for conn in list(self.connections):
+            if conn.keepalive_limit:
+                conn.check_timeouts(now)
+        for session in list(self.pending_wills):
+            if session.will_at is not None and now >= session.will_at:
+                wills.fire_pending(self, session, now)
+        for session in list(self.offline):
+            if session.expires_at is not None and now >= session.expires_at:
+                log.info("session %s expired", session.client_id)
+                self.stats.sessions_expired += 1
+                self.end_session(session, now)
+        if self.sys.due(now):
+            self.sys.publish(now)
+
+    # -- sessions -----------------------------------------------------------
+
+    def new_session(self, client_id: str) -> Session:
+        session = Session(client_id, self)
+        self.sessions[client_id] = session
+        self.stats.clients_total_ever += 1
+        return session
+
+    def resume_session(self, session: Session) -> None:
+        """A client came back before its session expired: cancel a delayed will."""
+        self.offline.discard(session)
+        session.expires_at = None
+        wills.cancel_pending(self, session)
+
+    def session_disconnected(self, session: Session, conn: Connection, publish_will: bool) -> None:
+        now = self.clock()
+        session.conn = None
+        if publish_will:
+            wills.schedule_will(self, session, conn, now)
+        if session.expiry_interval == 0:
+            self.end_session(session, now)
+            return
+        if session.expiry_interval != SESSION_EXPIRY_NEVER:
+            session.expires_at = now + session.expiry_interval
+        self.offline.add(session)
+        # Shared-subscription messages not yet sent go to another member (4.8.2).
+        moved = session.take_shared_deliveries(include_inflight=False)
+        if moved:
+            self.router.redistribute(moved, session.client_id, now)
+
+    def end_session(self, session: Session, now: float) -> None:
+        """The session ends: its delayed will is published, its state freed."""
+        if self.sessions.get(session.client_id) is session:
+            del self.sessions[session.client_id]
+        self.offline.discard(session)
+        if session.pending_will is not None:
+            wills.fire_pending(self, session, now)
+        self.router.drop_session(session)
+        moved = session.take_shared_deliveries(include_inflight=True)
+        session.inflight.clear()
+        session.queue.clear()
+        session.awaiting_pubrel.clear()
+        if moved:
+            self.router.redistribute(moved, session.client_id, now)
+
+    # -- the broker as a publisher ------------------------------------------
+
+    def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False,
+                properties: Properties | None = None) -> int:
+        """Inject a message as the broker itself (embedding, $SYS, bridges)."""
+        now = self.clock()
+        expires_at = None
+        if properties is not None and properties.message_expiry_interval is not None:
+            expires_at = now + properties.message_expiry_interval
+        msg = Message(topic, payload, qos, retain, forwardable_properties(properties), expires_at)
+        return self.router.publish(msg, now, None)
+
+    def shutdown(self, reason_code: int = ReasonCode.SERVER_SHUTTING_DOWN) -> None:
+        """Close every connection (v5 gets DISCONNECT 0x8B), publishing wills as for
+        any server-side close, then end the sessions that would have ended."""
+        for conn in list(self.pending):
+            conn.close(None, will=False)
+        for conn in list(self.connections):
+            conn.close(reason_code)
+        now = self.clock()
+        for session in list(self.pending_wills):
+            wills.fire_pending(self, session, now)

@@ -1,0 +1,275 @@
+"""CONNECT, AUTH and DISCONNECT handling (3.1, 3.2, 3.14, 3.15, 4.12)."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+
+from mqttfast.codec.constants import SESSION_EXPIRY_NEVER, ReasonCode
+from mqttfast.codec.packets import Auth, Connack, Connect, Disconnect, Properties
+
+from .connection import AUTHENTICATING, AWAIT_CONNECT, CONNECTED, Connection
+from .hooks import AUTH_CONTINUE, AUTH_SUCCESS, connack_code_for
+
+log = logging.getLogger("mqttfast.core")
+
+
+def _refuse(conn: Connection, code: int, why: str) -> None:
+    """CONNACK with a failure code, then close; no will [MQTT-3.2.2-5], [MQTT-3.1.4-?]."""
+    log.info("connection %s client %r refused: %s (0x%02X)", conn.peer, conn.client_id, why, code)
+    rc = connack_code_for(conn.protocol_version, code)
+    # A refused CONNACK never has Session Present set [MQTT-3.2.2-4].
+    conn.send_packet(Connack(False, rc))
+    conn.close(None, will=False)
+
+
+def handle_connect(conn: Connection, pkt: Connect) -> None:
+    if conn.state != AWAIT_CONNECT:
+        # [MQTT-3.1.0-2] a second CONNECT is a protocol violation.
+        conn.violation(ReasonCode.PROTOCOL_ERROR, "second CONNECT")
+        return
+    broker = conn.broker
+    settings = broker.settings
+    ver = pkt.protocol_version
+    conn.protocol_version = ver
+    conn.v5 = ver == 5
+    conn.username = pkt.username
+    props = pkt.properties
+    cid = pkt.client_id
+    conn.client_id = cid
+
+    if not cid:
+        if ver == 3:
+            # MQTT 3.1: the identifier must be 1 to 23 characters.
+            return _refuse(conn, ReasonCode.CLIENT_IDENTIFIER_NOT_VALID, "empty client id (3.1)")
+        if not pkt.clean_start:
+            # [MQTT-3.1.3-8] empty id with a persistent session: identifier rejected
+            # (3.1.1 code 2; v5 0x85).
+            return _refuse(conn, ReasonCode.CLIENT_IDENTIFIER_NOT_VALID,
+                           "empty client id with persistent session")
+        if not settings.allow_zero_length_client_id:
+            return _refuse(conn, ReasonCode.CLIENT_IDENTIFIER_NOT_VALID, "empty client id")
+        # [MQTT-3.1.3-6/7] assign a unique identifier.
+        cid = settings.client_id_prefix + secrets.token_hex(8)
+        while cid in broker.sessions:
+            cid = settings.client_id_prefix + secrets.token_hex(8)
+        conn.client_id = cid
+        conn.assigned_id = True
+    elif ver == 3 and len(cid) > 23:
+        return _refuse(conn, ReasonCode.CLIENT_IDENTIFIER_NOT_VALID, "client id over 23 characters (3.1)")
+
+    if props is not None:
+        if props.receive_maximum == 0 or props.maximum_packet_size == 0:
+            # [MQTT-3.1.2-?] zero is a protocol error for both.
+            return _refuse(conn, ReasonCode.PROTOCOL_ERROR, "receive maximum or maximum packet size 0")
+        if props.request_problem_information == 0:
+            conn.problem_info = False
+
+    will = pkt.will
+    if will is not None:
+        if will.qos > settings.maximum_qos:
+            return _refuse(conn, ReasonCode.QOS_NOT_SUPPORTED, "will QoS not supported")
+        if will.retain and not settings.retain_available:
+            return _refuse(conn, ReasonCode.RETAIN_NOT_SUPPORTED, "will retain not supported")
+
+    if conn.v5 and props is not None and props.authentication_method is not None:
+        method = props.authentication_method
+        step = broker.hooks.auth_start(conn, method, props.authentication_data)
+        if step is None:
+            return _refuse(conn, ReasonCode.BAD_AUTHENTICATION_METHOD, f"unknown auth method {method!r}")
+        conn.auth_method = method
+        conn.pending_connect = pkt
+        _auth_step(conn, step, reauth=False)
+        return
+
+    rc = broker.hooks.authenticate(conn, pkt.username, pkt.password)
+    if rc:
+        return _refuse(conn, rc, "authentication failed")
+    accept(conn, pkt, None)
+
+
+def _auth_step(conn: Connection, step, reauth: bool) -> None:
+    conn.auth_state = step.state
+    if step.status == AUTH_CONTINUE:
+        if not reauth:
+            conn.state = AUTHENTICATING
+        conn.send_packet(Auth(ReasonCode.CONTINUE_AUTHENTICATION,
+                              Properties(authentication_method=conn.auth_method,
+                                         authentication_data=step.data)))
+    elif step.status == AUTH_SUCCESS:
+        if reauth or conn.state == CONNECTED:
+            conn.send_packet(Auth(ReasonCode.SUCCESS,
+                                  Properties(authentication_method=conn.auth_method,
+                                             authentication_data=step.data)))
+        else:
+            pkt = conn.pending_connect
+            conn.pending_connect = None
+            accept(conn, pkt, step.data)
+    else:
+        if conn.state == CONNECTED:
+            conn.close(step.reason_code)
+        else:
+            conn.state = AWAIT_CONNECT
+            _refuse(conn, step.reason_code, "enhanced authentication failed")
+
+
+def handle_auth(conn: Connection, pkt: Auth) -> None:
+    """AUTH (3.15): continue an exchange or start re-authentication (4.12.1)."""
+    props = pkt.properties
+    method = props.authentication_method if props is not None else None
+    if not conn.v5 or conn.auth_method is None or method != conn.auth_method:
+        # [MQTT-4.12.0-?] AUTH without (or with a different) method is a protocol error.
+        conn.violation(ReasonCode.PROTOCOL_ERROR, "AUTH with unexpected authentication method")
+        return
+    data = props.authentication_data if props is not None else None
+    hooks = conn.broker.hooks
+    if pkt.reason_code == ReasonCode.CONTINUE_AUTHENTICATION:
+        if conn.auth_state is None and conn.state == CONNECTED:
+            conn.violation(ReasonCode.PROTOCOL_ERROR, "AUTH continue without exchange")
+            return
+        _auth_step(conn, hooks.auth_continue(conn, method, data, conn.auth_state),
+                   reauth=conn.state == CONNECTED)
+    elif pkt.reason_code == ReasonCode.REAUTHENTICATE and conn.state == CONNECTED:
+        step = hooks.auth_start(conn, method, data)
+        if step is None:
+            conn.close(ReasonCode.BAD_AUTHENTICATION_METHOD)
+            return
+        _auth_step(conn, step, reauth=True)
+    else:
+        conn.violation(ReasonCode.PROTOCOL_ERROR, f"AUTH reason 0x{pkt.reason_code:02X} here")
+
+
+def accept(conn: Connection, pkt: Connect, auth_data: bytes | None) -> None:
+    broker = conn.broker
+    settings = broker.settings
+    now = broker.clock()
+    cid = conn.client_id
+    props = pkt.properties
+    v5 = conn.v5
+
+    # Session expiry: v5 from the property (capped), 3.x from clean session.
+    expiry_capped = False
+    if v5:
+        expiry = props.session_expiry_interval if props and props.session_expiry_interval else 0
+        if expiry > settings.max_session_expiry:
+            expiry = settings.max_session_expiry
+            expiry_capped = True
+    else:
+        expiry = 0 if pkt.clean_start else settings.persistent_session_expiry
+    conn.connect_expiry = expiry
+
+    # [MQTT-3.1.4-2] session takeover: the existing connection is closed.
+    session = broker.sessions.get(cid)
+    if session is not None and session.conn is not None:
+        old = session.conn
+        log.info("client %s: taken over by %s", cid, conn.peer)
+        old.close(ReasonCode.SESSION_TAKEN_OVER)
+        session = broker.sessions.get(cid)  # may have ended with the old connection
+
+    session_present = False
+    if session is not None:
+        if pkt.clean_start:
+            broker.end_session(session, now)
+            session = None
+        else:
+            session_present = True
+            broker.resume_session(session)
+    if session is None:
+        session = broker.new_session(cid)
+
+    session.expiry_interval = expiry
+    session.expires_at = None
+    session.conn = conn
+    conn.session = session
+
+    # Keep alive [MQTT-3.1.2-24]; v5 may be overridden by Server Keep Alive.
+    keep_alive = pkt.keep_alive
+    server_keep_alive = None
+    if v5:
+        if settings.server_keep_alive is not None and settings.server_keep_alive != keep_alive:
+            keep_alive = server_keep_alive = settings.server_keep_alive
+        elif keep_alive > settings.max_keepalive or (keep_alive == 0 and settings.max_keepalive < 65535):
+            keep_alive = server_keep_alive = settings.max_keepalive
+    conn.keep_alive = keep_alive
+    conn.keepalive_limit = keep_alive * settings.keepalive_factor
+
+    conn.will = pkt.will
+    if pkt.will is not None and pkt.will.properties is not None:
+        conn.will_delay = pkt.will.properties.will_delay_interval or 0
+
+    if v5 and props is not None:
+        if props.receive_maximum is not None:
+            conn.send_window = min(settings.inflight_window, props.receive_maximum)
+        if props.maximum_packet_size is not None:
+            conn.max_packet_out = props.maximum_packet_size
+        if props.topic_alias_maximum and settings.outgoing_topic_aliases:
+            conn.alias_out_max = props.topic_alias_maximum
+
+    conn.state = CONNECTED
+    broker.connection_accepted(conn)
+
+    ack_props = None
+    if v5:
+        ack_props = Properties()
+        if conn.assigned_id:
+            ack_props.assigned_client_identifier = cid
+        if expiry_capped:
+            ack_props.session_expiry_interval = expiry
+        if settings.receive_maximum < 65535:
+            ack_props.receive_maximum = settings.receive_maximum
+        if settings.maximum_qos < 2:
+            ack_props.maximum_qos = settings.maximum_qos
+        if not settings.retain_available:
+            ack_props.retain_available = 0
+        if settings.max_packet_size < 268435460:
+            ack_props.maximum_packet_size = settings.max_packet_size
+        if settings.topic_alias_maximum:
+            ack_props.topic_alias_maximum = settings.topic_alias_maximum
+        if not settings.wildcard_subscription_available:
+            ack_props.wildcard_subscription_available = 0
+        if not settings.subscription_identifier_available:
+            ack_props.subscription_identifier_available = 0
+        if not settings.shared_subscription_available:
+            ack_props.shared_subscription_available = 0
+        if server_keep_alive is not None:
+            ack_props.server_keep_alive = server_keep_alive
+        if (props is not None and props.request_response_information
+                and settings.response_information is not None):
+            ack_props.response_information = settings.response_information
+        if conn.auth_method is not None:
+            ack_props.authentication_method = conn.auth_method
+            ack_props.authentication_data = auth_data
+        if ack_props.is_empty():
+            ack_props = None
+    # MQTT 3.1 has no Session Present flag.
+    conn.send_packet(Connack(session_present and conn.protocol_version >= 4, 0, ack_props))
+    log.debug("client %s connected from %s (v%d, clean=%s, keepalive=%d)",
+              cid, conn.peer, conn.protocol_version, pkt.clean_start, keep_alive)
+
+    if session_present:
+        session.resend_inflight(conn, now)
+        session.pump(now)
+
+
+def handle_disconnect(conn: Connection, pkt: Disconnect) -> None:
+    """Client DISCONNECT: close without the will [MQTT-3.1.2-10], except v5 0x04."""
+    if conn.state != CONNECTED:
+        conn.close(None, will=False)
+        return
+    props = pkt.properties
+    if conn.v5 and props is not None and props.session_expiry_interval is not None:
+        new = props.session_expiry_interval
+        if conn.connect_expiry == 0 and new != 0:
+            # [MQTT-3.14.2-2] cannot turn a non-persistent session into a persistent one.
+            conn.violation(ReasonCode.PROTOCOL_ERROR, "DISCONNECT sets session expiry after 0")
+            return
+        session = conn.session
+        if session is not None:
+            session.expiry_interval = min(new, conn.broker.settings.max_session_expiry)
+    with_will = conn.v5 and pkt.reason_code == ReasonCode.DISCONNECT_WITH_WILL_MESSAGE
+    log.debug("client %s disconnected (reason 0x%02X)", conn.client_id, pkt.reason_code)
+    conn.sink.close()
+    conn._teardown(publish_will=with_will)
+
+
+__all__ = ["handle_connect", "handle_auth", "handle_disconnect", "accept", "SESSION_EXPIRY_NEVER"]

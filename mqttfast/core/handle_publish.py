@@ -1,0 +1,157 @@
+"""Incoming PUBLISH and the QoS acknowledgement packets (3.3-3.7, 4.3)."""
+
+from __future__ import annotations
+
+from mqttfast.codec.constants import ReasonCode
+from mqttfast.codec.packets import Puback, Pubcomp, Publish, Pubrec, Pubrel
+
+from .connection import CONNECTED, Connection
+from .message import Message, forwardable_properties
+
+_PINGRESP = b"\xd0\x00"
+
+
+def _ack(conn: Connection, cls: type, first: int, pid: int, rc: int) -> None:
+    if rc == 0 or not conn.v5:
+        # The common case is fixed: type byte, length 2, packet id (3.4.2.1: reason
+        # code and properties may be omitted when 0x00 and none).
+        conn._write(bytes((first, 2)) + pid.to_bytes(2, "big"))
+    else:
+        conn.send_packet(cls(pid, rc))
+
+
+def handle_publish(conn: Connection, pkt: Publish) -> None:
+    if conn.state != CONNECTED:
+        conn.violation(ReasonCode.PROTOCOL_ERROR, "PUBLISH before CONNACK")
+        return
+    broker = conn.broker
+    settings = broker.settings
+    stats = broker.stats
+    stats.publish_received += 1
+    qos = pkt.qos
+    topic = pkt.topic
+    props = pkt.properties
+    expires_at = None
+    now = None
+
+    if props is not None:
+        alias = props.topic_alias
+        if alias is not None:
+            # [MQTT-3.3.2-8/9] 0 or above our Topic Alias Maximum is invalid.
+            if alias == 0 or alias > settings.topic_alias_maximum:
+                conn.violation(ReasonCode.TOPIC_ALIAS_INVALID, f"topic alias {alias}")
+                return
+            if topic:
+                conn.aliases_in[alias] = topic
+            else:
+                topic = conn.aliases_in.get(alias)
+                if topic is None:
+                    conn.violation(ReasonCode.PROTOCOL_ERROR, f"unknown topic alias {alias}")
+                    return
+        if props.message_expiry_interval is not None:
+            now = broker.clock()
+            expires_at = now + props.message_expiry_interval
+        if props.payload_format_indicator == 1:
+            try:
+                pkt.payload.decode("utf-8")
+            except UnicodeDecodeError:
+                # 3.3.2.3.2: the receiver may reject it with 0x99.
+                if qos == 0:
+                    conn.violation(ReasonCode.PAYLOAD_FORMAT_INVALID, "payload is not UTF-8")
+                else:
+                    _ack(conn, Puback if qos == 1 else Pubrec, 0x40 if qos == 1 else 0x50,
+                         pkt.packet_id, ReasonCode.PAYLOAD_FORMAT_INVALID)
+                return
+    if not topic:
+        conn.violation(ReasonCode.PROTOCOL_ERROR, "empty topic without alias")
+        return
+    if qos > settings.maximum_qos:
+        conn.violation(ReasonCode.QOS_NOT_SUPPORTED, f"QoS {qos} not supported")
+        return
+    if pkt.retain and not settings.retain_available:
+        conn.violation(ReasonCode.RETAIN_NOT_SUPPORTED, "retain not supported")
+        return
+
+    session = conn.session
+    pid = pkt.packet_id
+    if qos == 2:
+        awaiting = session.awaiting_pubrel
+        if pid in awaiting:
+            # A re-sent QoS 2 PUBLISH is not forwarded again [MQTT-4.3.3-9/10].
+            _ack(conn, Pubrec, 0x50, pid, 0)
+            return
+        if len(awaiting) >= settings.receive_maximum:
+            # [MQTT-3.3.4-9] more unacknowledged QoS 2 than our Receive Maximum.
+            conn.violation(ReasonCode.RECEIVE_MAXIMUM_EXCEEDED, "receive maximum exceeded")
+            return
+
+    allowed = not topic.startswith("$SYS") and broker.hooks.authorise_publish(
+        conn, topic, qos, pkt.retain)
+    rc = 0
+    if allowed:
+        if now is None:
+            now = broker.clock()
+        msg = Message(topic, pkt.payload, qos, pkt.retain, forwardable_properties(props),
+                      expires_at, conn.client_id)
+        matched = broker.router.publish(msg, now, conn)
+        if matched == 0 and conn.v5:
+            rc = ReasonCode.NO_MATCHING_SUBSCRIBERS
+    else:
+        # Not authorised: dropped; v5 learns why, 3.1.1 gets a normal ack (as mosquitto).
+        rc = ReasonCode.NOT_AUTHORIZED if conn.v5 else 0
+
+    if qos == 1:
+        _ack(conn, Puback, 0x40, pid, rc)
+    elif qos == 2:
+        if rc < 0x80:
+            session.awaiting_pubrel.add(pid)
+        _ack(conn, Pubrec, 0x50, pid, rc)
+
+
+def handle_puback(conn: Connection, pkt: Puback) -> None:
+    if conn.state != CONNECTED:
+        conn.violation(ReasonCode.PROTOCOL_ERROR, "PUBACK before CONNACK")
+        return
+    # An unknown id is ignored (a late ack after a redelivery, for instance).
+    conn.session.puback(pkt.packet_id, conn.broker.clock())
+
+
+def handle_pubrec(conn: Connection, pkt: Pubrec) -> None:
+    if conn.state != CONNECTED:
+        conn.violation(ReasonCode.PROTOCOL_ERROR, "PUBREC before CONNACK")
+        return
+    failed = pkt.reason_code >= 0x80
+    known = conn.session.pubrec(pkt.packet_id, failed, conn.broker.clock())
+    if failed:
+        return
+    if known or not conn.v5:
+        conn.send_pubrel(pkt.packet_id)
+    else:
+        conn.send_packet(Pubrel(pkt.packet_id, ReasonCode.PACKET_IDENTIFIER_NOT_FOUND))
+
+
+def handle_pubrel(conn: Connection, pkt: Pubrel) -> None:
+    if conn.state != CONNECTED:
+        conn.violation(ReasonCode.PROTOCOL_ERROR, "PUBREL before CONNACK")
+        return
+    awaiting = conn.session.awaiting_pubrel
+    pid = pkt.packet_id
+    if pid in awaiting:
+        awaiting.discard(pid)
+        _ack(conn, Pubcomp, 0x70, pid, 0)
+    else:
+        _ack(conn, Pubcomp, 0x70, pid, ReasonCode.PACKET_IDENTIFIER_NOT_FOUND)
+
+
+def handle_pubcomp(conn: Connection, pkt: Pubcomp) -> None:
+    if conn.state != CONNECTED:
+        conn.violation(ReasonCode.PROTOCOL_ERROR, "PUBCOMP before CONNACK")
+        return
+    conn.session.pubcomp(pkt.packet_id, conn.broker.clock())
+
+
+def handle_pingreq(conn: Connection, pkt: object) -> None:
+    if conn.state != CONNECTED:
+        conn.violation(ReasonCode.PROTOCOL_ERROR, "PINGREQ before CONNACK")
+        return
+    conn._write(_PINGRESP)

@@ -1,0 +1,77 @@
+"""The application message as it travels through the broker, and its per-client records.
+
+A :class:`Message` is created once per received PUBLISH (or will, or $SYS
+update) and shared by every subscriber: nothing in it depends on the
+receiver. What does (granted QoS, retain flag, subscription identifiers,
+packet id) lives in :class:`Delivery`.
+"""
+
+from __future__ import annotations
+
+from mqttfast.codec.packets import Properties
+
+# Delivery states of an outgoing QoS 1/2 message (4.3.2, 4.3.3).
+AWAIT_ACK = 1      # PUBLISH sent, waiting for PUBACK (QoS 1) or PUBREC (QoS 2)
+AWAIT_COMP = 2     # PUBREL sent, waiting for PUBCOMP (QoS 2)
+
+
+class Message:
+    """One application message. ``properties`` holds only the end-to-end MQTT 5
+    properties (no topic alias, no subscription identifiers, no expiry: the
+    expiry is kept as the absolute ``expires_at`` and re-computed per send)."""
+
+    __slots__ = ("topic", "payload", "qos", "retain", "properties", "expires_at", "origin",
+                 "parts_cache")
+
+    def __init__(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False,
+                 properties: Properties | None = None, expires_at: float | None = None,
+                 origin: str | None = None) -> None:
+        self.topic = topic
+        self.payload = payload
+        self.qos = qos
+        self.retain = retain
+        self.properties = properties
+        self.expires_at = expires_at
+        self.origin = origin  # client id of the publisher, for No Local
+        # Encodings by shape, filled lazily during one fan-out (see Router).
+        self.parts_cache: dict | None = None
+
+    def expired(self, now: float) -> bool:
+        return self.expires_at is not None and now >= self.expires_at
+
+    def __repr__(self) -> str:
+        return f"Message({self.topic!r}, {self.payload[:32]!r}, qos={self.qos}, retain={self.retain})"
+
+
+_STRIPPED = ("topic_alias", "subscription_identifier", "message_expiry_interval")
+
+
+def forwardable_properties(props: Properties | None) -> Properties | None:
+    """The properties a server forwards unchanged [MQTT-3.3.2-*]: everything but
+    the per-hop topic alias, subscription identifiers and expiry interval."""
+    if props is None:
+        return None
+    if (props.topic_alias is None and props.subscription_identifier is None
+            and props.message_expiry_interval is None):
+        return props
+    new = props.copy()
+    for name in _STRIPPED:
+        setattr(new, name, None)
+    return None if new.is_empty() else new
+
+
+class Delivery:
+    """A QoS 1/2 message on its way to one client: queued or in flight."""
+
+    __slots__ = ("msg", "qos", "retain", "sub_ids", "state", "shared")
+
+    def __init__(self, msg: Message, qos: int, retain: bool, sub_ids: tuple[int, ...] | None,
+                 shared: object | None = None) -> None:
+        self.msg = msg
+        self.qos = qos
+        self.retain = retain
+        self.sub_ids = sub_ids
+        self.state = AWAIT_ACK
+        # The SharedGroup this came through, so it can go to another member
+        # if this client's session ends first (4.8.2).
+        self.shared = shared

@@ -1,0 +1,123 @@
+"""The one routing seam: every message the broker accepts goes through ``Router.publish``.
+
+:class:`LocalRouter` delivers to sessions of this process. A multi-process or
+multi-node backplane implements the same interface (forwarding to peers and
+delivering locally) without touching sessions, connections or the codec.
+
+Fan-out encodes once per distinct shape: the per-message ``cache`` dict
+handed to ``Session.deliver`` maps (QoS, retain, dup, properties shape) to the
+``(head, tail)`` of ``mqttfast.codec.publish_parts``; every subscriber of that
+shape gets the same bytes objects (only the 2-byte packet id differs).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+from .message import Message
+from .retained import RetainedStore
+from .subscriptions import SubEntry, SubscriptionStore
+
+if TYPE_CHECKING:
+    from .connection import Connection
+    from .session import Session
+
+
+class Router(Protocol):
+    def publish(self, msg: Message, now: float, publisher: "Connection | None" = None) -> int:
+        """Store if retained, deliver to every matching subscription; return how
+        many subscriptions received it (PUBACK 0x10 when 0)."""
+
+    def subscribe(self, session: "Session", entry: SubEntry) -> bool:
+        """Add or replace; True when new."""
+
+    def unsubscribe(self, session: "Session", full_filter: str) -> bool: ...
+
+    def drop_session(self, session: "Session") -> None:
+        """Forget every subscription of a session that ended."""
+
+    def retained_for(self, topic_filter: str, now: float) -> list[Message]: ...
+
+
+class LocalRouter:
+    def __init__(self, sessions: dict[str, "Session"], subscriptions: SubscriptionStore,
+                 retained: RetainedStore, retain_available: bool = True) -> None:
+        self.sessions = sessions
+        self.subscriptions = subscriptions
+        self.retained = retained
+        self.retain_available = retain_available
+
+    def publish(self, msg: Message, now: float, publisher: "Connection | None" = None) -> int:
+        if msg.retain and self.retain_available:
+            self.retained.store(msg)
+        normal, shared = self.subscriptions.match(msg.topic)
+        if not normal and not shared:
+            return 0
+        sessions = self.sessions
+        cache: dict = {}
+        origin = msg.origin
+        mqos = msg.qos
+        mretain = msg.retain
+        count = 0
+        for t in normal:
+            if t.no_local and t.client_id == origin:
+                t = t.without_no_local()  # type: ignore[assignment]
+                if t is None:
+                    continue
+            session = sessions.get(t.client_id)
+            if session is None:
+                continue
+            qos = t.qos if t.qos < mqos else mqos
+            # [MQTT-3.3.1-9] RETAIN=0 to established subscriptions, unless
+            # Retain As Published (v5, 3.8.3.1).
+            session.deliver(msg, qos, mretain and t.retain_as_published, t.sub_ids, now, cache)
+            count += 1
+            conn = session.conn
+            if conn is not None and conn.congested and publisher is not None:
+                conn.block_publisher(publisher)
+        for group in shared:
+            picked = group.pick(sessions)
+            if picked is None:
+                continue
+            session, entry = picked
+            qos = entry.qos if entry.qos < mqos else mqos
+            sub_ids = (entry.sub_id,) if entry.sub_id is not None else None
+            session.deliver(msg, qos, mretain and entry.retain_as_published, sub_ids, now,
+                            cache, shared=group)
+            count += 1
+            conn = session.conn
+            if conn is not None and conn.congested and publisher is not None:
+                conn.block_publisher(publisher)
+        return count
+
+    def redistribute(self, deliveries: list, exclude: str, now: float) -> None:
+        """Give shared-subscription messages of a departed member to another member."""
+        for d in deliveries:
+            group = d.shared
+            if not group.members:
+                continue
+            picked = group.pick(self.sessions, exclude=exclude)
+            if picked is None:
+                continue
+            session, entry = picked
+            qos = entry.qos if entry.qos < d.msg.qos else d.msg.qos
+            sub_ids = (entry.sub_id,) if entry.sub_id is not None else None
+            session.deliver(d.msg, qos, d.retain, sub_ids, now, None, shared=group)
+
+    def subscribe(self, session: "Session", entry: SubEntry) -> bool:
+        full = entry.full_filter
+        session.subscriptions[full] = entry
+        return self.subscriptions.add(entry)
+
+    def unsubscribe(self, session: "Session", full_filter: str) -> bool:
+        entry = session.subscriptions.pop(full_filter, None)
+        if entry is None:
+            return False
+        return self.subscriptions.remove(entry.client_id, entry.topic_filter, entry.group)
+
+    def drop_session(self, session: "Session") -> None:
+        self.subscriptions.remove_all(session.subscriptions.values())
+        session.subscriptions.clear()
+
+    def retained_for(self, topic_filter: str, now: float) -> list[Message]:
+        return self.retained.match(topic_filter, now)

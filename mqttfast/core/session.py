@@ -1,0 +1,180 @@
+"""Session state that outlives a network connection (4.1), and outgoing QoS delivery.
+
+A session holds the client's subscriptions, the outgoing QoS 1/2 messages in
+flight (by packet id, in send order, for redelivery with DUP after a
+reconnect [MQTT-4.4.0-1]), the queue of QoS 1/2 messages waiting for the
+in-flight window or for the client to come back, and the packet ids of
+incoming QoS 2 messages that await PUBREL (exactly once, method B of 4.3.3:
+the message is forwarded on PUBLISH and the id remembered so a re-sent
+PUBLISH is not forwarded again).
+
+Queue limit (mosquitto's behaviour): when ``max_queued_messages`` or
+``max_queued_bytes`` is reached, the NEW message is dropped for this session
+and counted (``Session.dropped``, ``Stats.dropped_queue_full``). QoS 0
+messages are never queued for an offline client, and are dropped (counted in
+``Stats.dropped_qos0_buffer_full``) while the client's output buffer is over
+the hard limit.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING
+
+from .message import AWAIT_ACK, AWAIT_COMP, Delivery, Message
+from .subscriptions import SubEntry
+
+if TYPE_CHECKING:
+    from .broker import Broker
+    from .connection import Connection
+
+
+class Session:
+    __slots__ = ("client_id", "broker", "subscriptions", "inflight", "next_pid", "queue",
+                 "queued_bytes", "awaiting_pubrel", "expiry_interval", "expires_at", "conn",
+                 "pending_will", "will_at", "dropped", "created_at")
+
+    def __init__(self, client_id: str, broker: "Broker") -> None:
+        self.client_id = client_id
+        self.broker = broker
+        self.subscriptions: dict[str, SubEntry] = {}   # full filter ($share/.. included) -> entry
+        self.inflight: dict[int, Delivery] = {}         # packet id -> delivery, in send order
+        self.next_pid = 0
+        self.queue: deque[Delivery] = deque()
+        self.queued_bytes = 0
+        self.awaiting_pubrel: set[int] = set()          # incoming QoS 2 ids
+        self.expiry_interval = 0
+        self.expires_at: float | None = None            # set while offline
+        self.conn: Connection | None = None
+        self.pending_will: Message | None = None        # v5 delayed will
+        self.will_at: float | None = None
+        self.dropped = 0
+        self.created_at = broker.clock()
+
+    # -- outgoing -----------------------------------------------------------
+
+    def has_room(self) -> bool:
+        conn = self.conn
+        return (conn is not None and not self.queue
+                and len(self.inflight) < conn.send_window)
+
+    def alloc_pid(self) -> int:
+        """Next free packet id, skipping ids still in flight [MQTT-2.3.1-2]."""
+        pid = self.next_pid
+        inflight = self.inflight
+        while True:
+            pid = pid + 1 if pid < 65535 else 1
+            if pid not in inflight:
+                self.next_pid = pid
+                return pid
+
+    def deliver(self, msg: Message, qos: int, retain: bool, sub_ids: tuple[int, ...] | None,
+                now: float, cache: dict | None = None, shared: object | None = None) -> None:
+        """Send now, queue, or drop one message for this client."""
+        conn = self.conn
+        if qos == 0:
+            if conn is not None:
+                conn.send_qos0(msg, retain, sub_ids, now, cache)
+            return
+        if (conn is not None and not self.queue and len(self.inflight) < conn.send_window
+                and not conn.over_hard_limit()):
+            self._send_new(conn, Delivery(msg, qos, retain, sub_ids, shared), now, cache)
+        else:
+            self.enqueue(Delivery(msg, qos, retain, sub_ids, shared))
+
+    def _send_new(self, conn: "Connection", d: Delivery, now: float, cache: dict | None) -> None:
+        parts = conn.encode_publish(d.msg, d.qos, d.retain, d.sub_ids, False, now, cache)
+        if parts is None:
+            return  # too large for this client or expired: treated as delivered
+        pid = self.alloc_pid()
+        self.inflight[pid] = d
+        conn.write_publish(parts, pid)
+
+    def enqueue(self, d: Delivery) -> bool:
+        settings = self.broker.settings
+        limit = settings.max_queued_messages
+        blimit = settings.max_queued_bytes
+        size = len(d.msg.payload)
+        if (limit and len(self.queue) >= limit) or (blimit and self.queued_bytes + size > blimit):
+            self.dropped += 1
+            self.broker.stats.dropped_queue_full += 1
+            return False
+        self.queue.append(d)
+        self.queued_bytes += size
+        return True
+
+    def pump(self, now: float) -> None:
+        """Move queued messages into the in-flight window, oldest first [MQTT-4.6.0-*]."""
+        conn = self.conn
+        if conn is None:
+            return
+        queue = self.queue
+        window = conn.send_window
+        inflight = self.inflight
+        while queue and len(inflight) < window and not conn.over_hard_limit():
+            d = queue.popleft()
+            self.queued_bytes -= len(d.msg.payload)
+            msg = d.msg
+            if msg.expires_at is not None and now >= msg.expires_at:
+                self.broker.stats.dropped_expired += 1
+                continue
+            self._send_new(conn, d, now, None)
+
+    def resend_inflight(self, conn: "Connection", now: float) -> None:
+        """On session resumption: PUBLISH again with DUP=1 what was not acknowledged,
+        PUBREL again what awaits PUBCOMP, in the original order [MQTT-4.4.0-1]."""
+        for pid, d in list(self.inflight.items()):
+            if d.state == AWAIT_ACK:
+                parts = conn.encode_publish(d.msg, d.qos, d.retain, d.sub_ids, True, now, None,
+                                            allow_expired=True)
+                if parts is None:
+                    del self.inflight[pid]
+                    continue
+                conn.write_publish(parts, pid)
+            else:
+                conn.send_pubrel(pid)
+
+    # -- acknowledgements ---------------------------------------------------
+
+    def puback(self, pid: int, now: float) -> bool:
+        d = self.inflight.get(pid)
+        if d is None or d.qos != 1:
+            return False
+        del self.inflight[pid]
+        self.pump(now)
+        return True
+
+    def pubrec(self, pid: int, failed: bool, now: float) -> bool:
+        """True if the id is known. A failure reason code ends the flow (4.3.3)."""
+        d = self.inflight.get(pid)
+        if d is None or d.qos != 2:
+            return False
+        if failed:
+            del self.inflight[pid]
+            self.pump(now)
+        else:
+            d.state = AWAIT_COMP
+        return True
+
+    def pubcomp(self, pid: int, now: float) -> bool:
+        d = self.inflight.get(pid)
+        if d is None or d.state != AWAIT_COMP:
+            return False
+        del self.inflight[pid]
+        self.pump(now)
+        return True
+
+    def take_shared_deliveries(self, include_inflight: bool) -> list[Delivery]:
+        """Remove and return messages that came through shared subscriptions, so
+        another member can have them (4.8.2). In-flight QoS 2 messages past PUBREC
+        stay: the client already has them."""
+        out = [d for d in self.queue if d.shared is not None]
+        if out:
+            self.queue = deque(d for d in self.queue if d.shared is None)
+            self.queued_bytes = sum(len(d.msg.payload) for d in self.queue)
+        if include_inflight:
+            for pid, d in list(self.inflight.items()):
+                if d.shared is not None and d.state == AWAIT_ACK:
+                    del self.inflight[pid]
+                    out.append(d)
+        return out

@@ -1,0 +1,63 @@
+"""Every broker knob in one dataclass, with defaults that match mosquitto where it has one.
+
+The app layer (CLI today, config file later) builds a :class:`BrokerSettings`;
+the core and transport only read it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mqttfast.codec.constants import MAX_PACKET_SIZE, SESSION_EXPIRY_NEVER
+
+
+@dataclass(slots=True)
+class BrokerSettings:
+    # Listener (used by the transport/app layers).
+    host: str = "0.0.0.0"
+    port: int = 1883
+
+    # Connection life.
+    connect_timeout: float = 10.0          # seconds from TCP accept to a complete CONNECT
+    keepalive_factor: float = 1.5          # [MQTT-3.1.2-24]
+    max_keepalive: int = 65535             # v5 clients asking for more get Server Keep Alive
+    server_keep_alive: int | None = None   # force this keep alive on v5 clients (CONNACK property)
+    allow_zero_length_client_id: bool = True
+    client_id_prefix: str = "auto-"        # prefix of assigned client identifiers
+
+    # Packet and flow limits.
+    max_packet_size: int = MAX_PACKET_SIZE  # inbound limit; told to v5 clients when lower
+    max_inflight: int = 20                 # outbound QoS 1/2 window per client (mosquitto: 20); 0 = 65535
+    max_queued_messages: int = 1000        # per session, QoS 1/2 waiting for the window or offline
+    max_queued_bytes: int = 0              # payload bytes per session queue; 0 = no byte limit
+    receive_maximum: int = 65535           # inbound unacknowledged QoS 2 per client (CONNACK)
+    topic_alias_maximum: int = 10          # aliases a v5 client may use toward us (CONNACK)
+    outgoing_topic_aliases: bool = True    # assign aliases toward v5 clients that allow them
+    maximum_qos: int = 2
+
+    # Output back-pressure (bytes per connection).
+    output_high_water: int = 256 * 1024    # above: publishers feeding this client are paused
+    output_hard_limit: int = 8 * 1024 * 1024  # above: QoS 0 dropped, QoS 1/2 held in the queue
+
+    # Sessions.
+    max_session_expiry: int = SESSION_EXPIRY_NEVER  # cap on what v5 clients may ask
+    # Session expiry used for MQTT 3.1/3.1.1 clean_session=0 sessions (mosquitto's
+    # persistent_client_expiration; never by default).
+    persistent_session_expiry: int = SESSION_EXPIRY_NEVER
+
+    # Features advertised in CONNACK (v5) and enforced for every version.
+    retain_available: bool = True
+    wildcard_subscription_available: bool = True
+    subscription_identifier_available: bool = True
+    shared_subscription_available: bool = True
+    response_information: str | None = None  # sent when a v5 client requests it
+
+    # $SYS.
+    sys_interval: float = 10.0             # seconds; 0 disables $SYS
+
+    # Internals.
+    match_cache_size: int = 4096           # topics whose subscriber list is cached
+
+    @property
+    def inflight_window(self) -> int:
+        return self.max_inflight if self.max_inflight > 0 else 65535

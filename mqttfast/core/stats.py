@@ -1,0 +1,18 @@
+"""Broker-wide counters, read by $SYS (and later metrics)."""
+
+from __future__ import annotations
+
+
+class Stats:
+    __slots__ = ("messages_received", "messages_sent", "publish_received", "publish_sent",
+                 "bytes_received", "bytes_sent", "publish_dropped", "dropped_qos0_buffer_full",
+                 "dropped_queue_full", "dropped_too_large", "dropped_expired",
+                 "clients_total_ever", "clients_maximum", "sessions_expired",
+                 "protocol_errors", "connections_accepted")
+
+    def __init__(self) -> None:
+        for name in self.__slots__:
+            setattr(self, name, 0)
+
+    def as_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.__slots__}

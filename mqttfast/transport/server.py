@@ -1,0 +1,73 @@
+"""Start and stop listeners around one core Broker; the periodic tick."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from mqttfast.core.broker import Broker
+
+from .tcp import Flusher, MQTTProtocol
+
+log = logging.getLogger("mqttfast.transport")
+
+TICK_INTERVAL = 0.5  # seconds; keep-alive and expiry granularity
+
+
+class MQTTServer:
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self.servers: list[asyncio.base_events.Server] = []
+        self._tick_task: asyncio.Task | None = None
+        self.flusher: Flusher | None = None
+
+    async def start(self, host: str, port: int) -> list[tuple[str, int]]:
+        loop = asyncio.get_running_loop()
+        self.flusher = Flusher(loop)
+        broker = self.broker
+        flusher = self.flusher
+        server = await loop.create_server(lambda: MQTTProtocol(broker, flusher), host, port,
+                                          reuse_address=True, backlog=1024)
+        self.servers.append(server)
+        if self._tick_task is None:
+            self._tick_task = asyncio.ensure_future(self._ticker())
+        return [s.getsockname()[:2] for s in server.sockets]
+
+    async def _ticker(self) -> None:
+        broker = self.broker
+        while True:
+            await asyncio.sleep(TICK_INTERVAL)
+            try:
+                broker.tick(broker.clock())
+            except Exception:
+                log.exception("tick failed")
+
+    async def stop(self) -> None:
+        for server in self.servers:
+            server.close()
+        self.broker.shutdown()
+        if self.flusher is not None:
+            self.flusher.flush()
+        if self._tick_task is not None:
+            self._tick_task.cancel()
+            self._tick_task = None
+        for server in self.servers:
+            try:
+                await asyncio.wait_for(server.wait_closed(), 2.0)
+            except (asyncio.TimeoutError, Exception):
+                pass
+        self.servers.clear()
+        await asyncio.sleep(0)  # let transports close
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop when importable, else the default loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+__all__ = ["MQTTServer", "new_event_loop", "time"]

@@ -1,0 +1,168 @@
+"""MQTT over TCP: one asyncio.Protocol per connection, one codec Decoder each.
+
+The protocol owns the socket side of the core <-> transport seam: it feeds
+decoded packets to the core connection and gives the core a :class:`BatchedSink`
+whose writes are collected and flushed once per event-loop turn (one
+``writelines`` per connection per turn, however many messages fan out).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from mqttfast.codec import Decoder, MQTTError
+
+if TYPE_CHECKING:
+    from mqttfast.core.broker import Broker
+    from mqttfast.core.connection import Connection
+
+log = logging.getLogger("mqttfast.transport")
+
+
+class Flusher:
+    """Flushes every sink written to during this loop turn, with one call_soon."""
+
+    __slots__ = ("loop", "dirty", "scheduled")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.dirty: list[BatchedSink] = []
+        self.scheduled = False
+
+    def mark(self, sink: "BatchedSink") -> None:
+        self.dirty.append(sink)
+        if not self.scheduled:
+            self.scheduled = True
+            self.loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self.scheduled = False
+        dirty = self.dirty
+        self.dirty = []
+        for sink in dirty:
+            sink.flush()
+
+
+class BatchedSink:
+    __slots__ = ("transport", "flusher", "buf", "pending", "closing", "protocol")
+
+    def __init__(self, transport: asyncio.Transport, flusher: Flusher, protocol: "MQTTProtocol") -> None:
+        self.transport = transport
+        self.flusher = flusher
+        self.buf: list[bytes] = []
+        self.pending = 0
+        self.closing = False
+        self.protocol = protocol
+
+    def write(self, data: bytes) -> None:
+        if self.closing:
+            return
+        if not self.buf:
+            self.flusher.mark(self)
+        self.buf.append(data)
+        self.pending += len(data)
+
+    def writelines(self, parts: Any) -> None:
+        if self.closing:
+            return
+        if not self.buf:
+            self.flusher.mark(self)
+        buf = self.buf
+        for part in parts:
+            if part:
+                buf.append(part)
+                self.pending += len(part)
+
+    def flush(self) -> None:
+        buf = self.buf
+        if not buf:
+            return
+        self.buf = []
+        self.pending = 0
+        if self.transport.is_closing():
+            return
+        if len(buf) == 1:
+            self.transport.write(buf[0])
+        else:
+            self.transport.writelines(buf)
+
+    def close(self) -> None:
+        if self.closing:
+            return
+        self.flush()
+        self.closing = True
+        self.transport.close()
+
+    def pause_reading(self) -> None:
+        if not self.closing and not self.transport.is_closing():
+            self.transport.pause_reading()
+            self.protocol.reading_paused = True
+
+    def resume_reading(self) -> None:
+        if self.protocol.reading_paused and not self.transport.is_closing():
+            self.protocol.reading_paused = False
+            self.transport.resume_reading()
+
+    def get_write_buffer_size(self) -> int:
+        return self.transport.get_write_buffer_size() + self.pending
+
+
+class MQTTProtocol(asyncio.Protocol):
+    def __init__(self, broker: "Broker", flusher: Flusher) -> None:
+        self.broker = broker
+        self.flusher = flusher
+        self.decoder = Decoder(None, broker.settings.max_packet_size)
+        self.conn: Connection | None = None
+        self.sink: BatchedSink | None = None
+        self.reading_paused = False
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple):
+            peer_s = f"{peer[0]}:{peer[1]}"
+        else:
+            peer_s = str(peer)
+        settings = self.broker.settings
+        transport.set_write_buffer_limits(high=settings.output_high_water)
+        self.sink = BatchedSink(transport, self.flusher, self)
+        self.conn = self.broker.connection_made(self.sink, peer_s)
+
+    def data_received(self, data: bytes) -> None:
+        conn = self.conn
+        if conn is None or conn.state == 3:
+            return
+        self.broker.stats.bytes_received += len(data)
+        try:
+            pkts = self.decoder.feed(data)
+        except MQTTError as err:
+            if err.packets:
+                conn.packets_received(err.packets)
+            if conn.state != 3:
+                conn.protocol_violation(err, self.decoder.protocol_version)
+            return
+        except Exception:  # the decoder promises MQTTError only; stay alive regardless
+            log.exception("decoder failure for %s; closing", conn.peer)
+            conn.close(0x81)
+            return
+        if pkts:
+            conn.packets_received(pkts)
+
+    def eof_received(self) -> bool:
+        return False  # close the transport; connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        conn = self.conn
+        if conn is not None:
+            conn.connection_lost()
+        if self.sink is not None:
+            self.sink.closing = True
+
+    def pause_writing(self) -> None:
+        if self.conn is not None:
+            self.conn.writing_paused()
+
+    def resume_writing(self) -> None:
+        if self.conn is not None:
+            self.conn.writing_resumed()
