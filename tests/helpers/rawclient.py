@@ -260,10 +260,20 @@ class RawClient:
         self.send_packet(Pingreq())
         return self.recv_until(Pingresp, timeout)
 
-    def disconnect(self, reason_code: int = 0, properties: Properties | None = None) -> None:
-        """Send DISCONNECT and close the socket (graceful)."""
+    def disconnect(self, reason_code: int = 0, properties: Properties | None = None,
+                   wait: float = 1.0) -> None:
+        """Send DISCONNECT, wait (up to ``wait`` s) for the server to close its side,
+        so the server has processed it before the test goes on, then close."""
         try:
             self.send_packet(Disconnect(reason_code=reason_code, properties=properties))
+            deadline = time.monotonic() + wait
+            while not self.closed_by_peer and time.monotonic() < deadline:
+                try:
+                    self._read_more(deadline)
+                except (socket.timeout, OSError):
+                    break
+        except OSError:
+            pass
         finally:
             self.close()
 
