@@ -1,0 +1,337 @@
+"""Publish/subscribe, QoS flows, retained messages, sessions and queues (3.1.1 rules)."""
+
+from __future__ import annotations
+
+from mqttfast.codec.packets import Unsuback
+
+from .conftest import (Disconnect, Puback, Pubcomp, Publish, Pubrec, Pubrel, Subscription,
+                       Unsubscribe)
+
+
+def test_wildcards_and_exact(client):
+    s = client(4)
+    s.connect("s")
+    s.subscribe(("a/+/c", 0), ("x/#", 0))
+    p = client(4)
+    p.connect("p")
+    for t in ("a/b/c", "a/b/d", "x", "x/y/z", "a/c"):
+        p.publish(t, b"m")
+    assert [m.topic for m in s.publishes()] == ["a/b/c", "x", "x/y/z"]
+
+
+def test_dollar_topics_not_matched_by_leading_wildcards(client, broker):
+    """[MQTT-4.7.2-1] '#' and '+/...' do not match topics starting with '$'."""
+    s = client(4)
+    s.connect("s")
+    s.subscribe("#", "+/x", "$foo/#")
+    # $foo/x matches only "$foo/#"; bar/x matches "#" and "+/x": one copy each.
+    broker.publish("$foo/x", b"1")
+    broker.publish("bar/x", b"2")
+    assert [m.payload for m in s.publishes()] == [b"1", b"2"]
+
+
+def test_overlapping_subscriptions_one_copy_max_qos(client):
+    """[MQTT-3.3.5-1] overlapping filters: one copy at the highest granted QoS."""
+    s = client(4)
+    s.connect("s")
+    s.subscribe(("a/#", 0), ("a/+", 2), ("a/b", 1))
+    p = client(4)
+    p.connect("p")
+    p.publish("a/b", b"x", qos=2)
+    p.send(Pubrel(1))
+    got = s.publishes()
+    assert len(got) == 1 and got[0].qos == 2
+
+
+def test_qos_downgrade_to_granted(client):
+    """[MQTT-3.8.4-6] delivery at min(published QoS, granted QoS)."""
+    s = client(4)
+    s.connect("s")
+    s.subscribe(("a", 1))
+    p = client(4)
+    p.connect("p")
+    p.publish("a", b"x", qos=2)
+    (m,) = s.publishes()
+    assert m.qos == 1 and m.packet_id != 0
+    p.publish("a", b"y", qos=0)
+    (m,) = s.publishes()
+    assert m.qos == 0
+
+
+def test_qos1_flow_and_puback(client):
+    """[MQTT-4.3.2-*] QoS 1: PUBACK to the publisher, PUBLISH with packet id to the subscriber."""
+    s = client(4)
+    s.connect("s")
+    s.subscribe(("a", 1))
+    p = client(4)
+    p.connect("p")
+    acks = p.publish("a", b"x", qos=1, packet_id=77)
+    assert [(type(a), a.packet_id) for a in acks] == [(Puback, 77)]
+    (m,) = s.publishes()
+    s.send(Puback(m.packet_id))
+    assert broker_inflight(s) == 0
+
+
+def broker_inflight(c) -> int:
+    return len(c.conn.session.inflight)
+
+
+def test_qos2_inbound_exactly_once(client):
+    """[MQTT-4.3.3-*] a re-sent QoS 2 PUBLISH before PUBREL is not forwarded again."""
+    s = client(4)
+    s.connect("s")
+    s.subscribe(("a", 2))
+    p = client(4)
+    p.connect("p")
+    assert [type(x) for x in p.publish("a", b"x", qos=2, packet_id=5)] == [Pubrec]
+    p.send(Publish("a", b"x", 2, False, True, 5))  # DUP re-send
+    assert [type(x) for x in p.received()] == [Pubrec]
+    p.send(Pubrel(5))
+    assert [(type(x), x.packet_id) for x in p.received()] == [(Pubcomp, 5)]
+    assert len(s.publishes()) == 1
+    # The id is free again: a new message with id 5 is a new message.
+    p.publish("a", b"y", qos=2, packet_id=5)
+    assert [m.payload for m in s.publishes()] == [b"y"]
+
+
+def test_qos2_outbound_flow(client):
+    s = client(4)
+    s.connect("s")
+    s.subscribe(("a", 2))
+    p = client(4)
+    p.connect("p")
+    p.publish("a", b"x", qos=2)
+    (m,) = s.publishes()
+    s.send(Pubrec(m.packet_id))
+    (rel,) = s.received()
+    assert isinstance(rel, Pubrel) and rel.packet_id == m.packet_id
+    s.send(Pubcomp(m.packet_id))
+    assert broker_inflight(s) == 0
+
+
+def test_qos2_inbound_state_survives_reconnect(client):
+    """[MQTT-4.3.3-*] PUBREL after a reconnect of a persistent session completes the flow
+    without a second delivery."""
+    s = client(4)
+    s.connect("s")
+    s.subscribe(("a", 0))
+    p = client(4)
+    p.connect("pub", clean=False)
+    p.publish("a", b"once", qos=2, packet_id=9)
+    p.conn.connection_lost()
+    p = client(4)
+    assert p.connect("pub", clean=False).session_present
+    p.send(Publish("a", b"once", 2, False, True, 9))
+    assert [type(x) for x in p.received()] == [Pubrec]
+    p.send(Pubrel(9))
+    assert [type(x) for x in p.received()] == [Pubcomp]
+    assert [m.payload for m in s.publishes()] == [b"once"]
+
+
+def test_redelivery_with_dup_after_reconnect(client):
+    """[MQTT-4.4.0-1] unacknowledged PUBLISH re-sent with DUP=1 on session resumption;
+    [MQTT-3.3.1-1] DUP set; PUBREL re-sent for messages past PUBREC."""
+    s = client(4)
+    s.connect("s", clean=False)
+    s.subscribe(("a", 2), ("b", 1))
+    p = client(4)
+    p.connect("p")
+    p.publish("a", b"q2", qos=2)
+    p.publish("b", b"q1", qos=1)
+    m2, m1 = s.publishes()
+    s.send(Pubrec(m2.packet_id))
+    assert isinstance(s.received()[0], Pubrel)
+    s.conn.connection_lost()
+    s = client(4)
+    assert s.connect("s", clean=False).session_present
+    pkts = s.received()
+    assert [(type(x).__name__, x.packet_id) for x in pkts] == [
+        ("Pubrel", m2.packet_id), ("Publish", m1.packet_id)]
+    assert pkts[1].dup is True and pkts[1].payload == b"q1"
+    s.send(Pubcomp(m2.packet_id), Puback(m1.packet_id))
+    assert broker_inflight(s) == 0
+
+
+def test_offline_queue_delivered_in_order(client):
+    """[MQTT-4.6.0-*] messages queued for an offline persistent session arrive in order;
+    QoS 0 is not queued for an offline client."""
+    s = client(4)
+    s.connect("s", clean=False)
+    s.subscribe(("t", 1))
+    s.send(Disconnect())
+    p = client(4)
+    p.connect("p")
+    for i in range(5):
+        p.publish("t", str(i).encode(), qos=1)
+    p.publish("t", b"q0", qos=0)
+    s = client(4)
+    s.connect("s", clean=False)
+    got = s.publishes()
+    assert [m.payload for m in got] == [b"0", b"1", b"2", b"3", b"4"]
+    assert all(not m.dup for m in got)
+
+
+def test_inflight_window_and_ordering(make_broker, core_impl):
+    """max_inflight bounds unacknowledged QoS 1 messages; the rest follow in order."""
+    from .conftest import FakeClient
+
+    b = make_broker(max_inflight=2)
+    s = FakeClient(b, core_impl, 4)
+    s.connect("s")
+    s.subscribe(("t", 1))
+    p = FakeClient(b, core_impl, 4)
+    p.connect("p")
+    for i in range(5):
+        p.publish("t", str(i).encode(), qos=1)
+    got = s.publishes()
+    assert [m.payload for m in got] == [b"0", b"1"]
+    s.send(Puback(got[0].packet_id))
+    got2 = s.publishes()
+    assert [m.payload for m in got2] == [b"2"]
+    s.send(Puback(got[1].packet_id), Puback(got2[0].packet_id))
+    assert [m.payload for m in s.publishes()] == [b"3", b"4"]
+
+
+def test_offline_queue_limit_drops_newest_and_counts(make_broker, core_impl):
+    """Queue bound: at max_queued_messages new messages are dropped (mosquitto) and counted."""
+    from .conftest import FakeClient
+
+    b = make_broker(max_queued_messages=3)
+    s = FakeClient(b, core_impl, 4)
+    s.connect("s", clean=False)
+    s.subscribe(("t", 1))
+    s.send(Disconnect())
+    p = FakeClient(b, core_impl, 4)
+    p.connect("p")
+    for i in range(5):
+        p.publish("t", str(i).encode(), qos=1)
+    assert b.stats.dropped_queue_full == 2 and b.sessions["s"].dropped == 2
+    s = FakeClient(b, core_impl, 4)
+    s.connect("s", clean=False)
+    assert [m.payload for m in s.publishes()] == [b"0", b"1", b"2"]
+
+
+def test_retained_semantics(client):
+    """[MQTT-3.3.1-5] stored, [MQTT-3.3.1-6] sent on subscribe with RETAIN=1 [MQTT-3.3.1-8],
+    replaced by newer, [MQTT-3.3.1-10/11] deleted by empty payload, [MQTT-3.3.1-9] live
+    deliveries carry RETAIN=0 (3.1.1)."""
+    p = client(4)
+    p.connect("p")
+    p.publish("r/a", b"1", qos=1, retain=True)
+    p.publish("r/a", b"2", qos=1, retain=True)
+    p.publish("r/b", b"3", qos=0, retain=True)
+    s = client(4)
+    s.connect("s")
+    s.subscribe(("r/+", 2))
+    got = sorted((m.topic, m.payload, m.qos, m.retain) for m in s.after_suback)
+    assert got == [("r/a", b"2", 1, True), ("r/b", b"3", 0, True)]
+    s.ack_all(s.after_suback)
+    p.publish("r/a", b"live", qos=0, retain=True)
+    (live,) = s.publishes()
+    assert live.retain is False
+    p.publish("r/a", b"", qos=0, retain=True)
+    (empty,) = s.publishes()
+    assert empty.payload == b""
+    s2 = client(4)
+    s2.connect("s2")
+    s2.subscribe("r/#")
+    assert [m.topic for m in s2.after_suback] == ["r/b"]
+
+
+def test_retained_wildcard_filters_and_dollar(client, broker):
+    broker.publish("$SYS/x", b"s", retain=True)
+    broker.publish("a", b"1", retain=True)
+    broker.publish("a/b/c", b"2", retain=True)
+    s = client(4)
+    s.connect("s")
+    s.subscribe("#")
+    assert sorted(m.topic for m in s.after_suback) == ["a", "a/b/c"]
+    s.subscribe("a/#")
+    assert sorted(m.topic for m in s.after_suback) == ["a", "a/b/c"]
+    s.subscribe("+/+/c")
+    assert [m.topic for m in s.after_suback] == ["a/b/c"]
+    s.subscribe("$SYS/#")
+    assert [m.topic for m in s.after_suback] == ["$SYS/x"]
+
+
+def test_suback_codes_per_filter_311(client):
+    """[MQTT-3.9.3-1] one return code per filter, in order; 0x80 for a refused filter."""
+    s = client(4)
+    s.connect("s")
+    ack = s.subscribe(("a", 2), ("a/#/b", 1), ("c", 1))
+    assert ack.reason_codes == [2, 0x80, 1]
+
+
+def test_unsubscribe_stops_delivery(client):
+    """[MQTT-3.10.4-1/4/5] UNSUBACK always; no more messages after unsubscribing."""
+    s = client(4)
+    s.connect("s")
+    s.subscribe("a")
+    s.send(Unsubscribe(7, ["a", "never"]))
+    (ack,) = s.received()
+    assert isinstance(ack, Unsuback) and ack.packet_id == 7
+    p = client(4)
+    p.connect("p")
+    p.publish("a", b"x")
+    assert s.received() == []
+
+
+def test_resubscribe_replaces(client, broker):
+    """[MQTT-3.8.4-3] same filter again replaces the subscription (new QoS), one entry."""
+    s = client(4)
+    s.connect("s")
+    s.subscribe(("a", 0))
+    s.subscribe(("a", 1))
+    assert broker.subscriptions.count == 1
+    broker.publish("a", b"x", qos=1)
+    (m,) = s.publishes()
+    assert m.qos == 1
+
+
+def test_sys_topics_published(make_broker, core_impl, clock):
+    from .conftest import FakeClient
+
+    b = make_broker(sys_interval=10)
+    s = FakeClient(b, core_impl, 4)
+    s.connect("s")
+    s.subscribe("$SYS/broker/#")
+    b.tick()
+    topics = {m.topic: m.payload for m in s.publishes()}
+    assert topics["$SYS/broker/version"].startswith(b"mqttfast version")
+    assert topics["$SYS/broker/clients/connected"] == b"1"
+    assert "$SYS/broker/load/messages/received/1min" in topics
+    clock.advance(5)
+    b.tick()
+    assert s.received() == []
+    clock.advance(5)
+    b.tick()
+    assert "$SYS/broker/uptime" in {m.topic for m in s.publishes()}
+
+
+def test_client_cannot_publish_to_sys(client):
+    s = client(4)
+    s.connect("s")
+    s.subscribe("$SYS/#")
+    p = client(4)
+    p.connect("p")
+    p.publish("$SYS/broker/version", b"fake", qos=1)
+    assert s.received() == []
+
+
+def test_fanout_encodes_once_per_shape(client):
+    """The same head bytes are written to every subscriber of one shape."""
+    subs = []
+    for i in range(3):
+        c = client(4)
+        c.connect(f"s{i}")
+        c.subscribe(("t", 1))
+        subs.append(c)
+    seen = []
+    for c in subs:
+        c.sink.writelines = lambda parts, c=c: seen.append(tuple(parts))
+    p = client(4)
+    p.connect("p")
+    p.publish("t", b"payload", qos=1)
+    assert len(seen) == 3
+    assert seen[0][0] is seen[1][0] is seen[2][0]
+    assert len({s[1] for s in seen}) in (1, 2, 3)
