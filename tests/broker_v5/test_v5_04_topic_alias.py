@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from mqttfast.codec.packets import Properties, Publish
 
 
@@ -41,6 +43,8 @@ def test_client_alias_can_be_remapped(v5):
         ("tar/a", b"1"), ("tar/b", b"2"), ("tar/b", b"3")]
 
 
+@pytest.mark.mosquitto_deviation(
+    'mosquitto 2.0.11 answers Topic Alias 0 with DISCONNECT 0x81 (the packet is well formed)')
 def test_alias_zero_is_topic_alias_invalid(v5):
     """[MQTT-3.3.2-8] A Topic Alias of 0 is not allowed: the server sends
     DISCONNECT 0x94 (Topic Alias invalid) and closes (3.3.2.3.4)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import time
 
 from mqttfast.codec.packets import Properties, Will
@@ -39,6 +41,8 @@ def test_will_cancelled_when_session_resumed_in_time(v5):
     w.expect_no_packet(1.6)
 
 
+@pytest.mark.mosquitto_deviation(
+    'mosquitto 2.0.11 holds the will for the Will Delay even though Session Expiry 0 ends the session')
 def test_will_at_once_when_session_expiry_zero(v5):
     """[MQTT-3.1.2-8] 3.1.3.2.2: the will goes out at the earlier of the delay
     and the session end; Session Expiry 0 ends the session at disconnect, so a
@@ -96,6 +100,18 @@ def test_will_retain_and_qos(v5):
     assert (pub.payload, pub.retain, pub.qos) == (b"ret", True, 1)
 
 
+def test_will_on_malformed_packet(v5):
+    """[MQTT-3.1.2-8] 4.13: a connection closed because of a malformed packet is
+    not a normal DISCONNECT: the will is published."""
+    w = _watch(v5, "wmf/t")
+    c = v5("wmf", will=Will("wmf/t", b"err"))
+    c.send(bytes([0x30, 5, 0, 2, 0xC3, 0x28, 0]))  # topic is not UTF-8
+    c.expect_closed()  # the reason code (0x81) is checked in test_v5_09_reason_codes
+    assert w.recv_publish().payload == b"err"
+
+
+@pytest.mark.mosquitto_deviation(
+    "mosquitto 2.0.11 discards the will when it closes a connection for a second CONNECT")
 def test_will_on_protocol_error(v5):
     """[MQTT-3.1.2-8] [MQTT-3.1.0-2]: a connection closed for a protocol error
     (second CONNECT) is not a normal DISCONNECT: the will is published."""
@@ -104,14 +120,27 @@ def test_will_on_protocol_error(v5):
     w = _watch(v5, "wpe/t")
     c = v5("wpe", will=Will("wpe/t", b"err"))
     c.send_packet(Connect(client_id="wpe", protocol_version=5))
-    assert c.expect_closed() == 0x82
+    c.expect_closed()  # the reason code (0x82) is checked in test_v5_09_reason_codes
     assert w.recv_publish().payload == b"err"
 
 
-def test_will_on_takeover_with_delay_zero(v5):
-    """[MQTT-3.1.2-8] 3.1.4: takeover closes the old connection; with Will Delay
-    0 its will is published (the new connection takes a new will)."""
+def test_will_on_takeover_with_clean_start(v5):
+    """[MQTT-3.1.2-8] 3.1.4: a takeover with Clean Start 1 closes the old
+    connection and ends its session: its will (no delay) is published."""
     w = _watch(v5, "wto/t")
     v5("wto", session_expiry=60, will=Will("wto/t", b"old"))
-    v5("wto", clean_start=False, session_expiry=60)
+    v5("wto", clean_start=True, session_expiry=60)
+    assert w.recv_publish().payload == b"old"
+
+
+@pytest.mark.mosquitto_deviation(
+    "mosquitto 2.0.11 never publishes a delayed will whose session a Clean Start takeover ended")
+def test_delayed_will_on_takeover_with_clean_start(v5):
+    """[MQTT-3.1.2-8] 3.1.3.2.2: the will goes out at the earlier of the Will
+    Delay and the session end; a Clean Start 1 takeover ends the old session
+    at once, so even a 30 s delayed will is published now."""
+    w = _watch(v5, "wtod/t")
+    v5("wtod", session_expiry=60, will=Will("wtod/t", b"old", properties=Properties(
+        will_delay_interval=30)))
+    v5("wtod", clean_start=True, session_expiry=60)
     assert w.recv_publish().payload == b"old"
