@@ -86,6 +86,9 @@ class OptionalBuildExt(build_ext):
             flags = ["/O2"]
         else:
             flags = ["-O3", "-Wno-unused-function"]
+            # Small wheels by default; MQTTFAST_DEBUG=1 keeps symbols for perf/gdb.
+            if os.environ.get("MQTTFAST_DEBUG", "") in ("", "0"):
+                flags.append("-g0")
         for ext in self.extensions:
             ext.extra_compile_args = list(ext.extra_compile_args or []) + flags
         super().build_extensions()
