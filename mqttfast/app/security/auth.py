@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import ipaddress
 import logging
 import os
 from collections.abc import Iterable, Mapping
@@ -103,8 +104,23 @@ def connack_code_v311(reason: int) -> int:
 
 
 def _peer_host(peer: Peer) -> str | None:
+    """The address part of a peer: ``(host, port, ...)``, ``"host:port"``, ``"[v6]:port"``,
+    a bare address, or a unix socket path."""
     if isinstance(peer, tuple):
         return str(peer[0]) if peer else None
+    if not peer:
+        return None
+    if peer.startswith("["):
+        return peer[1:].partition("]")[0]
+    # The transport writes "host:port" without brackets, so "::1:5555" is ambiguous;
+    # IPv6 sources are keyed by /64 anyway, which makes the last group irrelevant.
+    host, sep, port = peer.rpartition(":")
+    if sep and port.isdigit():
+        try:
+            ipaddress.ip_address(host.split("%", 1)[0])
+            return host
+        except ValueError:
+            pass
     return peer
 
 
