@@ -417,6 +417,23 @@ def draw_chart(path: Path, cells: list[Cell], brokers: list[dict[str, Any]], med
     return f"chart: {path}"
 
 
+README = REPO / "benchmarks" / "README.md"
+_START, _END = "<!-- latest-table -->", "<!-- /latest-table -->"
+
+
+def update_readme(text: str) -> str:
+    """Put the latest full table between the markers of benchmarks/README.md."""
+    try:
+        doc = README.read_text()
+    except OSError as exc:
+        return f"README not updated: {exc}"
+    i, j = doc.find(_START), doc.find(_END)
+    if i < 0 or j < i:
+        return "README not updated: markers not found"
+    README.write_text(doc[:i + len(_START)] + "\n" + text + "\n" + doc[j:])
+    return f"updated {README}"
+
+
 # --------------------------------------------------------------------------- main
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -522,6 +539,8 @@ def main(argv: list[str] | None = None) -> int:
         (a.out / "compare-latest.json").write_text(json.dumps(result, indent=1) + "\n")
         (a.out / "compare-latest.md").write_text(header + "\n\n" + table + "\n")
         print(f"\nresults: {a.out / 'compare-latest.json'}, {a.out / 'compare-latest.md'}")
+        if a.out.resolve() == RESULTS_DIR.resolve() and not a.cells and not a.brokers:
+            print(update_readme(header + "\n\n" + table))
         print(draw_chart(a.out / "compare-latest.png", cells, binfo, medians, stamp + " - " + machine))
         return 0
     finally:
