@@ -25,8 +25,8 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 10.
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"mosquitto exited with {proc.returncode}: "
-                               f"{proc.stderr.read().decode(errors='replace') if proc.stderr else ''}")
+            err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+            raise RuntimeError(f"mosquitto exited with {proc.returncode}: {err}")
         with socket.socket() as s:
             s.settimeout(0.5)
             if s.connect_ex(("127.0.0.1", port)) == 0:

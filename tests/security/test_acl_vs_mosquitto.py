@@ -9,7 +9,6 @@ publish there in mosquitto at all.)
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt

@@ -180,3 +180,15 @@ def test_binary_password_bytes_are_hashed_exactly() -> None:
     pf.set("bin", b"\xff\xfe\x01", iterations=1000)
     assert pf.verify("bin", b"\xff\xfe\x01")
     assert not pf.verify("bin", b"\xff\xfe")
+
+
+def test_unknown_user_costs_a_hash_like_a_known_one() -> None:
+    """No username oracle: the dummy entry uses the file's most common scheme and cost."""
+    pf = PasswordFile()
+    for name in ("a", "b"):
+        pf.set(name, "pw", iterations=1234)
+    pf.set_hash("legacy", PasswordHash.create_sha512("pw"))
+    dummy = pf._dummy_hash()
+    assert (dummy.scheme, dummy.iterations) == ("7", 1234)
+    assert not pf.verify("nobody", "pw")
+    assert PasswordFile()._dummy_hash().iterations == DEFAULT_ITERATIONS

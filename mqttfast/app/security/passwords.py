@@ -211,7 +211,7 @@ class PasswordFile:
             stripped = line.strip()
             if not stripped or stripped.startswith("#") or ":" not in stripped:
                 if stripped and not stripped.startswith("#"):
-                    pf._problem(f"line without ':' ignored", where, lineno, strict)
+                    pf._problem("line without ':' ignored", where, lineno, strict)
                 pf._lines.append(("raw", line))
                 continue
             # mosquitto splits at the first ':' and trims blanks around both fields.
@@ -269,7 +269,8 @@ class PasswordFile:
     def _dummy_hash(self) -> PasswordHash:
         if self._dummy is None:
             common = Counter((h.scheme, h.iterations) for h in self._hashes.values())
-            scheme, iterations = common.most_common(1)[0][0] if common else ("7", DEFAULT_ITERATIONS)
+            scheme, iterations = (common.most_common(1)[0][0] if common
+                                  else ("7", DEFAULT_ITERATIONS))
             salt = secrets.token_bytes(SALT_LEN)
             self._dummy = PasswordHash(scheme, salt, secrets.token_bytes(HASH_LEN), iterations)
         return self._dummy
