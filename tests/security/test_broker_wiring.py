@@ -177,3 +177,37 @@ def test_strip_share() -> None:
     assert strip_share("$share/g/#") == "#"
     assert strip_share("$SYS/x") == "$SYS/x"
     assert strip_share("a/b") == "a/b"
+
+
+def test_reload_applies_new_rules_without_dropping_connections(broker, tmp_path: Path) -> None:
+    b, auth = broker
+    bob, rc = connect(b.port, "bob-2", "bob", "hunter2", protocol=mqtt.MQTTv5)
+    assert not rc.is_failure
+    acks: list[int] = []
+    acked = threading.Event()
+
+    def on_publish(client, userdata, mid, reason_code, properties) -> None:
+        acks.append(reason_code.value)
+        acked.set()
+
+    bob.on_publish = on_publish
+
+    def publish(topic: str) -> int:
+        acked.clear()
+        bob.publish(topic, b"m", qos=1)
+        assert acked.wait(WAIT)
+        return acks[-1]
+
+    assert publish("c/new") == 0x87
+    (tmp_path / "acl").write_text("user bob\ntopic write c/#\n")
+    pf = PasswordFile.load(tmp_path / "pw")
+    pf.set("carol", "new", iterations=1000)
+    pf.save(tmp_path / "pw")
+    assert auth.reload()
+    assert publish("c/new") in (0x00, 0x10)
+    assert publish("b/out") == 0x87
+    assert bob.is_connected()
+    carol, rc = connect(b.port, "carol-1", "carol", "new")
+    assert not rc.is_failure
+    stop(carol)
+    stop(bob)
