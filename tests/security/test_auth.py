@@ -161,6 +161,10 @@ class Broken(AuthPlugin):
     def authorise_subscribe(self, client_id, username, topic_filter):
         raise RuntimeError("backend down")
 
+class Weird(AuthPlugin):
+    def authenticate(self, client_id, username, password, peer):
+        return 0x42 if client_id == "odd" else "yes"
+
 class NotAPlugin:
     pass
 '''
@@ -198,6 +202,12 @@ def test_failing_plugin_denies(plugin_module: str) -> None:
     assert auth.authenticate("c", None, None, PEER) == ReasonCode.NOT_AUTHORIZED
     assert not auth.authorise_subscribe("c", None, "a")
     assert auth.authorise_publish("c", None, "a")   # method not overridden: defers
+
+
+def test_plugin_answers_outside_connack_codes_refuse(plugin_module: str) -> None:
+    auth = Authenticator(plugins=[load_plugin(f"{plugin_module}:Weird")])
+    assert auth.authenticate("odd", "u", b"p", PEER) == ReasonCode.NOT_AUTHORIZED
+    assert auth.authenticate("c", "u", b"p", OTHER_PEER) == ReasonCode.NOT_AUTHORIZED
 
 
 @pytest.mark.parametrize("spec", ["nodots", "sec_test_plugins:NotAPlugin",

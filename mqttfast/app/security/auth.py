@@ -28,7 +28,7 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from mqttfast.codec.constants import ConnackCode311, ReasonCode
+from mqttfast.codec.constants import CONNACK_REASON_CODES, ConnackCode311, ReasonCode
 
 from .acl import AclFile
 from .passwords import PasswordFile
@@ -209,7 +209,11 @@ class Authenticator:
                 return ReasonCode.SUCCESS
             if answer is False:
                 return ReasonCode.BAD_USER_NAME_OR_PASSWORD
-            return int(answer)
+            if isinstance(answer, int) and answer in CONNACK_REASON_CODES:
+                return int(answer)
+            log.error("auth plug-in %s returned %r, not a CONNACK reason code; refusing",
+                      type(plugin).__name__, answer)
+            return ReasonCode.NOT_AUTHORIZED
         if username is None:
             # Anonymous (an MQTT 5 password without a username included: no user to check).
             return ReasonCode.SUCCESS if self.allow_anonymous else ReasonCode.NOT_AUTHORIZED
