@@ -290,6 +290,19 @@ def test_invalid_filter_refused(raw) -> None:
     assert isinstance(pkt, Suback) and pkt.packet_id == pid and pkt.reason_codes == [0x80]
 
 
+def test_empty_filter_refused(raw) -> None:
+    """[MQTT-4.7.3-1] topic filters are at least one character long: an empty filter
+    is refused (SUBACK 0x80 for it, or the connection is closed); never granted."""
+    c = raw(client_id="c")
+    c.send(bytes([0x82, 5]) + b"\x00\x05" + b"\x00\x00" + b"\x01")
+    try:
+        pkt = c.recv_packet()
+    except AssertionError:
+        assert c.closed_by_peer
+        return
+    assert isinstance(pkt, Suback) and pkt.packet_id == 5 and pkt.reason_codes == [0x80]
+
+
 def test_invalid_plus_filter_refused(raw) -> None:
     """[MQTT-4.7.1-2] '+' must occupy a whole level: "a/b+" is refused (0x80 or close)."""
     c = raw(client_id="c")
