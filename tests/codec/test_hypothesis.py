@@ -64,9 +64,9 @@ from mqttfast.codec.packets import (
 
 pytestmark = pytest.mark.timeout(180)
 
-_FAST = settings(max_examples=200, deadline=None,
+_FAST = settings(max_examples=150, deadline=None,
                  suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-_MORE = settings(_FAST, max_examples=400)
+_MORE = settings(_FAST, max_examples=300)
 
 VERSIONS = (3, 4, 5)
 
@@ -404,6 +404,38 @@ def test_size_limit_is_checked_at_fixed_header(impl: Any, vp: tuple[int, Any]) -
     assert impl.Decoder(protocol_version=version, max_packet_size=len(wire)).feed(wire) == [pkt]
     dec = impl.Decoder(protocol_version=version, max_packet_size=len(wire) - 1)
     assert feed_all(dec, [wire[:header_len]]) == ([], 0x95)
+
+
+@_FAST
+@given(version=st.sampled_from(VERSIONS), data=st.data())
+def test_error_carries_packets_decoded_before_it(impl: Any, version: int, data: Any) -> None:
+    """Valid packets followed by a reserved type-0 packet [MQTT-2.1.2]: MQTTError 0x81 whose
+    ``packets`` are the valid ones, in order, when all arrive in one feed."""
+    pkts = data.draw(st.lists(any_packets(version), max_size=4))
+    wire = b"".join(impl.encode(p, version) for p in pkts) + b"\x00\x00"
+    with pytest.raises(MQTTError) as info:
+        impl.Decoder(protocol_version=version).feed(wire)
+    assert int(info.value.reason_code) == 0x81
+    assert info.value.packets == pkts
+
+
+@_FAST
+@given(version=st.sampled_from(VERSIONS), data=st.data())
+def test_server_decoder_requires_connect_first(impl: Any, version: int, data: Any) -> None:
+    """[MQTT-3.1.0-1] The first packet from a client must be CONNECT: anything else is a protocol
+    error (0x82) before any packet is returned."""
+    pkt = data.draw(any_packets(version).filter(lambda p: not isinstance(p, Connect)))
+    wire = impl.encode(pkt, version)
+    assert feed_all(impl.Decoder(), data.draw(chunked(wire))) == ([], 0x82)
+
+
+@_FAST
+@given(version=st.sampled_from(VERSIONS), data=st.data())
+def test_server_decoder_rejects_second_connect(impl: Any, version: int, data: Any) -> None:
+    """[MQTT-3.1.0-2] A second CONNECT is a protocol error (0x82); the first is still returned."""
+    first, second = data.draw(connects(version)), data.draw(connects(version))
+    wire = impl.encode(first, version) + impl.encode(second, version)
+    assert feed_all(impl.Decoder(), data.draw(chunked(wire))) == ([first], 0x82)
 
 
 # --------------------------------------------------------------------------- robustness
