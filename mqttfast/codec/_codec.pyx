@@ -1,0 +1,1395 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Streaming MQTT decoder and packet encoders (Cython twin of ``_codec_py``).
+
+Same public names, signatures, behaviour and order of checks as the pure
+twin; read ``_codec_py`` for the documented choices. This twin parses
+straight from the caller's buffer (no copy when no partial packet is
+pending), validates strings with the C kernels in csrc/, and builds packet
+objects by filling their ``__slots__`` directly (see ``_SlotFiller``), which
+is where most of its speed over the pure twin comes from.
+"""
+
+import copy
+
+cimport cython
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_DECREF, Py_INCREF, Py_XDECREF
+from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_DecodeUTF8
+from libc.stdint cimport uint8_t, uint32_t, uint64_t
+from libc.string cimport memchr, memcpy
+
+from mqttfast.codec._kernels cimport MQF_UTF8_INVALID, MQF_UTF8_NUL, mqf_utf8_validate
+
+from .constants import (
+    AUTH_REASON_CODES,
+    CONNACK_REASON_CODES,
+    DISCONNECT_REASON_CODES,
+    MAX_PACKET_SIZE,
+    PROPERTY_TABLE,
+    PUBACK_REASON_CODES,
+    PUBCOMP_REASON_CODES,
+    PUBREC_REASON_CODES,
+    PUBREL_REASON_CODES,
+    SUBACK_REASON_CODES,
+    UNSUBACK_REASON_CODES,
+    WILL_PROPERTIES,
+    PacketType,
+    ReasonCode,
+)
+from .errors import MalformedPacket, MQTTError, PacketTooLarge, ProtocolError
+from .packets import (
+    Auth,
+    Connack,
+    Connect,
+    Disconnect,
+    Pingreq,
+    Pingresp,
+    Properties,
+    Puback,
+    Pubcomp,
+    Publish,
+    Pubrec,
+    Pubrel,
+    Suback,
+    Subscribe,
+    Subscription,
+    Unsuback,
+    Unsubscribe,
+    Will,
+)
+
+__all__ = ["Decoder", "encode", "encode_publish", "publish_parts"]
+
+cdef extern from "Python.h":
+    ctypedef struct PyMemberDef:
+        int type
+        Py_ssize_t offset
+    ctypedef struct PyMemberDescrObject:
+        PyMemberDef *d_member
+    ctypedef PyObject *(*allocfunc)(object, Py_ssize_t)
+    ctypedef struct _TypeObject "PyTypeObject":
+        allocfunc tp_alloc
+    int T_OBJECT_EX
+    void PyObject_GC_UnTrack(void *op)
+
+DEF BYTE_T = 1
+DEF TWO_T = 2
+DEF FOUR_T = 3
+DEF VARINT_T = 4
+DEF UTF8_T = 5
+DEF BINARY_T = 6
+DEF PAIR_T = 7
+
+cdef enum:
+    P_CONNECT = 1
+    P_CONNACK = 2
+    P_PUBLISH = 3
+    P_PUBACK = 4
+    P_PUBREC = 5
+    P_PUBREL = 6
+    P_PUBCOMP = 7
+    P_SUBSCRIBE = 8
+    P_SUBACK = 9
+    P_UNSUBSCRIBE = 10
+    P_UNSUBACK = 11
+    P_PINGREQ = 12
+    P_PINGRESP = 13
+    P_DISCONNECT = 14
+    P_AUTH = 15
+
+cdef dict _NAMES = {int(t): t.name for t in PacketType}
+cdef object _TOPIC_NAME_INVALID = ReasonCode.TOPIC_NAME_INVALID
+cdef object _TOPIC_ALIAS_INVALID = ReasonCode.TOPIC_ALIAS_INVALID
+cdef object _UNSUPPORTED_PROTOCOL_VERSION = ReasonCode.UNSUPPORTED_PROTOCOL_VERSION
+
+
+# ---------------------------------------------------------------- fast object construction
+
+@cython.final
+cdef class _SlotFiller:
+    """Builds instances of a slotted dataclass without running ``__init__``.
+
+    The class's member descriptors give each slot's offset in the object
+    (public ``PyMemberDef`` data); a new object from ``tp_alloc`` has every
+    slot NULL and is filled in place. If the class is not the expected shape
+    (not slotted, a field missing), ``fast`` is False and callers use the
+    constructor instead, which is merely slower.
+    """
+
+    cdef object cls
+    cdef Py_ssize_t offsets[32]
+    cdef int count
+    cdef bint fast
+
+    def __init__(self, cls, tuple names):
+        self.cls = cls
+        self.count = len(names)
+        self.fast = self.count <= 32
+        for i, name in enumerate(names):
+            descr = cls.__dict__.get(name)
+            if not self.fast or type(descr).__name__ != "member_descriptor":
+                self.fast = False
+                break
+            if (<PyMemberDescrObject *>descr).d_member.type != T_OBJECT_EX:
+                self.fast = False
+                break
+            self.offsets[i] = (<PyMemberDescrObject *>descr).d_member.offset
+        if self.fast:
+            # Prove it on a real object before trusting it.
+            probe = self.new()
+            values = tuple(object() for _ in names)
+            for i in range(self.count):
+                self.put(probe, i, values[i])
+            if tuple(getattr(probe, n) for n in names) != values:
+                self.fast = False
+
+    cdef inline object new(self):
+        cdef PyObject *raw = (<_TypeObject *>self.cls).tp_alloc(self.cls, 0)
+        if raw == NULL:
+            raise MemoryError()
+        cdef object obj = <object>raw
+        Py_DECREF(obj)
+        return obj
+
+    cdef inline void put(self, object obj, int i, object value):
+        cdef PyObject **slot = <PyObject **>((<char *><PyObject *>obj) + self.offsets[i])
+        Py_INCREF(value)
+        Py_XDECREF(slot[0])
+        slot[0] = <PyObject *>value
+
+    cdef inline object get(self, object obj, int i):
+        cdef PyObject *value = (<PyObject **>((<char *><PyObject *>obj) + self.offsets[i]))[0]
+        if value == NULL:
+            raise AttributeError(i)
+        return <object>value
+
+
+cdef tuple _PROP_NAMES = tuple(name for _, (name, _, _) in sorted(PROPERTY_TABLE.items()))
+cdef _SlotFiller _PUBLISH_F = _SlotFiller(
+    Publish, ("topic", "payload", "qos", "retain", "dup", "packet_id", "properties"))
+cdef _SlotFiller _PUBACK_F = _SlotFiller(Puback, ("packet_id", "reason_code", "properties"))
+cdef _SlotFiller _PUBREC_F = _SlotFiller(Pubrec, ("packet_id", "reason_code", "properties"))
+cdef _SlotFiller _PUBREL_F = _SlotFiller(Pubrel, ("packet_id", "reason_code", "properties"))
+cdef _SlotFiller _PUBCOMP_F = _SlotFiller(Pubcomp, ("packet_id", "reason_code", "properties"))
+cdef _SlotFiller _PROPS_F = _SlotFiller(Properties, _PROP_NAMES)
+
+# Property tables as C arrays, indexed by property id (all known ids < 64).
+cdef int _PTYPE[64]
+cdef uint32_t _PALLOWED[64]   # bit n set: allowed in packet type n (bit 0: will properties)
+cdef int _PSLOT[64]           # index into _PROP_NAMES
+cdef list _PNAME = [None] * 64
+for _pid, (_name, _vtype, _allowed) in PROPERTY_TABLE.items():
+    _PTYPE[_pid] = int(_vtype)
+    _PALLOWED[_pid] = sum(1 << int(t) for t in _allowed)
+    _PSLOT[_pid] = _PROP_NAMES.index(_name)
+    _PNAME[_pid] = _name
+# Encoding order: ascending property id.
+cdef tuple _ENCODE_IDS = tuple(sorted(PROPERTY_TABLE))
+cdef int _SLOT_TOPIC_ALIAS = _PROP_NAMES.index("topic_alias")
+
+
+cdef inline object _new_publish(str topic, bytes payload, int qos, bint retain, bint dup,
+                                int packet_id, object props):
+    cdef _SlotFiller f = _PUBLISH_F
+    cdef object obj
+    if not f.fast:
+        return Publish(topic, payload, qos, retain, dup, packet_id, props)
+    obj = f.new()
+    # Its fields are str, bytes, int, bool and Properties: it cannot be part of
+    # a reference cycle, so keep it out of the cyclic GC's scans (a broker may
+    # hold millions of queued messages). CPython untracks such tuples likewise.
+    PyObject_GC_UnTrack(<void *>obj)
+    f.put(obj, 0, topic)
+    f.put(obj, 1, payload)
+    f.put(obj, 2, qos)
+    f.put(obj, 3, True if retain else False)
+    f.put(obj, 4, True if dup else False)
+    f.put(obj, 5, packet_id)
+    f.put(obj, 6, props)
+    return obj
+
+
+cdef inline object _new_ack(int ptype, int packet_id, int reason, object props):
+    cdef _SlotFiller f
+    if ptype == P_PUBACK:
+        f = _PUBACK_F
+    elif ptype == P_PUBREC:
+        f = _PUBREC_F
+    elif ptype == P_PUBREL:
+        f = _PUBREL_F
+    else:
+        f = _PUBCOMP_F
+    if not f.fast:
+        return f.cls(packet_id, reason, props)
+    cdef object obj = f.new()
+    PyObject_GC_UnTrack(<void *>obj)  # ints and Properties only, see _new_publish
+    f.put(obj, 0, packet_id)
+    f.put(obj, 1, reason)
+    f.put(obj, 2, props)
+    return obj
+
+
+cdef inline object _new_properties():
+    cdef _SlotFiller f = _PROPS_F
+    cdef int i
+    if not f.fast:
+        return Properties()
+    cdef object obj = f.new()
+    # Values are scalars, str, bytes or lists of them: no cycle through it.
+    PyObject_GC_UnTrack(<void *>obj)
+    for i in range(f.count):
+        f.put(obj, i, None)
+    return obj
+
+
+# Raw slot offsets of Properties, in encoding order (ascending property id).
+cdef int _NPROPS = len(_ENCODE_IDS)
+cdef int _ENC_ID[32]
+cdef Py_ssize_t _ENC_OFF[32]
+cdef bint _PROPS_FAST = _PROPS_F.fast
+for _i, _pid in enumerate(_ENCODE_IDS):
+    _ENC_ID[_i] = _pid
+    _ENC_OFF[_i] = _PROPS_F.offsets[_PSLOT[_pid]] if _PROPS_FAST else 0
+
+
+cdef inline object _prop_get(object props, int slot):
+    if _PROPS_FAST and type(props) is Properties:
+        return _PROPS_F.get(props, slot)
+    return getattr(props, _PROP_NAMES[slot])
+
+
+cdef inline int _prop_set(object props, int slot, object value) except -1:
+    # Only called on objects made by _new_properties.
+    if _PROPS_FAST:
+        _PROPS_F.put(props, slot, value)
+    else:
+        setattr(props, _PROP_NAMES[slot], value)
+    return 0
+
+
+# ---------------------------------------------------------------- readers
+# All read from p[pos:end]; ``pos`` is advanced through a pointer.
+
+cdef inline uint32_t _read_varint(const uint8_t *p, Py_ssize_t *pos, Py_ssize_t end) except? 0xFFFFFFFF:
+    cdef uint32_t value = 0
+    cdef int shift = 0
+    cdef int i
+    cdef uint8_t b
+    cdef Py_ssize_t q = pos[0]
+    for i in range(4):
+        if q >= end:
+            raise MalformedPacket("variable byte integer runs past the end of the packet")
+        b = p[q]
+        q += 1
+        value |= (<uint32_t>(b & 0x7F)) << shift
+        if not b & 0x80:
+            if b == 0 and i:
+                raise MalformedPacket("non-minimal variable byte integer [MQTT-1.5.5-1]")
+            pos[0] = q
+            return value
+        shift += 7
+    raise MalformedPacket("variable byte integer longer than four bytes")
+
+
+cdef inline int _read_u16(const uint8_t *p, Py_ssize_t *pos, Py_ssize_t end) except -1:
+    cdef Py_ssize_t q = pos[0]
+    if q + 2 > end:
+        raise MalformedPacket("two-byte integer runs past the end of the packet")
+    pos[0] = q + 2
+    return (p[q] << 8) | p[q + 1]
+
+
+cdef inline str _utf8(const uint8_t *s, Py_ssize_t n):
+    """MQTT UTF-8 (1.5.4): well-formed, no surrogates, no U+0000."""
+    cdef int r = mqf_utf8_validate(s, <size_t>n)
+    if r == MQF_UTF8_INVALID:
+        raise MalformedPacket("ill-formed UTF-8 string [MQTT-1.5.4-1]")
+    if r == MQF_UTF8_NUL:
+        raise MalformedPacket("U+0000 in a UTF-8 string [MQTT-1.5.4-2]")
+    return PyUnicode_DecodeUTF8(<char *>s, n, NULL)
+
+
+cdef inline Py_ssize_t _read_len(const uint8_t *p, Py_ssize_t *pos, Py_ssize_t end) except -1:
+    """The two-byte length prefix of a string or binary data; returns its length."""
+    cdef Py_ssize_t q = pos[0]
+    cdef Py_ssize_t n
+    if q + 2 > end:
+        raise MalformedPacket("length prefix runs past the end of the packet")
+    n = (p[q] << 8) | p[q + 1]
+    if q + 2 + n > end:
+        raise MalformedPacket("length prefix runs past the end of the packet")
+    pos[0] = q + 2
+    return n
+
+
+cdef str _read_utf8(const uint8_t *p, Py_ssize_t *pos, Py_ssize_t end):
+    cdef Py_ssize_t n = _read_len(p, pos, end)
+    cdef str s = _utf8(p + pos[0], n)
+    pos[0] += n
+    return s
+
+
+cdef bytes _read_binary(const uint8_t *p, Py_ssize_t *pos, Py_ssize_t end):
+    cdef Py_ssize_t n = _read_len(p, pos, end)
+    cdef bytes b = PyBytes_FromStringAndSize(<char *>(p + pos[0]), n)
+    pos[0] += n
+    return b
+
+
+cdef inline int _check_topic_name(const uint8_t *s, Py_ssize_t n) except -1:
+    """A PUBLISH or will topic name may not hold wildcards [MQTT-3.3.2-2]."""
+    if memchr(s, b'+', n) != NULL or memchr(s, b'#', n) != NULL:
+        raise MQTTError(_TOPIC_NAME_INVALID, "wildcard character in a topic name [MQTT-3.3.2-2]")
+    return 0
+
+
+cdef str _ptype_name(int ptype):
+    return "will properties" if ptype == 0 else _NAMES.get(ptype, str(ptype))
+
+
+cdef object _read_properties(const uint8_t *p, Py_ssize_t *pos, Py_ssize_t end, int ptype):
+    """The property section of an MQTT 5 packet (2.2.2); None when empty."""
+    cdef uint32_t length = _read_varint(p, pos, end)
+    cdef Py_ssize_t q = pos[0]
+    cdef Py_ssize_t stop = q + length
+    cdef uint32_t pid, ival
+    cdef uint64_t seen = 0
+    cdef int vtype
+    cdef object props, value, lst
+    if stop > end:
+        raise MalformedPacket("property length runs past the end of the packet")
+    if length == 0:
+        return None
+    props = _new_properties()
+    while q < stop:
+        pid = _read_varint(p, &q, stop)
+        if pid >= 64 or _PTYPE[pid] == 0:
+            raise MalformedPacket(f"unknown property identifier 0x{pid:02X} [MQTT-2.2.2]")
+        name = _PNAME[pid]
+        if not (_PALLOWED[pid] >> ptype) & 1:
+            raise MalformedPacket(f"property {name} not allowed in {_ptype_name(ptype)} [MQTT-2.2.2]")
+        if seen & ((<uint64_t>1) << pid):
+            if not (pid == 0x26 or (pid == 0x0B and ptype == P_PUBLISH)):
+                raise ProtocolError(f"property {name} included more than once [MQTT-2.2.2]")
+        else:
+            seen |= (<uint64_t>1) << pid
+        vtype = _PTYPE[pid]
+        if vtype == BYTE_T:
+            if q >= stop:
+                raise MalformedPacket("property value runs past the end of the properties")
+            ival = p[q]
+            q += 1
+            if ival > 1 and (pid == 0x01 or pid == 0x17 or pid == 0x19 or pid == 0x24
+                             or pid == 0x25 or pid == 0x28 or pid == 0x29 or pid == 0x2A):
+                raise ProtocolError(f"property {name} must be 0 or 1, got {ival}")
+            value = ival
+        elif vtype == TWO_T:
+            ival = _read_u16(p, &q, stop)
+            if ival == 0:
+                if pid == 0x23:
+                    raise MQTTError(_TOPIC_ALIAS_INVALID, "topic alias 0 [MQTT-3.3.2-8]")
+                if pid == 0x21:
+                    raise ProtocolError(f"property {name} must not be 0")
+            value = ival
+        elif vtype == FOUR_T:
+            if q + 4 > stop:
+                raise MalformedPacket("property value runs past the end of the properties")
+            ival = ((<uint32_t>p[q] << 24) | (<uint32_t>p[q + 1] << 16)
+                    | (<uint32_t>p[q + 2] << 8) | p[q + 3])
+            q += 4
+            if ival == 0 and pid == 0x27:
+                raise ProtocolError(f"property {name} must not be 0")
+            value = ival
+        elif vtype == VARINT_T:
+            ival = _read_varint(p, &q, stop)
+            if ival == 0:
+                raise ProtocolError("subscription identifier 0 [MQTT-3.8.2-1]")
+            lst = _prop_get(props, _PSLOT[pid])
+            if lst is None:
+                _prop_set(props, _PSLOT[pid], [ival])
+            else:
+                lst.append(ival)
+            continue
+        elif vtype == UTF8_T:
+            value = _read_utf8(p, &q, stop)
+        elif vtype == BINARY_T:
+            value = _read_binary(p, &q, stop)
+        else:
+            key = _read_utf8(p, &q, stop)
+            val = _read_utf8(p, &q, stop)
+            lst = _prop_get(props, _PSLOT[pid])
+            if lst is None:
+                _prop_set(props, _PSLOT[pid], [(key, val)])
+            else:
+                lst.append((key, val))
+            continue
+        _prop_set(props, _PSLOT[pid], value)
+    if (seen & ((<uint64_t>1) << 0x16)) and not (seen & ((<uint64_t>1) << 0x15)):
+        raise ProtocolError("authentication data without an authentication method (3.1.2.11.10)")
+    pos[0] = stop
+    return props
+
+
+cdef inline int _require_packet_id(int pid, int ptype) except -1:
+    if pid == 0:
+        raise ProtocolError(f"packet identifier 0 in {_NAMES[ptype]} [MQTT-2.2.1-3]")
+    return 0
+
+
+cdef inline int _end_of(Py_ssize_t pos, Py_ssize_t end, int ptype) except -1:
+    if pos != end:
+        raise MalformedPacket(f"{end - pos} unexpected trailing bytes in {_NAMES[ptype]}")
+    return 0
+
+
+# ---------------------------------------------------------------- packet decoders
+
+cdef object _decode_publish(const uint8_t *p, Py_ssize_t pos, Py_ssize_t end, int flags,
+                            int version):
+    cdef int qos = (flags >> 1) & 3
+    cdef Py_ssize_t tlen, stop
+    cdef int packet_id = 0
+    cdef object props = None
+    if pos + 2 > end:
+        raise MalformedPacket("topic length runs past the end of the PUBLISH")
+    tlen = (p[pos] << 8) | p[pos + 1]
+    stop = pos + 2 + tlen
+    if stop > end:
+        raise MalformedPacket("topic length runs past the end of the PUBLISH")
+    cdef str topic = _utf8(p + pos + 2, tlen)
+    _check_topic_name(p + pos + 2, tlen)
+    pos = stop
+    if qos:
+        if pos + 2 > end:
+            raise MalformedPacket("packet identifier runs past the end of the PUBLISH")
+        packet_id = (p[pos] << 8) | p[pos + 1]
+        pos += 2
+        if packet_id == 0:
+            raise ProtocolError("packet identifier 0 in a QoS > 0 PUBLISH [MQTT-2.2.1-3]")
+    if version == 5:
+        if pos < end and p[pos] == 0:
+            pos += 1
+        else:
+            props = _read_properties(p, &pos, end, P_PUBLISH)
+        if tlen == 0 and (props is None or _prop_get(props, _SLOT_TOPIC_ALIAS) is None):
+            raise ProtocolError("empty topic name without a topic alias [MQTT-3.3.2-1]")
+    elif tlen == 0:
+        raise MQTTError(_TOPIC_NAME_INVALID, "empty topic name [MQTT-4.7.3-1]")
+    return _new_publish(topic, PyBytes_FromStringAndSize(<char *>(p + pos), end - pos),
+                        qos, flags & 1, flags & 8, packet_id, props)
+
+
+cdef inline bint _ack_reason_ok(int ptype, int reason):
+    if ptype == P_PUBACK or ptype == P_PUBREC:
+        return (reason == 0x00 or reason == 0x10 or reason == 0x80 or reason == 0x83
+                or reason == 0x87 or reason == 0x90 or reason == 0x91 or reason == 0x97
+                or reason == 0x99)
+    return reason == 0x00 or reason == 0x92
+
+
+cdef object _decode_ack(const uint8_t *p, Py_ssize_t pos, Py_ssize_t end, int ptype, int version):
+    """PUBACK, PUBREC, PUBREL, PUBCOMP (3.4-3.7)."""
+    cdef Py_ssize_t length = end - pos
+    cdef int packet_id, reason = 0
+    cdef object props = None
+    if length < 2 or (version != 5 and length != 2):
+        raise MalformedPacket(f"{_NAMES[ptype]} with remaining length {length}")
+    packet_id = (p[pos] << 8) | p[pos + 1]
+    if packet_id == 0:
+        raise ProtocolError(f"packet identifier 0 in {_NAMES[ptype]} [MQTT-2.2.1-3]")
+    if length > 2:
+        reason = p[pos + 2]
+        if not _ack_reason_ok(ptype, reason):
+            raise ProtocolError(f"reason code 0x{reason:02X} not allowed in {_NAMES[ptype]}")
+        if length > 3:
+            pos += 3
+            props = _read_properties(p, &pos, end, ptype)
+            _end_of(pos, end, ptype)
+    return _new_ack(ptype, packet_id, reason, props)
+
+
+cdef object _decode_connect(const uint8_t *p, Py_ssize_t pos, Py_ssize_t end):
+    cdef str name = _read_utf8(p, &pos, end)
+    cdef int level, cflags, keep_alive, will_flag, will_qos
+    cdef bint will_retain
+    if pos >= end:
+        raise MalformedPacket("CONNECT ends before the protocol level")
+    level = p[pos]
+    pos += 1
+    if name == "MQTT":
+        if level != 4 and level != 5:
+            raise MQTTError(_UNSUPPORTED_PROTOCOL_VERSION,
+                            f"protocol level {level} with protocol name MQTT [MQTT-3.1.2-2]")
+    elif name == "MQIsdp":
+        if level != 3:
+            raise MQTTError(_UNSUPPORTED_PROTOCOL_VERSION,
+                            f"protocol level {level} with protocol name MQIsdp [MQTT-3.1.2-2]")
+    else:
+        raise ProtocolError(f"unknown protocol name {name!r} [MQTT-3.1.2-1]")
+    if pos + 3 > end:
+        raise MalformedPacket("CONNECT ends inside the variable header")
+    cflags = p[pos]
+    keep_alive = (p[pos + 1] << 8) | p[pos + 2]
+    pos += 3
+    if cflags & 0x01:
+        raise MalformedPacket("CONNECT reserved flag set [MQTT-3.1.2-3]")
+    will_flag = cflags & 0x04
+    will_qos = (cflags >> 3) & 3
+    will_retain = (cflags & 0x20) != 0
+    if not will_flag and (will_qos or will_retain):
+        raise MalformedPacket("will QoS or will retain set without the will flag "
+                              "[MQTT-3.1.2-13] [MQTT-3.1.2-15]")
+    if will_qos == 3:
+        raise MalformedPacket("will QoS 3 [MQTT-3.1.2-14]")
+    if level != 5 and cflags & 0x40 and not cflags & 0x80:
+        raise MalformedPacket("password flag without user name flag [MQTT-3.1.2-22]")
+    props = None
+    if level == 5:
+        props = _read_properties(p, &pos, end, P_CONNECT)
+    client_id = _read_utf8(p, &pos, end)
+    will = None
+    cdef Py_ssize_t n
+    if will_flag:
+        will_props = None
+        if level == 5:
+            will_props = _read_properties(p, &pos, end, 0)
+        n = _read_len(p, &pos, end)
+        will_topic = _utf8(p + pos, n)
+        if n == 0:
+            raise MQTTError(_TOPIC_NAME_INVALID, "empty will topic [MQTT-4.7.3-1]")
+        _check_topic_name(p + pos, n)
+        pos += n
+        will_payload = _read_binary(p, &pos, end)
+        will = Will(will_topic, will_payload, will_qos, will_retain, will_props)
+    username = None
+    password = None
+    if cflags & 0x80:
+        username = _read_utf8(p, &pos, end)
+    if cflags & 0x40:
+        password = _read_binary(p, &pos, end)
+    _end_of(pos, end, P_CONNECT)
+    return Connect(client_id, level, (cflags & 0x02) != 0, keep_alive, username, password,
+                   will, props)
+
+
+cdef object _decode_connack(const uint8_t *p, Py_ssize_t pos, Py_ssize_t end, int version):
+    cdef int ack_flags, reason
+    if end - pos < 2 or (version != 5 and end - pos != 2):
+        raise MalformedPacket(f"CONNACK with remaining length {end - pos}")
+    ack_flags = p[pos]
+    reason = p[pos + 1]
+    if ack_flags & 0xFE:
+        raise MalformedPacket("CONNACK reserved flag bits set [MQTT-3.2.2-1]")
+    if version == 5:
+        if reason not in CONNACK_REASON_CODES:
+            raise ProtocolError(f"reason code 0x{reason:02X} not allowed in CONNACK")
+    elif reason > 5:
+        raise ProtocolError(f"CONNACK return code {reason} is reserved")
+    if ack_flags and reason:
+        raise ProtocolError("session present with a refusing CONNACK [MQTT-3.2.2-4]")
+    props = None
+    pos += 2
+    if version == 5:
+        props = _read_properties(p, &pos, end, P_CONNACK)
+        _end_of(pos, end, P_CONNACK)
+    return Connack(ack_flags != 0, reason, props)
+
+
+cdef object _decode_subscribe(const uint8_t *p, Py_ssize_t pos, Py_ssize_t end, int version):
+    cdef int packet_id = _read_u16(p, &pos, end)
+    cdef int opts, qos, retain_handling
+    cdef bint no_local
+    _require_packet_id(packet_id, P_SUBSCRIBE)
+    props = None
+    if version == 5:
+        props = _read_properties(p, &pos, end, P_SUBSCRIBE)
+    cdef list subs = []
+    while pos < end:
+        filt = _read_utf8(p, &pos, end)
+        if pos >= end:
+            raise MalformedPacket("SUBSCRIBE topic filter without subscription options")
+        opts = p[pos]
+        pos += 1
+        qos = opts & 3
+        if version == 5:
+            if opts & 0xC0:
+                raise MalformedPacket("reserved bits set in subscription options [MQTT-3.8.3-5]")
+            if qos == 3:
+                raise MalformedPacket("QoS 3 in subscription options [MQTT-3-8.3-4]")
+            retain_handling = (opts >> 4) & 3
+            if retain_handling == 3:
+                raise ProtocolError("retain handling 3 in subscription options [MQTT-3.8.3-5]")
+            no_local = (opts & 4) != 0
+            if no_local and filt.startswith("$share/"):
+                raise ProtocolError("no local on a shared subscription [MQTT-3.8.3-4]")
+            subs.append(Subscription(filt, qos, no_local, (opts & 8) != 0, retain_handling))
+        else:
+            if opts & 0xFC or qos == 3:
+                raise MalformedPacket("reserved bits or QoS 3 in requested QoS [MQTT-3-8.3-4]")
+            subs.append(Subscription(filt, qos))
+    if not subs:
+        raise ProtocolError("SUBSCRIBE without topic filters [MQTT-3.8.3-3]")
+    return Subscribe(packet_id, subs, props)
+
+
+cdef object _decode_suback(const uint8_t *p, Py_ssize_t pos, Py_ssize_t end, int version):
+    cdef int packet_id = _read_u16(p, &pos, end)
+    _require_packet_id(packet_id, P_SUBACK)
+    props = None
+    if version == 5:
+        props = _read_properties(p, &pos, end, P_SUBACK)
+        allowed = SUBACK_REASON_CODES
+    else:
+        allowed = (0, 1, 2, 0x80)
+    cdef list codes = [p[i] for i in range(pos, end)]
+    if not codes:
+        raise ProtocolError("SUBACK without reason codes [MQTT-3.9.3-1]")
+    for code in codes:
+        if code not in allowed:
+            raise ProtocolError(f"reason code 0x{code:02X} not allowed in SUBACK")
+    return Suback(packet_id, codes, props)
+
+
+cdef object _decode_unsubscribe(const uint8_t *p, Py_ssize_t pos, Py_ssize_t end, int version):
+    cdef int packet_id = _read_u16(p, &pos, end)
+    _require_packet_id(packet_id, P_UNSUBSCRIBE)
+    props = None
+    if version == 5:
+        props = _read_properties(p, &pos, end, P_UNSUBSCRIBE)
+    cdef list filters = []
+    while pos < end:
+        filters.append(_read_utf8(p, &pos, end))
+    if not filters:
+        raise ProtocolError("UNSUBSCRIBE without topic filters [MQTT-3.10.3-2]")
+    return Unsubscribe(packet_id, filters, props)
+
+
+cdef object _decode_unsuback(const uint8_t *p, Py_ssize_t pos, Py_ssize_t end, int version):
+    cdef int packet_id
+    if version != 5:
+        if end - pos != 2:
+            raise MalformedPacket(f"UNSUBACK with remaining length {end - pos}")
+        packet_id = (p[pos] << 8) | p[pos + 1]
+        _require_packet_id(packet_id, P_UNSUBACK)
+        return Unsuback(packet_id, [], None)
+    packet_id = _read_u16(p, &pos, end)
+    _require_packet_id(packet_id, P_UNSUBACK)
+    props = _read_properties(p, &pos, end, P_UNSUBACK)
+    cdef list codes = [p[i] for i in range(pos, end)]
+    if not codes:
+        raise ProtocolError("UNSUBACK without reason codes [MQTT-3.11.3-1]")
+    for code in codes:
+        if code not in UNSUBACK_REASON_CODES:
+            raise ProtocolError(f"reason code 0x{code:02X} not allowed in UNSUBACK")
+    return Unsuback(packet_id, codes, props)
+
+
+cdef object _decode_disconnect(const uint8_t *p, Py_ssize_t pos, Py_ssize_t end, int version):
+    cdef int reason
+    if version != 5:
+        if end != pos:
+            raise MalformedPacket(f"DISCONNECT with remaining length {end - pos}")
+        return Disconnect()
+    if pos == end:
+        return Disconnect()
+    reason = p[pos]
+    if reason not in DISCONNECT_REASON_CODES:
+        raise ProtocolError(f"reason code 0x{reason:02X} not allowed in DISCONNECT")
+    props = None
+    if end - pos > 1:
+        pos += 1
+        props = _read_properties(p, &pos, end, P_DISCONNECT)
+        _end_of(pos, end, P_DISCONNECT)
+    return Disconnect(reason, props)
+
+
+cdef object _decode_auth(const uint8_t *p, Py_ssize_t pos, Py_ssize_t end):
+    cdef int reason
+    if pos == end:
+        return Auth()
+    reason = p[pos]
+    if reason not in AUTH_REASON_CODES:
+        raise ProtocolError(f"reason code 0x{reason:02X} not allowed in AUTH")
+    pos += 1
+    props = _read_properties(p, &pos, end, P_AUTH)
+    _end_of(pos, end, P_AUTH)
+    return Auth(reason, props)
+
+
+# ---------------------------------------------------------------- the streaming decoder
+
+# Fixed-header flag nibble per packet type [MQTT-2.1.3-1]; -1 = PUBLISH, -2 = reserved.
+cdef int _FLAGS[16]
+_FLAGS[:] = [-2, 0, 0, -1, 0, 0, 2, 0, 2, 0, 2, 0, 0, 0, 0, 0]
+
+
+cdef class Decoder:
+    """Turns a byte stream into packets, however the stream is chunked.
+
+    ``protocol_version`` None makes a server-side decoder: the first packet
+    must be CONNECT [MQTT-3.1.0-1] and sets the version. ``max_packet_size``
+    bounds the whole packet (fixed header included); a larger one raises
+    :class:`PacketTooLarge` as soon as its fixed header is complete, before
+    its body is buffered. Both are plain attributes a caller may change.
+    """
+
+    cdef object _protocol_version
+    cdef int _version  # -1 while unknown
+    cdef public object max_packet_size
+    cdef Py_ssize_t _max
+    cdef bytearray _buf
+    cdef bint _server
+    cdef bint _connected
+    cdef object _error
+
+    def __init__(self, protocol_version=None, max_packet_size=MAX_PACKET_SIZE):
+        if protocol_version is not None and protocol_version not in (3, 4, 5):
+            raise ValueError(f"unsupported protocol version {protocol_version!r}")
+        self.protocol_version = protocol_version
+        self.max_packet_size = max_packet_size
+        self._buf = bytearray()
+        self._server = protocol_version is None
+        self._connected = False
+        self._error = None
+
+    @property
+    def protocol_version(self):
+        return self._protocol_version
+
+    @protocol_version.setter
+    def protocol_version(self, value):
+        self._protocol_version = value
+        self._version = -1 if value is None else value
+
+    @property
+    def buffered(self):
+        """Bytes held back as the start of an incomplete packet."""
+        return len(self._buf)
+
+    def feed(self, data):
+        """Add ``data`` (any bytes-like) and return the packets it completes."""
+        cdef Py_buffer view
+        cdef list out = []
+        cdef Py_ssize_t consumed = 0
+        if self._error is not None:
+            err = copy.copy(self._error)
+            err.packets = []
+            raise err
+        # The limit is a plain attribute: read it once per call, as a C integer.
+        limit = self.max_packet_size
+        self._max = limit if limit < MAX_PACKET_SIZE else MAX_PACKET_SIZE
+        if not self._buf:
+            # Nothing pending: parse straight from the caller's buffer.
+            PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+            try:
+                try:
+                    consumed = self._parse(<const uint8_t *>view.buf, view.len, out)
+                    if consumed < view.len:
+                        self._buf += PyBytes_FromStringAndSize(
+                            <char *>view.buf + consumed, view.len - consumed)
+                finally:
+                    PyBuffer_Release(&view)
+            except MQTTError as err:
+                self._fail(err, out)
+                raise
+            return out
+        self._buf += data
+        PyObject_GetBuffer(self._buf, &view, PyBUF_SIMPLE)
+        try:
+            try:
+                consumed = self._parse(<const uint8_t *>view.buf, view.len, out)
+            finally:
+                PyBuffer_Release(&view)
+        except MQTTError as err:
+            self._fail(err, out)
+            raise
+        if consumed:
+            del self._buf[:consumed]
+        return out
+
+    cdef void _fail(self, object err, list out):
+        self._buf.clear()
+        err.packets = out
+        self._error = err
+
+    cdef Py_ssize_t _parse(self, const uint8_t *p, Py_ssize_t n, list out) except -1:
+        cdef Py_ssize_t pos = 0, i, end
+        cdef uint32_t rl
+        cdef int ptype, flags, shift
+        cdef uint8_t b
+        while pos < n:
+            b = p[pos]
+            ptype = b >> 4
+            flags = b & 0x0F
+            self._check_header(ptype, flags)
+            # Remaining length (1.5.5 / 2.1.4).
+            rl = 0
+            shift = 0
+            i = pos + 1
+            while True:
+                if i >= n:
+                    return pos
+                b = p[i]
+                i += 1
+                rl |= (<uint32_t>(b & 0x7F)) << shift
+                if not b & 0x80:
+                    if b == 0 and i - pos > 2:
+                        raise MalformedPacket("non-minimal remaining length [MQTT-1.5.5-1]")
+                    break
+                if i - pos > 4:
+                    raise MalformedPacket("remaining length longer than four bytes")
+                shift += 7
+            end = i + rl
+            if end - pos > self._max:
+                raise PacketTooLarge(
+                    f"{_NAMES[ptype]} of {end - pos} bytes exceeds the maximum packet "
+                    f"size {self.max_packet_size}")
+            if end > n:
+                return pos
+            if ptype == P_PUBLISH:
+                out.append(_decode_publish(p, i, end, flags, self._version))
+            elif P_PUBACK <= ptype <= P_PUBCOMP:
+                out.append(_decode_ack(p, i, end, ptype, self._version))
+            elif ptype == P_CONNECT:
+                pkt = _decode_connect(p, i, end)
+                if self._protocol_version is None:
+                    self.protocol_version = pkt.protocol_version
+                self._connected = True
+                out.append(pkt)
+            elif ptype == P_PINGREQ or ptype == P_PINGRESP:
+                if end != i:
+                    raise MalformedPacket(f"{_NAMES[ptype]} with remaining length {end - i}")
+                out.append(Pingreq() if ptype == P_PINGREQ else Pingresp())
+            elif ptype == P_CONNACK:
+                out.append(_decode_connack(p, i, end, self._version))
+            elif ptype == P_SUBSCRIBE:
+                out.append(_decode_subscribe(p, i, end, self._version))
+            elif ptype == P_SUBACK:
+                out.append(_decode_suback(p, i, end, self._version))
+            elif ptype == P_UNSUBSCRIBE:
+                out.append(_decode_unsubscribe(p, i, end, self._version))
+            elif ptype == P_UNSUBACK:
+                out.append(_decode_unsuback(p, i, end, self._version))
+            elif ptype == P_DISCONNECT:
+                out.append(_decode_disconnect(p, i, end, self._version))
+            else:
+                out.append(_decode_auth(p, i, end))
+            pos = end
+        return pos
+
+    cdef int _check_header(self, int ptype, int flags) except -1:
+        """Fixed-header checks that need no more than the first byte."""
+        cdef int required = _FLAGS[ptype]
+        if required == -2:
+            raise MalformedPacket("reserved packet type 0 [MQTT-2.1.2]")
+        if self._server:
+            if not self._connected:
+                if ptype != P_CONNECT:
+                    raise ProtocolError(
+                        f"first packet is {_NAMES[ptype]}, not CONNECT [MQTT-3.1.0-1]")
+            elif ptype == P_CONNECT:
+                raise ProtocolError("second CONNECT [MQTT-3.1.0-2]")
+            elif (ptype == P_CONNACK or ptype == P_SUBACK or ptype == P_UNSUBACK
+                  or ptype == P_PINGRESP):
+                raise ProtocolError(f"{_NAMES[ptype]} sent to a server")
+        if ptype == P_AUTH and self._version != -1 and self._version != 5:
+            raise MalformedPacket("packet type 15 is reserved before MQTT 5")
+        if required == -1:
+            if flags & 6 == 6:
+                raise MalformedPacket("PUBLISH with QoS 3 [MQTT-3.3.1-4]")
+            if flags & 8 and not flags & 6:
+                raise MalformedPacket("DUP flag set on a QoS 0 PUBLISH [MQTT-3.3.1-2]")
+        elif flags != required:
+            raise MalformedPacket(
+                f"reserved flag bits 0x{flags:X} in {_NAMES[ptype]} [MQTT-2.1.3-1]")
+        return 0
+
+
+# ---------------------------------------------------------------- encoders
+
+cdef inline int _varint_write(uint32_t value, uint8_t *out):
+    cdef int n = 0
+    while True:
+        if value < 128:
+            out[n] = <uint8_t>value
+            return n + 1
+        out[n] = <uint8_t>((value & 0x7F) | 0x80)
+        value >>= 7
+        n += 1
+
+
+cdef inline int _varint_size(Py_ssize_t value):
+    if value < 128:
+        return 1
+    if value < 16384:
+        return 2
+    if value < 2097152:
+        return 3
+    return 4
+
+
+cdef bytes _varint(object value):
+    cdef uint8_t out[4]
+    if not 0 <= value <= 268435455:
+        raise ValueError(f"variable byte integer out of range: {value}")
+    return PyBytes_FromStringAndSize(<char *>out, _varint_write(<uint32_t>value, out))
+
+
+cdef bytes _binary(object data):
+    cdef Py_ssize_t n = len(data)
+    if n > 65535:
+        raise ValueError(f"string or binary data of {n} bytes exceeds 65535")
+    return n.to_bytes(2, "big") + bytes(data)
+
+
+cdef bytes _string(str text):
+    return _binary(text.encode("utf-8"))
+
+
+cdef bytes _packet(int first, bytes body):
+    return bytes((first,)) + _varint(len(body)) + body
+
+
+cdef Py_ssize_t _utf8_len(object text) except -1:
+    cdef Py_ssize_t n
+    PyUnicode_AsUTF8AndSize(text, &n)
+    if n > 65535:
+        raise ValueError(f"string or binary data of {n} bytes exceeds 65535")
+    return n
+
+
+cdef inline char *_put_utf8(char *w, object text):
+    cdef Py_ssize_t n
+    cdef const char *s = PyUnicode_AsUTF8AndSize(text, &n)
+    w[0] = <char>(n >> 8)
+    w[1] = <char>(n & 0xFF)
+    memcpy(w + 2, s, n)
+    return w + 2 + n
+
+
+cdef Py_ssize_t _props_walk(object props, int ptype, char *w) except -1:
+    """Size (w == NULL) or write (w != NULL) the property list, without its length.
+
+    Values are checked in the sizing pass, so the writing pass cannot fail.
+    """
+    cdef Py_ssize_t size = 0, n
+    cdef int pid, vtype
+    cdef long ival
+    cdef uint8_t vbuf[4]
+    cdef bytes data
+    cdef int k
+    cdef PyObject *raw
+    cdef bint fast = _PROPS_FAST and type(props) is Properties
+    for k in range(_NPROPS):
+        pid = _ENC_ID[k]
+        if fast:
+            # Most slots are None: skip them without touching reference counts.
+            raw = (<PyObject **>((<char *><PyObject *>props) + _ENC_OFF[k]))[0]
+            if raw == NULL or raw == <PyObject *>None:
+                continue
+            value = <object>raw
+        else:
+            value = getattr(props, _PROP_NAMES[_PSLOT[pid]])
+            if value is None:
+                continue
+        vtype = _PTYPE[pid]
+        if w == NULL:
+            if not (_PALLOWED[pid] >> ptype) & 1:
+                raise ValueError(f"property {_PNAME[pid]} not allowed in {_ptype_name(ptype)}")
+        if vtype == BYTE_T:
+            if w == NULL:
+                if not 0 <= value <= 255:
+                    raise ValueError("bytes must be in range(0, 256)")
+                size += 2
+            else:
+                w[0] = <char>pid
+                w[1] = <char>(<long>value)
+                w += 2
+        elif vtype == TWO_T:
+            if w == NULL:
+                if not 0 <= value <= 0xFFFF:
+                    raise OverflowError("int too big to convert")
+                size += 3
+            else:
+                ival = value
+                w[0] = <char>pid
+                w[1] = <char>(ival >> 8)
+                w[2] = <char>(ival & 0xFF)
+                w += 3
+        elif vtype == FOUR_T:
+            if w == NULL:
+                if not 0 <= value <= 0xFFFFFFFF:
+                    raise OverflowError("int too big to convert")
+                size += 5
+            else:
+                ival = value
+                w[0] = <char>pid
+                w[1] = <char>((ival >> 24) & 0xFF)
+                w[2] = <char>((ival >> 16) & 0xFF)
+                w[3] = <char>((ival >> 8) & 0xFF)
+                w[4] = <char>(ival & 0xFF)
+                w += 5
+        elif vtype == VARINT_T:
+            for ident in value:
+                if w == NULL:
+                    if not 0 <= ident <= 268435455:
+                        raise ValueError(f"variable byte integer out of range: {ident}")
+                    size += 1 + _varint_size(ident)
+                else:
+                    w[0] = <char>pid
+                    w += 1 + _varint_write(<uint32_t>ident, <uint8_t *>w + 1)
+        elif vtype == UTF8_T:
+            if w == NULL:
+                if not isinstance(value, str):
+                    raise TypeError(f"property {_PNAME[pid]} must be str")
+                size += 3 + _utf8_len(value)
+            else:
+                w[0] = <char>pid
+                w = _put_utf8(w + 1, value)
+        elif vtype == BINARY_T:
+            data = value if type(value) is bytes else bytes(value)
+            n = len(data)
+            if w == NULL:
+                if n > 65535:
+                    raise ValueError(f"string or binary data of {n} bytes exceeds 65535")
+                size += 3 + n
+            else:
+                w[0] = <char>pid
+                w[1] = <char>(n >> 8)
+                w[2] = <char>(n & 0xFF)
+                memcpy(w + 3, PyBytes_AS_STRING(data), n)
+                w += 3 + n
+        else:
+            for key, val in value:
+                if w == NULL:
+                    if not isinstance(key, str) or not isinstance(val, str):
+                        raise TypeError("user property keys and values must be str")
+                    size += 5 + _utf8_len(key) + _utf8_len(val)
+                else:
+                    w[0] = <char>pid
+                    w = _put_utf8(_put_utf8(w + 1, key), val)
+    return size
+
+
+cdef bytes _properties(object props, int ptype):
+    """The property section, its length prefix included."""
+    cdef Py_ssize_t size
+    cdef int vlen
+    cdef bytes out
+    cdef char *w
+    if props is None:
+        return b"\x00"
+    size = _props_walk(props, ptype, NULL)
+    if size > 268435455:
+        raise ValueError(f"variable byte integer out of range: {size}")
+    vlen = _varint_size(size)
+    out = PyBytes_FromStringAndSize(NULL, vlen + size)
+    w = PyBytes_AS_STRING(out)
+    _varint_write(<uint32_t>size, <uint8_t *>w)
+    _props_walk(props, ptype, w + vlen)
+    return out
+
+
+cdef inline bint _props_empty(object props) except -1:
+    cdef int i
+    cdef PyObject *raw
+    if props is None:
+        return True
+    if _PROPS_FAST and type(props) is Properties:
+        for i in range(_NPROPS):
+            raw = (<PyObject **>((<char *><PyObject *>props) + _ENC_OFF[i]))[0]
+            if raw != NULL and raw != <PyObject *>None:
+                return False
+        return True
+    return props.is_empty()
+
+
+cdef bytes _publish(object topic, object payload, int qos, bint retain, bint dup,
+                    int packet_id, object properties, int protocol_version, bint split,
+                    list tail_box):
+    """Encode a PUBLISH. With ``split``, stop before the packet id and put the rest in tail."""
+    cdef Py_buffer tview, pview
+    cdef const char *tptr
+    cdef Py_ssize_t tlen, plen, prlen = 0, length, hlen, props_size = 0
+    cdef bytes out, tail
+    cdef char *w
+    cdef int vlen
+    cdef bint own_t = False, own_p = False
+    if qos < 0 or qos > 2:
+        raise ValueError(f"QoS must be 0, 1 or 2, not {qos!r}")
+    if isinstance(topic, str):
+        tptr = PyUnicode_AsUTF8AndSize(topic, &tlen)
+    else:
+        PyObject_GetBuffer(topic, &tview, PyBUF_SIMPLE)
+        own_t = True
+        tptr = <const char *>tview.buf
+        tlen = tview.len
+    try:
+        if tlen > 65535:
+            raise ValueError(f"string or binary data of {tlen} bytes exceeds 65535")
+        if isinstance(payload, str):
+            payload = (<str>payload).encode("utf-8")
+        PyObject_GetBuffer(payload, &pview, PyBUF_SIMPLE)
+        own_p = True
+        plen = pview.len
+        if protocol_version == 5:
+            # Property length prefix + properties, written in place below.
+            if properties is None:
+                prlen = 1
+            else:
+                props_size = _props_walk(properties, P_PUBLISH, NULL)
+                if props_size > 268435455:
+                    raise ValueError(f"variable byte integer out of range: {props_size}")
+                prlen = _varint_size(props_size) + props_size
+        length = 2 + tlen + prlen + plen + (2 if qos else 0)
+        if length > 268435455:
+            raise ValueError(f"variable byte integer out of range: {length}")
+        vlen = _varint_size(length)
+        hlen = 1 + vlen + 2 + tlen
+        if split and qos:
+            out = PyBytes_FromStringAndSize(NULL, hlen)
+        else:
+            out = PyBytes_FromStringAndSize(NULL, 1 + vlen + length)
+        w = PyBytes_AS_STRING(out)
+        w[0] = <char>(0x30 | (qos << 1) | (0x08 if dup else 0) | (0x01 if retain else 0))
+        _varint_write(<uint32_t>length, <uint8_t *>w + 1)
+        w += 1 + vlen
+        w[0] = <char>(tlen >> 8)
+        w[1] = <char>(tlen & 0xFF)
+        memcpy(w + 2, tptr, tlen)
+        w += 2 + tlen
+        if split and qos:
+            tail = PyBytes_FromStringAndSize(NULL, prlen + plen)
+            tail_box.append(tail)
+            w = PyBytes_AS_STRING(tail)
+        elif qos:
+            w[0] = <char>(packet_id >> 8)
+            w[1] = <char>(packet_id & 0xFF)
+            w += 2
+        if prlen:
+            if properties is None:
+                w[0] = 0
+                w += 1
+            else:
+                w += _varint_write(<uint32_t>props_size, <uint8_t *>w)
+                _props_walk(properties, P_PUBLISH, w)
+                w += props_size
+        memcpy(w, pview.buf, plen)
+        return out
+    finally:
+        if own_p:
+            PyBuffer_Release(&pview)
+        if own_t:
+            PyBuffer_Release(&tview)
+
+
+def publish_parts(topic, payload, int qos=0, retain=False, dup=False, properties=None,
+                  int protocol_version=4):
+    """A PUBLISH split around its packet identifier, for fan-out.
+
+    QoS 0: the packet is ``head + tail`` and ``tail == b""``. QoS 1/2: the
+    packet is ``head + packet_id.to_bytes(2, "big") + tail``.
+    """
+    cdef list tail_box = []
+    cdef bytes head = _publish(topic, payload, qos, retain, dup, 0, properties,
+                               protocol_version, True, tail_box)
+    return head, (tail_box[0] if tail_box else b"")
+
+
+def encode_publish(topic, payload, int qos=0, retain=False, dup=False, int packet_id=0,
+                   properties=None, int protocol_version=4):
+    """One PUBLISH packet."""
+    if qos and not 1 <= packet_id <= 65535:
+        if 0 <= qos <= 2:
+            raise ValueError(
+                f"packet identifier must be 1..65535 for QoS {qos}, not {packet_id!r}")
+    return _publish(topic, payload, qos, retain, dup, packet_id, properties, protocol_version,
+                    False, None)
+
+
+cdef bytes _encode_ack(object pkt, int first, int version):
+    cdef uint8_t out[5]
+    cdef int packet_id = pkt.packet_id
+    cdef int reason
+    out[0] = first
+    out[2] = <uint8_t>(packet_id >> 8)
+    out[3] = <uint8_t>(packet_id & 0xFF)
+    if version != 5:
+        out[1] = 2
+        return PyBytes_FromStringAndSize(<char *>out, 4)
+    reason = pkt.reason_code
+    props = pkt.properties
+    if _props_empty(props):
+        if reason == 0:
+            out[1] = 2
+            return PyBytes_FromStringAndSize(<char *>out, 4)
+        out[1] = 3
+        out[4] = <uint8_t>reason
+        return PyBytes_FromStringAndSize(<char *>out, 5)
+    return _packet(first, PyBytes_FromStringAndSize(<char *>out + 2, 2) + bytes((reason,))
+                   + _properties(props, first >> 4))
+
+
+def _payload_bytes(payload):
+    if isinstance(payload, bytes):
+        return payload
+    if isinstance(payload, str):
+        return payload.encode("utf-8")
+    return bytes(payload)
+
+
+def _encode_connect(p, int version):
+    if version not in (3, 4, 5):
+        raise ValueError(f"unsupported protocol version {version!r}")
+    flags = 0x02 if p.clean_start else 0
+    will = p.will
+    if will is not None:
+        flags |= 0x04 | (will.qos << 3) | (0x20 if will.retain else 0)
+    if p.password is not None:
+        flags |= 0x40
+    if p.username is not None:
+        flags |= 0x80
+    parts = [_string("MQIsdp" if version == 3 else "MQTT"),
+             bytes((version, flags)), p.keep_alive.to_bytes(2, "big")]
+    if version == 5:
+        parts.append(_properties(p.properties, P_CONNECT))
+    parts.append(_string(p.client_id))
+    if will is not None:
+        if version == 5:
+            parts.append(_properties(will.properties, 0))
+        parts.append(_string(will.topic))
+        parts.append(_binary(_payload_bytes(will.payload)))
+    if p.username is not None:
+        parts.append(_string(p.username))
+    if p.password is not None:
+        parts.append(_binary(_payload_bytes(p.password)))
+    return _packet(0x10, b"".join(parts))
+
+
+def _encode_connack(p, int version):
+    body = bytes((1 if p.session_present else 0, p.reason_code))
+    if version == 5:
+        body += _properties(p.properties, P_CONNACK)
+    return _packet(0x20, body)
+
+
+def _encode_subscribe(p, int version):
+    parts = [p.packet_id.to_bytes(2, "big")]
+    if version == 5:
+        parts.append(_properties(p.properties, P_SUBSCRIBE))
+    for sub in p.subscriptions:
+        opts = sub.qos
+        if version == 5:
+            opts |= ((4 if sub.no_local else 0) | (8 if sub.retain_as_published else 0)
+                     | (sub.retain_handling << 4))
+        parts.append(_string(sub.topic_filter) + bytes((opts,)))
+    return _packet(0x82, b"".join(parts))
+
+
+def _encode_suback(p, int version):
+    body = p.packet_id.to_bytes(2, "big")
+    if version == 5:
+        body += _properties(p.properties, P_SUBACK)
+    return _packet(0x90, body + bytes(p.reason_codes))
+
+
+def _encode_unsubscribe(p, int version):
+    parts = [p.packet_id.to_bytes(2, "big")]
+    if version == 5:
+        parts.append(_properties(p.properties, P_UNSUBSCRIBE))
+    for filt in p.topic_filters:
+        parts.append(_string(filt))
+    return _packet(0xA2, b"".join(parts))
+
+
+def _encode_unsuback(p, int version):
+    body = p.packet_id.to_bytes(2, "big")
+    if version == 5:
+        body += _properties(p.properties, P_UNSUBACK) + bytes(p.reason_codes)
+    return _packet(0xB0, body)
+
+
+def _encode_pingreq(p, int version):
+    return b"\xc0\x00"
+
+
+def _encode_pingresp(p, int version):
+    return b"\xd0\x00"
+
+
+def _encode_disconnect(p, int version):
+    no_props = _props_empty(p.properties)
+    if version != 5 or (p.reason_code == 0 and no_props):
+        return b"\xe0\x00"
+    if no_props:
+        return bytes((0xE0, 1, p.reason_code))
+    return _packet(0xE0, bytes((p.reason_code,)) + _properties(p.properties, P_DISCONNECT))
+
+
+def _encode_auth(p, int version):
+    if version != 5:
+        raise ValueError("AUTH exists only in MQTT 5")
+    if p.reason_code == 0 and _props_empty(p.properties):
+        return b"\xf0\x00"
+    return _packet(0xF0, bytes((p.reason_code,)) + _properties(p.properties, P_AUTH))
+
+
+cdef dict _ENCODERS = {
+    Connect: _encode_connect,
+    Connack: _encode_connack,
+    Subscribe: _encode_subscribe,
+    Suback: _encode_suback,
+    Unsubscribe: _encode_unsubscribe,
+    Unsuback: _encode_unsuback,
+    Pingreq: _encode_pingreq,
+    Pingresp: _encode_pingresp,
+    Disconnect: _encode_disconnect,
+    Auth: _encode_auth,
+}
+
+
+def encode(packet, int protocol_version=4):
+    """The wire bytes of ``packet`` for ``protocol_version`` (3, 4 or 5).
+
+    MQTT 5 acknowledgements use the short forms where allowed: reason code 0
+    and no properties gives a two-byte PUBACK/PUBREC/PUBREL/PUBCOMP body and
+    an empty DISCONNECT/AUTH body. For CONNECT the protocol name and level
+    come from ``protocol_version``.
+    """
+    cls = type(packet)
+    cdef _SlotFiller f = _PUBLISH_F
+    if cls is Publish:
+        if f.fast:  # read the fields straight from the slots
+            topic, payload, qos, retain, dup, packet_id, props = (
+                f.get(packet, 0), f.get(packet, 1), f.get(packet, 2), f.get(packet, 3),
+                f.get(packet, 4), f.get(packet, 5), f.get(packet, 6))
+        else:
+            topic, payload, qos, retain, dup, packet_id, props = (
+                packet.topic, packet.payload, packet.qos, packet.retain, packet.dup,
+                packet.packet_id, packet.properties)
+        if qos and not 1 <= packet_id <= 65535:
+            if 0 <= qos <= 2:
+                raise ValueError(f"packet identifier must be 1..65535 for QoS {qos}, "
+                                 f"not {packet_id!r}")
+        return _publish(topic, payload, qos, retain, dup, packet_id, props, protocol_version,
+                        False, None)
+    if cls is Puback:
+        return _encode_ack(packet, 0x40, protocol_version)
+    if cls is Pubrec:
+        return _encode_ack(packet, 0x50, protocol_version)
+    if cls is Pubrel:
+        return _encode_ack(packet, 0x62, protocol_version)
+    if cls is Pubcomp:
+        return _encode_ack(packet, 0x70, protocol_version)
+    encoder = _ENCODERS.get(cls)
+    if encoder is None:
+        raise TypeError(f"not an MQTT packet: {packet!r}")
+    return encoder(packet, protocol_version)
+
+
+def _fast_construction():
+    """Which packet classes are built by filling slots directly (for tests and benchmarks)."""
+    return {f.cls.__name__: f.fast
+            for f in (_PUBLISH_F, _PUBACK_F, _PUBREC_F, _PUBREL_F, _PUBCOMP_F, _PROPS_F)}
