@@ -120,9 +120,14 @@ def _copy_source(dest: Path) -> Path:
 
 
 def _wheel(src: Path, out: Path, **env: str) -> subprocess.CompletedProcess:
-    # Reuse the installed setuptools when there is one (fast, offline); a bare
-    # venv (cibuildwheel's test env on 3.12+) gets an isolated build instead.
-    isolation = [] if importlib.util.find_spec("setuptools") is None else ["--no-build-isolation"]
+    # Reuse the installed setuptools when it is recent (fast, offline); a bare
+    # venv (cibuildwheel's test env) gets an isolated build instead.
+    # (setuptools >= 70.1 builds wheels by itself: it has command.bdist_wheel.)
+    try:
+        modern = importlib.util.find_spec("setuptools.command.bdist_wheel") is not None
+    except ImportError:  # no setuptools at all
+        modern = False
+    isolation = ["--no-build-isolation"] if modern else []
     return subprocess.run(
         [sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", *isolation,
          "-w", str(out), "-v", "--disable-pip-version-check"],
