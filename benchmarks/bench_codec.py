@@ -1,0 +1,228 @@
+"""Codec microbenchmarks: Cython twin, pure-Python twin and the PyPI ``mqtt5``
+package (a Rust/PyO3 MQTT 5 codec) side by side on the same packets.
+
+Run (pytest-benchmark, groups per operation):
+    python3 setup.py build_ext --inplace -q
+    python3 -m pytest benchmarks/bench_codec.py -q -p no:cacheprovider \
+        -o python_files='bench_*.py' --benchmark-columns=min,median,ops --benchmark-sort=name
+
+Or print per-packet medians and the ratios directly:
+    python3 benchmarks/bench_codec.py
+
+Each benchmarked call handles a batch of BATCH packets (decode: one ``feed`` of a
+stream of BATCH packets; encode: BATCH ``encode`` calls), so divide by BATCH for
+one packet. ``mqtt5`` speaks only MQTT 5, so it appears in the 5.0 groups only;
+its decoder is driven the way its API allows (``read(memoryview)`` returns one
+packet and its length, in a loop).
+
+The "64-byte PUBLISH" is a QoS 1 PUBLISH with a 64-byte payload on topic
+``bench/topic/0001``; the 5.0 variant carries message expiry, content type and
+one user property.
+"""
+
+from __future__ import annotations
+
+import importlib
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from mqttfast.codec.packets import (  # noqa: E402
+    Connect,
+    Pingreq,
+    Properties,
+    Puback,
+    Pubcomp,
+    Publish,
+    Pubrec,
+    Pubrel,
+    Subscribe,
+    Subscription,
+)
+
+BATCH = 1000
+TOPIC = "bench/topic/0001"
+PAYLOAD = bytes(range(64))
+PROPS = Properties(message_expiry_interval=60, content_type="application/octet-stream",
+                   user_property=[("trace", "abc123")])
+FLAVOURS = {"cython": "mqttfast.codec._codec", "python": "mqttfast.codec._codec_py"}
+
+
+def publish(version: int) -> Publish:
+    return Publish(TOPIC, PAYLOAD, 1, False, False, 4242, PROPS if version == 5 else None)
+
+
+def mixed_stream(codec: Any, version: int) -> bytes:
+    """A realistic inbound mix: mostly PUBLISH of every QoS, their acks, pings."""
+    props = PROPS if version == 5 else None
+    cycle = [
+        Publish(TOPIC, PAYLOAD),
+        Publish("bench/other", PAYLOAD[:16], 1, packet_id=1, properties=props),
+        Publish(TOPIC, PAYLOAD * 4, 2, retain=True, packet_id=2),
+        Puback(3), Pubrec(4), Pubrel(5), Pubcomp(6),
+        Publish("a/b/c/d", b"", 0),
+        Pingreq(),
+        Subscribe(7, [Subscription("bench/#", 1)]),
+    ]
+    return b"".join(codec.encode(p, version) for p in cycle) * (BATCH // len(cycle))
+
+
+def load(flavour: str) -> Any:
+    try:
+        return importlib.import_module(FLAVOURS[flavour])
+    except ImportError as exc:  # a benchmark of a missing build is meaningless
+        pytest.fail(f"{flavour} twin not importable ({exc}); "
+                    "build with python3 setup.py build_ext --inplace")
+
+
+def mqtt5_packet() -> Any:
+    import mqtt5
+
+    return mqtt5.PublishPacket(
+        TOPIC, PAYLOAD, qos=mqtt5.QoS.AT_LEAST_ONCE, packet_id=4242,
+        message_expiry_interval=60, content_type="application/octet-stream",
+        user_properties=[("trace", "abc123")])
+
+
+def mqtt5_decode_all(data: bytes) -> list[Any]:
+    import mqtt5
+
+    view = memoryview(data)
+    out, pos, n = [], 0, len(data)
+    read = mqtt5.read
+    while pos < n:
+        packet, used = read(view[pos:])
+        out.append(packet)
+        pos += used
+    return out
+
+
+# ---------------------------------------------------------------- the operations
+# Each returns a zero-argument callable doing BATCH packets.
+
+
+def op_decode_publish(impl: str, version: int) -> Callable[[], Any]:
+    if impl == "mqtt5":
+        data = mqtt5_packet().write() * BATCH
+        return lambda: mqtt5_decode_all(data)
+    codec = load(impl)
+    data = codec.encode(publish(version), version) * BATCH
+    Decoder = codec.Decoder
+    return lambda: Decoder(version).feed(data)
+
+
+def op_encode_publish(impl: str, version: int) -> Callable[[], Any]:
+    if impl == "mqtt5":
+        packet5 = mqtt5_packet()
+        write = packet5.write
+        return lambda: [write() for _ in range(BATCH)]
+    codec = load(impl)
+    packet = publish(version)
+    encode = codec.encode
+    return lambda: [encode(packet, version) for _ in range(BATCH)]
+
+
+def op_encode_publish_fanout(impl: str, version: int) -> Callable[[], Any]:
+    """The broker's path: one publish_parts, then only the packet id per subscriber."""
+    codec = load(impl)
+    props = PROPS if version == 5 else None
+
+    def run() -> list[bytes]:
+        head, tail = codec.publish_parts(TOPIC, PAYLOAD, 1, False, False, props, version)
+        return [head + pid.to_bytes(2, "big") + tail for pid in range(1, BATCH + 1)]
+
+    return run
+
+
+def op_frame_mixed_stream(impl: str, version: int) -> Callable[[], Any]:
+    """Socket-sized reads (64 KiB) of a mixed stream through one server decoder."""
+    codec = load(impl)
+    connect = codec.encode(Connect("bench", version), version)
+    data = mixed_stream(codec, version)
+    chunks = [data[i:i + 65536] for i in range(0, len(data), 65536)]
+
+    def run() -> int:
+        dec = codec.Decoder()
+        count = len(dec.feed(connect))
+        for chunk in chunks:
+            count += len(dec.feed(chunk))
+        return count
+
+    return run
+
+
+OPERATIONS = {
+    "decode 64-byte PUBLISH": op_decode_publish,
+    "encode 64-byte PUBLISH": op_encode_publish,
+    "fan-out encode (publish_parts)": op_encode_publish_fanout,
+    "frame mixed stream": op_frame_mixed_stream,
+}
+CELLS = [
+    (op, version, impl)
+    for op in OPERATIONS
+    for version in (4, 5)
+    for impl in ("cython", "python", "mqtt5")
+    if impl != "mqtt5" or (version == 5 and op in ("decode 64-byte PUBLISH",
+                                                     "encode 64-byte PUBLISH"))
+]
+
+
+@pytest.mark.benchmark
+@pytest.mark.parametrize("op,version,impl", CELLS,
+                         ids=[f"{o}-v{v}-{i}".replace(" ", "_") for o, v, i in CELLS])
+def test_codec(benchmark: Any, op: str, version: int, impl: str) -> None:
+    fn = OPERATIONS[op](impl, version)
+    fn()  # warm up, and prove it works before timing it
+    benchmark.group = f"{op} MQTT {'5.0' if version == 5 else '3.1.1'} x{BATCH}"
+    benchmark.extra_info["impl"] = impl
+    benchmark(fn)
+
+
+def test_decoders_agree_on_the_benchmark_input() -> None:
+    """The benchmark compares like with like: all three decode the same packet."""
+    for impl in ("cython", "python"):
+        codec = load(impl)
+        (pkt,) = codec.Decoder(5).feed(codec.encode(publish(5), 5))
+        assert pkt == publish(5)
+    (pkt5,) = mqtt5_decode_all(mqtt5_packet().write())
+    assert (pkt5.topic, pkt5.payload, pkt5.packet_id) == (TOPIC, PAYLOAD, 4242)
+    ours = load("python").encode(publish(5), 5)
+    assert len(mqtt5_packet().write()) == len(ours)
+
+
+# ---------------------------------------------------------------- script mode
+
+
+def median_ns_per_packet(fn: Callable[[], Any], rounds: int) -> float:
+    samples = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - start) / BATCH * 1e9)
+    return statistics.median(samples)
+
+
+def main() -> None:
+    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 200
+    print(f"median ns per packet over {rounds} rounds of {BATCH} packets")
+    print(f"{'operation':34} {'MQTT':5} {'cython':>8} {'python':>8} {'mqtt5':>8} "
+          f"{'py/cy':>6} {'mqtt5/cy':>8}")
+    for op in OPERATIONS:
+        for version in (4, 5):
+            row = {impl: median_ns_per_packet(OPERATIONS[op](impl, version), rounds)
+                   for o, v, impl in CELLS if o == op and v == version}
+            cy, py, m5 = row["cython"], row["python"], row.get("mqtt5")
+            m5_abs = f"{m5:8.0f}" if m5 else "       -"
+            m5_ratio = f"{m5 / cy:8.2f}" if m5 else "       -"
+            label = "5.0" if version == 5 else "3.1.1"
+            print(f"{op:34} {label:5} {cy:8.0f} {py:8.0f} {m5_abs} {py / cy:6.1f} {m5_ratio}")
+
+
+if __name__ == "__main__":
+    main()
