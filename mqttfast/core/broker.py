@@ -25,6 +25,7 @@ from .router import LocalRouter
 from .session import Session
 from .settings import BrokerSettings
 from .stats import Stats
+from .storage import MemoryStorage, Storage
 from .subscriptions import SubscriptionStore
 from .sys_topics import SysTopics
 
@@ -49,7 +50,8 @@ class FakeClock:
 
 class Broker:
     def __init__(self, settings: BrokerSettings | None = None, hooks: Hooks | None = None,
-                 clock: Callable[[], float] = time.monotonic, router: Any = None) -> None:
+                 clock: Callable[[], float] = time.monotonic, router: Any = None,
+                 storage: Storage | None = None) -> None:
         self.settings = settings or BrokerSettings()
         self.hooks = hooks or Hooks()
         self.clock = clock
@@ -61,9 +63,21 @@ class Broker:
         self.pending_wills: set[Session] = set()
         self.subscriptions = SubscriptionStore(self.settings.match_cache_size)
         self.retained = RetainedStore()
+        # Durable state (core/storage.py); the default keeps nothing and costs nothing.
+        self.storage = storage or MemoryStorage()
+        if self.storage.durable:
+            self.retained.storage = self.storage
+        self.retained.max_messages = self.settings.max_retained_messages
+        self.retained.max_bytes = self.settings.max_retained_bytes
         self.router = router or LocalRouter(self.sessions, self.subscriptions, self.retained,
                                             self.settings.retain_available)
         self.sys = SysTopics(self)
+        # Back-pressure on publishers from online subscribers' queues (see Session.pump).
+        mq = self.settings.max_queued_messages
+        high = max(1, mq // 2) if mq else 1000
+        self.queue_low_water = high // 2
+        if isinstance(self.router, LocalRouter):
+            self.router.queue_high_water = high
 
     # -- transport seam -----------------------------------------------------
 
@@ -102,6 +116,7 @@ class Broker:
                 self.end_session(session, now)
         if self.sys.due(now):
             self.sys.publish(now)
+        self.storage.tick(now)
 
     # -- sessions -----------------------------------------------------------
 
@@ -128,6 +143,8 @@ class Broker:
         if session.expiry_interval != SESSION_EXPIRY_NEVER:
             session.expires_at = now + session.expiry_interval
         self.offline.add(session)
+        if session.persisted:
+            self.storage.session_put(session)  # offline since now; pending will
         # Shared-subscription messages not yet sent go to another member (4.8.2).
         moved = session.take_shared_deliveries(include_inflight=False)
         if moved:
@@ -142,6 +159,8 @@ class Broker:
             wills.fire_pending(self, session, now)
         self.router.drop_session(session)
         moved = session.take_shared_deliveries(include_inflight=True)
+        if session.persisted:
+            self.storage.session_delete(session)
         session.inflight.clear()
         session.queue.clear()
         session.awaiting_pubrel.clear()
@@ -169,4 +188,5 @@ class Broker:
             conn.close(reason_code)
         now = self.clock()
         for session in list(self.pending_wills):
-            wills.fire_pending(self, session, now)
+            if not session.persisted:  # a stored delayed will fires after the restart
+                wills.fire_pending(self, session, now)

@@ -53,7 +53,7 @@ class Connection:
         "session", "created_at", "last_rx", "keep_alive", "keepalive_limit",
         "send_window", "max_packet_out", "alias_out_max", "aliases_out", "next_alias",
         "aliases_in", "will", "will_delay", "connect_expiry", "problem_info",
-        "congested", "paused_publishers", "pause_refs", "auth_method", "auth_state",
+        "congested", "paused_publishers", "blocked_by", "auth_method", "auth_state",
         "pending_connect", "assigned_id", "__weakref__",
     )
 
@@ -83,8 +83,8 @@ class Connection:
         self.connect_expiry = 0             # Session Expiry from CONNECT (for DISCONNECT rule)
         self.problem_info = True
         self.congested = False
-        self.paused_publishers: set[Connection] = set()
-        self.pause_refs = 0
+        self.paused_publishers: set[Connection] = set()  # publishers paused because of us
+        self.blocked_by: set[Connection] = set()         # subscribers that paused us
         self.auth_method: str | None = None
         self.auth_state: Any = None
         self.pending_connect: Any = None
@@ -148,10 +148,11 @@ class Connection:
 
     def writing_resumed(self) -> None:
         self.congested = False
-        self.release_publishers()
         session = self.session
         if session is not None and session.conn is self and session.queue:
-            session.pump(self.broker.clock())
+            session.pump(self.broker.clock())  # releases publishers once the queue is short
+        else:
+            self.release_publishers()
 
     # -- errors and closing -------------------------------------------------
 
@@ -185,6 +186,7 @@ class Connection:
         broker.connections.discard(self)
         broker.pending.discard(self)
         self.release_publishers()
+        self.unblock()
         self.congested = False
         session = self.session
         if was_connected and session is not None and session.conn is self:
@@ -194,12 +196,19 @@ class Connection:
     # -- back-pressure ------------------------------------------------------
 
     def block_publisher(self, publisher: "Connection") -> None:
-        """Pause reading from a publisher while this (subscriber) connection is congested."""
-        if publisher is self or publisher.state == CLOSED or publisher in self.paused_publishers:
+        """Pause reading from a publisher while this (subscriber) connection is congested
+        or its queue is long. A publisher that has QoS 1/2 messages in flight toward it
+        is not paused: we must keep reading its acknowledgements (or two clients
+        publishing to each other would wait on each other forever)."""
+        if (publisher is self or publisher.state == CLOSED
+                or publisher in self.paused_publishers):
+            return
+        psession = publisher.session
+        if psession is not None and psession.inflight:
             return
         self.paused_publishers.add(publisher)
-        publisher.pause_refs += 1
-        if publisher.pause_refs == 1:
+        publisher.blocked_by.add(self)
+        if len(publisher.blocked_by) == 1:
             publisher.sink.pause_reading()
 
     def release_publishers(self) -> None:
@@ -207,11 +216,22 @@ class Connection:
             return
         now = self.broker.clock()
         for pub in self.paused_publishers:
-            pub.pause_refs -= 1
-            if pub.pause_refs == 0 and pub.state != CLOSED:
+            pub.blocked_by.discard(self)
+            if not pub.blocked_by and pub.state != CLOSED:
                 pub.last_rx = now  # it could not send PINGREQ while paused
                 pub.sink.resume_reading()
         self.paused_publishers.clear()
+
+    def unblock(self) -> None:
+        """Resume reading from this connection whoever paused it (it has acks to send us)."""
+        if not self.blocked_by:
+            return
+        for sub in self.blocked_by:
+            sub.paused_publishers.discard(self)
+        self.blocked_by.clear()
+        if self.state != CLOSED:
+            self.last_rx = self.broker.clock()
+            self.sink.resume_reading()
 
     def over_hard_limit(self) -> bool:
         return self.congested and (self.sink.get_write_buffer_size()
@@ -316,7 +336,7 @@ class Connection:
                 log.info("connection %s: no CONNECT within %.1f s; closing", self.peer,
                          self.broker.settings.connect_timeout)
                 self.close(None, will=False)
-        elif self.keepalive_limit and self.pause_refs == 0:
+        elif self.keepalive_limit and not self.blocked_by:
             if now - self.last_rx > self.keepalive_limit:
                 # [MQTT-3.1.2-24] 1.5x the keep alive without a control packet.
                 log.info("client %s (%s): keep alive timeout; closing", self.client_id, self.peer)

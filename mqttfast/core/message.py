@@ -21,7 +21,7 @@ class Message:
     expiry is kept as the absolute ``expires_at`` and re-computed per send)."""
 
     __slots__ = ("topic", "payload", "qos", "retain", "properties", "expires_at", "origin",
-                 "parts_cache")
+                 "parts_cache", "sid")
 
     def __init__(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False,
                  properties: Properties | None = None, expires_at: float | None = None,
@@ -35,6 +35,7 @@ class Message:
         self.origin = origin  # client id of the publisher, for No Local
         # Encodings by shape, filled lazily during one fan-out (see Router).
         self.parts_cache: dict | None = None
+        self.sid = 0  # storage id while a persistent session holds it (core/storage.py)
 
     def expired(self, now: float) -> bool:
         return self.expires_at is not None and now >= self.expires_at
@@ -63,7 +64,7 @@ def forwardable_properties(props: Properties | None) -> Properties | None:
 class Delivery:
     """A QoS 1/2 message on its way to one client: queued or in flight."""
 
-    __slots__ = ("msg", "qos", "retain", "sub_ids", "state", "shared")
+    __slots__ = ("msg", "qos", "retain", "sub_ids", "state", "shared", "sid")
 
     def __init__(self, msg: Message, qos: int, retain: bool, sub_ids: tuple[int, ...] | None,
                  shared: object | None = None) -> None:
@@ -75,3 +76,4 @@ class Delivery:
         # The SharedGroup this came through, so it can go to another member
         # if this client's session ends first (4.8.2).
         self.shared = shared
+        self.sid = 0  # storage id when recorded for a persistent session (core/storage.py)

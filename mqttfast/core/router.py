@@ -46,6 +46,8 @@ class LocalRouter:
         self.subscriptions = subscriptions
         self.retained = retained
         self.retain_available = retain_available
+        # Queue length of an online subscriber above which its publishers are paused.
+        self.queue_high_water = 1000
 
     def publish(self, msg: Message, now: float, publisher: "Connection | None" = None) -> int:
         if msg.retain and self.retain_available:
@@ -59,6 +61,7 @@ class LocalRouter:
         mqos = msg.qos
         mretain = msg.retain
         count = 0
+        high = self.queue_high_water
         for t in normal:
             if t.no_local and t.client_id == origin:
                 t = t.without_no_local()  # type: ignore[assignment]
@@ -73,7 +76,8 @@ class LocalRouter:
             session.deliver(msg, qos, mretain and t.retain_as_published, t.sub_ids, now, cache)
             count += 1
             conn = session.conn
-            if conn is not None and conn.congested and publisher is not None:
+            if conn is not None and publisher is not None and (
+                    conn.congested or len(session.queue) > high):
                 conn.block_publisher(publisher)
         for group in shared:
             picked = group.pick(sessions)
@@ -86,7 +90,8 @@ class LocalRouter:
                             cache, shared=group)
             count += 1
             conn = session.conn
-            if conn is not None and conn.congested and publisher is not None:
+            if conn is not None and publisher is not None and (
+                    conn.congested or len(session.queue) > high):
                 conn.block_publisher(publisher)
         return count
 

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 class Session:
     __slots__ = ("client_id", "broker", "subscriptions", "inflight", "next_pid", "queue",
                  "queued_bytes", "awaiting_pubrel", "expiry_interval", "expires_at", "conn",
-                 "pending_will", "will_at", "dropped", "created_at")
+                 "pending_will", "will_at", "dropped", "created_at", "persisted")
 
     def __init__(self, client_id: str, broker: "Broker") -> None:
         self.client_id = client_id
@@ -50,6 +50,7 @@ class Session:
         self.will_at: float | None = None
         self.dropped = 0
         self.created_at = broker.clock()
+        self.persisted = False  # recorded by broker.storage (set by the storage itself)
 
     # -- outgoing -----------------------------------------------------------
 
@@ -88,7 +89,11 @@ class Session:
             return  # too large for this client or expired: treated as delivered
         pid = self.alloc_pid()
         self.inflight[pid] = d
+        if self.persisted:
+            self.broker.storage.delivery_put(self, d, pid)
         conn.write_publish(parts, pid)
+        if conn.blocked_by:
+            conn.unblock()  # it must read our acknowledgements
 
     def enqueue(self, d: Delivery) -> bool:
         settings = self.broker.settings
@@ -101,6 +106,8 @@ class Session:
             return False
         self.queue.append(d)
         self.queued_bytes += size
+        if self.persisted:
+            self.broker.storage.delivery_put(self, d, 0)
         return True
 
     def pump(self, now: float) -> None:
@@ -114,11 +121,15 @@ class Session:
         while queue and len(inflight) < window and not conn.over_hard_limit():
             d = queue.popleft()
             self.queued_bytes -= len(d.msg.payload)
+            if self.persisted:
+                self.broker.storage.delivery_remove(self, d)  # re-recorded in flight if sent
             msg = d.msg
             if msg.expires_at is not None and now >= msg.expires_at:
                 self.broker.stats.dropped_expired += 1
                 continue
             self._send_new(conn, d, now, None)
+        if conn.paused_publishers and not conn.congested and len(queue) <= self.broker.queue_low_water:
+            conn.release_publishers()
 
     def resend_inflight(self, conn: "Connection", now: float) -> None:
         """On session resumption: PUBLISH again with DUP=1 what was not acknowledged,
@@ -129,6 +140,8 @@ class Session:
                                             allow_expired=True)
                 if parts is None:
                     del self.inflight[pid]
+                    if self.persisted:
+                        self.broker.storage.delivery_remove(self, d)
                     continue
                 conn.write_publish(parts, pid)
             else:
@@ -141,6 +154,8 @@ class Session:
         if d is None or d.qos != 1:
             return False
         del self.inflight[pid]
+        if self.persisted:
+            self.broker.storage.delivery_remove(self, d)
         self.pump(now)
         return True
 
@@ -151,9 +166,13 @@ class Session:
             return False
         if failed:
             del self.inflight[pid]
+            if self.persisted:
+                self.broker.storage.delivery_remove(self, d)
             self.pump(now)
         else:
             d.state = AWAIT_COMP
+            if self.persisted:
+                self.broker.storage.delivery_put(self, d, pid)
         return True
 
     def pubcomp(self, pid: int, now: float) -> bool:
@@ -161,6 +180,8 @@ class Session:
         if d is None or d.state != AWAIT_COMP:
             return False
         del self.inflight[pid]
+        if self.persisted:
+            self.broker.storage.delivery_remove(self, d)
         self.pump(now)
         return True
 
@@ -177,4 +198,7 @@ class Session:
                 if d.shared is not None and d.state == AWAIT_ACK:
                     del self.inflight[pid]
                     out.append(d)
+        if out and self.persisted:
+            for d in out:
+                self.broker.storage.delivery_remove(self, d)
         return out

@@ -36,7 +36,7 @@ class BrokerSettings:
     maximum_qos: int = 2
 
     # Output back-pressure (bytes per connection).
-    output_high_water: int = 256 * 1024    # above: publishers feeding this client are paused
+    output_high_water: int = 1024 * 1024   # above: publishers feeding this client are paused
     output_hard_limit: int = 8 * 1024 * 1024  # above: QoS 0 dropped, QoS 1/2 held in the queue
 
     # Sessions.

@@ -20,6 +20,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mqttfast.transport")
 
+# A sink flushes early once this much is pending: the event loop may run many reads
+# in one turn, and the transport's flow control (pause_writing -> publishers paused)
+# only sees what has been handed to it.
+FLUSH_THRESHOLD = 64 * 1024
+
 
 class Flusher:
     """Flushes every sink written to during this loop turn, with one call_soon."""
@@ -63,6 +68,8 @@ class BatchedSink:
             self.flusher.mark(self)
         self.buf.append(data)
         self.pending += len(data)
+        if self.pending >= FLUSH_THRESHOLD:
+            self.flush()
 
     def writelines(self, parts: Any) -> None:
         if self.closing:
@@ -74,6 +81,8 @@ class BatchedSink:
             if part:
                 buf.append(part)
                 self.pending += len(part)
+        if self.pending >= FLUSH_THRESHOLD:
+            self.flush()
 
     def flush(self) -> None:
         buf = self.buf
@@ -125,7 +134,8 @@ class MQTTProtocol(asyncio.Protocol):
         else:
             peer_s = str(peer)
         settings = self.broker.settings
-        transport.set_write_buffer_limits(high=settings.output_high_water)
+        transport.set_write_buffer_limits(high=settings.output_high_water,
+                                          low=settings.output_high_water // 2)
         self.sink = BatchedSink(transport, self.flusher, self)
         self.conn = self.broker.connection_made(self.sink, peer_s)
 

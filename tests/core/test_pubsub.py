@@ -335,3 +335,44 @@ def test_fanout_encodes_once_per_shape(client):
     assert len(seen) == 3
     assert seen[0][0] is seen[1][0] is seen[2][0]
     assert len({s[1] for s in seen}) in (1, 2, 3)
+
+
+def test_long_subscriber_queue_pauses_publisher(make_broker, core_impl):
+    """An online subscriber whose queue passes half of max_queued_messages pauses the
+    publisher instead of losing messages; acknowledgements drain it and resume reading."""
+    from .conftest import FakeClient
+
+    b = make_broker(max_inflight=1, max_queued_messages=4)
+    s = FakeClient(b, core_impl, 4)
+    s.connect("s")
+    s.subscribe(("t", 1))
+    p = FakeClient(b, core_impl, 4)
+    p.connect("p")
+    for i in range(4):
+        p.publish("t", str(i).encode(), qos=1)
+    assert p.sink.paused
+    got = []
+    for _ in range(4):
+        (m,) = s.publishes()
+        got.append(m.payload)
+        s.send(Puback(m.packet_id))
+    assert got == [b"0", b"1", b"2", b"3"] and not p.sink.paused
+    assert b.stats.dropped_queue_full == 0
+
+
+def test_mutual_publishers_never_deadlock(make_broker, core_impl):
+    """Two clients publishing QoS 1 to each other: a client with messages in flight
+    toward it is never paused, so its acknowledgements keep flowing."""
+    from .conftest import FakeClient
+
+    b = make_broker(max_inflight=1, max_queued_messages=2)
+    a = FakeClient(b, core_impl, 4)
+    a.connect("a")
+    a.subscribe(("to/a", 1))
+    c = FakeClient(b, core_impl, 4)
+    c.connect("c")
+    c.subscribe(("to/c", 1))
+    c.publish("to/a", b"x", qos=1)          # a now has one in flight
+    for i in range(3):
+        a.publish("to/c", b"y", qos=1)      # c's queue grows past the high water
+    assert not a.sink.paused                # a has an unacknowledged message toward it

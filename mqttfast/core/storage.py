@@ -1,0 +1,80 @@
+"""The durable-state seam: what the core tells a storage backend, and the no-op default.
+
+The core calls these methods where durable state changes; a backend (the app
+layer's SQLite store, ``mqttfast.app.persistence``) records them. The default
+:class:`MemoryStorage` does nothing, so a broker without persistence pays
+nothing but an attribute test.
+
+Only *persistent* sessions are recorded: the backend decides in
+:meth:`Storage.session_update` (called after CONNECT) and marks the session
+``session.persisted = True``. Every per-message call site is guarded by that
+flag, so clean-session and QoS 0 traffic never reaches the backend.
+
+Group commit: the backend buffers changes in memory; the transport calls
+:meth:`Storage.flush` once per event-loop turn *before* it writes the bytes
+produced in that turn to the sockets. A PUBACK/PUBREC (or anything else) is
+therefore sent only after the state that justifies it is committed
+("strict"); a "relaxed" backend commits at most every N seconds instead.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .broker import Broker
+    from .message import Delivery, Message
+    from .session import Session
+    from .subscriptions import SubEntry
+
+
+class Storage:
+    """Interface and no-op implementation. ``durable`` is False: nothing survives."""
+
+    durable = False
+
+    # -- retained messages (one per topic) -----------------------------------
+    def retained_put(self, msg: "Message") -> None: ...
+    def retained_delete(self, topic: str) -> None: ...
+
+    # -- sessions --------------------------------------------------------------
+    def session_update(self, session: "Session") -> None:
+        """After CONNECT: persist the session if its expiry is > 0, else forget it."""
+
+    def session_put(self, session: "Session") -> None:
+        """The session row changed: expiry, offline deadline, pending (delayed) will."""
+
+    def session_delete(self, session: "Session") -> None:
+        """The session ended: forget it with its subscriptions and messages."""
+
+    def subscription_put(self, session: "Session", entry: "SubEntry") -> None: ...
+    def subscription_delete(self, session: "Session", full_filter: str) -> None: ...
+
+    # -- outgoing QoS 1/2 (queued: pid 0; in flight: the packet id) ----------
+    def delivery_put(self, session: "Session", d: "Delivery", pid: int) -> None: ...
+    def delivery_remove(self, session: "Session", d: "Delivery") -> None: ...
+
+    # -- incoming QoS 2 packet ids awaiting PUBREL ---------------------------
+    def qos2_put(self, session: "Session", pid: int) -> None: ...
+    def qos2_delete(self, session: "Session", pid: int) -> None: ...
+
+    # -- life cycle ------------------------------------------------------------
+    def flush(self) -> None:
+        """End of an event-loop turn, before socket writes: commit (per policy)."""
+
+    def tick(self, now: float) -> None:
+        """Periodic: commit what is due even when no socket was written."""
+
+    def recover(self, broker: "Broker") -> dict[str, Any]:
+        """Load the stored state into a fresh broker; return counts for the log."""
+        return {}
+
+    def close(self) -> None:
+        """Final commit; release files."""
+
+
+class MemoryStorage(Storage):
+    """Keeps nothing: the in-memory broker (tests, ``--persistence off``)."""
+
+
+__all__ = ["Storage", "MemoryStorage"]
