@@ -52,6 +52,13 @@ class BrokerSettings:
     shared_subscription_available: bool = True
     response_information: str | None = None  # sent when a v5 client requests it
 
+    # Retained store bounds (0 = no bound). At a bound a retained message for a NEW
+    # topic (or one growing the byte total past max_retained_bytes) is not stored:
+    # it is still delivered to current subscribers, the topic's previous retained
+    # message stays, and RetainedStore.refused counts it. Deletes always work.
+    max_retained_messages: int = 1_000_000
+    max_retained_bytes: int = 1024 * 1024 * 1024
+
     # $SYS.
     sys_interval: float = 10.0             # seconds; 0 disables $SYS
 
