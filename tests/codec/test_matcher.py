@@ -252,3 +252,44 @@ def test_cython_and_pure_trees_return_identical_lists(filters, topics):
     for i, f in enumerate(filters):
         assert cy.remove(f, i % 3) == py.remove(f, i % 3)
         assert cy.get(f, i % 3, "gone") == py.get(f, i % 3, "gone")
+
+
+def test_many_siblings_survive_random_removals(impl):
+    """Thousands of exact children under one node, removed in random order:
+    every remaining one is still found and removed ones are gone (exercises
+    the Cython twin's child table growth and backward-shift deletion)."""
+    import random
+
+    rng = random.Random(5)
+    t = impl.TopicTree()
+    names = [f"dev-{i}-{'é' * (i % 3)}" for i in range(3000)]
+    for name in names:
+        t.insert(f"site/{name}/temp", name, 1)
+    rng.shuffle(names)
+    gone, kept = names[:2000], names[2000:]
+    for name in gone:
+        assert t.remove(f"site/{name}/temp", name) is True
+    assert len(t) == len(kept)
+    for name in kept:
+        assert t.match(f"site/{name}/temp") == [(name, 1)]
+    for name in gone:
+        assert t.match(f"site/{name}/temp") == []
+    for name in kept:
+        assert t.remove(f"site/{name}/temp", name) is True
+    assert len(t) == 0 and t.match(f"site/{kept[0]}/temp") == []
+    t.insert("site/again/temp", "k", 2)  # a pruned node can grow back
+    assert t.match("site/again/temp") == [("k", 2)]
+
+
+@pytest.mark.parametrize("level", ["", "é", "日本", "\U0002a6d4", "a\ud800", "$x"])
+def test_exact_levels_of_any_text(impl, level):
+    """Levels are compared as text, whatever their UTF-8 length (and a str
+    with a lone surrogate behaves the same in both twins)."""
+    t = impl.TopicTree()
+    t.insert(f"x/{level}/y", "k", 1)
+    t.insert(f"{level}", "top", 1)
+    assert t.match(f"x/{level}/y") == [("k", 1)]
+    assert t.match(f"x/{level}z/y") == []
+    assert t.match(level) == [("top", 1)]
+    assert t.remove(f"x/{level}/y", "k") is True
+    assert t.match(f"x/{level}/y") == []
