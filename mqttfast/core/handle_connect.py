@@ -14,12 +14,12 @@ from .hooks import AUTH_CONTINUE, AUTH_SUCCESS, connack_code_for
 log = logging.getLogger("mqttfast.core")
 
 
-def _refuse(conn: Connection, code: int, why: str) -> None:
-    """CONNACK with a failure code, then close; no will [MQTT-3.2.2-5], [MQTT-3.1.4-?]."""
+def _refuse(conn: Connection, code: int, why: str, properties: Properties | None = None) -> None:
+    """CONNACK with a failure code, then close; no will [MQTT-3.2.2-5]."""
     log.info("connection %s client %r refused: %s (0x%02X)", conn.peer, conn.client_id, why, code)
     rc = connack_code_for(conn.protocol_version, code)
     # A refused CONNACK never has Session Present set [MQTT-3.2.2-4].
-    conn.send_packet(Connack(False, rc))
+    conn.send_packet(Connack(False, rc, properties if conn.v5 else None))
     conn.close(None, will=False)
 
 
@@ -81,6 +81,12 @@ def handle_connect(conn: Connection, pkt: Connect) -> None:
         conn.pending_connect = pkt
         _auth_step(conn, step, reauth=False)
         return
+
+    if settings.server_reference is not None:
+        # 4.11 server redirection: "use another server" (0x9C) or "server moved" (0x9D).
+        code = ReasonCode.SERVER_MOVED if settings.server_moved else ReasonCode.USE_ANOTHER_SERVER
+        return _refuse(conn, code, f"redirected to {settings.server_reference}",
+                       Properties(server_reference=settings.server_reference))
 
     rc = broker.hooks.authenticate(conn, pkt.username, pkt.password)
     if rc:
@@ -181,6 +187,7 @@ def accept(conn: Connection, pkt: Connect, auth_data: bytes | None) -> None:
     session.expires_at = None
     session.conn = conn
     conn.session = session
+    broker.storage.session_update(session)  # persisted iff expiry > 0 (durable storage only)
 
     # Keep alive [MQTT-3.1.2-24]; v5 may be overridden by Server Keep Alive.
     keep_alive = pkt.keep_alive

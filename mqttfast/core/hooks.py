@@ -66,6 +66,7 @@ CONNACK_311: dict[int, int] = {
     0x88: 3, 0x89: 3, 0x80: 3, 0x83: 3, 0x97: 3, 0x9F: 3, 0x8A: 5,
     0x86: 4,  # bad user name or password
     0x87: 5, 0x8C: 5,  # not authorised
+    0x9C: 3, 0x9D: 3,  # redirection: server unavailable here
 }
 
 

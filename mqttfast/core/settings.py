@@ -51,6 +51,10 @@ class BrokerSettings:
     subscription_identifier_available: bool = True
     shared_subscription_available: bool = True
     response_information: str | None = None  # sent when a v5 client requests it
+    # Server redirection (4.11): refuse every CONNECT with 0x9C Use another server
+    # (0x9D Server moved when server_moved) and this Server Reference; 3.x gets code 3.
+    server_reference: str | None = None
+    server_moved: bool = False
 
     # Retained store bounds (0 = no bound). At a bound a retained message for a NEW
     # topic (or one growing the byte total past max_retained_bytes) is not stored:
@@ -58,6 +62,13 @@ class BrokerSettings:
     # message stays, and RetainedStore.refused counts it. Deletes always work.
     max_retained_messages: int = 1_000_000
     max_retained_bytes: int = 1024 * 1024 * 1024
+
+    # Durable state (read by the app layer, which builds the storage: app/persistence).
+    # "strict": acks only after the state is committed; "relaxed": commit every
+    # persistence_interval s; "off": nothing kept. The core itself never opens files.
+    persistence: str = "strict"
+    data_dir: str = "mqttfast-data"        # relative to the working directory
+    persistence_interval: float = 1.0
 
     # $SYS.
     sys_interval: float = 10.0             # seconds; 0 disables $SYS

@@ -469,3 +469,20 @@ def test_backpressure_qos0_drop_and_publisher_pause(make_broker, core_impl):
     s.conn.writing_resumed()
     assert not p.sink.paused
     assert [m.payload for m in s.publishes()] == [b"c"]
+
+
+def test_server_redirect_and_server_keep_alive(make_broker, core_impl):
+    """4.11 redirection (0x9C/0x9D with Server Reference) and 3.2.2.3.14 Server Keep Alive."""
+    b = make_broker(server_reference="other:1883")
+    c = FakeClient(b, core_impl, 5)
+    ack = c.connect("r")
+    assert ack.reason_code == 0x9C and ack.properties.server_reference == "other:1883"
+    b = make_broker(server_reference="new:1883", server_moved=True)
+    c = FakeClient(b, core_impl, 5)
+    assert c.connect("r").reason_code == 0x9D
+    c = FakeClient(b, core_impl, 4)
+    assert c.connect("r").reason_code == 3
+    b = make_broker(server_keep_alive=30)
+    c = FakeClient(b, core_impl, 5)
+    ack = c.connect("k", keep_alive=600)
+    assert ack.properties.server_keep_alive == 30 and c.conn.keepalive_limit == 45
