@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from mqttfast.codec.packets import Properties
 
 
@@ -86,3 +88,25 @@ def test_retained_message_expiry_reduced(v5):
     assert pub.retain is True and pub.payload == b"kept"
     assert pub.properties is not None
     assert 55 <= pub.properties.message_expiry_interval <= 59, pub.properties
+
+
+@pytest.mark.mosquitto_deviation(
+    "mosquitto 2.0.11 drops an expired QoS 2 message it had already sent, instead of "
+    "resending it on session resume ([MQTT-4.3.3-7])")
+def test_inflight_qos2_message_redelivered_despite_expiry(v5):
+    """[MQTT-4.3.3-7] [MQTT-4.4.0-1] [MQTT-3.3.2-5]: expiry is not applied to a
+    QoS 2 PUBLISH that was already sent; unacknowledged, it is resent with
+    DUP 1 and the same packet identifier when the session resumes, even
+    after its expiry interval passed."""
+    s = v5("mxi-sub", session_expiry=60)
+    s.subscribe(("mxi/t", 2))
+    v5("mxi-pub").publish("mxi/t", b"inflight", qos=2,
+                          properties=Properties(message_expiry_interval=1))
+    first = s.recv_publish(ack=False)
+    assert first.qos == 2
+    s.close()
+    time.sleep(1.6)
+    again = v5("mxi-sub", clean_start=False, session_expiry=60)
+    assert again.connack.session_present is True
+    pub = again.recv_publish()
+    assert (pub.payload, pub.dup, pub.packet_id) == (b"inflight", True, first.packet_id)

@@ -138,3 +138,15 @@ def test_share_filter_with_wildcards(v5):
     c.subscribe(("$share/g/shw/+/x", 1))
     v5("shw-pub").publish("shw/a/x", b"m", qos=1)
     assert c.recv_publish().topic == "shw/a/x"
+
+
+def test_shared_and_normal_subscription_on_one_client(v5):
+    """4.8.2: a client with a shared and a non-shared subscription matching one
+    message gets a copy for the non-shared one and, being the only group
+    member, the group's copy too: two copies."""
+    c = v5("shmix")
+    c.subscribe(("shmix/t", 1))
+    c.subscribe(("$share/g/shmix/t", 1))
+    v5("shmix-pub").publish("shmix/t", b"m", qos=1)
+    assert [m.payload for m in c.recv_publishes(2)] == [b"m", b"m"]
+    c.expect_no_packet(0.3)
