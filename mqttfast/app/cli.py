@@ -91,6 +91,8 @@ def settings_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def
         connect_timeout=args.connect_timeout, max_inflight=args.max_inflight,
         max_queued_messages=args.max_queued_messages,
         max_packet_size=min(max_packet, MAX_PACKET_SIZE),
+        # As mosquitto: max_inflight_messages is also the Receive Maximum told to v5 clients.
+        receive_maximum=args.max_inflight or 65535,
     )
 
 
