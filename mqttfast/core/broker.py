@@ -72,6 +72,10 @@ class Broker:
         self.router = router or LocalRouter(self.sessions, self.subscriptions, self.retained,
                                             self.settings.retain_available)
         self.sys = SysTopics(self)
+        # Per-delivery read authorisation, only when the hooks implement it (ACLs).
+        if isinstance(self.router, LocalRouter) and \
+                type(self.hooks).authorise_receive is not Hooks.authorise_receive:
+            self.router.receive_check = self.hooks.authorise_receive
         # Back-pressure on publishers from online subscribers' queues (see Session.pump).
         mq = self.settings.max_queued_messages
         high = max(1, mq // 2) if mq else 1000

@@ -34,6 +34,9 @@ AWAIT_CONNECT = 0
 AUTHENTICATING = 1
 CONNECTED = 2
 CLOSED = 3
+# CONNECT read, waiting for a deferred authentication (Hooks.begin_authenticate); reading
+# is paused and packets already decoded behind the CONNECT are held [MQTT-3.1.4-5].
+AUTH_WAIT = 4
 
 
 class Sink:
@@ -54,7 +57,7 @@ class Connection:
         "send_window", "max_packet_out", "alias_out_max", "aliases_out", "next_alias",
         "aliases_in", "will", "will_delay", "connect_expiry", "problem_info",
         "congested", "paused_publishers", "blocked_by", "auth_method", "auth_state",
-        "pending_connect", "assigned_id", "__weakref__",
+        "pending_connect", "assigned_id", "cert_identity", "held", "__weakref__",
     )
 
     def __init__(self, broker: "Broker", sink: Any, peer: str = "?") -> None:
@@ -89,6 +92,10 @@ class Connection:
         self.auth_state: Any = None
         self.pending_connect: Any = None
         self.assigned_id = False
+        # Set by a listener with use_identity_as_username: the client certificate's
+        # identity ("" = none); None = the listener does not use certificates as usernames.
+        self.cert_identity: str | None = None
+        self.held: list | None = None       # packets behind a CONNECT in AUTH_WAIT
 
     def __repr__(self) -> str:
         return f"<Connection {self.client_id or '-'} {self.peer}>"
@@ -99,8 +106,11 @@ class Connection:
         self.last_rx = self.broker.clock()
         handlers = HANDLERS
         for pkt in pkts:
-            if self.state == CLOSED:
-                return
+            if self.state >= CLOSED:
+                if self.state == CLOSED:
+                    return
+                self.held.append(pkt)  # AUTH_WAIT: handled once the CONNECT is accepted
+                continue
             handler = handlers.get(type(pkt))
             try:
                 if handler is None:
@@ -331,7 +341,7 @@ class Connection:
     # -- timers -------------------------------------------------------------
 
     def check_timeouts(self, now: float) -> None:
-        if self.state == AWAIT_CONNECT or self.state == AUTHENTICATING:
+        if self.state == AWAIT_CONNECT or self.state == AUTHENTICATING or self.state == AUTH_WAIT:
             if now - self.created_at > self.broker.settings.connect_timeout:
                 log.info("connection %s: no CONNECT within %.1f s; closing", self.peer,
                          self.broker.settings.connect_timeout)

@@ -8,7 +8,7 @@ import secrets
 from mqttfast.codec.constants import SESSION_EXPIRY_NEVER, ReasonCode
 from mqttfast.codec.packets import Auth, Connack, Connect, Disconnect, Properties
 
-from .connection import AUTHENTICATING, AWAIT_CONNECT, CONNECTED, Connection
+from .connection import AUTH_WAIT, AUTHENTICATING, AWAIT_CONNECT, CONNECTED, Connection
 from .hooks import AUTH_CONTINUE, AUTH_SUCCESS, connack_code_for
 
 log = logging.getLogger("mqttfast.core")
@@ -71,6 +71,13 @@ def handle_connect(conn: Connection, pkt: Connect) -> None:
             return _refuse(conn, ReasonCode.QOS_NOT_SUPPORTED, "will QoS not supported")
         if will.retain and not settings.retain_available:
             return _refuse(conn, ReasonCode.RETAIN_NOT_SUPPORTED, "will retain not supported")
+        wp = will.properties
+        if wp is not None and wp.payload_format_indicator == 1:
+            try:
+                will.payload.decode("utf-8")
+            except UnicodeDecodeError:
+                # 3.1.3.2.3: a will announced as UTF-8 that is not: 0x99.
+                return _refuse(conn, ReasonCode.PAYLOAD_FORMAT_INVALID, "will payload not UTF-8")
 
     if conn.v5 and props is not None and props.authentication_method is not None:
         method = props.authentication_method
@@ -88,10 +95,51 @@ def handle_connect(conn: Connection, pkt: Connect) -> None:
         return _refuse(conn, code, f"redirected to {settings.server_reference}",
                        Properties(server_reference=settings.server_reference))
 
-    rc = broker.hooks.authenticate(conn, pkt.username, pkt.password)
+    identity = conn.cert_identity
+    if identity is not None:
+        # use_identity_as_username: the verified client certificate authenticates the
+        # client and names it; no certificate -> refused (as mosquitto does).
+        if not identity:
+            return _refuse(conn, ReasonCode.BAD_USER_NAME_OR_PASSWORD, "no certificate identity")
+        conn.username = identity
+        accept(conn, pkt, None)
+        return
+
+    rc = broker.hooks.begin_authenticate(conn, pkt.username, pkt.password,
+                                         lambda code: _authenticated(conn, pkt, code))
+    if rc is None:
+        # Deferred: no CONNACK and no reading until the answer (held packets wait).
+        conn.state = AUTH_WAIT
+        conn.held = []
+        conn.sink.pause_reading()
+        return
     if rc:
         return _refuse(conn, rc, "authentication failed")
     accept(conn, pkt, None)
+
+
+def _authenticated(conn: Connection, pkt: Connect, rc: int) -> None:
+    """The answer of a deferred authentication (on the broker's thread)."""
+    if conn.state != AUTH_WAIT:
+        return  # closed meanwhile (connect timeout, connection lost, shutdown)
+    held = conn.held
+    conn.held = None
+    conn.state = AWAIT_CONNECT
+    try:
+        if rc:
+            # [MQTT-3.1.4-5] nothing sent after a refused CONNECT is processed.
+            _refuse(conn, rc, "authentication failed")
+            return
+        accept(conn, pkt, None)
+    except Exception:  # a bug must cost one connection, not the broker
+        log.exception("client %s (%s): internal error after authentication; closing",
+                      conn.client_id, conn.peer)
+        conn.close(ReasonCode.IMPLEMENTATION_SPECIFIC_ERROR, will=False)
+        return
+    if conn.state == CONNECTED:
+        conn.sink.resume_reading()
+        if held:
+            conn.packets_received(held)
 
 
 def _auth_step(conn: Connection, step, reauth: bool) -> None:
@@ -186,6 +234,7 @@ def accept(conn: Connection, pkt: Connect, auth_data: bytes | None) -> None:
     session.expiry_interval = expiry
     session.expires_at = None
     session.conn = conn
+    session.username = conn.username  # for authorise_receive while offline too
     conn.session = session
     broker.storage.session_update(session)  # persisted iff expiry > 0 (durable storage only)
 

@@ -35,6 +35,15 @@ def handle_publish(conn: Connection, pkt: Publish) -> None:
     now = None
 
     if props is not None:
+        if props.subscription_identifier is not None:
+            # [MQTT-3.3.4-6] a client PUBLISH must not carry a Subscription Identifier.
+            conn.violation(ReasonCode.PROTOCOL_ERROR, "PUBLISH with subscription identifier")
+            return
+        rt = props.response_topic
+        if rt is not None and ("+" in rt or "#" in rt or not rt):
+            # [MQTT-3.3.2-14] the Response Topic is a Topic Name: no wildcards.
+            conn.violation(ReasonCode.PROTOCOL_ERROR, "response topic with wildcards")
+            return
         alias = props.topic_alias
         if alias is not None:
             # [MQTT-3.3.2-8/9] 0 or above our Topic Alias Maximum is invalid.
@@ -80,7 +89,7 @@ def handle_publish(conn: Connection, pkt: Publish) -> None:
             # A re-sent QoS 2 PUBLISH is not forwarded again [MQTT-4.3.3-9/10].
             _ack(conn, Pubrec, 0x50, pid, 0)
             return
-        if len(awaiting) >= settings.receive_maximum:
+        if conn.v5 and len(awaiting) >= settings.receive_maximum:
             # [MQTT-3.3.4-9] more unacknowledged QoS 2 than our Receive Maximum.
             conn.violation(ReasonCode.RECEIVE_MAXIMUM_EXCEEDED, "receive maximum exceeded")
             return
@@ -105,6 +114,8 @@ def handle_publish(conn: Connection, pkt: Publish) -> None:
     elif qos == 2:
         if rc < 0x80:
             session.awaiting_pubrel.add(pid)
+            if session.persisted:  # exactly once across a restart: PUBREC after commit
+                broker.storage.qos2_put(session, pid)
         _ack(conn, Pubrec, 0x50, pid, rc)
 
 
@@ -138,6 +149,8 @@ def handle_pubrel(conn: Connection, pkt: Pubrel) -> None:
     pid = pkt.packet_id
     if pid in awaiting:
         awaiting.discard(pid)
+        if conn.session.persisted:
+            conn.broker.storage.qos2_delete(conn.session, pid)
         _ack(conn, Pubcomp, 0x70, pid, 0)
     else:
         _ack(conn, Pubcomp, 0x70, pid, ReasonCode.PACKET_IDENTIFIER_NOT_FOUND)

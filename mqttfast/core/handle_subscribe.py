@@ -63,6 +63,8 @@ def handle_subscribe(conn: Connection, pkt: Subscribe) -> None:
         entry = SubEntry(session.client_id, filt, granted, sub.no_local,
                          sub.retain_as_published, sub.retain_handling, sub_id, group)
         new = broker.router.subscribe(session, entry)
+        if session.persisted:
+            broker.storage.subscription_put(session, entry)
         codes.append(granted)
         # Retained messages (3.3.1.3, 3.8.3.1): Retain Handling 0 always, 1 only for a
         # new subscription, 2 never; never for shared subscriptions (4.8.2).
@@ -72,9 +74,12 @@ def handle_subscribe(conn: Connection, pkt: Subscribe) -> None:
     conn.send_packet(Suback(pkt.packet_id, codes))
     if retained_jobs:
         now = broker.clock()
+        receive = getattr(broker.router, "receive_check", None)
         for entry, filt in retained_jobs:
             sub_ids = (entry.sub_id,) if entry.sub_id is not None else None
             for msg in broker.router.retained_for(filt, now):
+                if receive is not None and not receive(session, msg.topic):
+                    continue  # ACL: a wildcard may overlap topics this client may not read
                 qos = msg.qos if msg.qos < entry.qos else entry.qos
                 # [MQTT-3.3.1-8] retained messages sent on subscribe carry RETAIN=1.
                 session.deliver(msg, qos, True, sub_ids, now)
@@ -93,6 +98,8 @@ def handle_unsubscribe(conn: Connection, pkt: Unsubscribe) -> None:
             codes.append(ReasonCode.TOPIC_FILTER_INVALID)
             continue
         removed = broker.router.unsubscribe(session, full)
+        if removed and session.persisted:
+            broker.storage.subscription_delete(session, full)
         codes.append(0 if removed else ReasonCode.NO_SUBSCRIPTION_EXISTED)
     # [MQTT-3.10.4-4/5] UNSUBACK even when nothing was removed.
     conn.send_packet(Unsuback(pkt.packet_id, codes if conn.v5 else []))

@@ -15,7 +15,7 @@ for re-authentication (AUTH 0x19 after CONNACK).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from mqttfast.codec.constants import ReasonCode
 
@@ -43,6 +43,20 @@ class Hooks:
         code (0x86 bad user name or password, 0x87 not authorised, ...); the core
         maps it to the 3.1.1 CONNACK return code for older clients."""
         return 0
+
+    def begin_authenticate(self, client: Any, username: str | None, password: bytes | None,
+                           done: Callable[[int], None]) -> int | None:
+        """Plain CONNECT authentication that may finish later (e.g. password hashing in a
+        worker thread). Return the reason code now, or None and call ``done(code)`` later
+        on the broker's thread; meanwhile the core holds CONNACK and stops reading the
+        connection. The default answers at once with :meth:`authenticate`."""
+        return self.authenticate(client, username, password)
+
+    def authorise_receive(self, client: Any, topic: str) -> bool:
+        """May this client receive a message on ``topic``? Asked for every delivery
+        (retained messages on subscribe included) only when a subclass overrides it;
+        ``client`` is the session (``client_id``, ``username``)."""
+        return True
 
     def authorise_publish(self, client: Any, topic: str, qos: int, retain: bool) -> bool:
         return True

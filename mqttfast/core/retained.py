@@ -7,9 +7,12 @@ stored. Expired messages (MQTT 5 Message Expiry) are dropped when met.
 
 from __future__ import annotations
 
-from typing import Iterator
+import logging
+from typing import Any, Iterator
 
 from .message import Message
+
+log = logging.getLogger("mqttfast.core")
 
 
 class _Node:
@@ -25,12 +28,28 @@ class RetainedStore:
         self.root = _Node()
         self.count = 0
         self.bytes = 0
+        self.storage: Any = None   # a durable core.storage.Storage, told of every change
+        self.max_messages = 0      # bounds (0 = none); see BrokerSettings.max_retained_*
+        self.max_bytes = 0
+        self.refused = 0           # retained messages not stored because of a bound
 
     def store(self, msg: Message) -> None:
         """Store (or delete, for an empty payload) the retained message of msg.topic."""
         if not msg.payload:
             self.delete(msg.topic)
             return
+        if ((self.max_messages and self.count >= self.max_messages)
+                or (self.max_bytes and self.bytes + len(msg.payload) > self.max_bytes)):
+            old = self.get(msg.topic)  # near a bound only: replacing is always allowed
+            grow = len(msg.payload) - (len(old.payload) if old is not None else 0)
+            if ((old is None and self.max_messages and self.count >= self.max_messages)
+                    or (self.max_bytes and grow > 0 and self.bytes + grow > self.max_bytes)):
+                self.refused += 1
+                if self.refused == 1 or self.refused % 1000 == 0:
+                    log.warning("retained store full (%d messages, %d bytes): retained message "
+                                "for %r not stored (%d refused so far)", self.count, self.bytes,
+                                msg.topic, self.refused)
+                return
         node = self.root
         for level in msg.topic.split("/"):
             nxt = node.children.get(level)
@@ -43,6 +62,8 @@ class RetainedStore:
             self.bytes -= len(node.msg.payload)
         self.bytes += len(msg.payload)
         node.msg = msg
+        if self.storage is not None:
+            self.storage.retained_put(msg)
 
     def delete(self, topic: str) -> bool:
         path = [self.root]
@@ -58,6 +79,8 @@ class RetainedStore:
         self.bytes -= len(node.msg.payload)
         node.msg = None
         self.count -= 1
+        if self.storage is not None:
+            self.storage.retained_delete(topic)
         # Prune empty nodes bottom-up.
         for i in range(len(levels), 0, -1):
             n = path[i]

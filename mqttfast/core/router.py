@@ -12,7 +12,7 @@ shape gets the same bytes objects (only the 2-byte packet id differs).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .message import Message
 from .retained import RetainedStore
@@ -48,6 +48,8 @@ class LocalRouter:
         self.retain_available = retain_available
         # Queue length of an online subscriber above which its publishers are paused.
         self.queue_high_water = 1000
+        # hooks.authorise_receive(session, topic) when the broker's hooks check deliveries.
+        self.receive_check: Any = None
 
     def publish(self, msg: Message, now: float, publisher: "Connection | None" = None) -> int:
         if msg.retain and self.retain_available:
@@ -62,6 +64,8 @@ class LocalRouter:
         mretain = msg.retain
         count = 0
         high = self.queue_high_water
+        receive = self.receive_check
+        topic = msg.topic
         for t in normal:
             if t.no_local and t.client_id == origin:
                 t = t.without_no_local()  # type: ignore[assignment]
@@ -70,6 +74,8 @@ class LocalRouter:
             session = sessions.get(t.client_id)
             if session is None:
                 continue
+            if receive is not None and not receive(session, topic):
+                continue  # ACL: this client may not read this topic
             qos = t.qos if t.qos < mqos else mqos
             # [MQTT-3.3.1-9] RETAIN=0 to established subscriptions, unless
             # Retain As Published (v5, 3.8.3.1).
@@ -84,6 +90,8 @@ class LocalRouter:
             if picked is None:
                 continue
             session, entry = picked
+            if receive is not None and not receive(session, topic):
+                continue
             qos = entry.qos if entry.qos < mqos else mqos
             sub_ids = (entry.sub_id,) if entry.sub_id is not None else None
             session.deliver(msg, qos, mretain and entry.retain_as_published, sub_ids, now,
@@ -105,6 +113,8 @@ class LocalRouter:
             if picked is None:
                 continue
             session, entry = picked
+            if self.receive_check is not None and not self.receive_check(session, d.msg.topic):
+                continue
             qos = entry.qos if entry.qos < d.msg.qos else d.msg.qos
             sub_ids = (entry.sub_id,) if entry.sub_id is not None else None
             session.deliver(d.msg, qos, d.retain, sub_ids, now, None, shared=group)

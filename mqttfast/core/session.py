@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 class Session:
     __slots__ = ("client_id", "broker", "subscriptions", "inflight", "next_pid", "queue",
                  "queued_bytes", "awaiting_pubrel", "expiry_interval", "expires_at", "conn",
-                 "pending_will", "will_at", "dropped", "created_at", "persisted")
+                 "pending_will", "will_at", "dropped", "created_at", "persisted", "username")
 
     def __init__(self, client_id: str, broker: "Broker") -> None:
         self.client_id = client_id
@@ -51,6 +51,7 @@ class Session:
         self.dropped = 0
         self.created_at = broker.clock()
         self.persisted = False  # recorded by broker.storage (set by the storage itself)
+        self.username: str | None = None  # of the last connection (for authorise_receive)
 
     # -- outgoing -----------------------------------------------------------
 

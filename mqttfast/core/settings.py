@@ -27,6 +27,7 @@ class BrokerSettings:
 
     # Packet and flow limits.
     max_packet_size: int = MAX_PACKET_SIZE  # inbound limit; told to v5 clients when lower
+    max_connections: int = 0               # open sockets over all listeners; 0 = unlimited
     max_inflight: int = 20                 # outbound QoS 1/2 window per client (mosquitto: 20); 0 = 65535
     max_queued_messages: int = 1000        # per session, QoS 1/2 waiting for the window or offline
     max_queued_bytes: int = 0              # payload bytes per session queue; 0 = no byte limit

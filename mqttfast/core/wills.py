@@ -63,6 +63,8 @@ def fire_pending(broker: "Broker", session: "Session", now: float) -> None:
     session.pending_will = None
     session.will_at = None
     broker.pending_wills.discard(session)
+    if session.persisted:
+        broker.storage.session_put(session)  # the stored will is gone too
     if msg is not None:
         publish_will(broker, msg, now)
 

@@ -26,6 +26,8 @@ class MQTTServer:
         loop = asyncio.get_running_loop()
         self.flusher = Flusher(loop)
         broker = self.broker
+        if broker.storage.durable:
+            self.flusher.commit = broker.storage.flush
         flusher = self.flusher
         server = await loop.create_server(lambda: MQTTProtocol(broker, flusher), host, port,
                                           reuse_address=True, backlog=1024)
@@ -33,6 +35,24 @@ class MQTTServer:
         if self._tick_task is None:
             self._tick_task = asyncio.ensure_future(self._ticker())
         return [s.getsockname()[:2] for s in server.sockets]
+
+    async def start_listener(self, cfg, ssl_context=None, identity=None):  # type: ignore[no-untyped-def]
+        """Open one listener (TCP, TLS, WebSocket, unix; see listeners.py) and return it.
+        All listeners of this server share the global max_connections gate."""
+        from .listeners import ConnectionGate, open_listener
+
+        if self.flusher is None:
+            self.flusher = Flusher(asyncio.get_running_loop())
+            if self.broker.storage.durable:
+                self.flusher.commit = self.broker.storage.flush
+        gate = getattr(self, "gate", None)
+        if gate is None:
+            gate = self.gate = ConnectionGate(getattr(self.broker.settings, "max_connections", 0))
+        listener = await open_listener(self.broker, self.flusher, cfg, gate, ssl_context, identity)
+        self.servers.append(listener.server)
+        if self._tick_task is None:
+            self._tick_task = asyncio.ensure_future(self._ticker())
+        return listener
 
     async def _ticker(self) -> None:
         broker = self.broker

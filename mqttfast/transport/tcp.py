@@ -26,15 +26,29 @@ log = logging.getLogger("mqttfast.transport")
 FLUSH_THRESHOLD = 64 * 1024
 
 
+def peer_string(transport: Any) -> str:
+    """"host:port", "[v6]:port" (unambiguous for the auth layer's parser), or "unix:<path>"."""
+    peer = transport.get_extra_info("peername")
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        host = str(peer[0])
+        return f"[{host}]:{peer[1]}" if ":" in host else f"{host}:{peer[1]}"
+    if peer:  # a named unix client socket
+        return f"unix:{peer}"
+    sock = transport.get_extra_info("sockname")
+    return f"unix:{sock}" if isinstance(sock, str) and sock else "unix:?"
+
+
 class Flusher:
     """Flushes every sink written to during this loop turn, with one call_soon."""
 
-    __slots__ = ("loop", "dirty", "scheduled")
+    __slots__ = ("loop", "dirty", "scheduled", "commit")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.dirty: list[BatchedSink] = []
         self.scheduled = False
+        # Durable storage's flush (core/storage.py), called before any bytes leave, or None.
+        self.commit: Any = None
 
     def mark(self, sink: "BatchedSink") -> None:
         self.dirty.append(sink)
@@ -88,6 +102,9 @@ class BatchedSink:
         buf = self.buf
         if not buf:
             return
+        commit = self.flusher.commit
+        if commit is not None:
+            commit()  # group commit: what these bytes acknowledge is stored first
         self.buf = []
         self.pending = 0
         if self.transport.is_closing():
@@ -128,11 +145,7 @@ class MQTTProtocol(asyncio.Protocol):
         self.reading_paused = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        peer = transport.get_extra_info("peername")
-        if isinstance(peer, tuple):
-            peer_s = f"{peer[0]}:{peer[1]}"
-        else:
-            peer_s = str(peer)
+        peer_s = peer_string(transport)
         settings = self.broker.settings
         transport.set_write_buffer_limits(high=settings.output_high_water,
                                           low=settings.output_high_water // 2)
