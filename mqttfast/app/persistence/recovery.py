@@ -1,0 +1,170 @@
+"""Startup recovery: load the database into a fresh core Broker before it accepts connections.
+
+Order: retained messages, messages, sessions, subscriptions, deliveries
+(in-flight by packet id, then the queue, each in stored order), incoming
+QoS 2 ids. Then what expired while the broker was down goes, through the
+core's own code paths: expired retained and queued messages are dropped;
+sessions whose expiry passed end (``Broker.end_session``), publishing their
+pending v5 delayed will to the subscribers just restored. A will whose delay
+passed while down is published by the first ``tick``.
+
+Sessions that were connected when the broker stopped without a clean
+shutdown (crash, ``kill -9``) have no recorded disconnect time; their expiry
+counts from this start.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from mqttfast.codec.constants import SESSION_EXPIRY_NEVER
+from mqttfast.core.message import AWAIT_ACK, Delivery, Message
+from mqttfast.core.session import Session
+from mqttfast.core.subscriptions import SubEntry, split_shared
+
+from .store import decode_props
+
+if TYPE_CHECKING:
+    from mqttfast.core.broker import Broker
+
+    from .store import SQLiteStorage
+
+
+def load(store: "SQLiteStorage", broker: "Broker") -> dict[str, Any]:
+    db = store.db
+    now = broker.clock()
+    wall = time.time()
+    off = wall - now  # wall = monotonic + off
+
+    def mono(t: float | None) -> float | None:
+        return None if t is None else t - off
+
+    counts = {"retained": 0, "sessions": 0, "subscriptions": 0, "queued": 0, "inflight": 0,
+              "qos2_in": 0, "expired_sessions": 0, "expired_messages": 0}
+
+    # Retained (the core store is not told: these writes come from the disk).
+    retained = broker.retained
+    for topic, payload, qos, props, expires in db.execute("SELECT * FROM retained"):
+        if expires is not None and expires <= wall:
+            store.retained_delete(topic)
+            counts["expired_messages"] += 1
+            continue
+        msg = Message(topic, payload, qos, True, decode_props(props), mono(expires))
+        saved, retained.storage = getattr(retained, "storage", None), None
+        try:
+            retained.store(msg)
+        finally:
+            retained.storage = saved
+        counts["retained"] += 1
+
+    messages: dict[int, Message] = {}
+    for mid, topic, payload, qos, retain, props, expires, origin in db.execute(
+            "SELECT * FROM messages"):
+        msg = Message(topic, payload, qos, bool(retain), decode_props(props), mono(expires), origin)
+        msg.sid = mid
+        messages[mid] = msg
+
+    sessions: dict[str, Session] = {}
+    expired: list[Session] = []
+    for (cid, interval, expires, w_topic, w_payload, w_qos, w_retain, w_props, w_expires,
+         will_at) in db.execute("SELECT * FROM sessions"):
+        session = Session(cid, broker)
+        session.expiry_interval = interval
+        if expires is not None:
+            session.expires_at = mono(expires)
+        elif interval != SESSION_EXPIRY_NEVER:
+            session.expires_at = now + interval  # was connected at a crash: count from now
+        if w_topic is not None:
+            session.pending_will = Message(w_topic, w_payload, w_qos, bool(w_retain),
+                                           decode_props(w_props), mono(w_expires), cid)
+            session.will_at = mono(will_at) if will_at is not None else now
+            broker.pending_wills.add(session)
+        session.persisted = True
+        broker.sessions[cid] = session
+        broker.offline.add(session)
+        sessions[cid] = session
+        if expires is not None and expires <= wall:
+            expired.append(session)
+        counts["sessions"] += 1
+
+    for cid, full, qos, no_local, rap, rh, sub_id in db.execute("SELECT * FROM subscriptions"):
+        session = sessions.get(cid)
+        if session is None:
+            store.subscription_delete(_Ghost(cid), full)  # orphan row
+            continue
+        group, filt = split_shared(full)
+        entry = SubEntry(cid, filt, qos, bool(no_local), bool(rap), rh, sub_id, group)
+        broker.router.subscribe(session, entry)
+        counts["subscriptions"] += 1
+
+    refs = store.refs
+    written = store.written
+    orphans: list[int] = []
+    for did, cid, mid, qos, retain, sub_ids, state, pid, shared in db.execute(
+            "SELECT * FROM deliveries ORDER BY id"):
+        session = sessions.get(cid)
+        msg = messages.get(mid)
+        if session is None or msg is None:
+            orphans.append(did)
+            continue
+        if pid == 0 and msg.expires_at is not None and msg.expires_at <= now:
+            orphans.append(did)  # expired while queued [MQTT-3.3.2-5]
+            counts["expired_messages"] += 1
+            continue
+        group = None
+        if shared is not None:
+            g, filt = split_shared(shared)
+            group = broker.subscriptions.groups.get((g, filt))
+        ids = tuple(int(x) for x in sub_ids.split(",")) if sub_ids else None
+        d = Delivery(msg, qos, bool(retain), ids, group)
+        d.sid = did
+        written.add(did)
+        refs[mid] = refs.get(mid, 0) + 1
+        if pid:
+            d.state = state
+            session.inflight[pid] = d
+            if pid > session.next_pid:
+                session.next_pid = pid
+            counts["inflight"] += 1
+        else:
+            d.state = AWAIT_ACK
+            session.queue.append(d)
+            session.queued_bytes += len(msg.payload)
+            counts["queued"] += 1
+    if orphans:
+        for did in orphans:
+            store.p_deliv[did] = None
+        store.dirty = True
+    for mid in messages:
+        if mid not in refs:
+            refs[mid] = 0
+            store.zero.add(mid)  # unreferenced: deleted by the next commit
+            store.dirty = True
+
+    for cid, pid in db.execute("SELECT * FROM qos2_in"):
+        session = sessions.get(cid)
+        if session is None:
+            store.p_qos2[(cid, pid)] = False
+            store.dirty = True
+            continue
+        session.awaiting_pubrel.add(pid)
+        counts["qos2_in"] += 1
+
+    # Sessions whose expiry passed while down end now (their delayed will goes out).
+    for session in expired:
+        broker.end_session(session, now)
+        counts["expired_sessions"] += 1
+    return counts
+
+
+class _Ghost:
+    """Stands for a session that no longer exists, to delete its orphan rows."""
+
+    __slots__ = ("client_id",)
+
+    def __init__(self, client_id: str) -> None:
+        self.client_id = client_id
+
+
+__all__ = ["load"]
