@@ -486,3 +486,38 @@ def test_server_redirect_and_server_keep_alive(make_broker, core_impl):
     c = FakeClient(b, core_impl, 5)
     ack = c.connect("k", keep_alive=600)
     assert ack.properties.server_keep_alive == 30 and c.conn.keepalive_limit == 45
+
+
+def test_client_publish_with_subscription_identifier_protocol_error(client):
+    """[MQTT-3.3.4-6] a PUBLISH from a client must not carry a Subscription Identifier."""
+    p = client(5)
+    p.connect("p")
+    p.send(Publish("t", b"x", properties=Properties(subscription_identifier=[3])))
+    (d,) = p.received()
+    assert isinstance(d, Disconnect) and d.reason_code == 0x82 and p.closed
+
+
+def test_response_topic_with_wildcard_protocol_error(client):
+    """[MQTT-3.3.2-14] the Response Topic is a Topic Name: wildcards are a protocol error."""
+    p = client(5)
+    p.connect("p")
+    p.send(Publish("t", b"x", properties=Properties(response_topic="r/#")))
+    (d,) = p.received()
+    assert d.reason_code == 0x82 and p.closed
+
+
+def test_will_payload_format_invalid_connack_0x99(client):
+    c = client(5)
+    ack = c.connect("w", will=Will("w", b"\xff", 0, properties=Properties(payload_format_indicator=1)))
+    assert ack.reason_code == 0x99 and c.closed
+
+
+def test_v311_client_not_limited_by_receive_maximum(make_broker, core_impl):
+    """Receive Maximum is an MQTT 5 notion: a 3.1.1 client may have more QoS 2 open."""
+    b = make_broker(receive_maximum=2)
+    p = FakeClient(b, core_impl, 4)
+    p.connect("p")
+    for pid in range(1, 6):
+        (rec,) = p.publish("t", b"x", qos=2, packet_id=pid)
+        assert isinstance(rec, Pubrec)
+    assert not p.closed
