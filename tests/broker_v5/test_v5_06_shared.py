@@ -150,3 +150,35 @@ def test_shared_and_normal_subscription_on_one_client(v5):
     v5("shmix-pub").publish("shmix/t", b"m", qos=1)
     assert [m.payload for m in c.recv_publishes(2)] == [b"m", b"m"]
     c.expect_no_packet(0.3)
+
+
+def test_unacked_qos2_completed_to_same_member_on_reconnect(v5):
+    """[MQTT-4.8.2-4]: a QoS 2 message whose delivery to the chosen member
+    broke off is completed to that member when it reconnects (DUP 1, same
+    packet id), and is not handed to another member meanwhile."""
+    a = v5("shq2-a", session_expiry=60)
+    a.subscribe(("$share/g/shq2/t", 2))
+    v5("shq2-pub").publish("shq2/t", b"once", qos=2)
+    first = a.recv_publish(ack=False)
+    b = v5("shq2-b")
+    b.subscribe(("$share/g/shq2/t", 2))
+    a.close()
+    b.expect_no_packet(1.0)
+    a2 = v5("shq2-a", clean_start=False, session_expiry=60)
+    again = a2.recv_publish()
+    assert (again.payload, again.dup, again.packet_id) == (b"once", True, first.packet_id)
+    b.expect_no_packet(0.3)
+
+
+def test_unacked_qos2_not_sent_to_other_member_when_session_ends(v5):
+    """[MQTT-4.8.2-5]: if the chosen member's session ends before it reconnects,
+    a QoS 2 message it had not completed MUST NOT be sent to any other member
+    (issue 4's wording "QoS 1/2 go to another member" holds for QoS 1 only)."""
+    a = v5("shq2e-a", session_expiry=0)
+    a.subscribe(("$share/g/shq2e/t", 2))
+    v5("shq2e-pub").publish("shq2e/t", b"once", qos=2)
+    a.recv_publish(ack=False)
+    b = v5("shq2e-b")
+    b.subscribe(("$share/g/shq2e/t", 2))
+    a.close()
+    b.expect_no_packet(1.2)

@@ -135,3 +135,24 @@ def test_oversized_packet_does_not_disturb_others(v5):
     other.expect_no_packet(0.2)
     v5("mps-good").publish("mpsd/t", b"fine")
     assert other.recv_publish().payload == b"fine"
+
+
+def test_pubrec_error_frees_receive_maximum_slot(v5):
+    """[MQTT-3.3.4-9] [MQTT-4.3.3-4] [MQTT-4.4.0-2]: a PUBREC with a reason code
+    >= 0x80 acknowledges the QoS 2 PUBLISH: its slot is free again (the next
+    message comes with Receive Maximum 1), no PUBREL follows, and it is not
+    retransmitted."""
+    from mqttfast.codec.packets import Pubrel
+
+    s = v5("rmxe", properties=Properties(receive_maximum=1))
+    s.subscribe(("rmxe/t", 2))
+    p = v5("rmxe-pub")
+    p.publish("rmxe/t", b"refused", qos=2)
+    p.publish("rmxe/t", b"next", qos=2)
+    first = s.recv_publish(ack=False)
+    assert first.payload == b"refused"
+    s.send_packet(Pubrec(packet_id=first.packet_id, reason_code=0x80))
+    nxt = s.recv_publish()
+    assert nxt.payload == b"next"
+    s.expect_no_packet(0.5)
+    assert not any(isinstance(x, Pubrel) and x.packet_id == first.packet_id for x in s.pending)

@@ -179,3 +179,20 @@ def test_normal_disconnect_discards_will(v5):
     c = v5("rc-00", will=Will("rc/will00", b"bye"))
     c.disconnect(reason_code=0x00)
     w.expect_no_packet(0.6)
+
+
+def test_negative_puback_not_retransmitted(v5):
+    """[MQTT-4.4.0-2]: a PUBLISH answered with PUBACK >= 0x80 counts as
+    acknowledged: it is not resent when the session resumes."""
+    from mqttfast.codec.packets import Puback
+
+    s = v5("rc-negack", session_expiry=60)
+    s.subscribe(("rc/negack", 1))
+    v5("rc-negack-pub").publish("rc/negack", b"no thanks", qos=1)
+    pub = s.recv_publish(ack=False)
+    s.send_packet(Puback(packet_id=pub.packet_id, reason_code=0x83))
+    s.ping()
+    s.close()
+    again = v5("rc-negack", clean_start=False, session_expiry=60)
+    assert again.connack.session_present is True
+    again.expect_no_packet(0.6)
