@@ -20,6 +20,7 @@ from mqttfast import __version__
 # name -> "module:function" taking argv and returning an exit code (imported lazily).
 SUBCOMMANDS: dict[str, str] = {
     "passwd": "mqttfast.app.security.passwd_cli:main",
+    "check-config": "mqttfast.app.config:check_config_main",
 }
 
 log = logging.getLogger("mqttfast")
@@ -67,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default="info",
                    choices=["debug", "info", "warning", "error", "critical"],
                    type=str.lower, help="logging level (default info)")
+    p.add_argument("--log-format", default="text", choices=["text", "json"], type=str.lower,
+                   help="log lines as text (default) or JSON objects")
+    p.add_argument("--config", metavar="FILE",
+                   help="TOML configuration file (docs/configuration.md); flags override it")
+    p.add_argument("--mosquitto-config", metavar="FILE",
+                   help="read a mosquitto.conf (common subset) instead of --config")
     p.add_argument("--sys-interval", type=_seconds, default=10.0,
                    help="seconds between $SYS updates; 0 disables (default 10)")
     p.add_argument("--connect-timeout", type=_seconds, default=10.0,
@@ -78,6 +85,17 @@ def build_parser() -> argparse.ArgumentParser:
                         "at the limit new messages are dropped and counted")
     p.add_argument("--max-packet-size", type=_positive_int, default=0,
                    help="largest packet accepted from clients in bytes; 0 = protocol maximum")
+    p.add_argument("--persistence", default="strict", type=str.lower,
+                   choices=["strict", "on", "relaxed", "off"],
+                   help="durable state: strict (= on, default: acknowledged only once stored), "
+                        "relaxed (stored every second), off (memory only)")
+    p.add_argument("--data-dir", default="mqttfast-data",
+                   help="directory of the persistence database (default ./mqttfast-data)")
+    p.add_argument("--max-retained-messages", type=_positive_int, default=1_000_000,
+                   help="retained messages kept; 0 = unlimited (default 1000000); at the limit "
+                        "retained messages for new topics are not stored, and counted")
+    p.add_argument("--max-retained-bytes", type=_positive_int, default=1024 ** 3,
+                   help="payload bytes of retained messages kept; 0 = unlimited (default 1 GiB)")
     return p
 
 
@@ -93,23 +111,42 @@ def settings_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def
         max_packet_size=min(max_packet, MAX_PACKET_SIZE),
         # As mosquitto: max_inflight_messages is also the Receive Maximum told to v5 clients.
         receive_maximum=args.max_inflight or 65535,
+        persistence="strict" if args.persistence == "on" else args.persistence,
+        data_dir=args.data_dir, max_retained_messages=args.max_retained_messages,
+        max_retained_bytes=args.max_retained_bytes,
     )
 
 
-async def serve(settings) -> int:  # type: ignore[no-untyped-def]
+async def serve(settings, runtime=None) -> int:  # type: ignore[no-untyped-def]
     from mqttfast.codec import IMPLEMENTATION
     from mqttfast.core.broker import Broker
     from mqttfast.transport.server import MQTTServer
 
-    broker = Broker(settings)
+    from mqttfast.app.persistence import PersistenceError, open_storage
+
+    try:
+        storage = open_storage(settings.persistence, settings.data_dir,
+                               settings.persistence_interval)
+        if runtime is None:  # listeners and security from settings alone
+            from mqttfast.app.config import Runtime
+            runtime = Runtime.for_settings(settings)
+        broker = Broker(settings, hooks=runtime.hooks, storage=storage)
+        restored = storage.recover(broker)  # before accepting connections
+    except PersistenceError as err:
+        print(f"mqttfast: error: {err}", file=sys.stderr)
+        return 2
+    if storage.durable:
+        log.info("persistence %s in %s: restored %s", settings.persistence,
+                 settings.data_dir, ", ".join(f"{v} {k}" for k, v in restored.items()))
     server = MQTTServer(broker)
     try:
-        addrs = await server.start(settings.host, settings.port)
-    except OSError as err:
-        log.error("cannot listen on %s:%s: %s", settings.host, settings.port, err.strerror or err)
+        await runtime.start_listeners(server)  # every [[listener]] (config.py)
+    except (OSError, ValueError) as err:
+        log.error("cannot listen: %s", getattr(err, "strerror", None) or err)
+        await server.stop()
+        storage.close()
         return 1
-    host, port = settings.host, addrs[0][1] if addrs else settings.port
-    log.info("mqttfast %s listening on %s:%s (codec: %s)", __version__, host, port, IMPLEMENTATION)
+    log.info("mqttfast %s running (codec: %s)", __version__, IMPLEMENTATION)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -117,9 +154,14 @@ async def serve(settings) -> int:  # type: ignore[no-untyped-def]
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):  # e.g. Windows
             signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))
+    try:  # SIGHUP: reload password/ACL files and the log level, connections stay
+        loop.add_signal_handler(signal.SIGHUP, runtime.reload)
+    except (AttributeError, NotImplementedError, RuntimeError):
+        pass
     await stop.wait()
     log.info("shutting down")
     await server.stop()
+    storage.close()
     log.info("stopped")
     return 0
 
@@ -129,15 +171,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv and argv[0] in SUBCOMMANDS:
         module, _, func = SUBCOMMANDS[argv[0]].partition(":")
         return int(getattr(importlib.import_module(module), func)(argv[1:]) or 0)
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=getattr(logging, args.log_level.upper()),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = settings_from_args(args)
+    from mqttfast.app import config
+
+    args, runtime = config.parse_args(build_parser(), argv)  # --config under the flags
+    config.configure_logging(args.log_level, args.log_format)
+    settings = config.broker_settings(runtime.cfg, args)
+    try:
+        runtime.setup_security()
+    except config.ConfigError as err:
+        for line in err.errors:
+            print(f"mqttfast: config error: {line}", file=sys.stderr)
+        return 2
     from mqttfast.transport.server import new_event_loop
 
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
         try:
-            return runner.run(serve(settings))
+            return runner.run(serve(settings, runtime))
         except KeyboardInterrupt:
             return 0
 
