@@ -392,12 +392,14 @@ def draw_chart(path: Path, cells: list[Cell], brokers: list[dict[str, Any]], med
     if not isinstance(axes, (list, tuple)):
         axes = list(getattr(axes, "flat", [axes]))
     width = 0.8 / max(len(brokers), 1)
-    colors = ["#1f77b4", "#aec7e8", "#2ca02c", "#d62728", "#9467bd"]
+    palette = {"mqttfast_cython": "#1f77b4", "mqttfast_python": "#aec7e8", "mosquitto": "#2ca02c",
+               "amqtt": "#d62728"}
+    colors = [palette.get(b["key"], "#9467bd") for b in brokers]
 
     ax = axes[0]
     for i, b in enumerate(brokers):
         vals = [(medians.get(b["key"], {}).get(c.name, {}).get("value") or 0) / 1000 for c in thr]
-        ax.bar([x + i * width for x in range(len(thr))], vals, width, label=b["title"], color=colors[i % 5])
+        ax.bar([x + i * width for x in range(len(thr))], vals, width, label=b["title"], color=colors[i])
     ax.set_xticks([x + width * (len(brokers) - 1) / 2 for x in range(len(thr))])
     ax.set_xticklabels([c.name for c in thr], rotation=20, ha="right", fontsize=8)
     ax.set_ylabel("thousand msg/s (higher is better)")
@@ -405,7 +407,7 @@ def draw_chart(path: Path, cells: list[Cell], brokers: list[dict[str, Any]], med
     ax.legend(fontsize=8)
     for ax, c in zip(axes[1:], other):
         vals = [medians.get(b["key"], {}).get(c.name, {}).get("value") or 0 for b in brokers]
-        ax.bar(range(len(brokers)), vals, color=[colors[i % 5] for i in range(len(brokers))])
+        ax.bar(range(len(brokers)), vals, color=colors)
         ax.set_xticks(range(len(brokers)))
         ax.set_xticklabels([short(b["key"]) for b in brokers], rotation=20, ha="right", fontsize=8)
         ax.set_title(c.label.replace(", QoS0", ""), fontsize=9)
