@@ -536,7 +536,8 @@ def test_varint_round_trip(impl: Any, value: int, prefix: bytes) -> None:
 @_FAST
 @given(blob=st.binary(max_size=6))
 def test_varint_decode_random_bytes(impl: Any, blob: bytes) -> None:
-    """Random bytes: a value, None (need more) or MalformedPacket [MQTT-1.5.5-1]; twins agree."""
+    """Random bytes: a value, None (need more) or MalformedPacket [MQTT-1.5.5-1]; an accepted
+    encoding is the minimal one."""
     try:
         res = impl.decode_varint(blob, 0)
     except MQTTError as err:
