@@ -139,6 +139,8 @@ class Broker:
     def session_disconnected(self, session: Session, conn: Connection, publish_will: bool) -> None:
         now = self.clock()
         session.conn = None
+        if session.backlog:
+            session.backlog_to_queue()
         if publish_will:
             wills.schedule_will(self, session, conn, now)
         if session.expiry_interval == 0:
@@ -167,6 +169,7 @@ class Broker:
             self.storage.session_delete(session)
         session.inflight.clear()
         session.queue.clear()
+        session.backlog = None
         session.awaiting_pubrel.clear()
         if moved:
             self.router.redistribute(moved, session.client_id, now)

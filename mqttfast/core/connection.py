@@ -159,7 +159,7 @@ class Connection:
     def writing_resumed(self) -> None:
         self.congested = False
         session = self.session
-        if session is not None and session.conn is self and session.queue:
+        if session is not None and session.conn is self and (session.queue or session.backlog):
             session.pump(self.broker.clock())  # releases publishers once the queue is short
         else:
             self.release_publishers()

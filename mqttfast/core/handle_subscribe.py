@@ -82,7 +82,8 @@ def handle_subscribe(conn: Connection, pkt: Subscribe) -> None:
                     continue  # ACL: a wildcard may overlap topics this client may not read
                 qos = msg.qos if msg.qos < entry.qos else entry.qos
                 # [MQTT-3.3.1-8] retained messages sent on subscribe carry RETAIN=1.
-                session.deliver(msg, qos, True, sub_ids, now)
+                session.add_retained(msg, qos, sub_ids, now)
+        session.drain_backlog(now)
 
 
 def handle_unsubscribe(conn: Connection, pkt: Unsubscribe) -> None:

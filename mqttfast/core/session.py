@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 class Session:
     __slots__ = ("client_id", "broker", "subscriptions", "inflight", "next_pid", "queue",
                  "queued_bytes", "awaiting_pubrel", "expiry_interval", "expires_at", "conn",
-                 "pending_will", "will_at", "dropped", "created_at", "persisted", "username")
+                 "pending_will", "will_at", "dropped", "created_at", "persisted", "username",
+                 "backlog")
 
     def __init__(self, client_id: str, broker: "Broker") -> None:
         self.client_id = client_id
@@ -51,7 +52,10 @@ class Session:
         self.dropped = 0
         self.created_at = broker.clock()
         self.persisted = False  # recorded by broker.storage (set by the storage itself)
-        self.username: str | None = None  # of the last connection (for authorise_receive)
+        self.username: str | None = None
+        # Retained messages owed for a SUBSCRIBE, fed out as the window and the output
+        # buffer allow (a '#' over 100,000 retained must neither drop nor flood).
+        self.backlog: deque[tuple[Message, int, tuple[int, ...] | None]] | None = None  # of the last connection (for authorise_receive)
 
     # -- outgoing -----------------------------------------------------------
 
@@ -129,8 +133,51 @@ class Session:
                 self.broker.stats.dropped_expired += 1
                 continue
             self._send_new(conn, d, now, None)
+        if self.backlog and not queue:
+            self.drain_backlog(now)
         if conn.paused_publishers and not conn.congested and len(queue) <= self.broker.queue_low_water:
             conn.release_publishers()
+
+    def add_retained(self, msg: Message, qos: int, sub_ids: tuple[int, ...] | None,
+                     now: float) -> None:
+        """Owe one retained message (RETAIN=1) for a subscription; sent by drain_backlog."""
+        if self.backlog is None:
+            self.backlog = deque()
+        self.backlog.append((msg, qos, sub_ids))
+
+    def drain_backlog(self, now: float) -> None:
+        """Send owed retained messages while the client can take them: QoS 0 until the
+        output buffer is congested, QoS 1/2 while the in-flight window has room. The
+        rest waits for writing_resumed / acknowledgements (both call pump)."""
+        conn = self.conn
+        backlog = self.backlog
+        if conn is None or not backlog:
+            return
+        inflight = self.inflight
+        window = conn.send_window
+        while backlog and not conn.congested:
+            msg, qos, sub_ids = backlog[0]
+            if qos:
+                if len(inflight) >= window or self.queue:
+                    break
+                backlog.popleft()
+                if msg.expires_at is not None and now >= msg.expires_at:
+                    continue
+                self._send_new(conn, Delivery(msg, qos, True, sub_ids), now, None)
+            else:
+                backlog.popleft()
+                conn.send_qos0(msg, True, sub_ids, now, None)
+        if not backlog:
+            self.backlog = None
+
+    def backlog_to_queue(self) -> None:
+        """Connection gone: QoS 1/2 retained messages still owed join the (bounded) queue."""
+        backlog = self.backlog
+        self.backlog = None
+        if backlog:
+            for msg, qos, sub_ids in backlog:
+                if qos:
+                    self.enqueue(Delivery(msg, qos, True, sub_ids))
 
     def resend_inflight(self, conn: "Connection", now: float) -> None:
         """On session resumption: PUBLISH again with DUP=1 what was not acknowledged,

@@ -376,3 +376,44 @@ def test_mutual_publishers_never_deadlock(make_broker, core_impl):
     for i in range(3):
         a.publish("to/c", b"y", qos=1)      # c's queue grows past the high water
     assert not a.sink.paused                # a has an unacknowledged message toward it
+
+
+def test_many_retained_on_subscribe_neither_dropped_nor_flooding(make_broker, core_impl):
+    """A '#' subscription over more retained messages than the queue bound: QoS 1 ones
+    are fed through the in-flight window as acks come back, QoS 0 ones stop while the
+    output is congested and resume with it; nothing is dropped."""
+    from .conftest import FakeClient
+
+    b = make_broker(max_inflight=10, max_queued_messages=100)
+    for i in range(500):
+        b.publish(f"r/{i}", b"q1", qos=1, retain=True)
+    s = FakeClient(b, core_impl, 4)
+    s.connect("s")
+    s.subscribe(("#", 1))
+    got = list(s.after_suback)
+    assert len(got) == 10
+    for _ in range(100):
+        if not got:
+            break
+        batch, got = got, []
+        for m in batch:
+            s.send(Puback(m.packet_id))
+        got = s.publishes()
+        got_all = got
+        assert len(got_all) <= 10
+    assert b.stats.dropped_queue_full == 0 and not s.conn.session.backlog
+
+    b2 = make_broker()
+    for i in range(300):
+        b2.publish(f"z/{i}", b"q0", retain=True)
+    c = FakeClient(b2, core_impl, 4)
+    c.connect("c")
+    # Congested from the first write: only what was written before the flag counts.
+    c.sink.write = lambda data, c=c: (c.sink.chunks.append(bytes(data)), c.conn.writing_paused())
+    c.subscribe("z/#")
+    first = c.after_suback
+    assert len(first) <= 1  # the SUBACK itself already congested the fake transport
+    c.sink.write = lambda data, c=c: c.sink.chunks.append(bytes(data))
+    c.conn.writing_resumed()
+    assert len(first) + len(c.publishes()) == 300
+    assert b2.stats.dropped_qos0_buffer_full == 0
