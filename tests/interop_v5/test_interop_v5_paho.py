@@ -284,3 +284,32 @@ def test_paho_receive_maximum_and_many_messages(paho):
     for i in range(30):
         pub.publish("paho/rm", b"%d" % i)
     assert [sub.message().payload for _ in range(30)] == [b"%d" % i for i in range(30)]
+
+
+def test_paho_v311_and_v5_clients_exchange_messages(broker, paho):
+    """Issue 4: a paho 3.1.1 client and a paho 5.0 client on one broker exchange
+    messages both ways; the 3.1.1 side gets the payload without properties."""
+    v5_client = paho("paho-mix-v5")
+    v5_client.subscribe("paho/mix/to5", 1)
+    old = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="paho-mix-311",
+                      protocol=mqtt.MQTTv311)
+    got: queue.Queue = queue.Queue()
+    subscribed = threading.Event()
+    old.on_message = lambda client, userdata, msg: got.put(msg)
+    old.on_subscribe = lambda client, userdata, mid, codes, props: subscribed.set()
+    old.connect("127.0.0.1", broker.port, keepalive=30)
+    old.loop_start()
+    try:
+        old.subscribe("paho/mix/to311", qos=1)
+        assert subscribed.wait(TIMEOUT)
+        v5_client.publish("paho/mix/to311", b"from v5", props=_props(
+            PacketTypes.PUBLISH, UserProperty=[("k", "v")], ContentType="text/plain"))
+        msg = got.get(timeout=TIMEOUT)
+        assert (msg.topic, msg.payload, msg.qos) == ("paho/mix/to311", b"from v5", 1)
+        info = old.publish("paho/mix/to5", b"from 3.1.1", qos=1)
+        info.wait_for_publish(TIMEOUT)
+        msg5 = v5_client.message()
+        assert (msg5.topic, msg5.payload) == ("paho/mix/to5", b"from 3.1.1")
+    finally:
+        old.loop_stop()
+        old.disconnect()
