@@ -147,9 +147,9 @@ def translate(path: str, warn: Callable[[str], None]) -> dict[str, Any]:
         raise ConfigError(errors, path)
     explicit_listeners = bool(listeners)
     if default or not listeners:
-        default.setdefault("port", 1883)
         if not explicit_listeners and "port" not in default and "address" not in default:
             default["address"] = "127.0.0.1"  # mosquitto 2 "local only" mode
+        default.setdefault("port", 1883)
         listeners.insert(0, default)
     if explicit_listeners and "allow_anonymous" not in out.get("auth", {}):
         # mosquitto 2.0: allow_anonymous defaults to false once a listener is configured.

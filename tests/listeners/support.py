@@ -13,7 +13,10 @@ import sys
 import time
 from collections import deque
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Iterator, Sequence
+
+import pytest
+import trustme
 
 from mqttfast.codec import Decoder
 from tests.helpers.broker import REPO_ROOT, free_port, port_accepts
@@ -22,7 +25,7 @@ from tests.helpers.rawclient import RawClient
 START_TIMEOUT = 20.0
 TRACEBACK = re.compile(r"^Traceback \(most recent call last\):", re.MULTILINE)
 
-__all__ = ["ConfigBroker", "free_port", "raw_on_socket", "tls_raw", "unix_raw", "has_ipv6_loopback"]
+__all__ = ["start_broker", "pki", "ConfigBroker", "free_port", "raw_on_socket", "tls_raw", "unix_raw", "has_ipv6_loopback"]
 
 
 def has_ipv6_loopback() -> bool:
@@ -170,3 +173,45 @@ def tls_raw(port: int, ctx: ssl.SSLContext, version: int = 4, host: str = "127.0
         s.close()
         raise
     return raw_on_socket(tls, version)
+
+
+@pytest.fixture
+def start_broker(tmp_path: Path) -> Iterator[Callable[..., ConfigBroker]]:
+    """``start_broker(toml_text, wait=[ports...])`` -> a running ConfigBroker, stopped
+    (and its log checked for tracebacks) at teardown."""
+    started: list[ConfigBroker] = []
+
+    def start(text: str, wait=(), args=(), mosquitto: bool = False) -> ConfigBroker:
+        b = ConfigBroker(tmp_path, text, args=args, mosquitto=mosquitto, wait=wait)
+        started.append(b)
+        return b.start()
+
+    yield start
+    for b in started:
+        alive = b.running()
+        b.stop()
+        assert alive or b.proc.returncode is not None
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> dict[str, str]:
+    """A CA, a server certificate for localhost/127.0.0.1/::1, a client certificate
+    (CN sensor-9) and a client certificate from another CA, as PEM files."""
+    ca = trustme.CA()
+    server = ca.issue_cert("localhost", "127.0.0.1", "::1")
+    client = ca.issue_cert("sensor-9.example", common_name="sensor-9")
+    rogue = trustme.CA().issue_cert("rogue.example", common_name="sensor-9")
+    files: dict[str, str] = {}
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    files["ca"] = str(tmp_path / "ca.pem")
+    for name, leaf in (("server", server), ("client", client), ("rogue", rogue)):
+        leaf.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / f"{name}.pem"))
+        files[name] = str(tmp_path / f"{name}.pem")
+    leaf = server
+    leaf.private_key_pem.write_to_path(str(tmp_path / "server.key"))
+    with open(tmp_path / "server.crt", "wb") as fh:
+        for blob in server.cert_chain_pems:
+            fh.write(blob.bytes())
+    files["server_cert"] = str(tmp_path / "server.crt")
+    files["server_key"] = str(tmp_path / "server.key")
+    return files
