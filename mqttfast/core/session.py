@@ -127,7 +127,7 @@ class Session:
             d = queue.popleft()
             self.queued_bytes -= len(d.msg.payload)
             if self.persisted:
-                self.broker.storage.delivery_remove(self, d)  # re-recorded in flight if sent
+                self.broker.storage.delivery_dequeue(self, d)  # re-recorded in flight if sent
             msg = d.msg
             if msg.expires_at is not None and now >= msg.expires_at:
                 self.broker.stats.dropped_expired += 1
@@ -235,15 +235,17 @@ class Session:
 
     def take_shared_deliveries(self, include_inflight: bool) -> list[Delivery]:
         """Remove and return messages that came through shared subscriptions, so
-        another member can have them (4.8.2). In-flight QoS 2 messages past PUBREC
-        stay: the client already has them."""
+        another member can have them (4.8.2): queued ones of any QoS (never sent) and
+        in-flight QoS 1 ones; in-flight QoS 2 ones are dropped with the session."""
         out = [d for d in self.queue if d.shared is not None]
         if out:
             self.queue = deque(d for d in self.queue if d.shared is None)
             self.queued_bytes = sum(len(d.msg.payload) for d in self.queue)
         if include_inflight:
             for pid, d in list(self.inflight.items()):
-                if d.shared is not None and d.state == AWAIT_ACK:
+                # Only QoS 1: a QoS 2 message already sent must not go to another
+                # member when this session ends [MQTT-4.8.2-5].
+                if d.shared is not None and d.qos == 1:
                     del self.inflight[pid]
                     out.append(d)
         if out and self.persisted:

@@ -521,3 +521,20 @@ def test_v311_client_not_limited_by_receive_maximum(make_broker, core_impl):
         (rec,) = p.publish("t", b"x", qos=2, packet_id=pid)
         assert isinstance(rec, Pubrec)
     assert not p.closed
+
+
+def test_shared_inflight_qos2_not_moved_when_session_ends(client):
+    """[MQTT-4.8.2-5] an in-flight QoS 2 message of a member whose session ends is not
+    sent to another member."""
+    a = client(5)
+    a.connect("a")
+    a.subscribe(("$share/g/t", 2))
+    p = client(5)
+    p.connect("p")
+    p.publish("t", b"once", qos=2)
+    assert len(a.publishes()) == 1
+    b = client(5)
+    b.connect("b")
+    b.subscribe(("$share/g/t", 2))
+    a.conn.connection_lost()
+    assert b.received() == []
