@@ -15,6 +15,8 @@ Group commit: the backend buffers changes in memory; the transport calls
 produced in that turn to the sockets. A PUBACK/PUBREC (or anything else) is
 therefore sent only after the state that justifies it is committed
 ("strict"); a "relaxed" backend commits at most every N seconds instead.
+A strict backend may leave changes whose loss is harmless (a delivery
+removed after its PUBACK: at worst a QoS 1 duplicate) for a later commit.
 """
 
 from __future__ import annotations
@@ -53,6 +55,10 @@ class Storage:
     # -- outgoing QoS 1/2 (queued: pid 0; in flight: the packet id) ----------
     def delivery_put(self, session: "Session", d: "Delivery", pid: int) -> None: ...
     def delivery_remove(self, session: "Session", d: "Delivery") -> None: ...
+
+    def delivery_dequeue(self, session: "Session", d: "Delivery") -> None:
+        """``d`` left the queue: it is re-recorded in flight by the delivery_put that
+        follows if it is sent, and counts as removed otherwise (expired, too large)."""
 
     # -- incoming QoS 2 packet ids awaiting PUBREL ---------------------------
     def qos2_put(self, session: "Session", pid: int) -> None: ...
