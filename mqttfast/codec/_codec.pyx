@@ -366,13 +366,13 @@ cdef object _read_properties(const uint8_t *p, Py_ssize_t *pos, Py_ssize_t end, 
     while q < stop:
         pid = _read_varint(p, &q, stop)
         if pid >= 64 or _PTYPE[pid] == 0:
-            raise MalformedPacket(f"unknown property identifier 0x{pid:02X} [MQTT-2.2.2]")
+            raise MalformedPacket(f"unknown property identifier 0x{pid:02X} (2.2.2.2)")
         name = _PNAME[pid]
         if not (_PALLOWED[pid] >> ptype) & 1:
-            raise MalformedPacket(f"property {name} not allowed in {_ptype_name(ptype)} [MQTT-2.2.2]")
+            raise MalformedPacket(f"property {name} not allowed in {_ptype_name(ptype)} (2.2.2.2)")
         if seen & ((<uint64_t>1) << pid):
             if not (pid == 0x26 or (pid == 0x0B and ptype == P_PUBLISH)):
-                raise ProtocolError(f"property {name} included more than once [MQTT-2.2.2]")
+                raise ProtocolError(f"property {name} included more than once (2.2.2.2)")
         else:
             seen |= (<uint64_t>1) << pid
         vtype = _PTYPE[pid]
@@ -389,7 +389,7 @@ cdef object _read_properties(const uint8_t *p, Py_ssize_t *pos, Py_ssize_t end, 
             ival = _read_u16(p, &q, stop)
             if ival == 0:
                 if pid == 0x23:
-                    raise MQTTError(_TOPIC_ALIAS_INVALID, "topic alias 0 [MQTT-3.3.2-8]")
+                    raise MQTTError(_TOPIC_ALIAS_INVALID, "topic alias 0 (3.3.2.3.4)")
                 if pid == 0x21:
                     raise ProtocolError(f"property {name} must not be 0")
             value = ival
@@ -405,7 +405,7 @@ cdef object _read_properties(const uint8_t *p, Py_ssize_t *pos, Py_ssize_t end, 
         elif vtype == VARINT_T:
             ival = _read_varint(p, &q, stop)
             if ival == 0:
-                raise ProtocolError("subscription identifier 0 [MQTT-3.8.2-1]")
+                raise ProtocolError("subscription identifier 0 (3.3.2.3.8, 3.8.2.1.2)")
             lst = _prop_get(props, _PSLOT[pid])
             if lst is None:
                 _prop_set(props, _PSLOT[pid], [ival])
@@ -474,7 +474,7 @@ cdef object _decode_publish(const uint8_t *p, Py_ssize_t pos, Py_ssize_t end, in
         else:
             props = _read_properties(p, &pos, end, P_PUBLISH)
         if tlen == 0 and (props is None or _prop_get(props, _SLOT_TOPIC_ALIAS) is None):
-            raise ProtocolError("empty topic name without a topic alias [MQTT-3.3.2-1]")
+            raise ProtocolError("empty topic name without a topic alias (3.3.2.1)")
     elif tlen == 0:
         raise MQTTError(_TOPIC_NAME_INVALID, "empty topic name [MQTT-4.7.3-1]")
     return _new_publish(topic, PyBytes_FromStringAndSize(<char *>(p + pos), end - pos),
@@ -581,7 +581,7 @@ cdef object _decode_connack(const uint8_t *p, Py_ssize_t pos, Py_ssize_t end, in
     ack_flags = p[pos]
     reason = p[pos + 1]
     if ack_flags & 0xFE:
-        raise MalformedPacket("CONNACK reserved flag bits set [MQTT-3.2.2-1]")
+        raise MalformedPacket("CONNACK reserved flag bits set (3.2.2.1)")
     if version == 5:
         if reason not in CONNACK_REASON_CODES:
             raise ProtocolError(f"reason code 0x{reason:02X} not allowed in CONNACK")
@@ -620,7 +620,7 @@ cdef object _decode_subscribe(const uint8_t *p, Py_ssize_t pos, Py_ssize_t end, 
                 raise MalformedPacket("QoS 3 in subscription options [MQTT-3-8.3-4]")
             retain_handling = (opts >> 4) & 3
             if retain_handling == 3:
-                raise ProtocolError("retain handling 3 in subscription options [MQTT-3.8.3-5]")
+                raise ProtocolError("retain handling 3 in subscription options (3.8.3.1)")
             no_local = (opts & 4) != 0
             if no_local and filt.startswith("$share/"):
                 raise ProtocolError("no local on a shared subscription [MQTT-3.8.3-4]")
@@ -645,7 +645,7 @@ cdef object _decode_suback(const uint8_t *p, Py_ssize_t pos, Py_ssize_t end, int
         allowed = (0, 1, 2, 0x80)
     cdef list codes = [p[i] for i in range(pos, end)]
     if not codes:
-        raise ProtocolError("SUBACK without reason codes [MQTT-3.9.3-1]")
+        raise ProtocolError("SUBACK without reason codes (3.9.3)")
     for code in codes:
         if code not in allowed:
             raise ProtocolError(f"reason code 0x{code:02X} not allowed in SUBACK")
@@ -679,7 +679,7 @@ cdef object _decode_unsuback(const uint8_t *p, Py_ssize_t pos, Py_ssize_t end, i
     props = _read_properties(p, &pos, end, P_UNSUBACK)
     cdef list codes = [p[i] for i in range(pos, end)]
     if not codes:
-        raise ProtocolError("UNSUBACK without reason codes [MQTT-3.11.3-1]")
+        raise ProtocolError("UNSUBACK without reason codes (3.11.3)")
     for code in codes:
         if code not in UNSUBACK_REASON_CODES:
             raise ProtocolError(f"reason code 0x{code:02X} not allowed in UNSUBACK")
@@ -883,7 +883,7 @@ cdef class Decoder:
         """Fixed-header checks that need no more than the first byte."""
         cdef int required = _FLAGS[ptype]
         if required == -2:
-            raise MalformedPacket("reserved packet type 0 [MQTT-2.1.2]")
+            raise MalformedPacket("reserved packet type 0 (2.1.2)")
         if self._server:
             if not self._connected:
                 if ptype != P_CONNECT:

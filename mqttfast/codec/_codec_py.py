@@ -182,15 +182,15 @@ def _read_properties(buf: Any, pos: int, end: int, ptype: int) -> tuple[Properti
         pid, pos = _read_varint(buf, pos, stop)
         entry = _PROPS.get(pid)
         if entry is None:
-            raise MalformedPacket(f"unknown property identifier 0x{pid:02X} [MQTT-2.2.2]")
+            raise MalformedPacket(f"unknown property identifier 0x{pid:02X} (2.2.2.2)")
         name, vtype, allowed = entry
         if ptype not in allowed:
-            raise MalformedPacket(f"property {name} not allowed in {_ptype_name(ptype)} [MQTT-2.2.2]")
+            raise MalformedPacket(f"property {name} not allowed in {_ptype_name(ptype)} (2.2.2.2)")
         if pid in seen:
             if pid == 0x26 or (pid == 0x0B and ptype == _PUBLISH):
                 pass
             else:
-                raise ProtocolError(f"property {name} included more than once [MQTT-2.2.2]")
+                raise ProtocolError(f"property {name} included more than once (2.2.2.2)")
         else:
             seen.add(pid)
         value: Any
@@ -206,7 +206,7 @@ def _read_properties(buf: Any, pos: int, end: int, ptype: int) -> tuple[Properti
             if value == 0:
                 if pid == 0x23:
                     raise MQTTError(ReasonCode.TOPIC_ALIAS_INVALID,
-                                    "topic alias 0 [MQTT-3.3.2-8]")
+                                    "topic alias 0 (3.3.2.3.4)")
                 if pid in _NONZERO_PROPS:
                     raise ProtocolError(f"property {name} must not be 0")
         elif vtype == _FOUR:
@@ -219,7 +219,7 @@ def _read_properties(buf: Any, pos: int, end: int, ptype: int) -> tuple[Properti
         elif vtype == _VARINT:
             value, pos = _read_varint(buf, pos, stop)
             if value == 0:
-                raise ProtocolError("subscription identifier 0 [MQTT-3.8.2-1]")
+                raise ProtocolError("subscription identifier 0 (3.3.2.3.8, 3.8.2.1.2)")
             ids = props.subscription_identifier
             if ids is None:
                 props.subscription_identifier = [value]
@@ -290,7 +290,7 @@ def _decode_publish(buf: Any, pos: int, end: int, flags: int, version: int) -> P
         else:
             props, pos = _read_properties(buf, pos, end, _PUBLISH)
         if not topic and (props is None or props.topic_alias is None):
-            raise ProtocolError("empty topic name without a topic alias [MQTT-3.3.2-1]")
+            raise ProtocolError("empty topic name without a topic alias (3.3.2.1)")
     elif not topic:
         raise MQTTError(ReasonCode.TOPIC_NAME_INVALID, "empty topic name [MQTT-4.7.3-1]")
     return Publish(topic, bytes(buf[pos:end]), qos, bool(flags & 1), bool(flags & 8),
@@ -382,7 +382,7 @@ def _decode_connack(buf: Any, pos: int, end: int, flags: int, version: int) -> C
     ack_flags = buf[pos]
     reason = buf[pos + 1]
     if ack_flags & 0xFE:
-        raise MalformedPacket("CONNACK reserved flag bits set [MQTT-3.2.2-1]")
+        raise MalformedPacket("CONNACK reserved flag bits set (3.2.2.1)")
     if version == 5:
         if reason not in CONNACK_REASON_CODES:
             raise ProtocolError(f"reason code 0x{reason:02X} not allowed in CONNACK")
@@ -419,7 +419,7 @@ def _decode_subscribe(buf: Any, pos: int, end: int, flags: int, version: int) ->
                 raise MalformedPacket("QoS 3 in subscription options [MQTT-3-8.3-4]")
             retain_handling = (opts >> 4) & 3
             if retain_handling == 3:
-                raise ProtocolError("retain handling 3 in subscription options [MQTT-3.8.3-5]")
+                raise ProtocolError("retain handling 3 in subscription options (3.8.3.1)")
             no_local = bool(opts & 4)
             if no_local and filt.startswith("$share/"):
                 raise ProtocolError("no local on a shared subscription [MQTT-3.8.3-4]")
@@ -444,7 +444,7 @@ def _decode_suback(buf: Any, pos: int, end: int, flags: int, version: int) -> Su
         allowed = (0, 1, 2, 0x80)
     codes = list(buf[pos:end])
     if not codes:
-        raise ProtocolError("SUBACK without reason codes [MQTT-3.9.3-1]")
+        raise ProtocolError("SUBACK without reason codes (3.9.3)")
     for code in codes:
         if code not in allowed:
             raise ProtocolError(f"reason code 0x{code:02X} not allowed in SUBACK")
@@ -478,7 +478,7 @@ def _decode_unsuback(buf: Any, pos: int, end: int, flags: int, version: int) -> 
     props, pos = _read_properties(buf, pos, end, _UNSUBACK)
     codes = list(buf[pos:end])
     if not codes:
-        raise ProtocolError("UNSUBACK without reason codes [MQTT-3.11.3-1]")
+        raise ProtocolError("UNSUBACK without reason codes (3.11.3)")
     for code in codes:
         if code not in UNSUBACK_REASON_CODES:
             raise ProtocolError(f"reason code 0x{code:02X} not allowed in UNSUBACK")
@@ -635,7 +635,7 @@ class Decoder:
         """Fixed-header checks that need no more than the first byte."""
         required = _FLAGS[ptype]
         if required is None:
-            raise MalformedPacket("reserved packet type 0 [MQTT-2.1.2]")
+            raise MalformedPacket("reserved packet type 0 (2.1.2)")
         if self._server:
             if not self._connected:
                 if ptype != _CONNECT:

@@ -309,3 +309,14 @@ def test_decoded_publish_payload_is_bytes(impl: Any) -> None:
 
 def test_mqtt_error_is_the_only_error_type(impl: Any) -> None:
     assert issubclass(impl.MQTTError if hasattr(impl, "MQTTError") else MQTTError, Exception)
+
+
+def test_cython_twin_builds_packets_on_its_fast_path(impl: Any) -> None:
+    """If packets.py changes shape, the Cython twin falls back to constructors; say so here."""
+    if impl.flavour != "cython":
+        return
+    from mqttfast.codec import _codec
+
+    assert _codec._fast_construction() == {
+        "Publish": True, "Puback": True, "Pubrec": True, "Pubrel": True, "Pubcomp": True,
+        "Properties": True}
