@@ -727,6 +727,45 @@ class Runtime:
                 log.info("log level %s", cfg.logging.level)
 
 
+# ---------------------------------------------------------------------------- reference
+def _fmt_default(value: Any) -> str:
+    if value is None:
+        return "unset"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, float) and value.is_integer():
+        return str(value)
+    if isinstance(value, (list, dict)):
+        return "[]" if isinstance(value, list) else "{}"
+    return str(value)
+
+
+def reference_rows() -> list[tuple[str, str, str, str]]:
+    """(key path, type, default, description) of every key: docs/configuration.md's tables."""
+    rows: list[tuple[str, str, str, str]] = []
+    for f in dataclasses.fields(ListenerConfig):
+        typ = str(f.type).replace(" | None", "")
+        rows.append((f"listener[].{f.name}", typ, _fmt_default(f.default),
+                     LISTENER_DOCS.get(f.name, "")))
+
+    def walk(prefix: str, obj: Any) -> None:
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            key = f"{prefix}.{_toml_key(f.name)}"
+            if dataclasses.is_dataclass(value):
+                walk(key, value)
+                continue
+            typ = str(f.type).replace(" | None", "")
+            rows.append((key, typ, _fmt_default(value), f.metadata.get("doc", "")))
+
+    for name, cls in SECTIONS.items():
+        walk(name, cls())
+    walk("auth.plugin[]", PluginConfig())
+    return rows
+
+
 # ---------------------------------------------------------------------------- check-config
 def check_config_main(argv: Sequence[str]) -> int:
     """``mqttfast check-config [--mosquitto] FILE``: every error, exit 2; else "ok", 0."""
