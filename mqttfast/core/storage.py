@@ -68,6 +68,11 @@ class Storage:
     def flush(self) -> None:
         """End of an event-loop turn, before socket writes: commit (per policy)."""
 
+    def flush_delay(self) -> float:
+        """Seconds the transport should hold this turn's output to let more changes
+        join the pending commit (group commit); 0 = flush now."""
+        return 0.0
+
     def tick(self, now: float) -> None:
         """Periodic: commit what is due even when no socket was written."""
 

@@ -28,6 +28,7 @@ class MQTTServer:
         broker = self.broker
         if broker.storage.durable:
             self.flusher.commit = broker.storage.flush
+            self.flusher.delay = broker.storage.flush_delay
         flusher = self.flusher
         server = await loop.create_server(lambda: MQTTProtocol(broker, flusher), host, port,
                                           reuse_address=True, backlog=1024)

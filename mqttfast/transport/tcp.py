@@ -41,7 +41,7 @@ def peer_string(transport: Any) -> str:
 class Flusher:
     """Flushes every sink written to during this loop turn, with one call_soon."""
 
-    __slots__ = ("loop", "dirty", "scheduled", "commit")
+    __slots__ = ("loop", "dirty", "scheduled", "commit", "delay")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -49,6 +49,8 @@ class Flusher:
         self.scheduled = False
         # Durable storage's flush (core/storage.py), called before any bytes leave, or None.
         self.commit: Any = None
+        # Durable storage's group-commit wait (returns seconds to hold the output), or None.
+        self.delay: Any = None
 
     def mark(self, sink: "BatchedSink") -> None:
         self.dirty.append(sink)
@@ -57,6 +59,12 @@ class Flusher:
             self.loop.call_soon(self.flush)
 
     def flush(self) -> None:
+        delay = self.delay
+        if delay is not None:
+            wait = delay()
+            if wait > 0:  # gather a few ms of changes into one transaction (one fsync)
+                self.loop.call_later(wait, self.flush)
+                return  # still scheduled: writes keep collecting in the sinks meanwhile
         self.scheduled = False
         dirty = self.dirty
         self.dirty = []

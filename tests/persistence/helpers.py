@@ -29,6 +29,11 @@ class DurableBroker:
         self.proc = BrokerProcess(["--data-dir", str(self.data_dir), *self.extra_args],
                                   port=self.port)
         self.proc.start()
+        # One CONNECT round trip: the broker's event loop is running, so its SIGTERM
+        # handler is installed (a SIGTERM right after bind would otherwise kill it).
+        with RawClient(self.port, 4) as c:
+            c.connect("")
+            c.disconnect()
         return self
 
     def _finish(self) -> None:

@@ -1,0 +1,160 @@
+#!/usr/bin/env python3
+"""QoS 1 throughput with persistence strict vs relaxed vs off (and mosquitto), as ratios.
+
+    python3 benchmarks/bench_persistence.py [--duration 5] [--pairs 8] [--runs 1]
+
+Load: ``../shared/bench/mqtt-loadgen.c`` ("pairs" mode, QoS 1, window 64,
+64-byte payloads), compiled twice into /tmp: as is (clean sessions, which
+persistence must not touch) and with the CONNECT flags byte patched from
+Clean Session=1 to 0, so every subscriber holds a *persistent* session and
+every QoS 1 message really goes through the storage. Each broker run gets a
+fresh data directory. mosquitto (Debian) is run with ``persistence true``
+(it snapshots to disk every ``autosave_interval`` s, i.e. it is comparable
+to ``relaxed``, not to ``strict``) when installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+LOADGEN_SRC = REPO.parent / "shared" / "bench" / "mqtt-loadgen.c"
+CLEAN_FLAGS = b"*p++ = 4; *p++ = 0x02;"
+PERSISTENT_FLAGS = b"*p++ = 4; *p++ = 0x00;"
+
+
+def build_loadgen(persistent: bool) -> str:
+    src = LOADGEN_SRC.read_bytes()
+    if persistent:
+        assert src.count(CLEAN_FLAGS) == 1, "loadgen CONNECT encoding changed; update the patch"
+        src = src.replace(CLEAN_FLAGS, PERSISTENT_FLAGS)
+    name = "persistent" if persistent else "clean"
+    c_path = Path(tempfile.gettempdir()) / f"mqtt-loadgen-{name}.c"
+    exe = str(c_path.with_suffix(""))
+    c_path.write_bytes(src)
+    subprocess.run(["gcc", "-O2", "-o", exe, str(c_path)], check=True)
+    return exe
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, proc: subprocess.Popen, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"broker exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("broker did not listen")
+
+
+def start_broker(kind: str, port: int, workdir: Path) -> subprocess.Popen:
+    if kind.startswith("mosquitto"):
+        persist = kind == "mosquitto-persist"
+        conf = workdir / "mosquitto.conf"
+        conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n"
+                        f"persistence {'true' if persist else 'false'}\n"
+                        f"persistence_location {workdir}/\nmax_queued_messages 100000\n")
+        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        cmd = [exe, "-c", str(conf)]
+    else:
+        mode = kind.split("-", 1)[1]
+        cmd = [sys.executable, "-m", "mqttfast", "--host", "127.0.0.1", "--port", str(port),
+               "--log-level", "warning", "--persistence", mode, "--data-dir",
+               str(workdir / "data"), "--max-queued-messages", "100000"]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    wait_port(port, proc)
+    return proc
+
+
+def run_cell(kind: str, loadgen: str, args: argparse.Namespace) -> dict:
+    with tempfile.TemporaryDirectory(prefix="bench-persist-") as tmp:
+        port = free_port()
+        proc = start_broker(kind, port, Path(tmp))
+        try:
+            res = subprocess.run([loadgen, "pairs", "--pairs", str(args.pairs), "--qos", "1",
+                                  "--window", "64", "--size", "64", "--duration",
+                                  str(args.duration), "--port", str(port), "--pid", str(proc.pid)],
+                                 capture_output=True, text=True, timeout=args.duration + 120)
+            line = [ln for ln in res.stdout.splitlines() if ln.startswith("{")][-1]
+            out = json.loads(line)
+            out["exit"] = res.returncode
+            return out
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+def rate_of(result: dict) -> float:
+    for key in ("msgs_per_s", "rate", "throughput", "delivered_per_s"):
+        if key in result:
+            return float(result[key])
+    raise KeyError(f"no rate in {result}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--duration", type=float, default=5.0)
+    ap.add_argument("--pairs", type=int, default=8)
+    ap.add_argument("--runs", type=int, default=1, help="median of this many runs per cell")
+    args = ap.parse_args()
+    persistent_lg = build_loadgen(True)
+    clean_lg = build_loadgen(False)
+    cells = [("mqttfast-off", persistent_lg), ("mqttfast-relaxed", persistent_lg),
+             ("mqttfast-strict", persistent_lg),
+             ("mqttfast-off", clean_lg), ("mqttfast-strict", clean_lg)]
+    if shutil.which("mosquitto") or os.path.exists("/usr/sbin/mosquitto"):
+        cells += [("mosquitto-persist", persistent_lg), ("mosquitto-nopersist", persistent_lg)]
+    results: dict[tuple[str, str], float] = {}
+    for kind, lg in cells:
+        sessions = "persistent" if lg == persistent_lg else "clean"
+        rates = []
+        for _ in range(args.runs):
+            r = run_cell(kind, lg, args)
+            rates.append(rate_of(r))
+            print(f"  {kind:22s} {sessions:10s} {rates[-1]:10.0f} msg/s  (exit {r['exit']}, "
+                  f"lost {r.get('lost', '?')}, cpu {r.get('broker_cpu', '?')})", flush=True)
+        rates.sort()
+        results[(kind, sessions)] = rates[len(rates) // 2]
+    print(f"\nQoS 1, {args.pairs} pairs, window 64, 64 B, {args.duration:g} s per cell (median)")
+    print(f"{'broker':22s} {'sessions':10s} {'msg/s':>10s} {'vs off':>8s}")
+    for (kind, sessions), rate in results.items():
+        base = results.get(("mqttfast-off", sessions)) if kind.startswith("mqttfast") else \
+            results.get(("mosquitto-nopersist", sessions))
+        ratio = f"{rate / base:.2f}" if base else "-"
+        print(f"{kind:22s} {sessions:10s} {rate:10.0f} {ratio:>8s}")
+    strict = results.get(("mqttfast-strict", "persistent"))
+    mosq = results.get(("mosquitto-persist", "persistent"))
+    relaxed = results.get(("mqttfast-relaxed", "persistent"))
+    if strict and mosq:
+        print(f"\nmqttfast strict / mosquitto persistence: {strict / mosq:.2f}")
+    if relaxed and mosq:
+        print(f"mqttfast relaxed / mosquitto persistence: {relaxed / mosq:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
