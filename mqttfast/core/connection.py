@@ -171,7 +171,8 @@ class Connection:
         self.broker.stats.protocol_errors += 1
         log.info("client %s (%s): protocol violation: %s (0x%02X); closing",
                  self.client_id or "-", self.peer, message, int(reason_code))
-        self.close(reason_code)
+        # A Reason String is always allowed in DISCONNECT (3.14.2.2.3).
+        self.close(reason_code, properties=Properties(reason_string=message[:200]) if self.v5 else None)
 
     def close(self, reason_code: int | None = None, will: bool = True,
               properties: Properties | None = None) -> None:

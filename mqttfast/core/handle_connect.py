@@ -19,6 +19,10 @@ def _refuse(conn: Connection, code: int, why: str, properties: Properties | None
     log.info("connection %s client %r refused: %s (0x%02X)", conn.peer, conn.client_id, why, code)
     rc = connack_code_for(conn.protocol_version, code)
     # A refused CONNACK never has Session Present set [MQTT-3.2.2-4].
+    if conn.v5 and conn.problem_info:
+        # Request Problem Information (default 1) allows a Reason String (3.2.2.3.10).
+        properties = properties or Properties()
+        properties.reason_string = why[:200]
     conn.send_packet(Connack(False, rc, properties if conn.v5 else None))
     conn.close(None, will=False)
 
@@ -37,6 +41,8 @@ def handle_connect(conn: Connection, pkt: Connect) -> None:
     props = pkt.properties
     cid = pkt.client_id
     conn.client_id = cid
+    if props is not None and props.request_problem_information == 0:
+        conn.problem_info = False
 
     if not cid:
         if ver == 3:
@@ -62,8 +68,6 @@ def handle_connect(conn: Connection, pkt: Connect) -> None:
         if props.receive_maximum == 0 or props.maximum_packet_size == 0:
             # [MQTT-3.1.2-?] zero is a protocol error for both.
             return _refuse(conn, ReasonCode.PROTOCOL_ERROR, "receive maximum or maximum packet size 0")
-        if props.request_problem_information == 0:
-            conn.problem_info = False
 
     will = pkt.will
     if will is not None:

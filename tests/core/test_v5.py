@@ -538,3 +538,19 @@ def test_shared_inflight_qos2_not_moved_when_session_ends(client):
     b.subscribe(("$share/g/t", 2))
     a.conn.connection_lost()
     assert b.received() == []
+
+
+def test_reason_strings_on_refusal_and_disconnect(client):
+    """3.2.2.3.10 / 3.14.2.2.3: reason strings explain a refused CONNECT and a
+    server DISCONNECT; none when Request Problem Information is 0."""
+    c = client(5)
+    ack = c.connect("", clean=False)
+    assert ack.reason_code == 0x85 and ack.properties.reason_string
+    c = client(5)
+    ack = c.connect("", clean=False, properties=Properties(request_problem_information=0))
+    assert ack.reason_code == 0x85 and (ack.properties is None or ack.properties.reason_string is None)
+    c = client(5)
+    c.connect("rs")
+    c.send(Publish("", b"x"))
+    (d,) = c.received()
+    assert d.reason_code == 0x82 and d.properties.reason_string
