@@ -12,6 +12,7 @@ from cpython.bytearray cimport PyByteArray_CheckExact, PyByteArray_AS_STRING, Py
 from cpython.unicode cimport PyUnicode_Check
 from cpython.ref cimport PyObject
 from libc.stdint cimport uint8_t, uint32_t
+from libc.string cimport memchr
 
 from mqttfast.codec._kernels cimport *
 
@@ -129,12 +130,19 @@ def decode_utf8(buf):
     cdef bint held = False
     cdef const uint8_t *p
     cdef Py_ssize_t n = _acquire(buf, &view, &p, &held)
-    cdef int r = mqf_utf8_validate(p, <size_t>n)
-    if r != MQF_OK:
-        _release(&view, &held)
-        raise MalformedPacket(_py.MSG_UTF8_INVALID if r == MQF_UTF8_INVALID else _py.MSG_UTF8_NUL)
+    cdef int r
     try:
-        return PyUnicode_DecodeUTF8(<const char *>p, n, NULL)
+        if memchr(p, 0, <size_t>n) != NULL:
+            # Rare: let the kernel say which fault wins (ill-formed beats U+0000).
+            r = mqf_utf8_validate(p, <size_t>n)
+            raise MalformedPacket(_py.MSG_UTF8_INVALID if r == MQF_UTF8_INVALID else _py.MSG_UTF8_NUL)
+        # CPython's strict decoder accepts exactly RFC 3629 UTF-8 (no overlongs,
+        # no surrogates, nothing above U+10FFFF), the same set as
+        # mqf_utf8_validate, and decoding is the one pass we need anyway.
+        try:
+            return PyUnicode_DecodeUTF8(<const char *>p, n, NULL)
+        except UnicodeDecodeError:
+            raise MalformedPacket(_py.MSG_UTF8_INVALID) from None
     finally:
         _release(&view, &held)
 
