@@ -938,10 +938,12 @@ cdef bytes _varint(object value):
 
 
 cdef bytes _binary(object data):
+    if type(data) is not bytes:
+        data = bytes(data)
     cdef Py_ssize_t n = len(data)
     if n > 65535:
         raise ValueError(f"string or binary data of {n} bytes exceeds 65535")
-    return n.to_bytes(2, "big") + bytes(data)
+    return n.to_bytes(2, "big") + data
 
 
 cdef bytes _string(str text):
@@ -969,18 +971,24 @@ cdef inline char *_put_utf8(char *w, object text):
     return w + 2 + n
 
 
-cdef Py_ssize_t _props_walk(object props, int ptype, char *w) except -1:
-    """Size (w == NULL) or write (w != NULL) the property list, without its length.
+cdef inline int _room(char *w, Py_ssize_t need, char *limit) except -1:
+    # The writing pass re-reads the properties; if user code (a __bytes__ or
+    # __index__) changed them since the sizing pass, stop rather than overflow.
+    if w + need > limit:
+        raise ValueError("properties changed while being encoded")
+    return 0
 
-    Values are checked in the sizing pass, so the writing pass cannot fail.
+
+cdef Py_ssize_t _props_walk(object props, int ptype, char *w, char *limit) except -1:
+    """Size (w == NULL) or write into w..limit the property list, without its length.
+
+    Returns the size; in the writing pass every write is bounds-checked.
     """
     cdef Py_ssize_t size = 0, n
-    cdef int pid, vtype
+    cdef int k, pid, vtype
     cdef long ival
-    cdef uint8_t vbuf[4]
-    cdef bytes data
-    cdef int k
     cdef PyObject *raw
+    cdef bytes data
     cdef bint fast = _PROPS_FAST and type(props) is Properties
     for k in range(_NPROPS):
         pid = _ENC_ID[k]
@@ -994,68 +1002,60 @@ cdef Py_ssize_t _props_walk(object props, int ptype, char *w) except -1:
             value = getattr(props, _PROP_NAMES[_PSLOT[pid]])
             if value is None:
                 continue
+        if not (_PALLOWED[pid] >> ptype) & 1:
+            raise ValueError(f"property {_PNAME[pid]} not allowed in {_ptype_name(ptype)}")
         vtype = _PTYPE[pid]
-        if w == NULL:
-            if not (_PALLOWED[pid] >> ptype) & 1:
-                raise ValueError(f"property {_PNAME[pid]} not allowed in {_ptype_name(ptype)}")
-        if vtype == BYTE_T:
-            if w == NULL:
-                if not 0 <= value <= 255:
+        if vtype == BYTE_T or vtype == TWO_T or vtype == FOUR_T:
+            if not 0 <= value <= (0xFF if vtype == BYTE_T else 0xFFFF if vtype == TWO_T
+                                  else 0xFFFFFFFF):
+                if vtype == BYTE_T:
                     raise ValueError("bytes must be in range(0, 256)")
-                size += 2
-            else:
+                raise OverflowError("int too big to convert")
+            ival = value
+            n = 2 if vtype == BYTE_T else 3 if vtype == TWO_T else 5
+            size += n
+            if w != NULL:
+                _room(w, n, limit)
                 w[0] = <char>pid
-                w[1] = <char>(<long>value)
-                w += 2
-        elif vtype == TWO_T:
-            if w == NULL:
-                if not 0 <= value <= 0xFFFF:
-                    raise OverflowError("int too big to convert")
-                size += 3
-            else:
-                ival = value
-                w[0] = <char>pid
-                w[1] = <char>(ival >> 8)
-                w[2] = <char>(ival & 0xFF)
-                w += 3
-        elif vtype == FOUR_T:
-            if w == NULL:
-                if not 0 <= value <= 0xFFFFFFFF:
-                    raise OverflowError("int too big to convert")
-                size += 5
-            else:
-                ival = value
-                w[0] = <char>pid
-                w[1] = <char>((ival >> 24) & 0xFF)
-                w[2] = <char>((ival >> 16) & 0xFF)
-                w[3] = <char>((ival >> 8) & 0xFF)
-                w[4] = <char>(ival & 0xFF)
-                w += 5
+                if vtype == BYTE_T:
+                    w[1] = <char>ival
+                elif vtype == TWO_T:
+                    w[1] = <char>(ival >> 8)
+                    w[2] = <char>(ival & 0xFF)
+                else:
+                    w[1] = <char>((ival >> 24) & 0xFF)
+                    w[2] = <char>((ival >> 16) & 0xFF)
+                    w[3] = <char>((ival >> 8) & 0xFF)
+                    w[4] = <char>(ival & 0xFF)
+                w += n
         elif vtype == VARINT_T:
             for ident in value:
-                if w == NULL:
-                    if not 0 <= ident <= 268435455:
-                        raise ValueError(f"variable byte integer out of range: {ident}")
-                    size += 1 + _varint_size(ident)
-                else:
+                if not 0 <= ident <= 268435455:
+                    raise ValueError(f"variable byte integer out of range: {ident}")
+                n = 1 + _varint_size(ident)
+                size += n
+                if w != NULL:
+                    _room(w, n, limit)
                     w[0] = <char>pid
-                    w += 1 + _varint_write(<uint32_t>ident, <uint8_t *>w + 1)
+                    _varint_write(<uint32_t>(<long>ident), <uint8_t *>w + 1)
+                    w += n
         elif vtype == UTF8_T:
-            if w == NULL:
-                if not isinstance(value, str):
-                    raise TypeError(f"property {_PNAME[pid]} must be str")
-                size += 3 + _utf8_len(value)
-            else:
+            if not isinstance(value, str):
+                raise TypeError(f"property {_PNAME[pid]} must be str")
+            n = 3 + _utf8_len(value)
+            size += n
+            if w != NULL:
+                _room(w, n, limit)
                 w[0] = <char>pid
                 w = _put_utf8(w + 1, value)
         elif vtype == BINARY_T:
             data = value if type(value) is bytes else bytes(value)
             n = len(data)
-            if w == NULL:
-                if n > 65535:
-                    raise ValueError(f"string or binary data of {n} bytes exceeds 65535")
-                size += 3 + n
-            else:
+            if n > 65535:
+                raise ValueError(f"string or binary data of {n} bytes exceeds 65535")
+            size += 3 + n
+            if w != NULL:
+                _room(w, 3 + n, limit)
                 w[0] = <char>pid
                 w[1] = <char>(n >> 8)
                 w[2] = <char>(n & 0xFF)
@@ -1063,13 +1063,16 @@ cdef Py_ssize_t _props_walk(object props, int ptype, char *w) except -1:
                 w += 3 + n
         else:
             for key, val in value:
-                if w == NULL:
-                    if not isinstance(key, str) or not isinstance(val, str):
-                        raise TypeError("user property keys and values must be str")
-                    size += 5 + _utf8_len(key) + _utf8_len(val)
-                else:
+                if not isinstance(key, str) or not isinstance(val, str):
+                    raise TypeError("user property keys and values must be str")
+                n = 5 + _utf8_len(key) + _utf8_len(val)
+                size += n
+                if w != NULL:
+                    _room(w, n, limit)
                     w[0] = <char>pid
                     w = _put_utf8(_put_utf8(w + 1, key), val)
+    if w != NULL and w != limit:
+        raise ValueError("properties changed while being encoded")
     return size
 
 
@@ -1081,14 +1084,14 @@ cdef bytes _properties(object props, int ptype):
     cdef char *w
     if props is None:
         return b"\x00"
-    size = _props_walk(props, ptype, NULL)
+    size = _props_walk(props, ptype, NULL, NULL)
     if size > 268435455:
         raise ValueError(f"variable byte integer out of range: {size}")
     vlen = _varint_size(size)
     out = PyBytes_FromStringAndSize(NULL, vlen + size)
     w = PyBytes_AS_STRING(out)
     _varint_write(<uint32_t>size, <uint8_t *>w)
-    _props_walk(props, ptype, w + vlen)
+    _props_walk(props, ptype, w + vlen, w + vlen + size)
     return out
 
 
@@ -1139,7 +1142,7 @@ cdef bytes _publish(object topic, object payload, int qos, bint retain, bint dup
             if properties is None:
                 prlen = 1
             else:
-                props_size = _props_walk(properties, P_PUBLISH, NULL)
+                props_size = _props_walk(properties, P_PUBLISH, NULL, NULL)
                 if props_size > 268435455:
                     raise ValueError(f"variable byte integer out of range: {props_size}")
                 prlen = _varint_size(props_size) + props_size
@@ -1174,7 +1177,7 @@ cdef bytes _publish(object topic, object payload, int qos, bint retain, bint dup
                 w += 1
             else:
                 w += _varint_write(<uint32_t>props_size, <uint8_t *>w)
-                _props_walk(properties, P_PUBLISH, w)
+                _props_walk(properties, P_PUBLISH, w, w + props_size)
                 w += props_size
         memcpy(w, pview.buf, plen)
         return out

@@ -677,10 +677,12 @@ def _varint(value: int) -> bytes:
 
 
 def _binary(data: Any) -> bytes:
+    if type(data) is not bytes:
+        data = bytes(data)
     n = len(data)
     if n > 65535:
         raise ValueError(f"string or binary data of {n} bytes exceeds 65535")
-    return n.to_bytes(2, "big") + bytes(data)
+    return n.to_bytes(2, "big") + data
 
 
 def _string(text: str) -> bytes:

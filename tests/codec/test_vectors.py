@@ -320,3 +320,21 @@ def test_cython_twin_builds_packets_on_its_fast_path(impl: Any) -> None:
     assert _codec._fast_construction() == {
         "Publish": True, "Puback": True, "Pubrec": True, "Pubrel": True, "Pubcomp": True,
         "Properties": True}
+
+
+def test_encode_survives_properties_mutated_during_encoding(impl: Any) -> None:
+    """User code run by the encoder (a __bytes__) may change the properties: never a bad packet."""
+    props = Properties(user_property=[("a", "b")])
+
+    class Sneaky:
+        def __bytes__(self) -> bytes:
+            props.user_property = [("k" * 300, "v" * 300)] * 10  # grows the properties
+            return b"cd"
+
+    props.correlation_data = Sneaky()  # type: ignore[assignment]
+    try:
+        data = impl.encode(Publish("t", b"p", properties=props), 5)
+    except ValueError:
+        return  # the Cython twin notices the change between sizing and writing
+    (pkt,) = impl.Decoder(5).feed(data)
+    assert pkt.topic == "t" and pkt.payload == b"p"
