@@ -110,6 +110,8 @@ class Broker:
         for conn in list(self.connections):
             if conn.keepalive_limit:
                 conn.check_timeouts(now)
+            if conn.paused_publishers:
+                conn.check_stuck(now)
         for session in list(self.pending_wills):
             if session.will_at is not None and now >= session.will_at:
                 wills.fire_pending(self, session, now)

@@ -56,7 +56,7 @@ class Connection:
         "session", "created_at", "last_rx", "keep_alive", "keepalive_limit",
         "send_window", "max_packet_out", "alias_out_max", "aliases_out", "next_alias",
         "aliases_in", "will", "will_delay", "connect_expiry", "problem_info",
-        "congested", "paused_publishers", "blocked_by", "auth_method", "auth_state",
+        "congested", "paused_publishers", "blocked_by", "blocking_since", "stuck", "auth_method", "auth_state",
         "pending_connect", "assigned_id", "cert_identity", "held", "__weakref__",
     )
 
@@ -88,6 +88,8 @@ class Connection:
         self.congested = False
         self.paused_publishers: set[Connection] = set()  # publishers paused because of us
         self.blocked_by: set[Connection] = set()         # subscribers that paused us
+        self.blocking_since = 0.0  # when we first paused a publisher (0 = we pause none)
+        self.stuck = False         # paused publishers longer than allowed: stop pausing
         self.auth_method: str | None = None
         self.auth_state: Any = None
         self.pending_connect: Any = None
@@ -158,6 +160,7 @@ class Connection:
 
     def writing_resumed(self) -> None:
         self.congested = False
+        self.stuck = False
         session = self.session
         if session is not None and session.conn is self and (session.queue or session.backlog):
             session.pump(self.broker.clock())  # releases publishers once the queue is short
@@ -211,12 +214,14 @@ class Connection:
         or its queue is long. A publisher that has QoS 1/2 messages in flight toward it
         is not paused: we must keep reading its acknowledgements (or two clients
         publishing to each other would wait on each other forever)."""
-        if (publisher is self or publisher.state == CLOSED
+        if (publisher is self or self.stuck or publisher.state == CLOSED
                 or publisher in self.paused_publishers):
             return
         psession = publisher.session
         if psession is not None and psession.inflight:
             return
+        if not self.paused_publishers:
+            self.blocking_since = self.broker.clock()
         self.paused_publishers.add(publisher)
         publisher.blocked_by.add(self)
         if len(publisher.blocked_by) == 1:
@@ -232,6 +237,7 @@ class Connection:
                 pub.last_rx = now  # it could not send PINGREQ while paused
                 pub.sink.resume_reading()
         self.paused_publishers.clear()
+        self.blocking_since = 0.0
 
     def unblock(self) -> None:
         """Resume reading from this connection whoever paused it (it has acks to send us)."""
@@ -243,6 +249,17 @@ class Connection:
         if self.state != CLOSED:
             self.last_rx = self.broker.clock()
             self.sink.resume_reading()
+
+    def check_stuck(self, now: float) -> None:
+        """A subscriber that keeps publishers paused too long (it does not read, or does
+        not acknowledge) stops pausing them: from then on it only has its own bounds
+        (output hard limit, queue limit) and others flow again. It pauses publishers
+        again once it has drained."""
+        if self.paused_publishers and now - self.blocking_since > self.broker.settings.max_publisher_pause:
+            log.info("client %s (%s): not keeping up; publishers no longer wait for it",
+                     self.client_id, self.peer)
+            self.stuck = True
+            self.release_publishers()
 
     def over_hard_limit(self) -> bool:
         return self.congested and (self.sink.get_write_buffer_size()

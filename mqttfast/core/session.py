@@ -135,8 +135,10 @@ class Session:
             self._send_new(conn, d, now, None)
         if self.backlog and not queue:
             self.drain_backlog(now)
-        if conn.paused_publishers and not conn.congested and len(queue) <= self.broker.queue_low_water:
-            conn.release_publishers()
+        if not conn.congested and len(queue) <= self.broker.queue_low_water:
+            conn.stuck = False
+            if conn.paused_publishers:
+                conn.release_publishers()
 
     def add_retained(self, msg: Message, qos: int, sub_ids: tuple[int, ...] | None,
                      now: float) -> None:

@@ -39,6 +39,10 @@ class BrokerSettings:
     # Output back-pressure (bytes per connection).
     output_high_water: int = 1024 * 1024   # above: publishers feeding this client are paused
     output_hard_limit: int = 8 * 1024 * 1024  # above: QoS 0 dropped, QoS 1/2 held in the queue
+    # A subscriber that keeps its publishers paused longer than this (seconds) is
+    # considered stuck: publishers are resumed and no longer wait for it (its QoS 0
+    # messages are dropped at the hard limit, QoS 1/2 at the queue limit, counted).
+    max_publisher_pause: float = 1.0
 
     # Sessions.
     max_session_expiry: int = SESSION_EXPIRY_NEVER  # cap on what v5 clients may ask

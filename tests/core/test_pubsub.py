@@ -417,3 +417,39 @@ def test_many_retained_on_subscribe_neither_dropped_nor_flooding(make_broker, co
     c.conn.writing_resumed()
     assert len(first) + len(c.publishes()) == 300
     assert b2.stats.dropped_qos0_buffer_full == 0
+
+
+def test_stuck_subscriber_stops_pausing_publishers(make_broker, core_impl, clock):
+    """A subscriber that never drains pauses its publishers at most max_publisher_pause;
+    then they flow again (others keep receiving) and its QoS 0 excess is dropped, counted."""
+    from .conftest import FakeClient
+
+    b = make_broker(output_hard_limit=1000, max_publisher_pause=1.0)
+    stuck = FakeClient(b, core_impl, 4)
+    stuck.connect("stuck")
+    stuck.subscribe("t")
+    fast = FakeClient(b, core_impl, 4)
+    fast.connect("fast")
+    fast.subscribe("t")
+    p = FakeClient(b, core_impl, 4)
+    p.connect("p")
+    stuck.conn.writing_paused()
+    stuck.sink.buffer_size = 5000
+    p.publish("t", b"1")
+    assert p.sink.paused
+    clock.advance(0.5)
+    b.tick()
+    assert p.sink.paused
+    clock.advance(0.6)
+    b.tick()
+    assert not p.sink.paused
+    p.publish("t", b"2")
+    assert not p.sink.paused
+    assert [m.payload for m in fast.publishes()] == [b"1", b"2"]
+    assert b.stats.dropped_qos0_buffer_full == 2
+    # Once it drains it may pause publishers again.
+    stuck.sink.buffer_size = 0
+    stuck.conn.writing_resumed()
+    stuck.conn.writing_paused()
+    p.publish("t", b"3")
+    assert p.sink.paused
