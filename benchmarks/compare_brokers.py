@@ -59,6 +59,7 @@ class Cell:
     timed: bool = True  # takes --duration
     with_pid: bool = False  # pass --pid BROKER_PID
     extra_metrics: tuple[str, ...] = ()
+    fresh_broker: bool = False  # restart the broker before each run (memory is measured from a clean start)
 
 
 def scenario_matrix(quick: bool) -> list[Cell]:
@@ -81,7 +82,7 @@ def scenario_matrix(quick: bool) -> list[Cell]:
              higher_is_better=False, extra_metrics=("lat_p50_us",)),
         Cell("connections", f"memory per idle connection ({conns})",
              ("connections", "--conns", conns, "--hold", hold), "rss_kb_per_conn", "KiB",
-             higher_is_better=False, timed=False, with_pid=True),
+             higher_is_better=False, timed=False, with_pid=True, fresh_broker=True),
     ]
 
 
@@ -176,17 +177,24 @@ class MqttfastBroker(Broker):
         # window of 20 the loadgen's 250-message lead per publisher overflows the 1,000-message
         # session queue and QoS 1 messages are dropped (by design, counted), which is not what
         # this benchmark measures.
+        # --persistence off matches mosquitto's "persistence false" (both keep state in memory);
+        # the data dir is private to this run anyway, so two instances never share a lock.
         return [sys.executable, "-m", "mqttfast", "--host", "127.0.0.1", "--port", str(port),
-                "--log-level", "warning", "--max-inflight", "0"]
+                "--log-level", "warning", "--max-inflight", "0",
+                "--persistence", "off", "--data-dir", str(self.workdir / f"{self.key}-data")]
 
-    def cwd(self) -> Path:
-        return REPO  # import the work tree's package
+    def env(self) -> dict[str, str]:
+        env = super().env()
+        # Import the work tree's package while running in the temporary directory, so nothing
+        # the broker writes lands in the repository.
+        env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        return env
 
     def probe(self) -> str:
         """Which codec twin this environment selects ('cython'/'python'), or raise."""
         out = subprocess.run(
             [sys.executable, "-c", "import mqttfast, mqttfast.codec as c; print(c.IMPLEMENTATION, mqttfast.__version__)"],
-            cwd=REPO, env=self.env(), capture_output=True, text=True, timeout=60,
+            cwd=self.workdir, env=self.env(), capture_output=True, text=True, timeout=60,
         )
         if out.returncode != 0:
             raise RuntimeError(out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "import failed")
@@ -479,42 +487,57 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         raw: dict[str, dict[str, list[dict[str, Any]]]] = {}
         medians: dict[str, dict[str, dict[str, Any]]] = {}
-        for b in brokers:
-            print(f"== {b.title} {b.version}", file=sys.stderr, flush=True)
-            raw[b.key] = {}
-            medians[b.key] = {}
-            try:
-                b.start()
-            except RuntimeError as exc:
-                print(f"   could not start: {exc}", file=sys.stderr)
-                continue
-            try:
-                for cell in cells:
-                    runs = []
-                    for i in range(a.runs):
-                        if not b.alive():
-                            print(f"   {b.title} died; log tail:\n{b.log_tail()}\n   restarting", file=sys.stderr)
+        # All brokers run side by side (idle ones cost nothing) and every run of a cell visits
+        # each broker in turn, rotating the order, so slow drift in machine load (other
+        # processes, thermal) spreads over all brokers instead of biasing the last one.
+        raw: dict[str, dict[str, list[dict[str, Any]]]] = {b.key: {} for b in brokers}
+        medians: dict[str, dict[str, dict[str, Any]]] = {b.key: {} for b in brokers}
+        load_before = os.getloadavg()
+        live: list[Broker] = []
+        try:
+            for b in brokers:
+                try:
+                    b.start()
+                except RuntimeError as exc:
+                    print(f"== {b.title}: could not start: {exc}", file=sys.stderr)
+                    continue
+                live.append(b)
+                print(f"== {b.title} {b.version}: 127.0.0.1:{b.port} pid {b.proc.pid}", file=sys.stderr, flush=True)
+            for cell in cells:
+                for b in live:
+                    raw[b.key][cell.name] = []
+                for i in range(a.runs):
+                    k = i % len(live) if live else 0
+                    for b in live[k:] + live[:k]:
+                        runs = raw[b.key][cell.name]
+                        if cell.fresh_broker or not b.alive():
+                            if not b.alive():
+                                print(f"   {b.title} died; log tail:\n{b.log_tail()}\n   restarting",
+                                      file=sys.stderr)
                             b.stop()
                             try:
                                 b.start()
                             except RuntimeError as exc:
-                                runs.append({"ok": False, "error": f"broker restart failed: {exc}"})
-                                break
+                                runs.append({"ok": False, "error": f"broker (re)start failed: {exc}"})
+                                continue
                         res = run_cell(loadgen, b, cell, a.duration, f"{b.key}/{cell.name}/{i}")
                         runs.append(res)
-                        val = res.get(cell.metric)
-                        note = "" if res.get("ok") else f"  (not ok: {res.get('error') or 'loss'}, lost={res.get('lost')})"
-                        print(f"   {cell.name:14s} run {i + 1}/{a.runs}: {cell.metric}={val}{note}",
-                              file=sys.stderr, flush=True)
-                    raw[b.key][cell.name] = runs
+                        note = "" if res.get("ok") else \
+                            f"  (not ok: {res.get('error') or 'loss'}, lost={res.get('lost')})"
+                        print(f"   {cell.name:14s} run {i + 1}/{a.runs} {b.key:16s} "
+                              f"{cell.metric}={res.get(cell.metric)}{note}", file=sys.stderr, flush=True)
+                for b in live:
+                    runs = raw[b.key][cell.name]
                     m = {"value": median_of(runs, cell.metric), "runs": len(runs),
                          "failures": sum(1 for r in runs if not r.get("ok")),
                          "broker_cpu_pct": median_of(runs, "broker_cpu_pct")}
                     for extra in cell.extra_metrics:
                         m[extra] = median_of(runs, extra)
                     medians[b.key][cell.name] = m
-            finally:
+        finally:
+            for b in brokers:
                 b.stop()
+        load_after = os.getloadavg()
         binfo = [{"key": b.key, "title": b.title, "version": b.version} for b in brokers]
         table = build_table(cells, binfo, medians)
         cmd = "python3 benchmarks/compare_brokers.py " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -526,7 +549,8 @@ def main(argv: list[str] | None = None) -> int:
             pass
         machine = f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"
         header = (f"{stamp}; `{cmd.strip()}`; medians of {a.runs} run(s), {a.duration:g} s per cell, "
-                  f"64-byte payloads unless stated; {machine}.\n"
+                  f"64-byte payloads unless stated; {machine}; load average "
+                  f"{load_before[0]:.1f} before, {load_after[0]:.1f} after.\n"
                   "Versions: " + "; ".join(f"{b['title']} {b['version']}" for b in binfo))
         print()
         print(header)
@@ -534,6 +558,7 @@ def main(argv: list[str] | None = None) -> int:
         print(table)
         a.out.mkdir(parents=True, exist_ok=True)
         result = {"when": stamp, "command": cmd.strip(), "machine": machine, "runs": a.runs,
+                  "loadavg_before": load_before, "loadavg_after": load_after,
                   "duration_s": a.duration, "brokers": binfo,
                   "cells": [{"name": c.name, "label": c.label, "metric": c.metric, "unit": c.unit,
                              "higher_is_better": c.higher_is_better, "loadgen_args": list(c.args)} for c in cells],
