@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -23,9 +24,13 @@ def _env() -> dict[str, str]:
     return env
 
 
-def run_cli(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "mqttfast", *args], capture_output=True,
-                          text=True, timeout=timeout, env=_env(), stdin=subprocess.DEVNULL)
+def run_cli(*args: str, timeout: float = 20, cwd: str | None = None
+            ) -> subprocess.CompletedProcess[str]:
+    # A fresh working directory: the broker's default data directory lives there.
+    with tempfile.TemporaryDirectory(prefix="mqttfast-cli-") as tmp:
+        return subprocess.run([sys.executable, "-m", "mqttfast", *args], capture_output=True,
+                              text=True, timeout=timeout, env=_env(), stdin=subprocess.DEVNULL,
+                              cwd=cwd or tmp)
 
 
 def _wait_port(proc: subprocess.Popen, port: int, host: str = "127.0.0.1") -> None:
@@ -38,13 +43,13 @@ def _wait_port(proc: subprocess.Popen, port: int, host: str = "127.0.0.1") -> No
     raise AssertionError("broker never accepted TCP")
 
 
-def test_defaults_serve_mqtt_on_all_interfaces() -> None:
+def test_defaults_serve_mqtt_on_all_interfaces(tmp_path) -> None:
     """No flags but --port (a free one, not 1883): serves MQTT on 0.0.0.0, so it
     is reachable on 127.0.0.1; SIGINT ends it with exit code 0."""
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "mqttfast", "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=_env(), stdin=subprocess.DEVNULL)
+                            env=_env(), stdin=subprocess.DEVNULL, cwd=tmp_path)
     try:
         _wait_port(proc, port)
         with RawClient(port) as c:
