@@ -149,3 +149,15 @@ def test_connack_session_expiry_if_changed(v5):
     a.disconnect()
     b = v5("granted", clean_start=False, session_expiry=30)
     assert b.connack.session_present is (granted != 0)
+
+
+def test_disconnect_nonzero_expiry_after_absent_is_protocol_error(v5):
+    """3.14.2.2.2 / 3.1.2.11.2: an absent Session Expiry Interval in CONNECT
+    means 0, so a non-zero one on DISCONNECT is the same Protocol Error:
+    DISCONNECT 0x82 from the server."""
+    a = v5("dse-absent")
+    assert a.connack.properties is None or a.connack.properties.session_expiry_interval in (None, 0)
+    a.send_packet(Disconnect(reason_code=0, properties=Properties(session_expiry_interval=30)))
+    assert a.expect_closed() == 0x82
+    b = v5("dse-absent", clean_start=False)
+    assert b.connack.session_present is False

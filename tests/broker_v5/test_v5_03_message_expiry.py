@@ -110,3 +110,26 @@ def test_inflight_qos2_message_redelivered_despite_expiry(v5):
     assert again.connack.session_present is True
     pub = again.recv_publish()
     assert (pub.payload, pub.dup, pub.packet_id) == (b"inflight", True, first.packet_id)
+
+
+@pytest.mark.mosquitto_deviation(
+    "mosquitto 2.0.11 drops the expired message but then stalls the queue: 'last' only "
+    "goes out after the next publication, and after it (out of order)")
+def test_message_expires_while_waiting_for_receive_maximum(v5):
+    """[MQTT-3.3.2-5]: a message held back by the subscriber's Receive Maximum
+    has not started onward delivery; if it expires meanwhile it is deleted,
+    while a later message without expiry is still delivered."""
+    from mqttfast.codec.packets import Puback
+
+    s = v5("mxq-sub", properties=Properties(receive_maximum=1))
+    s.subscribe(("mxq/t", 1))
+    p = v5("mxq-pub")
+    p.publish("mxq/t", b"first", qos=1)
+    p.publish("mxq/t", b"short", qos=1, properties=Properties(message_expiry_interval=1))
+    p.publish("mxq/t", b"last", qos=1)
+    first = s.recv_publish(ack=False)
+    assert first.payload == b"first"
+    s.expect_no_packet(1.6)
+    s.send_packet(Puback(packet_id=first.packet_id))
+    assert s.recv_publish().payload == b"last"
+    s.expect_no_packet(0.4)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mqttfast.codec.packets import Puback, Publish, Subscribe, Subscription
+from mqttfast.codec.packets import Properties, Puback, Publish, Subscribe, Subscription
 
 from tests.helpers.rawclient import NoPacket
 
@@ -182,3 +182,12 @@ def test_unacked_qos2_not_sent_to_other_member_when_session_ends(v5):
     b.subscribe(("$share/g/shq2e/t", 2))
     a.close()
     b.expect_no_packet(1.2)
+
+
+def test_shared_subscription_identifier_delivered(v5):
+    """[MQTT-3.3.4-3]: a Subscription Identifier given with a shared
+    subscription is carried by the messages that subscription delivers."""
+    c = v5("shsid")
+    c.subscribe(("$share/g/shsid/t", 1), properties=Properties(subscription_identifier=[77]))
+    v5("shsid-pub").publish("shsid/t", b"m", qos=1)
+    assert c.recv_publish().properties.subscription_identifier == [77]
