@@ -225,3 +225,12 @@ def test_mqttjs_shared_subscription(broker, node):
         pub.publish("js/sh", b"%d" % i, qos=1)
     msgs = _messages(js.finish())
     assert sorted(m["payload"] for m in msgs) == [str(i) for i in range(6)]
+
+
+@pytest.mark.mosquitto_deviation(
+    "mosquitto 2.0.11 closes the taken-over connection without DISCONNECT 0x8E")
+def test_mqttjs_sees_session_taken_over(node):
+    """[MQTT-3.1.4-3]: MQTT.js, taken over by a second connection with its
+    client id, receives the server's DISCONNECT with reason code 0x8E."""
+    events = node("takeover").finish()
+    assert next(e for e in events if e["event"] == "disconnect")["reasonCode"] == 0x8E

@@ -171,6 +171,17 @@ const scenarios = {
     c.stream.destroy();
   },
 
+  // A second connection with the same client id: the first gets DISCONNECT 0x8E.
+  async takeover() {
+    const [first] = await connect({ clientId: 'js-take' });
+    const seen = new Promise((resolve) => first.once('disconnect', (packet) => resolve(packet)));
+    const [second] = await connect({ clientId: 'js-take', clean: false, properties: { sessionExpiryInterval: 30 } });
+    const packet = await Promise.race([seen, new Promise((resolve) => setTimeout(() => resolve(null), 3000))]);
+    emit({ event: 'disconnect', reasonCode: packet ? packet.reasonCode : null });
+    first.end(true);
+    await end(second);
+  },
+
   // Two members of one share group.
   async shared() {
     const [a] = await connect({ clientId: 'js-sh-a' });
