@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mqttfast.codec.packets import Properties, Puback, Publish, Subscribe, Subscription
+from mqttfast.codec.packets import Properties, Puback, Publish
 
 from tests.helpers.rawclient import NoPacket
 

@@ -6,7 +6,7 @@ import signal
 
 import pytest
 
-from mqttfast.codec.packets import Connect, Properties, Pubcomp, Publish, Pubrel, Subscription
+from mqttfast.codec.packets import Connect, Pubcomp, Publish, Pubrel
 
 from tests.helpers.broker import BrokerProcess
 from tests.helpers.rawclient import RawClient
