@@ -109,7 +109,7 @@ def run_cell(kind: str, loadgen: str, args: argparse.Namespace) -> dict:
 
 
 def rate_of(result: dict) -> float:
-    for key in ("msgs_per_s", "rate", "throughput", "delivered_per_s"):
+    for key in ("msgs_per_s_received", "msgs_per_s"):
         if key in result:
             return float(result[key])
     raise KeyError(f"no rate in {result}")
@@ -136,7 +136,7 @@ def main() -> int:
             r = run_cell(kind, lg, args)
             rates.append(rate_of(r))
             print(f"  {kind:22s} {sessions:10s} {rates[-1]:10.0f} msg/s  (exit {r['exit']}, "
-                  f"lost {r.get('lost', '?')}, cpu {r.get('broker_cpu', '?')})", flush=True)
+                  f"lost {r.get('lost', '?')}, broker cpu {r.get('broker_cpu_pct', '?')}%)", flush=True)
         rates.sort()
         results[(kind, sessions)] = rates[len(rates) // 2]
     print(f"\nQoS 1, {args.pairs} pairs, window 64, 64 B, {args.duration:g} s per cell (median)")
