@@ -26,6 +26,7 @@ Choices the specifications leave open (documented here once):
 from __future__ import annotations
 
 import copy
+import operator
 from typing import Any
 
 from .constants import (
@@ -88,10 +89,10 @@ _ACK_REASONS = {
 }
 _NAMES = {int(t): t.name for t in PacketType}
 
-_BYTE, _TWO, _FOUR, _VARINT, _UTF8, _BINARY, _PAIR = (
+_BYTE, _TWO, _FOUR, _VARINT, _UTF8, _BINARY, _PAIR = (int(t) for t in (
     PropertyType.BYTE, PropertyType.TWO_BYTE_INT, PropertyType.FOUR_BYTE_INT,
     PropertyType.VARINT, PropertyType.UTF8, PropertyType.BINARY, PropertyType.UTF8_PAIR,
-)
+))
 # Property id -> (attribute, value type as int, allowed packet types).
 _PROPS: dict[int, tuple[str, int, frozenset[int]]] = {
     pid: (name, int(vtype), frozenset(int(t) for t in allowed))
@@ -102,9 +103,12 @@ _BOOLEAN_PROPS = frozenset({0x01, 0x17, 0x19, 0x24, 0x25, 0x28, 0x29, 0x2A})
 # Two/four-byte properties for which 0 is a protocol error (3.1.2.11.3, 3.1.2.11.4).
 _NONZERO_PROPS = frozenset({0x21, 0x27})
 # Encoding order: ascending property id, as the table is written.
-_ENCODE_ORDER: tuple[tuple[int, str, int, frozenset[int]], ...] = tuple(
-    (pid, name, vtype, allowed) for pid, (name, vtype, allowed) in sorted(_PROPS.items())
+_ENCODE_ORDER: tuple[tuple[bytes, str, int, frozenset[int]], ...] = tuple(
+    (bytes((pid,)), name, vtype, allowed) for pid, (name, vtype, allowed) in sorted(_PROPS.items())
 )
+# All property values in encoding order, in one call.
+_ALL_VALUES = operator.attrgetter(*(name for _, name, _, _ in _ENCODE_ORDER))
+_NO_VALUES = (None,) * len(_ENCODE_ORDER)
 
 
 # ---------------------------------------------------------------- readers
@@ -179,7 +183,11 @@ def _read_properties(buf: Any, pos: int, end: int, ptype: int) -> tuple[Properti
     props = Properties()
     seen: set[int] = set()
     while pos < stop:
-        pid, pos = _read_varint(buf, pos, stop)
+        pid = buf[pos]
+        if pid < 0x80:  # every defined identifier fits in one byte
+            pos += 1
+        else:
+            pid, pos = _read_varint(buf, pos, stop)
         entry = _PROPS.get(pid)
         if entry is None:
             raise MalformedPacket(f"unknown property identifier 0x{pid:02X} (2.2.2.2)")
@@ -697,31 +705,37 @@ def _properties(props: Properties | None, ptype: int) -> bytes:
     """The property section, its length prefix included."""
     if props is None:
         return b"\x00"
+    values = _ALL_VALUES(props)
+    if values == _NO_VALUES:
+        return b"\x00"
     parts: list[bytes] = []
-    for pid, name, vtype, allowed in _ENCODE_ORDER:
-        value = getattr(props, name)
+    for (pid, name, vtype, allowed), value in zip(_ENCODE_ORDER, values):
         if value is None:
             continue
         if ptype not in allowed:
             raise ValueError(f"property {name} not allowed in {_ptype_name(ptype)}")
         if vtype == _BYTE:
-            parts.append(bytes((pid, value)))
+            parts.append(pid + bytes((value,)))
         elif vtype == _TWO:
-            parts.append(bytes((pid,)) + value.to_bytes(2, "big"))
+            parts.append(pid + value.to_bytes(2, "big"))
         elif vtype == _FOUR:
-            parts.append(bytes((pid,)) + value.to_bytes(4, "big"))
+            parts.append(pid + value.to_bytes(4, "big"))
         elif vtype == _VARINT:
             for ident in value:
-                parts.append(bytes((pid,)) + _varint(ident))
+                parts.append(pid + _varint(ident))
         elif vtype == _UTF8:
-            parts.append(bytes((pid,)) + _string(value))
+            parts.append(pid + _string(value))
         elif vtype == _BINARY:
-            parts.append(bytes((pid,)) + _binary(value))
+            parts.append(pid + _binary(value))
         else:
             for key, val in value:
-                parts.append(bytes((pid,)) + _string(key) + _string(val))
+                parts.append(pid + _string(key) + _string(val))
     body = b"".join(parts)
     return _varint(len(body)) + body
+
+
+def _props_empty(props: Properties | None) -> bool:
+    return props is None or _ALL_VALUES(props) == _NO_VALUES
 
 
 def _payload_bytes(payload: Any) -> bytes:
@@ -774,9 +788,9 @@ def _encode_ack(p: Any, version: int) -> bytes:
     ptype = int(p.packet_type)
     first = 0x62 if ptype == _PUBREL else ptype << 4
     pid = p.packet_id.to_bytes(2, "big")
-    if version != 5 or (p.reason_code == 0 and (p.properties is None or p.properties.is_empty())):
+    if version != 5 or (p.reason_code == 0 and _props_empty(p.properties)):
         return bytes((first, 2)) + pid
-    if p.properties is None or p.properties.is_empty():
+    if _props_empty(p.properties):
         return bytes((first, 3)) + pid + bytes((p.reason_code,))
     return _packet(first, pid + bytes((p.reason_code,)) + _properties(p.properties, ptype))
 
@@ -861,7 +875,7 @@ def _encode_pingresp(p: Pingresp, version: int) -> bytes:
 
 
 def _encode_disconnect(p: Disconnect, version: int) -> bytes:
-    no_props = p.properties is None or p.properties.is_empty()
+    no_props = _props_empty(p.properties)
     if version != 5 or (p.reason_code == 0 and no_props):
         return b"\xe0\x00"
     if no_props:
@@ -872,7 +886,7 @@ def _encode_disconnect(p: Disconnect, version: int) -> bytes:
 def _encode_auth(p: Auth, version: int) -> bytes:
     if version != 5:
         raise ValueError("AUTH exists only in MQTT 5")
-    if p.reason_code == 0 and (p.properties is None or p.properties.is_empty()):
+    if p.reason_code == 0 and _props_empty(p.properties):
         return b"\xf0\x00"
     return _packet(0xF0, bytes((p.reason_code,)) + _properties(p.properties, _AUTH))
 
