@@ -16,7 +16,7 @@ function revive (value) {
   if (Array.isArray(value)) return value.map(revive)
   if (value && typeof value === 'object') {
     if (typeof value.$b === 'string') return Buffer.from(value.$b, 'hex')
-    const out = {}
+    const out = Object.create(null) // a key like "__proto__" stays a plain key
     for (const [k, v] of Object.entries(value)) out[k] = revive(v)
     return out
   }
@@ -27,7 +27,7 @@ function plain (value) {
   if (Buffer.isBuffer(value)) return { $b: value.toString('hex') }
   if (Array.isArray(value)) return value.map(plain)
   if (value && typeof value === 'object') {
-    const out = {}
+    const out = Object.create(null)
     for (const [k, v] of Object.entries(value)) {
       if (v !== undefined) out[k] = plain(v)
     }
