@@ -122,9 +122,11 @@ cdef class _SlotFiller:
     cdef Py_ssize_t offsets[32]
     cdef int count
     cdef bint fast
+    cdef bint gc  # instances are GC objects (always so for these dataclasses)
 
     def __init__(self, cls, tuple names):
         self.cls = cls
+        self.gc = (cls.__flags__ >> 14) & 1  # Py_TPFLAGS_HAVE_GC
         self.count = len(names)
         self.fast = self.count <= 32
         for i, name in enumerate(names):
@@ -159,6 +161,10 @@ cdef class _SlotFiller:
         Py_XDECREF(slot[0])
         slot[0] = <PyObject *>value
 
+    cdef inline void untrack(self, object obj):
+        if self.gc:
+            PyObject_GC_UnTrack(<void *>obj)
+
     cdef inline object get(self, object obj, int i):
         cdef PyObject *value = (<PyObject **>((<char *><PyObject *>obj) + self.offsets[i]))[0]
         if value == NULL:
@@ -174,6 +180,11 @@ cdef _SlotFiller _PUBREC_F = _SlotFiller(Pubrec, ("packet_id", "reason_code", "p
 cdef _SlotFiller _PUBREL_F = _SlotFiller(Pubrel, ("packet_id", "reason_code", "properties"))
 cdef _SlotFiller _PUBCOMP_F = _SlotFiller(Pubcomp, ("packet_id", "reason_code", "properties"))
 cdef _SlotFiller _PROPS_F = _SlotFiller(Properties, _PROP_NAMES)
+cdef _SlotFiller _PINGREQ_F = _SlotFiller(Pingreq, ())
+cdef _SlotFiller _PINGRESP_F = _SlotFiller(Pingresp, ())
+cdef _SlotFiller _SUBSCRIPTION_F = _SlotFiller(
+    Subscription, ("topic_filter", "qos", "no_local", "retain_as_published", "retain_handling"))
+cdef _SlotFiller _SUBSCRIBE_F = _SlotFiller(Subscribe, ("packet_id", "subscriptions", "properties"))
 
 # Property tables as C arrays, indexed by property id (all known ids < 64).
 cdef int _PTYPE[64]
@@ -200,7 +211,7 @@ cdef inline object _new_publish(str topic, bytes payload, int qos, bint retain, 
     # Its fields are str, bytes, int, bool and Properties: it cannot be part of
     # a reference cycle, so keep it out of the cyclic GC's scans (a broker may
     # hold millions of queued messages). CPython untracks such tuples likewise.
-    PyObject_GC_UnTrack(<void *>obj)
+    f.untrack(obj)
     f.put(obj, 0, topic)
     f.put(obj, 1, payload)
     f.put(obj, 2, qos)
@@ -224,9 +235,43 @@ cdef inline object _new_ack(int ptype, int packet_id, int reason, object props):
     if not f.fast:
         return f.cls(packet_id, reason, props)
     cdef object obj = f.new()
-    PyObject_GC_UnTrack(<void *>obj)  # ints and Properties only, see _new_publish
+    f.untrack(obj)  # ints and Properties only, see _new_publish
     f.put(obj, 0, packet_id)
     f.put(obj, 1, reason)
+    f.put(obj, 2, props)
+    return obj
+
+
+cdef inline object _new_ping(int ptype):
+    cdef _SlotFiller f = _PINGREQ_F if ptype == P_PINGREQ else _PINGRESP_F
+    if not f.fast:
+        return f.cls()
+    cdef object obj = f.new()
+    f.untrack(obj)  # no fields at all
+    return obj
+
+
+cdef inline object _new_subscription(str filt, int qos, bint no_local, bint rap, int rh):
+    cdef _SlotFiller f = _SUBSCRIPTION_F
+    if not f.fast:
+        return Subscription(filt, qos, no_local, rap, rh)
+    cdef object obj = f.new()
+    f.untrack(obj)  # str, int and bool fields only
+    f.put(obj, 0, filt)
+    f.put(obj, 1, qos)
+    f.put(obj, 2, True if no_local else False)
+    f.put(obj, 3, True if rap else False)
+    f.put(obj, 4, rh)
+    return obj
+
+
+cdef inline object _new_subscribe(int packet_id, list subs, object props):
+    cdef _SlotFiller f = _SUBSCRIBE_F
+    if not f.fast:
+        return Subscribe(packet_id, subs, props)
+    cdef object obj = f.new()  # stays GC-tracked: it holds a mutable list
+    f.put(obj, 0, packet_id)
+    f.put(obj, 1, subs)
     f.put(obj, 2, props)
     return obj
 
@@ -238,7 +283,7 @@ cdef inline object _new_properties():
         return Properties()
     cdef object obj = f.new()
     # Values are scalars, str, bytes or lists of them: no cycle through it.
-    PyObject_GC_UnTrack(<void *>obj)
+    f.untrack(obj)
     for i in range(f.count):
         f.put(obj, i, None)
     return obj
@@ -624,14 +669,15 @@ cdef object _decode_subscribe(const uint8_t *p, Py_ssize_t pos, Py_ssize_t end, 
             no_local = (opts & 4) != 0
             if no_local and filt.startswith("$share/"):
                 raise ProtocolError("no local on a shared subscription [MQTT-3.8.3-4]")
-            subs.append(Subscription(filt, qos, no_local, (opts & 8) != 0, retain_handling))
+            subs.append(_new_subscription(filt, qos, no_local, (opts & 8) != 0,
+                                          retain_handling))
         else:
             if opts & 0xFC or qos == 3:
                 raise MalformedPacket("reserved bits or QoS 3 in requested QoS [MQTT-3-8.3-4]")
-            subs.append(Subscription(filt, qos))
+            subs.append(_new_subscription(filt, qos, False, False, 0))
     if not subs:
         raise ProtocolError("SUBSCRIBE without topic filters [MQTT-3.8.3-3]")
-    return Subscribe(packet_id, subs, props)
+    return _new_subscribe(packet_id, subs, props)
 
 
 cdef object _decode_suback(const uint8_t *p, Py_ssize_t pos, Py_ssize_t end, int version):
@@ -861,7 +907,7 @@ cdef class Decoder:
             elif ptype == P_PINGREQ or ptype == P_PINGRESP:
                 if end != i:
                     raise MalformedPacket(f"{_NAMES[ptype]} with remaining length {end - i}")
-                out.append(Pingreq() if ptype == P_PINGREQ else Pingresp())
+                out.append(_new_ping(ptype))
             elif ptype == P_CONNACK:
                 out.append(_decode_connack(p, i, end, self._version))
             elif ptype == P_SUBSCRIBE:
@@ -1395,4 +1441,5 @@ def encode(packet, int protocol_version=4):
 def _fast_construction():
     """Which packet classes are built by filling slots directly (for tests and benchmarks)."""
     return {f.cls.__name__: f.fast
-            for f in (_PUBLISH_F, _PUBACK_F, _PUBREC_F, _PUBREL_F, _PUBCOMP_F, _PROPS_F)}
+            for f in (_PUBLISH_F, _PUBACK_F, _PUBREC_F, _PUBREL_F, _PUBCOMP_F, _PROPS_F,
+                      _PINGREQ_F, _PINGRESP_F, _SUBSCRIPTION_F, _SUBSCRIBE_F)}

@@ -319,7 +319,8 @@ def test_cython_twin_builds_packets_on_its_fast_path(impl: Any) -> None:
 
     assert _codec._fast_construction() == {
         "Publish": True, "Puback": True, "Pubrec": True, "Pubrel": True, "Pubcomp": True,
-        "Properties": True}
+        "Properties": True, "Pingreq": True, "Pingresp": True, "Subscription": True,
+        "Subscribe": True}
 
 
 def test_encode_survives_properties_mutated_during_encoding(impl: Any) -> None:
