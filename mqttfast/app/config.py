@@ -91,6 +91,9 @@ class LimitsConfig:
                                   doc="bytes buffered toward a client above which its publishers pause")
     output_hard_limit: int = spec(8 * 1024 * 1024, lo=1, settings="output_hard_limit",
                                   doc="bytes buffered toward a client above which QoS 0 is dropped")
+    max_publisher_pause: float = spec(1.0, lo=0, settings="max_publisher_pause",
+                                      doc="seconds a slow subscriber may keep publishers paused; "
+                                          "then it is treated as stuck")
     max_retained_messages: int = spec(1_000_000, lo=0, flag="max_retained_messages",
                                       doc="retained messages kept; 0 = unlimited")
     max_retained_bytes: int = spec(1024 ** 3, lo=0, flag="max_retained_bytes",
@@ -527,6 +530,15 @@ def make_hooks(auth):  # type: ignore[no-untyped-def]
             task.add_done_callback(finished)
             return None
 
+    if auth.acl is None and not auth.plugins:
+        # Nothing can deny a delivery: keep the per-delivery check off the hot path
+        # (the broker only calls authorise_receive when a hooks class overrides it).
+        from mqttfast.core.hooks import Hooks
+
+        class NoReadCheckHooks(LoopSecurityHooks):
+            authorise_receive = Hooks.authorise_receive
+
+        return NoReadCheckHooks(auth)
     return LoopSecurityHooks(auth)
 
 
@@ -678,6 +690,9 @@ class Runtime:
 
     def setup_security(self) -> None:
         """Build the Authenticator + hooks (raises ConfigError)."""
+        a = self.cfg.auth
+        if not (a.password_file or a.acl_file or a.plugin) and a.allow_anonymous is not False:
+            return  # everyone may do everything: the core's allow-all Hooks, no per-packet cost
         self.authenticator = build_authenticator(self.cfg)
         self.hooks = make_hooks(self.authenticator)
 
