@@ -121,8 +121,10 @@ class Connection:
                     handler(self, pkt)
             except MQTTError as err:
                 self.violation(err.reason_code, err.message)
-            except Exception:  # a bug must cost one connection, not the broker
-                log.exception("client %s (%s): internal error; closing", self.client_id, self.peer)
+            except Exception as exc:  # a bug must cost one connection, not the broker
+                log.error("client %s (%s): internal error %r handling %s; closing",
+                          self.client_id, self.peer, exc, type(pkt).__name__)
+                log.debug("internal error", exc_info=True)
                 self.close(ReasonCode.IMPLEMENTATION_SPECIFIC_ERROR)
 
     def packet_received(self, pkt: Any) -> None:

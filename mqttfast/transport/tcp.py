@@ -173,8 +173,9 @@ class MQTTProtocol(asyncio.Protocol):
             if conn.state != 3:
                 conn.protocol_violation(err, self.decoder.protocol_version)
             return
-        except Exception:  # the decoder promises MQTTError only; stay alive regardless
-            log.exception("decoder failure for %s; closing", conn.peer)
+        except Exception as exc:  # the decoder promises MQTTError only; stay alive regardless
+            log.error("connection %s: decoder failure %r; closing", conn.peer, exc)
+            log.debug("decoder failure", exc_info=True)
             conn.close(0x81)
             return
         if pkts:
@@ -184,11 +185,15 @@ class MQTTProtocol(asyncio.Protocol):
         return False  # close the transport; connection_lost follows
 
     def connection_lost(self, exc: Exception | None) -> None:
-        conn = self.conn
-        if conn is not None:
-            conn.connection_lost()
         if self.sink is not None:
             self.sink.closing = True
+        conn = self.conn
+        if conn is not None:
+            try:
+                conn.connection_lost()
+            except Exception as err:  # a core bug: one log line, the broker goes on
+                log.error("connection %s: error while closing: %r", conn.peer, err)
+                log.debug("error while closing", exc_info=True)
 
     def pause_writing(self) -> None:
         if self.conn is not None:
@@ -196,4 +201,8 @@ class MQTTProtocol(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         if self.conn is not None:
-            self.conn.writing_resumed()
+            try:
+                self.conn.writing_resumed()
+            except Exception as err:
+                log.error("connection %s: error after resume: %r", self.conn.peer, err)
+                log.debug("error after resume", exc_info=True)
