@@ -102,9 +102,14 @@ def handle_publish(conn: Connection, pkt: Publish) -> None:
             now = broker.clock()
         msg = Message(topic, pkt.payload, qos, pkt.retain, forwardable_properties(props),
                       expires_at, conn.client_id)
+        dropped_before = stats.dropped_queue_full
         matched = broker.router.publish(msg, now, conn)
-        if matched == 0 and conn.v5:
-            rc = ReasonCode.NO_MATCHING_SUBSCRIBERS
+        if conn.v5:
+            if matched == 0:
+                rc = ReasonCode.NO_MATCHING_SUBSCRIBERS
+            elif qos and stats.dropped_queue_full - dropped_before >= matched:
+                # Every matching session's queue was full: the message went nowhere.
+                rc = ReasonCode.QUOTA_EXCEEDED
     else:
         # Not authorised: dropped; v5 learns why, 3.1.1 gets a normal ack (as mosquitto).
         rc = ReasonCode.NOT_AUTHORIZED if conn.v5 else 0

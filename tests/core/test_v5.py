@@ -554,3 +554,17 @@ def test_reason_strings_on_refusal_and_disconnect(client):
     c.send(Publish("", b"x"))
     (d,) = c.received()
     assert d.reason_code == 0x82 and d.properties.reason_string
+
+
+def test_puback_quota_exceeded_when_every_queue_is_full(make_broker, core_impl):
+    """3.4.2.1: 0x97 Quota exceeded when the message could not be queued anywhere."""
+    b = make_broker(max_queued_messages=1)
+    s = FakeClient(b, core_impl, 5)
+    s.connect("s", clean=False, properties=Properties(session_expiry_interval=60))
+    s.subscribe(("t", 1))
+    s.send(Disconnect())
+    p = FakeClient(b, core_impl, 5)
+    p.connect("p")
+    (a1,) = p.publish("t", b"1", qos=1)
+    (a2,) = p.publish("t", b"2", qos=1)
+    assert (a1.reason_code, a2.reason_code) == (0, 0x97)
