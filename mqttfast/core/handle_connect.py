@@ -303,7 +303,7 @@ def accept(conn: Connection, pkt: Connect, auth_data: bytes | None) -> None:
             ack_props = None
     # MQTT 3.1 has no Session Present flag.
     conn.send_packet(Connack(session_present and conn.protocol_version >= 4, 0, ack_props))
-    log.debug("client %s connected from %s (v%d, clean=%s, keepalive=%d)",
+    log.info("client %s connected from %s (v%d, clean=%s, keepalive=%d)",
               cid, conn.peer, conn.protocol_version, pkt.clean_start, keep_alive)
 
     if session_present:
@@ -327,7 +327,7 @@ def handle_disconnect(conn: Connection, pkt: Disconnect) -> None:
         if session is not None:
             session.expiry_interval = min(new, conn.broker.settings.max_session_expiry)
     with_will = conn.v5 and pkt.reason_code == ReasonCode.DISCONNECT_WITH_WILL_MESSAGE
-    log.debug("client %s disconnected (reason 0x%02X)", conn.client_id, pkt.reason_code)
+    log.info("client %s disconnected (reason 0x%02X)", conn.client_id, pkt.reason_code)
     conn.sink.close()
     conn._teardown(publish_will=with_will)
 
