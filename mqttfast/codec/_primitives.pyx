@@ -10,6 +10,8 @@ from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 from cpython.bytes cimport PyBytes_CheckExact, PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.bytearray cimport PyByteArray_CheckExact, PyByteArray_AS_STRING, PyByteArray_GET_SIZE
 from cpython.unicode cimport PyUnicode_Check
+from cpython.long cimport PyLong_CheckExact
+from cpython.number cimport PyNumber_Index
 from cpython.ref cimport PyObject
 from libc.stdint cimport uint8_t, uint32_t
 from libc.string cimport memchr
@@ -111,6 +113,8 @@ def encode_varint(value):
     cdef long long v
     cdef uint8_t out[4]
     cdef int n
+    if not PyLong_CheckExact(value):
+        value = PyNumber_Index(value)  # ints and int-likes only, as in the pure twin
     try:
         v = value
     except OverflowError:

@@ -150,9 +150,9 @@ def _utf8_length(s: str, reason: int, message: str) -> int:
 def validate_topic_name(topic: str | BytesLike) -> None:
     """Raise ``MQTTError(0x90)`` unless ``topic`` is a valid PUBLISH topic name."""
     bad = ReasonCode.TOPIC_NAME_INVALID
+    topic = _as_text(topic, bad, MSG_TOPIC_INVALID_UTF8)
     if not topic:
         raise MQTTError(bad, MSG_TOPIC_EMPTY)
-    topic = _as_text(topic, bad, MSG_TOPIC_INVALID_UTF8)
     if _utf8_length(topic, bad, MSG_TOPIC_INVALID_UTF8) > MAX_STRING_LENGTH:
         raise MQTTError(bad, MSG_TOPIC_TOO_LONG)
     if "\x00" in topic:
@@ -164,9 +164,9 @@ def validate_topic_name(topic: str | BytesLike) -> None:
 def validate_topic_filter(filt: str | BytesLike) -> None:
     """Raise ``MQTTError(0x8F)`` unless ``filt`` is a valid topic filter."""
     bad = ReasonCode.TOPIC_FILTER_INVALID
+    filt = _as_text(filt, bad, MSG_FILTER_INVALID_UTF8)
     if not filt:
         raise MQTTError(bad, MSG_FILTER_EMPTY)
-    filt = _as_text(filt, bad, MSG_FILTER_INVALID_UTF8)
     if _utf8_length(filt, bad, MSG_FILTER_INVALID_UTF8) > MAX_STRING_LENGTH:
         raise MQTTError(bad, MSG_FILTER_TOO_LONG)
     if "\x00" in filt:

@@ -491,3 +491,16 @@ def test_cython_and_pure_twins_agree(data, text, other, pos):
         ("topic_matches", (text.encode("utf-8", "surrogatepass"), other.encode("utf-8", "surrogatepass"))),
     ]:
         assert _outcome(getattr(cy, name), *args) == _outcome(getattr(py, name), *args), (name, args)
+
+
+@pytest.mark.parametrize("value", [1.5, 200.0, "7", None])
+def test_varint_encode_rejects_non_integers(impl, value):
+    with pytest.raises(TypeError):
+        impl.encode_varint(value)
+
+
+@pytest.mark.parametrize("fn", ["validate_topic_name", "validate_topic_filter", "decode_utf8"])
+def test_non_text_input_is_a_type_error_not_an_mqtt_error(impl, fn):
+    """None is a caller bug, not an empty topic from the network."""
+    with pytest.raises(TypeError):
+        getattr(impl, fn)(None)
