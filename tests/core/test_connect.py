@@ -264,3 +264,29 @@ def test_v5_connack_properties(make_broker, core_impl):
     assert (p.receive_maximum, p.maximum_qos, p.retain_available, p.maximum_packet_size,
             p.topic_alias_maximum, p.shared_subscription_available,
             p.session_expiry_interval) == (100, 1, 0, 1000, 5, 0, 60)
+
+
+def test_churn_leaves_nothing_behind(client, broker, clock):
+    """Clean sessions that connect, subscribe (normal and shared), publish and go away
+    (gracefully, by loss, by takeover, by keep-alive) leave no state behind."""
+    from mqttfast.codec.packets import Subscription as Sub
+
+    for i in range(50):
+        c = client(5 if i % 2 else 4)
+        c.connect(f"c{i % 7}", keep_alive=5, will=Will("w/x", b"bye"))
+        c.subscribe(("a/#", 1), Sub("$share/g/b/+", 1))
+        c.publish("a/b", b"x", qos=1)
+        if i % 3 == 0:
+            c.send(Disconnect())
+        elif i % 3 == 1:
+            c.conn.connection_lost()
+        else:
+            clock.advance(10)
+            broker.tick()
+    broker.tick()
+    for c in list(broker.connections):
+        c.connection_lost()
+    assert not broker.sessions and not broker.connections and not broker.pending
+    assert not broker.offline and not broker.pending_wills
+    assert broker.subscriptions.count == 0 and len(broker.subscriptions.tree) == 0
+    assert not broker.subscriptions.groups
