@@ -620,9 +620,10 @@ def parse_args(parser: argparse.ArgumentParser,
     if path and mpath:
         parser.error("--config and --mosquitto-config are exclusive")
     cfg = Config()
+    warnings: list[str] = []
     if path or mpath:
         try:
-            cfg = load_toml(path) if path else load_mosquitto(mpath)
+            cfg = load_toml(path) if path else load_mosquitto(mpath, warnings.append)
         except ConfigError as err:
             for line in err.errors:
                 print(f"mqttfast: config error: {line}", file=sys.stderr)
@@ -638,7 +639,9 @@ def parse_args(parser: argparse.ArgumentParser,
             first.address = args.host
         if "port" in explicit:
             first.port = args.port
-    return args, Runtime(cfg, explicit, path or mpath, bool(mpath))
+    runtime = Runtime(cfg, explicit, path or mpath, bool(mpath))
+    runtime.warnings = warnings  # logged once logging is set up (setup_security)
+    return args, runtime
 
 
 # ---------------------------------------------------------------------------- logging
@@ -680,6 +683,7 @@ class Runtime:
         self.authenticator: Any = None
         self.hooks: Any = None
         self.listeners: list[Any] = []
+        self.warnings: list[str] = []
 
     @classmethod
     def for_settings(cls, settings: Any) -> "Runtime":
@@ -690,6 +694,9 @@ class Runtime:
 
     def setup_security(self) -> None:
         """Build the Authenticator + hooks (raises ConfigError)."""
+        for line in self.warnings:
+            log.warning("%s", line)
+        self.warnings = []
         a = self.cfg.auth
         if not (a.password_file or a.acl_file or a.plugin) and a.allow_anonymous is not False:
             return  # everyone may do everything: the core's allow-all Hooks, no per-packet cost
@@ -733,7 +740,8 @@ class Runtime:
             self.authenticator.reload()
         if self.path and "log_level" not in self.explicit:
             try:
-                cfg = load_mosquitto(self.path) if self.mosquitto else load_toml(self.path)
+                cfg = load_mosquitto(self.path, lambda w: None) if self.mosquitto \
+                    else load_toml(self.path)
             except ConfigError as err:
                 log.error("config reload failed, keeping the log level: %s", err)
                 return

@@ -162,3 +162,25 @@ def test_subprotocol_required(start_broker) -> None:
         assert ws.subprotocol == "mqttv3.1"
         ws.send(encode(Connect(client_id="v31", protocol_version=3), 3))
         assert Decoder(3).feed(ws.recv(timeout=5))[0].reason_code == 0
+
+
+def test_ping_and_close_handshake(start_broker) -> None:
+    """WebSocket PING is answered (by the websockets protocol) without disturbing MQTT;
+    a client close frame ends the MQTT connection (its will is published)."""
+    from mqttfast.codec.packets import Will
+    from tests.helpers.rawclient import RawClient
+
+    port, tcp = free_port(), free_port()
+    start_broker(ws_listener(port) + f'[[listener]]\nport = {tcp}\naddress = "127.0.0.1"\n' + BASE,
+                 wait=[port, tcp])
+    with RawClient(tcp) as watcher:
+        watcher.connect("watcher")
+        watcher.subscribe("will/#")
+        with ws_connect(f"ws://127.0.0.1:{port}/mqtt", subprotocols=["mqtt"],
+                        open_timeout=5) as ws:
+            ws.send(encode(Connect(client_id="pinger", protocol_version=4,
+                                   will=Will("will/pinger", b"gone", 0, False)), 4))
+            assert isinstance(Decoder(4).feed(ws.recv(timeout=5))[0], Connack)
+            assert ws.ping().wait(5), "no pong"
+        # Closing the WebSocket without DISCONNECT: the will goes out.
+        assert watcher.recv_publish(timeout=5).payload == b"gone"
