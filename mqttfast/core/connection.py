@@ -138,7 +138,9 @@ class Connection:
             return
         if self.state == AWAIT_CONNECT:
             self.broker.stats.protocol_errors += 1
-            log.info("connection %s: bad CONNECT: %s; closing", self.peer, err)
+            log.info("connection %s: bad CONNECT: %s; closing", self.peer, err,
+                     extra={"peer": self.peer, "reason": str(err),
+                            "reason_code": int(err.reason_code)})
             code = int(err.reason_code)
             if code == ReasonCode.UNSUPPORTED_PROTOCOL_VERSION:
                 # Answer in the newest form the client can read: a v5 CONNACK only if it asked v5.
@@ -154,7 +156,9 @@ class Connection:
 
     def connection_lost(self) -> None:
         if self.state != CLOSED:
-            log.info("client %s (%s) connection lost", self.client_id or "-", self.peer)
+            log.info("client %s (%s) connection lost", self.client_id or "-", self.peer,
+                     extra={"client_id": self.client_id, "peer": self.peer,
+                            "reason": "connection lost"})
         self._teardown(publish_will=True)
 
     def writing_paused(self) -> None:
@@ -175,7 +179,9 @@ class Connection:
         """Close this connection for a protocol violation, with one log line."""
         self.broker.stats.protocol_errors += 1
         log.info("client %s (%s): protocol violation: %s (0x%02X); closing",
-                 self.client_id or "-", self.peer, message, int(reason_code))
+                 self.client_id or "-", self.peer, message, int(reason_code),
+                 extra={"client_id": self.client_id, "peer": self.peer, "reason": message,
+                        "reason_code": int(reason_code)})
         # A Reason String is always allowed in DISCONNECT (3.14.2.2.3).
         self.close(reason_code, properties=Properties(reason_string=message[:200]) if self.v5 else None)
 
@@ -341,13 +347,24 @@ class Connection:
         head, tail = parts
         stats = self.broker.stats
         stats.publish_sent += 1
-        stats.bytes_sent += len(head) + len(tail) + 2
+        size = len(head) + len(tail) + 2
+        stats.bytes_sent += size
+        qos = (head[0] >> 1) & 3
+        stats.publish_sent_qos[qos] += 1
+        stats.publish_bytes_sent_qos[qos] += size
         self.sink.writelines((head, pid.to_bytes(2, "big"), tail))
 
     def send_qos0(self, msg: Message, retain: bool, sub_ids: tuple[int, ...] | None,
                   now: float, cache: dict | None) -> None:
         if self.congested and self.sink.get_write_buffer_size() > self.broker.settings.output_hard_limit:
-            self.broker.stats.dropped_qos0_buffer_full += 1
+            stats = self.broker.stats
+            stats.dropped_qos0_buffer_full += 1
+            if stats.dropped_qos0_buffer_full % 10000 == 1:  # a limit hit, not a log flood
+                log.warning("client %s (%s): output buffer over the hard limit; QoS 0 message "
+                            "dropped (%d so far, all clients)", self.client_id, self.peer,
+                            stats.dropped_qos0_buffer_full,
+                            extra={"client_id": self.client_id, "peer": self.peer,
+                                   "reason": "output buffer full"})
             return
         parts = self.encode_publish(msg, 0, retain, sub_ids, False, now, cache)
         if parts is None:
@@ -356,6 +373,8 @@ class Connection:
         stats = self.broker.stats
         stats.publish_sent += 1
         stats.bytes_sent += len(head)
+        stats.publish_sent_qos[0] += 1
+        stats.publish_bytes_sent_qos[0] += len(head)
         self.sink.write(head)
 
     # -- timers -------------------------------------------------------------

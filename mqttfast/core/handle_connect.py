@@ -16,7 +16,11 @@ log = logging.getLogger("mqttfast.core")
 
 def _refuse(conn: Connection, code: int, why: str, properties: Properties | None = None) -> None:
     """CONNACK with a failure code, then close; no will [MQTT-3.2.2-5]."""
-    log.info("connection %s client %r refused: %s (0x%02X)", conn.peer, conn.client_id, why, code)
+    log.info("connection %s client %r refused: %s (0x%02X)", conn.peer, conn.client_id, why, code,
+             extra={"client_id": conn.client_id, "peer": conn.peer, "reason": why,
+                    "reason_code": int(code)})
+    if code in (0x86, 0x87, 0x8C, 0x9F):  # bad credentials, not authorised, bad method, banned
+        conn.broker.stats.auth_failures += 1
     rc = connack_code_for(conn.protocol_version, code)
     # A refused CONNACK never has Session Present set [MQTT-3.2.2-4].
     if conn.v5 and conn.problem_info:
@@ -304,7 +308,8 @@ def accept(conn: Connection, pkt: Connect, auth_data: bytes | None) -> None:
     # MQTT 3.1 has no Session Present flag.
     conn.send_packet(Connack(session_present and conn.protocol_version >= 4, 0, ack_props))
     log.info("client %s connected from %s (v%d, clean=%s, keepalive=%d)",
-              cid, conn.peer, conn.protocol_version, pkt.clean_start, keep_alive)
+              cid, conn.peer, conn.protocol_version, pkt.clean_start, keep_alive,
+             extra={"client_id": cid, "peer": conn.peer, "protocol": conn.protocol_version})
 
     if session_present:
         session.resend_inflight(conn, now)
@@ -327,7 +332,9 @@ def handle_disconnect(conn: Connection, pkt: Disconnect) -> None:
         if session is not None:
             session.expiry_interval = min(new, conn.broker.settings.max_session_expiry)
     with_will = conn.v5 and pkt.reason_code == ReasonCode.DISCONNECT_WITH_WILL_MESSAGE
-    log.info("client %s disconnected (reason 0x%02X)", conn.client_id, pkt.reason_code)
+    log.info("client %s disconnected (reason 0x%02X)", conn.client_id, pkt.reason_code,
+             extra={"client_id": conn.client_id, "peer": conn.peer,
+                    "reason": "client disconnect", "reason_code": int(pkt.reason_code)})
     conn.sink.close()
     conn._teardown(publish_will=with_will)
 

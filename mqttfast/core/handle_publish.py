@@ -29,6 +29,8 @@ def handle_publish(conn: Connection, pkt: Publish) -> None:
     stats = broker.stats
     stats.publish_received += 1
     qos = pkt.qos
+    stats.publish_received_qos[qos] += 1
+    stats.payload_bytes_received_qos[qos] += len(pkt.payload)
     topic = pkt.topic
     props = pkt.properties
     expires_at = None

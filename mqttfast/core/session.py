@@ -18,11 +18,14 @@ the hard limit.
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from typing import TYPE_CHECKING
 
 from .message import AWAIT_ACK, AWAIT_COMP, Delivery, Message
 from .subscriptions import SubEntry
+
+log = logging.getLogger("mqttfast.core")
 
 if TYPE_CHECKING:
     from .broker import Broker
@@ -108,6 +111,11 @@ class Session:
         if (limit and len(self.queue) >= limit) or (blimit and self.queued_bytes + size > blimit):
             self.dropped += 1
             self.broker.stats.dropped_queue_full += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:  # a limit hit, not a log flood
+                log.warning("client %s: queue full (%d messages, %d bytes); message dropped "
+                            "(%d so far)", self.client_id, len(self.queue), self.queued_bytes,
+                            self.dropped, extra={"client_id": self.client_id,
+                                                 "reason": "queue full", "dropped": self.dropped})
             return False
         self.queue.append(d)
         self.queued_bytes += size

@@ -8,11 +8,18 @@ class Stats:
                  "bytes_received", "bytes_sent", "publish_dropped", "dropped_qos0_buffer_full",
                  "dropped_queue_full", "dropped_too_large", "dropped_expired",
                  "clients_total_ever", "clients_maximum", "sessions_expired",
-                 "protocol_errors", "connections_accepted")
+                 "protocol_errors", "connections_accepted", "auth_failures",
+                 # Per QoS (index 0..2): PUBLISH received (payload bytes) and sent (packet bytes).
+                 "publish_received_qos", "payload_bytes_received_qos",
+                 "publish_sent_qos", "publish_bytes_sent_qos")
 
     def __init__(self) -> None:
         for name in self.__slots__:
             setattr(self, name, 0)
+        for name in ("publish_received_qos", "payload_bytes_received_qos",
+                     "publish_sent_qos", "publish_bytes_sent_qos"):
+            setattr(self, name, [0, 0, 0])
 
     def as_dict(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in self.__slots__}
+        return {name: (list(v) if isinstance(v := getattr(self, name), list) else v)
+                for name in self.__slots__}
