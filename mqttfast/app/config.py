@@ -479,7 +479,6 @@ def build_authenticator(cfg: Config):  # type: ignore[no-untyped-def]
     except ValueError as err:
         errors.append(f"auth.rate_limit: {err}")
         rl = None
-    auth = None
     for key in ("password_file", "acl_file"):
         path = getattr(a, key)
         if path is None:

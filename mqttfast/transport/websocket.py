@@ -22,9 +22,8 @@ import asyncio
 import logging
 from typing import Any
 
-from websockets.datastructures import Headers
 from websockets.frames import Opcode
-from websockets.http11 import Request, Response
+from websockets.http11 import Request
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 from websockets.typing import Subprotocol
@@ -214,5 +213,4 @@ class WebSocketProtocol(asyncio.Protocol):
             self.transport.close()
 
 
-__all__ = ["WebSocketProtocol", "WebSocketTransport", "SUBPROTOCOLS", "DEFAULT_PATH",
-           "Headers", "Response"]
+__all__ = ["WebSocketProtocol", "WebSocketTransport", "SUBPROTOCOLS", "DEFAULT_PATH"]

@@ -4,7 +4,6 @@ across frames, text frames, path and subprotocol checks) and secure WebSocket.""
 
 from __future__ import annotations
 
-import ssl
 import threading
 
 import paho.mqtt.client as mqtt
