@@ -142,3 +142,55 @@ def test_missing_migration_is_an_error(tmp_path) -> None:
     db.close()
     with pytest.raises(schema.PersistenceError, match="no migration from schema version 0"):
         schema.open_database(path, "FULL")
+
+
+def test_version_1_database_is_migrated_keeping_sessions(tmp_path) -> None:
+    """A database written by schema version 1 (before sessions kept their user name)
+    is upgraded in place at start-up; its sessions, subscriptions and queued
+    messages are all there afterwards (session present, message delivered)."""
+    from .helpers import persistent
+
+    data = tmp_path / "data"
+    data.mkdir()
+    db = sqlite3.connect(data / "mqttfast.db", isolation_level=None)
+    db.execute("PRAGMA journal_mode = WAL")
+    db.executescript("BEGIN;" + schema.SCHEMA_V1 + "COMMIT;")
+    db.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+    db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    db.execute("INSERT INTO sessions (client_id, expiry_interval) VALUES ('old-client', 3600)")
+    db.execute("INSERT INTO subscriptions VALUES ('old-client', 'old/#', 1, 0, 0, 0, NULL)")
+    db.execute("INSERT INTO messages VALUES (1, 'old/t', x'6869', 1, 0, NULL, NULL, NULL)")
+    db.execute("INSERT INTO deliveries VALUES (1, 'old-client', 1, 1, 0, NULL, 1, 0, NULL)")
+    db.close()
+    b = DurableBroker(data).start()
+    try:
+        c, connack = persistent("old-client", b.port)
+        assert connack.session_present is True
+        assert c.recv_publish().payload == b"hi"
+        c.disconnect()
+        assert b.stop() == 0
+    finally:
+        b.close()
+    db = sqlite3.connect(data / "mqttfast.db")
+    try:
+        assert db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == \
+            str(SCHEMA_VERSION)
+        assert db.execute("SELECT username FROM sessions").fetchall() == [(None,)]
+    finally:
+        db.close()
+
+
+def test_session_user_name_is_stored(tmp_path) -> None:
+    """The user name of a persistent session is kept (read ACLs apply to what it
+    receives while offline, also after a restart)."""
+    from .helpers import db_rows, persistent
+
+    data = tmp_path / "data"
+    b = DurableBroker(data).start()
+    try:
+        c, _ = persistent("named", b.port, username="alice", password="pw")
+        c.disconnect()
+        assert b.stop() == 0
+    finally:
+        b.close()
+    assert db_rows(data, "SELECT client_id, username FROM sessions") == [("named", "alice")]

@@ -23,7 +23,7 @@ from mqttfast.core.message import AWAIT_ACK, Delivery, Message
 from mqttfast.core.session import Session
 from mqttfast.core.subscriptions import SubEntry, split_shared
 
-from .store import decode_props
+from .store import SESSION_COLUMNS, decode_props
 
 if TYPE_CHECKING:
     from mqttfast.core.broker import Broker
@@ -45,7 +45,7 @@ def load(store: "SQLiteStorage", broker: "Broker") -> dict[str, Any]:
 
     # Retained (the core store is not told: these writes come from the disk).
     retained = broker.retained
-    for topic, payload, qos, props, expires in db.execute("SELECT * FROM retained"):
+    for topic, payload, qos, props, expires in db.execute("SELECT topic, payload, qos, props, expires FROM retained"):
         if expires is not None and expires <= wall:
             store.retained_delete(topic)
             counts["expired_messages"] += 1
@@ -60,7 +60,7 @@ def load(store: "SQLiteStorage", broker: "Broker") -> dict[str, Any]:
 
     messages: dict[int, Message] = {}
     for mid, topic, payload, qos, retain, props, expires, origin in db.execute(
-            "SELECT * FROM messages"):
+            "SELECT id, topic, payload, qos, retain, props, expires, origin FROM messages"):
         msg = Message(topic, payload, qos, bool(retain), decode_props(props), mono(expires), origin)
         msg.sid = mid
         messages[mid] = msg
@@ -68,9 +68,11 @@ def load(store: "SQLiteStorage", broker: "Broker") -> dict[str, Any]:
     sessions: dict[str, Session] = {}
     expired: list[Session] = []
     for (cid, interval, expires, w_topic, w_payload, w_qos, w_retain, w_props, w_expires,
-         will_at) in db.execute("SELECT * FROM sessions"):
+         will_at, username) in db.execute(f"SELECT {SESSION_COLUMNS} FROM sessions"):
         session = Session(cid, broker)
         session.expiry_interval = interval
+        if hasattr(session, "username"):
+            session.username = username
         if expires is not None:
             session.expires_at = mono(expires)
         elif interval != SESSION_EXPIRY_NEVER:
@@ -88,7 +90,8 @@ def load(store: "SQLiteStorage", broker: "Broker") -> dict[str, Any]:
             expired.append(session)
         counts["sessions"] += 1
 
-    for cid, full, qos, no_local, rap, rh, sub_id in db.execute("SELECT * FROM subscriptions"):
+    for cid, full, qos, no_local, rap, rh, sub_id in db.execute(
+            "SELECT client_id, filter, qos, no_local, rap, rh, sub_id FROM subscriptions"):
         session = sessions.get(cid)
         if session is None:
             store.subscription_delete(_Ghost(cid), full)  # orphan row
@@ -102,7 +105,8 @@ def load(store: "SQLiteStorage", broker: "Broker") -> dict[str, Any]:
     written = store.written
     orphans: list[int] = []
     for did, cid, mid, qos, retain, sub_ids, state, pid, shared in db.execute(
-            "SELECT * FROM deliveries ORDER BY id"):
+            "SELECT id, client_id, msg_id, qos, retain, sub_ids, state, pid, shared "
+            "FROM deliveries ORDER BY id"):
         session = sessions.get(cid)
         msg = messages.get(mid)
         if session is None or msg is None:
@@ -142,7 +146,7 @@ def load(store: "SQLiteStorage", broker: "Broker") -> dict[str, Any]:
             store.zero.add(mid)  # unreferenced: deleted by the next commit
             store.dirty = True
 
-    for cid, pid in db.execute("SELECT * FROM qos2_in"):
+    for cid, pid in db.execute("SELECT client_id, pid FROM qos2_in"):
         session = sessions.get(cid)
         if session is None:
             store.p_qos2[(cid, pid)] = False

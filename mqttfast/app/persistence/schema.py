@@ -19,7 +19,7 @@ import sqlite3
 from typing import Callable
 
 APPLICATION_ID = 0x4D514654  # "MQFT"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class PersistenceError(Exception):
@@ -88,16 +88,25 @@ CREATE TABLE qos2_in (         -- incoming QoS 2 packet ids awaiting PUBREL
 ) WITHOUT ROWID;
 """
 
+
+def _v1_to_v2(db: sqlite3.Connection) -> None:
+    # The user name of a persistent session, for read authorisation (ACL) of the
+    # messages it receives while offline.
+    db.execute("ALTER TABLE sessions ADD COLUMN username TEXT")
+
+
 # from_version -> function upgrading the schema to from_version + 1.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1_to_v2}
 
 
-def _create(db: sqlite3.Connection) -> None:
+def _create(db: sqlite3.Connection, path: str) -> None:
+    """A new database: the version 1 schema, then every migration (one code path)."""
     db.executescript("BEGIN;" + SCHEMA_V1 + "COMMIT;")
     with db:
-        db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        db.execute("INSERT INTO meta VALUES ('schema_version', '1')")
         db.execute("INSERT INTO meta VALUES ('created_by', 'mqttfast')")
         db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    migrate(db, 1, path)
 
 
 def migrate(db: sqlite3.Connection, version: int, path: str) -> int:
@@ -127,7 +136,7 @@ def open_database(path: str, synchronous: str) -> sqlite3.Connection:
             mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if mode.lower() != "wal":
                 raise PersistenceError(f"{path}: cannot enable WAL journal mode (got {mode})")
-            _create(db)
+            _create(db, path)
         elif app_id != APPLICATION_ID:
             raise PersistenceError(
                 f"{path} is not an mqttfast database (a SQLite database of another application); "

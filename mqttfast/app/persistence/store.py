@@ -301,7 +301,7 @@ class SQLiteStorage(Storage):
                 if puts:
                     db.executemany("INSERT OR REPLACE INTO retained VALUES (?,?,?,?,?)", puts)
             if self.p_sessions:
-                db.executemany("INSERT OR REPLACE INTO sessions VALUES (?,?,?,?,?,?,?,?,?,?)",
+                db.executemany(SESSION_INSERT,
                                [_session_row(s, off) for s in self.p_sessions.values()])
             if self.p_subs:
                 puts = []
@@ -407,14 +407,21 @@ class SQLiteStorage(Storage):
         os.close(self._lock_fd)
 
 
+SESSION_COLUMNS = ("client_id, expiry_interval, expires, will_topic, will_payload, will_qos, "
+                   "will_retain, will_props, will_expires, will_at, username")
+SESSION_INSERT = f"INSERT OR REPLACE INTO sessions ({SESSION_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+
+
 def _session_row(s: "Session", off: float) -> tuple:
     expires = None
     if s.conn is None and s.expires_at is not None:
         expires = s.expires_at + off
+    username = getattr(s, "username", None)
     will = s.pending_will
     if will is None:
-        return (s.client_id, s.expiry_interval, expires, None, None, None, None, None, None, None)
+        return (s.client_id, s.expiry_interval, expires, None, None, None, None, None, None, None,
+                username)
     return (s.client_id, s.expiry_interval, expires, will.topic, will.payload, will.qos,
             int(will.retain), encode_props(will.properties),
             None if will.expires_at is None else will.expires_at + off,
-            None if s.will_at is None else s.will_at + off)
+            None if s.will_at is None else s.will_at + off, username)
