@@ -13,3 +13,15 @@ class OnlyNamedUser(AuthPlugin):
 
     def authorise_publish(self, client_id, username, topic):  # type: ignore[no-untyped-def]
         return False if topic.startswith("forbidden/") else None
+
+
+class SlowForOneUser(AuthPlugin):
+    """Blocks (in the broker's worker thread) for options["delay"] s when the username is
+    "slow"; accepts everyone."""
+
+    def authenticate(self, client_id, username, password, peer):  # type: ignore[no-untyped-def]
+        if username == "slow":
+            import time
+
+            time.sleep(float(self.options.get("delay", 3)))
+        return True

@@ -116,3 +116,23 @@ def test_plugin_by_dotted_path(start_broker) -> None:
         c.publish("fine/x", b"2", qos=1)
         got = [m.payload for m in c.recv_publishes(1)]
         assert got == [b"2"]
+
+
+def test_connect_timeout_while_authentication_hangs(start_broker) -> None:
+    """A plug-in that hangs past limits.connect_timeout: that connection is closed
+    without CONNACK; other clients connect and work meanwhile; the late answer is ignored."""
+    port = free_port()
+    b = start_broker(listener(port) + OFF + "[limits]\nconnect_timeout = 1\n"
+                     '[[auth.plugin]]\nclass = "tests.config.plugin_example:SlowForOneUser"\n'
+                     "options = { delay = 2.5 }\n", wait=[port])
+    with RawClient(port) as slow, RawClient(port) as other:
+        slow.send(encode(Connect(client_id="hang", protocol_version=4, username="slow",
+                                 password=b"x"), 4))
+        other.connect("other", username="quick", password="x")
+        assert other.is_open()
+        started = time.monotonic()
+        assert slow.expect_closed(timeout=5) is None
+        assert time.monotonic() - started < 2.4  # closed by the timeout, not the answer
+        time.sleep(1.5)  # the plug-in answers now, for a closed connection
+        assert other.is_open()
+    assert b.running()
