@@ -126,3 +126,32 @@ def test_sys_topics_are_not_stored(tmp_path) -> None:
         b.close()
     assert db_rows(tmp_path / "data", "SELECT count(*) FROM retained WHERE topic LIKE '$SYS/%'") \
         == [(0,)]
+
+
+def test_message_stored_once_for_many_sessions_and_deleted_when_delivered(tmp_path) -> None:
+    """One message for three offline persistent sessions is one ``messages`` row with
+    three ``deliveries``; once every session has acknowledged it, both are gone."""
+    data = tmp_path / "data"
+    b = DurableBroker(data).start()
+    try:
+        for i in range(3):
+            c, _ = persistent(f"many-{i}", b.port)
+            c.subscribe(("many/#", 2))
+            c.disconnect()
+        pub = b.client()
+        pub.connect("pub-many")
+        pub.publish("many/t", b"x" * 1000, qos=2)
+        pub.disconnect()
+        assert b.stop() == 0
+        assert db_rows(data, "SELECT count(*) FROM messages") == [(1,)]
+        assert db_rows(data, "SELECT count(*) FROM deliveries") == [(3,)]
+        b.start()
+        for i in range(3):
+            c, _ = persistent(f"many-{i}", b.port)
+            assert [p.payload for p in _drain(c)] == [b"x" * 1000]
+            c.disconnect()
+        assert b.stop() == 0
+        assert db_rows(data, "SELECT count(*) FROM messages") == [(0,)]
+        assert db_rows(data, "SELECT count(*) FROM deliveries") == [(0,)]
+    finally:
+        b.close()
