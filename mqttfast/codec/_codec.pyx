@@ -68,7 +68,7 @@ cdef extern from "Python.h":
         Py_ssize_t offset
     ctypedef struct PyMemberDescrObject:
         PyMemberDef *d_member
-    ctypedef PyObject *(*allocfunc)(object, Py_ssize_t)
+    ctypedef PyObject *(*allocfunc)(void *, Py_ssize_t)
     ctypedef struct _TypeObject "PyTypeObject":
         allocfunc tp_alloc
     int T_OBJECT_EX
@@ -148,7 +148,7 @@ cdef class _SlotFiller:
                 self.fast = False
 
     cdef inline object new(self):
-        cdef PyObject *raw = (<_TypeObject *>self.cls).tp_alloc(self.cls, 0)
+        cdef PyObject *raw = (<_TypeObject *>self.cls).tp_alloc(<void *>self.cls, 0)
         if raw == NULL:
             raise MemoryError()
         cdef object obj = <object>raw
