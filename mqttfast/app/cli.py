@@ -25,6 +25,8 @@ SUBCOMMANDS: dict[str, str] = {
 
 log = logging.getLogger("mqttfast")
 
+SHUTDOWN_TIMEOUT = 5.0  # seconds for server.stop() on SIGTERM/SIGINT
+
 
 class OneLineParser(argparse.ArgumentParser):
     """Bad flags: one line on stderr, exit code 2 (argparse prints usage too)."""
@@ -96,6 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "retained messages for new topics are not stored, and counted")
     p.add_argument("--max-retained-bytes", type=_positive_int, default=1024 ** 3,
                    help="payload bytes of retained messages kept; 0 = unlimited (default 1 GiB)")
+    # Operations endpoints (mqttfast/app/admin, docs/operations.md); a port turns one on.
+    p.add_argument("--metrics-port", type=_port, default=None,
+                   help="serve Prometheus /metrics on this port (default off; [metrics] address)")
+    p.add_argument("--admin-port", type=_port, default=None,
+                   help="serve the admin API and dashboard on this port (default off)")
+    p.add_argument("--admin-token", default=None,
+                   help="bearer token of the admin API (or env MQTTFAST_ADMIN_TOKEN)")
     return p
 
 
@@ -150,6 +159,15 @@ async def serve(settings, runtime=None) -> int:  # type: ignore[no-untyped-def]
     # several listeners are listed comma-separated (plain TCP as HOST:PORT).
     log.info("mqttfast %s listening on %s (codec: %s)", __version__,
              ", ".join(_where(lst) for lst in runtime.listeners) or "nothing", IMPLEMENTATION)
+    from mqttfast.app.admin import start_ops
+
+    try:  # /metrics and the admin API, when enabled
+        ops = await start_ops(broker, getattr(runtime, "ops", None), IMPLEMENTATION)
+    except OSError as err:
+        log.error("cannot serve metrics/admin: %s", err.strerror or err)
+        await server.stop()
+        storage.close()
+        return 1
     tune_gc()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -164,7 +182,11 @@ async def serve(settings, runtime=None) -> int:  # type: ignore[no-untyped-def]
         pass
     await stop.wait()
     log.info("shutting down")
-    await server.stop()
+    await ops.stop()
+    try:  # bounded: v5 clients get DISCONNECT 0x8B, wills go out, output is flushed
+        await asyncio.wait_for(server.stop(), SHUTDOWN_TIMEOUT)
+    except asyncio.TimeoutError:
+        log.warning("shutdown took over %.0f s; exiting anyway", SHUTDOWN_TIMEOUT)
     storage.close()
     log.info("stopped")
     return 0
@@ -198,7 +220,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from mqttfast.app import config
 
     args, runtime = config.parse_args(build_parser(), argv)  # --config under the flags
-    config.configure_logging(args.log_level, args.log_format)
+    from mqttfast.app.admin import check_ops, ops_options
+    from mqttfast.app.logging_setup import configure_logging
+
+    configure_logging(args.log_level, args.log_format)
+    runtime.ops = ops_options(runtime.cfg, args, runtime.explicit)
+    for line in check_ops(runtime.ops):
+        print(f"mqttfast: error: {line}", file=sys.stderr)
+        return 2
     settings = config.broker_settings(runtime.cfg, args)
     try:
         runtime.setup_security()

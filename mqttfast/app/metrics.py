@@ -1,0 +1,213 @@
+"""Prometheus metrics: a custom collector that reads the core's ``Stats`` at scrape time.
+
+Nothing is counted for Prometheus on the message path: the core keeps plain integer
+counters (``mqttfast.core.stats.Stats``, also the source of ``$SYS``), and this
+collector turns them into metric families only when ``/metrics`` is scraped. So the
+numbers in ``$SYS`` and in ``/metrics`` are the same counters.
+
+Served by the tiny asyncio HTTP server (``mqttfast.app.admin.httpd``) on the broker's
+event loop, so the collector can walk sessions without locks (see that module for why
+not ``prometheus_client.start_http_server``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Iterator
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.process_collector import ProcessCollector
+
+from mqttfast import __version__
+
+from .admin.httpd import HTTPServer, Request, Response, error
+
+if TYPE_CHECKING:
+    from mqttfast.core.broker import Broker
+
+log = logging.getLogger("mqttfast.metrics")
+
+QOS_LABELS = ("0", "1", "2")
+
+# Stats attribute -> the ``reason`` label of mqttfast_messages_dropped_total.
+DROP_REASONS = {
+    "queue_full": "dropped_queue_full",
+    "qos0_buffer_full": "dropped_qos0_buffer_full",
+    "too_large": "dropped_too_large",
+    "expired": "dropped_expired",
+}
+
+
+class LoopLagMonitor:
+    """Event-loop lag: how late a timer of ``interval`` seconds fires. One wake-up
+    per interval; keeps the last lag and the worst since the previous scrape."""
+
+    def __init__(self, interval: float = 0.25) -> None:
+        self.interval = interval
+        self.last = 0.0
+        self.worst = 0.0
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._run())
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            start = loop.time()
+            await asyncio.sleep(self.interval)
+            lag = max(0.0, loop.time() - start - self.interval)
+            self.last = lag
+            if lag > self.worst:
+                self.worst = lag
+
+    def take_worst(self) -> float:
+        worst, self.worst = max(self.worst, self.last), 0.0
+        return worst
+
+
+class BrokerCollector:
+    """Metric families from one Broker, built at scrape time."""
+
+    def __init__(self, broker: "Broker", lag: LoopLagMonitor | None = None,
+                 codec: str = "") -> None:
+        self.broker = broker
+        self.lag = lag
+        self.codec = codec
+
+    def describe(self) -> list[Metric]:
+        return []  # no duplicate-name check at registration: names are ours alone
+
+    def collect(self) -> Iterator[Metric]:
+        broker = self.broker
+        st = broker.stats
+        sessions = broker.sessions
+
+        info = GaugeMetricFamily("mqttfast_info", "Broker version and codec implementation",
+                                 labels=["version", "codec"])
+        info.add_metric([__version__, self.codec], 1)
+        yield info
+
+        yield GaugeMetricFamily("mqttfast_connections", "Connected MQTT clients (CONNACK sent)",
+                                value=len(broker.connections))
+        yield GaugeMetricFamily("mqttfast_connections_pending",
+                                "Open connections without an accepted CONNECT yet",
+                                value=len(broker.pending))
+        yield CounterMetricFamily("mqttfast_connections_accepted",
+                                  "Connections accepted (CONNACK 0) since start",
+                                  value=st.connections_accepted)
+        yield GaugeMetricFamily("mqttfast_connections_maximum",
+                                "Most clients connected at once since start",
+                                value=st.clients_maximum)
+
+        online = sum(1 for s in sessions.values() if s.conn is not None)
+        sess = GaugeMetricFamily("mqttfast_sessions", "Sessions by state", labels=["state"])
+        sess.add_metric(["online"], online)
+        sess.add_metric(["offline"], len(sessions) - online)
+        yield sess
+        yield CounterMetricFamily("mqttfast_sessions_expired", "Sessions expired since start",
+                                  value=st.sessions_expired)
+        yield GaugeMetricFamily("mqttfast_subscriptions", "Subscriptions (shared members included)",
+                                value=broker.subscriptions.count)
+        yield GaugeMetricFamily("mqttfast_retained_messages", "Retained messages stored",
+                                value=broker.retained.count)
+        yield GaugeMetricFamily("mqttfast_retained_bytes", "Payload bytes of retained messages",
+                                value=broker.retained.bytes)
+
+        for name, doc, values in (
+                ("mqttfast_messages_received", "PUBLISH packets received from clients, by QoS",
+                 st.publish_received_qos),
+                ("mqttfast_messages_sent", "PUBLISH packets sent to clients, by QoS",
+                 st.publish_sent_qos),
+                ("mqttfast_publish_payload_bytes_received",
+                 "Payload bytes of PUBLISH packets received, by QoS", st.payload_bytes_received_qos),
+                ("mqttfast_publish_bytes_sent", "Bytes of PUBLISH packets sent (whole packets), by QoS",
+                 st.publish_bytes_sent_qos)):
+            fam = CounterMetricFamily(name, doc, labels=["qos"])
+            for q, v in zip(QOS_LABELS, values):
+                fam.add_metric([q], v)
+            yield fam
+        yield CounterMetricFamily("mqttfast_bytes_received", "Bytes received on MQTT connections",
+                                  value=st.bytes_received)
+        yield CounterMetricFamily("mqttfast_bytes_sent", "Bytes sent on MQTT connections",
+                                  value=st.bytes_sent)
+
+        dropped = CounterMetricFamily("mqttfast_messages_dropped",
+                                      "Messages not delivered, by reason", labels=["reason"])
+        for reason, attr in DROP_REASONS.items():
+            dropped.add_metric([reason], getattr(st, attr))
+        dropped.add_metric(["retained_store_full"], broker.retained.refused)
+        yield dropped
+
+        inflight = queued = queued_bytes = 0
+        for s in sessions.values():
+            inflight += len(s.inflight)
+            queued += len(s.queue)
+            queued_bytes += s.queued_bytes
+        yield GaugeMetricFamily("mqttfast_inflight_messages",
+                                "Outgoing QoS 1/2 messages awaiting acknowledgement", value=inflight)
+        yield GaugeMetricFamily("mqttfast_queued_messages",
+                                "QoS 1/2 messages queued in sessions", value=queued)
+        yield GaugeMetricFamily("mqttfast_queued_bytes", "Payload bytes queued in sessions",
+                                value=queued_bytes)
+
+        yield CounterMetricFamily("mqttfast_auth_failures",
+                                  "CONNECTs refused for credentials or authorisation",
+                                  value=st.auth_failures)
+        yield CounterMetricFamily("mqttfast_protocol_errors",
+                                  "Connections closed for a protocol violation",
+                                  value=st.protocol_errors)
+        if self.lag is not None:
+            yield GaugeMetricFamily("mqttfast_event_loop_lag_seconds",
+                                    "Worst event-loop timer lateness since the last scrape",
+                                    value=self.lag.take_worst())
+
+
+def make_registry(broker: "Broker", lag: LoopLagMonitor | None = None,
+                  codec: str = "") -> CollectorRegistry:
+    """A private registry: our collector plus process metrics (resident memory,
+    CPU, open files) as ``process_*``."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(BrokerCollector(broker, lag, codec))  # type: ignore[arg-type]
+    try:
+        ProcessCollector(registry=registry)
+    except Exception:  # pragma: no cover - platforms without /proc
+        pass
+    return registry
+
+
+class MetricsServer:
+    """``GET /metrics`` (Prometheus text format) on its own port."""
+
+    def __init__(self, broker: "Broker", codec: str = "") -> None:
+        self.lag = LoopLagMonitor()
+        self.registry = make_registry(broker, self.lag, codec)
+        self.http = HTTPServer(self.handle, "metrics")
+
+    def handle(self, req: Request) -> Response:
+        if req.path not in ("/metrics", "/"):
+            return error(404, "not found; try /metrics")
+        if req.method not in ("GET", "HEAD"):
+            return error(405, "GET only")
+        return Response(200, generate_latest(self.registry), CONTENT_TYPE_LATEST)
+
+    async def start(self, host: str, port: int) -> tuple[str, int]:
+        where = await self.http.start(host, port)
+        self.lag.start()
+        return where
+
+    async def stop(self) -> None:
+        self.lag.stop()
+        await self.http.stop()
+
+
+__all__ = ["BrokerCollector", "LoopLagMonitor", "MetricsServer", "make_registry"]
+
