@@ -568,7 +568,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nresults: {a.out / 'compare-latest.json'}, {a.out / 'compare-latest.md'}")
         if a.out.resolve() == RESULTS_DIR.resolve() and not a.cells and not a.brokers:
             print(update_readme(header + "\n\n" + table))
-        print(draw_chart(a.out / "compare-latest.png", cells, binfo, medians, stamp + " - " + machine))
+        print(draw_chart(a.out / "compare-latest.png", cells, binfo, medians,
+                         f"{stamp} - {machine} - load average {load_before[0]:.1f}/{load_after[0]:.1f} "
+                         f"- medians of {a.runs} x {a.duration:g} s"))
         return 0
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
