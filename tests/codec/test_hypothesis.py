@@ -367,6 +367,25 @@ def test_round_trip_stream_of_packets(impl: Any, version: int, data: Any) -> Non
 
 @_FAST
 @given(version=st.sampled_from(VERSIONS), data=st.data())
+def test_decoder_does_not_keep_views_of_caller_buffers(impl: Any, version: int, data: Any) -> None:
+    """The caller may reuse its receive buffer after ``feed`` returns (asyncio BufferedProtocol
+    does): partial input must be copied, and decoded packets must not alias the buffer."""
+    pkts = data.draw(st.lists(any_packets(version), min_size=1, max_size=4))
+    wire = b"".join(impl.encode(p, version) for p in pkts)
+    dec = impl.Decoder(protocol_version=version)
+    got: list[Any] = []
+    scratch = bytearray(len(wire))
+    for chunk in data.draw(chunked(wire)):
+        scratch[:len(chunk)] = chunk
+        view = memoryview(scratch)[:len(chunk)]
+        got += dec.feed(view)
+        view.release()
+        scratch[:] = b"\xee" * len(scratch)  # the caller overwrites its buffer
+    assert got == pkts
+
+
+@_FAST
+@given(version=st.sampled_from(VERSIONS), data=st.data())
 def test_server_side_decoder_learns_version_from_connect(impl: Any, version: int, data: Any) -> None:
     """A server decoder (protocol_version=None) takes its version from the first CONNECT [MQTT-3.1.0-1]."""
     connect = data.draw(connects(version))
@@ -490,6 +509,21 @@ def test_twins_agree_on_random_bytes(twins: tuple[Any, Any], version: int | None
     cy, py = twins
     chunks = data.draw(chunked(blob))
     assert _outcome(cy, version, chunks) == _outcome(py, version, chunks)
+
+
+@_FAST
+@given(vp=versioned_packets, limit=st.integers(2, 80), data=st.data())
+def test_twins_agree_under_a_packet_size_limit(twins: tuple[Any, Any], vp: tuple[int, Any], limit: int,
+                                               data: Any) -> None:
+    """Same packets or the same 0x95 with any max_packet_size, whatever the chunking."""
+    cy, py = twins
+    version, pkt = vp
+    wire = py.encode(pkt, version) * 2
+    chunks = data.draw(chunked(wire))
+    outcomes = [feed_all(mod.Decoder(protocol_version=version, max_packet_size=limit), chunks) for mod in (cy, py)]
+    assert outcomes[0] == outcomes[1]
+    expect_ok = len(wire) // 2 <= limit
+    assert outcomes[1] == (([pkt, pkt], None) if expect_ok else ([], 0x95))
 
 
 @_MORE
