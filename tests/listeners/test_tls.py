@@ -146,3 +146,16 @@ def test_minimum_tls_version(start_broker, pki) -> None:
         tls_raw(port, client_ctx(pki, max_version=ssl.TLSVersion.TLSv1_2))
     with tls_raw(port, client_ctx(pki)) as c:
         assert c.connect("tls13").reason_code == 0
+
+
+def test_identity_from_subject_alt_name(start_broker, pki, tmp_path) -> None:
+    """identity_source = "san": the first DNS SAN (sensor-9.example) is the username."""
+    port = free_port()
+    acl = tmp_path / "acl"
+    acl.write_text("user sensor-9.example\ntopic readwrite san/#\n")
+    text = tls_listener(pki, port, cafile=pki["ca"], require_certificate=True,
+                        use_identity_as_username=True, identity_source="san")
+    start_broker(text + BASE + f'[auth]\nacl_file = "{acl}"\n', wait=[port])
+    with tls_raw(port, client_ctx(pki, "client"), version=5) as c:
+        c.connect("san")
+        assert list(c.subscribe("san/#", "s9/#", qos=0).reason_codes) == [0, 0x87]
