@@ -264,3 +264,15 @@ def test_connect_timeout_half_sent_connect(raw) -> None:
     c = raw()
     c.send(raw_connect()[:7])
     c.expect_closed(timeout=4)
+
+
+@pytest.mark.mosquitto_deviation("mosquitto 2.0.11 accepts MQTT 3.1 client ids longer than 23")
+def test_mqtt31_client_id_longer_than_23_rejected(raw) -> None:
+    """MQTT 3.1 (3.1 spec, CONNECT): "If the Client ID contains more than 23 characters,
+    the server responds with CONNACK return code 2" (3.1.1 relaxed this only for 3.1.1)."""
+    c = raw(version=3)
+    ack = c.connect("x" * 24, expect_rc=None)
+    assert ack.reason_code == 0x02
+    c.expect_closed()
+    ok = raw(version=3)
+    assert ok.connect("y" * 23).reason_code == 0

@@ -204,3 +204,51 @@ def test_publish_qos1_packet_id_zero_closes(raw) -> None:
     c = raw(client_id="c")
     c.send(bytes([0x32, 6]) + b"\x00\x01t" + b"\x00\x00" + b"x")
     c.expect_closed()
+
+
+def test_unsubscribe_completes_started_qos1_delivery(raw) -> None:
+    """[MQTT-3.10.4-3] after UNSUBSCRIBE the server completes QoS 1/2 deliveries it had
+    started: our late PUBACK is accepted and nothing is re-sent; the connection stays up."""
+    sub = raw(client_id="sub")
+    sub.subscribe(("us/q1", 1))
+    raw(client_id="pub").publish("us/q1", b"x", qos=1)
+    started = sub.recv_publish(ack=False)
+    sub.unsubscribe("us/q1")
+    sub.send_packet(Puback(packet_id=started.packet_id))
+    sub.expect_no_packet(0.5)
+    assert sub.is_open()
+
+
+def test_unsubscribe_completes_started_qos2_delivery(raw) -> None:
+    """[MQTT-3.10.4-3] a QoS 2 delivery started before UNSUBSCRIBE is completed: our
+    PUBREC is answered with PUBREL, then PUBCOMP closes the flow."""
+    sub = raw(client_id="sub")
+    sub.subscribe(("us/q2", 2))
+    raw(client_id="pub").publish("us/q2", b"x", qos=2)
+    started = sub.recv_publish(ack=False)
+    sub.unsubscribe("us/q2")
+    sub.send_packet(Pubrec(packet_id=started.packet_id))
+    assert sub.recv_until(Pubrel).packet_id == started.packet_id
+    sub.send_packet(Pubcomp(packet_id=started.packet_id))
+    sub.expect_no_packet(0.5)
+
+
+def test_longest_topic_name_delivered(raw) -> None:
+    """[MQTT-4.7.3-3] topic names up to 65535 bytes are valid: a 65535-byte topic is
+    delivered unchanged."""
+    topic = "t" * 65535
+    sub = raw(client_id="sub")
+    sub.subscribe(("#", 1))
+    raw(client_id="pub").publish(topic, b"long", qos=1)
+    got = sub.recv_publish()
+    assert got.topic == topic and got.payload == b"long"
+
+
+def test_retained_qos2_kept_at_qos2(raw) -> None:
+    """[MQTT-3.3.1-5] the server stores the retained message with its QoS: a QoS 2
+    retained message goes to a new QoS 2 subscriber at QoS 2."""
+    raw(client_id="pub").publish("rq2", b"x", qos=2, retain=True)
+    sub = raw(client_id="sub")
+    sub.subscribe(("rq2", 2))
+    got = sub.recv_publish()
+    assert (got.qos, got.retain) == (2, True)
