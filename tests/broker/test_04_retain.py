@@ -178,3 +178,16 @@ def test_retained_sent_before_suback_or_after_but_once(raw) -> None:
     assert got.retain is True
     assert sub.recv_until(Suback, packet_id=11).reason_codes == [1]
     sub.expect_no_packet(0.5)
+
+
+def test_many_retained_all_delivered_to_wildcard(raw) -> None:
+    """[MQTT-3.3.1-6] 500 retained topics: a '#' subscriber gets each one exactly once."""
+    pub = raw(client_id="pub")
+    for i in range(500):
+        pub.publish(f"many/{i // 50}/{i}", str(i).encode(), qos=0, retain=True)
+    pub.ping()
+    sub = raw(client_id="sub")
+    sub.subscribe("many/#")
+    got = sorted(int(p.payload) for p in sub.recv_publishes(500, timeout=10))
+    assert got == list(range(500))
+    sub.expect_no_packet(0.5)

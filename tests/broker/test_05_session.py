@@ -213,3 +213,25 @@ def test_unsubscribe_persists_in_session(raw) -> None:
     pub.publish("u/b", b"b")
     assert again.recv_publish().payload == b"b"
     again.expect_no_packet(0.4)
+
+
+def test_redelivery_order_then_queued(raw) -> None:
+    """[MQTT-4.6.0-1] re-sent PUBLISH packets go out in their original order (DUP=1),
+    followed by messages queued while offline (DUP=0), all in publish order
+    ([MQTT-4.6.0-6])."""
+    c = raw(client_id="p", clean_start=False)
+    c.subscribe(("ro", 1))
+    pub = raw(client_id="pub")
+    for i in range(3):
+        pub.publish("ro", str(i).encode(), qos=1)
+    inflight = c.recv_publishes(3, ack=False)
+    c.close()
+    pub.ping()
+    for i in range(3, 5):
+        pub.publish("ro", str(i).encode(), qos=1)
+    again = raw(client_id="p", clean_start=False)
+    got = again.recv_publishes(5)
+    assert [int(p.payload) for p in got] == list(range(5))
+    assert [p.dup for p in got[:3]] == [True] * 3
+    assert [p.packet_id for p in got[:3]] == [p.packet_id for p in inflight]
+    assert [p.dup for p in got[3:]] == [False, False]
