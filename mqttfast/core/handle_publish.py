@@ -20,6 +20,45 @@ def _ack(conn: Connection, cls: type, first: int, pid: int, rc: int) -> None:
         conn.send_packet(cls(pid, rc))
 
 
+def _intercepted(conn: Connection, msg: Message, pid: int) -> None:
+    """Hooks.message_received decides now or later; then route and acknowledge."""
+    session = conn.session
+    rc = conn.broker.hooks.message_received(
+        conn, msg, lambda code: publish_decided(conn, session, msg, pid, code))
+    if rc is not None:
+        publish_decided(conn, session, msg, pid, rc)
+
+
+def publish_decided(conn: Connection, session, msg: Message, pid: int, rc: int) -> None:  # type: ignore[no-untyped-def]
+    """Route ``msg`` unless ``rc`` (a PUBACK reason code) dropped it, then acknowledge.
+    A publisher gone meanwhile gets no ack; its QoS 2 id is still remembered in the
+    session so a re-sent PUBLISH is not forwarded twice [MQTT-4.3.3-9]."""
+    broker = conn.broker
+    qos = msg.qos
+    if not rc:
+        stats = broker.stats
+        dropped_before = stats.dropped_queue_full
+        matched = broker.router.publish(msg, broker.clock(),
+                                        conn if conn.state == CONNECTED else None)
+        if conn.v5:
+            if matched == 0:
+                rc = ReasonCode.NO_MATCHING_SUBSCRIBERS
+            elif qos and stats.dropped_queue_full - dropped_before >= matched:
+                rc = ReasonCode.QUOTA_EXCEEDED
+    elif not conn.v5:
+        rc = 0  # 3.1.1 has no way to say why: a normal ack, the message dropped (as ACLs)
+    if qos == 2 and rc < 0x80 and session is not None:
+        session.awaiting_pubrel.add(pid)
+        if session.persisted:
+            broker.storage.qos2_put(session, pid)
+    if conn.state != CONNECTED or not qos:
+        return
+    if qos == 1:
+        _ack(conn, Puback, 0x40, pid, rc)
+    else:
+        _ack(conn, Pubrec, 0x50, pid, rc)
+
+
 def handle_publish(conn: Connection, pkt: Publish) -> None:
     if conn.state != CONNECTED:
         conn.violation(ReasonCode.PROTOCOL_ERROR, "PUBLISH before CONNACK")
@@ -76,6 +115,12 @@ def handle_publish(conn: Connection, pkt: Publish) -> None:
     if not topic:
         conn.violation(ReasonCode.PROTOCOL_ERROR, "empty topic without alias")
         return
+    if settings.max_topic_levels and topic.count("/") >= settings.max_topic_levels:
+        # Not malformed, but not accepted here (3.4.2.1 0x90); 3.1.1 cannot be told.
+        if qos:
+            _ack(conn, Puback if qos == 1 else Pubrec, 0x40 if qos == 1 else 0x50,
+                 pkt.packet_id, ReasonCode.TOPIC_NAME_INVALID)
+        return
     if qos > settings.maximum_qos:
         conn.violation(ReasonCode.QOS_NOT_SUPPORTED, f"QoS {qos} not supported")
         return
@@ -104,6 +149,9 @@ def handle_publish(conn: Connection, pkt: Publish) -> None:
             now = broker.clock()
         msg = Message(topic, pkt.payload, qos, pkt.retain, forwardable_properties(props),
                       expires_at, conn.client_id)
+        if broker.hooks.events:  # plug-ins see (may change or drop) the message first
+            _intercepted(conn, msg, pid)
+            return
         dropped_before = stats.dropped_queue_full
         matched = broker.router.publish(msg, now, conn)
         if conn.v5:

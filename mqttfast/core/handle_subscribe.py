@@ -49,6 +49,12 @@ def handle_subscribe(conn: Connection, pkt: Subscribe) -> None:
                 # [MQTT-3.8.3-4] No Local on a shared subscription is a protocol error.
                 conn.violation(ReasonCode.PROTOCOL_ERROR, "no local on shared subscription")
                 return
+        if not code and settings.max_topic_levels and filt.count("/") >= settings.max_topic_levels:
+            code = ReasonCode.TOPIC_FILTER_INVALID
+        if (not code and settings.max_subscriptions_per_client
+                and len(session.subscriptions) >= settings.max_subscriptions_per_client
+                and full not in session.subscriptions):
+            code = ReasonCode.QUOTA_EXCEEDED
         if not code and not settings.wildcard_subscription_available and (
                 "+" in filt or "#" in filt):
             code = ReasonCode.WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED
@@ -66,6 +72,8 @@ def handle_subscribe(conn: Connection, pkt: Subscribe) -> None:
         if session.persisted:
             broker.storage.subscription_put(session, entry)
         codes.append(granted)
+        if broker.hooks.events:
+            broker.hooks.subscribed(conn, full, granted)
         # Retained messages (3.3.1.3, 3.8.3.1): Retain Handling 0 always, 1 only for a
         # new subscription, 2 never; never for shared subscriptions (4.8.2).
         if group is None and (sub.retain_handling == 0 or (sub.retain_handling == 1 and new)):
@@ -102,5 +110,7 @@ def handle_unsubscribe(conn: Connection, pkt: Unsubscribe) -> None:
         if removed and session.persisted:
             broker.storage.subscription_delete(session, full)
         codes.append(0 if removed else ReasonCode.NO_SUBSCRIPTION_EXISTED)
+        if removed and broker.hooks.events:
+            broker.hooks.unsubscribed(conn, full)
     # [MQTT-3.10.4-4/5] UNSUBACK even when nothing was removed.
     conn.send_packet(Unsuback(pkt.packet_id, codes if conn.v5 else []))

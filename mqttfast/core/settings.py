@@ -78,6 +78,13 @@ class BrokerSettings:
     # $SYS.
     sys_interval: float = 10.0             # seconds; 0 disables $SYS
 
+    # Per-client limits (0 = none, as mosquitto). A PUBLISH whose topic has more levels
+    # is refused (v5 PUBACK/PUBREC 0x90, otherwise dropped), a filter with more levels
+    # gets SUBACK 0x8F (3.1.1: 0x80); a SUBSCRIBE over max_subscriptions_per_client new
+    # filters gets 0x97 Quota exceeded (3.1.1: 0x80) for the extra ones.
+    max_topic_levels: int = 0
+    max_subscriptions_per_client: int = 0
+
     # Internals.
     match_cache_size: int = 4096           # topics whose subscriber list is cached
 

@@ -453,3 +453,28 @@ def test_stuck_subscriber_stops_pausing_publishers(make_broker, core_impl, clock
     stuck.conn.writing_paused()
     p.publish("t", b"3")
     assert p.sink.paused
+
+
+def test_topic_level_and_subscription_limits(make_broker, core_impl):
+    """max_topic_levels refuses deep topics (v5 0x90 / 0x8F, 3.1.1 dropped / 0x80);
+    max_subscriptions_per_client gives 0x97 (3.1.1 0x80) beyond the limit."""
+    from mqttfast.codec.packets import Subscription as Sub
+
+    from .conftest import FakeClient
+
+    b = make_broker(max_topic_levels=3, max_subscriptions_per_client=2)
+    s = FakeClient(b, core_impl, 5)
+    s.connect("s")
+    ack = s.subscribe(Sub("a/b/c"), Sub("a/b/c/d"), Sub("x"), Sub("y"))
+    assert ack.reason_codes == [0, 0x8F, 0, 0x97]
+    ack = s.subscribe(Sub("x", 1))  # replacing an existing one is not a new subscription
+    assert ack.reason_codes == [1]
+    p = FakeClient(b, core_impl, 5)
+    p.connect("p")
+    (a,) = p.publish("a/b/c/d", b"deep", qos=1)
+    assert a.reason_code == 0x90
+    p.publish("a/b/c", b"ok")
+    assert [m.payload for m in s.publishes()] == [b"ok"]
+    s3 = FakeClient(b, core_impl, 4)
+    s3.connect("s3")
+    assert s3.subscribe(Sub("a/b/c/d"), Sub("q"), Sub("r"), Sub("t")).reason_codes == [0x80, 0, 0, 0x80]
