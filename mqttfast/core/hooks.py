@@ -71,6 +71,31 @@ class Hooks:
     def auth_continue(self, client: Any, method: str, data: bytes | None, state: Any) -> AuthStep:
         return AuthStep(AUTH_FAIL, reason_code=ReasonCode.NOT_AUTHORIZED)
 
+    # -- events (plug-ins: mqttfast.plugins) ----------------------------------
+    # The core calls the methods below only where ``events`` is True (read once
+    # per call site), so a broker without plug-ins pays nothing for them.
+    events = False
+
+    def message_received(self, client: Any, msg: Any, done: Callable[[int], None]) -> int | None:
+        """An authorised client PUBLISH (a core ``Message``) before routing; may change
+        ``msg.topic/payload/properties``. Return 0 to route it, a PUBACK reason code
+        >= 0x80 to drop it (v5 publishers are told), or None and call ``done(code)``
+        later on the broker's thread (the acknowledgement waits)."""
+        return 0
+
+    def client_connected(self, client: Any) -> None:
+        """After CONNACK was sent."""
+
+    def client_disconnected(self, client: Any, reason_code: int | None, by: str) -> None:
+        """A connected client is gone; ``by`` is "client" (DISCONNECT, its reason code),
+        "server" (the code sent, None if none) or "network" (connection lost)."""
+
+    def subscribed(self, client: Any, topic_filter: str, qos: int) -> None:
+        """A subscription was granted (``topic_filter`` as sent, $share/.. included)."""
+
+    def unsubscribed(self, client: Any, topic_filter: str) -> None:
+        """A subscription was removed by UNSUBSCRIBE."""
+
 
 # Mapping of MQTT 5 CONNACK reason codes to 3.1.1 return codes (3.2.2.3).
 CONNACK_311: dict[int, int] = {
