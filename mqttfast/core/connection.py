@@ -197,9 +197,10 @@ class Connection:
                 code = ReasonCode.PROTOCOL_ERROR if code < 0x80 else ReasonCode.UNSPECIFIED_ERROR
             self.send_packet(Disconnect(code, properties))
         self.sink.close()
-        self._teardown(publish_will=will)
+        self._teardown(publish_will=will, reason_code=reason_code, by="server")
 
-    def _teardown(self, publish_will: bool) -> None:
+    def _teardown(self, publish_will: bool, reason_code: int | None = None,
+                  by: str = "network") -> None:
         if self.state == CLOSED:
             return
         was_connected = self.state == CONNECTED
@@ -214,6 +215,8 @@ class Connection:
         if was_connected and session is not None and session.conn is self:
             broker.session_disconnected(session, self, publish_will)
         self.session = None
+        if was_connected and broker.hooks.events:
+            broker.hooks.client_disconnected(self, reason_code, by)
 
     # -- back-pressure ------------------------------------------------------
 

@@ -314,6 +314,8 @@ def accept(conn: Connection, pkt: Connect, auth_data: bytes | None) -> None:
     if session_present:
         session.resend_inflight(conn, now)
         session.pump(now)
+    if broker.hooks.events:
+        broker.hooks.client_connected(conn)
 
 
 def handle_disconnect(conn: Connection, pkt: Disconnect) -> None:
@@ -336,7 +338,7 @@ def handle_disconnect(conn: Connection, pkt: Disconnect) -> None:
              extra={"client_id": conn.client_id, "peer": conn.peer,
                     "reason": "client disconnect", "reason_code": int(pkt.reason_code)})
     conn.sink.close()
-    conn._teardown(publish_will=with_will)
+    conn._teardown(publish_will=with_will, reason_code=pkt.reason_code, by="client")
 
 
 __all__ = ["handle_connect", "handle_auth", "handle_disconnect", "accept", "SESSION_EXPIRY_NEVER"]
