@@ -1017,18 +1017,16 @@ cdef inline char *_put_utf8(char *w, object text):
     return w + 2 + n
 
 
-cdef inline int _room(char *w, Py_ssize_t need, char *limit) except -1:
-    # The writing pass re-reads the properties; if user code (a __bytes__ or
-    # __index__) changed them since the sizing pass, stop rather than overflow.
-    if w + need > limit:
-        raise ValueError("properties changed while being encoded")
-    return 0
+DEF NO_ROOM = -2
 
 
-cdef Py_ssize_t _props_walk(object props, int ptype, char *w, char *limit) except -1:
+cdef Py_ssize_t _props_walk(object props, int ptype, char *w, char *limit, bint exact) except -1:
     """Size (w == NULL) or write into w..limit the property list, without its length.
 
-    Returns the size; in the writing pass every write is bounds-checked.
+    Returns the size. Every write is bounds-checked: with ``exact`` (writing
+    into a buffer sized by an earlier sizing pass) running out of room means
+    user code (a __bytes__ or __index__) changed the properties in between, a
+    ValueError; without it (a scratch buffer) it returns NO_ROOM.
     """
     cdef Py_ssize_t size = 0, n
     cdef int k, pid, vtype
@@ -1052,16 +1050,23 @@ cdef Py_ssize_t _props_walk(object props, int ptype, char *w, char *limit) excep
             raise ValueError(f"property {_PNAME[pid]} not allowed in {_ptype_name(ptype)}")
         vtype = _PTYPE[pid]
         if vtype == BYTE_T or vtype == TWO_T or vtype == FOUR_T:
-            if not 0 <= value <= (0xFF if vtype == BYTE_T else 0xFFFF if vtype == TWO_T
-                                  else 0xFFFFFFFF):
-                if vtype == BYTE_T:
+            ival = value  # OverflowError beyond a C long, like int.to_bytes
+            if vtype == BYTE_T:
+                if ival < 0 or ival > 0xFF:
                     raise ValueError("bytes must be in range(0, 256)")
-                raise OverflowError("int too big to convert")
-            ival = value
-            n = 2 if vtype == BYTE_T else 3 if vtype == TWO_T else 5
+                n = 2
+            elif vtype == TWO_T:
+                if ival < 0 or ival > 0xFFFF:
+                    raise OverflowError("int too big to convert")
+                n = 3
+            else:
+                if ival < 0 or ival > 0xFFFFFFFF:
+                    raise OverflowError("int too big to convert")
+                n = 5
             size += n
             if w != NULL:
-                _room(w, n, limit)
+                if w + n > limit:
+                    return _no_room(exact)
                 w[0] = <char>pid
                 if vtype == BYTE_T:
                     w[1] = <char>ival
@@ -1076,14 +1081,16 @@ cdef Py_ssize_t _props_walk(object props, int ptype, char *w, char *limit) excep
                 w += n
         elif vtype == VARINT_T:
             for ident in value:
-                if not 0 <= ident <= 268435455:
+                ival = ident
+                if ival < 0 or ival > 268435455:
                     raise ValueError(f"variable byte integer out of range: {ident}")
-                n = 1 + _varint_size(ident)
+                n = 1 + _varint_size(ival)
                 size += n
                 if w != NULL:
-                    _room(w, n, limit)
+                    if w + n > limit:
+                        return _no_room(exact)
                     w[0] = <char>pid
-                    _varint_write(<uint32_t>(<long>ident), <uint8_t *>w + 1)
+                    _varint_write(<uint32_t>ival, <uint8_t *>w + 1)
                     w += n
         elif vtype == UTF8_T:
             if not isinstance(value, str):
@@ -1091,7 +1098,8 @@ cdef Py_ssize_t _props_walk(object props, int ptype, char *w, char *limit) excep
             n = 3 + _utf8_len(value)
             size += n
             if w != NULL:
-                _room(w, n, limit)
+                if w + n > limit:
+                    return _no_room(exact)
                 w[0] = <char>pid
                 w = _put_utf8(w + 1, value)
         elif vtype == BINARY_T:
@@ -1101,7 +1109,8 @@ cdef Py_ssize_t _props_walk(object props, int ptype, char *w, char *limit) excep
                 raise ValueError(f"string or binary data of {n} bytes exceeds 65535")
             size += 3 + n
             if w != NULL:
-                _room(w, 3 + n, limit)
+                if w + 3 + n > limit:
+                    return _no_room(exact)
                 w[0] = <char>pid
                 w[1] = <char>(n >> 8)
                 w[2] = <char>(n & 0xFF)
@@ -1114,12 +1123,19 @@ cdef Py_ssize_t _props_walk(object props, int ptype, char *w, char *limit) excep
                 n = 5 + _utf8_len(key) + _utf8_len(val)
                 size += n
                 if w != NULL:
-                    _room(w, n, limit)
+                    if w + n > limit:
+                        return _no_room(exact)
                     w[0] = <char>pid
                     w = _put_utf8(_put_utf8(w + 1, key), val)
-    if w != NULL and w != limit:
+    if exact and w != limit:
         raise ValueError("properties changed while being encoded")
     return size
+
+
+cdef Py_ssize_t _no_room(bint exact) except -1:
+    if exact:
+        raise ValueError("properties changed while being encoded")
+    return NO_ROOM
 
 
 cdef bytes _properties(object props, int ptype):
@@ -1130,14 +1146,14 @@ cdef bytes _properties(object props, int ptype):
     cdef char *w
     if props is None:
         return b"\x00"
-    size = _props_walk(props, ptype, NULL, NULL)
+    size = _props_walk(props, ptype, NULL, NULL, False)
     if size > 268435455:
         raise ValueError(f"variable byte integer out of range: {size}")
     vlen = _varint_size(size)
     out = PyBytes_FromStringAndSize(NULL, vlen + size)
     w = PyBytes_AS_STRING(out)
     _varint_write(<uint32_t>size, <uint8_t *>w)
-    _props_walk(props, ptype, w + vlen, w + vlen + size)
+    _props_walk(props, ptype, w + vlen, w + vlen + size, True)
     return out
 
 
@@ -1165,7 +1181,8 @@ cdef bytes _publish(object topic, object payload, int qos, bint retain, bint dup
     cdef bytes out, tail
     cdef char *w
     cdef int vlen
-    cdef bint own_t = False, own_p = False
+    cdef bint own_t = False, own_p = False, in_scratch = False
+    cdef char scratch[512]
     if qos < 0 or qos > 2:
         raise ValueError(f"QoS must be 0, 1 or 2, not {qos!r}")
     if isinstance(topic, str):
@@ -1188,7 +1205,12 @@ cdef bytes _publish(object topic, object payload, int qos, bint retain, bint dup
             if properties is None:
                 prlen = 1
             else:
-                props_size = _props_walk(properties, P_PUBLISH, NULL, NULL)
+                # Usually the properties fit a scratch buffer: one pass, then a copy.
+                props_size = _props_walk(properties, P_PUBLISH, scratch,
+                                         scratch + sizeof(scratch), False)
+                in_scratch = props_size != NO_ROOM
+                if not in_scratch:
+                    props_size = _props_walk(properties, P_PUBLISH, NULL, NULL, False)
                 if props_size > 268435455:
                     raise ValueError(f"variable byte integer out of range: {props_size}")
                 prlen = _varint_size(props_size) + props_size
@@ -1223,7 +1245,10 @@ cdef bytes _publish(object topic, object payload, int qos, bint retain, bint dup
                 w += 1
             else:
                 w += _varint_write(<uint32_t>props_size, <uint8_t *>w)
-                _props_walk(properties, P_PUBLISH, w, w + props_size)
+                if in_scratch:
+                    memcpy(w, scratch, props_size)
+                else:
+                    _props_walk(properties, P_PUBLISH, w, w + props_size, True)
                 w += props_size
         memcpy(w, pview.buf, plen)
         return out

@@ -339,3 +339,17 @@ def test_encode_survives_properties_mutated_during_encoding(impl: Any) -> None:
         return  # the Cython twin notices the change between sizing and writing
     (pkt,) = impl.Decoder(5).feed(data)
     assert pkt.topic == "t" and pkt.payload == b"p"
+
+
+@pytest.mark.parametrize("size", [0, 100, 509, 510, 511, 512, 513, 4000])
+def test_publish_properties_of_any_size_round_trip(impl: Any, size: int) -> None:
+    """Property sections below, at and above the Cython twin's 512-byte scratch buffer."""
+    props = Properties(user_property=[("k", "v" * size)], correlation_data=bytearray(b"c" * size))
+    pkt = Publish("t/x", b"payload", 1, packet_id=9, properties=props)
+    data = impl.encode(pkt, 5)
+    assert data == impl.encode_publish("t/x", b"payload", 1, False, False, 9, props, 5)
+    head, tail = impl.publish_parts("t/x", b"payload", 1, False, False, props, 5)
+    assert head + b"\x00\x09" + tail == data
+    (got,) = impl.Decoder(5).feed(data)
+    assert got.properties.user_property == [("k", "v" * size)]
+    assert got.properties.correlation_data == b"c" * size
