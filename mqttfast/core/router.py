@@ -50,6 +50,9 @@ class LocalRouter:
         self.queue_high_water = 1000
         # hooks.authorise_receive(session, topic) when the broker's hooks check deliveries.
         self.receive_check: Any = None
+        # Plug-ins' on_deliver(session, msg) -> bool; only consulted when receive_check is
+        # set too (mqttfast.plugins sets both), so the loop keeps a single test.
+        self.deliver_check: Any = None
 
     def publish(self, msg: Message, now: float, publisher: "Connection | None" = None) -> int:
         if msg.retain and self.retain_available:
@@ -65,6 +68,7 @@ class LocalRouter:
         count = 0
         high = self.queue_high_water
         receive = self.receive_check
+        deliver = self.deliver_check
         topic = msg.topic
         for t in normal:
             if t.no_local and t.client_id == origin:
@@ -74,7 +78,8 @@ class LocalRouter:
             session = sessions.get(t.client_id)
             if session is None:
                 continue
-            if receive is not None and not receive(session, topic):
+            if receive is not None and (not receive(session, topic) or (
+                    deliver is not None and not deliver(session, msg))):
                 continue  # ACL: this client may not read this topic
             qos = t.qos if t.qos < mqos else mqos
             # [MQTT-3.3.1-9] RETAIN=0 to established subscriptions, unless
@@ -90,7 +95,8 @@ class LocalRouter:
             if picked is None:
                 continue
             session, entry = picked
-            if receive is not None and not receive(session, topic):
+            if receive is not None and (not receive(session, topic) or (
+                    deliver is not None and not deliver(session, msg))):
                 continue
             qos = entry.qos if entry.qos < mqos else mqos
             sub_ids = (entry.sub_id,) if entry.sub_id is not None else None
