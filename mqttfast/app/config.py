@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import json
 import logging
 import sys
 import tomllib
@@ -643,32 +642,6 @@ def parse_args(parser: argparse.ArgumentParser,
     return args, runtime
 
 
-# ---------------------------------------------------------------------------- logging
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: ts, level, logger, msg (+ exc)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        out = {"ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}",
-               "level": record.levelname.lower(), "logger": record.name,
-               "msg": record.getMessage()}
-        if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out, ensure_ascii=False)
-
-
-def configure_logging(level: str, fmt: str = "text") -> None:
-    root = logging.getLogger()
-    handler = logging.StreamHandler()
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(handler)
-    root.setLevel(getattr(logging, level.upper()))
-
-
 # ---------------------------------------------------------------------------- runtime
 class Runtime:
     """What ``serve`` needs beyond BrokerSettings: listeners, security hooks, reload."""
@@ -820,4 +793,4 @@ def check_config_main(argv: Sequence[str]) -> int:
 
 __all__ = ["Config", "ConfigError", "from_dict", "load_toml", "load_mosquitto", "parse_args",
            "broker_settings", "flag_defaults", "Runtime", "check_config_main",
-           "configure_logging", "deep_check", "SECTIONS", "LISTENER_DOCS"]
+           "deep_check", "SECTIONS", "LISTENER_DOCS"]
