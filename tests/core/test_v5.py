@@ -568,3 +568,28 @@ def test_puback_quota_exceeded_when_every_queue_is_full(make_broker, core_impl):
     (a1,) = p.publish("t", b"1", qos=1)
     (a2,) = p.publish("t", b"2", qos=1)
     assert (a1.reason_code, a2.reason_code) == (0, 0x97)
+
+
+def test_pubrec_failure_ends_outbound_qos2_flow(client):
+    """4.3.3 / 3.5.2.1: a PUBREC with a reason code >= 0x80 ends the flow: no PUBREL,
+    the packet id and the Receive Maximum slot are free again."""
+    s = client(5)
+    s.connect("s", properties=Properties(receive_maximum=1))
+    s.subscribe(("t", 2))
+    p = client(5)
+    p.connect("p")
+    p.publish("t", b"1", qos=2)
+    p.publish("t", b"2", qos=2)
+    (m1,) = s.publishes()
+    s.send(Pubrec(m1.packet_id, 0x80))
+    pkts = s.received()
+    assert [type(x).__name__ for x in pkts] == ["Publish"] and pkts[0].payload == b"2"
+
+
+def test_subscription_identifiers_unavailable_0xa1(make_broker, core_impl):
+    b = make_broker(subscription_identifier_available=False)
+    c = FakeClient(b, core_impl, 5)
+    ack = c.connect("c")
+    assert ack.properties.subscription_identifier_available == 0
+    ack = c.subscribe(("t", 0), properties=Properties(subscription_identifier=[5]))
+    assert ack.reason_codes == [0xA1]
