@@ -93,6 +93,11 @@ class LimitsConfig:
     max_publisher_pause: float = spec(1.0, lo=0, settings="max_publisher_pause",
                                       doc="seconds a slow subscriber may keep publishers paused; "
                                           "then it is treated as stuck")
+    max_topic_levels: int = spec(0, lo=0, settings="max_topic_levels",
+                                 doc="levels in a topic or filter; 0 = unlimited (v5 0x90/0x8F)")
+    max_subscriptions_per_client: int = spec(0, lo=0, settings="max_subscriptions_per_client",
+                                             doc="subscriptions per client; 0 = unlimited "
+                                                 "(extra ones: 0x97)")
     max_retained_messages: int = spec(1_000_000, lo=0, flag="max_retained_messages",
                                       doc="retained messages kept; 0 = unlimited")
     max_retained_bytes: int = spec(1024 ** 3, lo=0, flag="max_retained_bytes",
