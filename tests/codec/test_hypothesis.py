@@ -64,9 +64,9 @@ from mqttfast.codec.packets import (
 
 pytestmark = pytest.mark.timeout(180)
 
-_FAST = settings(max_examples=150, deadline=None,
+_FAST = settings(max_examples=100, deadline=None,
                  suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-_MORE = settings(_FAST, max_examples=300)
+_MORE = settings(_FAST, max_examples=250)
 
 VERSIONS = (3, 4, 5)
 
