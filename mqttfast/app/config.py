@@ -461,6 +461,11 @@ def deep_check(cfg: Config) -> list[str]:
         build_authenticator(cfg)
     except ConfigError as err:
         errors.extend(err.errors)
+    try:  # the metrics/admin endpoints' own start-up checks (admin token, ...)
+        from mqttfast.app.admin import check_ops, ops_options
+    except ImportError:
+        return errors
+    errors.extend(check_ops(ops_options(cfg, None)))
     return errors
 
 

@@ -122,3 +122,18 @@ def test_broker_refuses_bad_config(tmp_path) -> None:
     assert "limits.max_inflight: expected integer" in r.stderr
     assert "nope: unknown key" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_check_config_runs_the_admin_checks(tmp_path) -> None:
+    """[admin] enabled without a token: check-config reports it (the broker would not start)."""
+    cfg = tmp_path / "admin.toml"
+    cfg.write_text("[admin]\nenabled = true\n")
+    env_token = os.environ.pop("MQTTFAST_ADMIN_TOKEN", None)
+    try:
+        r = run("check-config", str(cfg))
+    finally:
+        if env_token is not None:
+            os.environ["MQTTFAST_ADMIN_TOKEN"] = env_token
+    assert r.returncode == 2 and "without a token" in r.stdout
+    cfg.write_text('[admin]\nenabled = true\ntoken = "s3cret"\n')
+    assert run("check-config", str(cfg)).returncode == 0
