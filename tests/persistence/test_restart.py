@@ -379,3 +379,25 @@ def test_retained_store_bound(durable) -> None:
     assert sorted(p.topic for p in _drain(r)) == ["b/0", "b/2", "b/3"]
     r.disconnect()
     pub.disconnect()
+
+
+def test_session_connected_at_crash_expires_from_the_crash(durable) -> None:
+    """3.1.2.11.2: the Session Expiry Interval starts when the Network Connection
+    closes -- for a connection open when the broker was killed, at the crash. After
+    the restart a session whose interval has passed since the crash is gone (the
+    crash time is bounded by the last commit + 11 s), one whose interval has not
+    passed is still there."""
+    b = durable()
+    keep, _ = persistent("at-crash-keep", b.port, expiry=20)
+    gone, _ = persistent("at-crash-gone", b.port, expiry=1)
+    b.crash()
+    keep.close()
+    gone.close()
+    time.sleep(12.5)  # > 1 s expiry + the 11 s bound after the last commit
+    b.start()
+    c, connack = persistent("at-crash-gone", b.port, expiry=1)
+    assert connack.session_present is False
+    c.disconnect()
+    c, connack = persistent("at-crash-keep", b.port, expiry=20)
+    assert connack.session_present is True  # 20 s since the crash have not passed
+    c.disconnect()

@@ -10,7 +10,9 @@ passed while down is published by the first ``tick``.
 
 Sessions that were connected when the broker stopped without a clean
 shutdown (crash, ``kill -9``) have no recorded disconnect time; their expiry
-counts from this start.
+counts from the crash, bounded by ``meta.alive`` (written by every commit, and
+at least every ``ALIVE_EVERY`` s): from ``alive + ALIVE_EVERY + 1`` s, so a
+session never ends early (at most ~11 s late).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from mqttfast.core.message import AWAIT_ACK, Delivery, Message
 from mqttfast.core.session import Session
 from mqttfast.core.subscriptions import SubEntry, split_shared
 
-from .store import SESSION_COLUMNS, decode_props
+from .store import ALIVE_EVERY, SESSION_COLUMNS, decode_props
 
 if TYPE_CHECKING:
     from mqttfast.core.broker import Broker
@@ -65,6 +67,8 @@ def load(store: "SQLiteStorage", broker: "Broker") -> dict[str, Any]:
         msg.sid = mid
         messages[mid] = msg
 
+    row = db.execute("SELECT value FROM meta WHERE key = 'alive'").fetchone()
+    alive = float(row[0]) if row is not None else None
     sessions: dict[str, Session] = {}
     expired: list[Session] = []
     for (cid, interval, expires, w_topic, w_payload, w_qos, w_retain, w_props, w_expires,
@@ -76,7 +80,11 @@ def load(store: "SQLiteStorage", broker: "Broker") -> dict[str, Any]:
         if expires is not None:
             session.expires_at = mono(expires)
         elif interval != SESSION_EXPIRY_NEVER:
-            session.expires_at = now + interval  # was connected at a crash: count from now
+            # Connected when the broker died: its connection ended at the crash, which
+            # was less than ALIVE_EVERY s after the last commit (never expire early).
+            crashed = alive + ALIVE_EVERY + 1.0 if alive is not None else wall
+            expires = min(crashed, wall) + interval
+            session.expires_at = mono(expires)
         if w_topic is not None:
             session.pending_will = Message(w_topic, w_payload, w_qos, bool(w_retain),
                                            decode_props(w_props), mono(w_expires), cid)

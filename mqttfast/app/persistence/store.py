@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("mqttfast.persistence")
 
 DB_NAME = "mqttfast.db"
+ALIVE_EVERY = 10.0  # s: an idle broker still commits meta.alive this often
 LOCK_NAME = "mqttfast.lock"
 
 
@@ -256,9 +257,10 @@ class SQLiteStorage(Storage):
         return self.sync_since + self.window - now
 
     def tick(self, now: float) -> None:
-        if self.dirty and ((self.strict and self.sync)
-                           or time.monotonic() - self.last_commit >= self.interval):
-            self.commit()
+        since = time.monotonic() - self.last_commit
+        if ((self.dirty and ((self.strict and self.sync) or since >= self.interval))
+                or since >= ALIVE_EVERY):
+            self.commit()  # the idle case refreshes meta.alive (see recovery)
 
     def commit(self) -> None:
         if self.closed:
@@ -363,6 +365,9 @@ class SQLiteStorage(Storage):
                     db.executemany("DELETE FROM qos2_in WHERE client_id = ? AND pid = ?", dels)
                 if puts:
                     db.executemany("INSERT OR REPLACE INTO qos2_in VALUES (?,?)", puts)
+            # When the broker was last known alive: after a crash, the sessions that were
+            # connected count their expiry from here (recovery.py).
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('alive', ?)", (repr(time.time()),))
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
