@@ -209,6 +209,15 @@ def accept(conn: Connection, pkt: Connect, auth_data: bytes | None) -> None:
     props = pkt.properties
     v5 = conn.v5
 
+    will = pkt.will
+    if will is not None and (will.topic.startswith("$SYS") or not broker.hooks.authorise_publish(
+            conn, will.topic, will.qos, will.retain)):
+        # A will is a publication: refused at CONNECT when the client could not publish
+        # it, so it cannot be used around the ACL (mosquitto does the same).
+        conn.state = AWAIT_CONNECT
+        _refuse(conn, ReasonCode.NOT_AUTHORIZED, f"will topic {will.topic!r} not authorised")
+        return
+
     # Session expiry: v5 from the property (capped), 3.x from clean session.
     expiry_capped = False
     if v5:

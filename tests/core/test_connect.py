@@ -290,3 +290,23 @@ def test_churn_leaves_nothing_behind(client, broker, clock):
     assert not broker.offline and not broker.pending_wills
     assert broker.subscriptions.count == 0 and len(broker.subscriptions.tree) == 0
     assert not broker.subscriptions.groups
+
+
+def test_will_topic_must_be_publishable(make_broker, core_impl):
+    """A will the client could not publish is refused at CONNECT (0x87 / 3.1.1 code 5)."""
+    from mqttfast.core.hooks import Hooks
+
+    from .conftest import FakeClient
+
+    class NoSecrets(Hooks):
+        def authorise_publish(self, client, topic, qos, retain):
+            return not topic.startswith("secret/")
+
+    b = make_broker()
+    b.hooks = NoSecrets()
+    c = FakeClient(b, core_impl, 4)
+    assert c.connect("a", will=Will("secret/x", b"w")).reason_code == 5 and c.closed
+    c = FakeClient(b, core_impl, 5)
+    assert c.connect("b", will=Will("$SYS/x", b"w")).reason_code == 0x87
+    c = FakeClient(b, core_impl, 5)
+    assert c.connect("c", will=Will("public/x", b"w")).reason_code == 0
