@@ -233,28 +233,38 @@ class MosquittoBroker(Broker):
 
 
 class AmqttBroker(Broker):
-    exe = shutil.which("amqtt")
+    """amqtt 0.12 (optional). Either ``--amqtt PATH`` (its ``amqtt`` script, e.g. from a venv, so
+    it cannot conflict with this environment) or an ``amqtt`` on PATH importable here."""
+
+    exe: str | None = None
 
     def command(self, port: int) -> list[str]:
         conf = self.workdir / "amqtt.yaml"
+        # amqtt 0.12 configuration: one TCP listener, anonymous clients, no $SYS or packet logging.
         conf.write_text(
+            "---\n"
             "listeners:\n"
             "  default:\n"
             "    type: tcp\n"
             f"    bind: 127.0.0.1:{port}\n"
-            "    max-connections: 0\n"
-            "auth:\n"
-            "  allow-anonymous: true\n"
-            "topic-check:\n"
-            "  enabled: false\n"
+            "plugins:\n"
+            "  amqtt.plugins.authentication.AnonymousAuthPlugin:\n"
+            "    allow_anonymous: true\n"
         )
+        assert self.exe is not None
         return [self.exe, "-c", str(conf)]
 
     def probe(self) -> str:
-        out = subprocess.run([sys.executable, "-c", "import amqtt; print(getattr(amqtt, '__version__', '?'))"],
-                             capture_output=True, text=True, timeout=60)
-        if out.returncode != 0 or not self.exe:
-            raise RuntimeError("amqtt is not importable (optional; pip install amqtt)")
+        if self.exe is None:
+            found = shutil.which("amqtt")
+            ok = subprocess.run([sys.executable, "-c", "import amqtt"], capture_output=True, timeout=60)
+            if not found or ok.returncode != 0:
+                raise RuntimeError("amqtt is not installed (optional: python3 -m venv /tmp/amqtt && "
+                                   "/tmp/amqtt/bin/pip install amqtt, then --amqtt /tmp/amqtt/bin/amqtt)")
+            self.exe = found
+        out = subprocess.run([self.exe, "--version"], capture_output=True, text=True, timeout=60)
+        if out.returncode != 0:
+            raise RuntimeError(f"{self.exe} --version failed: {out.stderr.strip()[-200:]}")
         self.version = out.stdout.strip()
         return "python"
 
@@ -268,7 +278,7 @@ def git_rev() -> str:
         return ""
 
 
-def available_brokers(workdir: Path, wanted: list[str]) -> list[Broker]:
+def available_brokers(workdir: Path, wanted: list[str], amqtt: Path | None = None) -> list[Broker]:
     candidates: list[Broker] = [
         MqttfastBroker("mqttfast_cython", "mqttfast (Cython)", workdir, env_remove=("MQTTFAST_NO_EXTENSIONS",)),
         MqttfastBroker("mqttfast_python", "mqttfast (pure Python)", workdir,
@@ -276,6 +286,8 @@ def available_brokers(workdir: Path, wanted: list[str]) -> list[Broker]:
         MosquittoBroker("mosquitto", "mosquitto", workdir),
         AmqttBroker("amqtt", "amqtt", workdir),
     ]
+    if amqtt is not None:
+        candidates[-1].exe = str(amqtt)
     chosen = []
     for b in candidates:
         if wanted and b.key not in wanted:
@@ -454,6 +466,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=None, help="seconds of publishing per cell (default 6)")
     p.add_argument("--runs", type=int, default=None, help="runs per cell, the median is reported (default 3)")
     p.add_argument("--loadgen", type=Path, default=DEFAULT_LOADGEN, help="path to mqtt-loadgen.c")
+    p.add_argument("--amqtt", type=Path, default=None,
+                   help="amqtt executable to include (e.g. from a separate venv); default: amqtt on PATH if importable")
     p.add_argument("--brokers", default="",
                    help="comma list of mqttfast_cython,mqttfast_python,mosquitto,amqtt (default: all available)")
     p.add_argument("--cells", default="", help="comma list of cell names (default: all)")
@@ -481,7 +495,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="mqttfast-compare-"))
     try:
         loadgen = compile_loadgen(a.loadgen.resolve(), workdir)
-        brokers = available_brokers(workdir, [x for x in a.brokers.split(",") if x])
+        brokers = available_brokers(workdir, [x for x in a.brokers.split(",") if x], a.amqtt)
         if not brokers:
             print("error: no broker available to benchmark", file=sys.stderr)
             return 1
