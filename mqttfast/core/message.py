@@ -21,7 +21,7 @@ class Message:
     expiry is kept as the absolute ``expires_at`` and re-computed per send)."""
 
     __slots__ = ("topic", "payload", "qos", "retain", "properties", "expires_at", "origin",
-                 "parts_cache", "sid")
+                 "sid")
 
     def __init__(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False,
                  properties: Properties | None = None, expires_at: float | None = None,
@@ -33,8 +33,6 @@ class Message:
         self.properties = properties
         self.expires_at = expires_at
         self.origin = origin  # client id of the publisher, for No Local
-        # Encodings by shape, filled lazily during one fan-out (see Router).
-        self.parts_cache: dict | None = None
         self.sid = 0  # storage id while a persistent session holds it (core/storage.py)
 
     def expired(self, now: float) -> bool:
