@@ -250,6 +250,10 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)
+    # [[plugin]] / [[bridge]] tables, validated by their owners (mqttfast.plugins.runtime,
+    # mqttfast.app.bridge): lists of PluginSpec / BridgeConfig.
+    plugin: list = field(default_factory=list)
+    bridge: list = field(default_factory=list)
     # Key paths present in the file ("limits.max_inflight"), for precedence.
     present: set[str] = field(default_factory=set)
     source: str = ""
@@ -368,6 +372,12 @@ def from_dict(data: dict[str, Any], source: str = "") -> Config:
                 _fill(lc, table, f"listener[{i}]", errors, present,
                       lambda f: LISTENER_CHECKS.get(f.name, {}))
                 cfg.listener.append(lc)
+        elif key in ("plugin", "bridge"):
+            if key == "plugin":
+                from mqttfast.plugins.runtime import parse_plugin_tables as parse_tables
+            else:
+                from mqttfast.app.bridge import parse_bridge_tables as parse_tables
+            getattr(cfg, key).extend(parse_tables(value, errors))
         elif key in SECTIONS:
             _fill(getattr(cfg, key), value, key, errors, present, _meta_checks)
         else:
