@@ -147,6 +147,14 @@ async def serve(settings, runtime=None) -> int:  # type: ignore[no-untyped-def]
     if storage.durable:
         log.info("persistence %s in %s: restored %s", settings.persistence,
                  settings.data_dir, ", ".join(f"{v} {k}" for k, v in restored.items()))
+    from mqttfast.plugins.runtime import Extensions
+
+    try:  # [[plugin]] hooks are in place before the first client; [[bridge]]s start below
+        extensions = Extensions.prepare(runtime.cfg, broker)
+    except ValueError as err:
+        print(f"mqttfast: config error: {err}", file=sys.stderr)
+        storage.close()
+        return 2
     server = MQTTServer(broker)
     try:
         await runtime.start_listeners(server)  # every [[listener]] (config.py)
@@ -168,6 +176,7 @@ async def serve(settings, runtime=None) -> int:  # type: ignore[no-untyped-def]
         await server.stop()
         storage.close()
         return 1
+    await extensions.start()  # plug-ins' start(), bridges connect out
     tune_gc()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -184,7 +193,7 @@ async def serve(settings, runtime=None) -> int:  # type: ignore[no-untyped-def]
     log.info("shutting down")
     await ops.stop()
     try:  # bounded: v5 clients get DISCONNECT 0x8B, wills go out, output is flushed
-        await asyncio.wait_for(server.stop(), SHUTDOWN_TIMEOUT)
+        await asyncio.wait_for(extensions.stop(server), SHUTDOWN_TIMEOUT)  # bridges, server, plug-ins
     except asyncio.TimeoutError:
         log.warning("shutdown took over %.0f s; exiting anyway", SHUTDOWN_TIMEOUT)
     storage.close()
