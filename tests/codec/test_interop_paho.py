@@ -115,6 +115,10 @@ class ScriptedServer:
                     data = conn.recv(65536)
                 except socket.timeout:
                     continue
+                except (ConnectionResetError, BrokenPipeError):
+                    # The client closed while our last answer was in flight (e.g. a PINGRESP
+                    # crossing its DISCONNECT): a close, not a failure.
+                    data = b""
                 if not data:
                     with self.cond:
                         self.closed_by_client = True
@@ -127,8 +131,11 @@ class ScriptedServer:
                     with self.cond:
                         self.raw.append(raw)
                         self.cond.notify_all()
-                    for r in replies:
-                        conn.sendall(r)
+                    try:
+                        for r in replies:
+                            conn.sendall(r)
+                    except (ConnectionResetError, BrokenPipeError):
+                        pass  # the client is gone; recv reports the close next
         except BaseException as exc:  # reported by the test thread
             self.error = exc
             with self.cond:
@@ -385,10 +392,10 @@ def test_paho_pingreq_and_our_pingresp(impl: Any, version: int) -> None:
     server = ScriptedServer(standard_responder(impl, version, Connack(False, 0), [], []))
     rec = PahoRecorder(version, "pinger", True)
     try:
-        rec.client.connect("127.0.0.1", server.port, keepalive=1)
+        rec.client.connect("127.0.0.1", server.port, keepalive=2)
         rec.client.loop_start()
         rec.wait("connect")
-        server.wait_for(lambda: sum(r[0] == 0xC0 for r in server.raw) >= 3, "three PINGREQs")
+        server.wait_for(lambda: sum(r[0] == 0xC0 for r in server.raw) >= 2, "two PINGREQs")
         assert "disconnect" not in rec.events
         assert rec.client.is_connected()
         rec.client.disconnect()
@@ -397,9 +404,9 @@ def test_paho_pingreq_and_our_pingresp(impl: Any, version: int) -> None:
         rec.stop()
         server.close()
     got = decode_client_stream(impl, server.raw)
-    assert isinstance(got[0], Connect) and got[0].keep_alive == 1
+    assert isinstance(got[0], Connect) and got[0].keep_alive == 2
     assert got[-1] == Disconnect()
-    assert all(p == Pingreq() for p in got[1:-1]) and len(got) >= 5
+    assert all(p == Pingreq() for p in got[1:-1]) and len(got) >= 4
 
 
 @pytest.mark.parametrize("version,code,paho_value", [(4, 5, 0x87), (4, 4, 0x86), (5, 0x87, 0x87), (5, 0x9C, 0x9C)])
