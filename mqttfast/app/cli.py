@@ -133,6 +133,16 @@ async def serve(settings, runtime=None) -> int:  # type: ignore[no-untyped-def]
 
     from mqttfast.app.persistence import PersistenceError, open_storage
 
+    # Signal handlers first: a SIGTERM during start-up (storage recovery, plug-in
+    # loading, binding) must end in the same clean shutdown and exit code 0, not kill
+    # the process with -15. stop.wait() below returns at once if it already came.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # e.g. Windows
+            signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))
     try:
         storage = open_storage(settings.persistence, settings.data_dir,
                                settings.persistence_interval)
@@ -178,13 +188,6 @@ async def serve(settings, runtime=None) -> int:  # type: ignore[no-untyped-def]
         return 1
     await extensions.start()  # plug-ins' start(), bridges connect out
     tune_gc()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):  # e.g. Windows
-            signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))
     try:  # SIGHUP: reload password/ACL files and the log level, connections stay
         loop.add_signal_handler(signal.SIGHUP, runtime.reload)
     except (AttributeError, NotImplementedError, RuntimeError):
