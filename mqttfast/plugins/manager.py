@@ -339,7 +339,9 @@ class PluginHooks(Hooks):
     def _publish_answer(self, step: _Step, is_auth: bool, res: Any, msg: Any) -> int:
         if is_auth:
             return ReasonCode.NOT_AUTHORIZED if res is False else 0
-        if res is None or res is True or res == 0:
+        if res is False:  # before the == 0 test: False == 0 in Python
+            return ReasonCode.UNSPECIFIED_ERROR
+        if res is None or res is True or (type(res) is int and res == 0):
             payload = msg.payload
             if not isinstance(payload, bytes):
                 if isinstance(payload, str):
@@ -356,8 +358,6 @@ class PluginHooks(Hooks):
                 self._failed(step, f"set an invalid topic {msg.topic!r}")
                 return ReasonCode.TOPIC_NAME_INVALID
             return 0
-        if res is False:
-            return ReasonCode.UNSPECIFIED_ERROR
         if isinstance(res, int) and res >= 0x80 and res in PUBACK_REASON_CODES:
             return int(res)
         self._failed(step, f"returned {res!r}, not a PUBACK reason code >= 0x80")
