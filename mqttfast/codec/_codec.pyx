@@ -412,12 +412,12 @@ cdef object _read_properties(const uint8_t *p, Py_ssize_t *pos, Py_ssize_t end, 
         pid = _read_varint(p, &q, stop)
         if pid >= 64 or _PTYPE[pid] == 0:
             raise MalformedPacket(f"unknown property identifier 0x{pid:02X} (2.2.2.2)")
-        name = _PNAME[pid]
         if not (_PALLOWED[pid] >> ptype) & 1:
-            raise MalformedPacket(f"property {name} not allowed in {_ptype_name(ptype)} (2.2.2.2)")
+            raise MalformedPacket(
+                f"property {_PNAME[pid]} not allowed in {_ptype_name(ptype)} (2.2.2.2)")
         if seen & ((<uint64_t>1) << pid):
             if not (pid == 0x26 or (pid == 0x0B and ptype == P_PUBLISH)):
-                raise ProtocolError(f"property {name} included more than once (2.2.2.2)")
+                raise ProtocolError(f"property {_PNAME[pid]} included more than once (2.2.2.2)")
         else:
             seen |= (<uint64_t>1) << pid
         vtype = _PTYPE[pid]
@@ -428,7 +428,7 @@ cdef object _read_properties(const uint8_t *p, Py_ssize_t *pos, Py_ssize_t end, 
             q += 1
             if ival > 1 and (pid == 0x01 or pid == 0x17 or pid == 0x19 or pid == 0x24
                              or pid == 0x25 or pid == 0x28 or pid == 0x29 or pid == 0x2A):
-                raise ProtocolError(f"property {name} must be 0 or 1, got {ival}")
+                raise ProtocolError(f"property {_PNAME[pid]} must be 0 or 1, got {ival}")
             value = ival
         elif vtype == TWO_T:
             ival = _read_u16(p, &q, stop)
@@ -436,7 +436,7 @@ cdef object _read_properties(const uint8_t *p, Py_ssize_t *pos, Py_ssize_t end, 
                 if pid == 0x23:
                     raise MQTTError(_TOPIC_ALIAS_INVALID, "topic alias 0 (3.3.2.3.4)")
                 if pid == 0x21:
-                    raise ProtocolError(f"property {name} must not be 0")
+                    raise ProtocolError(f"property {_PNAME[pid]} must not be 0")
             value = ival
         elif vtype == FOUR_T:
             if q + 4 > stop:
@@ -445,7 +445,7 @@ cdef object _read_properties(const uint8_t *p, Py_ssize_t *pos, Py_ssize_t end, 
                     | (<uint32_t>p[q + 2] << 8) | p[q + 3])
             q += 4
             if ival == 0 and pid == 0x27:
-                raise ProtocolError(f"property {name} must not be 0")
+                raise ProtocolError(f"property {_PNAME[pid]} must not be 0")
             value = ival
         elif vtype == VARINT_T:
             ival = _read_varint(p, &q, stop)
