@@ -25,9 +25,11 @@ async def until(cond: Callable[[], Any], timeout: float = 5.0, what: str = "cond
 
 
 class AioPaho:
-    def __init__(self, port: int, client_id: str, version: int = 5, **kw: Any) -> None:
+    def __init__(self, port: int, client_id: str, version: int = 5,
+                 clean_session: bool | None = None, **kw: Any) -> None:
         proto = mqtt.MQTTv5 if version == 5 else mqtt.MQTTv311
-        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=proto)
+        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=proto,
+                             clean_session=clean_session)
         self.port = port
         self.version = version
         self.kw = kw
