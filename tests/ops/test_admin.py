@@ -66,6 +66,8 @@ def test_clients_listed_searched_and_subscriptions(ops_broker) -> None:
         assert by_id["beta/2"]["protocol_version"] == 4
         assert by_id["beta/2"]["peer"].startswith("127.0.0.1:")
 
+        status, page = b.api("GET", "/api/clients?limit=1")
+        assert page["total"] == 2 and [c["client_id"] for c in page["clients"]] == ["alpha-1"]
         status, found = b.api("GET", "/api/clients?q=ALPHA")
         assert [c["client_id"] for c in found["clients"]] == ["alpha-1"]
         status, found = b.api("GET", "/api/clients?q=ops")  # by username

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import heapq
 import hmac
 import json
 import logging
@@ -242,8 +243,7 @@ class AdminAPI:
             if state not in ("", "connected", "offline"):
                 raise ValueError("state must be connected or offline")
             limit = _limit(req)
-            out = []
-            total = 0
+            matching = []
             for session in list(broker.sessions.values()):
                 conn = session.conn
                 if state and (conn is not None) != (state == "connected"):
@@ -254,11 +254,11 @@ class AdminAPI:
                         hay += [conn.peer, conn.username or ""]
                     if not any(q in h.lower() for h in hay):
                         continue
-                total += 1
-                if len(out) < limit:
-                    out.append(client_info(session, now))
-            out.sort(key=lambda c: c["client_id"])
-            return json_response({"total": total, "clients": out})
+                matching.append(session)
+            # The first ``limit`` by id: O(n log limit), details built for those only.
+            first = heapq.nsmallest(limit, matching, key=lambda s: s.client_id)
+            return json_response({"total": len(matching),
+                                  "clients": [client_info(s, now) for s in first]})
         cid = rest[0]
         session = broker.sessions.get(cid)
         if session is None:

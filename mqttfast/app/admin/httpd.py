@@ -99,7 +99,8 @@ class HTTPServer:
                     f"Content-Type: {resp.content_type}", f"Content-Length: {len(resp.body)}",
                     "Cache-Control: no-store", "Connection: close"]
             head += [f"{k}: {v}" for k, v in resp.headers.items()]
-            writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + resp.body)
+            body = b"" if req is not None and req.method == "HEAD" else resp.body
+            writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
             await asyncio.wait_for(writer.drain(), READ_TIMEOUT)
         except (asyncio.TimeoutError, ConnectionError):
             pass
