@@ -121,3 +121,26 @@ def test_bad_ops_flag_is_one_line_exit_2() -> None:
                           capture_output=True, text=True, timeout=30, cwd=REPO_ROOT)
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1 and "--metrics-port" in proc.stderr
+
+
+def test_shutdown_is_bounded_with_a_client_that_never_reads(ops_broker) -> None:
+    """A subscriber that stopped reading (full socket buffers) cannot hold the exit."""
+    import socket
+
+    b = ops_broker(["--sys-interval", "0"], admin=False, metrics=False)
+    stuck = RawClient(b.port, version=5)
+    stuck.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    try:
+        stuck.connect("never-reads")
+        stuck.subscribe("flood/#")
+        with RawClient(b.port) as pub:
+            pub.connect("flooder")
+            for _ in range(400):
+                pub.publish("flood/x", b"z" * 8192)
+            pub.ping(timeout=5)
+        started = time.monotonic()
+        b.signal(signal.SIGTERM)
+        assert b.proc.wait(15) == 0
+        assert time.monotonic() - started < 8
+    finally:
+        stuck.close()
