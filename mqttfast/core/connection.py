@@ -316,11 +316,22 @@ class Connection:
         topic = msg.topic
         alias = None
         new_alias = False
+        evicted = None
         if self.alias_out_max:
-            alias = self.aliases_out.get(topic)
-            if alias is None and self.next_alias <= self.alias_out_max:
-                alias = self.next_alias
+            # Server -> client aliases (3.3.2.3.4), least recently used replaced once all
+            # of the client's Topic Alias Maximum are in use. aliases_out keeps LRU order.
+            aliases = self.aliases_out
+            alias = aliases.get(topic)
+            if alias is None:
                 new_alias = True
+                if self.next_alias <= self.alias_out_max:
+                    alias = self.next_alias
+                else:
+                    evicted = next(iter(aliases))
+                    alias = aliases[evicted]
+            else:
+                del aliases[topic]
+                aliases[topic] = alias
         send_topic = "" if (alias is not None and not new_alias) else topic
         key = (qos, retain, dup, sub_ids, remaining, alias, send_topic == "")
         parts = cache.get(key) if cache is not None else None
@@ -342,8 +353,11 @@ class Connection:
                 return None
         if new_alias:
             # Commit the alias only now that the packet carrying it will be sent.
+            if evicted is not None:
+                del self.aliases_out[evicted]
+            else:
+                self.next_alias += 1
             self.aliases_out[topic] = alias  # type: ignore[assignment]
-            self.next_alias += 1
         return parts
 
     def write_publish(self, parts: tuple[bytes, bytes], pid: int) -> None:

@@ -95,10 +95,15 @@ def test_outbound_topic_aliases_within_client_maximum(client):
     p.publish("a/b", b"1")
     p.publish("a/b", b"2")
     p.publish("c", b"3")
-    m1, m2, m3 = s.publishes()
+    p.publish("c", b"4")
+    p.publish("a/b", b"5")
+    m1, m2, m3, m4, m5 = s.publishes()
     assert (m1.topic, m1.properties.topic_alias) == ("a/b", 1)
     assert (m2.topic, m2.properties.topic_alias) == ("", 1)
-    assert m3.topic == "c" and (m3.properties is None or m3.properties.topic_alias is None)
+    # Maximum 1: the least recently used mapping is replaced (topic + alias again).
+    assert (m3.topic, m3.properties.topic_alias) == ("c", 1)
+    assert (m4.topic, m4.properties.topic_alias) == ("", 1)
+    assert (m5.topic, m5.properties.topic_alias) == ("a/b", 1)
 
 
 def test_no_local(client):
@@ -593,3 +598,16 @@ def test_subscription_identifiers_unavailable_0xa1(make_broker, core_impl):
     assert ack.properties.subscription_identifier_available == 0
     ack = c.subscribe(("t", 0), properties=Properties(subscription_identifier=[5]))
     assert ack.reason_codes == [0xA1]
+
+
+def test_outbound_alias_replacement_is_least_recently_used(client):
+    s = client(5)
+    s.connect("s", properties=Properties(topic_alias_maximum=2))
+    s.subscribe("#")
+    p = client(5)
+    p.connect("p")
+    for t in ("a", "b", "a", "c", "a", "b"):
+        p.publish(t, t.encode())
+    got = [(m.topic, m.properties.topic_alias) for m in s.publishes()]
+    # a->1, b->2, a hit, c replaces b (least recently used), a still aliased, b replaces c.
+    assert got == [("a", 1), ("b", 2), ("", 1), ("c", 2), ("", 1), ("b", 2)]
