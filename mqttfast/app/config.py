@@ -471,6 +471,12 @@ def deep_check(cfg: Config) -> list[str]:
         build_authenticator(cfg)
     except ConfigError as err:
         errors.extend(err.errors)
+    if cfg.plugin:  # [[plugin]]: import and construct each (mqttfast.plugins.runtime)
+        from mqttfast.plugins.runtime import load_specs
+        try:
+            load_specs(cfg.plugin)
+        except ValueError as err:
+            errors.append(str(err))
     try:  # the metrics/admin endpoints' own start-up checks (admin token, ...)
         from mqttfast.app.admin import check_ops, ops_options
     except ImportError:
