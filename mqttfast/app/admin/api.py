@@ -60,6 +60,7 @@ class TopicCounter:
         self.last_span = 1.0
         self.window_start = time.monotonic()
         self.original: Any = None
+        self.wrapper: Any = None
         self._task: asyncio.Task | None = None
 
     def install(self) -> None:
@@ -78,16 +79,14 @@ class TopicCounter:
                     cur[topic] = 1
             return original(msg, now, publisher)
 
-        router.publish = publish
+        router.publish = self.wrapper = publish
         self._task = asyncio.ensure_future(self._rotate())
 
     def uninstall(self) -> None:
-        if self.original is not None:
-            try:
-                del self.broker.router.publish  # back to the class method
-            except AttributeError:
-                pass
-            self.original = None
+        router = self.broker.router
+        if self.original is not None and vars(router).get("publish") is self.wrapper:
+            del router.publish  # back to the class method (only if nobody wrapped ours)
+        self.original = self.wrapper = None
         if self._task is not None:
             self._task.cancel()
             self._task = None
