@@ -35,6 +35,8 @@ log = logging.getLogger("mqttfast.plugins")
 
 ENTRY_POINT_GROUP = "mqttfast.plugins"
 FAILED = ReasonCode.IMPLEMENTATION_SPECIFIC_ERROR  # 0x83: a plug-in raised or timed out
+# Messages of one publisher waiting behind a slow async hook before its reading pauses.
+MAX_WAITING = 1000
 
 
 class PluginError(ValueError):
@@ -276,6 +278,8 @@ class PluginHooks(Hooks):
         queue = self.waiting.get(client)
         if queue is not None:  # an earlier message of this publisher is still being decided
             queue.append((msg, done, 0, None))
+            if len(queue) == MAX_WAITING:  # bounded: stop reading this publisher meanwhile
+                client.sink.pause_reading()
             return None
         if not self.publish_steps:
             return 0
@@ -300,8 +304,11 @@ class PluginHooks(Hooks):
     async def _serve(self, client: Any, info: ClientInfo) -> None:
         """Decide this publisher's queued messages in order, then return to the fast path."""
         queue = self.waiting[client]
+        paused = False
         try:
             while queue:
+                if len(queue) >= MAX_WAITING:
+                    paused = True
                 msg, done, start, first = queue.popleft()
                 rc = await self._decide(info, msg, start, first)
                 try:
@@ -313,6 +320,8 @@ class PluginHooks(Hooks):
                 if inspect.iscoroutine(first):
                     first.close()
             self.waiting.pop(client, None)
+            if paused and client.state != 3:  # 3: closed
+                client.sink.resume_reading()
 
     async def _decide(self, info: ClientInfo, msg: Any, start: int, first: Any) -> int:
         steps = self.publish_steps

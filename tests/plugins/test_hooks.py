@@ -228,3 +228,53 @@ def test_async_authorise_subscribe_refused_at_load():
 
     with pytest.raises(PluginError):
         PluginHooks(None, [Bad()])
+
+
+class Gate(mqttfast.Plugin):
+    """on_publish waits for a gate on 'gated/' topics (async)."""
+
+    def __init__(self, options=None):
+        super().__init__(options)
+        self.gate = asyncio.Event()
+        self.hook_timeout = 30
+
+    async def on_publish(self, client, message):
+        if message.topic.startswith("gated/"):
+            await self.gate.wait()
+
+
+def test_flood_behind_a_slow_async_hook_is_bounded_and_ordered(run):
+    """1500 messages behind a blocked async hook: the publisher is paused (bounded
+    memory), others flow, and once the hook answers all arrive in order."""
+
+    async def main():
+        gate = Gate()
+        async with mqttfast.Broker(port=0, plugins=[gate]) as broker:
+            sub = AioPaho(broker.port, "sub", 5)
+            await sub.connect()
+            await sub.subscribe("#", 0)
+            flood = AioPaho(broker.port, "flood", 4)
+            await flood.connect()
+            flood.publish_nowait("gated/first", b"0", 0)
+            for i in range(1, 1500):
+                flood.publish_nowait("free/x", str(i).encode(), 0)
+            hooks = broker.core.hooks
+            await until(lambda: len(hooks.waiting.get(next(iter(
+                c for c in broker.core.connections if c.client_id == "flood")), ())) >= 1000,
+                what="publisher queue at its bound")
+            await asyncio.sleep(0.3)
+            waiting = len(next(iter(hooks.waiting.values())))
+            assert 1000 <= waiting < 1500  # reading paused at the bound
+            other = AioPaho(broker.port, "other", 5)
+            await other.connect()
+            await other.publish("side/x", b"still fine", 1)
+            await until(lambda: any(m.topic == "side/x" for m in sub.messages), what="side")
+            gate.gate.set()
+            await until(lambda: len(sub.messages) == 1501, 15, "all flood messages")
+            flood_payloads = [int(m.payload) for m in sub.messages if m.topic != "side/x"]
+            assert flood_payloads == list(range(1500))
+            assert not hooks.waiting
+            for c in (sub, flood, other):
+                c.close()
+
+    run(main)
