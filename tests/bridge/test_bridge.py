@@ -271,3 +271,39 @@ def test_bridge_config_errors():
         assert needle in text
     with pytest.raises(ConfigError):
         mqttfast.Broker({"bridge": [{"address": "h"}]})
+
+
+def test_bridge_over_tls_v311_to_mqttfast(run, tmp_path):
+    """TLS to a remote mqttfast listener (certificate checked against a CA), MQTT 3.1.1:
+    try_private is refused by mqttfast, so the bridge falls back to plain 3.1.1."""
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    certfile, cafile = tmp_path / "server.pem", tmp_path / "ca.pem"
+    cert.private_key_and_cert_chain_pem.write_to_path(str(certfile))
+    ca.cert_pem.write_to_path(str(cafile))
+
+    async def main():
+        remote_cfg = {"listener": [{"address": "127.0.0.1", "port": 0,
+                                    "certfile": str(certfile)}]}
+        async with mqttfast.Broker(remote_cfg) as remote:
+            got = []
+            remote.subscribe("tls/#", got.append)
+            cfg = {"listener": listener(), "bridge": [bridge_cfg(
+                "tls", remote.port, [{"pattern": "#", "direction": "out", "qos": 1,
+                                      "local_prefix": "secure/", "remote_prefix": "tls/"}],
+                version=4, cafile=str(cafile))]}
+            async with mqttfast.Broker(cfg) as a:
+                br = a.extensions.bridges[0]
+                await asyncio.wait_for(br.connected.wait(), 10)
+                assert not br.private  # mqttfast refused protocol level 0x84
+                await a.publish("secure/door", b"locked", qos=1)
+                await until(lambda: got, what="message over TLS")
+                assert (got[0].topic, got[0].payload) == ("tls/door", b"locked")
+            bad = {"listener": listener(), "bridge": [bridge_cfg(
+                "untrusted", remote.port, [{"pattern": "x", "direction": "out"}], tls=True)]}
+            async with mqttfast.Broker(bad) as b:
+                await asyncio.sleep(0.5)  # the system CAs do not know trustme's CA
+                assert not b.extensions.bridges[0].connected.is_set()
+
+    run(main)
