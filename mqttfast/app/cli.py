@@ -21,6 +21,7 @@ from mqttfast import __version__
 SUBCOMMANDS: dict[str, str] = {
     "passwd": "mqttfast.app.security.passwd_cli:main",
     "check-config": "mqttfast.app.config:check_config_main",
+    "bench": "mqttfast.app.bench:main",
 }
 
 log = logging.getLogger("mqttfast")

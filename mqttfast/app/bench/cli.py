@@ -1,0 +1,265 @@
+"""``mqttfast bench SCENARIO [options]``: flags, process orchestration, progress and table."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import sys
+import time
+from typing import Any, Sequence
+
+from mqttfast.app.cli import OneLineParser
+
+from . import hist
+from .worker import STAMP_SIZE, worker_main
+
+SCENARIOS = ("fanin", "fanout", "pairs", "connections")
+
+
+def build_parser() -> OneLineParser:
+    p = OneLineParser(prog="mqttfast bench",
+                      description="MQTT 3.1.1 load generator: fan-in, fan-out, pairs, connections.")
+    p.add_argument("scenario", choices=SCENARIOS)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=1883)
+    p.add_argument("--qos", type=int, choices=(0, 1, 2), default=0)
+    p.add_argument("--size", type=int, default=64, help=f"payload bytes (>= {STAMP_SIZE}; default 64)")
+    run = p.add_mutually_exclusive_group()
+    run.add_argument("--duration", type=float, default=None, help="seconds of publishing (default 5)")
+    run.add_argument("--count", type=int, default=None, help="messages per publisher")
+    p.add_argument("--rate", type=float, default=0.0,
+                   help="total messages/s over all publishers (latency mode); 0 = as fast as possible")
+    p.add_argument("--pubs", type=int, default=4, help="fanin: publishers (default 4)")
+    p.add_argument("--subs", type=int, default=16, help="fanout: subscribers (default 16)")
+    p.add_argument("--pairs", type=int, default=8, help="pairs: publisher/subscriber pairs (default 8)")
+    p.add_argument("--conns", type=int, default=1000, help="connections: how many (default 1000)")
+    p.add_argument("--hold", type=float, default=5.0, help="connections: seconds to hold them (default 5)")
+    p.add_argument("--window", type=int, default=64, help="QoS 1/2 messages in flight per publisher")
+    p.add_argument("--max-ahead", type=int, default=250,
+                   help="messages per publisher in flight end to end (0 = open loop)")
+    p.add_argument("--batch", type=int, default=32, help="messages per write (default 32)")
+    p.add_argument("--procs", type=int, default=2, help="worker processes (default 2)")
+    p.add_argument("--drain", type=float, default=5.0, help="seconds to wait for the last messages")
+    p.add_argument("--keepalive", type=int, default=60)
+    p.add_argument("--json", action="store_true", help="also print the result as one JSON line")
+    return p
+
+
+def check(p: OneLineParser, a: Any) -> None:
+    if a.size < STAMP_SIZE or a.size > 256 * 1024 * 1024:
+        p.error(f"--size must be in {STAMP_SIZE}..268435455")
+    if not 0 < a.port < 65536:
+        p.error("--port must be in 1..65535")
+    if a.duration is not None and not 0 < a.duration <= 86400:
+        p.error("--duration must be in (0, 86400]")
+    if a.count is not None and a.count < 1:
+        p.error("--count must be >= 1")
+    if a.rate < 0:
+        p.error("--rate must be >= 0")
+    for name in ("pubs", "subs", "pairs", "conns", "window", "batch", "procs"):
+        if getattr(a, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1")
+    if a.window > 65535:
+        p.error("--window must be <= 65535")
+    if a.max_ahead < 0 or a.hold < 0 or a.drain < 0:
+        p.error("--max-ahead, --hold and --drain must be >= 0")
+
+
+def topology(a: Any) -> dict:
+    """Who publishes where and who receives whom, as functions of indices."""
+    if a.scenario == "fanin":
+        npubs, nsubs = a.pubs, 1
+        return dict(npubs=npubs, nsubs=nsubs, pub_topic=lambda p: f"bench/{p}",
+                    sub_filter=lambda s: "bench/#", subs_of=lambda p: [0],
+                    pubs_of=lambda s: list(range(npubs)))
+    if a.scenario == "fanout":
+        nsubs = a.subs
+        return dict(npubs=1, nsubs=nsubs, pub_topic=lambda p: "bench/fan",
+                    sub_filter=lambda s: "bench/fan", subs_of=lambda p: list(range(nsubs)),
+                    pubs_of=lambda s: [0])
+    if a.scenario == "pairs":
+        return dict(npubs=a.pairs, nsubs=a.pairs, pub_topic=lambda p: f"bench/pair/{p}",
+                    sub_filter=lambda s: f"bench/pair/{s}", subs_of=lambda p: [p],
+                    pubs_of=lambda s: [s])
+    return dict(npubs=0, nsubs=a.conns, pub_topic=None, sub_filter=None, subs_of=None, pubs_of=None)
+
+
+def fmt_rate(v: float) -> str:
+    return f"{v / 1000:.1f}k" if v >= 10_000 else f"{v:.0f}"
+
+
+def fmt_us(v: int | None) -> str:
+    if v is None:
+        return "-"
+    return f"{v / 1000:.2f} ms" if v >= 1000 else f"{v} us"
+
+
+def print_table(rows: list[tuple[str, str]]) -> None:
+    w = max(len(k) for k, _ in rows)
+    v = max(len(x) for _, x in rows)
+    print(f"{'metric'.ljust(w)} | value")
+    print(f"{'-' * w}-+-{'-' * v}")
+    for k, x in rows:
+        print(f"{k.ljust(w)} | {x}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    a = parser.parse_args(list(argv) if argv is not None else None)
+    check(parser, a)
+    if a.duration is None and a.count is None:
+        a.duration = 5.0
+    topo = topology(a)
+    npubs, nsubs = topo["npubs"], topo["nsubs"]
+    ctx = multiprocessing.get_context("fork")  # closures in cfg; no loop runs in the parent
+    shared = {
+        "sent": ctx.RawArray("q", max(npubs, 1)),
+        "done": ctx.RawArray("b", max(npubs, 1)),
+        "recv": ctx.RawArray("q", max(npubs * nsubs, 1)),
+        "start_ns": ctx.RawValue("q", 0),
+    }
+    cfg = dict(topo, scenario=a.scenario, host=a.host, port=a.port, qos=a.qos, size=a.size,
+               duration=a.duration, count=a.count or 0, batch=a.batch, window=a.window,
+               max_ahead=a.max_ahead, drain=a.drain, keepalive=a.keepalive, hold=a.hold,
+               rate_per_pub=(a.rate / npubs) if (a.rate and npubs) else 0.0,
+               connect_timeout=10.0, connect_concurrency=200, tag=f"mfb{os.getpid()}")
+    # Spread clients round-robin: subscribers first, then publishers, so each process
+    # gets a similar mix.
+    procs_n = min(a.procs, max(npubs + nsubs, 1))
+    subs_for = [list(range(w, nsubs, procs_n)) for w in range(procs_n)]
+    pubs_for: list[list[int]] = [[] for _ in range(procs_n)]
+    for i, p in enumerate(range(npubs)):
+        pubs_for[(nsubs + i) % procs_n].append(p)
+    results = ctx.Queue()
+    start_event = ctx.Event()
+    workers = [ctx.Process(target=worker_main, daemon=True,
+                           args=(w, cfg, shared, pubs_for[w], subs_for[w], results, start_event))
+               for w in range(procs_n)]
+    for w in workers:
+        w.start()
+    try:
+        return orchestrate(a, cfg, shared, workers, results, start_event)
+    finally:
+        for w in workers:
+            w.join(timeout=2)
+            if w.is_alive():
+                w.kill()
+
+
+def orchestrate(a: Any, cfg: dict, shared: dict, workers: list, results: Any, start_event: Any) -> int:
+    n = len(workers)
+    out: dict[int, dict] = {}
+    errors: list[str] = []
+    ready = 0
+    setup_deadline = time.monotonic() + 30 + (a.conns / 200 if a.scenario == "connections" else 0)
+    while ready + len(errors) < n:
+        try:
+            msg = results.get(timeout=max(0.1, setup_deadline - time.monotonic()))
+        except Exception:
+            print("mqttfast bench: error: clients not ready in time", file=sys.stderr)
+            return 1
+        if msg[0] == "ready":
+            ready += 1
+        elif msg[0] == "error":
+            errors.append(msg[2])
+    if errors:
+        print(f"mqttfast bench: error: {errors[0]} ({a.host}:{a.port})", file=sys.stderr)
+        return 1
+    start = time.monotonic()
+    shared["start_ns"].value = time.monotonic_ns() + 50_000_000
+    start_event.set()
+    tty = sys.stderr.isatty()
+    limit = (a.duration or 0) + a.drain + a.hold + 60 + (a.count or 0) / 1000
+    last_print = 0.0
+    last_recv = 0
+    last_t = start
+    sent, recv = shared["sent"], shared["recv"]
+    while len(out) + len(errors) < n:
+        try:
+            msg = results.get(timeout=0.25)
+            if msg[0] == "result":
+                out[msg[1]] = msg[2]
+            elif msg[0] == "error":
+                errors.append(msg[2])
+        except Exception:
+            pass
+        now = time.monotonic()
+        if now - start > limit:
+            errors.append(f"timed out after {limit:.0f} s")
+            break
+        if now - last_print >= 1.0 and a.scenario != "connections":
+            r = sum(recv)
+            rate = (r - last_recv) / (now - last_t)
+            line = (f"[{now - start:5.1f}s] sent {sum(sent):,}  received {r:,}  "
+                    f"{fmt_rate(rate)} msg/s")
+            print(("\r" + line) if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
+            last_print, last_recv, last_t = now, r, now
+    if tty and a.scenario != "connections":
+        print(file=sys.stderr)
+    if a.scenario == "connections":
+        return report_connections(a, list(out.values()), errors)
+    return report_messages(a, cfg, shared, list(out.values()), errors)
+
+
+def report_messages(a: Any, cfg: dict, shared: dict, res: list[dict], errors: list[str]) -> int:
+    start_ns = shared["start_ns"].value
+    sent = list(shared["sent"])[:cfg["npubs"]]
+    expected = sum(s * len(cfg["subs_of"](p)) for p, s in enumerate(sent))
+    h = hist.new()
+    for r in res:
+        hist.merge(h, r["hist"])
+        errors.extend(r["errors"])
+    unique = sum(r["unique"] for r in res)
+    dups = sum(r["dups"] for r in res)
+    received = sum(r["received"] for r in res)
+    last_ns = max([r["last_ns"] for r in res], default=0)
+    elapsed = max((last_ns - start_ns) / 1e9, 1e-9) if last_ns else 0.0
+    rate = unique / elapsed if elapsed else 0.0
+    loss = max(expected - unique, 0)
+    p50, p95, p99 = (hist.percentile(h, q) for q in (50, 95, 99))
+    clients = f"{cfg['npubs']} pub, {cfg['nsubs']} sub"
+    rows = [
+        ("scenario", f"{a.scenario} QoS{a.qos}, {a.size} B, {clients}, {a.host}:{a.port}"),
+        ("sent", f"{sum(sent):,}"),
+        ("received", f"{received:,} (expected {expected:,})"),
+        ("msgs/s", f"{rate:,.0f}" + (f" (offered {a.rate:,.0f})" if a.rate else "")),
+        ("latency p50", fmt_us(p50)),
+        ("latency p95", fmt_us(p95)),
+        ("latency p99", fmt_us(p99)),
+        ("loss", f"{loss:,} ({100 * loss / expected:.3f}%)" if expected else "0"),
+        ("duplicates", f"{dups:,}"),
+    ]
+    print_table(rows)
+    for e in errors[:5]:
+        print(f"mqttfast bench: {e}", file=sys.stderr)
+    if a.json:
+        print(json.dumps({"scenario": a.scenario, "qos": a.qos, "size": a.size, "sent": sum(sent),
+                          "expected": expected, "received": received, "unique": unique,
+                          "duplicates": dups, "loss": loss, "msgs_per_s": round(rate, 1),
+                          "p50_us": p50, "p95_us": p95, "p99_us": p99, "errors": errors[:5],
+                          "ok": not loss and not errors}))
+    return 0 if not loss and not errors and expected else 1
+
+
+def report_connections(a: Any, res: list[dict], errors: list[str]) -> int:
+    connack = sum(r["connack"] for r in res)
+    failed = sum(r["failed"] for r in res)
+    open_end = sum(r["open_at_end"] for r in res)
+    secs = max([r["connect_s"] for r in res], default=0.0)
+    for r in res:
+        errors.extend(r["errors"])
+    rows = [
+        ("scenario", f"connections, {a.conns} clients, {a.host}:{a.port}"),
+        ("connected", f"{connack:,} (failed {failed:,})"),
+        ("connects/s", f"{connack / secs:,.0f}" if secs else "-"),
+        (f"open after {a.hold:g} s", f"{open_end:,}"),
+    ]
+    print_table(rows)
+    for e in errors[:5]:
+        print(f"mqttfast bench: {e}", file=sys.stderr)
+    if a.json:
+        print(json.dumps({"scenario": "connections", "conns": a.conns, "connack": connack,
+                          "failed": failed, "open_at_end": open_end, "connect_s": secs,
+                          "ok": connack == a.conns and open_end == a.conns}))
+    return 0 if connack == a.conns and open_end == a.conns and not failed else 1
