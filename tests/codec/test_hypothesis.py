@@ -15,6 +15,7 @@ Example counts are bounded so the module runs in well under a minute.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import string
 from typing import Any
@@ -554,6 +555,45 @@ def test_twins_encode_identical_bytes(twins: tuple[Any, Any], vp: tuple[int, Any
     if isinstance(pkt, Publish):
         args = (pkt.topic, pkt.payload, pkt.qos, pkt.retain, pkt.dup, pkt.properties, version)
         assert cy.publish_parts(*args) == py.publish_parts(*args)
+
+
+_WILD_INTS = [-1, 3, 255, 256, 65535, 65536, 70000, 2**28, 2**32, 2**64]
+
+
+@st.composite
+def wild_packets(draw: Any) -> tuple[int, Any]:
+    """A valid packet with one integer field (or one integer property) set out of its range."""
+    version, pkt = draw(versioned_packets)
+    int_fields = [f.name for f in dataclasses.fields(pkt)
+                  if isinstance(getattr(pkt, f.name), int) and not isinstance(getattr(pkt, f.name), bool)
+                  and f.name != "protocol_version"]
+    props = getattr(pkt, "properties", None)
+    int_props = [f.name for f in dataclasses.fields(Properties)
+                 if props is not None and isinstance(getattr(props, f.name), int)]
+    assume(int_fields or int_props)
+    name = draw(st.sampled_from(int_fields + int_props))
+    value = draw(st.sampled_from(_WILD_INTS))
+    if name in int_fields:
+        return version, dataclasses.replace(pkt, **{name: value})
+    return version, dataclasses.replace(pkt, properties=dataclasses.replace(props, **{name: value}))
+
+
+def _encode_outcome(mod: Any, pkt: Any, version: int) -> tuple[str, Any]:
+    try:
+        return "bytes", mod.encode(pkt, version)
+    except (ValueError, TypeError, OverflowError) as exc:
+        return "error", type(exc).__name__
+
+
+@_MORE
+@given(vp=wild_packets())
+def test_twins_agree_on_out_of_range_fields(twins: tuple[Any, Any], vp: tuple[int, Any]) -> None:
+    """An out-of-range packet id, reason code, QoS or property value: both encoders write the
+    same bytes or raise the same exception type (a silently truncated packet id is a wrong
+    packet on the wire)."""
+    cy, py = twins
+    version, pkt = vp
+    assert _encode_outcome(cy, pkt, version) == _encode_outcome(py, pkt, version)
 
 
 # --------------------------------------------------------------------------- primitives
