@@ -21,7 +21,6 @@ from mqttfast.codec.constants import DISCONNECT_REASON_CODES, CONNACK_REASON_COD
 from mqttfast.codec.errors import MQTTError
 from mqttfast.codec.packets import Connack, Disconnect, Properties, Pubrel
 
-from .hooks import connack_code_for
 from .message import Message
 
 if TYPE_CHECKING:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from mqttfast.codec.packets import Auth, Unsuback
 
-from .conftest import (Disconnect, FakeClient, Properties, Puback, Pubcomp, Publish, Pubrec,
+from .conftest import (Disconnect, FakeClient, Properties, Puback, Publish, Pubrec,
                        Pubrel, Subscription, Unsubscribe, Will)
 
 
