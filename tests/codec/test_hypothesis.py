@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import string
+import tracemalloc
 from typing import Any
 
 import pytest
@@ -456,6 +457,24 @@ def test_server_decoder_rejects_second_connect(impl: Any, version: int, data: An
     first, second = data.draw(connects(version)), data.draw(connects(version))
     wire = impl.encode(first, version) + impl.encode(second, version)
     assert feed_all(impl.Decoder(), data.draw(chunked(wire))) == ([first], 0x82)
+
+
+@settings(_FAST, max_examples=40)
+@given(declared=st.integers(1000, MAX_REMAINING_LENGTH), sent=st.integers(0, 4000))
+def test_declared_length_is_not_preallocated(impl: Any, declared: int, sent: int) -> None:
+    """A PUBLISH announcing up to 256 MiB buffers only the bytes that arrived (a peer cannot make
+    the broker allocate by lying in the fixed header)."""
+    head = bytes((0x30,)) + impl.encode_varint(declared)
+    body = (b"\x00\x01a" + b"x" * sent)[:declared - 1]
+    dec = impl.Decoder(protocol_version=4)
+    tracemalloc.start()
+    try:
+        assert dec.feed(head + body) == []
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert dec.buffered == len(head) + len(body)
+    assert peak < 64 * 1024 + 4 * len(body)
 
 
 # --------------------------------------------------------------------------- robustness
