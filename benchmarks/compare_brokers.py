@@ -398,6 +398,13 @@ def short(key: str) -> str:
     return {"mqttfast_cython": "Cython", "mqttfast_python": "pure", "amqtt": "amqtt"}.get(key, key)
 
 
+def _log_if_wide(ax: Any, values: list[float]) -> None:
+    """Log scale when the bars span more than 20x (amqtt beside mosquitto), so all stay visible."""
+    pos = [v for v in values if v and v > 0]
+    if pos and max(pos) / min(pos) > 20:
+        ax.set_yscale("log")
+
+
 def draw_chart(path: Path, cells: list[Cell], brokers: list[dict[str, Any]], medians: dict, title: str) -> str:
     try:
         import matplotlib
@@ -422,6 +429,8 @@ def draw_chart(path: Path, cells: list[Cell], brokers: list[dict[str, Any]], med
         ax.bar([x + i * width for x in range(len(thr))], vals, width, label=b["title"], color=colors[i])
     ax.set_xticks([x + width * (len(brokers) - 1) / 2 for x in range(len(thr))])
     ax.set_xticklabels([c.name for c in thr], rotation=20, ha="right", fontsize=8)
+    _log_if_wide(ax, [(medians.get(b["key"], {}).get(c.name, {}).get("value") or 0) / 1000
+                      for b in brokers for c in thr])
     ax.set_ylabel("thousand msg/s (higher is better)")
     ax.set_title("throughput")
     ax.legend(fontsize=8)
@@ -431,6 +440,7 @@ def draw_chart(path: Path, cells: list[Cell], brokers: list[dict[str, Any]], med
         ax.set_xticks(range(len(brokers)))
         ax.set_xticklabels([short(b["key"]) for b in brokers], rotation=20, ha="right", fontsize=8)
         ax.set_title(c.label.replace(", QoS0", ""), fontsize=9)
+        _log_if_wide(ax, vals)
         ax.set_ylabel(f"{c.unit} (lower is better)")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
