@@ -149,7 +149,7 @@ def handle_publish(conn: Connection, pkt: Publish) -> None:
             now = broker.clock()
         msg = Message(topic, pkt.payload, qos, pkt.retain, forwardable_properties(props),
                       expires_at, conn.client_id)
-        if broker.hooks.events:  # plug-ins see (may change or drop) the message first
+        if broker.hooks.messages:  # plug-ins see (may change or drop) the message first
             _intercepted(conn, msg, pid)
             return
         dropped_before = stats.dropped_queue_full

@@ -75,6 +75,9 @@ class Hooks:
     # The core calls the methods below only where ``events`` is True (read once
     # per call site), so a broker without plug-ins pays nothing for them.
     events = False
+    # message_received alone has its own flag, so plug-ins that only watch connections
+    # and subscriptions add nothing per message either.
+    messages = False
 
     def message_received(self, client: Any, msg: Any, done: Callable[[int], None]) -> int | None:
         """An authorised client PUBLISH (a core ``Message``) before routing; may change

@@ -121,7 +121,8 @@ class PluginHooks(Hooks):
         self.subscribe_steps = steps["on_subscribe"]
         self.unsubscribe_steps = steps["on_unsubscribe"]
         self.tick_steps = steps["on_tick"]
-        self.events = bool(self.publish_steps or self.connect_steps or self.disconnect_steps
+        self.messages = bool(self.publish_steps)
+        self.events = bool(self.connect_steps or self.disconnect_steps
                            or self.subscribe_steps or self.unsubscribe_steps)
         self.clients: "weakref.WeakKeyDictionary[Any, ClientInfo]" = weakref.WeakKeyDictionary()
         self.waiting: dict[Any, deque] = {}    # publisher -> messages behind an async hook

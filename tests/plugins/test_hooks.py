@@ -210,13 +210,24 @@ async def _start(cfg):
 
 
 def test_no_plugins_no_event_cost(run):
-    """Without plug-ins the core keeps its own Hooks: events off, no deliver check."""
+    """Without plug-ins the core keeps its own Hooks: events and messages off, no deliver
+    check; a plug-in with only connection hooks leaves the message path alone."""
 
     async def main():
         async with mqttfast.Broker(port=0) as broker:
             assert type(broker.core.hooks) is Hooks and not broker.core.hooks.events
+            assert not broker.core.hooks.messages
             assert broker.core.router.deliver_check is None
             assert broker.core.router.receive_check is None
+
+        class OnlyConnect(mqttfast.Plugin):
+            def on_connect(self, client):
+                pass
+
+        async with mqttfast.Broker(port=0, plugins=[OnlyConnect()]) as broker:
+            hooks = broker.core.hooks
+            assert hooks.events and not hooks.messages
+            assert broker.core.router.deliver_check is None
 
     run(main)
 
