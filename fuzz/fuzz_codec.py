@@ -13,13 +13,16 @@ along on the same inputs.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from pathlib import Path
 
 import atheris
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
+# MQTTFAST_FUZZ_ROOT: a tree to import mqttfast from instead of this checkout, e.g. the
+# sanitizer-instrumented copy built by fuzz/build_native.sh (fuzz/run.sh sets it).
+sys.path.insert(0, os.environ.get("MQTTFAST_FUZZ_ROOT") or str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 twin = "python"

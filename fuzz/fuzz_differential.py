@@ -8,19 +8,25 @@ after the same packets; the same bytes out of encode).
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import atheris
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
+# MQTTFAST_FUZZ_ROOT: a tree to import mqttfast from instead of this checkout, e.g. the
+# sanitizer-instrumented copy built by fuzz/build_native.sh (fuzz/run.sh sets it).
+sys.path.insert(0, os.environ.get("MQTTFAST_FUZZ_ROOT") or str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 with atheris.instrument_imports(include=["mqttfast"]):
     from mqttfast.codec import _codec as cy  # the compiled twin (build_ext --inplace first)
     from mqttfast.codec import _codec_py as py
     import harness
+
+
+print(f"fuzz_differential: {cy.__file__} vs {py.__file__}", file=sys.stderr)
 
 
 def test_one_input(data: bytes) -> None:
