@@ -11,7 +11,7 @@ Cases:
 * ``none``        no plug-ins: the core's plain ``Hooks`` (``events`` False);
 * ``on_publish``  one plug-in whose synchronous ``on_publish`` returns None;
 * ``on_deliver``  one plug-in whose ``on_deliver`` returns True (called per subscriber);
-* ``empty``       a plug-in with no message hook (only ``on_connect``): must cost
+* ``empty``       a plug-in with no message hook (only ``on_connect``): costs
                   as much as ``none`` per message.
 
 Prints messages/s (best of ``--runs``) and each case relative to ``none``.

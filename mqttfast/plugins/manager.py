@@ -122,8 +122,11 @@ class PluginHooks(Hooks):
         self.unsubscribe_steps = steps["on_unsubscribe"]
         self.tick_steps = steps["on_tick"]
         self.messages = bool(self.publish_steps)
-        self.events = bool(self.connect_steps or self.disconnect_steps
-                           or self.subscribe_steps or self.unsubscribe_steps)
+        # Connection events also keep ``connected`` (the ClientInfo of each connection,
+        # a plain dict: the per-message lookup is one hash) for the message hooks.
+        self.events = bool(self.connect_steps or self.disconnect_steps or self.subscribe_steps
+                           or self.unsubscribe_steps or self.messages or self.deliver_steps)
+        self.connected: dict[Any, ClientInfo] = {}
         self.clients: "weakref.WeakKeyDictionary[Any, ClientInfo]" = weakref.WeakKeyDictionary()
         self.waiting: dict[Any, deque] = {}    # publisher -> messages behind an async hook
         self.tasks: set[asyncio.Task] = set()
@@ -133,6 +136,9 @@ class PluginHooks(Hooks):
 
     # -- helpers ------------------------------------------------------------
     def client(self, conn: Any) -> ClientInfo:
+        info = self.connected.get(conn)
+        if info is not None:
+            return info
         info = self.clients.get(conn)
         if info is None or info.client_id != conn.client_id:
             info = ClientInfo(conn.client_id, conn.username, getattr(conn, "peer", ""),
@@ -284,8 +290,9 @@ class PluginHooks(Hooks):
             return None
         if not self.publish_steps:
             return 0
-        info = self.client(client)
+        info = self.connected.get(client) or self.client(client)
         steps = self.publish_steps
+        topic = msg.topic
         for i, (step, is_auth) in enumerate(steps):
             try:
                 res = step.fn(info, msg.topic, msg.qos, msg.retain) if is_auth \
@@ -293,13 +300,17 @@ class PluginHooks(Hooks):
             except Exception as exc:
                 self._failed(step, f"raised {exc!r}")
                 return FAILED
-            if inspect.isawaitable(res):
+            if res is not None and inspect.isawaitable(res):
                 self.waiting[client] = deque([(msg, done, i, res)])
                 self.spawn(self._serve(client, info))
                 return None
-            rc = self._publish_answer(step, is_auth, res, msg)
-            if rc:
-                return rc
+            if is_auth:
+                if res is False:
+                    return ReasonCode.NOT_AUTHORIZED
+            elif res is not None or msg.topic is not topic or type(msg.payload) is not bytes:
+                rc = self._publish_answer(step, False, res, msg)
+                if rc:
+                    return rc
         return 0
 
     async def _serve(self, client: Any, info: ClientInfo) -> None:
@@ -376,7 +387,7 @@ class PluginHooks(Hooks):
     def deliver(self, session: Any, msg: Any) -> bool:
         """Router.deliver_check: every on_deliver hook, for one subscriber."""
         conn = session.conn
-        info = self.client(conn) if conn is not None else \
+        info = (self.connected.get(conn) or self.client(conn)) if conn is not None else \
             ClientInfo(session.client_id, session.username)
         for step in self.deliver_steps:
             try:
@@ -384,20 +395,25 @@ class PluginHooks(Hooks):
             except Exception as exc:
                 self._failed(step, f"raised {exc!r}")
                 continue  # a failing observer does not cost the subscriber its message
+            if res is None or res is True:
+                continue
+            if res is False:
+                return False
             if inspect.isawaitable(res):
                 self.spawn(self._await(step, res))
-            elif res is False:
-                return False
         return True
 
     # -- notifications ------------------------------------------------------
     def client_connected(self, client: Any) -> None:
+        self.connected.pop(client, None)
+        info = self.connected[client] = self.client(client)
         if self.connect_steps:
-            self._notify(self.connect_steps, self.client(client))
+            self._notify(self.connect_steps, info)
 
     def client_disconnected(self, client: Any, reason_code: int | None, by: str) -> None:
+        info = self.connected.pop(client, None) or self.client(client)
         if self.disconnect_steps:
-            self._notify(self.disconnect_steps, self.client(client),
+            self._notify(self.disconnect_steps, info,
                          DisconnectReason(by, None if reason_code is None else int(reason_code)))
 
     def subscribed(self, client: Any, topic_filter: str, qos: int) -> None:
