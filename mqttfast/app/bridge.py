@@ -28,7 +28,10 @@ speaking MQTT 3.1.1 or 5.0 to the remote:
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import logging
+import os
 import random
 import ssl
 from collections import deque
@@ -87,6 +90,9 @@ class BridgeConfig:
     reconnect_max: float = 60.0
     connect_timeout: float = 10.0
     queue_size: int = 10000            # local -> remote messages kept while the remote is down
+    # Where the queue (and what was in flight) is saved at stop and reloaded at start, so a
+    # restart of this broker keeps it (not a crash: it is written on stop only). None = off.
+    queue_file: str | None = None
     max_inflight: int = 20
     topic: list[BridgeTopic] = field(default_factory=list)
 
@@ -97,7 +103,7 @@ _KEYS: dict[str, type | tuple[type, ...]] = {
     "session_expiry": int, "try_private": bool, "tls": bool, "cafile": str, "certfile": str,
     "keyfile": str, "insecure": bool, "server_hostname": str, "reconnect_min": (int, float),
     "reconnect_max": (int, float), "connect_timeout": (int, float), "queue_size": int,
-    "max_inflight": int,
+    "max_inflight": int, "queue_file": str,
 }
 _TOPIC_KEYS: dict[str, type | tuple[type, ...]] = {
     "pattern": str, "direction": str, "qos": int, "local_prefix": str, "remote_prefix": str,
@@ -237,6 +243,8 @@ class Bridge:
 
     # -- local side -----------------------------------------------------------
     def start(self) -> None:
+        if self.cfg.queue_file:
+            self._load_queue(self.cfg.queue_file)
         for t in self.cfg.topic:
             if t.direction in ("out", "both"):
                 self.subs.append(self.api.subscribe(
@@ -485,6 +493,57 @@ class Bridge:
         elif t is Pingresp:
             pass
 
+    # -- queue file ------------------------------------------------------------
+    _PROPS = ("payload_format_indicator", "content_type", "response_topic", "correlation_data",
+              "user_property")
+
+    def _save_queue(self, path: str) -> None:
+        items = [i for _, i in sorted(self.inflight.items())] + list(self.queue)
+        tmp = f"{path}.tmp"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            for it in items:
+                rec: dict[str, Any] = {"topic": it.topic, "qos": it.qos, "retain": it.retain,
+                                       "payload": base64.b64encode(it.payload).decode()}
+                p = it.properties
+                if p is not None:
+                    props = {k: getattr(p, k) for k in self._PROPS if getattr(p, k) is not None}
+                    if "correlation_data" in props:
+                        props["correlation_data"] = base64.b64encode(
+                            props["correlation_data"]).decode()
+                    rec["properties"] = props
+                fh.write(json.dumps(rec) + "\n")
+        os.replace(tmp, path)
+        log.info("bridge %s: %d queued messages saved to %s", self.cfg.name, len(items), path)
+
+    def _load_queue(self, path: str) -> None:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                lines = fh.read().splitlines()
+        except FileNotFoundError:
+            return
+        except OSError as err:
+            log.error("bridge %s: cannot read %s: %s", self.cfg.name, path, err)
+            return
+        loaded = 0
+        for line in lines:
+            try:
+                rec = json.loads(line)
+                props = None
+                if rec.get("properties"):
+                    pd = dict(rec["properties"])
+                    if "correlation_data" in pd:
+                        pd["correlation_data"] = base64.b64decode(pd["correlation_data"])
+                    if "user_property" in pd:
+                        pd["user_property"] = [tuple(x) for x in pd["user_property"]]
+                    props = Properties(**{k: v for k, v in pd.items() if k in self._PROPS})
+                self.queue.append(_Out(rec["topic"], base64.b64decode(rec["payload"]),
+                                       int(rec["qos"]), bool(rec["retain"]), props))
+                loaded += 1
+            except (ValueError, KeyError, TypeError) as err:
+                log.error("bridge %s: bad line in %s skipped: %s", self.cfg.name, path, err)
+        os.unlink(path)
+        log.info("bridge %s: %d queued messages reloaded from %s", self.cfg.name, loaded, path)
+
     async def stop(self) -> None:
         self.stopping = True
         for sub in self.subs:
@@ -504,6 +563,11 @@ class Bridge:
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+        if self.cfg.queue_file and (self.queue or self.inflight):
+            try:
+                self._save_queue(self.cfg.queue_file)
+            except OSError as err:
+                log.error("bridge %s: cannot save the queue: %s", self.cfg.name, err)
 
 
 __all__ = ["Bridge", "BridgeConfig", "BridgeTopic", "parse_bridge_tables"]

@@ -307,3 +307,31 @@ def test_bridge_over_tls_v311_to_mqttfast(run, tmp_path):
                 assert not b.extensions.bridges[0].connected.is_set()
 
     run(main)
+
+
+def test_queue_file_keeps_the_queue_across_a_restart(run, tmp_path):
+    """queue_file: messages queued for a remote that is down survive a restart of this
+    broker (saved at stop, reloaded at start) and reach the remote when it is back."""
+    qfile = tmp_path / "bridge-queue.jsonl"
+
+    async def main():
+        port = free_port()
+        cfg = {"listener": listener(), "bridge": [bridge_cfg(
+            "p", port, [{"pattern": "keep/#", "direction": "out", "qos": 1}],
+            queue_file=str(qfile))]}
+        from mqttfast.codec.packets import Properties
+        async with mqttfast.Broker(cfg) as a:
+            for i in range(5):
+                await a.publish(f"keep/{i}", bytes([i, 255]), qos=1,
+                                properties=Properties(user_property=[("n", str(i))]))
+        assert len(qfile.read_text().splitlines()) == 5
+        async with mqttfast.Broker(port=port) as remote:
+            got = []
+            remote.subscribe("keep/#", got.append)
+            async with mqttfast.Broker(cfg):
+                await until(lambda: len(got) == 5, 10, "reloaded queue delivered")
+            assert [(m.topic, m.payload, m.properties.user_property) for m in got] == [
+                (f"keep/{i}", bytes([i, 255]), [("n", str(i))]) for i in range(5)]
+        assert not qfile.exists()
+
+    run(main)
