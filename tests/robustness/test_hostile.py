@@ -592,3 +592,33 @@ def test_same_client_id_takeover_storm(broker: BrokerProcess, good: GoodClient) 
         pkts += dec.feed(data)
     s.sendall(encode(Disconnect(), v))
     s.close()
+
+
+def test_qos2_publisher_that_never_releases(broker: BrokerProcess, good: GoodClient) -> None:
+    """A publisher that sends QoS 2 PUBLISHes and never PUBREL: v3.1.1 holds one packet
+    id per message (bounded by the 65,535 ids), each message is forwarded exactly once
+    even when re-sent with DUP [MQTT-4.3.3-10]; a v5 client going past the Receive
+    Maximum (10 here) is disconnected with 0x93 [MQTT-3.3.4-9]."""
+    before = rss_kib(broker.pid)
+    with connected(broker.port, client_id="q2-watch") as watch:
+        watch.subscribe(("q2/#", 0))
+        c = connected(broker.port, client_id="q2-holder")
+        c.send(b"".join(encode(Publish("q2/t", str(i).encode(), 2, packet_id=i), 4)
+                        for i in range(1, 5001)))
+        recs = [c.recv_packet(10.0) for _ in range(5000)]
+        assert [r.packet_id for r in recs] == list(range(1, 5001))
+        c.send(b"".join(encode(Publish("q2/t", b"again", 2, dup=True, packet_id=i), 4)
+                        for i in range(1, 101)))
+        assert [c.recv_packet(5.0).packet_id for _ in range(100)] == list(range(1, 101))
+        got = [int(p.payload) for p in watch.recv_publishes(5000, timeout=15)]
+        assert got == list(range(1, 5001))
+        watch.expect_no_packet(0.3)  # the DUP re-sends were not forwarded again
+        assert c.is_open(2.0)
+        c.close()
+    assert rss_kib(broker.pid) - before < 16 * 1024
+    v5 = connected(broker.port, 5, client_id="q2-v5")
+    v5.send(b"".join(encode(Publish("q2/v5", b"x", 2, packet_id=i), 5) for i in range(1, 12)))
+    recs = [v5.recv_packet(5.0) for _ in range(10)]
+    assert all(type(r).__name__ == "Pubrec" for r in recs)
+    assert v5.expect_closed(3.0) == 0x93
+    v5.close()
