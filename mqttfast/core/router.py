@@ -70,6 +70,8 @@ class LocalRouter:
         receive = self.receive_check
         deliver = self.deliver_check
         topic = msg.topic
+        sent0 = bytes0 = 0
+        stats0 = None
         for t in normal:
             if t.no_local and t.client_id == origin:
                 t = t.without_no_local()  # type: ignore[assignment]
@@ -82,14 +84,33 @@ class LocalRouter:
                     deliver is not None and not deliver(session, msg))):
                 continue  # ACL: this client may not read this topic
             qos = t.qos if t.qos < mqos else mqos
+            conn = session.conn
             # [MQTT-3.3.1-9] RETAIN=0 to established subscriptions, unless
             # Retain As Published (v5, 3.8.3.1).
-            session.deliver(msg, qos, mretain and t.retain_as_published, t.sub_ids, now, cache)
+            if qos == 0 and conn is not None and not conn.v5 and not conn.congested:
+                # Fast path (what session.deliver -> send_qos0 does here, minus three calls
+                # per delivery): QoS 0 to a 3.1.1 client with room gets the bytes shared by
+                # every subscriber of this shape; stats are added once after the loop.
+                key = (0, mretain and t.retain_as_published, False)
+                parts = cache.get(key)
+                if parts is None:
+                    parts = conn.encode_publish(msg, 0, key[1], None, False, now, cache)
+                head = parts[0]
+                conn.sink.write(head)
+                sent0 += 1
+                bytes0 += len(head)
+                stats0 = conn.broker.stats
+            else:
+                session.deliver(msg, qos, mretain and t.retain_as_published, t.sub_ids, now, cache)
             count += 1
-            conn = session.conn
             if conn is not None and publisher is not None and (
                     conn.congested or len(session.queue) > high):
                 conn.block_publisher(publisher)
+        if stats0 is not None:
+            stats0.publish_sent += sent0
+            stats0.bytes_sent += bytes0
+            stats0.publish_sent_qos[0] += sent0
+            stats0.publish_bytes_sent_qos[0] += bytes0
         for group in shared:
             picked = group.pick(sessions)
             if picked is None:
