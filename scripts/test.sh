@@ -25,6 +25,7 @@ PYTHON="${PYTHON:-python3}"
 # Debian's system Python refuses global pip installs (PEP 668) unless told.
 export PIP_BREAK_SYSTEM_PACKAGES=1
 export PIP_DISABLE_PIP_VERSION_CHECK=1
+export PIP_ROOT_USER_ACTION=ignore
 
 # Debian packages the tests use.
 APT_PACKAGES=(
@@ -33,28 +34,44 @@ APT_PACKAGES=(
     # chromium           # (issues 6/7) headless-browser tests: add chromium here when they land
 )
 
+retry() {  # retry a flaky network step (registries) up to 3 times
+    local n
+    for n in 1 2 3; do
+        "$@" && return 0
+        echo "attempt $n failed: $*" >&2
+        sleep $((n * 5))
+    done
+    return 1
+}
+
 install_deps() {
     log "apt-get: ${APT_PACKAGES[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    $SUDO apt-get update -qq
     local extra=()
     command -v cc >/dev/null 2>&1 || extra+=(gcc)
     command -v node >/dev/null 2>&1 || extra+=(nodejs)
     command -v npm >/dev/null 2>&1 || extra+=(npm)
     "$PYTHON" -c 'import sysconfig, os, sys; sys.exit(0 if os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")) else 1)' \
         || extra+=(python3-dev)
-    $SUDO apt-get install -y -qq --no-install-recommends "${APT_PACKAGES[@]}" "${extra[@]}" >/dev/null
+    if ! { retry $SUDO apt-get update -qq \
+           && retry $SUDO apt-get install -y -qq --no-install-recommends \
+                "${APT_PACKAGES[@]}" "${extra[@]}" >/dev/null; }; then
+        # Go on if what the tests need is already there; the tests fail loudly otherwise.
+        command -v mosquitto_sub >/dev/null && command -v npm >/dev/null \
+            || { echo "apt-get failed and mosquitto-clients/npm are missing" >&2; exit 1; }
+        echo "warning: apt-get failed; using the packages already installed" >&2
+    fi
 
     # The package itself, editable, with its test extras. This compiles the
     # Cython extensions (in place), which the first pass below requires.
     log "pip install -e '.[test]' (builds the extensions)"
-    "$PYTHON" -m pip install -q -e '.[test]' pytest-xdist
+    retry "$PYTHON" -m pip install -q -e '.[test]' pytest-xdist
 
     log "npm install (mqtt, mqtt-packet)"
     if [ -f package-lock.json ]; then
-        npm ci --no-audit --no-fund --loglevel=error
+        retry npm ci --no-audit --no-fund --loglevel=error
     else
-        npm install --no-audit --no-fund --loglevel=error
+        retry npm install --no-audit --no-fund --loglevel=error
     fi
 }
 
