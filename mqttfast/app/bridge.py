@@ -94,6 +94,10 @@ class BridgeConfig:
     # restart of this broker keeps it (not a crash: it is written on stop only). None = off.
     queue_file: str | None = None
     max_inflight: int = 20
+    # Bridges a message may have crossed and still be carried (either way) by this one
+    # (user property mqttfast-bridge-hops). 2 lets edge -> hub -> edge work and bounds
+    # any loop of bridges to a few duplicates.
+    max_hops: int = 2
     topic: list[BridgeTopic] = field(default_factory=list)
 
 
@@ -103,7 +107,7 @@ _KEYS: dict[str, type | tuple[type, ...]] = {
     "session_expiry": int, "try_private": bool, "tls": bool, "cafile": str, "certfile": str,
     "keyfile": str, "insecure": bool, "server_hostname": str, "reconnect_min": (int, float),
     "reconnect_max": (int, float), "connect_timeout": (int, float), "queue_size": int,
-    "max_inflight": int, "queue_file": str,
+    "max_inflight": int, "queue_file": str, "max_hops": int,
 }
 _TOPIC_KEYS: dict[str, type | tuple[type, ...]] = {
     "pattern": str, "direction": str, "qos": int, "local_prefix": str, "remote_prefix": str,
@@ -164,8 +168,10 @@ def parse_bridge_tables(value: Any, errors: list[str]) -> list[BridgeConfig]:
             errors.append(f"{p}.port: must be 1..65535")
         if bc.reconnect_min <= 0 or bc.reconnect_max < bc.reconnect_min:
             errors.append(f"{p}.reconnect_max: need 0 < reconnect_min <= reconnect_max")
-        if bc.queue_size < 0 or bc.max_inflight < 1 or not 0 <= bc.keepalive <= 65535:
-            errors.append(f"{p}: queue_size >= 0, max_inflight >= 1, keepalive 0..65535")
+        if bc.queue_size < 0 or bc.max_inflight < 1 or not 0 <= bc.keepalive <= 65535 \
+                or bc.max_hops < 1:
+            errors.append(f"{p}: queue_size >= 0, max_inflight >= 1, keepalive 0..65535, "
+                          "max_hops >= 1")
         if not bc.topic:
             errors.append(f"{p}.topic: at least one [[bridge.topic]] is required")
         out.append(bc)
@@ -198,6 +204,31 @@ def _parse_topic(p: str, t: Any, errors: list[str]) -> BridgeTopic | None:
 
 class BridgeError(Exception):
     pass
+
+
+# User property a bridge adds to what it carries (both ways): how many bridges the
+# message has crossed. A bridge does not carry a message that has crossed max_hops
+# already, so no arrangement of bridges can make a message circle forever.
+HOPS_PROPERTY = "mqttfast-bridge-hops"
+
+
+def _hops(props: Properties | None, origin: str | None) -> int:
+    if props is not None and props.user_property:
+        for key, value in props.user_property:
+            if key == HOPS_PROPERTY:
+                try:
+                    return int(value)
+                except ValueError:
+                    return 1 << 30
+    # Published here by one of this broker's bridges (from a 3.1.1 remote: no property).
+    return 1 if origin is not None and origin.startswith("\x00bridge-") else 0
+
+
+def _with_hops(props: Properties | None, hops: int) -> Properties:
+    new = props.copy() if props is not None else Properties()
+    ups = [kv for kv in (new.user_property or []) if kv[0] != HOPS_PROPERTY]
+    new.user_property = ups + [(HOPS_PROPERTY, str(hops))]
+    return new
 
 
 class _Out:
@@ -239,6 +270,7 @@ class Bridge:
         self.sent = 0
         self.received = 0
         self.dropped = 0
+        self.skipped = 0   # not forwarded: max_hops reached
         self.connects = 0
 
     # -- local side -----------------------------------------------------------
@@ -254,6 +286,10 @@ class Bridge:
     def _local(self, m: Any, t: BridgeTopic) -> None:
         if m.origin == self.origin:
             return  # came from the remote through this bridge: never back out
+        hops = _hops(m.properties, m.origin)
+        if hops >= self.cfg.max_hops:
+            self.skipped += 1  # crossed enough bridges already: a loop stops here
+            return
         if self.cfg.queue_size and len(self.queue) >= self.cfg.queue_size:
             self.dropped += 1
             if self.dropped == 1 or self.dropped % 1000 == 0:
@@ -261,7 +297,7 @@ class Bridge:
                             self.cfg.name, len(self.queue), self.dropped)
             return
         remote_topic = t.remote_prefix + m.topic[len(t.local_prefix):]
-        props = m.properties if self.cfg.protocol_version == 5 else None
+        props = _with_hops(m.properties, hops + 1) if self.cfg.protocol_version == 5 else None
         self.queue.append(_Out(remote_topic, m.payload, m.qos, m.retain, props))
         self.wake.set()
 
@@ -271,10 +307,12 @@ class Bridge:
             if t.direction in ("in", "both") and topic.startswith(t.remote_prefix) \
                     and topic_matches(t.remote_filter, topic):
                 local = t.local_prefix + topic[len(t.remote_prefix):]
-                props = pkt.properties
-                if props is not None and props.topic_alias is not None:
-                    props = props.copy()
-                    props.topic_alias = None
+                hops = _hops(pkt.properties, None)
+                if hops >= self.cfg.max_hops:
+                    self.skipped += 1
+                    return
+                props = _with_hops(pkt.properties, hops + 1)
+                props.topic_alias = None
                 try:
                     self.api.publish_nowait(local, pkt.payload, min(pkt.qos, t.qos) if t.qos
                                             else pkt.qos, pkt.retain, props, origin=self.origin)

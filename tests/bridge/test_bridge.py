@@ -331,7 +331,46 @@ def test_queue_file_keeps_the_queue_across_a_restart(run, tmp_path):
             async with mqttfast.Broker(cfg):
                 await until(lambda: len(got) == 5, 10, "reloaded queue delivered")
             assert [(m.topic, m.payload, m.properties.user_property) for m in got] == [
-                (f"keep/{i}", bytes([i, 255]), [("n", str(i))]) for i in range(5)]
+                (f"keep/{i}", bytes([i, 255]), [("n", str(i)), ("mqttfast-bridge-hops", "1")])
+                for i in range(5)]
         assert not qfile.exists()
+
+    run(main)
+
+
+def test_two_bridges_between_the_same_brokers_do_not_loop(run):
+    """A bridges to B and B bridges to A, both ways on the same topics (MQTT 5): the
+    hop marker (max_hops 2) stops every copy after two bridges; counts stay bounded
+    and stop growing (without it the message would circle forever)."""
+
+    async def main():
+        b_port = free_port()
+        topics = [{"pattern": "ring/#", "direction": "both", "qos": 1}]
+        a_cfg = {"listener": listener(), "bridge": [bridge_cfg("ab", b_port, topics)]}
+        async with mqttfast.Broker(a_cfg) as a:
+            b_cfg = {"listener": [{"address": "127.0.0.1", "port": b_port}],
+                     "bridge": [bridge_cfg("ba", a.port, topics)]}
+            async with mqttfast.Broker(b_cfg) as b:
+                ab, ba = a.extensions.bridges[0], b.extensions.bridges[0]
+                await asyncio.wait_for(ab.connected.wait(), 5)
+                await asyncio.wait_for(ba.connected.wait(), 5)
+                on_a, on_b = [], []
+                a.subscribe("ring/#", on_a.append)
+                b.subscribe("ring/#", on_b.append)
+                await asyncio.sleep(0.3)
+                c = AioPaho(a.port, "c", 5)
+                await c.connect()
+                await c.publish("ring/x", b"once", 1)
+                await until(lambda: on_b, what="crossed to B")
+                await asyncio.sleep(1.0)
+                counts = (len(on_a), len(on_b), ab.sent, ba.sent)
+                await asyncio.sleep(0.5)
+                assert (len(on_a), len(on_b), ab.sent, ba.sent) == counts, "still circling"
+                assert 1 <= len(on_a) <= 3 and 1 <= len(on_b) <= 3  # bounded, no loop
+                assert ab.skipped + ba.skipped >= 1
+                hops = [dict(m.properties.user_property).get("mqttfast-bridge-hops")
+                        for m in on_b if m.properties]
+                assert "1" in hops
+                c.close()
 
     run(main)
