@@ -18,7 +18,9 @@ speaking MQTT 3.1.1 or 5.0 to the remote:
   (their origin is the bridge), and the bridge's remote subscriptions use
   No Local (MQTT 5), or, for MQTT 3.1.1, mosquitto's ``try_private`` (protocol
   level 0x84, which tells a mosquitto remote that this client is a bridge;
-  a remote that refuses it is retried without).
+  a remote that refuses it is retried without). Every carried message gets the
+  user property ``mqttfast-bridge-hops``; one that has crossed ``max_hops``
+  bridges is not carried again, so even a ring of bridges cannot loop forever.
 * Reconnect with exponential back-off (``reconnect_min`` doubling up to
   ``reconnect_max``, with jitter); the remote session is kept
   (clean start off, v5 ``session_expiry``) so the remote queues QoS 1/2
