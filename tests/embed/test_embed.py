@@ -164,3 +164,24 @@ def test_import_codec_stays_light():
             "import mqttfast; assert mqttfast.Broker.__module__ == 'mqttfast.embed'; "
             "assert mqttfast.Plugin.__name__ == 'Plugin'")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=30)
+
+
+def test_runs_under_uvloop_too():
+    """The same API in a uvloop event loop (what the mqttfast command uses)."""
+    uvloop = pytest.importorskip("uvloop")
+
+    async def main():
+        got = []
+        async with mqttfast.Broker(port=0) as broker:
+            broker.subscribe("u/#", got.append)
+            c = AioPaho(broker.port, "u", 5)
+            await c.connect()
+            await c.publish("u/1", b"fast", 1)
+            await until(lambda: got, what="message under uvloop")
+            c.close()
+        assert got[0].payload == b"fast"
+        left = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        assert not left
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main())
