@@ -3,8 +3,8 @@
 #
 # TARGET:
 #   codec-python  atheris, pure-Python codec twin against its contract (coverage-guided)
-#   codec-cython  atheris, Cython twin against its contract (coverage from its Python parts only;
-#                 use native-diff for coverage inside the compiled code)
+#   codec-cython  atheris, Cython twin against its contract, built by clang with ASan and
+#                 libFuzzer coverage (fuzz/build_native.sh, run first automatically)
 #   diff          atheris, Cython vs pure-Python twins must agree (coverage from the pure twin)
 #   native-diff   diff, with the Cython twins and C kernels built by clang with ASan and
 #                 libFuzzer coverage (fuzz/build_native.sh, run first automatically)
@@ -26,8 +26,13 @@ COMMON="-max_total_time=$SECONDS_ -artifact_prefix=$WORK/ -print_final_stats=1"
 case "$TARGET" in
   codec-python) exec python3 fuzz/fuzz_codec.py --twin python $COMMON -max_len=4096 "$@" \
                     "$WORK/$TARGET" fuzz/corpus/codec ;;
-  codec-cython) exec python3 fuzz/fuzz_codec.py --twin cython $COMMON -max_len=4096 "$@" \
-                    "$WORK/$TARGET" fuzz/corpus/codec ;;
+  codec-cython)
+    [ -n "$(ls $WORK/native/mqttfast/codec/_codec*.so 2>/dev/null)" ] || sh fuzz/build_native.sh
+    ATHERIS=$(python3 -c "import atheris; print(atheris.path())")
+    MQTTFAST_FUZZ_ROOT="$PWD/$WORK/native" LD_PRELOAD="$ATHERIS/asan_with_fuzzer.so" \
+    ASAN_OPTIONS=detect_leaks=0 \
+        exec python3 fuzz/fuzz_codec.py --twin cython $COMMON -max_len=4096 "$@" \
+            "$WORK/$TARGET" fuzz/corpus/codec ;;
   diff)         exec python3 fuzz/fuzz_differential.py $COMMON -max_len=4096 "$@" \
                     "$WORK/$TARGET" fuzz/corpus/codec ;;
   native-diff)
