@@ -261,7 +261,7 @@ def test_half_sent_packet_then_silence(broker: BrokerProcess, good: GoodClient) 
         c.send(full[: len(full) // 2])
         t0 = time.monotonic()
         closed_or_refused(c, timeout=5.0)
-        assert time.monotonic() - t0 < 4.0
+        assert time.monotonic() - t0 < 4.5
         c.close()
         watcher.expect_no_packet(0.3)
 
