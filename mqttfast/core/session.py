@@ -86,7 +86,7 @@ class Session:
                 conn.send_qos0(msg, retain, sub_ids, now, cache)
             return
         if (conn is not None and not self.queue and len(self.inflight) < conn.send_window
-                and not conn.over_hard_limit()):
+                and not (conn.congested and conn.over_hard_limit())):  # no call when not congested
             self._send_new(conn, Delivery(msg, qos, retain, sub_ids, shared), now, cache)
         else:
             self.enqueue(Delivery(msg, qos, retain, sub_ids, shared))
