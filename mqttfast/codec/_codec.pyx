@@ -1285,15 +1285,24 @@ def encode_publish(topic, payload, int qos=0, retain=False, dup=False, int packe
 
 cdef bytes _encode_ack(object pkt, int first, int version):
     cdef uint8_t out[5]
-    cdef int packet_id = pkt.packet_id
+    cdef int packet_id
     cdef int reason
+    # Range-check as Python ints before the C casts, raising what the pure twin's
+    # int.to_bytes / bytes() raise: a truncated packet id would be a wrong packet.
+    pid_obj = pkt.packet_id
+    if not 0 <= pid_obj <= 0xFFFF:
+        raise OverflowError(f"packet identifier out of range: {pid_obj!r}")
+    packet_id = pid_obj
     out[0] = first
     out[2] = <uint8_t>(packet_id >> 8)
     out[3] = <uint8_t>(packet_id & 0xFF)
     if version != 5:
         out[1] = 2
         return PyBytes_FromStringAndSize(<char *>out, 4)
-    reason = pkt.reason_code
+    reason_obj = pkt.reason_code
+    if not 0 <= reason_obj <= 0xFF:
+        raise ValueError(f"reason code out of range: {reason_obj!r}")
+    reason = reason_obj
     props = pkt.properties
     if _props_empty(props):
         if reason == 0:
@@ -1443,10 +1452,14 @@ def encode(packet, int protocol_version=4):
             topic, payload, qos, retain, dup, packet_id, props = (
                 packet.topic, packet.payload, packet.qos, packet.retain, packet.dup,
                 packet.packet_id, packet.properties)
-        if qos and not 1 <= packet_id <= 65535:
-            if 0 <= qos <= 2:
+        if qos not in (0, 1, 2):
+            raise ValueError(f"QoS must be 0, 1 or 2, not {qos!r}")
+        if qos:
+            if not 1 <= packet_id <= 65535:
                 raise ValueError(f"packet identifier must be 1..65535 for QoS {qos}, "
                                  f"not {packet_id!r}")
+        else:
+            packet_id = 0  # not on the wire at QoS 0, whatever the field holds
         return _publish(topic, payload, qos, retain, dup, packet_id, props, protocol_version,
                         False, None)
     if cls is Puback:
