@@ -31,7 +31,7 @@ export PIP_ROOT_USER_ACTION=ignore
 APT_PACKAGES=(
     mosquitto            # reference broker (MQTTFAST_TEST_BROKER=mosquitto), mosquitto_passwd
     mosquitto-clients    # mosquitto_pub / mosquitto_sub interop tests
-    # chromium           # (issues 6/7) headless-browser tests: add chromium here when they land
+    chromium             # headless-browser tests: MQTT.js over WebSocket, admin dashboard
 )
 
 retry() {  # retry a flaky network step (registries) up to 3 times
