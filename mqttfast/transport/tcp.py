@@ -194,6 +194,9 @@ class MQTTProtocol(asyncio.Protocol):
             except Exception as err:  # a core bug: one log line, the broker goes on
                 log.error("connection %s: error while closing: %r", conn.peer, err)
                 log.debug("error while closing", exc_info=True)
+            # Break protocol -> connection -> sink -> protocol now, so a closed connection
+            # is freed by reference counting instead of waiting for the cycle collector.
+            self.conn = None
 
     def pause_writing(self) -> None:
         if self.conn is not None:
