@@ -513,6 +513,8 @@ def build_table(results: dict[str, dict[str, Any]], titles: dict[str, str]) -> s
     first = rows_for(results[keys[0]])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for key, label, _, hib in first:
+        if all(per[k][key][2] is None for k in keys):
+            continue  # a measure not run (--measures)
         # The label carries the first broker's counts; they are the same for all unless noted.
         row = [label + ("" if hib else " (lower is better)")]
         row += [fmt(per[k][key][2]) for k in keys]
