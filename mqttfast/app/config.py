@@ -98,6 +98,12 @@ class LimitsConfig:
     max_subscriptions_per_client: int = spec(0, lo=0, settings="max_subscriptions_per_client",
                                              doc="subscriptions per client; 0 = unlimited "
                                                  "(extra ones: 0x97)")
+    max_topic_length: int = spec(0, lo=0, hi=65535, settings="max_topic_length",
+                                 doc="bytes in a topic or filter; 0 = 65535 "
+                                     "(v5 0x90/0x8F, 3.x connection closed)")
+    max_publish_rate: float = spec(0.0, lo=0, settings="max_publish_rate",
+                                   doc="PUBLISH per second per client; 0 = unlimited "
+                                       "(over it: reading from the client pauses)")
     max_retained_messages: int = spec(1_000_000, lo=0, flag="max_retained_messages",
                                       doc="retained messages kept; 0 = unlimited")
     max_retained_bytes: int = spec(1024 ** 3, lo=0, flag="max_retained_bytes",

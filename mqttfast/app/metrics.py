@@ -165,6 +165,12 @@ class BrokerCollector:
         yield CounterMetricFamily("mqttfast_protocol_errors",
                                   "Connections closed for a protocol violation",
                                   value=st.protocol_errors)
+        yield CounterMetricFamily("mqttfast_publish_throttled",
+                                  "Times reading from a client paused for max_publish_rate",
+                                  value=st.publish_throttled)
+        yield CounterMetricFamily("mqttfast_topic_too_long",
+                                  "Topics and filters refused for max_topic_length",
+                                  value=st.topic_too_long)
         if self.lag is not None:
             yield GaugeMetricFamily("mqttfast_event_loop_lag_seconds",
                                     "Worst event-loop timer lateness since the last scrape",

@@ -20,6 +20,7 @@ from .connection import Connection
 from .handlers import install_handlers
 from .hooks import Hooks
 from .message import Message, forwardable_properties
+from .rate_limit import PublishRateLimiter
 from .retained import RetainedStore
 from .router import LocalRouter
 from .session import Session
@@ -72,6 +73,7 @@ class Broker:
         self.router = router or LocalRouter(self.sessions, self.subscriptions, self.retained,
                                             self.settings.retain_available)
         self.sys = SysTopics(self)
+        self.publish_limiter = PublishRateLimiter(self)  # idle while max_publish_rate is 0
         # Per-delivery read authorisation, only when the hooks implement it (ACLs).
         if isinstance(self.router, LocalRouter) and \
                 type(self.hooks).authorise_receive is not Hooks.authorise_receive:
@@ -120,6 +122,8 @@ class Broker:
                 log.info("session %s expired", session.client_id)
                 self.stats.sessions_expired += 1
                 self.end_session(session, now)
+        if self.publish_limiter.paused:
+            self.publish_limiter.tick(now)
         if self.sys.due(now):
             self.sys.publish(now)
         self.storage.tick(now)

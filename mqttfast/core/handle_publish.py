@@ -5,7 +5,7 @@ from __future__ import annotations
 from mqttfast.codec.constants import ReasonCode
 from mqttfast.codec.packets import Puback, Pubcomp, Publish, Pubrec, Pubrel
 
-from .connection import CONNECTED, Connection
+from .connection import CONNECTED, Connection, log
 from .message import Message, forwardable_properties
 
 _PINGRESP = b"\xd0\x00"
@@ -59,6 +59,20 @@ def publish_decided(conn: Connection, session, msg: Message, pid: int, rc: int) 
         _ack(conn, Pubrec, 0x50, pid, rc)
 
 
+def _refuse_long_topic(conn: Connection, qos: int, pid: int, limit: int) -> None:
+    """A Topic Name longer than max_topic_length. Not malformed, so v5 QoS 1/2 gets
+    PUBACK/PUBREC 0x90 Topic Name invalid and stays connected (3.4.2.1); QoS 0 has no
+    ack, so the client learns it from DISCONNECT 0x90 (3.14.2.1) rather than losing
+    messages silently. 3.x has no reason codes: the connection is closed (4.13.1)."""
+    conn.broker.stats.topic_too_long += 1
+    log.info("client %s (%s): topic over %d bytes refused", conn.client_id, conn.peer, limit)
+    if conn.v5 and qos:
+        _ack(conn, Puback if qos == 1 else Pubrec, 0x40 if qos == 1 else 0x50,
+             pid, ReasonCode.TOPIC_NAME_INVALID)
+    else:
+        conn.close(ReasonCode.TOPIC_NAME_INVALID)
+
+
 def handle_publish(conn: Connection, pkt: Publish) -> None:
     if conn.state != CONNECTED:
         conn.violation(ReasonCode.PROTOCOL_ERROR, "PUBLISH before CONNACK")
@@ -67,6 +81,8 @@ def handle_publish(conn: Connection, pkt: Publish) -> None:
     settings = broker.settings
     stats = broker.stats
     stats.publish_received += 1
+    if settings.max_publish_rate:
+        broker.publish_limiter.consume(conn)  # back-pressure only: handled all the same
     qos = pkt.qos
     stats.publish_received_qos[qos] += 1
     stats.payload_bytes_received_qos[qos] += len(pkt.payload)
@@ -120,6 +136,9 @@ def handle_publish(conn: Connection, pkt: Publish) -> None:
         if qos:
             _ack(conn, Puback if qos == 1 else Pubrec, 0x40 if qos == 1 else 0x50,
                  pkt.packet_id, ReasonCode.TOPIC_NAME_INVALID)
+        return
+    if settings.max_topic_length and len(topic.encode()) > settings.max_topic_length:
+        _refuse_long_topic(conn, qos, pkt.packet_id, settings.max_topic_length)
         return
     if qos > settings.maximum_qos:
         conn.violation(ReasonCode.QOS_NOT_SUPPORTED, f"QoS {qos} not supported")

@@ -51,6 +51,9 @@ def handle_subscribe(conn: Connection, pkt: Subscribe) -> None:
                 return
         if not code and settings.max_topic_levels and filt.count("/") >= settings.max_topic_levels:
             code = ReasonCode.TOPIC_FILTER_INVALID
+        if not code and settings.max_topic_length and len(full.encode()) > settings.max_topic_length:
+            broker.stats.topic_too_long += 1
+            code = ReasonCode.TOPIC_FILTER_INVALID
         if (not code and settings.max_subscriptions_per_client
                 and len(session.subscriptions) >= settings.max_subscriptions_per_client
                 and full not in session.subscriptions):

@@ -84,6 +84,15 @@ class BrokerSettings:
     # filters gets 0x97 Quota exceeded (3.1.1: 0x80) for the extra ones.
     max_topic_levels: int = 0
     max_subscriptions_per_client: int = 0
+    # Topic Name / Topic Filter length in UTF-8 bytes; 0 = the protocol's 65535. A
+    # PUBLISH over it: v5 QoS 1/2 PUBACK/PUBREC 0x90, v5 QoS 0 DISCONNECT 0x90, 3.x
+    # connection closed; a filter over it gets SUBACK 0x8F (3.1.1: 0x80). Counted in
+    # Stats.topic_too_long.
+    max_topic_length: int = 0
+    # PUBLISH packets per second per client; 0 = unlimited. Over it reading from that
+    # client pauses until its token bucket refills (core/rate_limit.py): nothing is
+    # dropped, nobody is disconnected; each pause counts in Stats.publish_throttled.
+    max_publish_rate: float = 0
 
     # Internals.
     match_cache_size: int = 4096           # topics whose subscriber list is cached

@@ -9,6 +9,8 @@ class Stats:
                  "dropped_queue_full", "dropped_too_large", "dropped_expired",
                  "clients_total_ever", "clients_maximum", "sessions_expired",
                  "protocol_errors", "connections_accepted", "auth_failures",
+                 # Limits: publish rate pauses, topics/filters refused for their length.
+                 "publish_throttled", "topic_too_long",
                  # Per QoS (index 0..2): PUBLISH received (payload bytes) and sent (packet bytes).
                  "publish_received_qos", "payload_bytes_received_qos",
                  "publish_sent_qos", "publish_bytes_sent_qos")

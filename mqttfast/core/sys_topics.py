@@ -64,6 +64,8 @@ class SysTopics:
         values["publish/messages/sent"] = stats.publish_sent
         values["publish/messages/dropped"] = (stats.dropped_queue_full + stats.dropped_qos0_buffer_full
                                               + stats.dropped_too_large)
+        values["publish/throttled"] = stats.publish_throttled
+        values["publish/topic too long"] = stats.topic_too_long
         values["publish/bytes/received"] = stats.bytes_received
         values["publish/bytes/sent"] = stats.bytes_sent
         values["bytes/received"] = stats.bytes_received
