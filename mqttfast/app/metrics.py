@@ -171,6 +171,15 @@ class BrokerCollector:
         yield CounterMetricFamily("mqttfast_topic_too_long",
                                   "Topics and filters refused for max_topic_length",
                                   value=st.topic_too_long)
+        yield CounterMetricFamily("mqttfast_topic_levels_refused",
+                                  "Topics and filters refused for max_topic_levels",
+                                  value=st.topic_levels_refused)
+        yield CounterMetricFamily("mqttfast_subscriptions_refused",
+                                  "Filters refused for max_subscriptions_per_client",
+                                  value=st.subscriptions_refused)
+        yield CounterMetricFamily("mqttfast_connect_timeouts",
+                                  "Connections closed for no CONNECT within connect_timeout",
+                                  value=st.connect_timeouts)
         if self.lag is not None:
             yield GaugeMetricFamily("mqttfast_event_loop_lag_seconds",
                                     "Worst event-loop timer lateness since the last scrape",

@@ -398,6 +398,7 @@ class Connection:
     def check_timeouts(self, now: float) -> None:
         if self.state == AWAIT_CONNECT or self.state == AUTHENTICATING or self.state == AUTH_WAIT:
             if now - self.created_at > self.broker.settings.connect_timeout:
+                self.broker.stats.connect_timeouts += 1
                 log.info("connection %s: no CONNECT within %.1f s; closing", self.peer,
                          self.broker.settings.connect_timeout)
                 self.close(None, will=False)

@@ -133,6 +133,7 @@ def handle_publish(conn: Connection, pkt: Publish) -> None:
         return
     if settings.max_topic_levels and topic.count("/") >= settings.max_topic_levels:
         # Not malformed, but not accepted here (3.4.2.1 0x90); 3.1.1 cannot be told.
+        stats.topic_levels_refused += 1
         if qos:
             _ack(conn, Puback if qos == 1 else Pubrec, 0x40 if qos == 1 else 0x50,
                  pkt.packet_id, ReasonCode.TOPIC_NAME_INVALID)

@@ -50,6 +50,7 @@ def handle_subscribe(conn: Connection, pkt: Subscribe) -> None:
                 conn.violation(ReasonCode.PROTOCOL_ERROR, "no local on shared subscription")
                 return
         if not code and settings.max_topic_levels and filt.count("/") >= settings.max_topic_levels:
+            broker.stats.topic_levels_refused += 1
             code = ReasonCode.TOPIC_FILTER_INVALID
         if not code and settings.max_topic_length and len(full.encode()) > settings.max_topic_length:
             broker.stats.topic_too_long += 1
@@ -57,6 +58,7 @@ def handle_subscribe(conn: Connection, pkt: Subscribe) -> None:
         if (not code and settings.max_subscriptions_per_client
                 and len(session.subscriptions) >= settings.max_subscriptions_per_client
                 and full not in session.subscriptions):
+            broker.stats.subscriptions_refused += 1
             code = ReasonCode.QUOTA_EXCEEDED
         if not code and not settings.wildcard_subscription_available and (
                 "+" in filt or "#" in filt):

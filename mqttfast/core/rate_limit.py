@@ -74,14 +74,19 @@ class PublishRateLimiter:
         if tokens >= 0:
             return
         resume_at = now - tokens / rate
+        blocked = conn.blocked_by
         if conn in self.paused:
             self.paused[conn] = resume_at  # the rest of an already-read batch: more debt
-            return
-        self.paused[conn] = resume_at
-        self.broker.stats.publish_throttled += 1
-        log.debug("client %s (%s): publish rate over %s/s; reading paused %.2f s",
-                  conn.client_id, conn.peer, rate, resume_at - now)
-        blocked = conn.blocked_by
+            if THROTTLE in blocked:
+                return
+            # Connection.unblock() resumed it meanwhile (we sent it a QoS 1/2 message and
+            # must read the ack): pause again. Safe, unlike a subscriber's pause: the
+            # throttle always ends on the timer.
+        else:
+            self.paused[conn] = resume_at
+            self.broker.stats.publish_throttled += 1
+            log.debug("client %s (%s): publish rate over %s/s; reading paused %.2f s",
+                      conn.client_id, conn.peer, rate, resume_at - now)
         blocked.add(THROTTLE)
         if len(blocked) == 1:
             conn.sink.pause_reading()

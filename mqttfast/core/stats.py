@@ -11,6 +11,9 @@ class Stats:
                  "protocol_errors", "connections_accepted", "auth_failures",
                  # Limits: publish rate pauses, topics/filters refused for their length.
                  "publish_throttled", "topic_too_long",
+                 # Limits: topics/filters over max_topic_levels, filters over
+                 # max_subscriptions_per_client, sockets closed for connect_timeout.
+                 "topic_levels_refused", "subscriptions_refused", "connect_timeouts",
                  # Per QoS (index 0..2): PUBLISH received (payload bytes) and sent (packet bytes).
                  "publish_received_qos", "payload_bytes_received_qos",
                  "publish_sent_qos", "publish_bytes_sent_qos")

@@ -66,6 +66,9 @@ class SysTopics:
                                               + stats.dropped_too_large)
         values["publish/throttled"] = stats.publish_throttled
         values["publish/topic too long"] = stats.topic_too_long
+        values["publish/topic levels refused"] = stats.topic_levels_refused
+        values["subscriptions/refused"] = stats.subscriptions_refused
+        values["clients/connect timeouts"] = stats.connect_timeouts
         values["publish/bytes/received"] = stats.bytes_received
         values["publish/bytes/sent"] = stats.bytes_sent
         values["bytes/received"] = stats.bytes_received

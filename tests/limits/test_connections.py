@@ -77,6 +77,7 @@ def test_connect_timeout_closes_a_silent_socket(limits_broker, clients, bystande
     assert silent.expect_closed(timeout=4.0) is None
     elapsed = time.monotonic() - t0
     assert 0.8 <= elapsed < 3.5, elapsed
+    assert broker.wait_metric("mqttfast_connect_timeouts", 1) == 1
     others.exchange()
     # A client connected longer than the timeout is not affected by it.
     assert others.pub.is_open() and others.sub.is_open()
@@ -88,3 +89,4 @@ def test_connect_timeout_partial_connect(limits_broker, clients):
     c = clients(broker.port)
     c.send(b"\x10\x20\x00\x04MQ")
     assert c.expect_closed(timeout=4.0) is None
+    assert broker.wait_metric("mqttfast_connect_timeouts", 1) == 1

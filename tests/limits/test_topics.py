@@ -103,6 +103,7 @@ def test_topic_levels_v5_publish_0x90_subscribe_0x8f(limits_broker, clients, bys
     assert c.publish("a/b/c", b"ok", qos=1).reason_code == 0
     assert c.recv_publish().payload == b"ok"
     assert c.is_open()
+    assert broker.wait_metric("mqttfast_topic_levels_refused", 3) == 3
     others.exchange()
 
 
@@ -114,4 +115,5 @@ def test_topic_levels_311_subscribe_0x80_publish_dropped(limits_broker, clients,
     c.publish("a/b/c/d", b"x", qos=0)
     c.publish("a/b/c", b"ok", qos=0)
     assert c.recv_publish().payload == b"ok"
+    assert broker.wait_metric("mqttfast_topic_levels_refused", 2) == 2
     others.exchange()
