@@ -311,7 +311,9 @@ class Connection:
             if left <= 0 and not allow_expired:
                 self.broker.stats.dropped_expired += 1
                 return None
-            remaining = max(1, math.ceil(left))
+            # (now + interval) - now can exceed interval by a float ulp; without the
+            # epsilon ceil() would forward 61 for a 60 s expiry [MQTT-3.3.2-6].
+            remaining = max(1, math.ceil(left - 1e-6))
         topic = msg.topic
         alias = None
         new_alias = False
