@@ -611,3 +611,19 @@ def test_outbound_alias_replacement_is_least_recently_used(client):
     got = [(m.topic, m.properties.topic_alias) for m in s.publishes()]
     # a->1, b->2, a hit, c replaces b (least recently used), a still aliased, b replaces c.
     assert got == [("a", 1), ("b", 2), ("", 1), ("c", 2), ("", 1), ("b", 2)]
+
+
+def test_message_expiry_forwarded_unchanged_when_no_time_passed(client, clock):
+    """[MQTT-3.3.2-6] the forwarded Message Expiry Interval is the received value minus the
+    time waited, never more: at a clock value where (now + 60) - now is 60 plus one float
+    ulp, a message forwarded at once still carries 60, not 61."""
+    clock.now = 8150.0003703700995  # (now + 60) - now == 60.00000000000091 here
+    assert (clock.now + 60) - clock.now > 60
+    s = client(5)
+    s.connect("s")
+    s.subscribe(("t", 0))
+    p = client(5)
+    p.connect("p")
+    p.publish("t", b"x", properties=Properties(message_expiry_interval=60))
+    (m,) = s.publishes()
+    assert m.properties.message_expiry_interval == 60
