@@ -177,6 +177,9 @@ class BrokerCollector:
         yield CounterMetricFamily("mqttfast_subscriptions_refused",
                                   "Filters refused for max_subscriptions_per_client",
                                   value=st.subscriptions_refused)
+        yield CounterMetricFamily("mqttfast_connections_refused",
+                                  "Sockets closed at accept for max_connections",
+                                  value=st.connections_refused)
         yield CounterMetricFamily("mqttfast_connect_timeouts",
                                   "Connections closed for no CONNECT within connect_timeout",
                                   value=st.connect_timeouts)

@@ -14,6 +14,8 @@ class Stats:
                  # Limits: topics/filters over max_topic_levels, filters over
                  # max_subscriptions_per_client, sockets closed for connect_timeout.
                  "topic_levels_refused", "subscriptions_refused", "connect_timeouts",
+                 # Sockets closed at accept for max_connections (global or per listener).
+                 "connections_refused",
                  # Per QoS (index 0..2): PUBLISH received (payload bytes) and sent (packet bytes).
                  "publish_received_qos", "payload_bytes_received_qos",
                  "publish_sent_qos", "publish_bytes_sent_qos")

@@ -69,6 +69,7 @@ class SysTopics:
         values["publish/topic levels refused"] = stats.topic_levels_refused
         values["subscriptions/refused"] = stats.subscriptions_refused
         values["clients/connect timeouts"] = stats.connect_timeouts
+        values["clients/refused"] = stats.connections_refused
         values["publish/bytes/received"] = stats.bytes_received
         values["publish/bytes/sent"] = stats.bytes_sent
         values["bytes/received"] = stats.bytes_received

@@ -146,6 +146,7 @@ class ListenerProtocol(MQTTProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         if self.gated:
             if not self.listener.admit():
+                self.broker.stats.connections_refused += 1
                 transport.close()
                 return
             self.counted = True
@@ -172,6 +173,9 @@ class GatedWebSocketProtocol(WebSocketProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if not self.listener.admit():
+            broker = getattr(self.inner, "broker", None)
+            if broker is not None:
+                broker.stats.connections_refused += 1
             transport.close()
             return
         self.counted = True

@@ -29,6 +29,7 @@ def test_max_connections_global(limits_broker, clients):
     spare = clients(broker.port, "g-spare")
     _refused(clients(broker.port))
     assert broker.wait_for_log("max_connections reached")
+    assert broker.wait_metric("mqttfast_connections_refused", 1) == 1
     # The connected ones keep exchanging messages.
     for i in range(3):
         pub.publish("g/t", str(i).encode(), qos=1)
@@ -55,6 +56,7 @@ max_connections = 1
 """)
     first = clients(second, "l-first")
     _refused(clients(second))
+    assert broker.wait_metric("mqttfast_connections_refused", 1) == 1
     # The other listener is not limited, and routes to the client of the full one.
     others = [clients(broker.port, f"main-{i}") for i in range(4)]
     first.subscribe(("l/t", 1))
