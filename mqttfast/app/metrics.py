@@ -39,6 +39,24 @@ DROP_REASONS = {
     "expired": "dropped_expired",
 }
 
+# Plain counters read straight from ``Stats``: (metric name, help, Stats attribute).
+STAT_COUNTERS: tuple[tuple[str, str, str], ...] = (
+    ("mqttfast_auth_failures", "CONNECTs refused for credentials or authorisation", "auth_failures"),
+    ("mqttfast_protocol_errors", "Connections closed for a protocol violation", "protocol_errors"),
+    ("mqttfast_publish_throttled", "Times reading from a client paused for max_publish_rate",
+     "publish_throttled"),
+    ("mqttfast_topic_too_long", "Topics and filters refused for max_topic_length", "topic_too_long"),
+    ("mqttfast_topic_levels_refused", "Topics and filters refused for max_topic_levels",
+     "topic_levels_refused"),
+    ("mqttfast_subscriptions_refused", "Filters refused for max_subscriptions_per_client",
+     "subscriptions_refused"),
+    ("mqttfast_connections_refused", "Sockets closed at accept for max_connections",
+     "connections_refused"),
+    ("mqttfast_connect_timeouts", "Connections closed for no CONNECT within connect_timeout",
+     "connect_timeouts"),
+)
+
+
 
 class LoopLagMonitor:
     """Event-loop lag: how late a timer of ``interval`` seconds fires. One wake-up
@@ -159,30 +177,8 @@ class BrokerCollector:
         yield GaugeMetricFamily("mqttfast_queued_bytes", "Payload bytes queued in sessions",
                                 value=queued_bytes)
 
-        yield CounterMetricFamily("mqttfast_auth_failures",
-                                  "CONNECTs refused for credentials or authorisation",
-                                  value=st.auth_failures)
-        yield CounterMetricFamily("mqttfast_protocol_errors",
-                                  "Connections closed for a protocol violation",
-                                  value=st.protocol_errors)
-        yield CounterMetricFamily("mqttfast_publish_throttled",
-                                  "Times reading from a client paused for max_publish_rate",
-                                  value=st.publish_throttled)
-        yield CounterMetricFamily("mqttfast_topic_too_long",
-                                  "Topics and filters refused for max_topic_length",
-                                  value=st.topic_too_long)
-        yield CounterMetricFamily("mqttfast_topic_levels_refused",
-                                  "Topics and filters refused for max_topic_levels",
-                                  value=st.topic_levels_refused)
-        yield CounterMetricFamily("mqttfast_subscriptions_refused",
-                                  "Filters refused for max_subscriptions_per_client",
-                                  value=st.subscriptions_refused)
-        yield CounterMetricFamily("mqttfast_connections_refused",
-                                  "Sockets closed at accept for max_connections",
-                                  value=st.connections_refused)
-        yield CounterMetricFamily("mqttfast_connect_timeouts",
-                                  "Connections closed for no CONNECT within connect_timeout",
-                                  value=st.connect_timeouts)
+        for name, doc, attr in STAT_COUNTERS:
+            yield CounterMetricFamily(name, doc, value=getattr(st, attr))
         if self.lag is not None:
             yield GaugeMetricFamily("mqttfast_event_loop_lag_seconds",
                                     "Worst event-loop timer lateness since the last scrape",
