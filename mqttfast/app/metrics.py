@@ -57,7 +57,6 @@ STAT_COUNTERS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-
 class LoopLagMonitor:
     """Event-loop lag: how late a timer of ``interval`` seconds fires. One wake-up
     per interval; keeps the last lag and the worst since the previous scrape."""
