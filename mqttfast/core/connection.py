@@ -388,11 +388,7 @@ class Connection:
         if parts is None:
             return
         head = parts[0]
-        stats = self.broker.stats
-        stats.publish_sent += 1
-        stats.bytes_sent += len(head)
-        stats.publish_sent_qos[0] += 1
-        stats.publish_bytes_sent_qos[0] += len(head)
+        self.broker.stats.qos0_sent(1, len(head))
         self.sink.write(head)
 
     # -- timers -------------------------------------------------------------

@@ -107,10 +107,7 @@ class LocalRouter:
                     conn.congested or len(session.queue) > high):
                 conn.block_publisher(publisher)
         if stats0 is not None:
-            stats0.publish_sent += sent0
-            stats0.bytes_sent += bytes0
-            stats0.publish_sent_qos[0] += sent0
-            stats0.publish_bytes_sent_qos[0] += bytes0
+            stats0.qos0_sent(sent0, bytes0)
         for group in shared:
             picked = group.pick(sessions)
             if picked is None:

@@ -27,6 +27,14 @@ class Stats:
                      "publish_sent_qos", "publish_bytes_sent_qos"):
             setattr(self, name, [0, 0, 0])
 
+    def qos0_sent(self, packets: int, nbytes: int) -> None:
+        """Count QoS 0 PUBLISH packets written (one place for Connection.send_qos0 and the
+        router's batched fast path, so the two cannot drift apart)."""
+        self.publish_sent += packets
+        self.bytes_sent += nbytes
+        self.publish_sent_qos[0] += packets
+        self.publish_bytes_sent_qos[0] += nbytes
+
     def as_dict(self) -> dict[str, int]:
         return {name: (list(v) if isinstance(v := getattr(self, name), list) else v)
                 for name in self.__slots__}
