@@ -26,14 +26,15 @@ import importlib
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mqttfast.codec.packets import (  # noqa: E402
+from mqttfast.codec.packets import (
     Connect,
     Pingreq,
     Properties,
@@ -49,8 +50,11 @@ from mqttfast.codec.packets import (  # noqa: E402
 BATCH = 1000
 TOPIC = "bench/topic/0001"
 PAYLOAD = bytes(range(64))
-PROPS = Properties(message_expiry_interval=60, content_type="application/octet-stream",
-                   user_property=[("trace", "abc123")])
+PROPS = Properties(
+    message_expiry_interval=60,
+    content_type="application/octet-stream",
+    user_property=[("trace", "abc123")],
+)
 FLAVOURS = {"cython": "mqttfast.codec._codec", "python": "mqttfast.codec._codec_py"}
 
 
@@ -65,7 +69,10 @@ def mixed_stream(codec: Any, version: int) -> bytes:
         Publish(TOPIC, PAYLOAD),
         Publish("bench/other", PAYLOAD[:16], 1, packet_id=1, properties=props),
         Publish(TOPIC, PAYLOAD * 4, 2, retain=True, packet_id=2),
-        Puback(3), Pubrec(4), Pubrel(5), Pubcomp(6),
+        Puback(3),
+        Pubrec(4),
+        Pubrel(5),
+        Pubcomp(6),
         Publish("a/b/c/d", b"", 0),
         Pingreq(),
         Subscribe(7, [Subscription("bench/#", 1)]),
@@ -77,17 +84,24 @@ def load(flavour: str) -> Any:
     try:
         return importlib.import_module(FLAVOURS[flavour])
     except ImportError as exc:  # a benchmark of a missing build is meaningless
-        pytest.fail(f"{flavour} twin not importable ({exc}); "
-                    "build with python3 setup.py build_ext --inplace")
+        pytest.fail(
+            f"{flavour} twin not importable ({exc}); "
+            "build with python3 setup.py build_ext --inplace"
+        )
 
 
 def mqtt5_packet() -> Any:
     import mqtt5
 
     return mqtt5.PublishPacket(
-        TOPIC, PAYLOAD, qos=mqtt5.QoS.AT_LEAST_ONCE, packet_id=4242,
-        message_expiry_interval=60, content_type="application/octet-stream",
-        user_properties=[("trace", "abc123")])
+        TOPIC,
+        PAYLOAD,
+        qos=mqtt5.QoS.AT_LEAST_ONCE,
+        packet_id=4242,
+        message_expiry_interval=60,
+        content_type="application/octet-stream",
+        user_properties=[("trace", "abc123")],
+    )
 
 
 def mqtt5_decode_all(data: bytes) -> list[Any]:
@@ -142,7 +156,7 @@ def op_frame_mixed_stream(impl: str, version: int) -> Callable[[], Any]:
     codec = load(impl)
     connect = codec.encode(Connect("bench", version), version)
     data = mixed_stream(codec, version)
-    chunks = [data[i:i + 65536] for i in range(0, len(data), 65536)]
+    chunks = [data[i : i + 65536] for i in range(0, len(data), 65536)]
 
     def run() -> int:
         dec = codec.Decoder()
@@ -165,14 +179,15 @@ CELLS = [
     for op in OPERATIONS
     for version in (4, 5)
     for impl in ("cython", "python", "mqtt5")
-    if impl != "mqtt5" or (version == 5 and op in ("decode 64-byte PUBLISH",
-                                                     "encode 64-byte PUBLISH"))
+    if impl != "mqtt5"
+    or (version == 5 and op in ("decode 64-byte PUBLISH", "encode 64-byte PUBLISH"))
 ]
 
 
 @pytest.mark.benchmark
-@pytest.mark.parametrize("op,version,impl", CELLS,
-                         ids=[f"{o}-v{v}-{i}".replace(" ", "_") for o, v, i in CELLS])
+@pytest.mark.parametrize(
+    "op,version,impl", CELLS, ids=[f"{o}-v{v}-{i}".replace(" ", "_") for o, v, i in CELLS]
+)
 def test_codec(benchmark: Any, op: str, version: int, impl: str) -> None:
     fn = OPERATIONS[op](impl, version)
     fn()  # warm up, and prove it works before timing it
@@ -208,12 +223,17 @@ def median_ns_per_packet(fn: Callable[[], Any], rounds: int) -> float:
 def main() -> None:
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 200
     print(f"median ns per packet over {rounds} rounds of {BATCH} packets")
-    print(f"{'operation':34} {'MQTT':5} {'cython':>8} {'python':>8} {'mqtt5':>8} "
-          f"{'py/cy':>6} {'mqtt5/cy':>8}")
+    print(
+        f"{'operation':34} {'MQTT':5} {'cython':>8} {'python':>8} {'mqtt5':>8} "
+        f"{'py/cy':>6} {'mqtt5/cy':>8}"
+    )
     for op in OPERATIONS:
         for version in (4, 5):
-            row = {impl: median_ns_per_packet(OPERATIONS[op](impl, version), rounds)
-                   for o, v, impl in CELLS if o == op and v == version}
+            row = {
+                impl: median_ns_per_packet(OPERATIONS[op](impl, version), rounds)
+                for o, v, impl in CELLS
+                if o == op and v == version
+            }
             cy, py, m5 = row["cython"], row["python"], row.get("mqtt5")
             m5_abs = f"{m5:8.0f}" if m5 else "       -"
             m5_ratio = f"{m5 / cy:8.2f}" if m5 else "       -"

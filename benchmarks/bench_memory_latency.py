@@ -40,7 +40,6 @@ import resource
 import shutil
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -52,11 +51,25 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from compare_brokers import (  # noqa: E402  (read-only reuse: broker start/stop and the loadgen)
-    DEFAULT_LOADGEN, RESULTS_DIR, Broker, available_brokers, compile_loadgen,
+    DEFAULT_LOADGEN,
+    RESULTS_DIR,
+    Broker,
+    available_brokers,
+    compile_loadgen,
 )
+
 from mqttfast.codec import Decoder, encode  # noqa: E402
 from mqttfast.codec.packets import (  # noqa: E402
-    Connack, Connect, Disconnect, Pingreq, Pingresp, Puback, Publish, Suback, Subscribe, Subscription,
+    Connack,
+    Connect,
+    Disconnect,
+    Pingreq,
+    Pingresp,
+    Puback,
+    Publish,
+    Suback,
+    Subscribe,
+    Subscription,
 )
 
 PER_PROCESS = 9000  # client connections per holder process (its fds stay under the hard limit)
@@ -64,6 +77,7 @@ CONNECT_PAR = 200  # connects in flight per holder process
 
 
 # --------------------------------------------------------------------------- helpers
+
 
 def raise_nofile(want: int) -> int:
     """Raise this process's soft RLIMIT_NOFILE toward ``want`` (never above the hard limit);
@@ -124,11 +138,13 @@ class Client(asyncio.Protocol):
                 f.exception()  # mark retrieved: an awaiter still gets it, nobody else logs it
 
 
-async def connect(port: int, client_id: str, clean: bool = True, on_packet: Any = None,
-                  timeout: float = 30) -> Client:
+async def connect(
+    port: int, client_id: str, clean: bool = True, on_packet: Any = None, timeout: float = 30
+) -> Client:
     loop = asyncio.get_running_loop()
-    _, c = await asyncio.wait_for(loop.create_connection(lambda: Client(loop, on_packet), "127.0.0.1", port),
-                                  timeout)
+    _, c = await asyncio.wait_for(
+        loop.create_connection(lambda: Client(loop, on_packet), "127.0.0.1", port), timeout
+    )
     c.transport.write(encode(Connect(client_id, 4, clean, 0), 4))
     rc = await asyncio.wait_for(c.connack, timeout)
     if rc != 0:
@@ -144,6 +160,7 @@ async def ping(c: Client, timeout: float = 60) -> None:
 
 # --------------------------------------------------------------------------- 1. idle connections
 
+
 def _holder(port: int, first: int, count: int, conn: Any) -> None:
     """Holder process: open ``count`` idle connections, report, hold until told, close."""
     raise_nofile(count + 256)
@@ -158,7 +175,7 @@ def _holder(port: int, first: int, count: int, conn: Any) -> None:
             async with gate:
                 try:
                     clients.append(await connect(port, f"idle-{i}", timeout=60))
-                except (OSError, ConnectionError, asyncio.TimeoutError):
+                except (TimeoutError, OSError, ConnectionError):
                     failed += 1
 
         await asyncio.gather(*(one(i) for i in range(first, first + count)))
@@ -191,7 +208,9 @@ def measure_idle(broker: Broker, n: int) -> dict[str, Any]:
         pipes.append(a)
         procs.append(p)
     try:
-        reports = [a.recv() if a.poll(120 + n / 100) else {"error": "holder timed out"} for a in pipes]
+        reports = [
+            a.recv() if a.poll(120 + n / 100) else {"error": "holder timed out"} for a in pipes
+        ]
         connect_s = time.monotonic() - t0
         after = settled_rss(pid, 1.5)
         for a in pipes:
@@ -205,13 +224,21 @@ def measure_idle(broker: Broker, n: int) -> dict[str, Any]:
     errors = [r["error"] for r in reports + ends if "error" in r]
     opened = sum(r.get("open", 0) for r in reports)
     still = sum(r.get("open_at_end", 0) for r in ends)
-    return {"conns_requested": n, "conns_open": opened, "open_at_end": still,
-            "failed": sum(r.get("failed", 0) for r in reports), "errors": errors,
-            "rss_before_kib": base, "rss_after_kib": after, "connect_s": round(connect_s, 2),
-            "kib_per_conn": (after - base) / opened if opened else None}
+    return {
+        "conns_requested": n,
+        "conns_open": opened,
+        "open_at_end": still,
+        "failed": sum(r.get("failed", 0) for r in reports),
+        "errors": errors,
+        "rss_before_kib": base,
+        "rss_after_kib": after,
+        "connect_s": round(connect_s, 2),
+        "kib_per_conn": (after - base) / opened if opened else None,
+    }
 
 
 # --------------------------------------------------------------------------- 2. persistent sessions
+
 
 async def _sessions(port: int, sessions: int, k: int) -> dict[str, Any]:
     gate = asyncio.Semaphore(CONNECT_PAR)
@@ -221,7 +248,9 @@ async def _sessions(port: int, sessions: int, k: int) -> dict[str, Any]:
         nonlocal ok
         async with gate:
             c = await connect(port, f"sess-{i}", clean=False)
-            subs = [Subscription(f"sess/{i}/t{j}/+" if j % 2 else f"sess/{i}/t{j}", 1) for j in range(k)]
+            subs = [
+                Subscription(f"sess/{i}/t{j}/+" if j % 2 else f"sess/{i}/t{j}", 1) for j in range(k)
+            ]
             c.transport.write(encode(Subscribe(1, subs), 4))
             codes = await asyncio.wait_for(c.suback, 30)
             c.transport.write(encode(Disconnect(), 4))
@@ -239,12 +268,20 @@ def measure_sessions(broker: Broker, sessions: int, k: int) -> dict[str, Any]:
     res = asyncio.run(asyncio.wait_for(_sessions(broker.port, sessions, k), 120))
     res["setup_s"] = round(time.monotonic() - t0, 2)
     after = settled_rss(pid, 1.5)
-    res.update({"sessions": sessions, "subs_per_session": k, "rss_before_kib": base, "rss_after_kib": after,
-                "kib_per_session": (after - base) / sessions})
+    res.update(
+        {
+            "sessions": sessions,
+            "subs_per_session": k,
+            "rss_before_kib": base,
+            "rss_after_kib": after,
+            "kib_per_session": (after - base) / sessions,
+        }
+    )
     return res
 
 
 # --------------------------------------------------------------------------- 3. subscription scaling
+
 
 def scaling_filters(n: int) -> list[str]:
     """``n`` distinct filters, a third each exact, ``+`` and ``#``, sharing prefixes with the
@@ -262,11 +299,12 @@ def scaling_filters(n: int) -> list[str]:
 
 
 async def _run_loadgen_async(args: list[str], timeout: float) -> dict[str, Any]:
-    proc = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.PIPE)
+    proc = await asyncio.create_subprocess_exec(
+        *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         proc.kill()
         await proc.wait()
         return {"ok": False, "error": f"loadgen exceeded {timeout:.0f} s"}
@@ -274,17 +312,32 @@ async def _run_loadgen_async(args: list[str], timeout: float) -> dict[str, Any]:
     try:
         res = json.loads(line)
     except json.JSONDecodeError:
-        return {"ok": False, "error": f"no JSON from loadgen (exit {proc.returncode}): {err.decode()[:200]}"}
+        return {
+            "ok": False,
+            "error": f"no JSON from loadgen (exit {proc.returncode}): {err.decode()[:200]}",
+        }
     res["exit_code"] = proc.returncode
     return res
 
 
 def loadgen_args(loadgen: Path, broker: Broker, mode_args: list[str], duration: float) -> list[str]:
-    return [str(loadgen), *mode_args, "--port", str(broker.port), "--duration", str(duration),
-            "--drain", "10", "--pid", str(broker.proc.pid)]
+    return [
+        str(loadgen),
+        *mode_args,
+        "--port",
+        str(broker.port),
+        "--duration",
+        str(duration),
+        "--drain",
+        "10",
+        "--pid",
+        str(broker.proc.pid),
+    ]
 
 
-async def _scaling(loadgen: Path, broker: Broker, nsubs: int, duration: float, holders: int) -> dict[str, Any]:
+async def _scaling(
+    loadgen: Path, broker: Broker, nsubs: int, duration: float, holders: int
+) -> dict[str, Any]:
     fanin = ["fanin", "--pubs", "4", "--qos", "0", "--size", "64"]
     limit = duration + 90
     single = await _run_loadgen_async(loadgen_args(loadgen, broker, fanin, duration), limit)
@@ -294,10 +347,12 @@ async def _scaling(loadgen: Path, broker: Broker, nsubs: int, duration: float, h
     per = (nsubs + holders - 1) // holders
     for h in range(holders):
         c = await connect(broker.port, f"subholder-{h}")
-        chunk = filters[h * per:(h + 1) * per]
+        chunk = filters[h * per : (h + 1) * per]
         for j in range(0, len(chunk), 500):  # several SUBSCRIBE packets of 500 filters
             c.suback = asyncio.get_running_loop().create_future()
-            c.transport.write(encode(Subscribe(1 + j // 500, [Subscription(f, 0) for f in chunk[j:j + 500]]), 4))
+            c.transport.write(
+                encode(Subscribe(1 + j // 500, [Subscription(f, 0) for f in chunk[j : j + 500]]), 4)
+            )
             granted += sum(1 for rc in await asyncio.wait_for(c.suback, 60) if rc == 0)
         clients.append(c)
     rss_with = rss_kib(broker.proc.pid)
@@ -305,12 +360,20 @@ async def _scaling(loadgen: Path, broker: Broker, nsubs: int, duration: float, h
     for c in clients:
         c.transport.close()
     s, m = single.get("msgs_per_s_received"), many.get("msgs_per_s_received")
-    return {"single": single, "many": many, "filters_granted": granted, "filters": nsubs,
-            "rss_with_filters_kib": rss_with, "single_msgs_s": s, "many_msgs_s": m,
-            "ratio": (m / s) if s and m else None}
+    return {
+        "single": single,
+        "many": many,
+        "filters_granted": granted,
+        "filters": nsubs,
+        "rss_with_filters_kib": rss_with,
+        "single_msgs_s": s,
+        "many_msgs_s": m,
+        "ratio": (m / s) if s and m else None,
+    }
 
 
 # --------------------------------------------------------------------------- 4. retained flood
+
 
 def _rtt_prober(port: int, conn: Any) -> None:
     """Separate process: a QoS 1 round trip (publish to its own subscription, wait for the
@@ -400,12 +463,16 @@ async def _retained_subscribe(broker: Broker, count: int) -> dict[str, Any]:
     c.transport.write(encode(Subscribe(1, [Subscription("#", 0)]), 4))
     try:
         await asyncio.wait_for(asyncio.shield(done), 60)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pass
     t1 = time.monotonic()
     c.transport.close()
-    return {"received": got, "receive_all_s": round(t1 - t0, 3) if got == count else None,
-            "first_after_s": round(t_first[0] - t0, 3) if t_first else None, "window": (t0, t1)}
+    return {
+        "received": got,
+        "receive_all_s": round(t1 - t0, 3) if got == count else None,
+        "first_after_s": round(t_first[0] - t0, 3) if t_first else None,
+        "window": (t0, t1),
+    }
 
 
 def measure_retained(broker: Broker, count: int) -> dict[str, Any]:
@@ -435,15 +502,21 @@ def measure_retained(broker: Broker, count: int) -> dict[str, Any]:
     before = [r for t, r in samples if t < t0]
     during = [r for t, r in samples if t0 <= t <= t1]
     res.update(sub)
-    res.update({"retained": count, "prober_error": prober_error,
-                "rtt_before_p50_ms": round(statistics.median(before) * 1000, 3) if before else None,
-                "rtt_during_n": len(during),
-                "rtt_during_p50_ms": round(statistics.median(during) * 1000, 3) if during else None,
-                "rtt_during_max_ms": round(max(during) * 1000, 3) if during else None})
+    res.update(
+        {
+            "retained": count,
+            "prober_error": prober_error,
+            "rtt_before_p50_ms": round(statistics.median(before) * 1000, 3) if before else None,
+            "rtt_during_n": len(during),
+            "rtt_during_p50_ms": round(statistics.median(during) * 1000, 3) if during else None,
+            "rtt_during_max_ms": round(max(during) * 1000, 3) if during else None,
+        }
+    )
     return res
 
 
 # --------------------------------------------------------------------------- 5. latency at load
+
 
 def measure_latency(loadgen: Path, broker: Broker, duration: float) -> dict[str, Any]:
     pairs = ["pairs", "--pairs", "4", "--qos", "0", "--size", "64"]
@@ -454,8 +527,11 @@ def measure_latency(loadgen: Path, broker: Broker, duration: float) -> dict[str,
         return out
     for pct in (50, 90):
         rate = int(out["max_msgs_s"] * pct / 100)
-        r = asyncio.run(_run_loadgen_async(
-            loadgen_args(loadgen, broker, pairs + ["--rate", str(rate)], duration), limit))
+        r = asyncio.run(
+            _run_loadgen_async(
+                loadgen_args(loadgen, broker, pairs + ["--rate", str(rate)], duration), limit
+            )
+        )
         out[f"at{pct}"] = r
         out[f"at{pct}_rate"] = rate
         out[f"at{pct}_p50_us"] = r.get("lat_p50_us")
@@ -466,19 +542,45 @@ def measure_latency(loadgen: Path, broker: Broker, duration: float) -> dict[str,
 
 # --------------------------------------------------------------------------- table
 
+
 def rows_for(res: dict[str, Any]) -> list[tuple[str, str, float | None, bool]]:
     """(key, label, value, higher_is_better) for the table."""
-    i, s, sc, rt, la = (res.get(k, {}) for k in ("idle", "sessions", "scaling", "retained", "latency"))
+    i, s, sc, rt, la = (
+        res.get(k, {}) for k in ("idle", "sessions", "scaling", "retained", "latency")
+    )
     return [
-        ("idle_kib_per_conn", f"RSS per idle connection, KiB ({i.get('conns_open')} conns)",
-         i.get("kib_per_conn"), False),
-        ("session_kib", f"RSS per persistent session, KiB ({s.get('sessions')} x {s.get('subs_per_session')} subs)",
-         s.get("kib_per_session"), False),
+        (
+            "idle_kib_per_conn",
+            f"RSS per idle connection, KiB ({i.get('conns_open')} conns)",
+            i.get("kib_per_conn"),
+            False,
+        ),
+        (
+            "session_kib",
+            f"RSS per persistent session, KiB ({s.get('sessions')} x {s.get('subs_per_session')} subs)",
+            s.get("kib_per_session"),
+            False,
+        ),
         ("fanin_single", "fan-in QoS0, 1 subscription, msg/s", sc.get("single_msgs_s"), True),
-        ("fanin_10k", f"fan-in QoS0, +{sc.get('filters')} filters, msg/s", sc.get("many_msgs_s"), True),
+        (
+            "fanin_10k",
+            f"fan-in QoS0, +{sc.get('filters')} filters, msg/s",
+            sc.get("many_msgs_s"),
+            True,
+        ),
         ("scaling_ratio", "scaling ratio (10k filters / 1)", sc.get("ratio"), True),
-        ("retained_all_s", f"'#' receives {rt.get('retained')} retained, s", rt.get("receive_all_s"), False),
-        ("retained_rtt_before", "QoS1 RTT before flood p50, ms", rt.get("rtt_before_p50_ms"), False),
+        (
+            "retained_all_s",
+            f"'#' receives {rt.get('retained')} retained, s",
+            rt.get("receive_all_s"),
+            False,
+        ),
+        (
+            "retained_rtt_before",
+            "QoS1 RTT before flood p50, ms",
+            rt.get("rtt_before_p50_ms"),
+            False,
+        ),
         ("retained_rtt_max", "QoS1 RTT max during flood, ms", rt.get("rtt_during_max_ms"), False),
         ("pairs_max", "pairs QoS0 max (4 pairs), msg/s", la.get("max_msgs_s"), True),
         ("p50_at50", "p50 at 50% of max, us", la.get("at50_p50_us"), False),
@@ -504,8 +606,11 @@ def ratio(a: float | None, b: float | None) -> str:
 
 def build_table(results: dict[str, dict[str, Any]], titles: dict[str, str]) -> str:
     keys = list(results)
-    ratio_cols = [(k, "mosquitto", f"{'Cython' if k == 'mqttfast_cython' else 'pure'}/mosq")
-                  for k in keys if k != "mosquitto" and "mosquitto" in keys]
+    ratio_cols = [
+        (k, "mosquitto", f"{'Cython' if k == 'mqttfast_cython' else 'pure'}/mosq")
+        for k in keys
+        if k != "mosquitto" and "mosquitto" in keys
+    ]
     if "mqttfast_cython" in keys and "mqttfast_python" in keys:
         ratio_cols.append(("mqttfast_cython", "mqttfast_python", "Cython/pure"))
     head = ["measure"] + [titles[k] for k in keys] + [c[2] for c in ratio_cols]
@@ -525,18 +630,37 @@ def build_table(results: dict[str, dict[str, Any]], titles: dict[str, str]) -> s
 
 # --------------------------------------------------------------------------- main
 
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--conns", type=int, default=5000, help="idle connections (default 5000)")
     p.add_argument("--sessions", type=int, default=1000, help="persistent sessions (default 1000)")
-    p.add_argument("--subs-per-session", type=int, default=10, help="subscriptions per session (default 10)")
-    p.add_argument("--scaling-subs", type=int, default=10000, help="filters for the scaling cell (default 10000)")
-    p.add_argument("--holders", type=int, default=5, help="connections holding those filters (default 5)")
-    p.add_argument("--retained", type=int, default=100000, help="retained messages (default 100000)")
-    p.add_argument("--duration", type=float, default=4.0, help="seconds per loadgen run (default 4)")
-    p.add_argument("--brokers", default="", help="comma list of mqttfast_cython,mqttfast_python,mosquitto")
-    p.add_argument("--measures", default="idle,sessions,scaling,retained,latency",
-                   help="comma list of idle,sessions,scaling,retained,latency")
+    p.add_argument(
+        "--subs-per-session", type=int, default=10, help="subscriptions per session (default 10)"
+    )
+    p.add_argument(
+        "--scaling-subs",
+        type=int,
+        default=10000,
+        help="filters for the scaling cell (default 10000)",
+    )
+    p.add_argument(
+        "--holders", type=int, default=5, help="connections holding those filters (default 5)"
+    )
+    p.add_argument(
+        "--retained", type=int, default=100000, help="retained messages (default 100000)"
+    )
+    p.add_argument(
+        "--duration", type=float, default=4.0, help="seconds per loadgen run (default 4)"
+    )
+    p.add_argument(
+        "--brokers", default="", help="comma list of mqttfast_cython,mqttfast_python,mosquitto"
+    )
+    p.add_argument(
+        "--measures",
+        default="idle,sessions,scaling,retained,latency",
+        help="comma list of idle,sessions,scaling,retained,latency",
+    )
     p.add_argument("--loadgen", type=Path, default=DEFAULT_LOADGEN, help="path to mqtt-loadgen.c")
     p.add_argument("--out", type=Path, default=RESULTS_DIR / "memory-latency-latest.json")
     a = p.parse_args(argv)
@@ -555,8 +679,10 @@ def main(argv: list[str] | None = None) -> int:
     # The broker inherits this limit; it needs a few descriptors beyond its connections.
     n_conns = min(a.conns, nofile - 64)
     if n_conns < a.conns:
-        print(f"note: RLIMIT_NOFILE hard limit {nofile}: using {n_conns} connections instead of {a.conns}",
-              file=sys.stderr)
+        print(
+            f"note: RLIMIT_NOFILE hard limit {nofile}: using {n_conns} connections instead of {a.conns}",
+            file=sys.stderr,
+        )
     workdir = Path(tempfile.mkdtemp(prefix="mqttfast-memlat-"))
     load_before = os.getloadavg()
     results: dict[str, dict[str, Any]] = {}
@@ -564,7 +690,11 @@ def main(argv: list[str] | None = None) -> int:
     versions: dict[str, str] = {}
     try:
         loadgen = compile_loadgen(a.loadgen.resolve(), workdir)
-        wanted = [x for x in a.brokers.split(",") if x] or ["mqttfast_cython", "mqttfast_python", "mosquitto"]
+        wanted = [x for x in a.brokers.split(",") if x] or [
+            "mqttfast_cython",
+            "mqttfast_python",
+            "mosquitto",
+        ]
         brokers = available_brokers(workdir, wanted)
         if not brokers:
             print("error: no broker available", file=sys.stderr)
@@ -573,16 +703,24 @@ def main(argv: list[str] | None = None) -> int:
             titles[b.key], versions[b.key] = b.title, b.version
             res: dict[str, Any] = {}
             steps = {
-                "idle": lambda: measure_idle(b, n_conns),
-                "sessions": lambda: measure_sessions(b, a.sessions, a.subs_per_session),
-                "scaling": lambda: asyncio.run(asyncio.wait_for(
-                    _scaling(loadgen, b, a.scaling_subs, a.duration, a.holders), 2 * a.duration + 300)),
-                "retained": lambda: measure_retained(b, a.retained),
-                "latency": lambda: measure_latency(loadgen, b, a.duration),
+                "idle": lambda b=b: measure_idle(b, n_conns),
+                "sessions": lambda b=b: measure_sessions(b, a.sessions, a.subs_per_session),
+                "scaling": lambda b=b: asyncio.run(
+                    asyncio.wait_for(
+                        _scaling(loadgen, b, a.scaling_subs, a.duration, a.holders),
+                        2 * a.duration + 300,
+                    )
+                ),
+                "retained": lambda b=b: measure_retained(b, a.retained),
+                "latency": lambda b=b: measure_latency(loadgen, b, a.duration),
             }
             for m in measures:
                 b.start()  # a fresh broker per measure: RSS from a clean start, no leftovers
-                print(f"== {b.title}: {m} (127.0.0.1:{b.port}, pid {b.proc.pid})", file=sys.stderr, flush=True)
+                print(
+                    f"== {b.title}: {m} (127.0.0.1:{b.port}, pid {b.proc.pid})",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 try:
                     res[m] = steps[m]()
                 except Exception as exc:  # one failed measure must not lose the others
@@ -602,25 +740,48 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
     load_after = os.getloadavg()
     table = build_table(results, titles)
-    cmd = "python3 benchmarks/bench_memory_latency.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    cmd = "python3 benchmarks/bench_memory_latency.py " + " ".join(
+        argv if argv is not None else sys.argv[1:]
+    )
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     try:
-        cpu = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
+        cpu = next(
+            ln.split(":", 1)[1].strip()
+            for ln in open("/proc/cpuinfo")
+            if ln.startswith("model name")
+        )
     except (OSError, StopIteration):
         cpu = platform.machine()
     machine = f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"
-    header = (f"{stamp}; `{cmd.strip()}`; {machine}; load average {load_before[0]:.1f} before, "
-              f"{load_after[0]:.1f} after; RLIMIT_NOFILE {nofile}.\nVersions: "
-              + "; ".join(f"{titles[k]} {versions[k]}" for k in results))
+    header = (
+        f"{stamp}; `{cmd.strip()}`; {machine}; load average {load_before[0]:.1f} before, "
+        f"{load_after[0]:.1f} after; RLIMIT_NOFILE {nofile}.\nVersions: "
+        + "; ".join(f"{titles[k]} {versions[k]}" for k in results)
+    )
     print()
     print(header)
     print()
     print(table)
     a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps({"when": stamp, "command": cmd.strip(), "machine": machine,
-                                 "loadavg_before": load_before, "loadavg_after": load_after,
-                                 "rlimit_nofile": nofile, "conns_used": n_conns, "versions": versions,
-                                 "table": table, "results": results}, indent=1, default=str) + "\n")
+    a.out.write_text(
+        json.dumps(
+            {
+                "when": stamp,
+                "command": cmd.strip(),
+                "machine": machine,
+                "loadavg_before": load_before,
+                "loadavg_after": load_after,
+                "rlimit_nofile": nofile,
+                "conns_used": n_conns,
+                "versions": versions,
+                "table": table,
+                "results": results,
+            },
+            indent=1,
+            default=str,
+        )
+        + "\n"
+    )
     print(f"\nresults: {a.out}")
     return 0
 

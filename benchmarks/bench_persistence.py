@@ -69,19 +69,41 @@ def start_broker(kind: str, port: int, workdir: Path) -> subprocess.Popen:
     if kind.startswith("mosquitto"):
         persist = kind == "mosquitto-persist"
         conf = workdir / "mosquitto.conf"
-        conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n"
-                        f"persistence {'true' if persist else 'false'}\n"
-                        f"persistence_location {workdir}/\nmax_queued_messages 100000\n")
+        conf.write_text(
+            f"listener {port} 127.0.0.1\nallow_anonymous true\n"
+            f"persistence {'true' if persist else 'false'}\n"
+            f"persistence_location {workdir}/\nmax_queued_messages 100000\n"
+        )
         exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         cmd = [exe, "-c", str(conf)]
     else:
         mode = kind.split("-", 1)[1]
-        cmd = [sys.executable, "-m", "mqttfast", "--host", "127.0.0.1", "--port", str(port),
-               "--log-level", "warning", "--persistence", mode, "--data-dir",
-               str(workdir / "data"), "--max-queued-messages", "100000"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "mqttfast",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--persistence",
+            mode,
+            "--data-dir",
+            str(workdir / "data"),
+            "--max-queued-messages",
+            "100000",
+        ]
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+    )
     wait_port(port, proc)
     return proc
 
@@ -91,10 +113,29 @@ def run_cell(kind: str, loadgen: str, args: argparse.Namespace) -> dict:
         port = free_port()
         proc = start_broker(kind, port, Path(tmp))
         try:
-            res = subprocess.run([loadgen, "pairs", "--pairs", str(args.pairs), "--qos", "1",
-                                  "--window", "64", "--size", "64", "--duration",
-                                  str(args.duration), "--port", str(port), "--pid", str(proc.pid)],
-                                 capture_output=True, text=True, timeout=args.duration + 120)
+            res = subprocess.run(
+                [
+                    loadgen,
+                    "pairs",
+                    "--pairs",
+                    str(args.pairs),
+                    "--qos",
+                    "1",
+                    "--window",
+                    "64",
+                    "--size",
+                    "64",
+                    "--duration",
+                    str(args.duration),
+                    "--port",
+                    str(port),
+                    "--pid",
+                    str(proc.pid),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=args.duration + 120,
+            )
             line = [ln for ln in res.stdout.splitlines() if ln.startswith("{")][-1]
             out = json.loads(line)
             out["exit"] = res.returncode
@@ -123,9 +164,13 @@ def main() -> int:
     args = ap.parse_args()
     persistent_lg = build_loadgen(True)
     clean_lg = build_loadgen(False)
-    cells = [("mqttfast-off", persistent_lg), ("mqttfast-relaxed", persistent_lg),
-             ("mqttfast-strict", persistent_lg),
-             ("mqttfast-off", clean_lg), ("mqttfast-strict", clean_lg)]
+    cells = [
+        ("mqttfast-off", persistent_lg),
+        ("mqttfast-relaxed", persistent_lg),
+        ("mqttfast-strict", persistent_lg),
+        ("mqttfast-off", clean_lg),
+        ("mqttfast-strict", clean_lg),
+    ]
     if shutil.which("mosquitto") or os.path.exists("/usr/sbin/mosquitto"):
         cells += [("mosquitto-persist", persistent_lg), ("mosquitto-nopersist", persistent_lg)]
     results: dict[tuple[str, str], float] = {}
@@ -135,15 +180,21 @@ def main() -> int:
         for _ in range(args.runs):
             r = run_cell(kind, lg, args)
             rates.append(rate_of(r))
-            print(f"  {kind:22s} {sessions:10s} {rates[-1]:10.0f} msg/s  (exit {r['exit']}, "
-                  f"lost {r.get('lost', '?')}, broker cpu {r.get('broker_cpu_pct', '?')}%)", flush=True)
+            print(
+                f"  {kind:22s} {sessions:10s} {rates[-1]:10.0f} msg/s  (exit {r['exit']}, "
+                f"lost {r.get('lost', '?')}, broker cpu {r.get('broker_cpu_pct', '?')}%)",
+                flush=True,
+            )
         rates.sort()
         results[(kind, sessions)] = rates[len(rates) // 2]
     print(f"\nQoS 1, {args.pairs} pairs, window 64, 64 B, {args.duration:g} s per cell (median)")
     print(f"{'broker':22s} {'sessions':10s} {'msg/s':>10s} {'vs off':>8s}")
     for (kind, sessions), rate in results.items():
-        base = results.get(("mqttfast-off", sessions)) if kind.startswith("mqttfast") else \
-            results.get(("mosquitto-nopersist", sessions))
+        base = (
+            results.get(("mqttfast-off", sessions))
+            if kind.startswith("mqttfast")
+            else results.get(("mosquitto-nopersist", sessions))
+        )
         ratio = f"{rate / base:.2f}" if base else "-"
         print(f"{kind:22s} {sessions:10s} {rate:10.0f} {ratio:>8s}")
     strict = results.get(("mqttfast-strict", "persistent"))

@@ -36,7 +36,8 @@ class NullSink:
     def close(self) -> None: ...
     def pause_reading(self) -> None: ...
     def resume_reading(self) -> None: ...
-    def get_write_buffer_size(self) -> int: return 0
+    def get_write_buffer_size(self) -> int:
+        return 0
 
 
 class NoopPublish(Plugin):
@@ -54,8 +55,12 @@ class OnlyConnect(Plugin):
         return None
 
 
-CASES: dict[str, Any] = {"none": None, "on_publish": NoopPublish, "on_deliver": NoopDeliver,
-                         "empty": OnlyConnect}
+CASES: dict[str, Any] = {
+    "none": None,
+    "on_publish": NoopPublish,
+    "on_deliver": NoopDeliver,
+    "empty": OnlyConnect,
+}
 
 
 def build(case: str, subscribers: int) -> Any:
@@ -65,8 +70,9 @@ def build(case: str, subscribers: int) -> Any:
         PluginHooks(broker.hooks, [plugin()]).install(broker)
     for i in range(subscribers):
         conn = broker.connection_made(NullSink(), f"sub{i}")
-        conn.packets_received([Connect(f"sub{i}", 4, True, 0),
-                               Subscribe(1, [Subscription("bench/#", 0)])])
+        conn.packets_received(
+            [Connect(f"sub{i}", 4, True, 0), Subscribe(1, [Subscription("bench/#", 0)])]
+        )
     pub = broker.connection_made(NullSink(), "pub")
     pub.packets_received([Connect("pub", 4, True, 0)])
     return pub
@@ -95,13 +101,18 @@ def main() -> None:
             best[case] = max(best[case], run_case(case, args.messages, args.subscribers))
     base = best["none"]
     if args.json:
-        print(json.dumps({c: {"msg_per_s": round(v), "vs_none": round(v / base, 3)}
-                          for c, v in best.items()}))
+        print(
+            json.dumps(
+                {c: {"msg_per_s": round(v), "vs_none": round(v / base, 3)} for c, v in best.items()}
+            )
+        )
         return
     from mqttfast.codec import IMPLEMENTATION
 
-    print(f"codec {IMPLEMENTATION}; {args.subscribers} subscribers, QoS 0, 64-byte payload, "
-          f"best of {args.runs}")
+    print(
+        f"codec {IMPLEMENTATION}; {args.subscribers} subscribers, QoS 0, 64-byte payload, "
+        f"best of {args.runs}"
+    )
     for case, value in best.items():
         print(f"  {case:<11} {value:>12,.0f} msg/s   {value / base:6.3f} x none")
 

@@ -31,7 +31,9 @@ def flavour(request):
         prim = importlib.import_module(prim_name)
         matcher = importlib.import_module(match_name)
     except ImportError as exc:  # a benchmark of a missing build is meaningless
-        pytest.fail(f"{request.param} twin not importable ({exc}); build with setup.py build_ext --inplace")
+        pytest.fail(
+            f"{request.param} twin not importable ({exc}); build with setup.py build_ext --inplace"
+        )
     return request.param, prim, matcher
 
 
@@ -145,8 +147,11 @@ def test_topic_matches_wildcards(benchmark, flavour):
 def _mixed_filters(n: int, rng: random.Random) -> list[str]:
     """n distinct filters: ~70% exact, ~20% with '+', ~10% ending in '#',
     over a realistic vocabulary (site/device/measurement)."""
-    words = [f"site{i}" for i in range(10)], [f"dev{i}" for i in range(60)], [
-        "temp", "hum", "co2", "state", "cmd", "cfg"]
+    words = (
+        [f"site{i}" for i in range(10)],
+        [f"dev{i}" for i in range(60)],
+        ["temp", "hum", "co2", "state", "cmd", "cfg"],
+    )
     out: set[str] = set()
     while len(out) < n:
         lv = [rng.choice(words[0]), rng.choice(words[1]), rng.choice(words[2])]
@@ -166,7 +171,7 @@ def workload():
     filters = _mixed_filters(10_000, rng)
     topics = [
         f"site{rng.randrange(10)}/dev{rng.randrange(60)}/{rng.choice(['temp', 'hum', 'co2', 'state'])}"
-        + ("/ch%d" % rng.randrange(8) if rng.random() < 0.5 else "")
+        + (f"/ch{rng.randrange(8)}" if rng.random() < 0.5 else "")
         for _ in range(BATCH)
     ]
     return filters, topics

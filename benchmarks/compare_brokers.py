@@ -46,6 +46,7 @@ STOP_TIMEOUT_S = 10.0
 
 # --------------------------------------------------------------------------- scenarios
 
+
 @dataclass(frozen=True)
 class Cell:
     """One scenario of the matrix: loadgen arguments and the number it reports."""
@@ -59,7 +60,9 @@ class Cell:
     timed: bool = True  # takes --duration
     with_pid: bool = False  # pass --pid BROKER_PID
     extra_metrics: tuple[str, ...] = ()
-    fresh_broker: bool = False  # restart the broker before each run (memory is measured from a clean start)
+    fresh_broker: bool = (
+        False  # restart the broker before each run (memory is measured from a clean start)
+    )
 
 
 def scenario_matrix(quick: bool) -> list[Cell]:
@@ -67,26 +70,71 @@ def scenario_matrix(quick: bool) -> list[Cell]:
     conns = "500" if quick else "2000"
     hold = "2" if quick else "5"
     return [
-        Cell("fanin_qos0", "fan-in QoS0, 4 publishers", ("fanin", "--pubs", "4", "--qos", "0", "--size", "64"),
-             "msgs_per_s_received", "msg/s", with_pid=True),
-        Cell("fanout_qos0", "fan-out QoS0, 16 subscribers (deliveries)",
-             ("fanout", "--subs", "16", "--qos", "0", "--size", "64"), "msgs_per_s_received", "msg/s", with_pid=True),
-        Cell("pairs_qos1", "pairs QoS1, 8 pairs", ("pairs", "--pairs", "8", "--qos", "1", "--window", "64"),
-             "msgs_per_s_received", "msg/s", with_pid=True),
-        Cell("pairs_qos2", "pairs QoS2, 4 pairs", ("pairs", "--pairs", "4", "--qos", "2", "--window", "64"),
-             "msgs_per_s_received", "msg/s", with_pid=True),
-        Cell("fanin_16k", "fan-in QoS0, 16 KiB payload", ("fanin", "--pubs", "4", "--qos", "0", "--size", "16384"),
-             "msgs_per_s_received", "msg/s", with_pid=True),
-        Cell("latency_2000", "latency p99 at 2,000 msg/s, QoS0",
-             ("pairs", "--pairs", "4", "--qos", "0", "--rate", "2000"), "lat_p99_us", "us",
-             higher_is_better=False, extra_metrics=("lat_p50_us",)),
-        Cell("connections", f"memory per idle connection ({conns})",
-             ("connections", "--conns", conns, "--hold", hold), "rss_kb_per_conn", "KiB",
-             higher_is_better=False, timed=False, with_pid=True, fresh_broker=True),
+        Cell(
+            "fanin_qos0",
+            "fan-in QoS0, 4 publishers",
+            ("fanin", "--pubs", "4", "--qos", "0", "--size", "64"),
+            "msgs_per_s_received",
+            "msg/s",
+            with_pid=True,
+        ),
+        Cell(
+            "fanout_qos0",
+            "fan-out QoS0, 16 subscribers (deliveries)",
+            ("fanout", "--subs", "16", "--qos", "0", "--size", "64"),
+            "msgs_per_s_received",
+            "msg/s",
+            with_pid=True,
+        ),
+        Cell(
+            "pairs_qos1",
+            "pairs QoS1, 8 pairs",
+            ("pairs", "--pairs", "8", "--qos", "1", "--window", "64"),
+            "msgs_per_s_received",
+            "msg/s",
+            with_pid=True,
+        ),
+        Cell(
+            "pairs_qos2",
+            "pairs QoS2, 4 pairs",
+            ("pairs", "--pairs", "4", "--qos", "2", "--window", "64"),
+            "msgs_per_s_received",
+            "msg/s",
+            with_pid=True,
+        ),
+        Cell(
+            "fanin_16k",
+            "fan-in QoS0, 16 KiB payload",
+            ("fanin", "--pubs", "4", "--qos", "0", "--size", "16384"),
+            "msgs_per_s_received",
+            "msg/s",
+            with_pid=True,
+        ),
+        Cell(
+            "latency_2000",
+            "latency p99 at 2,000 msg/s, QoS0",
+            ("pairs", "--pairs", "4", "--qos", "0", "--rate", "2000"),
+            "lat_p99_us",
+            "us",
+            higher_is_better=False,
+            extra_metrics=("lat_p50_us",),
+        ),
+        Cell(
+            "connections",
+            f"memory per idle connection ({conns})",
+            ("connections", "--conns", conns, "--hold", hold),
+            "rss_kb_per_conn",
+            "KiB",
+            higher_is_better=False,
+            timed=False,
+            with_pid=True,
+            fresh_broker=True,
+        ),
     ]
 
 
 # --------------------------------------------------------------------------- brokers
+
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -136,14 +184,21 @@ class Broker:
         self.log_path = self.workdir / f"{self.key}.log"
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            self.command(self.port), cwd=self.cwd(), env=self.env(), stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            self.command(self.port),
+            cwd=self.cwd(),
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
         log.close()
         if not wait_for_port(self.port, self.proc, START_TIMEOUT_S):
             self.stop()
-            raise RuntimeError(f"{self.title} did not accept connections on 127.0.0.1:{self.port} "
-                               f"within {START_TIMEOUT_S:.0f} s; log tail:\n{self.log_tail()}")
+            raise RuntimeError(
+                f"{self.title} did not accept connections on 127.0.0.1:{self.port} "
+                f"within {START_TIMEOUT_S:.0f} s; log tail:\n{self.log_tail()}"
+            )
 
     def cwd(self) -> Path:
         return self.workdir
@@ -179,32 +234,60 @@ class MqttfastBroker(Broker):
         # this benchmark measures.
         # --persistence off matches mosquitto's "persistence false" (both keep state in memory);
         # the data dir is private to this run anyway, so two instances never share a lock.
-        return [sys.executable, "-m", "mqttfast", "--host", "127.0.0.1", "--port", str(port),
-                "--log-level", "warning", "--max-inflight", "0",
-                "--persistence", "off", "--data-dir", str(self.workdir / f"{self.key}-data")]
+        return [
+            sys.executable,
+            "-m",
+            "mqttfast",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--max-inflight",
+            "0",
+            "--persistence",
+            "off",
+            "--data-dir",
+            str(self.workdir / f"{self.key}-data"),
+        ]
 
     def env(self) -> dict[str, str]:
         env = super().env()
         # Import the work tree's package while running in the temporary directory, so nothing
         # the broker writes lands in the repository.
-        env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        env["PYTHONPATH"] = str(REPO) + (
+            os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""
+        )
         return env
 
     def probe(self) -> str:
         """Which codec twin this environment selects ('cython'/'python'), or raise."""
         out = subprocess.run(
-            [sys.executable, "-c", "import mqttfast, mqttfast.codec as c; print(c.IMPLEMENTATION, mqttfast.__version__)"],
-            cwd=self.workdir, env=self.env(), capture_output=True, text=True, timeout=60,
+            [
+                sys.executable,
+                "-c",
+                "import mqttfast, mqttfast.codec as c; print(c.IMPLEMENTATION, mqttfast.__version__)",
+            ],
+            cwd=self.workdir,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         if out.returncode != 0:
-            raise RuntimeError(out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "import failed")
+            raise RuntimeError(
+                out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "import failed"
+            )
         impl, _, ver = out.stdout.strip().partition(" ")
         self.version = f"{ver} ({impl}) {git_rev()}"
         return impl
 
 
 class MosquittoBroker(Broker):
-    exe = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
+    exe = shutil.which("mosquitto") or (
+        "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
+    )
 
     def command(self, port: int) -> list[str]:
         conf = self.workdir / "mosquitto.conf"
@@ -257,10 +340,14 @@ class AmqttBroker(Broker):
     def probe(self) -> str:
         if self.exe is None:
             found = shutil.which("amqtt")
-            ok = subprocess.run([sys.executable, "-c", "import amqtt"], capture_output=True, timeout=60)
+            ok = subprocess.run(
+                [sys.executable, "-c", "import amqtt"], capture_output=True, timeout=60
+            )
             if not found or ok.returncode != 0:
-                raise RuntimeError("amqtt is not installed (optional: python3 -m venv /tmp/amqtt && "
-                                   "/tmp/amqtt/bin/pip install amqtt, then --amqtt /tmp/amqtt/bin/amqtt)")
+                raise RuntimeError(
+                    "amqtt is not installed (optional: python3 -m venv /tmp/amqtt && "
+                    "/tmp/amqtt/bin/pip install amqtt, then --amqtt /tmp/amqtt/bin/amqtt)"
+                )
             self.exe = found
         out = subprocess.run([self.exe, "--version"], capture_output=True, text=True, timeout=60)
         if out.returncode != 0:
@@ -271,8 +358,13 @@ class AmqttBroker(Broker):
 
 def git_rev() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                             text=True, timeout=10)
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         return out.stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return ""
@@ -280,9 +372,15 @@ def git_rev() -> str:
 
 def available_brokers(workdir: Path, wanted: list[str], amqtt: Path | None = None) -> list[Broker]:
     candidates: list[Broker] = [
-        MqttfastBroker("mqttfast_cython", "mqttfast (Cython)", workdir, env_remove=("MQTTFAST_NO_EXTENSIONS",)),
-        MqttfastBroker("mqttfast_python", "mqttfast (pure Python)", workdir,
-                       env_extra={"MQTTFAST_NO_EXTENSIONS": "1"}),
+        MqttfastBroker(
+            "mqttfast_cython", "mqttfast (Cython)", workdir, env_remove=("MQTTFAST_NO_EXTENSIONS",)
+        ),
+        MqttfastBroker(
+            "mqttfast_python",
+            "mqttfast (pure Python)",
+            workdir,
+            env_extra={"MQTTFAST_NO_EXTENSIONS": "1"},
+        ),
         MosquittoBroker("mosquitto", "mosquitto", workdir),
         AmqttBroker("amqtt", "amqtt", workdir),
     ]
@@ -301,14 +399,18 @@ def available_brokers(workdir: Path, wanted: list[str], amqtt: Path | None = Non
             print(f"skip {b.title}: {exc}", file=sys.stderr)
             continue
         if b.key == "mqttfast_cython" and impl != "cython":
-            print("skip mqttfast (Cython): the extensions are not built; the codec reports "
-                  f"IMPLEMENTATION={impl!r} (run: python3 setup.py build_ext --inplace)", file=sys.stderr)
+            print(
+                "skip mqttfast (Cython): the extensions are not built; the codec reports "
+                f"IMPLEMENTATION={impl!r} (run: python3 setup.py build_ext --inplace)",
+                file=sys.stderr,
+            )
             continue
         chosen.append(b)
     return chosen
 
 
 # --------------------------------------------------------------------------- running
+
 
 def compile_loadgen(src: Path, workdir: Path) -> Path:
     if not src.is_file():
@@ -321,7 +423,9 @@ def compile_loadgen(src: Path, workdir: Path) -> Path:
     return exe
 
 
-def run_cell(loadgen: Path, broker: Broker, cell: Cell, duration: float, label: str) -> dict[str, Any]:
+def run_cell(
+    loadgen: Path, broker: Broker, cell: Cell, duration: float, label: str
+) -> dict[str, Any]:
     args = [str(loadgen), *cell.args, "--port", str(broker.port), "--label", label]
     if cell.timed:
         args += ["--duration", str(duration), "--drain", "10"]
@@ -337,7 +441,10 @@ def run_cell(loadgen: Path, broker: Broker, cell: Cell, duration: float, label: 
     try:
         res = json.loads(line)
     except json.JSONDecodeError:
-        return {"ok": False, "error": f"no JSON from loadgen (exit {out.returncode}): {out.stderr.strip()[:200]}"}
+        return {
+            "ok": False,
+            "error": f"no JSON from loadgen (exit {out.returncode}): {out.stderr.strip()[:200]}",
+        }
     res["exit_code"] = out.returncode
     return res
 
@@ -348,6 +455,7 @@ def median_of(runs: list[dict[str, Any]], key: str) -> float | None:
 
 
 # --------------------------------------------------------------------------- reporting
+
 
 def fmt_value(v: float | None, unit: str) -> str:
     if v is None:
@@ -386,8 +494,12 @@ def build_table(cells: list[Cell], brokers: list[dict[str, Any]], medians: dict)
                 txt += f" [{m['failures']}/{m['runs']} runs with loss/errors]"
             row.append(txt)
         for a, b, _ in ratio_cols:
-            row.append(ratio(medians.get(a, {}).get(cell.name, {}).get("value"),
-                             medians.get(b, {}).get(cell.name, {}).get("value")))
+            row.append(
+                ratio(
+                    medians.get(a, {}).get(cell.name, {}).get("value"),
+                    medians.get(b, {}).get(cell.name, {}).get("value"),
+                )
+            )
         rows.append(row)
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -405,32 +517,51 @@ def _log_if_wide(ax: Any, values: list[float]) -> None:
         ax.set_yscale("log")
 
 
-def draw_chart(path: Path, cells: list[Cell], brokers: list[dict[str, Any]], medians: dict, title: str) -> str:
+def draw_chart(
+    path: Path, cells: list[Cell], brokers: list[dict[str, Any]], medians: dict, title: str
+) -> str:
     try:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
         return "chart skipped: matplotlib is not installed (pip install matplotlib)"
     thr = [c for c in cells if c.unit == "msg/s"]
     other = [c for c in cells if c.unit != "msg/s"]
-    fig, axes = plt.subplots(1, 1 + len(other), figsize=(5 + 4 * len(thr) / 2 + 3 * len(other), 5),
-                             gridspec_kw={"width_ratios": [max(len(thr), 1) * 1.2] + [1] * len(other)})
+    fig, axes = plt.subplots(
+        1,
+        1 + len(other),
+        figsize=(5 + 4 * len(thr) / 2 + 3 * len(other), 5),
+        gridspec_kw={"width_ratios": [max(len(thr), 1) * 1.2] + [1] * len(other)},
+    )
     if not isinstance(axes, (list, tuple)):
         axes = list(getattr(axes, "flat", [axes]))
     width = 0.8 / max(len(brokers), 1)
-    palette = {"mqttfast_cython": "#1f77b4", "mqttfast_python": "#aec7e8", "mosquitto": "#2ca02c",
-               "amqtt": "#d62728"}
+    palette = {
+        "mqttfast_cython": "#1f77b4",
+        "mqttfast_python": "#aec7e8",
+        "mosquitto": "#2ca02c",
+        "amqtt": "#d62728",
+    }
     colors = [palette.get(b["key"], "#9467bd") for b in brokers]
 
     ax = axes[0]
     for i, b in enumerate(brokers):
         vals = [(medians.get(b["key"], {}).get(c.name, {}).get("value") or 0) / 1000 for c in thr]
-        ax.bar([x + i * width for x in range(len(thr))], vals, width, label=b["title"], color=colors[i])
+        ax.bar(
+            [x + i * width for x in range(len(thr))], vals, width, label=b["title"], color=colors[i]
+        )
     ax.set_xticks([x + width * (len(brokers) - 1) / 2 for x in range(len(thr))])
     ax.set_xticklabels([c.name for c in thr], rotation=20, ha="right", fontsize=8)
-    _log_if_wide(ax, [(medians.get(b["key"], {}).get(c.name, {}).get("value") or 0) / 1000
-                      for b in brokers for c in thr])
+    _log_if_wide(
+        ax,
+        [
+            (medians.get(b["key"], {}).get(c.name, {}).get("value") or 0) / 1000
+            for b in brokers
+            for c in thr
+        ],
+    )
     ax.set_ylabel("thousand msg/s (higher is better)")
     ax.set_title("throughput")
     ax.legend(fontsize=8)
@@ -462,26 +593,44 @@ def update_readme(text: str) -> str:
     i, j = doc.find(_START), doc.find(_END)
     if i < 0 or j < i:
         return "README not updated: markers not found"
-    README.write_text(doc[:i + len(_START)] + "\n" + text + "\n" + doc[j:])
+    README.write_text(doc[: i + len(_START)] + "\n" + text + "\n" + doc[j:])
     return f"updated {README}"
 
 
 # --------------------------------------------------------------------------- main
 
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true",
-                   help="smoke run: 2 s cells, 1 run each, 500 connections (numbers are rough)")
-    p.add_argument("--duration", type=float, default=None, help="seconds of publishing per cell (default 6)")
-    p.add_argument("--runs", type=int, default=None, help="runs per cell, the median is reported (default 3)")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: 2 s cells, 1 run each, 500 connections (numbers are rough)",
+    )
+    p.add_argument(
+        "--duration", type=float, default=None, help="seconds of publishing per cell (default 6)"
+    )
+    p.add_argument(
+        "--runs", type=int, default=None, help="runs per cell, the median is reported (default 3)"
+    )
     p.add_argument("--loadgen", type=Path, default=DEFAULT_LOADGEN, help="path to mqtt-loadgen.c")
-    p.add_argument("--amqtt", type=Path, default=None,
-                   help="amqtt executable to include (e.g. from a separate venv); default: amqtt on PATH if importable")
-    p.add_argument("--brokers", default="",
-                   help="comma list of mqttfast_cython,mqttfast_python,mosquitto,amqtt (default: all available)")
+    p.add_argument(
+        "--amqtt",
+        type=Path,
+        default=None,
+        help="amqtt executable to include (e.g. from a separate venv); default: amqtt on PATH if importable",
+    )
+    p.add_argument(
+        "--brokers",
+        default="",
+        help="comma list of mqttfast_cython,mqttfast_python,mosquitto,amqtt (default: all available)",
+    )
     p.add_argument("--cells", default="", help="comma list of cell names (default: all)")
-    p.add_argument("--out", type=Path, default=RESULTS_DIR, help="directory for JSON/markdown/PNG results")
+    p.add_argument(
+        "--out", type=Path, default=RESULTS_DIR, help="directory for JSON/markdown/PNG results"
+    )
     a = p.parse_args(argv)
     a.duration = a.duration if a.duration is not None else (2.0 if a.quick else 6.0)
     a.runs = a.runs if a.runs is not None else (1 if a.quick else 3)
@@ -499,7 +648,10 @@ def main(argv: list[str] | None = None) -> int:
         wanted = set(a.cells.split(","))
         unknown = wanted - {c.name for c in cells}
         if unknown:
-            print(f"error: unknown cells {sorted(unknown)}; known: {[c.name for c in cells]}", file=sys.stderr)
+            print(
+                f"error: unknown cells {sorted(unknown)}; known: {[c.name for c in cells]}",
+                file=sys.stderr,
+            )
             return 2
         cells = [c for c in cells if c.name in wanted]
     workdir = Path(tempfile.mkdtemp(prefix="mqttfast-compare-"))
@@ -526,7 +678,11 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"== {b.title}: could not start: {exc}", file=sys.stderr)
                     continue
                 live.append(b)
-                print(f"== {b.title} {b.version}: 127.0.0.1:{b.port} pid {b.proc.pid}", file=sys.stderr, flush=True)
+                print(
+                    f"== {b.title} {b.version}: 127.0.0.1:{b.port} pid {b.proc.pid}",
+                    file=sys.stderr,
+                    flush=True,
+                )
             for cell in cells:
                 for b in live:
                     raw[b.key][cell.name] = []
@@ -536,25 +692,39 @@ def main(argv: list[str] | None = None) -> int:
                         runs = raw[b.key][cell.name]
                         if cell.fresh_broker or not b.alive():
                             if not b.alive():
-                                print(f"   {b.title} died; log tail:\n{b.log_tail()}\n   restarting",
-                                      file=sys.stderr)
+                                print(
+                                    f"   {b.title} died; log tail:\n{b.log_tail()}\n   restarting",
+                                    file=sys.stderr,
+                                )
                             b.stop()
                             try:
                                 b.start()
                             except RuntimeError as exc:
-                                runs.append({"ok": False, "error": f"broker (re)start failed: {exc}"})
+                                runs.append(
+                                    {"ok": False, "error": f"broker (re)start failed: {exc}"}
+                                )
                                 continue
                         res = run_cell(loadgen, b, cell, a.duration, f"{b.key}/{cell.name}/{i}")
                         runs.append(res)
-                        note = "" if res.get("ok") else \
-                            f"  (not ok: {res.get('error') or 'loss'}, lost={res.get('lost')})"
-                        print(f"   {cell.name:14s} run {i + 1}/{a.runs} {b.key:16s} "
-                              f"{cell.metric}={res.get(cell.metric)}{note}", file=sys.stderr, flush=True)
+                        note = (
+                            ""
+                            if res.get("ok")
+                            else f"  (not ok: {res.get('error') or 'loss'}, lost={res.get('lost')})"
+                        )
+                        print(
+                            f"   {cell.name:14s} run {i + 1}/{a.runs} {b.key:16s} "
+                            f"{cell.metric}={res.get(cell.metric)}{note}",
+                            file=sys.stderr,
+                            flush=True,
+                        )
                 for b in live:
                     runs = raw[b.key][cell.name]
-                    m = {"value": median_of(runs, cell.metric), "runs": len(runs),
-                         "failures": sum(1 for r in runs if not r.get("ok")),
-                         "broker_cpu_pct": median_of(runs, "broker_cpu_pct")}
+                    m = {
+                        "value": median_of(runs, cell.metric),
+                        "runs": len(runs),
+                        "failures": sum(1 for r in runs if not r.get("ok")),
+                        "broker_cpu_pct": median_of(runs, "broker_cpu_pct"),
+                    }
                     for extra in cell.extra_metrics:
                         m[extra] = median_of(runs, extra)
                     medians[b.key][cell.name] = m
@@ -564,37 +734,69 @@ def main(argv: list[str] | None = None) -> int:
         load_after = os.getloadavg()
         binfo = [{"key": b.key, "title": b.title, "version": b.version} for b in brokers]
         table = build_table(cells, binfo, medians)
-        cmd = "python3 benchmarks/compare_brokers.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        cmd = "python3 benchmarks/compare_brokers.py " + " ".join(
+            argv if argv is not None else sys.argv[1:]
+        )
         stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         cpu = platform.processor() or platform.machine()
         try:
-            cpu = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
+            cpu = next(
+                ln.split(":", 1)[1].strip()
+                for ln in open("/proc/cpuinfo")
+                if ln.startswith("model name")
+            )
         except (OSError, StopIteration):
             pass
         machine = f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"
-        header = (f"{stamp}; `{cmd.strip()}`; medians of {a.runs} run(s), {a.duration:g} s per cell, "
-                  f"64-byte payloads unless stated; {machine}; load average "
-                  f"{load_before[0]:.1f} before, {load_after[0]:.1f} after.\n"
-                  "Versions: " + "; ".join(f"{b['title']} {b['version']}" for b in binfo))
+        header = (
+            f"{stamp}; `{cmd.strip()}`; medians of {a.runs} run(s), {a.duration:g} s per cell, "
+            f"64-byte payloads unless stated; {machine}; load average "
+            f"{load_before[0]:.1f} before, {load_after[0]:.1f} after.\n"
+            "Versions: " + "; ".join(f"{b['title']} {b['version']}" for b in binfo)
+        )
         print()
         print(header)
         print()
         print(table)
         a.out.mkdir(parents=True, exist_ok=True)
-        result = {"when": stamp, "command": cmd.strip(), "machine": machine, "runs": a.runs,
-                  "loadavg_before": load_before, "loadavg_after": load_after,
-                  "duration_s": a.duration, "brokers": binfo,
-                  "cells": [{"name": c.name, "label": c.label, "metric": c.metric, "unit": c.unit,
-                             "higher_is_better": c.higher_is_better, "loadgen_args": list(c.args)} for c in cells],
-                  "medians": medians, "raw": raw}
+        result = {
+            "when": stamp,
+            "command": cmd.strip(),
+            "machine": machine,
+            "runs": a.runs,
+            "loadavg_before": load_before,
+            "loadavg_after": load_after,
+            "duration_s": a.duration,
+            "brokers": binfo,
+            "cells": [
+                {
+                    "name": c.name,
+                    "label": c.label,
+                    "metric": c.metric,
+                    "unit": c.unit,
+                    "higher_is_better": c.higher_is_better,
+                    "loadgen_args": list(c.args),
+                }
+                for c in cells
+            ],
+            "medians": medians,
+            "raw": raw,
+        }
         (a.out / "compare-latest.json").write_text(json.dumps(result, indent=1) + "\n")
         (a.out / "compare-latest.md").write_text(header + "\n\n" + table + "\n")
         print(f"\nresults: {a.out / 'compare-latest.json'}, {a.out / 'compare-latest.md'}")
         if a.out.resolve() == RESULTS_DIR.resolve() and not a.cells and not a.brokers:
             print(update_readme(header + "\n\n" + table))
-        print(draw_chart(a.out / "compare-latest.png", cells, binfo, medians,
-                         f"{stamp} - {machine} - load average {load_before[0]:.1f}/{load_after[0]:.1f} "
-                         f"- medians of {a.runs} x {a.duration:g} s"))
+        print(
+            draw_chart(
+                a.out / "compare-latest.png",
+                cells,
+                binfo,
+                medians,
+                f"{stamp} - {machine} - load average {load_before[0]:.1f}/{load_after[0]:.1f} "
+                f"- medians of {a.runs} x {a.duration:g} s",
+            )
+        )
         return 0
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

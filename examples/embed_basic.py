@@ -18,7 +18,7 @@ async def main(port: int, forever: bool) -> None:
     async with mqttfast.Broker(port=port) as broker:
         print(f"listening on {broker.addresses}")
 
-        async def on_temperature(msg: "mqttfast.embed.ReceivedMessage") -> None:
+        async def on_temperature(msg: mqttfast.embed.ReceivedMessage) -> None:
             value = float(msg.payload)
             print(f"{msg.topic} = {value} (from {msg.origin or 'the broker'})")
             if value > 30:
@@ -32,8 +32,9 @@ async def main(port: int, forever: bool) -> None:
         await broker.publish("sensors/kitchen/temperature", b"21.5", qos=1, retain=True)
         await broker.publish("sensors/attic/temperature", b"33.0", qos=1)
         await asyncio.sleep(0.1)
-        print("retained:", {t: m.payload for t, m in broker.retained.items()
-                            if not t.startswith("$")})
+        print(
+            "retained:", {t: m.payload for t, m in broker.retained.items() if not t.startswith("$")}
+        )
         print("clients:", broker.clients, "subscriptions:", broker.subscriptions)
         alerts.unsubscribe()
         if forever:

@@ -16,16 +16,28 @@ async def main() -> None:
     async with mqttfast.Broker(port=0) as central:
         edge_cfg = {
             "listener": [{"address": "127.0.0.1", "port": 0}],
-            "bridge": [{
-                "name": "edge-1", "address": "127.0.0.1", "port": central.port,
-                "protocol_version": 5,
-                "topic": [
-                    {"pattern": "telemetry/#", "direction": "out", "qos": 1,
-                     "remote_prefix": "edge-1/"},
-                    {"pattern": "cmd/#", "direction": "in", "qos": 1,
-                     "remote_prefix": "edge-1/"},
-                ],
-            }],
+            "bridge": [
+                {
+                    "name": "edge-1",
+                    "address": "127.0.0.1",
+                    "port": central.port,
+                    "protocol_version": 5,
+                    "topic": [
+                        {
+                            "pattern": "telemetry/#",
+                            "direction": "out",
+                            "qos": 1,
+                            "remote_prefix": "edge-1/",
+                        },
+                        {
+                            "pattern": "cmd/#",
+                            "direction": "in",
+                            "qos": 1,
+                            "remote_prefix": "edge-1/",
+                        },
+                    ],
+                }
+            ],
         }
         async with mqttfast.Broker(edge_cfg) as edge:
             await asyncio.wait_for(edge.extensions.bridges[0].connected.wait(), 5)

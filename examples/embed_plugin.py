@@ -41,10 +41,11 @@ async def main() -> None:
     logger = MessageLogger({"path": str(log_path), "topics": ["#"], "flush_interval": 0.2})
     async with mqttfast.Broker(port=0, plugins=[Tagger(), logger]) as broker:
         print("port", broker.port, "- try: mosquitto_pub -V 5 -p", broker.port, "-t a -m hi")
-        reader, writer = await asyncio.open_connection("127.0.0.1", broker.port)
+        _reader, writer = await asyncio.open_connection("127.0.0.1", broker.port)
         # A raw MQTT 3.1.1 client in two packets: CONNECT "raw", PUBLISH "a/b" QoS 0 "hello".
-        writer.write(bytes.fromhex("100f00044d5154540402003c0003726177")
-                     + b"\x30\x0a\x00\x03a/bhello")
+        writer.write(
+            bytes.fromhex("100f00044d5154540402003c0003726177") + b"\x30\x0a\x00\x03a/bhello"
+        )
         await asyncio.sleep(0.3)
         writer.close()
         await asyncio.sleep(0.3)

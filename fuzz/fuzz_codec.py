@@ -29,11 +29,12 @@ twin = "python"
 if "--twin" in sys.argv:
     i = sys.argv.index("--twin")
     twin = sys.argv[i + 1]
-    del sys.argv[i:i + 2]
+    del sys.argv[i : i + 2]
 
 with atheris.instrument_imports(include=["mqttfast"]):
-    codec = importlib.import_module("mqttfast.codec._codec" if twin == "cython"
-                                    else "mqttfast.codec._codec_py")
+    codec = importlib.import_module(
+        "mqttfast.codec._codec" if twin == "cython" else "mqttfast.codec._codec_py"
+    )
     import harness
 
 

@@ -21,9 +21,10 @@ sys.path.insert(0, os.environ.get("MQTTFAST_FUZZ_ROOT") or str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 with atheris.instrument_imports(include=["mqttfast"]):
+    import harness
+
     from mqttfast.codec import _codec as cy  # the compiled twin (build_ext --inplace first)
     from mqttfast.codec import _codec_py as py
-    import harness
 
 
 print(f"fuzz_differential: {cy.__file__} vs {py.__file__}", file=sys.stderr)

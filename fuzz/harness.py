@@ -44,20 +44,25 @@ def parse_input(data: bytes) -> tuple[int | None, int, int, bytes]:
     return version, max_size, chunk, bytes(data[2:])
 
 
-def make_input(stream: bytes, version: int | None = None, chunk: int = 0,
-               small_max: bool = False) -> bytes:
+def make_input(
+    stream: bytes, version: int | None = None, chunk: int = 0, small_max: bool = False
+) -> bytes:
     return bytes([VERSIONS.index(version) | (4 if small_max else 0), chunk]) + stream
 
 
-def run_decoder(codec: types.ModuleType, version: int | None, max_size: int, chunk: int,
-                stream: bytes) -> tuple[list[Any], MQTTError | None, int | None]:
+def run_decoder(
+    codec: types.ModuleType, version: int | None, max_size: int, chunk: int, stream: bytes
+) -> tuple[list[Any], MQTTError | None, int | None]:
     """Feed the stream; (packets, error or None, protocol version reached).
     Any exception other than MQTTError propagates: that is a finding."""
     dec = codec.Decoder(version, max_size)
     out: list[Any] = []
     err: MQTTError | None = None
-    pieces = ([stream] if chunk == 0 else
-              [stream[i:i + chunk] for i in range(0, len(stream), chunk)] or [b""])
+    pieces = (
+        [stream]
+        if chunk == 0
+        else [stream[i : i + chunk] for i in range(0, len(stream), chunk)] or [b""]
+    )
     for piece in pieces:
         try:
             out.extend(dec.feed(piece))
@@ -78,11 +83,14 @@ def check_round_trip(codec: types.ModuleType, pkts: list[Any], version: int | No
         try:
             again = dec.feed(data)
         except MQTTError as e:
-            raise FuzzFinding(f"re-encoded {pkt!r} (v{v}) does not decode: {e}; "
-                              f"bytes {data.hex()}") from None
+            raise FuzzFinding(
+                f"re-encoded {pkt!r} (v{v}) does not decode: {e}; bytes {data.hex()}"
+            ) from None
         if again != [pkt]:
-            raise FuzzFinding(f"round trip changed the packet (v{v}):\n  {pkt!r}\n  {again!r}\n"
-                              f"  bytes {data.hex()}")
+            raise FuzzFinding(
+                f"round trip changed the packet (v{v}):\n  {pkt!r}\n  {again!r}\n"
+                f"  bytes {data.hex()}"
+            )
 
 
 def check_one(codec: types.ModuleType, data: bytes) -> None:
@@ -92,8 +100,9 @@ def check_one(codec: types.ModuleType, data: bytes) -> None:
     if chunk:  # chunking must not matter
         pkts1, err1, _ = run_decoder(codec, version, max_size, 0, stream)
         if pkts1 != pkts or _err_key(err1) != _err_key(err):
-            raise FuzzFinding(f"chunk size {chunk} changed the result: {pkts!r} / {err!r} vs "
-                              f"{pkts1!r} / {err1!r}")
+            raise FuzzFinding(
+                f"chunk size {chunk} changed the result: {pkts!r} / {err!r} vs {pkts1!r} / {err1!r}"
+            )
     # A server-side decoder learns the version from the CONNECT it decoded.
     check_round_trip(codec, pkts, reached if version is None else version)
 
@@ -116,8 +125,10 @@ def check_differential(cy: types.ModuleType, py: types.ModuleType, data: bytes) 
             raise FuzzFinding(f"{codec.__name__} raised {exc!r}") from exc
     (p1, e1, v1), (p2, e2, v2) = results
     if p1 != p2 or _err_key(e1) != _err_key(e2) or v1 != v2:
-        raise FuzzFinding(f"twins disagree:\n  cython: {p1!r} {e1!r} {_err_key(e1)} v{v1}\n"
-                          f"  python: {p2!r} {e2!r} {_err_key(e2)} v{v2}")
+        raise FuzzFinding(
+            f"twins disagree:\n  cython: {p1!r} {e1!r} {_err_key(e1)} v{v1}\n"
+            f"  python: {p2!r} {e2!r} {_err_key(e2)} v{v2}"
+        )
     for pkt in p1:
         v = version if version is not None else (v1 or 4)
         outs = []

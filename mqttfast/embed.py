@@ -26,8 +26,9 @@ import itertools
 import logging
 import os
 from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Iterable, Mapping, Union
+from typing import Any, Union
 
 from mqttfast.codec import validate_topic_filter, validate_topic_name
 from mqttfast.codec.packets import Properties
@@ -57,7 +58,7 @@ class ReceivedMessage:
     origin: str | None = None  # client id of the publisher (None: the broker itself)
 
 
-Callback = Callable[[ReceivedMessage], Union[None, Awaitable[None]]]
+Callback = Callable[[ReceivedMessage], Awaitable[None] | None]
 
 
 @dataclass(slots=True, frozen=True)
@@ -83,12 +84,21 @@ class _InternalSession(Session):
 
     __slots__ = ("handle",)
 
-    def deliver(self, msg: Message, qos: int, retain: bool, sub_ids: Any, now: float,
-                cache: Any = None, shared: Any = None) -> None:
+    def deliver(
+        self,
+        msg: Message,
+        qos: int,
+        retain: bool,
+        sub_ids: Any,
+        now: float,
+        cache: Any = None,
+        shared: Any = None,
+    ) -> None:
         if msg.expires_at is not None and now >= msg.expires_at:
             return
-        self.handle._dispatch(ReceivedMessage(msg.topic, msg.payload, qos, retain,
-                                              msg.properties, msg.origin))
+        self.handle._dispatch(
+            ReceivedMessage(msg.topic, msg.payload, qos, retain, msg.properties, msg.origin)
+        )
 
     def has_room(self) -> bool:
         return True
@@ -99,15 +109,23 @@ class Subscription:
     time per subscription, in order; at most ``max_pending`` wait (newer are dropped,
     counted in ``dropped``)."""
 
-    def __init__(self, api: "BrokerAPI", topic_filter: str, callback: Callback, qos: int,
-                 no_local: bool, max_pending: int) -> None:
+    def __init__(
+        self,
+        api: BrokerAPI,
+        topic_filter: str,
+        callback: Callback,
+        qos: int,
+        no_local: bool,
+        max_pending: int,
+    ) -> None:
         self.api = api
         self.topic_filter = topic_filter
         self.callback = callback
         self.qos = qos
         self.client_id = f"{INTERNAL_PREFIX}py-{next(_ids)}"
         self.is_async = inspect.iscoroutinefunction(callback) or inspect.iscoroutinefunction(
-            getattr(callback, "__call__", None))
+            type(callback).__call__
+        )
         self.max_pending = max_pending
         self.pending: deque[ReceivedMessage] = deque()
         self.dropped = 0
@@ -123,8 +141,11 @@ class Subscription:
         core.router.subscribe(session, self.entry)
         if group is None:  # retained messages, as for a new MQTT subscription
             for msg in core.router.retained_for(filt, core.clock()):
-                self._dispatch(ReceivedMessage(msg.topic, msg.payload, min(msg.qos, qos), True,
-                                               msg.properties, msg.origin))
+                self._dispatch(
+                    ReceivedMessage(
+                        msg.topic, msg.payload, min(msg.qos, qos), True, msg.properties, msg.origin
+                    )
+                )
 
     def _dispatch(self, m: ReceivedMessage) -> None:
         if not self.active:
@@ -157,11 +178,18 @@ class Subscription:
             self.api._tasks.discard(self.worker)  # type: ignore[arg-type]
             self.worker = None
 
-    async def publish(self, topic: str, payload: bytes | str = b"", qos: int = 0,
-                      retain: bool = False, properties: Properties | None = None) -> int:
+    async def publish(
+        self,
+        topic: str,
+        payload: bytes | str = b"",
+        qos: int = 0,
+        retain: bool = False,
+        properties: Properties | None = None,
+    ) -> int:
         """Publish as this subscription's client (its No Local option applies)."""
-        return self.api.publish_nowait(topic, payload, qos, retain, properties,
-                                       origin=self.client_id)
+        return self.api.publish_nowait(
+            topic, payload, qos, retain, properties, origin=self.client_id
+        )
 
     def unsubscribe(self) -> None:
         if not self.active:
@@ -191,15 +219,27 @@ class BrokerAPI:
         return self._core
 
     # -- messages -----------------------------------------------------------
-    async def publish(self, topic: str, payload: bytes | str = b"", qos: int = 0,
-                      retain: bool = False, properties: Properties | None = None) -> int:
+    async def publish(
+        self,
+        topic: str,
+        payload: bytes | str = b"",
+        qos: int = 0,
+        retain: bool = False,
+        properties: Properties | None = None,
+    ) -> int:
         """Publish as the broker itself; returns how many subscriptions matched.
         Plug-ins' on_publish does not see these (they see client messages)."""
         return self.publish_nowait(topic, payload, qos, retain, properties)
 
-    def publish_nowait(self, topic: str, payload: bytes | str = b"", qos: int = 0,
-                       retain: bool = False, properties: Properties | None = None,
-                       origin: str | None = None) -> int:
+    def publish_nowait(
+        self,
+        topic: str,
+        payload: bytes | str = b"",
+        qos: int = 0,
+        retain: bool = False,
+        properties: Properties | None = None,
+        origin: str | None = None,
+    ) -> int:
         """:meth:`publish` for synchronous code on the broker's event loop."""
         validate_topic_name(topic)  # MQTTError(0x90) when it is not a valid topic name
         if qos not in (0, 1, 2):
@@ -212,12 +252,25 @@ class BrokerAPI:
         if properties is not None and properties.message_expiry_interval is not None:
             expires_at = now + properties.message_expiry_interval
         retain = bool(retain) and core.settings.retain_available
-        msg = Message(topic, bytes(payload), qos, retain, forwardable_properties(properties),
-                      expires_at, origin)
+        msg = Message(
+            topic,
+            bytes(payload),
+            qos,
+            retain,
+            forwardable_properties(properties),
+            expires_at,
+            origin,
+        )
         return core.router.publish(msg, now, None)
 
-    def subscribe(self, topic_filter: str, callback: Callback, qos: int = 2,
-                  no_local: bool = False, max_pending: int = 10000) -> Subscription:
+    def subscribe(
+        self,
+        topic_filter: str,
+        callback: Callback,
+        qos: int = 2,
+        no_local: bool = False,
+        max_pending: int = 10000,
+    ) -> Subscription:
         """Call ``callback(ReceivedMessage)`` (sync, or async: awaited in order) for every
         message matching ``topic_filter`` (wildcards and ``$share/group/...`` allowed),
         starting with the retained ones. Returns a handle with ``unsubscribe()``."""
@@ -233,30 +286,46 @@ class BrokerAPI:
     @property
     def clients(self) -> tuple[ClientInfo, ...]:
         """Connected network clients."""
-        return tuple(ClientInfo(c.client_id, c.username, c.peer, c.protocol_version)
-                     for c in self.core.connections)
+        return tuple(
+            ClientInfo(c.client_id, c.username, c.peer, c.protocol_version)
+            for c in self.core.connections
+        )
 
     @property
     def sessions(self) -> Mapping[str, SessionInfo]:
         """Sessions of network clients (online and offline), by client id."""
-        return {cid: SessionInfo(cid, s.conn is not None, tuple(s.subscriptions), len(s.queue),
-                                 len(s.inflight), s.expiry_interval)
-                for cid, s in self.core.sessions.items() if not cid.startswith(INTERNAL_PREFIX)}
+        return {
+            cid: SessionInfo(
+                cid,
+                s.conn is not None,
+                tuple(s.subscriptions),
+                len(s.queue),
+                len(s.inflight),
+                s.expiry_interval,
+            )
+            for cid, s in self.core.sessions.items()
+            if not cid.startswith(INTERNAL_PREFIX)
+        }
 
     @property
     def subscriptions(self) -> tuple[SubscriptionInfo, ...]:
         """Subscriptions of network clients."""
-        return tuple(SubscriptionInfo(cid, e.full_filter, e.qos, e.no_local)
-                     for cid, s in self.core.sessions.items()
-                     if not cid.startswith(INTERNAL_PREFIX)
-                     for e in s.subscriptions.values())
+        return tuple(
+            SubscriptionInfo(cid, e.full_filter, e.qos, e.no_local)
+            for cid, s in self.core.sessions.items()
+            if not cid.startswith(INTERNAL_PREFIX)
+            for e in s.subscriptions.values()
+        )
 
     @property
     def retained(self) -> Mapping[str, ReceivedMessage]:
         """Retained messages by topic (expired ones left out)."""
         now = self.core.clock()
-        return {m.topic: ReceivedMessage(m.topic, m.payload, m.qos, True, m.properties, m.origin)
-                for m in self.core.retained.all_messages() if not m.expired(now)}
+        return {
+            m.topic: ReceivedMessage(m.topic, m.payload, m.qos, True, m.properties, m.origin)
+            for m in self.core.retained.all_messages()
+            if not m.expired(now)
+        }
 
     @property
     def stats(self) -> Any:
@@ -288,8 +357,9 @@ class Broker(BrokerAPI):
     :class:`Plugin` instances (or "module:Class" paths) run after those of the config.
     """
 
-    def __init__(self, config: ConfigLike = None, *, plugins: Iterable[Plugin | str] = (),
-                 **overrides: Any) -> None:
+    def __init__(
+        self, config: ConfigLike = None, *, plugins: Iterable[Plugin | str] = (), **overrides: Any
+    ) -> None:
         super().__init__(None)
         from mqttfast.app import config as appconfig
 
@@ -318,7 +388,7 @@ class Broker(BrokerAPI):
         self.extensions: Any = None
 
     # -- life cycle ---------------------------------------------------------
-    async def start(self) -> "Broker":
+    async def start(self) -> Broker:
         from mqttfast.app import config as appconfig
         from mqttfast.app.persistence import open_storage
         from mqttfast.transport.listeners import ListenerConfig
@@ -339,8 +409,9 @@ class Broker(BrokerAPI):
         for key, value in ov.items():
             setattr(settings, key, value)
         if not cfg.listener:
-            cfg.listener.append(ListenerConfig(port=ov.get("port", 1883),
-                                               address=ov.get("host", "127.0.0.1")))
+            cfg.listener.append(
+                ListenerConfig(port=ov.get("port", 1883), address=ov.get("host", "127.0.0.1"))
+            )
         else:
             if "port" in ov:
                 cfg.listener[0].port = ov["port"]
@@ -348,8 +419,9 @@ class Broker(BrokerAPI):
                 cfg.listener[0].address = ov["host"]
         runtime = appconfig.Runtime(cfg)
         runtime.setup_security()
-        storage = open_storage(settings.persistence, settings.data_dir,
-                               settings.persistence_interval)
+        storage = open_storage(
+            settings.persistence, settings.data_dir, settings.persistence_interval
+        )
         core = CoreBroker(settings, hooks=runtime.hooks, storage=storage)
         storage.recover(core)
         self._core, self._storage, self._runtime = core, storage, runtime
@@ -383,7 +455,7 @@ class Broker(BrokerAPI):
             self._core = None
             self._server = None
 
-    async def __aenter__(self) -> "Broker":
+    async def __aenter__(self) -> Broker:
         return await self.start()
 
     async def __aexit__(self, *exc: Any) -> None:
@@ -425,5 +497,12 @@ class Broker(BrokerAPI):
         return self._core is not None
 
 
-__all__ = ["Broker", "BrokerAPI", "ReceivedMessage", "Subscription", "SessionInfo",
-           "SubscriptionInfo", "INTERNAL_PREFIX"]
+__all__ = [
+    "Broker",
+    "BrokerAPI",
+    "ReceivedMessage",
+    "Subscription",
+    "SessionInfo",
+    "SubscriptionInfo",
+    "INTERNAL_PREFIX",
+]

@@ -45,7 +45,6 @@ from mqttfast.codec.packets import Properties, Publish, Will  # noqa: E402
 from tests.helpers.broker import BrokerProcess  # noqa: E402
 from tests.helpers.rawclient import RawClient  # noqa: E402
 
-
 # The broker under soak runs through this launcher: the normal command line, plus a
 # SIGUSR1 handler that runs a full gc.collect(). The broker tunes its collector to run
 # rarely (app/cli.py tune_gc), so cyclic garbage of closed connections can pile up for
@@ -81,15 +80,18 @@ def rss_kib(pid: int) -> int:
 
 def sys_counts(port: int) -> dict[str, int]:
     """Sessions, subscriptions and retained messages from $SYS (retained, so one read)."""
-    names = {"clients/total": "sessions", "subscriptions/count": "subscriptions",
-             "retained messages/count": "retained"}
+    names = {
+        "clients/total": "sessions",
+        "subscriptions/count": "subscriptions",
+        "retained messages/count": "retained",
+    }
     out: dict[str, int] = {}
     with RawClient(port, connect_timeout=10) as c:
         c.connect("", timeout=10)
         c.subscribe(*[f"$SYS/broker/{n}" for n in names], timeout=10)
         while len(out) < len(names):
             p = c.recv_publish(5)
-            out[names[p.topic[len("$SYS/broker/"):]]] = int(p.payload)
+            out[names[p.topic[len("$SYS/broker/") :]]] = int(p.payload)
         c.disconnect(wait=0.5)
     return out
 
@@ -131,14 +133,21 @@ def session_worker(load: Load, k: int) -> None:
             tag = f"{k}-{i}"
             c = RawClient(load.port, 5, connect_timeout=10)
             props = Properties(session_expiry_interval=1, topic_alias_maximum=5)
-            will = Will(f"soak/will/{k}", tag.encode(), 1, False,
-                        Properties(message_expiry_interval=5))
+            will = Will(
+                f"soak/will/{k}", tag.encode(), 1, False, Properties(message_expiry_interval=5)
+            )
             c.connect(f"soak-{tag}", clean_start=True, properties=props, will=will, timeout=10)
             c.subscribe((f"soak/{k}/{i}/+", 1), ("soak/fan/#", 0), timeout=10)
-            c.publish(f"soak/{k}/{i}/a", f"{tag}a".encode(), qos=1, timeout=10,
-                      properties=Properties(topic_alias=1, message_expiry_interval=30))
-            c.publish("", f"{tag}b".encode(), qos=2, timeout=10,
-                      properties=Properties(topic_alias=1))
+            c.publish(
+                f"soak/{k}/{i}/a",
+                f"{tag}a".encode(),
+                qos=1,
+                timeout=10,
+                properties=Properties(topic_alias=1, message_expiry_interval=30),
+            )
+            c.publish(
+                "", f"{tag}b".encode(), qos=2, timeout=10, properties=Properties(topic_alias=1)
+            )
             for suffix in "ab":
                 c.ack(c.recv_until(Publish, 10, payload=f"{tag}{suffix}".encode()), 10)
             c.publish(f"soak/ret/{k}/{i % 50}", b"r" * 64, qos=1, retain=True, timeout=10)
@@ -203,19 +212,29 @@ def fan_publisher(load: Load) -> None:
             load.errors.append(f"fan publisher: {exc!r}")
 
 
-def run(duration: float = 600.0, interval: float = 10.0, workers: int = 4,
-        persistence: str = "off", max_growth_mib: float = 16.0, rate: float = 0.0,
-        out=print) -> dict:  # type: ignore[no-untyped-def]
+def run(
+    duration: float = 600.0,
+    interval: float = 10.0,
+    workers: int = 4,
+    persistence: str = "off",
+    max_growth_mib: float = 16.0,
+    rate: float = 0.0,
+    out=print,
+) -> dict:  # type: ignore[no-untyped-def]
     """Run the soak; a report dict (samples, growth_mib, counts, ok)."""
     warmup = max(5.0, duration / 4)
-    broker = SoakBroker(["--persistence", persistence, "--sys-interval", "1",
-                            "--log-level", "warning"])
+    broker = SoakBroker(
+        ["--persistence", persistence, "--sys-interval", "1", "--log-level", "warning"]
+    )
     broker.start()
     load = Load(broker.port, rate)
-    threads = [threading.Thread(target=session_worker, args=(load, k), daemon=True)
-               for k in range(workers)]
-    threads += [threading.Thread(target=persistent_worker, args=(load, k), daemon=True)
-                for k in range(max(1, workers // 2))]
+    threads = [
+        threading.Thread(target=session_worker, args=(load, k), daemon=True) for k in range(workers)
+    ]
+    threads += [
+        threading.Thread(target=persistent_worker, args=(load, k), daemon=True)
+        for k in range(max(1, workers // 2))
+    ]
     threads.append(threading.Thread(target=fan_publisher, args=(load,), daemon=True))
     samples: list[tuple[float, int]] = []
     report: dict = {"ok": False}
@@ -223,9 +242,11 @@ def run(duration: float = 600.0, interval: float = 10.0, workers: int = 4,
         t0 = time.monotonic()
         for t in threads:
             t.start()
-        out(f"soak: {duration:.0f} s, {workers} session workers"
+        out(
+            f"soak: {duration:.0f} s, {workers} session workers"
             f"{f' at {rate:g} cycles/s each' if rate else ''}, persistence {persistence}, "
-            f"broker pid {broker.pid} port {broker.port}")
+            f"broker pid {broker.pid} port {broker.port}"
+        )
         base_counts: dict[str, int] | None = None
         base_rss: int | None = None
         next_sample = t0
@@ -234,8 +255,10 @@ def run(duration: float = 600.0, interval: float = 10.0, workers: int = 4,
             if now >= next_sample:
                 rss = collected_rss_kib(broker)
                 samples.append((now - t0, rss))
-                out(f"  t={now - t0:6.1f}s rss={rss / 1024:7.1f} MiB cycles={load.cycles} "
-                    f"messages={load.messages}")
+                out(
+                    f"  t={now - t0:6.1f}s rss={rss / 1024:7.1f} MiB cycles={load.cycles} "
+                    f"messages={load.messages}"
+                )
                 next_sample += interval
                 if base_rss is None and now - t0 >= warmup:
                     base_rss = rss
@@ -254,8 +277,11 @@ def run(duration: float = 600.0, interval: float = 10.0, workers: int = 4,
         # the persistent pool's sessions with one subscription each (plus, depending on
         # when $SYS was last published, the reading client itself and its 3 filters).
         pool = max(1, workers // 2) * 5
-        expected = {"sessions": pool + 1, "subscriptions": pool + 3,
-                    "retained": base_counts["retained"] if base_counts else 0}
+        expected = {
+            "sessions": pool + 1,
+            "subscriptions": pool + 3,
+            "retained": base_counts["retained"] if base_counts else 0,
+        }
         deadline = time.monotonic() + 10
         counts = sys_counts(broker.port)
         while time.monotonic() < deadline and any(counts[k] > expected[k] for k in counts):
@@ -264,15 +290,25 @@ def run(duration: float = 600.0, interval: float = 10.0, workers: int = 4,
         after_rss = max(rss for t, rss in samples if rss and t >= warmup) if samples else final_rss
         growth = (after_rss - base_rss) / 1024
         counts_ok = base_counts is not None and all(counts[k] <= expected[k] for k in counts)
-        report = {"samples": samples, "base_rss_kib": base_rss, "growth_mib": growth,
-                  "base_counts": base_counts, "counts": counts, "expected_counts": expected, "cycles": load.cycles,
-                  "messages": load.messages, "errors": list(load.errors),
-                  "ok": not load.errors and counts_ok and growth <= max_growth_mib}
-        out(f"soak: {load.cycles} client cycles, {load.messages} messages; RSS after warm-up "
+        report = {
+            "samples": samples,
+            "base_rss_kib": base_rss,
+            "growth_mib": growth,
+            "base_counts": base_counts,
+            "counts": counts,
+            "expected_counts": expected,
+            "cycles": load.cycles,
+            "messages": load.messages,
+            "errors": list(load.errors),
+            "ok": not load.errors and counts_ok and growth <= max_growth_mib,
+        }
+        out(
+            f"soak: {load.cycles} client cycles, {load.messages} messages; RSS after warm-up "
             f"{base_rss / 1024:.1f} MiB, peak later {after_rss / 1024:.1f} MiB "
             f"(growth {growth:+.1f} MiB, bound {max_growth_mib} MiB); counts at the end {counts} "
             f"(at most {expected}; during the run {base_counts}); errors {load.errors or 'none'}; "
-            f"{'OK' if report['ok'] else 'FAILED'}")
+            f"{'OK' if report['ok'] else 'FAILED'}"
+        )
         if not broker.running():
             report["ok"] = False
             report["errors"].append("broker died")
@@ -293,14 +329,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--interval", type=float, default=10.0, help="seconds between RSS samples")
     p.add_argument("--workers", type=int, default=4, help="session workers (default 4)")
     p.add_argument("--persistence", default="off", choices=["off", "relaxed", "strict"])
-    p.add_argument("--max-growth-mib", type=float, default=16.0,
-                   help="allowed RSS growth after the warm-up (default 16 MiB)")
-    p.add_argument("--rate", type=float, default=0.0,
-                   help="client cycles per second per worker (default 0 = as fast as possible; "
-                        "a fixed rate makes the RSS figure independent of machine load)")
+    p.add_argument(
+        "--max-growth-mib",
+        type=float,
+        default=16.0,
+        help="allowed RSS growth after the warm-up (default 16 MiB)",
+    )
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="client cycles per second per worker (default 0 = as fast as possible; "
+        "a fixed rate makes the RSS figure independent of machine load)",
+    )
     args = p.parse_args(argv)
-    report = run(args.duration, args.interval, args.workers, args.persistence,
-                 args.max_growth_mib, args.rate)
+    report = run(
+        args.duration, args.interval, args.workers, args.persistence, args.max_growth_mib, args.rate
+    )
     return 0 if report["ok"] else 1
 
 

@@ -108,7 +108,9 @@ def test_implementation_is_chosen_by_environment():
 
 def _copy_source(dest: Path) -> Path:
     """A clean copy of the buildable tree (no build outputs)."""
-    ignore = shutil.ignore_patterns("*.so", "*.pyd", "*.c", "build", "dist", "__pycache__", "*.egg-info")
+    ignore = shutil.ignore_patterns(
+        "*.so", "*.pyd", "*.c", "build", "dist", "__pycache__", "*.egg-info"
+    )
     root = dest / "src"
     root.mkdir()
     shutil.copytree(SOURCE_ROOT / "mqttfast", root / "mqttfast", ignore=ignore)
@@ -129,8 +131,19 @@ def _wheel(src: Path, out: Path, **env: str) -> subprocess.CompletedProcess:
         modern = False
     isolation = ["--no-build-isolation"] if modern else []
     return subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", *isolation,
-         "-w", str(out), "-v", "--disable-pip-version-check"],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(src),
+            "--no-deps",
+            *isolation,
+            "-w",
+            str(out),
+            "-v",
+            "--disable-pip-version-check",
+        ],
         capture_output=True,
         text=True,
         timeout=120,

@@ -42,9 +42,22 @@ from typing import Any
 
 from mqttfast.codec import Decoder, encode, topic_matches, validate_topic_filter
 from mqttfast.codec.errors import MQTTError
-from mqttfast.codec.packets import (Connack, Connect, Disconnect, Pingreq, Pingresp, Properties,
-                                    Puback, Pubcomp, Publish, Pubrec, Pubrel, Suback, Subscribe,
-                                    Subscription)
+from mqttfast.codec.packets import (
+    Connack,
+    Connect,
+    Disconnect,
+    Pingreq,
+    Pingresp,
+    Properties,
+    Puback,
+    Pubcomp,
+    Publish,
+    Pubrec,
+    Pubrel,
+    Suback,
+    Subscribe,
+    Subscription,
+)
 
 log = logging.getLogger("mqttfast.bridge")
 
@@ -73,25 +86,25 @@ class BridgeConfig:
     name: str = ""
     address: str = "127.0.0.1"
     port: int = 1883
-    protocol_version: int = 5          # 4 = MQTT 3.1.1, 5 = MQTT 5.0
-    client_id: str = ""                # default "mqttfast-bridge-<name>"
+    protocol_version: int = 5  # 4 = MQTT 3.1.1, 5 = MQTT 5.0
+    client_id: str = ""  # default "mqttfast-bridge-<name>"
     username: str | None = None
     password: str | None = None
     keepalive: int = 60
-    clean_start: bool = False          # keep the remote session across reconnects
-    session_expiry: int = 3600         # v5: seconds the remote keeps the session
-    try_private: bool = True           # 3.1.1: announce a bridge (protocol level 0x84)
+    clean_start: bool = False  # keep the remote session across reconnects
+    session_expiry: int = 3600  # v5: seconds the remote keeps the session
+    try_private: bool = True  # 3.1.1: announce a bridge (protocol level 0x84)
     # TLS: on with tls = true or any file below.
     tls: bool = False
     cafile: str | None = None
     certfile: str | None = None
     keyfile: str | None = None
-    insecure: bool = False             # do not verify the remote's certificate
+    insecure: bool = False  # do not verify the remote's certificate
     server_hostname: str | None = None
     reconnect_min: float = 0.5
     reconnect_max: float = 60.0
     connect_timeout: float = 10.0
-    queue_size: int = 10000            # local -> remote messages kept while the remote is down
+    queue_size: int = 10000  # local -> remote messages kept while the remote is down
     # Where the queue (and what was in flight) is saved at stop and reloaded at start, so a
     # restart of this broker keeps it (not a crash: it is written on stop only). None = off.
     queue_file: str | None = None
@@ -104,15 +117,37 @@ class BridgeConfig:
 
 
 _KEYS: dict[str, type | tuple[type, ...]] = {
-    "name": str, "address": str, "port": int, "protocol_version": int, "client_id": str,
-    "username": str, "password": str, "keepalive": int, "clean_start": bool,
-    "session_expiry": int, "try_private": bool, "tls": bool, "cafile": str, "certfile": str,
-    "keyfile": str, "insecure": bool, "server_hostname": str, "reconnect_min": (int, float),
-    "reconnect_max": (int, float), "connect_timeout": (int, float), "queue_size": int,
-    "max_inflight": int, "queue_file": str, "max_hops": int,
+    "name": str,
+    "address": str,
+    "port": int,
+    "protocol_version": int,
+    "client_id": str,
+    "username": str,
+    "password": str,
+    "keepalive": int,
+    "clean_start": bool,
+    "session_expiry": int,
+    "try_private": bool,
+    "tls": bool,
+    "cafile": str,
+    "certfile": str,
+    "keyfile": str,
+    "insecure": bool,
+    "server_hostname": str,
+    "reconnect_min": (int, float),
+    "reconnect_max": (int, float),
+    "connect_timeout": (int, float),
+    "queue_size": int,
+    "max_inflight": int,
+    "queue_file": str,
+    "max_hops": int,
 }
 _TOPIC_KEYS: dict[str, type | tuple[type, ...]] = {
-    "pattern": str, "direction": str, "qos": int, "local_prefix": str, "remote_prefix": str,
+    "pattern": str,
+    "direction": str,
+    "qos": int,
+    "local_prefix": str,
+    "remote_prefix": str,
 }
 
 
@@ -121,8 +156,9 @@ def _typed(path: str, value: Any, typ: Any, errors: list[str]) -> bool:
         errors.append(f"{path}: expected {getattr(typ, '__name__', 'number')}, got boolean")
         return False
     if not isinstance(value, typ):
-        errors.append(f"{path}: expected {getattr(typ, '__name__', 'number')}, "
-                      f"got {type(value).__name__}")
+        errors.append(
+            f"{path}: expected {getattr(typ, '__name__', 'number')}, got {type(value).__name__}"
+        )
         return False
     return True
 
@@ -170,10 +206,15 @@ def parse_bridge_tables(value: Any, errors: list[str]) -> list[BridgeConfig]:
             errors.append(f"{p}.port: must be 1..65535")
         if bc.reconnect_min <= 0 or bc.reconnect_max < bc.reconnect_min:
             errors.append(f"{p}.reconnect_max: need 0 < reconnect_min <= reconnect_max")
-        if bc.queue_size < 0 or bc.max_inflight < 1 or not 0 <= bc.keepalive <= 65535 \
-                or bc.max_hops < 1:
-            errors.append(f"{p}: queue_size >= 0, max_inflight >= 1, keepalive 0..65535, "
-                          "max_hops >= 1")
+        if (
+            bc.queue_size < 0
+            or bc.max_inflight < 1
+            or not 0 <= bc.keepalive <= 65535
+            or bc.max_hops < 1
+        ):
+            errors.append(
+                f"{p}: queue_size >= 0, max_inflight >= 1, keepalive 0..65535, max_hops >= 1"
+            )
         if not bc.topic:
             errors.append(f"{p}.topic: at least one [[bridge.topic]] is required")
         out.append(bc)
@@ -238,8 +279,9 @@ class _Out:
 
     __slots__ = ("topic", "payload", "qos", "retain", "properties", "state")
 
-    def __init__(self, topic: str, payload: bytes, qos: int, retain: bool,
-                 properties: Properties | None) -> None:
+    def __init__(
+        self, topic: str, payload: bytes, qos: int, retain: bool, properties: Properties | None
+    ) -> None:
         self.topic = topic
         self.payload = payload
         self.qos = qos
@@ -272,7 +314,7 @@ class Bridge:
         self.sent = 0
         self.received = 0
         self.dropped = 0
-        self.skipped = 0   # not forwarded: max_hops reached
+        self.skipped = 0  # not forwarded: max_hops reached
         self.connects = 0
 
     # -- local side -----------------------------------------------------------
@@ -281,8 +323,9 @@ class Bridge:
             self._load_queue(self.cfg.queue_file)
         for t in self.cfg.topic:
             if t.direction in ("out", "both"):
-                self.subs.append(self.api.subscribe(
-                    t.local_filter, lambda m, t=t: self._local(m, t), qos=t.qos))
+                self.subs.append(
+                    self.api.subscribe(t.local_filter, lambda m, t=t: self._local(m, t), qos=t.qos)
+                )
         self.task = asyncio.get_running_loop().create_task(self._run())
 
     def _local(self, m: Any, t: BridgeTopic) -> None:
@@ -295,10 +338,14 @@ class Bridge:
         if self.cfg.queue_size and len(self.queue) >= self.cfg.queue_size:
             self.dropped += 1
             if self.dropped == 1 or self.dropped % 1000 == 0:
-                log.warning("bridge %s: queue full (%d); message dropped (%d so far)",
-                            self.cfg.name, len(self.queue), self.dropped)
+                log.warning(
+                    "bridge %s: queue full (%d); message dropped (%d so far)",
+                    self.cfg.name,
+                    len(self.queue),
+                    self.dropped,
+                )
             return
-        remote_topic = t.remote_prefix + m.topic[len(t.local_prefix):]
+        remote_topic = t.remote_prefix + m.topic[len(t.local_prefix) :]
         props = _with_hops(m.properties, hops + 1) if self.cfg.protocol_version == 5 else None
         self.queue.append(_Out(remote_topic, m.payload, m.qos, m.retain, props))
         self.wake.set()
@@ -306,9 +353,12 @@ class Bridge:
     def _remote_message(self, pkt: Publish) -> None:
         topic = pkt.topic
         for t in self.cfg.topic:
-            if t.direction in ("in", "both") and topic.startswith(t.remote_prefix) \
-                    and topic_matches(t.remote_filter, topic):
-                local = t.local_prefix + topic[len(t.remote_prefix):]
+            if (
+                t.direction in ("in", "both")
+                and topic.startswith(t.remote_prefix)
+                and topic_matches(t.remote_filter, topic)
+            ):
+                local = t.local_prefix + topic[len(t.remote_prefix) :]
                 hops = _hops(pkt.properties, None)
                 if hops >= self.cfg.max_hops:
                     self.skipped += 1
@@ -316,11 +366,18 @@ class Bridge:
                 props = _with_hops(pkt.properties, hops + 1)
                 props.topic_alias = None
                 try:
-                    self.api.publish_nowait(local, pkt.payload, min(pkt.qos, t.qos) if t.qos
-                                            else pkt.qos, pkt.retain, props, origin=self.origin)
+                    self.api.publish_nowait(
+                        local,
+                        pkt.payload,
+                        min(pkt.qos, t.qos) if t.qos else pkt.qos,
+                        pkt.retain,
+                        props,
+                        origin=self.origin,
+                    )
                 except Exception as exc:
-                    log.warning("bridge %s: cannot publish %r locally: %r", self.cfg.name,
-                                local, exc)
+                    log.warning(
+                        "bridge %s: cannot publish %r locally: %r", self.cfg.name, local, exc
+                    )
                 self.received += 1
                 return
 
@@ -334,10 +391,21 @@ class Bridge:
                 delay = cfg.reconnect_min
             except asyncio.CancelledError:
                 raise
-            except (OSError, EOFError, MQTTError, BridgeError, asyncio.TimeoutError,
-                    asyncio.IncompleteReadError) as exc:
-                log.warning("bridge %s: %s:%d: %s", cfg.name, cfg.address, cfg.port,
-                            exc or type(exc).__name__)
+            except (
+                TimeoutError,
+                OSError,
+                EOFError,
+                MQTTError,
+                BridgeError,
+                asyncio.IncompleteReadError,
+            ) as exc:
+                log.warning(
+                    "bridge %s: %s:%d: %s",
+                    cfg.name,
+                    cfg.address,
+                    cfg.port,
+                    exc or type(exc).__name__,
+                )
             except Exception:
                 log.exception("bridge %s: unexpected error", cfg.name)
             finally:
@@ -378,19 +446,32 @@ class Bridge:
         cfg = self.cfg
         v5 = cfg.protocol_version == 5
         ctx = self._ssl()
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(
-            cfg.address, cfg.port, ssl=ctx,
-            server_hostname=(cfg.server_hostname or cfg.address) if ctx else None),
-            cfg.connect_timeout)
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(
+                cfg.address,
+                cfg.port,
+                ssl=ctx,
+                server_hostname=(cfg.server_hostname or cfg.address) if ctx else None,
+            ),
+            cfg.connect_timeout,
+        )
         self.writer = writer
         props = None
         if v5:
-            props = Properties(session_expiry_interval=0 if cfg.clean_start
-                               else cfg.session_expiry,
-                               receive_maximum=min(65535, max(1, cfg.max_inflight * 5)))
-        connect = Connect(self.client_id, cfg.protocol_version, cfg.clean_start, cfg.keepalive,
-                          cfg.username, cfg.password.encode() if cfg.password else None,
-                          None, props)
+            props = Properties(
+                session_expiry_interval=0 if cfg.clean_start else cfg.session_expiry,
+                receive_maximum=min(65535, max(1, cfg.max_inflight * 5)),
+            )
+        connect = Connect(
+            self.client_id,
+            cfg.protocol_version,
+            cfg.clean_start,
+            cfg.keepalive,
+            cfg.username,
+            cfg.password.encode() if cfg.password else None,
+            None,
+            props,
+        )
         data = encode(connect, cfg.protocol_version)
         private = self.private
         if private:  # mosquitto's try_private: protocol level 0x80 | 4
@@ -418,9 +499,14 @@ class Bridge:
         if v5 and connack.properties is not None and connack.properties.receive_maximum:
             self.window = min(max(1, cfg.max_inflight), connack.properties.receive_maximum)
         self.connects += 1
-        log.info("bridge %s connected to %s:%d (%s, session present: %s)", cfg.name,
-                 cfg.address, cfg.port, "v5" if v5 else ("3.1.1 bridge" if private else "3.1.1"),
-                 connack.session_present)
+        log.info(
+            "bridge %s connected to %s:%d (%s, session present: %s)",
+            cfg.name,
+            cfg.address,
+            cfg.port,
+            "v5" if v5 else ("3.1.1 bridge" if private else "3.1.1"),
+            connack.session_present,
+        )
         # In flight when the link broke: again with DUP when the session is still there,
         # otherwise as new messages at the head of the queue.
         if connack.session_present:
@@ -435,8 +521,11 @@ class Bridge:
                 item.state = 0
             self.inflight.clear()
             self.awaiting_pubrel.clear()
-        subs = [Subscription(t.remote_filter, t.qos, no_local=v5, retain_as_published=v5)
-                for t in cfg.topic if t.direction in ("in", "both")]
+        subs = [
+            Subscription(t.remote_filter, t.qos, no_local=v5, retain_as_published=v5)
+            for t in cfg.topic
+            if t.direction in ("in", "both")
+        ]
         if subs:
             self._write(Subscribe(self._alloc_pid_sub(), subs))
         self.connected.set()
@@ -486,8 +575,9 @@ class Bridge:
             await self.wake.wait()
 
     def _send_publish(self, item: _Out, pid: int, dup: bool = False) -> None:
-        self._write(Publish(item.topic, item.payload, item.qos, item.retain, dup, pid,
-                            item.properties))
+        self._write(
+            Publish(item.topic, item.payload, item.qos, item.retain, dup, pid, item.properties)
+        )
         self.sent += 1
 
     def _handle(self, pkt: Any) -> None:
@@ -526,30 +616,43 @@ class Bridge:
         elif t is Suback:
             bad = [c for c in pkt.reason_codes if c >= 0x80]
             if bad:
-                log.warning("bridge %s: remote refused subscriptions: %s", self.cfg.name,
-                            ", ".join(f"0x{c:02X}" for c in bad))
+                log.warning(
+                    "bridge %s: remote refused subscriptions: %s",
+                    self.cfg.name,
+                    ", ".join(f"0x{c:02X}" for c in bad),
+                )
         elif t is Disconnect:
             raise BridgeError(f"remote sent DISCONNECT 0x{pkt.reason_code:02X}")
         elif t is Pingresp:
             pass
 
     # -- queue file ------------------------------------------------------------
-    _PROPS = ("payload_format_indicator", "content_type", "response_topic", "correlation_data",
-              "user_property")
+    _PROPS = (
+        "payload_format_indicator",
+        "content_type",
+        "response_topic",
+        "correlation_data",
+        "user_property",
+    )
 
     def _save_queue(self, path: str) -> None:
         items = [i for _, i in sorted(self.inflight.items())] + list(self.queue)
         tmp = f"{path}.tmp"
         with open(tmp, "w", encoding="utf-8") as fh:
             for it in items:
-                rec: dict[str, Any] = {"topic": it.topic, "qos": it.qos, "retain": it.retain,
-                                       "payload": base64.b64encode(it.payload).decode()}
+                rec: dict[str, Any] = {
+                    "topic": it.topic,
+                    "qos": it.qos,
+                    "retain": it.retain,
+                    "payload": base64.b64encode(it.payload).decode(),
+                }
                 p = it.properties
                 if p is not None:
                     props = {k: getattr(p, k) for k in self._PROPS if getattr(p, k) is not None}
                     if "correlation_data" in props:
                         props["correlation_data"] = base64.b64encode(
-                            props["correlation_data"]).decode()
+                            props["correlation_data"]
+                        ).decode()
                     rec["properties"] = props
                 fh.write(json.dumps(rec) + "\n")
         os.replace(tmp, path)
@@ -576,8 +679,15 @@ class Bridge:
                     if "user_property" in pd:
                         pd["user_property"] = [tuple(x) for x in pd["user_property"]]
                     props = Properties(**{k: v for k, v in pd.items() if k in self._PROPS})
-                self.queue.append(_Out(rec["topic"], base64.b64decode(rec["payload"]),
-                                       int(rec["qos"]), bool(rec["retain"]), props))
+                self.queue.append(
+                    _Out(
+                        rec["topic"],
+                        base64.b64decode(rec["payload"]),
+                        int(rec["qos"]),
+                        bool(rec["retain"]),
+                        props,
+                    )
+                )
                 loaded += 1
             except (ValueError, KeyError, TypeError) as err:
                 log.error("bridge %s: bad line in %s skipped: %s", self.cfg.name, path, err)

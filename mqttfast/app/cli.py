@@ -13,7 +13,8 @@ import importlib
 import logging
 import signal
 import sys
-from typing import NoReturn, Sequence
+from collections.abc import Sequence
+from typing import NoReturn
 
 from mqttfast import __version__
 
@@ -68,44 +69,105 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"mqttfast {__version__}")
     p.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
     p.add_argument("--port", type=_port, default=1883, help="TCP port (default 1883)")
-    p.add_argument("--log-level", default="info",
-                   choices=["debug", "info", "warning", "error", "critical"],
-                   type=str.lower, help="logging level (default info)")
-    p.add_argument("--log-format", default="text", choices=["text", "json"], type=str.lower,
-                   help="log lines as text (default) or JSON objects")
-    p.add_argument("--config", metavar="FILE",
-                   help="TOML configuration file (docs/configuration.md); flags override it")
-    p.add_argument("--mosquitto-config", metavar="FILE",
-                   help="read a mosquitto.conf (common subset) instead of --config")
-    p.add_argument("--sys-interval", type=_seconds, default=10.0,
-                   help="seconds between $SYS updates; 0 disables (default 10)")
-    p.add_argument("--connect-timeout", type=_seconds, default=10.0,
-                   help="seconds a new connection has to send CONNECT (default 10)")
-    p.add_argument("--max-inflight", type=_positive_int, default=20,
-                   help="outgoing QoS 1/2 messages in flight per client; 0 = 65535 (default 20)")
-    p.add_argument("--max-queued-messages", type=_positive_int, default=1000,
-                   help="QoS 1/2 messages queued per session; 0 = unlimited (default 1000); "
-                        "at the limit new messages are dropped and counted")
-    p.add_argument("--max-packet-size", type=_positive_int, default=0,
-                   help="largest packet accepted from clients in bytes; 0 = protocol maximum")
-    p.add_argument("--persistence", default="strict", type=str.lower,
-                   choices=["strict", "on", "relaxed", "off"],
-                   help="durable state: strict (= on, default: acknowledged only once stored), "
-                        "relaxed (stored every second), off (memory only)")
-    p.add_argument("--data-dir", default="mqttfast-data",
-                   help="directory of the persistence database (default ./mqttfast-data)")
-    p.add_argument("--max-retained-messages", type=_positive_int, default=1_000_000,
-                   help="retained messages kept; 0 = unlimited (default 1000000); at the limit "
-                        "retained messages for new topics are not stored, and counted")
-    p.add_argument("--max-retained-bytes", type=_positive_int, default=1024 ** 3,
-                   help="payload bytes of retained messages kept; 0 = unlimited (default 1 GiB)")
+    p.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error", "critical"],
+        type=str.lower,
+        help="logging level (default info)",
+    )
+    p.add_argument(
+        "--log-format",
+        default="text",
+        choices=["text", "json"],
+        type=str.lower,
+        help="log lines as text (default) or JSON objects",
+    )
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="TOML configuration file (docs/configuration.md); flags override it",
+    )
+    p.add_argument(
+        "--mosquitto-config",
+        metavar="FILE",
+        help="read a mosquitto.conf (common subset) instead of --config",
+    )
+    p.add_argument(
+        "--sys-interval",
+        type=_seconds,
+        default=10.0,
+        help="seconds between $SYS updates; 0 disables (default 10)",
+    )
+    p.add_argument(
+        "--connect-timeout",
+        type=_seconds,
+        default=10.0,
+        help="seconds a new connection has to send CONNECT (default 10)",
+    )
+    p.add_argument(
+        "--max-inflight",
+        type=_positive_int,
+        default=20,
+        help="outgoing QoS 1/2 messages in flight per client; 0 = 65535 (default 20)",
+    )
+    p.add_argument(
+        "--max-queued-messages",
+        type=_positive_int,
+        default=1000,
+        help="QoS 1/2 messages queued per session; 0 = unlimited (default 1000); "
+        "at the limit new messages are dropped and counted",
+    )
+    p.add_argument(
+        "--max-packet-size",
+        type=_positive_int,
+        default=0,
+        help="largest packet accepted from clients in bytes; 0 = protocol maximum",
+    )
+    p.add_argument(
+        "--persistence",
+        default="strict",
+        type=str.lower,
+        choices=["strict", "on", "relaxed", "off"],
+        help="durable state: strict (= on, default: acknowledged only once stored), "
+        "relaxed (stored every second), off (memory only)",
+    )
+    p.add_argument(
+        "--data-dir",
+        default="mqttfast-data",
+        help="directory of the persistence database (default ./mqttfast-data)",
+    )
+    p.add_argument(
+        "--max-retained-messages",
+        type=_positive_int,
+        default=1_000_000,
+        help="retained messages kept; 0 = unlimited (default 1000000); at the limit "
+        "retained messages for new topics are not stored, and counted",
+    )
+    p.add_argument(
+        "--max-retained-bytes",
+        type=_positive_int,
+        default=1024**3,
+        help="payload bytes of retained messages kept; 0 = unlimited (default 1 GiB)",
+    )
     # Operations endpoints (mqttfast/app/admin, docs/operations.md); a port turns one on.
-    p.add_argument("--metrics-port", type=_port, default=None,
-                   help="serve Prometheus /metrics on this port (default off; [metrics] address)")
-    p.add_argument("--admin-port", type=_port, default=None,
-                   help="serve the admin API and dashboard on this port (default off)")
-    p.add_argument("--admin-token", default=None,
-                   help="bearer token of the admin API (or env MQTTFAST_ADMIN_TOKEN)")
+    p.add_argument(
+        "--metrics-port",
+        type=_port,
+        default=None,
+        help="serve Prometheus /metrics on this port (default off; [metrics] address)",
+    )
+    p.add_argument(
+        "--admin-port",
+        type=_port,
+        default=None,
+        help="serve the admin API and dashboard on this port (default off)",
+    )
+    p.add_argument(
+        "--admin-token",
+        default=None,
+        help="bearer token of the admin API (or env MQTTFAST_ADMIN_TOKEN)",
+    )
     return p
 
 
@@ -115,24 +177,27 @@ def settings_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def
 
     max_packet = args.max_packet_size or MAX_PACKET_SIZE
     return BrokerSettings(
-        host=args.host, port=args.port, sys_interval=args.sys_interval,
-        connect_timeout=args.connect_timeout, max_inflight=args.max_inflight,
+        host=args.host,
+        port=args.port,
+        sys_interval=args.sys_interval,
+        connect_timeout=args.connect_timeout,
+        max_inflight=args.max_inflight,
         max_queued_messages=args.max_queued_messages,
         max_packet_size=min(max_packet, MAX_PACKET_SIZE),
         # As mosquitto: max_inflight_messages is also the Receive Maximum told to v5 clients.
         receive_maximum=args.max_inflight or 65535,
         persistence="strict" if args.persistence == "on" else args.persistence,
-        data_dir=args.data_dir, max_retained_messages=args.max_retained_messages,
+        data_dir=args.data_dir,
+        max_retained_messages=args.max_retained_messages,
         max_retained_bytes=args.max_retained_bytes,
     )
 
 
 async def serve(settings, runtime=None) -> int:  # type: ignore[no-untyped-def]
+    from mqttfast.app.persistence import PersistenceError, open_storage
     from mqttfast.codec import IMPLEMENTATION
     from mqttfast.core.broker import Broker
     from mqttfast.transport.server import MQTTServer
-
-    from mqttfast.app.persistence import PersistenceError, open_storage
 
     # Signal handlers first: a SIGTERM during start-up (storage recovery, plug-in
     # loading, binding) must end in the same clean shutdown and exit code 0, not kill
@@ -145,10 +210,12 @@ async def serve(settings, runtime=None) -> int:  # type: ignore[no-untyped-def]
         except (NotImplementedError, RuntimeError):  # e.g. Windows
             signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))
     try:
-        storage = open_storage(settings.persistence, settings.data_dir,
-                               settings.persistence_interval)
+        storage = open_storage(
+            settings.persistence, settings.data_dir, settings.persistence_interval
+        )
         if runtime is None:  # listeners and security from settings alone
             from mqttfast.app.config import Runtime
+
             runtime = Runtime.for_settings(settings)
         broker = Broker(settings, hooks=runtime.hooks, storage=storage)
         restored = storage.recover(broker)  # before accepting connections
@@ -156,8 +223,12 @@ async def serve(settings, runtime=None) -> int:  # type: ignore[no-untyped-def]
         print(f"mqttfast: error: {err}", file=sys.stderr)
         return 2
     if storage.durable:
-        log.info("persistence %s in %s: restored %s", settings.persistence,
-                 settings.data_dir, ", ".join(f"{v} {k}" for k, v in restored.items()))
+        log.info(
+            "persistence %s in %s: restored %s",
+            settings.persistence,
+            settings.data_dir,
+            ", ".join(f"{v} {k}" for k, v in restored.items()),
+        )
     from mqttfast.plugins.runtime import Extensions
 
     try:  # [[plugin]] hooks are in place before the first client; [[bridge]]s start below
@@ -176,8 +247,12 @@ async def serve(settings, runtime=None) -> int:  # type: ignore[no-untyped-def]
         return 1
     # One line, "mqttfast <version> listening on HOST:PORT (codec: cython|python)";
     # several listeners are listed comma-separated (plain TCP as HOST:PORT).
-    log.info("mqttfast %s listening on %s (codec: %s)", __version__,
-             ", ".join(_where(lst) for lst in runtime.listeners) or "nothing", IMPLEMENTATION)
+    log.info(
+        "mqttfast %s listening on %s (codec: %s)",
+        __version__,
+        ", ".join(_where(lst) for lst in runtime.listeners) or "nothing",
+        IMPLEMENTATION,
+    )
     from mqttfast.app.admin import start_ops
 
     try:  # /metrics and the admin API, when enabled
@@ -197,8 +272,10 @@ async def serve(settings, runtime=None) -> int:  # type: ignore[no-untyped-def]
     log.info("shutting down")
     await ops.stop()
     try:  # bounded: v5 clients get DISCONNECT 0x8B, wills go out, output is flushed
-        await asyncio.wait_for(extensions.stop(server), SHUTDOWN_TIMEOUT)  # bridges, server, plug-ins
-    except asyncio.TimeoutError:
+        await asyncio.wait_for(
+            extensions.stop(server), SHUTDOWN_TIMEOUT
+        )  # bridges, server, plug-ins
+    except TimeoutError:
         log.warning("shutdown took over %.0f s; exiting anyway", SHUTDOWN_TIMEOUT)
     storage.close()
     log.info("stopped")

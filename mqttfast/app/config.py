@@ -29,8 +29,9 @@ import dataclasses
 import logging
 import sys
 import tomllib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from mqttfast.codec.constants import MAX_PACKET_SIZE, SESSION_EXPIRY_NEVER
 from mqttfast.transport.listeners import ListenerConfig
@@ -46,20 +47,34 @@ U32 = 4294967295
 class ConfigError(Exception):
     """Every problem found in a configuration, one ``"key.path: message"`` each."""
 
-    def __init__(self, errors: list[str], source: str = "", partial: "Config | None" = None) -> None:
+    def __init__(self, errors: list[str], source: str = "", partial: Config | None = None) -> None:
         self.errors = errors
         self.source = source
         self.partial = partial  # what could be read, for further checks
         super().__init__("; ".join(errors))
 
 
-def spec(default: Any = None, *, doc: str = "", settings: str | None = None,
-         flag: str | None = None, lo: float | None = None, hi: float | None = None,
-         choices: Sequence[str] | None = None, factory: Callable[[], Any] | None = None) -> Any:
+def spec(
+    default: Any = None,
+    *,
+    doc: str = "",
+    settings: str | None = None,
+    flag: str | None = None,
+    lo: float | None = None,
+    hi: float | None = None,
+    choices: Sequence[str] | None = None,
+    factory: Callable[[], Any] | None = None,
+) -> Any:
     """A config key: its default, documentation, where it goes (a BrokerSettings
     field and/or the argparse dest of its command-line flag) and its bounds."""
-    meta = {"doc": doc, "settings": settings, "flag": flag, "lo": lo, "hi": hi,
-            "choices": tuple(choices) if choices else None}
+    meta = {
+        "doc": doc,
+        "settings": settings,
+        "flag": flag,
+        "lo": lo,
+        "hi": hi,
+        "choices": tuple(choices) if choices else None,
+    }
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -68,96 +83,203 @@ def spec(default: Any = None, *, doc: str = "", settings: str | None = None,
 # ---------------------------------------------------------------------------- sections
 @dataclass
 class LimitsConfig:
-    max_connections: int = spec(0, lo=0, settings="max_connections",
-                                doc="open connections over all listeners; 0 = unlimited")
-    max_packet_size: int = spec(0, lo=0, hi=MAX_PACKET_SIZE, flag="max_packet_size",
-                                doc="largest packet accepted from clients, bytes; 0 = protocol maximum")
-    max_inflight: int = spec(20, lo=0, hi=65535, flag="max_inflight",
-                             doc="outgoing QoS 1/2 messages in flight per client; 0 = 65535")
-    max_queued_messages: int = spec(1000, lo=0, flag="max_queued_messages",
-                                    doc="QoS 1/2 messages queued per session; 0 = unlimited")
-    max_queued_bytes: int = spec(0, lo=0, settings="max_queued_bytes",
-                                 doc="payload bytes queued per session; 0 = unlimited")
-    receive_maximum: int = spec(65535, lo=1, hi=65535, settings="receive_maximum",
-                                doc="incoming unacknowledged QoS 1/2 per v5 client (CONNACK)")
-    topic_alias_maximum: int = spec(10, lo=0, hi=65535, settings="topic_alias_maximum",
-                                    doc="topic aliases a v5 client may use toward the broker")
-    connect_timeout: float = spec(10.0, lo=0, flag="connect_timeout",
-                                  doc="seconds from accept to a complete CONNECT")
-    max_keepalive: int = spec(65535, lo=0, hi=65535, settings="max_keepalive",
-                              doc="largest keep alive granted to v5 clients (Server Keep Alive)")
-    output_high_water: int = spec(1024 * 1024, lo=1, settings="output_high_water",
-                                  doc="bytes buffered toward a client above which its publishers pause")
-    output_hard_limit: int = spec(8 * 1024 * 1024, lo=1, settings="output_hard_limit",
-                                  doc="bytes buffered toward a client above which QoS 0 is dropped")
-    max_publisher_pause: float = spec(1.0, lo=0, settings="max_publisher_pause",
-                                      doc="seconds a slow subscriber may keep publishers paused; "
-                                          "then it is treated as stuck")
-    max_topic_levels: int = spec(0, lo=0, settings="max_topic_levels",
-                                 doc="levels in a topic or filter; 0 = unlimited (v5 0x90/0x8F)")
-    max_subscriptions_per_client: int = spec(0, lo=0, settings="max_subscriptions_per_client",
-                                             doc="subscriptions per client; 0 = unlimited "
-                                                 "(extra ones: 0x97)")
-    max_topic_length: int = spec(0, lo=0, hi=65535, settings="max_topic_length",
-                                 doc="bytes in a topic or filter; 0 = 65535 "
-                                     "(v5 0x90/0x8F, 3.x connection closed)")
-    max_publish_rate: float = spec(0.0, lo=0, settings="max_publish_rate",
-                                   doc="PUBLISH per second per client; 0 = unlimited "
-                                       "(over it: reading from the client pauses)")
-    max_retained_messages: int = spec(1_000_000, lo=0, flag="max_retained_messages",
-                                      doc="retained messages kept; 0 = unlimited")
-    max_retained_bytes: int = spec(1024 ** 3, lo=0, flag="max_retained_bytes",
-                                   doc="payload bytes of retained messages kept; 0 = unlimited")
-    match_cache_size: int = spec(4096, lo=0, settings="match_cache_size",
-                                 doc="topics whose subscriber list is cached")
+    max_connections: int = spec(
+        0,
+        lo=0,
+        settings="max_connections",
+        doc="open connections over all listeners; 0 = unlimited",
+    )
+    max_packet_size: int = spec(
+        0,
+        lo=0,
+        hi=MAX_PACKET_SIZE,
+        flag="max_packet_size",
+        doc="largest packet accepted from clients, bytes; 0 = protocol maximum",
+    )
+    max_inflight: int = spec(
+        20,
+        lo=0,
+        hi=65535,
+        flag="max_inflight",
+        doc="outgoing QoS 1/2 messages in flight per client; 0 = 65535",
+    )
+    max_queued_messages: int = spec(
+        1000,
+        lo=0,
+        flag="max_queued_messages",
+        doc="QoS 1/2 messages queued per session; 0 = unlimited",
+    )
+    max_queued_bytes: int = spec(
+        0, lo=0, settings="max_queued_bytes", doc="payload bytes queued per session; 0 = unlimited"
+    )
+    receive_maximum: int = spec(
+        65535,
+        lo=1,
+        hi=65535,
+        settings="receive_maximum",
+        doc="incoming unacknowledged QoS 1/2 per v5 client (CONNACK)",
+    )
+    topic_alias_maximum: int = spec(
+        10,
+        lo=0,
+        hi=65535,
+        settings="topic_alias_maximum",
+        doc="topic aliases a v5 client may use toward the broker",
+    )
+    connect_timeout: float = spec(
+        10.0, lo=0, flag="connect_timeout", doc="seconds from accept to a complete CONNECT"
+    )
+    max_keepalive: int = spec(
+        65535,
+        lo=0,
+        hi=65535,
+        settings="max_keepalive",
+        doc="largest keep alive granted to v5 clients (Server Keep Alive)",
+    )
+    output_high_water: int = spec(
+        1024 * 1024,
+        lo=1,
+        settings="output_high_water",
+        doc="bytes buffered toward a client above which its publishers pause",
+    )
+    output_hard_limit: int = spec(
+        8 * 1024 * 1024,
+        lo=1,
+        settings="output_hard_limit",
+        doc="bytes buffered toward a client above which QoS 0 is dropped",
+    )
+    max_publisher_pause: float = spec(
+        1.0,
+        lo=0,
+        settings="max_publisher_pause",
+        doc="seconds a slow subscriber may keep publishers paused; then it is treated as stuck",
+    )
+    max_topic_levels: int = spec(
+        0,
+        lo=0,
+        settings="max_topic_levels",
+        doc="levels in a topic or filter; 0 = unlimited (v5 0x90/0x8F)",
+    )
+    max_subscriptions_per_client: int = spec(
+        0,
+        lo=0,
+        settings="max_subscriptions_per_client",
+        doc="subscriptions per client; 0 = unlimited (extra ones: 0x97)",
+    )
+    max_topic_length: int = spec(
+        0,
+        lo=0,
+        hi=65535,
+        settings="max_topic_length",
+        doc="bytes in a topic or filter; 0 = 65535 (v5 0x90/0x8F, 3.x connection closed)",
+    )
+    max_publish_rate: float = spec(
+        0.0,
+        lo=0,
+        settings="max_publish_rate",
+        doc="PUBLISH per second per client; 0 = unlimited "
+        "(over it: reading from the client pauses)",
+    )
+    max_retained_messages: int = spec(
+        1_000_000, lo=0, flag="max_retained_messages", doc="retained messages kept; 0 = unlimited"
+    )
+    max_retained_bytes: int = spec(
+        1024**3,
+        lo=0,
+        flag="max_retained_bytes",
+        doc="payload bytes of retained messages kept; 0 = unlimited",
+    )
+    match_cache_size: int = spec(
+        4096, lo=0, settings="match_cache_size", doc="topics whose subscriber list is cached"
+    )
 
 
 @dataclass
 class SessionsConfig:
-    max_session_expiry: int = spec(SESSION_EXPIRY_NEVER, lo=0, hi=U32, settings="max_session_expiry",
-                                   doc="cap on the Session Expiry Interval v5 clients ask for, s")
-    persistent_session_expiry: int = spec(SESSION_EXPIRY_NEVER, lo=0, hi=U32,
-                                          settings="persistent_session_expiry",
-                                          doc="expiry of MQTT 3.x clean_session=0 sessions, s "
-                                              "(4294967295 = never)")
+    max_session_expiry: int = spec(
+        SESSION_EXPIRY_NEVER,
+        lo=0,
+        hi=U32,
+        settings="max_session_expiry",
+        doc="cap on the Session Expiry Interval v5 clients ask for, s",
+    )
+    persistent_session_expiry: int = spec(
+        SESSION_EXPIRY_NEVER,
+        lo=0,
+        hi=U32,
+        settings="persistent_session_expiry",
+        doc="expiry of MQTT 3.x clean_session=0 sessions, s (4294967295 = never)",
+    )
 
 
 @dataclass
 class MqttConfig:
     maximum_qos: int = spec(2, lo=0, hi=2, settings="maximum_qos", doc="highest QoS granted")
-    retain_available: bool = spec(True, settings="retain_available", doc="retained messages allowed")
-    wildcard_subscription_available: bool = spec(True, settings="wildcard_subscription_available",
-                                                 doc="'+' and '#' in subscriptions allowed")
-    subscription_identifier_available: bool = spec(True,
-                                                   settings="subscription_identifier_available",
-                                                   doc="v5 subscription identifiers allowed")
-    shared_subscription_available: bool = spec(True, settings="shared_subscription_available",
-                                               doc="$share/<group>/... subscriptions allowed")
-    allow_zero_length_client_id: bool = spec(True, settings="allow_zero_length_client_id",
-                                             doc="empty client ids get an assigned id")
-    client_id_prefix: str = spec("auto-", settings="client_id_prefix",
-                                 doc="prefix of assigned client identifiers")
-    keepalive_factor: float = spec(1.5, lo=1, settings="keepalive_factor",
-                                   doc="a client silent for factor x keep alive is disconnected")
-    server_keep_alive: int | None = spec(None, lo=0, hi=65535, settings="server_keep_alive",
-                                         doc="force this keep alive on v5 clients (unset = theirs)")
-    outgoing_topic_aliases: bool = spec(True, settings="outgoing_topic_aliases",
-                                        doc="use topic aliases toward v5 clients that allow them")
-    response_information: str | None = spec(None, settings="response_information",
-                                            doc="Response Information for v5 clients that ask")
-    server_reference: str | None = spec(None, settings="server_reference",
-                                        doc="redirect every client there (0x9C)")
-    server_moved: bool = spec(False, settings="server_moved",
-                              doc="with server_reference: 0x9D Server moved instead of 0x9C")
+    retain_available: bool = spec(
+        True, settings="retain_available", doc="retained messages allowed"
+    )
+    wildcard_subscription_available: bool = spec(
+        True, settings="wildcard_subscription_available", doc="'+' and '#' in subscriptions allowed"
+    )
+    subscription_identifier_available: bool = spec(
+        True,
+        settings="subscription_identifier_available",
+        doc="v5 subscription identifiers allowed",
+    )
+    shared_subscription_available: bool = spec(
+        True,
+        settings="shared_subscription_available",
+        doc="$share/<group>/... subscriptions allowed",
+    )
+    allow_zero_length_client_id: bool = spec(
+        True, settings="allow_zero_length_client_id", doc="empty client ids get an assigned id"
+    )
+    client_id_prefix: str = spec(
+        "auto-", settings="client_id_prefix", doc="prefix of assigned client identifiers"
+    )
+    keepalive_factor: float = spec(
+        1.5,
+        lo=1,
+        settings="keepalive_factor",
+        doc="a client silent for factor x keep alive is disconnected",
+    )
+    server_keep_alive: int | None = spec(
+        None,
+        lo=0,
+        hi=65535,
+        settings="server_keep_alive",
+        doc="force this keep alive on v5 clients (unset = theirs)",
+    )
+    outgoing_topic_aliases: bool = spec(
+        True,
+        settings="outgoing_topic_aliases",
+        doc="use topic aliases toward v5 clients that allow them",
+    )
+    response_information: str | None = spec(
+        None, settings="response_information", doc="Response Information for v5 clients that ask"
+    )
+    server_reference: str | None = spec(
+        None, settings="server_reference", doc="redirect every client there (0x9C)"
+    )
+    server_moved: bool = spec(
+        False,
+        settings="server_moved",
+        doc="with server_reference: 0x9D Server moved instead of 0x9C",
+    )
 
 
 @dataclass
 class PersistenceConfig:
-    mode: str = spec("strict", choices=PERSISTENCE_MODES, flag="persistence",
-                     doc="strict: acknowledged once stored; relaxed: stored every interval; off")
+    mode: str = spec(
+        "strict",
+        choices=PERSISTENCE_MODES,
+        flag="persistence",
+        doc="strict: acknowledged once stored; relaxed: stored every interval; off",
+    )
     data_dir: str = spec("mqttfast-data", flag="data_dir", doc="directory of the database")
-    interval: float = spec(1.0, lo=0, settings="persistence_interval",
-                           doc="relaxed mode: seconds between commits")
+    interval: float = spec(
+        1.0, lo=0, settings="persistence_interval", doc="relaxed mode: seconds between commits"
+    )
 
 
 @dataclass
@@ -185,19 +307,26 @@ class AuthConfig:
 
 @dataclass
 class SysConfig:
-    interval: float = spec(10.0, lo=0, flag="sys_interval", doc="seconds between $SYS updates; 0 = off")
+    interval: float = spec(
+        10.0, lo=0, flag="sys_interval", doc="seconds between $SYS updates; 0 = off"
+    )
 
 
 @dataclass
 class LoggingConfig:
     level: str = spec("info", choices=LOG_LEVELS, flag="log_level", doc="reloaded on SIGHUP")
-    format: str = spec("text", choices=LOG_FORMATS, flag="log_format",
-                       doc="text (human-readable) or json (one object per line)")
+    format: str = spec(
+        "text",
+        choices=LOG_FORMATS,
+        flag="log_format",
+        doc="text (human-readable) or json (one object per line)",
+    )
 
 
 @dataclass
 class MetricsConfig:
     """Prometheus endpoint (filled in by the metrics work)."""
+
     enabled: bool = spec(False, doc="serve /metrics")
     address: str = spec("127.0.0.1", doc="bind address")
     port: int = spec(9883, lo=0, hi=65535, doc="HTTP port")
@@ -206,6 +335,7 @@ class MetricsConfig:
 @dataclass
 class AdminConfig:
     """Admin HTTP API and dashboard (filled in by the admin work)."""
+
     enabled: bool = spec(False, doc="serve the admin API")
     address: str = spec("127.0.0.1", doc="bind address (loopback by default)")
     port: int = spec(18083, lo=0, hi=65535, doc="HTTP port")
@@ -238,9 +368,15 @@ LISTENER_CHECKS: dict[str, dict[str, Any]] = {
 }
 
 SECTIONS: dict[str, type] = {
-    "limits": LimitsConfig, "sessions": SessionsConfig, "mqtt": MqttConfig,
-    "persistence": PersistenceConfig, "auth": AuthConfig, "sys": SysConfig,
-    "logging": LoggingConfig, "metrics": MetricsConfig, "admin": AdminConfig,
+    "limits": LimitsConfig,
+    "sessions": SessionsConfig,
+    "mqtt": MqttConfig,
+    "persistence": PersistenceConfig,
+    "auth": AuthConfig,
+    "sys": SysConfig,
+    "logging": LoggingConfig,
+    "metrics": MetricsConfig,
+    "admin": AdminConfig,
 }
 
 
@@ -275,16 +411,24 @@ def _type_of(annotation: Any) -> tuple[type, bool]:
     text = str(annotation).replace(" ", "")
     optional = text.endswith("|None")
     base = text.removesuffix("|None")
-    return {"int": int, "float": float, "bool": bool, "str": str, "dict": dict,
-            "list": list}.get(base, object), optional
+    return {"int": int, "float": float, "bool": bool, "str": str, "dict": dict, "list": list}.get(
+        base, object
+    ), optional
 
 
-_TYPE_NAMES = {int: "integer", float: "number", bool: "boolean", str: "string", dict: "table",
-               list: "array"}
+_TYPE_NAMES = {
+    int: "integer",
+    float: "number",
+    bool: "boolean",
+    str: "string",
+    dict: "table",
+    list: "array",
+}
 
 
-def _check_value(path: str, value: Any, typ: type, checks: dict[str, Any],
-                 errors: list[str]) -> Any:
+def _check_value(
+    path: str, value: Any, typ: type, checks: dict[str, Any], errors: list[str]
+) -> Any:
     """The value converted to ``typ`` or None after appending an error."""
     is_bool = isinstance(value, bool)
     if typ is int:
@@ -298,8 +442,9 @@ def _check_value(path: str, value: Any, typ: type, checks: dict[str, Any],
     else:
         ok = isinstance(value, typ)
     if not ok:
-        errors.append(f"{path}: expected {_TYPE_NAMES.get(typ, typ.__name__)}, "
-                      f"got {_describe(value)}")
+        errors.append(
+            f"{path}: expected {_TYPE_NAMES.get(typ, typ.__name__)}, got {_describe(value)}"
+        )
         return None
     lo, hi, choices = checks.get("lo"), checks.get("hi"), checks.get("choices")
     if lo is not None and value < lo:
@@ -333,8 +478,14 @@ def _describe(value: Any) -> str:
     return type(value).__name__
 
 
-def _fill(obj: Any, table: Any, path: str, errors: list[str], present: set[str],
-          checks_of: Callable[[dataclasses.Field], dict[str, Any]]) -> None:
+def _fill(
+    obj: Any,
+    table: Any,
+    path: str,
+    errors: list[str],
+    present: set[str],
+    checks_of: Callable[[dataclasses.Field], dict[str, Any]],
+) -> None:
     if not isinstance(table, dict):
         errors.append(f"{path}: expected table, got {_describe(table)}")
         return
@@ -370,13 +521,20 @@ def from_dict(data: dict[str, Any], source: str = "") -> Config:
             if isinstance(value, dict):
                 value = [value]
             if not isinstance(value, list):
-                errors.append(f"listener: expected array of tables ([[listener]]), "
-                              f"got {_describe(value)}")
+                errors.append(
+                    f"listener: expected array of tables ([[listener]]), got {_describe(value)}"
+                )
                 continue
             for i, table in enumerate(value):
                 lc = ListenerConfig()
-                _fill(lc, table, f"listener[{i}]", errors, present,
-                      lambda f: LISTENER_CHECKS.get(f.name, {}))
+                _fill(
+                    lc,
+                    table,
+                    f"listener[{i}]",
+                    errors,
+                    present,
+                    lambda f: LISTENER_CHECKS.get(f.name, {}),
+                )
                 cfg.listener.append(lc)
         elif key in ("plugin", "bridge"):
             if key == "plugin":
@@ -400,8 +558,9 @@ def _check_listeners(cfg: Config, errors: list[str]) -> None:
     for i, lc in enumerate(cfg.listener):
         p = f"listener[{i}]"
         tls_only = [k for k in ("keyfile", "cafile", "ciphers") if getattr(lc, k)]
-        tls_only += [k for k in ("require_certificate", "use_identity_as_username")
-                     if getattr(lc, k)]
+        tls_only += [
+            k for k in ("require_certificate", "use_identity_as_username") if getattr(lc, k)
+        ]
         if lc.certfile is None:
             for k in tls_only:
                 errors.append(f"{p}.{k}: needs {p}.certfile (TLS)")
@@ -459,9 +618,14 @@ def load_mosquitto(path: str, warn: Callable[[str], None] | None = None) -> Conf
 def build_ssl_context(lc: ListenerConfig):  # type: ignore[no-untyped-def]
     from mqttfast.app.security.tls import build_server_context
 
-    return build_server_context(lc.certfile, lc.keyfile, lc.cafile,  # type: ignore[arg-type]
-                                require_certificate=lc.require_certificate,
-                                min_version=lc.tls_version, ciphers=lc.ciphers)
+    return build_server_context(
+        lc.certfile,
+        lc.keyfile,
+        lc.cafile,  # type: ignore[arg-type]
+        require_certificate=lc.require_certificate,
+        min_version=lc.tls_version,
+        ciphers=lc.ciphers,
+    )
 
 
 def deep_check(cfg: Config) -> list[str]:
@@ -479,6 +643,7 @@ def deep_check(cfg: Config) -> list[str]:
         errors.extend(err.errors)
     if cfg.plugin:  # [[plugin]]: import and construct each (mqttfast.plugins.runtime)
         from mqttfast.plugins.runtime import load_specs
+
         try:
             load_specs(cfg.plugin)
         except ValueError as err:
@@ -505,8 +670,11 @@ def build_authenticator(cfg: Config):  # type: ignore[no-untyped-def]
         except Exception as err:
             errors.append(f"auth.plugin[{i}].class: {err}")
     try:
-        rl = LoginRateLimiter(burst=a.rate_limit.burst, base_delay=a.rate_limit.base_delay,
-                              max_delay=a.rate_limit.max_delay)
+        rl = LoginRateLimiter(
+            burst=a.rate_limit.burst,
+            base_delay=a.rate_limit.base_delay,
+            max_delay=a.rate_limit.max_delay,
+        )
     except ValueError as err:
         errors.append(f"auth.rate_limit: {err}")
         rl = None
@@ -517,16 +685,23 @@ def build_authenticator(cfg: Config):  # type: ignore[no-untyped-def]
         try:
             if key == "password_file":
                 from mqttfast.app.security.passwords import PasswordFile
+
                 PasswordFile.load(path)
             else:
                 from mqttfast.app.security.acl import AclFile
+
                 AclFile.load(path)
         except (OSError, ValueError) as err:
             errors.append(f"auth.{key}: {getattr(err, 'strerror', None) or err}")
     if errors:
         raise ConfigError(errors, cfg.source)
-    auth = Authenticator(password_file=a.password_file, acl_file=a.acl_file,
-                         allow_anonymous=a.allow_anonymous, plugins=plugins, rate_limiter=rl)
+    auth = Authenticator(
+        password_file=a.password_file,
+        acl_file=a.acl_file,
+        allow_anonymous=a.allow_anonymous,
+        plugins=plugins,
+        rate_limiter=rl,
+    )
     return auth
 
 
@@ -544,8 +719,11 @@ def make_hooks(auth):  # type: ignore[no-untyped-def]
                 loop = asyncio.get_running_loop()
             except RuntimeError:
                 return self.authenticate(client, username, password)
-            task = loop.create_task(a.authenticate_async(client.client_id, username, password,
-                                                         getattr(client, "peer", None)))
+            task = loop.create_task(
+                a.authenticate_async(
+                    client.client_id, username, password, getattr(client, "peer", None)
+                )
+            )
 
             def finished(t: asyncio.Task) -> None:
                 if t.cancelled():
@@ -590,8 +768,11 @@ def broker_settings(cfg: Config, args: argparse.Namespace | None = None):  # typ
             value = getattr(obj, f.name)
             if target is not None and f"{section}.{_toml_key(f.name)}" in cfg.present:
                 setattr(settings, target, value)
-            elif flag is not None and args is None and \
-                    f"{section}.{_toml_key(f.name)}" in cfg.present:
+            elif (
+                flag is not None
+                and args is None
+                and f"{section}.{_toml_key(f.name)}" in cfg.present
+            ):
                 _apply_flag_value(settings, flag, value)
     if cfg.listener:
         settings.host, settings.port = cfg.listener[0].address, cfg.listener[0].port
@@ -633,15 +814,17 @@ def explicit_dests(parser: argparse.ArgumentParser, argv: Sequence[str]) -> set[
         if action.nargs is not None and not isinstance(action, argparse._StoreConstAction):
             kwargs["nargs"] = action.nargs
         if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
-            kwargs["action"] = "store_true" if isinstance(action, argparse._StoreTrueAction) \
-                else "store_false"
+            kwargs["action"] = (
+                "store_true" if isinstance(action, argparse._StoreTrueAction) else "store_false"
+            )
         probe.add_argument(*action.option_strings, **kwargs)
     ns, _ = probe.parse_known_args(list(argv))
     return set(vars(ns))
 
 
-def parse_args(parser: argparse.ArgumentParser,
-               argv: Sequence[str]) -> tuple[argparse.Namespace, "Runtime"]:
+def parse_args(
+    parser: argparse.ArgumentParser, argv: Sequence[str]
+) -> tuple[argparse.Namespace, Runtime]:
     """Parse the command line with ``--config``/``--mosquitto-config`` applied
     underneath it. Config errors: every error on stderr, exit code 2."""
     args = parser.parse_args(argv)
@@ -678,8 +861,13 @@ def parse_args(parser: argparse.ArgumentParser,
 class Runtime:
     """What ``serve`` needs beyond BrokerSettings: listeners, security hooks, reload."""
 
-    def __init__(self, cfg: Config, explicit: set[str] = frozenset(),  # type: ignore[assignment]
-                 path: str | None = None, mosquitto: bool = False) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        explicit: set[str] = frozenset(),  # type: ignore[assignment]
+        path: str | None = None,
+        mosquitto: bool = False,
+    ) -> None:
         self.cfg = cfg
         self.explicit = explicit
         self.path = path
@@ -690,7 +878,7 @@ class Runtime:
         self.warnings: list[str] = []
 
     @classmethod
-    def for_settings(cls, settings: Any) -> "Runtime":
+    def for_settings(cls, settings: Any) -> Runtime:
         """One plain listener at settings.host:settings.port, default security."""
         rt = cls(Config(listener=[ListenerConfig(port=settings.port, address=settings.host)]))
         rt.setup_security()
@@ -724,11 +912,13 @@ class Runtime:
 
                     def identity(transport: Any, source: str = source) -> str | None:
                         return identity_from_peercert(transport.get_extra_info("peercert"), source)
+
             try:
                 listener = await server.start_listener(lc, ctx, identity)
             except OSError as err:
-                raise OSError(err.errno, f"listener[{i}] ({lc.label()}): "
-                                         f"{err.strerror or err}") from None
+                raise OSError(
+                    err.errno, f"listener[{i}] ({lc.label()}): {err.strerror or err}"
+                ) from None
             self.listeners.append(listener)
             where = lc.label()
             if not lc.unix_path and lc.port == 0:
@@ -744,8 +934,11 @@ class Runtime:
             self.authenticator.reload()
         if self.path and "log_level" not in self.explicit:
             try:
-                cfg = load_mosquitto(self.path, lambda w: None) if self.mosquitto \
+                cfg = (
+                    load_mosquitto(self.path, lambda w: None)
+                    if self.mosquitto
                     else load_toml(self.path)
+                )
             except ConfigError as err:
                 log.error("config reload failed, keeping the log level: %s", err)
                 return
@@ -774,8 +967,9 @@ def reference_rows() -> list[tuple[str, str, str, str]]:
     rows: list[tuple[str, str, str, str]] = []
     for f in dataclasses.fields(ListenerConfig):
         typ = str(f.type).replace(" | None", "")
-        rows.append((f"listener[].{f.name}", typ, _fmt_default(f.default),
-                     LISTENER_DOCS.get(f.name, "")))
+        rows.append(
+            (f"listener[].{f.name}", typ, _fmt_default(f.default), LISTENER_DOCS.get(f.name, ""))
+        )
 
     def walk(prefix: str, obj: Any) -> None:
         for f in dataclasses.fields(obj):
@@ -796,8 +990,9 @@ def reference_rows() -> list[tuple[str, str, str, str]]:
 # ---------------------------------------------------------------------------- check-config
 def check_config_main(argv: Sequence[str]) -> int:
     """``mqttfast check-config [--mosquitto] FILE``: every error, exit 2; else "ok", 0."""
-    p = argparse.ArgumentParser(prog="mqttfast check-config",
-                                description="Validate a configuration file.")
+    p = argparse.ArgumentParser(
+        prog="mqttfast check-config", description="Validate a configuration file."
+    )
     p.add_argument("--mosquitto", action="store_true", help="FILE is a mosquitto.conf")
     p.add_argument("file")
     try:
@@ -823,6 +1018,18 @@ def check_config_main(argv: Sequence[str]) -> int:
     return 0
 
 
-__all__ = ["Config", "ConfigError", "from_dict", "load_toml", "load_mosquitto", "parse_args",
-           "broker_settings", "flag_defaults", "Runtime", "check_config_main",
-           "deep_check", "SECTIONS", "LISTENER_DOCS"]
+__all__ = [
+    "Config",
+    "ConfigError",
+    "from_dict",
+    "load_toml",
+    "load_mosquitto",
+    "parse_args",
+    "broker_settings",
+    "flag_defaults",
+    "Runtime",
+    "check_config_main",
+    "deep_check",
+    "SECTIONS",
+    "LISTENER_DOCS",
+]

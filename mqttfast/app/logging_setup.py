@@ -14,7 +14,10 @@ import time
 
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
-    "message", "asctime", "taskName"}
+    "message",
+    "asctime",
+    "taskName",
+}
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -28,9 +31,12 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-        out: dict[str, object] = {"ts": f"{ts}.{int(record.msecs):03d}Z",
-                                  "level": record.levelname.lower(),
-                                  "logger": record.name, "msg": record.getMessage()}
+        out: dict[str, object] = {
+            "ts": f"{ts}.{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
         for key, value in structured_fields(record).items():
             out.setdefault(key, value)
         if record.exc_info:
@@ -62,5 +68,11 @@ def set_level(level: str) -> None:
     logging.getLogger().setLevel(getattr(logging, level.upper()))
 
 
-__all__ = ["JsonFormatter", "configure_logging", "make_formatter", "set_level",
-           "structured_fields", "TEXT_FORMAT"]
+__all__ = [
+    "JsonFormatter",
+    "configure_logging",
+    "make_formatter",
+    "set_level",
+    "structured_fields",
+    "TEXT_FORMAT",
+]

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -41,19 +42,42 @@ DROP_REASONS = {
 
 # Plain counters read straight from ``Stats``: (metric name, help, Stats attribute).
 STAT_COUNTERS: tuple[tuple[str, str, str], ...] = (
-    ("mqttfast_auth_failures", "CONNECTs refused for credentials or authorisation", "auth_failures"),
+    (
+        "mqttfast_auth_failures",
+        "CONNECTs refused for credentials or authorisation",
+        "auth_failures",
+    ),
     ("mqttfast_protocol_errors", "Connections closed for a protocol violation", "protocol_errors"),
-    ("mqttfast_publish_throttled", "Times reading from a client paused for max_publish_rate",
-     "publish_throttled"),
-    ("mqttfast_topic_too_long", "Topics and filters refused for max_topic_length", "topic_too_long"),
-    ("mqttfast_topic_levels_refused", "Topics and filters refused for max_topic_levels",
-     "topic_levels_refused"),
-    ("mqttfast_subscriptions_refused", "Filters refused for max_subscriptions_per_client",
-     "subscriptions_refused"),
-    ("mqttfast_connections_refused", "Sockets closed at accept for max_connections",
-     "connections_refused"),
-    ("mqttfast_connect_timeouts", "Connections closed for no CONNECT within connect_timeout",
-     "connect_timeouts"),
+    (
+        "mqttfast_publish_throttled",
+        "Times reading from a client paused for max_publish_rate",
+        "publish_throttled",
+    ),
+    (
+        "mqttfast_topic_too_long",
+        "Topics and filters refused for max_topic_length",
+        "topic_too_long",
+    ),
+    (
+        "mqttfast_topic_levels_refused",
+        "Topics and filters refused for max_topic_levels",
+        "topic_levels_refused",
+    ),
+    (
+        "mqttfast_subscriptions_refused",
+        "Filters refused for max_subscriptions_per_client",
+        "subscriptions_refused",
+    ),
+    (
+        "mqttfast_connections_refused",
+        "Sockets closed at accept for max_connections",
+        "connections_refused",
+    ),
+    (
+        "mqttfast_connect_timeouts",
+        "Connections closed for no CONNECT within connect_timeout",
+        "connect_timeouts",
+    ),
 )
 
 
@@ -94,8 +118,7 @@ class LoopLagMonitor:
 class BrokerCollector:
     """Metric families from one Broker, built at scrape time."""
 
-    def __init__(self, broker: "Broker", lag: LoopLagMonitor | None = None,
-                 codec: str = "") -> None:
+    def __init__(self, broker: Broker, lag: LoopLagMonitor | None = None, codec: str = "") -> None:
         self.broker = broker
         self.lag = lag
         self.codec = codec
@@ -108,57 +131,91 @@ class BrokerCollector:
         st = broker.stats
         sessions = broker.sessions
 
-        info = GaugeMetricFamily("mqttfast_info", "Broker version and codec implementation",
-                                 labels=["version", "codec"])
+        info = GaugeMetricFamily(
+            "mqttfast_info", "Broker version and codec implementation", labels=["version", "codec"]
+        )
         info.add_metric([__version__, self.codec], 1)
         yield info
 
-        yield GaugeMetricFamily("mqttfast_connections", "Connected MQTT clients (CONNACK sent)",
-                                value=len(broker.connections))
-        yield GaugeMetricFamily("mqttfast_connections_pending",
-                                "Open connections without an accepted CONNECT yet",
-                                value=len(broker.pending))
-        yield CounterMetricFamily("mqttfast_connections_accepted",
-                                  "Connections accepted (CONNACK 0) since start",
-                                  value=st.connections_accepted)
-        yield GaugeMetricFamily("mqttfast_connections_maximum",
-                                "Most clients connected at once since start",
-                                value=st.clients_maximum)
+        yield GaugeMetricFamily(
+            "mqttfast_connections",
+            "Connected MQTT clients (CONNACK sent)",
+            value=len(broker.connections),
+        )
+        yield GaugeMetricFamily(
+            "mqttfast_connections_pending",
+            "Open connections without an accepted CONNECT yet",
+            value=len(broker.pending),
+        )
+        yield CounterMetricFamily(
+            "mqttfast_connections_accepted",
+            "Connections accepted (CONNACK 0) since start",
+            value=st.connections_accepted,
+        )
+        yield GaugeMetricFamily(
+            "mqttfast_connections_maximum",
+            "Most clients connected at once since start",
+            value=st.clients_maximum,
+        )
 
         online = sum(1 for s in sessions.values() if s.conn is not None)
         sess = GaugeMetricFamily("mqttfast_sessions", "Sessions by state", labels=["state"])
         sess.add_metric(["online"], online)
         sess.add_metric(["offline"], len(sessions) - online)
         yield sess
-        yield CounterMetricFamily("mqttfast_sessions_expired", "Sessions expired since start",
-                                  value=st.sessions_expired)
-        yield GaugeMetricFamily("mqttfast_subscriptions", "Subscriptions (shared members included)",
-                                value=broker.subscriptions.count)
-        yield GaugeMetricFamily("mqttfast_retained_messages", "Retained messages stored",
-                                value=broker.retained.count)
-        yield GaugeMetricFamily("mqttfast_retained_bytes", "Payload bytes of retained messages",
-                                value=broker.retained.bytes)
+        yield CounterMetricFamily(
+            "mqttfast_sessions_expired", "Sessions expired since start", value=st.sessions_expired
+        )
+        yield GaugeMetricFamily(
+            "mqttfast_subscriptions",
+            "Subscriptions (shared members included)",
+            value=broker.subscriptions.count,
+        )
+        yield GaugeMetricFamily(
+            "mqttfast_retained_messages", "Retained messages stored", value=broker.retained.count
+        )
+        yield GaugeMetricFamily(
+            "mqttfast_retained_bytes",
+            "Payload bytes of retained messages",
+            value=broker.retained.bytes,
+        )
 
         for name, doc, values in (
-                ("mqttfast_messages_received", "PUBLISH packets received from clients, by QoS",
-                 st.publish_received_qos),
-                ("mqttfast_messages_sent", "PUBLISH packets sent to clients, by QoS",
-                 st.publish_sent_qos),
-                ("mqttfast_publish_payload_bytes_received",
-                 "Payload bytes of PUBLISH packets received, by QoS", st.payload_bytes_received_qos),
-                ("mqttfast_publish_bytes_sent", "Bytes of PUBLISH packets sent (whole packets), by QoS",
-                 st.publish_bytes_sent_qos)):
+            (
+                "mqttfast_messages_received",
+                "PUBLISH packets received from clients, by QoS",
+                st.publish_received_qos,
+            ),
+            (
+                "mqttfast_messages_sent",
+                "PUBLISH packets sent to clients, by QoS",
+                st.publish_sent_qos,
+            ),
+            (
+                "mqttfast_publish_payload_bytes_received",
+                "Payload bytes of PUBLISH packets received, by QoS",
+                st.payload_bytes_received_qos,
+            ),
+            (
+                "mqttfast_publish_bytes_sent",
+                "Bytes of PUBLISH packets sent (whole packets), by QoS",
+                st.publish_bytes_sent_qos,
+            ),
+        ):
             fam = CounterMetricFamily(name, doc, labels=["qos"])
             for q, v in zip(QOS_LABELS, values):
                 fam.add_metric([q], v)
             yield fam
-        yield CounterMetricFamily("mqttfast_bytes_received", "Bytes received on MQTT connections",
-                                  value=st.bytes_received)
-        yield CounterMetricFamily("mqttfast_bytes_sent", "Bytes sent on MQTT connections",
-                                  value=st.bytes_sent)
+        yield CounterMetricFamily(
+            "mqttfast_bytes_received", "Bytes received on MQTT connections", value=st.bytes_received
+        )
+        yield CounterMetricFamily(
+            "mqttfast_bytes_sent", "Bytes sent on MQTT connections", value=st.bytes_sent
+        )
 
-        dropped = CounterMetricFamily("mqttfast_messages_dropped",
-                                      "Messages not delivered, by reason", labels=["reason"])
+        dropped = CounterMetricFamily(
+            "mqttfast_messages_dropped", "Messages not delivered, by reason", labels=["reason"]
+        )
         for reason, attr in DROP_REASONS.items():
             dropped.add_metric([reason], getattr(st, attr))
         dropped.add_metric(["retained_store_full"], broker.retained.refused)
@@ -169,23 +226,31 @@ class BrokerCollector:
             inflight += len(s.inflight)
             queued += len(s.queue)
             queued_bytes += s.queued_bytes
-        yield GaugeMetricFamily("mqttfast_inflight_messages",
-                                "Outgoing QoS 1/2 messages awaiting acknowledgement", value=inflight)
-        yield GaugeMetricFamily("mqttfast_queued_messages",
-                                "QoS 1/2 messages queued in sessions", value=queued)
-        yield GaugeMetricFamily("mqttfast_queued_bytes", "Payload bytes queued in sessions",
-                                value=queued_bytes)
+        yield GaugeMetricFamily(
+            "mqttfast_inflight_messages",
+            "Outgoing QoS 1/2 messages awaiting acknowledgement",
+            value=inflight,
+        )
+        yield GaugeMetricFamily(
+            "mqttfast_queued_messages", "QoS 1/2 messages queued in sessions", value=queued
+        )
+        yield GaugeMetricFamily(
+            "mqttfast_queued_bytes", "Payload bytes queued in sessions", value=queued_bytes
+        )
 
         for name, doc, attr in STAT_COUNTERS:
             yield CounterMetricFamily(name, doc, value=getattr(st, attr))
         if self.lag is not None:
-            yield GaugeMetricFamily("mqttfast_event_loop_lag_seconds",
-                                    "Worst event-loop timer lateness since the last scrape",
-                                    value=self.lag.take_worst())
+            yield GaugeMetricFamily(
+                "mqttfast_event_loop_lag_seconds",
+                "Worst event-loop timer lateness since the last scrape",
+                value=self.lag.take_worst(),
+            )
 
 
-def make_registry(broker: "Broker", lag: LoopLagMonitor | None = None,
-                  codec: str = "") -> CollectorRegistry:
+def make_registry(
+    broker: Broker, lag: LoopLagMonitor | None = None, codec: str = ""
+) -> CollectorRegistry:
     """A private registry: our collector plus process metrics (resident memory,
     CPU, open files) as ``process_*``."""
     registry = CollectorRegistry(auto_describe=False)
@@ -200,7 +265,7 @@ def make_registry(broker: "Broker", lag: LoopLagMonitor | None = None,
 class MetricsServer:
     """``GET /metrics`` (Prometheus text format) on its own port."""
 
-    def __init__(self, broker: "Broker", codec: str = "") -> None:
+    def __init__(self, broker: Broker, codec: str = "") -> None:
         self.lag = LoopLagMonitor()
         self.registry = make_registry(broker, self.lag, codec)
         self.http = HTTPServer(self.handle, "metrics")
@@ -223,4 +288,3 @@ class MetricsServer:
 
 
 __all__ = ["BrokerCollector", "LoopLagMonitor", "MetricsServer", "make_registry"]
-

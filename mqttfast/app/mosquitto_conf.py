@@ -29,15 +29,20 @@ something needs it and no ``port`` line gave another).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 # Directives with a value of this kind; the rest are handled one by one below.
 _LISTENER_KEYS = {
-    "cafile": ("cafile", str), "certfile": ("certfile", str), "keyfile": ("keyfile", str),
+    "cafile": ("cafile", str),
+    "certfile": ("certfile", str),
+    "keyfile": ("keyfile", str),
     "require_certificate": ("require_certificate", bool),
     "use_identity_as_username": ("use_identity_as_username", bool),
-    "tls_version": ("tls_version", str), "ciphers": ("ciphers", str),
-    "protocol": ("protocol", str), "http_path": ("path", str),
+    "tls_version": ("tls_version", str),
+    "ciphers": ("ciphers", str),
+    "protocol": ("protocol", str),
+    "http_path": ("path", str),
 }
 _SECTION_KEYS = {
     "allow_anonymous": ("auth", "allow_anonymous", bool),
@@ -90,7 +95,7 @@ def translate(path: str, warn: Callable[[str], None]) -> dict[str, Any]:
         raise ConfigError([f"{path}: cannot read: {err.strerror or err}"], path) from None
     out: dict[str, Any] = {}
     listeners: list[dict[str, Any]] = []
-    default: dict[str, Any] = {}      # the default listener (port/bind_address/...)
+    default: dict[str, Any] = {}  # the default listener (port/bind_address/...)
     current: dict[str, Any] | None = None
     warned: set[str] = set()
     errors: list[str] = []
@@ -140,7 +145,9 @@ def translate(path: str, warn: Callable[[str], None]) -> dict[str, Any]:
                 pass
             elif directive not in warned:
                 warned.add(directive)
-                warn(f"{path}:{number}: mosquitto directive {directive!r} is not supported; ignored")
+                warn(
+                    f"{path}:{number}: mosquitto directive {directive!r} is not supported; ignored"
+                )
         except MosquittoConfError as err:
             errors.append(str(err))
     if errors:

@@ -63,8 +63,9 @@ class ScramCredential:
     server_key: bytes
 
     @classmethod
-    def from_password(cls, password: str, salt: bytes | None = None,
-                      iterations: int = DEFAULT_ITERATIONS) -> "ScramCredential":
+    def from_password(
+        cls, password: str, salt: bytes | None = None, iterations: int = DEFAULT_ITERATIONS
+    ) -> ScramCredential:
         salt = salt if salt is not None else os.urandom(16)
         salted = hashlib.pbkdf2_hmac("sha256", password.encode("utf-8"), salt, iterations)
         client_key = _hmac(salted, b"Client Key")
@@ -74,8 +75,14 @@ class ScramCredential:
 class _Exchange:
     __slots__ = ("user", "client_first_bare", "server_first", "nonce", "credential")
 
-    def __init__(self, user: str, client_first_bare: str, server_first: str, nonce: str,
-                 credential: ScramCredential | None) -> None:
+    def __init__(
+        self,
+        user: str,
+        client_first_bare: str,
+        server_first: str,
+        nonce: str,
+        credential: ScramCredential | None,
+    ) -> None:
         self.user = user
         self.client_first_bare = client_first_bare
         self.server_first = server_first
@@ -123,8 +130,11 @@ class ScramHooks(Hooks):
             salt, iterations = _hmac(self._fake_salt_key, user.encode())[:16], DEFAULT_ITERATIONS
         nonce = cnonce + secrets.token_urlsafe(18)
         server_first = f"r={nonce},s={_b64(salt)},i={iterations}"
-        return AuthStep(AUTH_CONTINUE, server_first.encode(),
-                        state=_Exchange(user, bare, server_first, nonce, cred))
+        return AuthStep(
+            AUTH_CONTINUE,
+            server_first.encode(),
+            state=_Exchange(user, bare, server_first, nonce, cred),
+        )
 
     def auth_continue(self, client: Any, method: str, data: bytes | None, state: Any) -> AuthStep:
         if method != METHOD or not isinstance(state, _Exchange):
@@ -143,7 +153,9 @@ class ScramHooks(Hooks):
         auth_message = f"{state.client_first_bare},{state.server_first},{without_proof}".encode()
         client_signature = _hmac(cred.stored_key, auth_message)
         client_key = _xor(proof, client_signature)
-        if len(proof) != len(client_signature) or not hmac.compare_digest(_h(client_key), cred.stored_key):
+        if len(proof) != len(client_signature) or not hmac.compare_digest(
+            _h(client_key), cred.stored_key
+        ):
             return fail
         server_signature = _hmac(cred.server_key, auth_message)
         client.username = state.user

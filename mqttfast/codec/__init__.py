@@ -24,7 +24,7 @@ import, the pure-Python twins otherwise or when ``MQTTFAST_NO_EXTENSIONS=1``.
 from __future__ import annotations
 
 from .._impl import NO_EXTENSIONS
-from .constants import *  # noqa: F401,F403  (enums and limits, defined once)
+from .constants import *  # noqa: F403  (enums and limits, defined once)
 from .constants import (
     MAX_PACKET_SIZE,
     ConnackCode311,
@@ -101,18 +101,51 @@ del _load_cython, _load_python, _prim, _match, _cod
 __all__ = [
     "IMPLEMENTATION",
     # codec
-    "Decoder", "encode", "encode_publish", "publish_parts",
+    "Decoder",
+    "encode",
+    "encode_publish",
+    "publish_parts",
     # primitives
-    "decode_varint", "encode_varint", "decode_utf8", "has_discouraged_code_points",
-    "validate_topic_name", "validate_topic_filter", "topic_matches", "TopicTree",
+    "decode_varint",
+    "encode_varint",
+    "decode_utf8",
+    "has_discouraged_code_points",
+    "validate_topic_name",
+    "validate_topic_filter",
+    "topic_matches",
+    "TopicTree",
     # errors
-    "MQTTError", "MalformedPacket", "ProtocolError", "PacketTooLarge",
+    "MQTTError",
+    "MalformedPacket",
+    "ProtocolError",
+    "PacketTooLarge",
     # packets
-    "Packet", "PACKET_CLASSES", "Properties", "Will", "Subscription",
-    "Connect", "Connack", "Publish", "Puback", "Pubrec", "Pubrel", "Pubcomp",
-    "Subscribe", "Suback", "Unsubscribe", "Unsuback", "Pingreq", "Pingresp",
-    "Disconnect", "Auth",
+    "Packet",
+    "PACKET_CLASSES",
+    "Properties",
+    "Will",
+    "Subscription",
+    "Connect",
+    "Connack",
+    "Publish",
+    "Puback",
+    "Pubrec",
+    "Pubrel",
+    "Pubcomp",
+    "Subscribe",
+    "Suback",
+    "Unsubscribe",
+    "Unsuback",
+    "Pingreq",
+    "Pingresp",
+    "Disconnect",
+    "Auth",
     # constants (the rest are importable too, see constants.py)
-    "ReasonCode", "PacketType", "PropertyId", "PropertyType", "ProtocolVersion",
-    "ConnackCode311", "MAX_PACKET_SIZE",
+    "ReasonCode",
+    "PacketType",
+    "PropertyId",
+    "PropertyType",
+    "ProtocolVersion",
+    "ConnackCode311",
+    "MAX_PACKET_SIZE",
 ]

@@ -89,10 +89,18 @@ _ACK_REASONS = {
 }
 _NAMES = {int(t): t.name for t in PacketType}
 
-_BYTE, _TWO, _FOUR, _VARINT, _UTF8, _BINARY, _PAIR = (int(t) for t in (
-    PropertyType.BYTE, PropertyType.TWO_BYTE_INT, PropertyType.FOUR_BYTE_INT,
-    PropertyType.VARINT, PropertyType.UTF8, PropertyType.BINARY, PropertyType.UTF8_PAIR,
-))
+_BYTE, _TWO, _FOUR, _VARINT, _UTF8, _BINARY, _PAIR = (
+    int(t)
+    for t in (
+        PropertyType.BYTE,
+        PropertyType.TWO_BYTE_INT,
+        PropertyType.FOUR_BYTE_INT,
+        PropertyType.VARINT,
+        PropertyType.UTF8,
+        PropertyType.BINARY,
+        PropertyType.UTF8_PAIR,
+    )
+)
 # Property id -> (attribute, value type as int, allowed packet types).
 _PROPS: dict[int, tuple[str, int, frozenset[int]]] = {
     pid: (name, int(vtype), frozenset(int(t) for t in allowed))
@@ -146,7 +154,7 @@ def _read_binary(buf: Any, pos: int, end: int) -> tuple[bytes, int]:
     stop = pos + 2 + ((buf[pos] << 8) | buf[pos + 1])
     if stop > end:
         raise MalformedPacket("length prefix runs past the end of the packet")
-    return bytes(buf[pos + 2:stop]), stop
+    return bytes(buf[pos + 2 : stop]), stop
 
 
 def _check_utf8(raw: bytes) -> str:
@@ -168,8 +176,9 @@ def _read_utf8(buf: Any, pos: int, end: int) -> tuple[str, int]:
 def _check_topic_name(topic: str) -> None:
     """A PUBLISH or will topic name may not hold wildcards [MQTT-3.3.2-2]."""
     if "+" in topic or "#" in topic:
-        raise MQTTError(ReasonCode.TOPIC_NAME_INVALID,
-                        "wildcard character in a topic name [MQTT-3.3.2-2]")
+        raise MQTTError(
+            ReasonCode.TOPIC_NAME_INVALID, "wildcard character in a topic name [MQTT-3.3.2-2]"
+        )
 
 
 def _read_properties(buf: Any, pos: int, end: int, ptype: int) -> tuple[Properties | None, int]:
@@ -213,14 +222,13 @@ def _read_properties(buf: Any, pos: int, end: int, ptype: int) -> tuple[Properti
             value, pos = _read_u16(buf, pos, stop)
             if value == 0:
                 if pid == 0x23:
-                    raise MQTTError(ReasonCode.TOPIC_ALIAS_INVALID,
-                                    "topic alias 0 (3.3.2.3.4)")
+                    raise MQTTError(ReasonCode.TOPIC_ALIAS_INVALID, "topic alias 0 (3.3.2.3.4)")
                 if pid in _NONZERO_PROPS:
                     raise ProtocolError(f"property {name} must not be 0")
         elif vtype == _FOUR:
             if pos + 4 > stop:
                 raise MalformedPacket("property value runs past the end of the properties")
-            value = int.from_bytes(buf[pos:pos + 4], "big")
+            value = int.from_bytes(buf[pos : pos + 4], "big")
             pos += 4
             if value == 0 and pid in _NONZERO_PROPS:
                 raise ProtocolError(f"property {name} must not be 0")
@@ -279,7 +287,7 @@ def _decode_publish(buf: Any, pos: int, end: int, flags: int, version: int) -> P
     stop = pos + 2 + ((buf[pos] << 8) | buf[pos + 1])
     if stop > end:
         raise MalformedPacket("topic length runs past the end of the PUBLISH")
-    topic = _check_utf8(bytes(buf[pos + 2:stop]))
+    topic = _check_utf8(bytes(buf[pos + 2 : stop]))
     pos = stop
     if "+" in topic or "#" in topic:
         _check_topic_name(topic)
@@ -301,8 +309,9 @@ def _decode_publish(buf: Any, pos: int, end: int, flags: int, version: int) -> P
             raise ProtocolError("empty topic name without a topic alias (3.3.2.1)")
     elif not topic:
         raise MQTTError(ReasonCode.TOPIC_NAME_INVALID, "empty topic name [MQTT-4.7.3-1]")
-    return Publish(topic, bytes(buf[pos:end]), qos, bool(flags & 1), bool(flags & 8),
-                   packet_id, props)
+    return Publish(
+        topic, bytes(buf[pos:end]), qos, bool(flags & 1), bool(flags & 8), packet_id, props
+    )
 
 
 def _decode_ack(buf: Any, pos: int, end: int, ptype: int, version: int) -> Any:
@@ -333,12 +342,16 @@ def _decode_connect(buf: Any, pos: int, end: int, flags: int, version: int | Non
     pos += 1
     if name == "MQTT":
         if level != 4 and level != 5:
-            raise MQTTError(ReasonCode.UNSUPPORTED_PROTOCOL_VERSION,
-                            f"protocol level {level} with protocol name MQTT [MQTT-3.1.2-2]")
+            raise MQTTError(
+                ReasonCode.UNSUPPORTED_PROTOCOL_VERSION,
+                f"protocol level {level} with protocol name MQTT [MQTT-3.1.2-2]",
+            )
     elif name == "MQIsdp":
         if level != 3:
-            raise MQTTError(ReasonCode.UNSUPPORTED_PROTOCOL_VERSION,
-                            f"protocol level {level} with protocol name MQIsdp [MQTT-3.1.2-2]")
+            raise MQTTError(
+                ReasonCode.UNSUPPORTED_PROTOCOL_VERSION,
+                f"protocol level {level} with protocol name MQIsdp [MQTT-3.1.2-2]",
+            )
     else:
         raise ProtocolError(f"unknown protocol name {name!r} [MQTT-3.1.2-1]")
     if pos + 3 > end:
@@ -352,8 +365,9 @@ def _decode_connect(buf: Any, pos: int, end: int, flags: int, version: int | Non
     will_qos = (cflags >> 3) & 3
     will_retain = bool(cflags & 0x20)
     if not will_flag and (will_qos or will_retain):
-        raise MalformedPacket("will QoS or will retain set without the will flag "
-                              "[MQTT-3.1.2-13] [MQTT-3.1.2-15]")
+        raise MalformedPacket(
+            "will QoS or will retain set without the will flag [MQTT-3.1.2-13] [MQTT-3.1.2-15]"
+        )
     if will_qos == 3:
         raise MalformedPacket("will QoS 3 [MQTT-3.1.2-14]")
     if level != 5 and cflags & 0x40 and not cflags & 0x80:
@@ -380,8 +394,9 @@ def _decode_connect(buf: Any, pos: int, end: int, flags: int, version: int | Non
     if cflags & 0x40:
         password, pos = _read_binary(buf, pos, end)
     _end_of(pos, end, _CONNECT)
-    return Connect(client_id, level, bool(cflags & 0x02), keep_alive, username, password,
-                   will, props)
+    return Connect(
+        client_id, level, bool(cflags & 0x02), keep_alive, username, password, will, props
+    )
 
 
 def _decode_connack(buf: Any, pos: int, end: int, flags: int, version: int) -> Connack:
@@ -551,11 +566,11 @@ class Decoder:
     its body is buffered. Both are plain attributes a caller may change.
     """
 
-    __slots__ = ("protocol_version", "max_packet_size", "_buf", "_server", "_connected",
-                 "_error")
+    __slots__ = ("protocol_version", "max_packet_size", "_buf", "_server", "_connected", "_error")
 
-    def __init__(self, protocol_version: int | None = None,
-                 max_packet_size: int = MAX_PACKET_SIZE) -> None:
+    def __init__(
+        self, protocol_version: int | None = None, max_packet_size: int = MAX_PACKET_SIZE
+    ) -> None:
         if protocol_version is not None and protocol_version not in (3, 4, 5):
             raise ValueError(f"unsupported protocol version {protocol_version!r}")
         self.protocol_version = protocol_version
@@ -611,7 +626,8 @@ class Decoder:
                 if end - pos > self.max_packet_size:
                     raise PacketTooLarge(
                         f"{_NAMES[ptype]} of {end - pos} bytes exceeds the maximum packet "
-                        f"size {self.max_packet_size}")
+                        f"size {self.max_packet_size}"
+                    )
                 if end > n:
                     break
                 if ptype == _PUBLISH:
@@ -648,7 +664,8 @@ class Decoder:
             if not self._connected:
                 if ptype != _CONNECT:
                     raise ProtocolError(
-                        f"first packet is {_NAMES[ptype]}, not CONNECT [MQTT-3.1.0-1]")
+                        f"first packet is {_NAMES[ptype]}, not CONNECT [MQTT-3.1.0-1]"
+                    )
             elif ptype == _CONNECT:
                 raise ProtocolError("second CONNECT [MQTT-3.1.0-2]")
             elif ptype in _SERVER_ONLY:
@@ -662,7 +679,8 @@ class Decoder:
                 raise MalformedPacket("DUP flag set on a QoS 0 PUBLISH [MQTT-3.3.1-2]")
         elif flags != required:
             raise MalformedPacket(
-                f"reserved flag bits 0x{flags:X} in {_NAMES[ptype]} [MQTT-2.1.3-1]")
+                f"reserved flag bits 0x{flags:X} in {_NAMES[ptype]} [MQTT-2.1.3-1]"
+            )
 
 
 # ---------------------------------------------------------------- encoders
@@ -746,9 +764,15 @@ def _payload_bytes(payload: Any) -> bytes:
     return bytes(payload)
 
 
-def publish_parts(topic: str, payload: Any, qos: int = 0, retain: bool = False,
-                  dup: bool = False, properties: Properties | None = None,
-                  protocol_version: int = 4) -> tuple[bytes, bytes]:
+def publish_parts(
+    topic: str,
+    payload: Any,
+    qos: int = 0,
+    retain: bool = False,
+    dup: bool = False,
+    properties: Properties | None = None,
+    protocol_version: int = 4,
+) -> tuple[bytes, bytes]:
     """A PUBLISH split around its packet identifier, for fan-out.
 
     QoS 0: the packet is ``head + tail`` and ``tail == b""``. QoS 1/2: the
@@ -767,9 +791,16 @@ def publish_parts(topic: str, payload: Any, qos: int = 0, retain: bool = False,
     return head + props + payload, b""
 
 
-def encode_publish(topic: str, payload: Any, qos: int = 0, retain: bool = False,
-                   dup: bool = False, packet_id: int = 0,
-                   properties: Properties | None = None, protocol_version: int = 4) -> bytes:
+def encode_publish(
+    topic: str,
+    payload: Any,
+    qos: int = 0,
+    retain: bool = False,
+    dup: bool = False,
+    packet_id: int = 0,
+    properties: Properties | None = None,
+    protocol_version: int = 4,
+) -> bytes:
     """One PUBLISH packet."""
     head, tail = publish_parts(topic, payload, qos, retain, dup, properties, protocol_version)
     if qos:
@@ -780,8 +811,9 @@ def encode_publish(topic: str, payload: Any, qos: int = 0, retain: bool = False,
 
 
 def _encode_publish_packet(p: Publish, version: int) -> bytes:
-    return encode_publish(p.topic, p.payload, p.qos, p.retain, p.dup, p.packet_id,
-                          p.properties, version)
+    return encode_publish(
+        p.topic, p.payload, p.qos, p.retain, p.dup, p.packet_id, p.properties, version
+    )
 
 
 def _encode_ack(p: Any, version: int) -> bytes:
@@ -806,8 +838,11 @@ def _encode_connect(p: Connect, version: int) -> bytes:
         flags |= 0x40
     if p.username is not None:
         flags |= 0x80
-    parts = [_string("MQIsdp" if version == 3 else "MQTT"),
-             bytes((version, flags)), p.keep_alive.to_bytes(2, "big")]
+    parts = [
+        _string("MQIsdp" if version == 3 else "MQTT"),
+        bytes((version, flags)),
+        p.keep_alive.to_bytes(2, "big"),
+    ]
     if version == 5:
         parts.append(_properties(p.properties, _CONNECT))
     parts.append(_string(p.client_id))
@@ -837,8 +872,11 @@ def _encode_subscribe(p: Subscribe, version: int) -> bytes:
     for sub in p.subscriptions:
         opts = sub.qos
         if version == 5:
-            opts |= ((4 if sub.no_local else 0) | (8 if sub.retain_as_published else 0)
-                     | (sub.retain_handling << 4))
+            opts |= (
+                (4 if sub.no_local else 0)
+                | (8 if sub.retain_as_published else 0)
+                | (sub.retain_handling << 4)
+            )
         parts.append(_string(sub.topic_filter) + bytes((opts,)))
     return _packet(0x82, b"".join(parts))
 

@@ -12,7 +12,6 @@ then wildcard rules.
 from __future__ import annotations
 
 import re
-from typing import Union
 
 from .constants import MAX_REMAINING_LENGTH, MAX_STRING_LENGTH, ReasonCode
 from .errors import MalformedPacket, MQTTError
@@ -27,7 +26,7 @@ __all__ = [
     "topic_matches",
 ]
 
-BytesLike = Union[bytes, bytearray, memoryview]
+BytesLike = bytes | bytearray | memoryview
 
 # Messages shared word for word with the Cython twin.
 MSG_VARINT_TOO_LONG = "variable byte integer longer than 4 bytes [MQTT-1.5.5-1]"
@@ -54,9 +53,7 @@ _SMALL_VARINTS = tuple(bytes((i,)) for i in range(128))
 # C1 controls and the Unicode non-characters (U+FDD0..U+FDEF, U+xFFFE/U+xFFFF).
 _DISCOURAGED = re.compile(
     "[\x01-\x1f\x7f-\x9f\ufdd0-\ufdef"
-    + "".join(
-        chr((plane << 16) | 0xFFFE) + chr((plane << 16) | 0xFFFF) for plane in range(17)
-    )
+    + "".join(chr((plane << 16) | 0xFFFE) + chr((plane << 16) | 0xFFFF) for plane in range(17))
     + "]"
 )
 

@@ -145,13 +145,64 @@ SUBACK_REASON_CODES = frozenset(
 )
 UNSUBACK_REASON_CODES = frozenset({0x00, 0x11, 0x80, 0x83, 0x87, 0x8F, 0x91})
 DISCONNECT_REASON_CODES = frozenset(
-    {0x00, 0x04, 0x80, 0x81, 0x82, 0x83, 0x87, 0x89, 0x8B, 0x8D, 0x8E, 0x8F, 0x90, 0x93,
-     0x94, 0x95, 0x96, 0x97, 0x98, 0x99, 0x9A, 0x9B, 0x9C, 0x9D, 0x9E, 0x9F, 0xA0, 0xA1, 0xA2}
+    {
+        0x00,
+        0x04,
+        0x80,
+        0x81,
+        0x82,
+        0x83,
+        0x87,
+        0x89,
+        0x8B,
+        0x8D,
+        0x8E,
+        0x8F,
+        0x90,
+        0x93,
+        0x94,
+        0x95,
+        0x96,
+        0x97,
+        0x98,
+        0x99,
+        0x9A,
+        0x9B,
+        0x9C,
+        0x9D,
+        0x9E,
+        0x9F,
+        0xA0,
+        0xA1,
+        0xA2,
+    }
 )
 AUTH_REASON_CODES = frozenset({0x00, 0x18, 0x19})
 CONNACK_REASON_CODES = frozenset(
-    {0x00, 0x80, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89, 0x8A, 0x8C, 0x90,
-     0x95, 0x97, 0x99, 0x9A, 0x9B, 0x9C, 0x9D, 0x9F}
+    {
+        0x00,
+        0x80,
+        0x81,
+        0x82,
+        0x83,
+        0x84,
+        0x85,
+        0x86,
+        0x87,
+        0x88,
+        0x89,
+        0x8A,
+        0x8C,
+        0x90,
+        0x95,
+        0x97,
+        0x99,
+        0x9A,
+        0x9B,
+        0x9C,
+        0x9D,
+        0x9F,
+    }
 )
 
 
@@ -207,33 +258,81 @@ _P = PacketType
 # The single source of truth for property parsing, encoding and validation.
 PROPERTY_TABLE: dict[int, tuple[str, PropertyType, frozenset[int]]] = {
     0x01: ("payload_format_indicator", PropertyType.BYTE, frozenset({_P.PUBLISH, WILL_PROPERTIES})),
-    0x02: ("message_expiry_interval", PropertyType.FOUR_BYTE_INT, frozenset({_P.PUBLISH, WILL_PROPERTIES})),
+    0x02: (
+        "message_expiry_interval",
+        PropertyType.FOUR_BYTE_INT,
+        frozenset({_P.PUBLISH, WILL_PROPERTIES}),
+    ),
     0x03: ("content_type", PropertyType.UTF8, frozenset({_P.PUBLISH, WILL_PROPERTIES})),
     0x08: ("response_topic", PropertyType.UTF8, frozenset({_P.PUBLISH, WILL_PROPERTIES})),
     0x09: ("correlation_data", PropertyType.BINARY, frozenset({_P.PUBLISH, WILL_PROPERTIES})),
     0x0B: ("subscription_identifier", PropertyType.VARINT, frozenset({_P.PUBLISH, _P.SUBSCRIBE})),
-    0x11: ("session_expiry_interval", PropertyType.FOUR_BYTE_INT, frozenset({_P.CONNECT, _P.CONNACK, _P.DISCONNECT})),
+    0x11: (
+        "session_expiry_interval",
+        PropertyType.FOUR_BYTE_INT,
+        frozenset({_P.CONNECT, _P.CONNACK, _P.DISCONNECT}),
+    ),
     0x12: ("assigned_client_identifier", PropertyType.UTF8, frozenset({_P.CONNACK})),
     0x13: ("server_keep_alive", PropertyType.TWO_BYTE_INT, frozenset({_P.CONNACK})),
-    0x15: ("authentication_method", PropertyType.UTF8, frozenset({_P.CONNECT, _P.CONNACK, _P.AUTH})),
-    0x16: ("authentication_data", PropertyType.BINARY, frozenset({_P.CONNECT, _P.CONNACK, _P.AUTH})),
+    0x15: (
+        "authentication_method",
+        PropertyType.UTF8,
+        frozenset({_P.CONNECT, _P.CONNACK, _P.AUTH}),
+    ),
+    0x16: (
+        "authentication_data",
+        PropertyType.BINARY,
+        frozenset({_P.CONNECT, _P.CONNACK, _P.AUTH}),
+    ),
     0x17: ("request_problem_information", PropertyType.BYTE, frozenset({_P.CONNECT})),
     0x18: ("will_delay_interval", PropertyType.FOUR_BYTE_INT, frozenset({WILL_PROPERTIES})),
     0x19: ("request_response_information", PropertyType.BYTE, frozenset({_P.CONNECT})),
     0x1A: ("response_information", PropertyType.UTF8, frozenset({_P.CONNACK})),
     0x1C: ("server_reference", PropertyType.UTF8, frozenset({_P.CONNACK, _P.DISCONNECT})),
-    0x1F: ("reason_string", PropertyType.UTF8, frozenset({
-        _P.CONNACK, _P.PUBACK, _P.PUBREC, _P.PUBREL, _P.PUBCOMP, _P.SUBACK, _P.UNSUBACK,
-        _P.DISCONNECT, _P.AUTH})),
+    0x1F: (
+        "reason_string",
+        PropertyType.UTF8,
+        frozenset(
+            {
+                _P.CONNACK,
+                _P.PUBACK,
+                _P.PUBREC,
+                _P.PUBREL,
+                _P.PUBCOMP,
+                _P.SUBACK,
+                _P.UNSUBACK,
+                _P.DISCONNECT,
+                _P.AUTH,
+            }
+        ),
+    ),
     0x21: ("receive_maximum", PropertyType.TWO_BYTE_INT, frozenset({_P.CONNECT, _P.CONNACK})),
     0x22: ("topic_alias_maximum", PropertyType.TWO_BYTE_INT, frozenset({_P.CONNECT, _P.CONNACK})),
     0x23: ("topic_alias", PropertyType.TWO_BYTE_INT, frozenset({_P.PUBLISH})),
     0x24: ("maximum_qos", PropertyType.BYTE, frozenset({_P.CONNACK})),
     0x25: ("retain_available", PropertyType.BYTE, frozenset({_P.CONNACK})),
-    0x26: ("user_property", PropertyType.UTF8_PAIR, frozenset({
-        _P.CONNECT, _P.CONNACK, _P.PUBLISH, WILL_PROPERTIES, _P.PUBACK, _P.PUBREC, _P.PUBREL,
-        _P.PUBCOMP, _P.SUBSCRIBE, _P.SUBACK, _P.UNSUBSCRIBE, _P.UNSUBACK, _P.DISCONNECT,
-        _P.AUTH})),
+    0x26: (
+        "user_property",
+        PropertyType.UTF8_PAIR,
+        frozenset(
+            {
+                _P.CONNECT,
+                _P.CONNACK,
+                _P.PUBLISH,
+                WILL_PROPERTIES,
+                _P.PUBACK,
+                _P.PUBREC,
+                _P.PUBREL,
+                _P.PUBCOMP,
+                _P.SUBSCRIBE,
+                _P.SUBACK,
+                _P.UNSUBSCRIBE,
+                _P.UNSUBACK,
+                _P.DISCONNECT,
+                _P.AUTH,
+            }
+        ),
+    ),
     0x27: ("maximum_packet_size", PropertyType.FOUR_BYTE_INT, frozenset({_P.CONNECT, _P.CONNACK})),
     0x28: ("wildcard_subscription_available", PropertyType.BYTE, frozenset({_P.CONNACK})),
     0x29: ("subscription_identifier_available", PropertyType.BYTE, frozenset({_P.CONNACK})),

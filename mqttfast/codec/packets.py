@@ -13,7 +13,7 @@ before MQTT 5), which keeps the common path free of an extra allocation.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import ClassVar, Union
+from typing import ClassVar
 
 from .constants import PacketType
 
@@ -59,7 +59,7 @@ class Properties:
     def is_empty(self) -> bool:
         return all(getattr(self, f.name) is None for f in fields(self))
 
-    def copy(self) -> "Properties":
+    def copy(self) -> Properties:
         """A copy whose lists may be changed without touching this one."""
         new = Properties(**{f.name: getattr(self, f.name) for f in fields(self)})
         if new.subscription_identifier is not None:
@@ -222,13 +222,41 @@ class Auth:
     properties: Properties | None = None
 
 
-Packet = Union[
-    Connect, Connack, Publish, Puback, Pubrec, Pubrel, Pubcomp, Subscribe, Suback,
-    Unsubscribe, Unsuback, Pingreq, Pingresp, Disconnect, Auth,
-]
+Packet = (
+    Connect
+    | Connack
+    | Publish
+    | Puback
+    | Pubrec
+    | Pubrel
+    | Pubcomp
+    | Subscribe
+    | Suback
+    | Unsubscribe
+    | Unsuback
+    | Pingreq
+    | Pingresp
+    | Disconnect
+    | Auth
+)
 
 PACKET_CLASSES: dict[int, type] = {
     cls.packet_type: cls
-    for cls in (Connect, Connack, Publish, Puback, Pubrec, Pubrel, Pubcomp, Subscribe,
-                Suback, Unsubscribe, Unsuback, Pingreq, Pingresp, Disconnect, Auth)
+    for cls in (
+        Connect,
+        Connack,
+        Publish,
+        Puback,
+        Pubrec,
+        Pubrel,
+        Pubcomp,
+        Subscribe,
+        Suback,
+        Unsubscribe,
+        Unsuback,
+        Pingreq,
+        Pingresp,
+        Disconnect,
+        Auth,
+    )
 }

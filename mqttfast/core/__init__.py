@@ -44,5 +44,14 @@ from .message import Message
 from .router import LocalRouter, Router
 from .settings import BrokerSettings
 
-__all__ = ["Broker", "BrokerSettings", "Connection", "FakeClock", "Hooks", "AuthStep",
-           "LocalRouter", "Router", "Message"]
+__all__ = [
+    "Broker",
+    "BrokerSettings",
+    "Connection",
+    "FakeClock",
+    "Hooks",
+    "AuthStep",
+    "LocalRouter",
+    "Router",
+    "Message",
+]

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from mqttfast.codec.constants import SESSION_EXPIRY_NEVER, ReasonCode
 from mqttfast.codec.packets import Properties
@@ -50,17 +51,22 @@ class FakeClock:
 
 
 class Broker:
-    def __init__(self, settings: BrokerSettings | None = None, hooks: Hooks | None = None,
-                 clock: Callable[[], float] = time.monotonic, router: Any = None,
-                 storage: Storage | None = None) -> None:
+    def __init__(
+        self,
+        settings: BrokerSettings | None = None,
+        hooks: Hooks | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        router: Any = None,
+        storage: Storage | None = None,
+    ) -> None:
         self.settings = settings or BrokerSettings()
         self.hooks = hooks or Hooks()
         self.clock = clock
         self.stats = Stats()
         self.sessions: dict[str, Session] = {}
-        self.connections: set[Connection] = set()   # CONNACKed connections
-        self.pending: set[Connection] = set()        # waiting for CONNECT / in auth
-        self.offline: set[Session] = set()           # persistent sessions without a connection
+        self.connections: set[Connection] = set()  # CONNACKed connections
+        self.pending: set[Connection] = set()  # waiting for CONNECT / in auth
+        self.offline: set[Session] = set()  # persistent sessions without a connection
         self.pending_wills: set[Session] = set()
         self.subscriptions = SubscriptionStore(self.settings.match_cache_size)
         self.retained = RetainedStore()
@@ -70,13 +76,16 @@ class Broker:
             self.retained.storage = self.storage
         self.retained.max_messages = self.settings.max_retained_messages
         self.retained.max_bytes = self.settings.max_retained_bytes
-        self.router = router or LocalRouter(self.sessions, self.subscriptions, self.retained,
-                                            self.settings.retain_available)
+        self.router = router or LocalRouter(
+            self.sessions, self.subscriptions, self.retained, self.settings.retain_available
+        )
         self.sys = SysTopics(self)
         self.publish_limiter = PublishRateLimiter(self)  # idle while max_publish_rate is 0
         # Per-delivery read authorisation, only when the hooks implement it (ACLs).
-        if isinstance(self.router, LocalRouter) and \
-                type(self.hooks).authorise_receive is not Hooks.authorise_receive:
+        if (
+            isinstance(self.router, LocalRouter)
+            and type(self.hooks).authorise_receive is not Hooks.authorise_receive
+        ):
             self.router.receive_check = self.hooks.authorise_receive
         # Back-pressure on publishers from online subscribers' queues (see Session.pump).
         mq = self.settings.max_queued_messages
@@ -182,8 +191,14 @@ class Broker:
 
     # -- the broker as a publisher ------------------------------------------
 
-    def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False,
-                properties: Properties | None = None) -> int:
+    def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int = 0,
+        retain: bool = False,
+        properties: Properties | None = None,
+    ) -> int:
         """Inject a message as the broker itself (embedding, $SYS, bridges)."""
         now = self.clock()
         expires_at = None

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from mqttfast.codec import encode, publish_parts
-from mqttfast.codec.constants import DISCONNECT_REASON_CODES, CONNACK_REASON_CODES, ReasonCode
+from mqttfast.codec.constants import CONNACK_REASON_CODES, DISCONNECT_REASON_CODES, ReasonCode
 from mqttfast.codec.errors import MQTTError
 from mqttfast.codec.packets import Connack, Disconnect, Properties, Pubrel
 
@@ -51,15 +52,44 @@ class Sink:
 
 class Connection:
     __slots__ = (
-        "broker", "sink", "peer", "state", "protocol_version", "v5", "client_id", "username",
-        "session", "created_at", "last_rx", "keep_alive", "keepalive_limit",
-        "send_window", "max_packet_out", "alias_out_max", "aliases_out", "next_alias",
-        "aliases_in", "will", "will_delay", "connect_expiry", "problem_info",
-        "congested", "paused_publishers", "blocked_by", "blocking_since", "stuck", "auth_method", "auth_state",
-        "pending_connect", "assigned_id", "cert_identity", "held", "__weakref__",
+        "broker",
+        "sink",
+        "peer",
+        "state",
+        "protocol_version",
+        "v5",
+        "client_id",
+        "username",
+        "session",
+        "created_at",
+        "last_rx",
+        "keep_alive",
+        "keepalive_limit",
+        "send_window",
+        "max_packet_out",
+        "alias_out_max",
+        "aliases_out",
+        "next_alias",
+        "aliases_in",
+        "will",
+        "will_delay",
+        "connect_expiry",
+        "problem_info",
+        "congested",
+        "paused_publishers",
+        "blocked_by",
+        "blocking_since",
+        "stuck",
+        "auth_method",
+        "auth_state",
+        "pending_connect",
+        "assigned_id",
+        "cert_identity",
+        "held",
+        "__weakref__",
     )
 
-    def __init__(self, broker: "Broker", sink: Any, peer: str = "?") -> None:
+    def __init__(self, broker: Broker, sink: Any, peer: str = "?") -> None:
         self.broker = broker
         self.sink = sink
         self.peer = peer
@@ -73,22 +103,22 @@ class Connection:
         self.created_at = now
         self.last_rx = now
         self.keep_alive = 0
-        self.keepalive_limit = 0.0          # seconds of silence tolerated; 0 = none
+        self.keepalive_limit = 0.0  # seconds of silence tolerated; 0 = none
         self.send_window = broker.settings.inflight_window
-        self.max_packet_out = 0             # client's Maximum Packet Size; 0 = no limit
+        self.max_packet_out = 0  # client's Maximum Packet Size; 0 = no limit
         self.alias_out_max = 0
         self.aliases_out: dict[str, int] = {}
         self.next_alias = 1
         self.aliases_in: dict[int, str] = {}
         self.will = None
         self.will_delay = 0
-        self.connect_expiry = 0             # Session Expiry from CONNECT (for DISCONNECT rule)
+        self.connect_expiry = 0  # Session Expiry from CONNECT (for DISCONNECT rule)
         self.problem_info = True
         self.congested = False
         self.paused_publishers: set[Connection] = set()  # publishers paused because of us
-        self.blocked_by: set[Connection] = set()         # subscribers that paused us
+        self.blocked_by: set[Connection] = set()  # subscribers that paused us
         self.blocking_since = 0.0  # when we first paused a publisher (0 = we pause none)
-        self.stuck = False         # paused publishers longer than allowed: stop pausing
+        self.stuck = False  # paused publishers longer than allowed: stop pausing
         self.auth_method: str | None = None
         self.auth_state: Any = None
         self.pending_connect: Any = None
@@ -96,7 +126,7 @@ class Connection:
         # Set by a listener with use_identity_as_username: the client certificate's
         # identity ("" = none); None = the listener does not use certificates as usernames.
         self.cert_identity: str | None = None
-        self.held: list | None = None       # packets behind a CONNECT in AUTH_WAIT
+        self.held: list | None = None  # packets behind a CONNECT in AUTH_WAIT
 
     def __repr__(self) -> str:
         return f"<Connection {self.client_id or '-'} {self.peer}>"
@@ -121,8 +151,13 @@ class Connection:
             except MQTTError as err:
                 self.violation(err.reason_code, err.message)
             except Exception as exc:  # a bug must cost one connection, not the broker
-                log.error("client %s (%s): internal error %r handling %s; closing",
-                          self.client_id, self.peer, exc, type(pkt).__name__)
+                log.error(
+                    "client %s (%s): internal error %r handling %s; closing",
+                    self.client_id,
+                    self.peer,
+                    exc,
+                    type(pkt).__name__,
+                )
                 log.debug("internal error", exc_info=True)
                 self.close(ReasonCode.IMPLEMENTATION_SPECIFIC_ERROR)
 
@@ -137,14 +172,21 @@ class Connection:
             return
         if self.state == AWAIT_CONNECT:
             self.broker.stats.protocol_errors += 1
-            log.info("connection %s: bad CONNECT: %s; closing", self.peer, err,
-                     extra={"peer": self.peer, "reason": str(err),
-                            "reason_code": int(err.reason_code)})
+            log.info(
+                "connection %s: bad CONNECT: %s; closing",
+                self.peer,
+                err,
+                extra={"peer": self.peer, "reason": str(err), "reason_code": int(err.reason_code)},
+            )
             code = int(err.reason_code)
             if code == ReasonCode.UNSUPPORTED_PROTOCOL_VERSION:
                 # Answer in the newest form the client can read: a v5 CONNACK only if it asked v5.
-                self._write(encode(Connack(False, 0x84 if protocol_version == 5 else 1),
-                                   5 if protocol_version == 5 else 4))
+                self._write(
+                    encode(
+                        Connack(False, 0x84 if protocol_version == 5 else 1),
+                        5 if protocol_version == 5 else 4,
+                    )
+                )
             elif protocol_version == 5:
                 if code not in CONNACK_REASON_CODES:
                     code = ReasonCode.UNSPECIFIED_ERROR
@@ -155,9 +197,12 @@ class Connection:
 
     def connection_lost(self) -> None:
         if self.state != CLOSED:
-            log.info("client %s (%s) connection lost", self.client_id or "-", self.peer,
-                     extra={"client_id": self.client_id, "peer": self.peer,
-                            "reason": "connection lost"})
+            log.info(
+                "client %s (%s) connection lost",
+                self.client_id or "-",
+                self.peer,
+                extra={"client_id": self.client_id, "peer": self.peer, "reason": "connection lost"},
+            )
         self._teardown(publish_will=True)
 
     def writing_paused(self) -> None:
@@ -177,15 +222,30 @@ class Connection:
     def violation(self, reason_code: int, message: str) -> None:
         """Close this connection for a protocol violation, with one log line."""
         self.broker.stats.protocol_errors += 1
-        log.info("client %s (%s): protocol violation: %s (0x%02X); closing",
-                 self.client_id or "-", self.peer, message, int(reason_code),
-                 extra={"client_id": self.client_id, "peer": self.peer, "reason": message,
-                        "reason_code": int(reason_code)})
+        log.info(
+            "client %s (%s): protocol violation: %s (0x%02X); closing",
+            self.client_id or "-",
+            self.peer,
+            message,
+            int(reason_code),
+            extra={
+                "client_id": self.client_id,
+                "peer": self.peer,
+                "reason": message,
+                "reason_code": int(reason_code),
+            },
+        )
         # A Reason String is always allowed in DISCONNECT (3.14.2.2.3).
-        self.close(reason_code, properties=Properties(reason_string=message[:200]) if self.v5 else None)
+        self.close(
+            reason_code, properties=Properties(reason_string=message[:200]) if self.v5 else None
+        )
 
-    def close(self, reason_code: int | None = None, will: bool = True,
-              properties: Properties | None = None) -> None:
+    def close(
+        self,
+        reason_code: int | None = None,
+        will: bool = True,
+        properties: Properties | None = None,
+    ) -> None:
         """Close from the server side. v5 clients past CONNACK get DISCONNECT with
         the reason code first [MQTT-4.13.1-1]; the will is published unless told not."""
         if self.state == CLOSED:
@@ -198,8 +258,9 @@ class Connection:
         self.sink.close()
         self._teardown(publish_will=will, reason_code=reason_code, by="server")
 
-    def _teardown(self, publish_will: bool, reason_code: int | None = None,
-                  by: str = "network") -> None:
+    def _teardown(
+        self, publish_will: bool, reason_code: int | None = None, by: str = "network"
+    ) -> None:
         if self.state == CLOSED:
             return
         was_connected = self.state == CONNECTED
@@ -219,13 +280,17 @@ class Connection:
 
     # -- back-pressure ------------------------------------------------------
 
-    def block_publisher(self, publisher: "Connection") -> None:
+    def block_publisher(self, publisher: Connection) -> None:
         """Pause reading from a publisher while this (subscriber) connection is congested
         or its queue is long. A publisher that has QoS 1/2 messages in flight toward it
         is not paused: we must keep reading its acknowledgements (or two clients
         publishing to each other would wait on each other forever)."""
-        if (publisher is self or self.stuck or publisher.state == CLOSED
-                or publisher in self.paused_publishers):
+        if (
+            publisher is self
+            or self.stuck
+            or publisher.state == CLOSED
+            or publisher in self.paused_publishers
+        ):
             return
         psession = publisher.session
         if psession is not None and psession.inflight:
@@ -265,15 +330,22 @@ class Connection:
         not acknowledge) stops pausing them: from then on it only has its own bounds
         (output hard limit, queue limit) and others flow again. It pauses publishers
         again once it has drained."""
-        if self.paused_publishers and now - self.blocking_since > self.broker.settings.max_publisher_pause:
-            log.info("client %s (%s): not keeping up; publishers no longer wait for it",
-                     self.client_id, self.peer)
+        if (
+            self.paused_publishers
+            and now - self.blocking_since > self.broker.settings.max_publisher_pause
+        ):
+            log.info(
+                "client %s (%s): not keeping up; publishers no longer wait for it",
+                self.client_id,
+                self.peer,
+            )
             self.stuck = True
             self.release_publishers()
 
     def over_hard_limit(self) -> bool:
-        return self.congested and (self.sink.get_write_buffer_size()
-                                   > self.broker.settings.output_hard_limit)
+        return self.congested and (
+            self.sink.get_write_buffer_size() > self.broker.settings.output_hard_limit
+        )
 
     # -- writing ------------------------------------------------------------
 
@@ -290,10 +362,17 @@ class Connection:
         else:
             self._write(b"\x62\x02" + pid.to_bytes(2, "big"))
 
-    def encode_publish(self, msg: Message, qos: int, retain: bool,
-                       sub_ids: tuple[int, ...] | None, dup: bool, now: float,
-                       cache: dict | None, allow_expired: bool = False
-                       ) -> tuple[bytes, bytes] | None:
+    def encode_publish(
+        self,
+        msg: Message,
+        qos: int,
+        retain: bool,
+        sub_ids: tuple[int, ...] | None,
+        dup: bool,
+        now: float,
+        cache: dict | None,
+        allow_expired: bool = False,
+    ) -> tuple[bytes, bytes] | None:
         """The (head, tail) of a PUBLISH for this client, or None when it must be
         dropped: expired (v5 message expiry) or larger than the client's Maximum
         Packet Size [MQTT-3.1.2-25]. Shapes are cached per fan-out in ``cache``."""
@@ -372,17 +451,33 @@ class Connection:
         stats.publish_bytes_sent_qos[qos] += size
         self.sink.writelines((head, pid.to_bytes(2, "big"), tail))
 
-    def send_qos0(self, msg: Message, retain: bool, sub_ids: tuple[int, ...] | None,
-                  now: float, cache: dict | None) -> None:
-        if self.congested and self.sink.get_write_buffer_size() > self.broker.settings.output_hard_limit:
+    def send_qos0(
+        self,
+        msg: Message,
+        retain: bool,
+        sub_ids: tuple[int, ...] | None,
+        now: float,
+        cache: dict | None,
+    ) -> None:
+        if (
+            self.congested
+            and self.sink.get_write_buffer_size() > self.broker.settings.output_hard_limit
+        ):
             stats = self.broker.stats
             stats.dropped_qos0_buffer_full += 1
             if stats.dropped_qos0_buffer_full % 10000 == 1:  # a limit hit, not a log flood
-                log.warning("client %s (%s): output buffer over the hard limit; QoS 0 message "
-                            "dropped (%d so far, all clients)", self.client_id, self.peer,
-                            stats.dropped_qos0_buffer_full,
-                            extra={"client_id": self.client_id, "peer": self.peer,
-                                   "reason": "output buffer full"})
+                log.warning(
+                    "client %s (%s): output buffer over the hard limit; QoS 0 message "
+                    "dropped (%d so far, all clients)",
+                    self.client_id,
+                    self.peer,
+                    stats.dropped_qos0_buffer_full,
+                    extra={
+                        "client_id": self.client_id,
+                        "peer": self.peer,
+                        "reason": "output buffer full",
+                    },
+                )
             return
         parts = self.encode_publish(msg, 0, retain, sub_ids, False, now, cache)
         if parts is None:
@@ -397,8 +492,11 @@ class Connection:
         if self.state == AWAIT_CONNECT or self.state == AUTHENTICATING or self.state == AUTH_WAIT:
             if now - self.created_at > self.broker.settings.connect_timeout:
                 self.broker.stats.connect_timeouts += 1
-                log.info("connection %s: no CONNECT within %.1f s; closing", self.peer,
-                         self.broker.settings.connect_timeout)
+                log.info(
+                    "connection %s: no CONNECT within %.1f s; closing",
+                    self.peer,
+                    self.broker.settings.connect_timeout,
+                )
                 self.close(None, will=False)
         elif self.keepalive_limit and not self.blocked_by:
             if now - self.last_rx > self.keepalive_limit:

@@ -16,9 +16,19 @@ log = logging.getLogger("mqttfast.core")
 
 def _refuse(conn: Connection, code: int, why: str, properties: Properties | None = None) -> None:
     """CONNACK with a failure code, then close; no will [MQTT-3.2.2-5]."""
-    log.info("connection %s client %r refused: %s (0x%02X)", conn.peer, conn.client_id, why, code,
-             extra={"client_id": conn.client_id, "peer": conn.peer, "reason": why,
-                    "reason_code": int(code)})
+    log.info(
+        "connection %s client %r refused: %s (0x%02X)",
+        conn.peer,
+        conn.client_id,
+        why,
+        code,
+        extra={
+            "client_id": conn.client_id,
+            "peer": conn.peer,
+            "reason": why,
+            "reason_code": int(code),
+        },
+    )
     if code in (0x86, 0x87, 0x8C, 0x9F):  # bad credentials, not authorised, bad method, banned
         conn.broker.stats.auth_failures += 1
     rc = connack_code_for(conn.protocol_version, code)
@@ -55,8 +65,11 @@ def handle_connect(conn: Connection, pkt: Connect) -> None:
         if not pkt.clean_start:
             # [MQTT-3.1.3-8] empty id with a persistent session: identifier rejected
             # (3.1.1 code 2; v5 0x85).
-            return _refuse(conn, ReasonCode.CLIENT_IDENTIFIER_NOT_VALID,
-                           "empty client id with persistent session")
+            return _refuse(
+                conn,
+                ReasonCode.CLIENT_IDENTIFIER_NOT_VALID,
+                "empty client id with persistent session",
+            )
         if not settings.allow_zero_length_client_id:
             return _refuse(conn, ReasonCode.CLIENT_IDENTIFIER_NOT_VALID, "empty client id")
         # [MQTT-3.1.3-6/7] assign a unique identifier.
@@ -66,12 +79,16 @@ def handle_connect(conn: Connection, pkt: Connect) -> None:
         conn.client_id = cid
         conn.assigned_id = True
     elif ver == 3 and len(cid) > 23:
-        return _refuse(conn, ReasonCode.CLIENT_IDENTIFIER_NOT_VALID, "client id over 23 characters (3.1)")
+        return _refuse(
+            conn, ReasonCode.CLIENT_IDENTIFIER_NOT_VALID, "client id over 23 characters (3.1)"
+        )
 
     if props is not None:
         if props.receive_maximum == 0 or props.maximum_packet_size == 0:
             # [MQTT-3.1.2-?] zero is a protocol error for both.
-            return _refuse(conn, ReasonCode.PROTOCOL_ERROR, "receive maximum or maximum packet size 0")
+            return _refuse(
+                conn, ReasonCode.PROTOCOL_ERROR, "receive maximum or maximum packet size 0"
+            )
 
     will = pkt.will
     if will is not None:
@@ -91,7 +108,9 @@ def handle_connect(conn: Connection, pkt: Connect) -> None:
         method = props.authentication_method
         step = broker.hooks.auth_start(conn, method, props.authentication_data)
         if step is None:
-            return _refuse(conn, ReasonCode.BAD_AUTHENTICATION_METHOD, f"unknown auth method {method!r}")
+            return _refuse(
+                conn, ReasonCode.BAD_AUTHENTICATION_METHOD, f"unknown auth method {method!r}"
+            )
         conn.auth_method = method
         conn.pending_connect = pkt
         _auth_step(conn, step, reauth=False)
@@ -100,8 +119,12 @@ def handle_connect(conn: Connection, pkt: Connect) -> None:
     if settings.server_reference is not None:
         # 4.11 server redirection: "use another server" (0x9C) or "server moved" (0x9D).
         code = ReasonCode.SERVER_MOVED if settings.server_moved else ReasonCode.USE_ANOTHER_SERVER
-        return _refuse(conn, code, f"redirected to {settings.server_reference}",
-                       Properties(server_reference=settings.server_reference))
+        return _refuse(
+            conn,
+            code,
+            f"redirected to {settings.server_reference}",
+            Properties(server_reference=settings.server_reference),
+        )
 
     identity = conn.cert_identity
     if identity is not None:
@@ -113,8 +136,9 @@ def handle_connect(conn: Connection, pkt: Connect) -> None:
         accept(conn, pkt, None)
         return
 
-    rc = broker.hooks.begin_authenticate(conn, pkt.username, pkt.password,
-                                         lambda code: _authenticated(conn, pkt, code))
+    rc = broker.hooks.begin_authenticate(
+        conn, pkt.username, pkt.password, lambda code: _authenticated(conn, pkt, code)
+    )
     if rc is None:
         # Deferred: no CONNACK and no reading until the answer (held packets wait).
         conn.state = AUTH_WAIT
@@ -140,8 +164,11 @@ def _authenticated(conn: Connection, pkt: Connect, rc: int) -> None:
             return
         accept(conn, pkt, None)
     except Exception:  # a bug must cost one connection, not the broker
-        log.exception("client %s (%s): internal error after authentication; closing",
-                      conn.client_id, conn.peer)
+        log.exception(
+            "client %s (%s): internal error after authentication; closing",
+            conn.client_id,
+            conn.peer,
+        )
         conn.close(ReasonCode.IMPLEMENTATION_SPECIFIC_ERROR, will=False)
         return
     if conn.state == CONNECTED:
@@ -155,14 +182,22 @@ def _auth_step(conn: Connection, step, reauth: bool) -> None:
     if step.status == AUTH_CONTINUE:
         if not reauth:
             conn.state = AUTHENTICATING
-        conn.send_packet(Auth(ReasonCode.CONTINUE_AUTHENTICATION,
-                              Properties(authentication_method=conn.auth_method,
-                                         authentication_data=step.data)))
+        conn.send_packet(
+            Auth(
+                ReasonCode.CONTINUE_AUTHENTICATION,
+                Properties(authentication_method=conn.auth_method, authentication_data=step.data),
+            )
+        )
     elif step.status == AUTH_SUCCESS:
         if reauth or conn.state == CONNECTED:
-            conn.send_packet(Auth(ReasonCode.SUCCESS,
-                                  Properties(authentication_method=conn.auth_method,
-                                             authentication_data=step.data)))
+            conn.send_packet(
+                Auth(
+                    ReasonCode.SUCCESS,
+                    Properties(
+                        authentication_method=conn.auth_method, authentication_data=step.data
+                    ),
+                )
+            )
         else:
             pkt = conn.pending_connect
             conn.pending_connect = None
@@ -189,8 +224,11 @@ def handle_auth(conn: Connection, pkt: Auth) -> None:
         if conn.auth_state is None and conn.state == CONNECTED:
             conn.violation(ReasonCode.PROTOCOL_ERROR, "AUTH continue without exchange")
             return
-        _auth_step(conn, hooks.auth_continue(conn, method, data, conn.auth_state),
-                   reauth=conn.state == CONNECTED)
+        _auth_step(
+            conn,
+            hooks.auth_continue(conn, method, data, conn.auth_state),
+            reauth=conn.state == CONNECTED,
+        )
     elif pkt.reason_code == ReasonCode.REAUTHENTICATE and conn.state == CONNECTED:
         step = hooks.auth_start(conn, method, data)
         if step is None:
@@ -210,8 +248,10 @@ def accept(conn: Connection, pkt: Connect, auth_data: bytes | None) -> None:
     v5 = conn.v5
 
     will = pkt.will
-    if will is not None and (will.topic.startswith("$SYS") or not broker.hooks.authorise_publish(
-            conn, will.topic, will.qos, will.retain)):
+    if will is not None and (
+        will.topic.startswith("$SYS")
+        or not broker.hooks.authorise_publish(conn, will.topic, will.qos, will.retain)
+    ):
         # A will is a publication: refused at CONNECT when the client could not publish
         # it, so it cannot be used around the ACL (mosquitto does the same).
         conn.state = AWAIT_CONNECT
@@ -261,7 +301,9 @@ def accept(conn: Connection, pkt: Connect, auth_data: bytes | None) -> None:
     if v5:
         if settings.server_keep_alive is not None and settings.server_keep_alive != keep_alive:
             keep_alive = server_keep_alive = settings.server_keep_alive
-        elif keep_alive > settings.max_keepalive or (keep_alive == 0 and settings.max_keepalive < 65535):
+        elif keep_alive > settings.max_keepalive or (
+            keep_alive == 0 and settings.max_keepalive < 65535
+        ):
             keep_alive = server_keep_alive = settings.max_keepalive
     conn.keep_alive = keep_alive
     conn.keepalive_limit = keep_alive * settings.keepalive_factor
@@ -306,8 +348,11 @@ def accept(conn: Connection, pkt: Connect, auth_data: bytes | None) -> None:
             ack_props.shared_subscription_available = 0
         if server_keep_alive is not None:
             ack_props.server_keep_alive = server_keep_alive
-        if (props is not None and props.request_response_information
-                and settings.response_information is not None):
+        if (
+            props is not None
+            and props.request_response_information
+            and settings.response_information is not None
+        ):
             ack_props.response_information = settings.response_information
         if conn.auth_method is not None:
             ack_props.authentication_method = conn.auth_method
@@ -316,9 +361,15 @@ def accept(conn: Connection, pkt: Connect, auth_data: bytes | None) -> None:
             ack_props = None
     # MQTT 3.1 has no Session Present flag.
     conn.send_packet(Connack(session_present and conn.protocol_version >= 4, 0, ack_props))
-    log.info("client %s connected from %s (v%d, clean=%s, keepalive=%d)",
-              cid, conn.peer, conn.protocol_version, pkt.clean_start, keep_alive,
-             extra={"client_id": cid, "peer": conn.peer, "protocol": conn.protocol_version})
+    log.info(
+        "client %s connected from %s (v%d, clean=%s, keepalive=%d)",
+        cid,
+        conn.peer,
+        conn.protocol_version,
+        pkt.clean_start,
+        keep_alive,
+        extra={"client_id": cid, "peer": conn.peer, "protocol": conn.protocol_version},
+    )
 
     if session_present:
         session.resend_inflight(conn, now)
@@ -343,9 +394,17 @@ def handle_disconnect(conn: Connection, pkt: Disconnect) -> None:
         if session is not None:
             session.expiry_interval = min(new, conn.broker.settings.max_session_expiry)
     with_will = conn.v5 and pkt.reason_code == ReasonCode.DISCONNECT_WITH_WILL_MESSAGE
-    log.info("client %s disconnected (reason 0x%02X)", conn.client_id, pkt.reason_code,
-             extra={"client_id": conn.client_id, "peer": conn.peer,
-                    "reason": "client disconnect", "reason_code": int(pkt.reason_code)})
+    log.info(
+        "client %s disconnected (reason 0x%02X)",
+        conn.client_id,
+        pkt.reason_code,
+        extra={
+            "client_id": conn.client_id,
+            "peer": conn.peer,
+            "reason": "client disconnect",
+            "reason_code": int(pkt.reason_code),
+        },
+    )
     conn.sink.close()
     conn._teardown(publish_will=with_will, reason_code=pkt.reason_code, by="client")
 

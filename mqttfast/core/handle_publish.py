@@ -24,7 +24,8 @@ def _intercepted(conn: Connection, msg: Message, pid: int) -> None:
     """Hooks.message_received decides now or later; then route and acknowledge."""
     session = conn.session
     rc = conn.broker.hooks.message_received(
-        conn, msg, lambda code: publish_decided(conn, session, msg, pid, code))
+        conn, msg, lambda code: publish_decided(conn, session, msg, pid, code)
+    )
     if rc is not None:
         publish_decided(conn, session, msg, pid, rc)
 
@@ -38,8 +39,9 @@ def publish_decided(conn: Connection, session, msg: Message, pid: int, rc: int) 
     if not rc:
         stats = broker.stats
         dropped_before = stats.dropped_queue_full
-        matched = broker.router.publish(msg, broker.clock(),
-                                        conn if conn.state == CONNECTED else None)
+        matched = broker.router.publish(
+            msg, broker.clock(), conn if conn.state == CONNECTED else None
+        )
         if conn.v5:
             if matched == 0:
                 rc = ReasonCode.NO_MATCHING_SUBSCRIBERS
@@ -67,8 +69,13 @@ def _refuse_long_topic(conn: Connection, qos: int, pid: int, limit: int) -> None
     conn.broker.stats.topic_too_long += 1
     log.info("client %s (%s): topic over %d bytes refused", conn.client_id, conn.peer, limit)
     if conn.v5 and qos:
-        _ack(conn, Puback if qos == 1 else Pubrec, 0x40 if qos == 1 else 0x50,
-             pid, ReasonCode.TOPIC_NAME_INVALID)
+        _ack(
+            conn,
+            Puback if qos == 1 else Pubrec,
+            0x40 if qos == 1 else 0x50,
+            pid,
+            ReasonCode.TOPIC_NAME_INVALID,
+        )
     else:
         conn.close(ReasonCode.TOPIC_NAME_INVALID)
 
@@ -125,8 +132,13 @@ def handle_publish(conn: Connection, pkt: Publish) -> None:
                 if qos == 0:
                     conn.violation(ReasonCode.PAYLOAD_FORMAT_INVALID, "payload is not UTF-8")
                 else:
-                    _ack(conn, Puback if qos == 1 else Pubrec, 0x40 if qos == 1 else 0x50,
-                         pkt.packet_id, ReasonCode.PAYLOAD_FORMAT_INVALID)
+                    _ack(
+                        conn,
+                        Puback if qos == 1 else Pubrec,
+                        0x40 if qos == 1 else 0x50,
+                        pkt.packet_id,
+                        ReasonCode.PAYLOAD_FORMAT_INVALID,
+                    )
                 return
     if not topic:
         conn.violation(ReasonCode.PROTOCOL_ERROR, "empty topic without alias")
@@ -135,8 +147,13 @@ def handle_publish(conn: Connection, pkt: Publish) -> None:
         # Not malformed, but not accepted here (3.4.2.1 0x90); 3.1.1 cannot be told.
         stats.topic_levels_refused += 1
         if qos:
-            _ack(conn, Puback if qos == 1 else Pubrec, 0x40 if qos == 1 else 0x50,
-                 pkt.packet_id, ReasonCode.TOPIC_NAME_INVALID)
+            _ack(
+                conn,
+                Puback if qos == 1 else Pubrec,
+                0x40 if qos == 1 else 0x50,
+                pkt.packet_id,
+                ReasonCode.TOPIC_NAME_INVALID,
+            )
         return
     if settings.max_topic_length and len(topic.encode()) > settings.max_topic_length:
         _refuse_long_topic(conn, qos, pkt.packet_id, settings.max_topic_length)
@@ -162,13 +179,21 @@ def handle_publish(conn: Connection, pkt: Publish) -> None:
             return
 
     allowed = not topic.startswith("$SYS") and broker.hooks.authorise_publish(
-        conn, topic, qos, pkt.retain)
+        conn, topic, qos, pkt.retain
+    )
     rc = 0
     if allowed:
         if now is None:
             now = broker.clock()
-        msg = Message(topic, pkt.payload, qos, pkt.retain, forwardable_properties(props),
-                      expires_at, conn.client_id)
+        msg = Message(
+            topic,
+            pkt.payload,
+            qos,
+            pkt.retain,
+            forwardable_properties(props),
+            expires_at,
+            conn.client_id,
+        )
         if broker.hooks.messages:  # plug-ins see (may change or drop) the message first
             _intercepted(conn, msg, pid)
             return

@@ -52,16 +52,26 @@ def handle_subscribe(conn: Connection, pkt: Subscribe) -> None:
         if not code and settings.max_topic_levels and filt.count("/") >= settings.max_topic_levels:
             broker.stats.topic_levels_refused += 1
             code = ReasonCode.TOPIC_FILTER_INVALID
-        if not code and settings.max_topic_length and len(full.encode()) > settings.max_topic_length:
+        if (
+            not code
+            and settings.max_topic_length
+            and len(full.encode()) > settings.max_topic_length
+        ):
             broker.stats.topic_too_long += 1
             code = ReasonCode.TOPIC_FILTER_INVALID
-        if (not code and settings.max_subscriptions_per_client
-                and len(session.subscriptions) >= settings.max_subscriptions_per_client
-                and full not in session.subscriptions):
+        if (
+            not code
+            and settings.max_subscriptions_per_client
+            and len(session.subscriptions) >= settings.max_subscriptions_per_client
+            and full not in session.subscriptions
+        ):
             broker.stats.subscriptions_refused += 1
             code = ReasonCode.QUOTA_EXCEEDED
-        if not code and not settings.wildcard_subscription_available and (
-                "+" in filt or "#" in filt):
+        if (
+            not code
+            and not settings.wildcard_subscription_available
+            and ("+" in filt or "#" in filt)
+        ):
             code = ReasonCode.WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED
         if not code and sub_id is not None and not settings.subscription_identifier_available:
             code = ReasonCode.SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED
@@ -71,8 +81,16 @@ def handle_subscribe(conn: Connection, pkt: Subscribe) -> None:
             codes.append(code if v5 else SUBACK_FAILURE_311)
             continue
         granted = sub.qos if sub.qos <= settings.maximum_qos else settings.maximum_qos
-        entry = SubEntry(session.client_id, filt, granted, sub.no_local,
-                         sub.retain_as_published, sub.retain_handling, sub_id, group)
+        entry = SubEntry(
+            session.client_id,
+            filt,
+            granted,
+            sub.no_local,
+            sub.retain_as_published,
+            sub.retain_handling,
+            sub_id,
+            group,
+        )
         new = broker.router.subscribe(session, entry)
         if session.persisted:
             broker.storage.subscription_put(session, entry)

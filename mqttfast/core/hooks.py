@@ -15,7 +15,8 @@ for re-authentication (AUTH 0x19 after CONNACK).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from mqttfast.codec.constants import ReasonCode
 
@@ -27,12 +28,17 @@ AUTH_FAIL = "fail"
 class AuthStep:
     __slots__ = ("status", "data", "reason_code", "state")
 
-    def __init__(self, status: str, data: bytes | None = None,
-                 reason_code: int = ReasonCode.NOT_AUTHORIZED, state: Any = None) -> None:
-        self.status = status            # AUTH_SUCCESS / AUTH_CONTINUE / AUTH_FAIL
-        self.data = data                # Authentication Data to send back
+    def __init__(
+        self,
+        status: str,
+        data: bytes | None = None,
+        reason_code: int = ReasonCode.NOT_AUTHORIZED,
+        state: Any = None,
+    ) -> None:
+        self.status = status  # AUTH_SUCCESS / AUTH_CONTINUE / AUTH_FAIL
+        self.data = data  # Authentication Data to send back
         self.reason_code = reason_code  # for AUTH_FAIL: the CONNACK/DISCONNECT reason code
-        self.state = state              # handed back to auth_continue
+        self.state = state  # handed back to auth_continue
 
 
 class Hooks:
@@ -44,8 +50,9 @@ class Hooks:
         maps it to the 3.1.1 CONNACK return code for older clients."""
         return 0
 
-    def begin_authenticate(self, client: Any, username: str | None, password: bytes | None,
-                           done: Callable[[int], None]) -> int | None:
+    def begin_authenticate(
+        self, client: Any, username: str | None, password: bytes | None, done: Callable[[int], None]
+    ) -> int | None:
         """Plain CONNECT authentication that may finish later (e.g. password hashing in a
         worker thread). Return the reason code now, or None and call ``done(code)`` later
         on the broker's thread; meanwhile the core holds CONNACK and stops reading the
@@ -105,10 +112,18 @@ CONNACK_311: dict[int, int] = {
     0x00: 0,
     0x84: 1,  # unsupported protocol version
     0x85: 2,  # client identifier not valid
-    0x88: 3, 0x89: 3, 0x80: 3, 0x83: 3, 0x97: 3, 0x9F: 3, 0x8A: 5,
+    0x88: 3,
+    0x89: 3,
+    0x80: 3,
+    0x83: 3,
+    0x97: 3,
+    0x9F: 3,
+    0x8A: 5,
     0x86: 4,  # bad user name or password
-    0x87: 5, 0x8C: 5,  # not authorised
-    0x9C: 3, 0x9D: 3,  # redirection: server unavailable here
+    0x87: 5,
+    0x8C: 5,  # not authorised
+    0x9C: 3,
+    0x9D: 3,  # redirection: server unavailable here
 }
 
 

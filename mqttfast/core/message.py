@@ -11,8 +11,8 @@ from __future__ import annotations
 from mqttfast.codec.packets import Properties
 
 # Delivery states of an outgoing QoS 1/2 message (4.3.2, 4.3.3).
-AWAIT_ACK = 1      # PUBLISH sent, waiting for PUBACK (QoS 1) or PUBREC (QoS 2)
-AWAIT_COMP = 2     # PUBREL sent, waiting for PUBCOMP (QoS 2)
+AWAIT_ACK = 1  # PUBLISH sent, waiting for PUBACK (QoS 1) or PUBREC (QoS 2)
+AWAIT_COMP = 2  # PUBREL sent, waiting for PUBCOMP (QoS 2)
 
 
 class Message:
@@ -20,12 +20,18 @@ class Message:
     properties (no topic alias, no subscription identifiers, no expiry: the
     expiry is kept as the absolute ``expires_at`` and re-computed per send)."""
 
-    __slots__ = ("topic", "payload", "qos", "retain", "properties", "expires_at", "origin",
-                 "sid")
+    __slots__ = ("topic", "payload", "qos", "retain", "properties", "expires_at", "origin", "sid")
 
-    def __init__(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False,
-                 properties: Properties | None = None, expires_at: float | None = None,
-                 origin: str | None = None) -> None:
+    def __init__(
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int = 0,
+        retain: bool = False,
+        properties: Properties | None = None,
+        expires_at: float | None = None,
+        origin: str | None = None,
+    ) -> None:
         self.topic = topic
         self.payload = payload
         self.qos = qos
@@ -39,7 +45,9 @@ class Message:
         return self.expires_at is not None and now >= self.expires_at
 
     def __repr__(self) -> str:
-        return f"Message({self.topic!r}, {self.payload[:32]!r}, qos={self.qos}, retain={self.retain})"
+        return (
+            f"Message({self.topic!r}, {self.payload[:32]!r}, qos={self.qos}, retain={self.retain})"
+        )
 
 
 _STRIPPED = ("topic_alias", "subscription_identifier", "message_expiry_interval")
@@ -50,8 +58,11 @@ def forwardable_properties(props: Properties | None) -> Properties | None:
     the per-hop topic alias, subscription identifiers and expiry interval."""
     if props is None:
         return None
-    if (props.topic_alias is None and props.subscription_identifier is None
-            and props.message_expiry_interval is None):
+    if (
+        props.topic_alias is None
+        and props.subscription_identifier is None
+        and props.message_expiry_interval is None
+    ):
         return props
     new = props.copy()
     for name in _STRIPPED:
@@ -64,8 +75,14 @@ class Delivery:
 
     __slots__ = ("msg", "qos", "retain", "sub_ids", "state", "shared", "sid")
 
-    def __init__(self, msg: Message, qos: int, retain: bool, sub_ids: tuple[int, ...] | None,
-                 shared: object | None = None) -> None:
+    def __init__(
+        self,
+        msg: Message,
+        qos: int,
+        retain: bool,
+        sub_ids: tuple[int, ...] | None,
+        shared: object | None = None,
+    ) -> None:
         self.msg = msg
         self.qos = qos
         self.retain = retain

@@ -50,14 +50,14 @@ THROTTLE = _Throttle()
 class PublishRateLimiter:
     __slots__ = ("broker", "buckets", "paused")
 
-    def __init__(self, broker: "Broker") -> None:
+    def __init__(self, broker: Broker) -> None:
         self.broker = broker
         # conn -> [tokens, last refill time]; weak so a closed connection leaves no trace.
         self.buckets: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         # conn -> when its debt is repaid (reading resumes at the first tick after).
-        self.paused: dict["Connection", float] = {}
+        self.paused: dict[Connection, float] = {}
 
-    def consume(self, conn: "Connection") -> None:
+    def consume(self, conn: Connection) -> None:
         """One PUBLISH received from ``conn``; called only when the limit is on."""
         rate = self.broker.settings.max_publish_rate
         now = self.broker.clock()
@@ -85,8 +85,13 @@ class PublishRateLimiter:
         else:
             self.paused[conn] = resume_at
             self.broker.stats.publish_throttled += 1
-            log.debug("client %s (%s): publish rate over %s/s; reading paused %.2f s",
-                      conn.client_id, conn.peer, rate, resume_at - now)
+            log.debug(
+                "client %s (%s): publish rate over %s/s; reading paused %.2f s",
+                conn.client_id,
+                conn.peer,
+                rate,
+                resume_at - now,
+            )
         blocked.add(THROTTLE)
         if len(blocked) == 1:
             conn.sink.pause_reading()

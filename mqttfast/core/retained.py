@@ -8,7 +8,8 @@ stored. Expired messages (MQTT 5 Message Expiry) are dropped when met.
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from .message import Message
 
@@ -28,27 +29,34 @@ class RetainedStore:
         self.root = _Node()
         self.count = 0
         self.bytes = 0
-        self.storage: Any = None   # a durable core.storage.Storage, told of every change
-        self.max_messages = 0      # bounds (0 = none); see BrokerSettings.max_retained_*
+        self.storage: Any = None  # a durable core.storage.Storage, told of every change
+        self.max_messages = 0  # bounds (0 = none); see BrokerSettings.max_retained_*
         self.max_bytes = 0
-        self.refused = 0           # retained messages not stored because of a bound
+        self.refused = 0  # retained messages not stored because of a bound
 
     def store(self, msg: Message) -> None:
         """Store (or delete, for an empty payload) the retained message of msg.topic."""
         if not msg.payload:
             self.delete(msg.topic)
             return
-        if ((self.max_messages and self.count >= self.max_messages)
-                or (self.max_bytes and self.bytes + len(msg.payload) > self.max_bytes)):
+        if (self.max_messages and self.count >= self.max_messages) or (
+            self.max_bytes and self.bytes + len(msg.payload) > self.max_bytes
+        ):
             old = self.get(msg.topic)  # near a bound only: replacing is always allowed
             grow = len(msg.payload) - (len(old.payload) if old is not None else 0)
-            if ((old is None and self.max_messages and self.count >= self.max_messages)
-                    or (self.max_bytes and grow > 0 and self.bytes + grow > self.max_bytes)):
+            if (old is None and self.max_messages and self.count >= self.max_messages) or (
+                self.max_bytes and grow > 0 and self.bytes + grow > self.max_bytes
+            ):
                 self.refused += 1
                 if self.refused == 1 or self.refused % 1000 == 0:
-                    log.warning("retained store full (%d messages, %d bytes): retained message "
-                                "for %r not stored (%d refused so far)", self.count, self.bytes,
-                                msg.topic, self.refused)
+                    log.warning(
+                        "retained store full (%d messages, %d bytes): retained message "
+                        "for %r not stored (%d refused so far)",
+                        self.count,
+                        self.bytes,
+                        msg.topic,
+                        self.refused,
+                    )
                 return
         node = self.root
         for level in msg.topic.split("/"):
@@ -126,8 +134,9 @@ class RetainedStore:
                 # '#' also matches the parent level itself ("a/#" matches "a").
                 if node.msg is not None and i > 0:
                     yield node.msg
-                sub = [(c, n) for c, n in node.children.items()
-                       if not (i == 0 and c.startswith("$"))]
+                sub = [
+                    (c, n) for c, n in node.children.items() if not (i == 0 and c.startswith("$"))
+                ]
                 while sub:
                     name, n = sub.pop()
                     if n.msg is not None:

@@ -24,24 +24,29 @@ if TYPE_CHECKING:
 
 
 class Router(Protocol):
-    def publish(self, msg: Message, now: float, publisher: "Connection | None" = None) -> int:
+    def publish(self, msg: Message, now: float, publisher: Connection | None = None) -> int:
         """Store if retained, deliver to every matching subscription; return how
         many subscriptions received it (PUBACK 0x10 when 0)."""
 
-    def subscribe(self, session: "Session", entry: SubEntry) -> bool:
+    def subscribe(self, session: Session, entry: SubEntry) -> bool:
         """Add or replace; True when new."""
 
-    def unsubscribe(self, session: "Session", full_filter: str) -> bool: ...
+    def unsubscribe(self, session: Session, full_filter: str) -> bool: ...
 
-    def drop_session(self, session: "Session") -> None:
+    def drop_session(self, session: Session) -> None:
         """Forget every subscription of a session that ended."""
 
     def retained_for(self, topic_filter: str, now: float) -> list[Message]: ...
 
 
 class LocalRouter:
-    def __init__(self, sessions: dict[str, "Session"], subscriptions: SubscriptionStore,
-                 retained: RetainedStore, retain_available: bool = True) -> None:
+    def __init__(
+        self,
+        sessions: dict[str, Session],
+        subscriptions: SubscriptionStore,
+        retained: RetainedStore,
+        retain_available: bool = True,
+    ) -> None:
         self.sessions = sessions
         self.subscriptions = subscriptions
         self.retained = retained
@@ -54,7 +59,7 @@ class LocalRouter:
         # set too (mqttfast.plugins sets both), so the loop keeps a single test.
         self.deliver_check: Any = None
 
-    def publish(self, msg: Message, now: float, publisher: "Connection | None" = None) -> int:
+    def publish(self, msg: Message, now: float, publisher: Connection | None = None) -> int:
         if msg.retain and self.retain_available:
             self.retained.store(msg)
         normal, shared = self.subscriptions.match(msg.topic)
@@ -80,8 +85,9 @@ class LocalRouter:
             session = sessions.get(t.client_id)
             if session is None:
                 continue
-            if receive is not None and (not receive(session, topic) or (
-                    deliver is not None and not deliver(session, msg))):
+            if receive is not None and (
+                not receive(session, topic) or (deliver is not None and not deliver(session, msg))
+            ):
                 continue  # ACL: this client may not read this topic
             qos = t.qos if t.qos < mqos else mqos
             conn = session.conn
@@ -103,8 +109,11 @@ class LocalRouter:
             else:
                 session.deliver(msg, qos, mretain and t.retain_as_published, t.sub_ids, now, cache)
             count += 1
-            if conn is not None and publisher is not None and (
-                    conn.congested or len(session.queue) > high):
+            if (
+                conn is not None
+                and publisher is not None
+                and (conn.congested or len(session.queue) > high)
+            ):
                 conn.block_publisher(publisher)
         if stats0 is not None:
             stats0.qos0_sent(sent0, bytes0)
@@ -113,17 +122,22 @@ class LocalRouter:
             if picked is None:
                 continue
             session, entry = picked
-            if receive is not None and (not receive(session, topic) or (
-                    deliver is not None and not deliver(session, msg))):
+            if receive is not None and (
+                not receive(session, topic) or (deliver is not None and not deliver(session, msg))
+            ):
                 continue
             qos = entry.qos if entry.qos < mqos else mqos
             sub_ids = (entry.sub_id,) if entry.sub_id is not None else None
-            session.deliver(msg, qos, mretain and entry.retain_as_published, sub_ids, now,
-                            cache, shared=group)
+            session.deliver(
+                msg, qos, mretain and entry.retain_as_published, sub_ids, now, cache, shared=group
+            )
             count += 1
             conn = session.conn
-            if conn is not None and publisher is not None and (
-                    conn.congested or len(session.queue) > high):
+            if (
+                conn is not None
+                and publisher is not None
+                and (conn.congested or len(session.queue) > high)
+            ):
                 conn.block_publisher(publisher)
         return count
 
@@ -143,18 +157,18 @@ class LocalRouter:
             sub_ids = (entry.sub_id,) if entry.sub_id is not None else None
             session.deliver(d.msg, qos, d.retain, sub_ids, now, None, shared=group)
 
-    def subscribe(self, session: "Session", entry: SubEntry) -> bool:
+    def subscribe(self, session: Session, entry: SubEntry) -> bool:
         full = entry.full_filter
         session.subscriptions[full] = entry
         return self.subscriptions.add(entry)
 
-    def unsubscribe(self, session: "Session", full_filter: str) -> bool:
+    def unsubscribe(self, session: Session, full_filter: str) -> bool:
         entry = session.subscriptions.pop(full_filter, None)
         if entry is None:
             return False
         return self.subscriptions.remove(entry.client_id, entry.topic_filter, entry.group)
 
-    def drop_session(self, session: "Session") -> None:
+    def drop_session(self, session: Session) -> None:
         self.subscriptions.remove_all(session.subscriptions.values())
         session.subscriptions.clear()
 

@@ -33,24 +33,40 @@ if TYPE_CHECKING:
 
 
 class Session:
-    __slots__ = ("client_id", "broker", "subscriptions", "inflight", "next_pid", "queue",
-                 "queued_bytes", "awaiting_pubrel", "expiry_interval", "expires_at", "conn",
-                 "pending_will", "will_at", "dropped", "created_at", "persisted", "username",
-                 "backlog")
+    __slots__ = (
+        "client_id",
+        "broker",
+        "subscriptions",
+        "inflight",
+        "next_pid",
+        "queue",
+        "queued_bytes",
+        "awaiting_pubrel",
+        "expiry_interval",
+        "expires_at",
+        "conn",
+        "pending_will",
+        "will_at",
+        "dropped",
+        "created_at",
+        "persisted",
+        "username",
+        "backlog",
+    )
 
-    def __init__(self, client_id: str, broker: "Broker") -> None:
+    def __init__(self, client_id: str, broker: Broker) -> None:
         self.client_id = client_id
         self.broker = broker
-        self.subscriptions: dict[str, SubEntry] = {}   # full filter ($share/.. included) -> entry
-        self.inflight: dict[int, Delivery] = {}         # packet id -> delivery, in send order
+        self.subscriptions: dict[str, SubEntry] = {}  # full filter ($share/.. included) -> entry
+        self.inflight: dict[int, Delivery] = {}  # packet id -> delivery, in send order
         self.next_pid = 0
         self.queue: deque[Delivery] = deque()
         self.queued_bytes = 0
-        self.awaiting_pubrel: set[int] = set()          # incoming QoS 2 ids
+        self.awaiting_pubrel: set[int] = set()  # incoming QoS 2 ids
         self.expiry_interval = 0
-        self.expires_at: float | None = None            # set while offline
+        self.expires_at: float | None = None  # set while offline
         self.conn: Connection | None = None
-        self.pending_will: Message | None = None        # v5 delayed will
+        self.pending_will: Message | None = None  # v5 delayed will
         self.will_at: float | None = None
         self.dropped = 0
         self.created_at = broker.clock()
@@ -58,14 +74,15 @@ class Session:
         self.username: str | None = None
         # Retained messages owed for a SUBSCRIBE, fed out as the window and the output
         # buffer allow (a '#' over 100,000 retained must neither drop nor flood).
-        self.backlog: deque[tuple[Message, int, tuple[int, ...] | None]] | None = None  # of the last connection (for authorise_receive)
+        self.backlog: deque[tuple[Message, int, tuple[int, ...] | None]] | None = (
+            None  # of the last connection (for authorise_receive)
+        )
 
     # -- outgoing -----------------------------------------------------------
 
     def has_room(self) -> bool:
         conn = self.conn
-        return (conn is not None and not self.queue
-                and len(self.inflight) < conn.send_window)
+        return conn is not None and not self.queue and len(self.inflight) < conn.send_window
 
     def alloc_pid(self) -> int:
         """Next free packet id, skipping ids still in flight [MQTT-2.3.1-2]."""
@@ -77,21 +94,33 @@ class Session:
                 self.next_pid = pid
                 return pid
 
-    def deliver(self, msg: Message, qos: int, retain: bool, sub_ids: tuple[int, ...] | None,
-                now: float, cache: dict | None = None, shared: object | None = None) -> None:
+    def deliver(
+        self,
+        msg: Message,
+        qos: int,
+        retain: bool,
+        sub_ids: tuple[int, ...] | None,
+        now: float,
+        cache: dict | None = None,
+        shared: object | None = None,
+    ) -> None:
         """Send now, queue, or drop one message for this client."""
         conn = self.conn
         if qos == 0:
             if conn is not None:
                 conn.send_qos0(msg, retain, sub_ids, now, cache)
             return
-        if (conn is not None and not self.queue and len(self.inflight) < conn.send_window
-                and not (conn.congested and conn.over_hard_limit())):  # no call when not congested
+        if (
+            conn is not None
+            and not self.queue
+            and len(self.inflight) < conn.send_window
+            and not (conn.congested and conn.over_hard_limit())
+        ):  # no call when not congested
             self._send_new(conn, Delivery(msg, qos, retain, sub_ids, shared), now, cache)
         else:
             self.enqueue(Delivery(msg, qos, retain, sub_ids, shared))
 
-    def _send_new(self, conn: "Connection", d: Delivery, now: float, cache: dict | None) -> None:
+    def _send_new(self, conn: Connection, d: Delivery, now: float, cache: dict | None) -> None:
         parts = conn.encode_publish(d.msg, d.qos, d.retain, d.sub_ids, False, now, cache)
         if parts is None:
             return  # too large for this client or expired: treated as delivered
@@ -112,10 +141,18 @@ class Session:
             self.dropped += 1
             self.broker.stats.dropped_queue_full += 1
             if self.dropped == 1 or self.dropped % 1000 == 0:  # a limit hit, not a log flood
-                log.warning("client %s: queue full (%d messages, %d bytes); message dropped "
-                            "(%d so far)", self.client_id, len(self.queue), self.queued_bytes,
-                            self.dropped, extra={"client_id": self.client_id,
-                                                 "reason": "queue full", "dropped": self.dropped})
+                log.warning(
+                    "client %s: queue full (%d messages, %d bytes); message dropped (%d so far)",
+                    self.client_id,
+                    len(self.queue),
+                    self.queued_bytes,
+                    self.dropped,
+                    extra={
+                        "client_id": self.client_id,
+                        "reason": "queue full",
+                        "dropped": self.dropped,
+                    },
+                )
             return False
         self.queue.append(d)
         self.queued_bytes += size
@@ -148,8 +185,9 @@ class Session:
             if conn.paused_publishers:
                 conn.release_publishers()
 
-    def add_retained(self, msg: Message, qos: int, sub_ids: tuple[int, ...] | None,
-                     now: float) -> None:
+    def add_retained(
+        self, msg: Message, qos: int, sub_ids: tuple[int, ...] | None, now: float
+    ) -> None:
         """Owe one retained message (RETAIN=1) for a subscription; sent by drain_backlog."""
         if self.backlog is None:
             self.backlog = deque()
@@ -189,13 +227,14 @@ class Session:
                 if qos:
                     self.enqueue(Delivery(msg, qos, True, sub_ids))
 
-    def resend_inflight(self, conn: "Connection", now: float) -> None:
+    def resend_inflight(self, conn: Connection, now: float) -> None:
         """On session resumption: PUBLISH again with DUP=1 what was not acknowledged,
         PUBREL again what awaits PUBCOMP, in the original order [MQTT-4.4.0-1]."""
         for pid, d in list(self.inflight.items()):
             if d.state == AWAIT_ACK:
-                parts = conn.encode_publish(d.msg, d.qos, d.retain, d.sub_ids, True, now, None,
-                                            allow_expired=True)
+                parts = conn.encode_publish(
+                    d.msg, d.qos, d.retain, d.sub_ids, True, now, None, allow_expired=True
+                )
                 if parts is None:
                     del self.inflight[pid]
                     if self.persisted:

@@ -18,26 +18,26 @@ class BrokerSettings:
     port: int = 1883
 
     # Connection life.
-    connect_timeout: float = 10.0          # seconds from TCP accept to a complete CONNECT
-    keepalive_factor: float = 1.5          # [MQTT-3.1.2-24]
-    max_keepalive: int = 65535             # v5 clients asking for more get Server Keep Alive
-    server_keep_alive: int | None = None   # force this keep alive on v5 clients (CONNACK property)
+    connect_timeout: float = 10.0  # seconds from TCP accept to a complete CONNECT
+    keepalive_factor: float = 1.5  # [MQTT-3.1.2-24]
+    max_keepalive: int = 65535  # v5 clients asking for more get Server Keep Alive
+    server_keep_alive: int | None = None  # force this keep alive on v5 clients (CONNACK property)
     allow_zero_length_client_id: bool = True
-    client_id_prefix: str = "auto-"        # prefix of assigned client identifiers
+    client_id_prefix: str = "auto-"  # prefix of assigned client identifiers
 
     # Packet and flow limits.
     max_packet_size: int = MAX_PACKET_SIZE  # inbound limit; told to v5 clients when lower
-    max_connections: int = 0               # open sockets over all listeners; 0 = unlimited
-    max_inflight: int = 20                 # outbound QoS 1/2 window per client (mosquitto: 20); 0 = 65535
-    max_queued_messages: int = 1000        # per session, QoS 1/2 waiting for the window or offline
-    max_queued_bytes: int = 0              # payload bytes per session queue; 0 = no byte limit
-    receive_maximum: int = 65535           # inbound unacknowledged QoS 2 per client (CONNACK)
-    topic_alias_maximum: int = 10          # aliases a v5 client may use toward us (CONNACK)
-    outgoing_topic_aliases: bool = True    # assign aliases toward v5 clients that allow them
+    max_connections: int = 0  # open sockets over all listeners; 0 = unlimited
+    max_inflight: int = 20  # outbound QoS 1/2 window per client (mosquitto: 20); 0 = 65535
+    max_queued_messages: int = 1000  # per session, QoS 1/2 waiting for the window or offline
+    max_queued_bytes: int = 0  # payload bytes per session queue; 0 = no byte limit
+    receive_maximum: int = 65535  # inbound unacknowledged QoS 2 per client (CONNACK)
+    topic_alias_maximum: int = 10  # aliases a v5 client may use toward us (CONNACK)
+    outgoing_topic_aliases: bool = True  # assign aliases toward v5 clients that allow them
     maximum_qos: int = 2
 
     # Output back-pressure (bytes per connection).
-    output_high_water: int = 1024 * 1024   # above: publishers feeding this client are paused
+    output_high_water: int = 1024 * 1024  # above: publishers feeding this client are paused
     output_hard_limit: int = 8 * 1024 * 1024  # above: QoS 0 dropped, QoS 1/2 held in the queue
     # A subscriber that keeps its publishers paused longer than this (seconds) is
     # considered stuck: publishers are resumed and no longer wait for it (its QoS 0
@@ -72,11 +72,11 @@ class BrokerSettings:
     # "strict": acks only after the state is committed; "relaxed": commit every
     # persistence_interval s; "off": nothing kept. The core itself never opens files.
     persistence: str = "strict"
-    data_dir: str = "mqttfast-data"        # relative to the working directory
+    data_dir: str = "mqttfast-data"  # relative to the working directory
     persistence_interval: float = 1.0
 
     # $SYS.
-    sys_interval: float = 10.0             # seconds; 0 disables $SYS
+    sys_interval: float = 10.0  # seconds; 0 disables $SYS
 
     # Per-client limits (0 = none, as mosquitto). A PUBLISH whose topic has more levels
     # is refused (v5 PUBACK/PUBREC 0x90, otherwise dropped), a filter with more levels
@@ -95,7 +95,7 @@ class BrokerSettings:
     max_publish_rate: float = 0
 
     # Internals.
-    match_cache_size: int = 4096           # topics whose subscriber list is cached
+    match_cache_size: int = 4096  # topics whose subscriber list is cached
 
     @property
     def inflight_window(self) -> int:

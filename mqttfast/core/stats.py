@@ -4,27 +4,50 @@ from __future__ import annotations
 
 
 class Stats:
-    __slots__ = ("messages_received", "messages_sent", "publish_received", "publish_sent",
-                 "bytes_received", "bytes_sent", "publish_dropped", "dropped_qos0_buffer_full",
-                 "dropped_queue_full", "dropped_too_large", "dropped_expired",
-                 "clients_total_ever", "clients_maximum", "sessions_expired",
-                 "protocol_errors", "connections_accepted", "auth_failures",
-                 # Limits: publish rate pauses, topics/filters refused for their length.
-                 "publish_throttled", "topic_too_long",
-                 # Limits: topics/filters over max_topic_levels, filters over
-                 # max_subscriptions_per_client, sockets closed for connect_timeout.
-                 "topic_levels_refused", "subscriptions_refused", "connect_timeouts",
-                 # Sockets closed at accept for max_connections (global or per listener).
-                 "connections_refused",
-                 # Per QoS (index 0..2): PUBLISH received (payload bytes) and sent (packet bytes).
-                 "publish_received_qos", "payload_bytes_received_qos",
-                 "publish_sent_qos", "publish_bytes_sent_qos")
+    __slots__ = (
+        "messages_received",
+        "messages_sent",
+        "publish_received",
+        "publish_sent",
+        "bytes_received",
+        "bytes_sent",
+        "publish_dropped",
+        "dropped_qos0_buffer_full",
+        "dropped_queue_full",
+        "dropped_too_large",
+        "dropped_expired",
+        "clients_total_ever",
+        "clients_maximum",
+        "sessions_expired",
+        "protocol_errors",
+        "connections_accepted",
+        "auth_failures",
+        # Limits: publish rate pauses, topics/filters refused for their length.
+        "publish_throttled",
+        "topic_too_long",
+        # Limits: topics/filters over max_topic_levels, filters over
+        # max_subscriptions_per_client, sockets closed for connect_timeout.
+        "topic_levels_refused",
+        "subscriptions_refused",
+        "connect_timeouts",
+        # Sockets closed at accept for max_connections (global or per listener).
+        "connections_refused",
+        # Per QoS (index 0..2): PUBLISH received (payload bytes) and sent (packet bytes).
+        "publish_received_qos",
+        "payload_bytes_received_qos",
+        "publish_sent_qos",
+        "publish_bytes_sent_qos",
+    )
 
     def __init__(self) -> None:
         for name in self.__slots__:
             setattr(self, name, 0)
-        for name in ("publish_received_qos", "payload_bytes_received_qos",
-                     "publish_sent_qos", "publish_bytes_sent_qos"):
+        for name in (
+            "publish_received_qos",
+            "payload_bytes_received_qos",
+            "publish_sent_qos",
+            "publish_bytes_sent_qos",
+        ):
             setattr(self, name, [0, 0, 0])
 
     def qos0_sent(self, packets: int, nbytes: int) -> None:
@@ -36,5 +59,7 @@ class Stats:
         self.publish_bytes_sent_qos[0] += nbytes
 
     def as_dict(self) -> dict[str, int]:
-        return {name: (list(v) if isinstance(v := getattr(self, name), list) else v)
-                for name in self.__slots__}
+        return {
+            name: (list(v) if isinstance(v := getattr(self, name), list) else v)
+            for name in self.__slots__
+        }

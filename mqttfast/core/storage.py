@@ -36,33 +36,33 @@ class Storage:
     durable = False
 
     # -- retained messages (one per topic) -----------------------------------
-    def retained_put(self, msg: "Message") -> None: ...
+    def retained_put(self, msg: Message) -> None: ...
     def retained_delete(self, topic: str) -> None: ...
 
     # -- sessions --------------------------------------------------------------
-    def session_update(self, session: "Session") -> None:
+    def session_update(self, session: Session) -> None:
         """After CONNECT: persist the session if its expiry is > 0, else forget it."""
 
-    def session_put(self, session: "Session") -> None:
+    def session_put(self, session: Session) -> None:
         """The session row changed: expiry, offline deadline, pending (delayed) will."""
 
-    def session_delete(self, session: "Session") -> None:
+    def session_delete(self, session: Session) -> None:
         """The session ended: forget it with its subscriptions and messages."""
 
-    def subscription_put(self, session: "Session", entry: "SubEntry") -> None: ...
-    def subscription_delete(self, session: "Session", full_filter: str) -> None: ...
+    def subscription_put(self, session: Session, entry: SubEntry) -> None: ...
+    def subscription_delete(self, session: Session, full_filter: str) -> None: ...
 
     # -- outgoing QoS 1/2 (queued: pid 0; in flight: the packet id) ----------
-    def delivery_put(self, session: "Session", d: "Delivery", pid: int) -> None: ...
-    def delivery_remove(self, session: "Session", d: "Delivery") -> None: ...
+    def delivery_put(self, session: Session, d: Delivery, pid: int) -> None: ...
+    def delivery_remove(self, session: Session, d: Delivery) -> None: ...
 
-    def delivery_dequeue(self, session: "Session", d: "Delivery") -> None:
+    def delivery_dequeue(self, session: Session, d: Delivery) -> None:
         """``d`` left the queue: it is re-recorded in flight by the delivery_put that
         follows if it is sent, and counts as removed otherwise (expired, too large)."""
 
     # -- incoming QoS 2 packet ids awaiting PUBREL ---------------------------
-    def qos2_put(self, session: "Session", pid: int) -> None: ...
-    def qos2_delete(self, session: "Session", pid: int) -> None: ...
+    def qos2_put(self, session: Session, pid: int) -> None: ...
+    def qos2_delete(self, session: Session, pid: int) -> None: ...
 
     # -- life cycle ------------------------------------------------------------
     def flush(self) -> None:
@@ -76,7 +76,7 @@ class Storage:
     def tick(self, now: float) -> None:
         """Periodic: commit what is due even when no socket was written."""
 
-    def recover(self, broker: "Broker") -> dict[str, Any]:
+    def recover(self, broker: Broker) -> dict[str, Any]:
         """Load the stored state into a fresh broker; return counts for the log."""
         return {}
 

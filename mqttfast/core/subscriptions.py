@@ -14,7 +14,8 @@ the highest QoS, carrying every matching subscription identifier
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from mqttfast.codec import TopicTree
 
@@ -27,12 +28,28 @@ SHARE_PREFIX = "$share/"
 class SubEntry:
     """One subscription of one client, with its options (3.8.3.1)."""
 
-    __slots__ = ("client_id", "topic_filter", "qos", "no_local", "retain_as_published",
-                 "retain_handling", "sub_id", "group")
+    __slots__ = (
+        "client_id",
+        "topic_filter",
+        "qos",
+        "no_local",
+        "retain_as_published",
+        "retain_handling",
+        "sub_id",
+        "group",
+    )
 
-    def __init__(self, client_id: str, topic_filter: str, qos: int, no_local: bool = False,
-                 retain_as_published: bool = False, retain_handling: int = 0,
-                 sub_id: int | None = None, group: str | None = None) -> None:
+    def __init__(
+        self,
+        client_id: str,
+        topic_filter: str,
+        qos: int,
+        no_local: bool = False,
+        retain_as_published: bool = False,
+        retain_handling: int = 0,
+        sub_id: int | None = None,
+        group: str | None = None,
+    ) -> None:
         self.client_id = client_id
         self.topic_filter = topic_filter  # without the $share/{group}/ prefix
         self.qos = qos
@@ -54,7 +71,7 @@ def split_shared(full_filter: str) -> tuple[str | None, str]:
     A malformed share name returns ("", "") for the caller to refuse."""
     if not full_filter.startswith(SHARE_PREFIX):
         return None, full_filter
-    rest = full_filter[len(SHARE_PREFIX):]
+    rest = full_filter[len(SHARE_PREFIX) :]
     group, sep, filt = rest.partition("/")
     # [MQTT-4.8.2-1] ShareName must not contain "/", "+" or "#"; [MQTT-4.8.2-2] a filter follows.
     if not sep or not group or not filt or "+" in group or "#" in group:
@@ -76,7 +93,7 @@ class Target:
         self.retain_as_published = any(e.retain_as_published for e in entries)
         self.no_local = any(e.no_local for e in entries)
 
-    def without_no_local(self) -> "Target | None":
+    def without_no_local(self) -> Target | None:
         """The target seen by a message this same client published (No Local, 3.8.3.1)."""
         kept = [e for e in self.entries if not e.no_local]
         return Target(kept) if kept else None
@@ -101,8 +118,9 @@ class SharedGroup:
         self.order: list[str] = []
         self.rr = 0
 
-    def pick(self, sessions: dict[str, "Session"], exclude: str | None = None
-             ) -> "tuple[Session, SubEntry] | None":
+    def pick(
+        self, sessions: dict[str, Session], exclude: str | None = None
+    ) -> tuple[Session, SubEntry] | None:
         order = self.order
         n = len(order)
         start = self.rr

@@ -29,7 +29,7 @@ _WINDOWS = (("1min", 60.0), ("5min", 300.0), ("15min", 900.0))
 
 
 class SysTopics:
-    def __init__(self, broker: "Broker") -> None:
+    def __init__(self, broker: Broker) -> None:
         self.broker = broker
         self.started = broker.clock()
         self.next_at = self.started  # first publication on the first tick
@@ -62,8 +62,9 @@ class SysTopics:
         values["messages/sent"] = stats.publish_sent
         values["publish/messages/received"] = stats.publish_received
         values["publish/messages/sent"] = stats.publish_sent
-        values["publish/messages/dropped"] = (stats.dropped_queue_full + stats.dropped_qos0_buffer_full
-                                              + stats.dropped_too_large)
+        values["publish/messages/dropped"] = (
+            stats.dropped_queue_full + stats.dropped_qos0_buffer_full + stats.dropped_too_large
+        )
         values["publish/throttled"] = stats.publish_throttled
         values["publish/topic too long"] = stats.topic_too_long
         values["publish/topic levels refused"] = stats.topic_levels_refused
@@ -76,8 +77,9 @@ class SysTopics:
         values["bytes/sent"] = stats.bytes_sent
         values["subscriptions/count"] = broker.subscriptions.count
         values["retained messages/count"] = broker.retained.count
-        values["store/messages/count"] = sum(len(s.queue) + len(s.inflight)
-                                             for s in broker.sessions.values())
+        values["store/messages/count"] = sum(
+            len(s.queue) + len(s.inflight) for s in broker.sessions.values()
+        )
         values["messages/stored"] = values["store/messages/count"]
         self._update_loads(now)
         for (metric, window), load in self.loads.items():

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from .session import Session
 
 
-def will_message(conn: "Connection", now: float) -> Message | None:
+def will_message(conn: Connection, now: float) -> Message | None:
     will = conn.will
     if will is None:
         return None
@@ -31,11 +31,12 @@ def will_message(conn: "Connection", now: float) -> Message | None:
             props = props.copy()
             props.will_delay_interval = None
         props = forwardable_properties(props)
-    return Message(will.topic, will.payload, will.qos, will.retain, props, expires_at,
-                   conn.client_id)
+    return Message(
+        will.topic, will.payload, will.qos, will.retain, props, expires_at, conn.client_id
+    )
 
 
-def schedule_will(broker: "Broker", session: "Session", conn: "Connection", now: float) -> None:
+def schedule_will(broker: Broker, session: Session, conn: Connection, now: float) -> None:
     """Publish now, or remember for later when a Will Delay applies."""
     msg = will_message(conn, now)
     conn.will = None
@@ -50,7 +51,7 @@ def schedule_will(broker: "Broker", session: "Session", conn: "Connection", now:
     broker.pending_wills.add(session)
 
 
-def publish_will(broker: "Broker", msg: Message, now: float) -> None:
+def publish_will(broker: Broker, msg: Message, now: float) -> None:
     if msg.expires_at is not None and now >= msg.expires_at:
         return
     if msg.retain and not broker.settings.retain_available:
@@ -58,7 +59,7 @@ def publish_will(broker: "Broker", msg: Message, now: float) -> None:
     broker.router.publish(msg, now, None)
 
 
-def fire_pending(broker: "Broker", session: "Session", now: float) -> None:
+def fire_pending(broker: Broker, session: Session, now: float) -> None:
     msg = session.pending_will
     session.pending_will = None
     session.will_at = None
@@ -69,7 +70,7 @@ def fire_pending(broker: "Broker", session: "Session", now: float) -> None:
         publish_will(broker, msg, now)
 
 
-def cancel_pending(broker: "Broker", session: "Session") -> None:
+def cancel_pending(broker: Broker, session: Session) -> None:
     session.pending_will = None
     session.will_at = None
     broker.pending_wills.discard(session)

@@ -14,5 +14,14 @@ See docs/plugins.md.
 from .base import ClientInfo, DisconnectReason, Plugin, Properties
 from .manager import ENTRY_POINT_GROUP, PluginError, PluginHooks, entry_point_plugins, load_plugin
 
-__all__ = ["Plugin", "ClientInfo", "DisconnectReason", "Properties", "PluginHooks",
-           "PluginError", "load_plugin", "entry_point_plugins", "ENTRY_POINT_GROUP"]
+__all__ = [
+    "Plugin",
+    "ClientInfo",
+    "DisconnectReason",
+    "Properties",
+    "PluginHooks",
+    "PluginError",
+    "load_plugin",
+    "entry_point_plugins",
+    "ENTRY_POINT_GROUP",
+]

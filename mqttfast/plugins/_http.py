@@ -20,8 +20,9 @@ def check_url(url: str) -> None:
         raise ValueError(f"expected an http:// or https:// URL, got {url!r}")
 
 
-async def post_json(url: str, body: Any, timeout: float = 5.0,
-                    headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+async def post_json(
+    url: str, body: Any, timeout: float = 5.0, headers: dict[str, str] | None = None
+) -> tuple[int, bytes]:
     """POST ``body`` as JSON; returns (status, response body). Raises HttpError/OSError/
     asyncio.TimeoutError."""
     return await asyncio.wait_for(_post(url, json.dumps(body).encode(), headers or {}), timeout)
@@ -33,12 +34,18 @@ async def _post(url: str, data: bytes, headers: dict[str, str]) -> tuple[int, by
     port = parts.port or (443 if tls else 80)
     host = parts.hostname or ""
     reader, writer = await asyncio.open_connection(
-        host, port, ssl=ssl.create_default_context() if tls else None)
+        host, port, ssl=ssl.create_default_context() if tls else None
+    )
     try:
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        hdr = {"Host": parts.netloc, "Content-Type": "application/json",
-               "Content-Length": str(len(data)), "Connection": "close",
-               "User-Agent": "mqttfast", **headers}
+        hdr = {
+            "Host": parts.netloc,
+            "Content-Type": "application/json",
+            "Content-Length": str(len(data)),
+            "Connection": "close",
+            "User-Agent": "mqttfast",
+            **headers,
+        }
         head = f"POST {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in hdr.items())
         writer.write(head.encode("latin-1") + b"\r\n" + data)
         await writer.drain()

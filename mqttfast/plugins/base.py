@@ -8,18 +8,18 @@ See docs/plugins.md.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Awaitable, Mapping, Union
+from typing import TYPE_CHECKING, Any
 
 from mqttfast.codec.packets import Properties
 
 if TYPE_CHECKING:
     from mqttfast.core.message import Message
-
     from mqttfast.embed import BrokerAPI
 
 # What a hook may return: the value itself, or an awaitable of it (async hooks).
-MaybeAwaitable = Union[Any, Awaitable[Any]]
+MaybeAwaitable = Any | Awaitable[Any]
 
 
 @dataclass(slots=True, frozen=True)
@@ -83,14 +83,14 @@ class Plugin:
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         self.options: dict[str, Any] = dict(options or {})
-        self.broker: "BrokerAPI | None" = None
+        self.broker: BrokerAPI | None = None
 
     @property
     def name(self) -> str:
         return type(self).__name__
 
     # -- life cycle -------------------------------------------------------
-    def start(self, broker: "BrokerAPI") -> MaybeAwaitable:
+    def start(self, broker: BrokerAPI) -> MaybeAwaitable:
         """Called once the broker is listening."""
 
     def stop(self) -> MaybeAwaitable:
@@ -100,9 +100,18 @@ class Plugin:
     # plug-in has with ``getattr``. Their signatures are listed in the class docstring.
 
 
-HOOK_NAMES = ("authenticate", "authorise_publish", "authorise_subscribe", "on_publish",
-              "on_deliver", "on_subscribe", "on_unsubscribe", "on_connect", "on_disconnect",
-              "on_tick")
+HOOK_NAMES = (
+    "authenticate",
+    "authorise_publish",
+    "authorise_subscribe",
+    "on_publish",
+    "on_deliver",
+    "on_subscribe",
+    "on_unsubscribe",
+    "on_connect",
+    "on_disconnect",
+    "on_tick",
+)
 
 __all__ = ["Plugin", "ClientInfo", "DisconnectReason", "Properties", "HOOK_NAMES"]
 

@@ -23,7 +23,6 @@ connecting/publishing client waits for it.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import logging
@@ -59,10 +58,10 @@ class HttpAuth(Plugin):
         self.cache: dict[tuple[str, str, str], tuple[float, bool | None]] = {}
 
     async def _ask(self, url: str, body: dict) -> str:
-        """"allow", "deny", "ignore" or "error"."""
+        """ "allow", "deny", "ignore" or "error"."""
         try:
             status, data = await post_json(url, body, self.timeout, self.headers)
-        except (OSError, asyncio.TimeoutError, ValueError, EOFError) as exc:
+        except (TimeoutError, OSError, ValueError, EOFError) as exc:
             log.warning("http auth %s: %r", url, exc)
             return "error"
         if status in (401, 403):
@@ -76,10 +75,14 @@ class HttpAuth(Plugin):
             result = "allow"
         return result if result in ("allow", "deny", "ignore") else "deny"
 
-    async def authenticate(self, client: Any, username: str | None,
-                           password: bytes | None) -> bool | int | None:
-        body: dict[str, Any] = {"client_id": client.client_id, "username": username,
-                                "peer": client.peer}
+    async def authenticate(
+        self, client: Any, username: str | None, password: bytes | None
+    ) -> bool | int | None:
+        body: dict[str, Any] = {
+            "client_id": client.client_id,
+            "username": username,
+            "peer": client.peer,
+        }
         if password is not None:
             try:
                 body["password"] = password.decode("utf-8")
@@ -98,18 +101,28 @@ class HttpAuth(Plugin):
             return ReasonCode.SERVER_UNAVAILABLE
         return False
 
-    async def authorise_publish(self, client: Any, topic: str, qos: int,
-                                retain: bool) -> bool | None:
+    async def authorise_publish(
+        self, client: Any, topic: str, qos: int, retain: bool
+    ) -> bool | None:
         key = (client.client_id, client.username or "", topic)
         now = time.monotonic()
         hit = self.cache.get(key)
         if hit is not None and hit[0] > now:
             return hit[1]
-        answer = await self._ask(self.acl_url, {
-            "action": "publish", "client_id": client.client_id, "username": client.username,
-            "topic": topic, "qos": qos, "retain": retain})
+        answer = await self._ask(
+            self.acl_url,
+            {
+                "action": "publish",
+                "client_id": client.client_id,
+                "username": client.username,
+                "topic": topic,
+                "qos": qos,
+                "retain": retain,
+            },
+        )
         verdict = {"allow": True, "deny": False, "ignore": None}.get(
-            answer, None if self.on_error == "ignore" else False)
+            answer, None if self.on_error == "ignore" else False
+        )
         if len(self.cache) > 10000:
             self.cache.clear()
         self.cache[key] = (now + self.cache_ttl, verdict)

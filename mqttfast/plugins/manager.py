@@ -22,7 +22,8 @@ import logging
 import time
 import weakref
 from collections import deque
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from mqttfast.codec import validate_topic_name
 from mqttfast.codec.constants import CONNACK_REASON_CODES, PUBACK_REASON_CODES, ReasonCode
@@ -68,8 +69,9 @@ def load_plugin(path: str, options: Mapping[str, Any] | None = None) -> Plugin:
         raise PluginError(f"plug-in {path!r}: {exc}") from None
 
 
-def entry_point_plugins(names: Iterable[str] | None = None,
-                        options: Mapping[str, Mapping[str, Any]] | None = None) -> list[Plugin]:
+def entry_point_plugins(
+    names: Iterable[str] | None = None, options: Mapping[str, Mapping[str, Any]] | None = None
+) -> list[Plugin]:
     """Plug-ins installed under the ``mqttfast.plugins`` entry-point group (all, or
     only ``names``), in name order."""
     from importlib.metadata import entry_points
@@ -105,16 +107,19 @@ class PluginHooks(Hooks):
     def __init__(self, inner: Hooks | None, plugins: Iterable[Plugin]) -> None:
         self.inner = inner if inner is not None else Hooks()
         self.plugins = list(plugins)
-        steps = {n: [_Step(p, n) for p in self.plugins if callable(getattr(p, n, None))]
-                 for n in HOOK_NAMES}
+        steps = {
+            n: [_Step(p, n) for p in self.plugins if callable(getattr(p, n, None))]
+            for n in HOOK_NAMES
+        }
         for s in steps["authorise_subscribe"]:
             if inspect.iscoroutinefunction(s.fn):
                 raise PluginError(f"{s.name}: must be synchronous (SUBACK cannot wait)")
         self.auth_steps = steps["authenticate"]
         self.sub_auth_steps = steps["authorise_subscribe"]
         # authorise_publish and on_publish run in order on every client message.
-        self.publish_steps = [(s, True) for s in steps["authorise_publish"]] + \
-                             [(s, False) for s in steps["on_publish"]]
+        self.publish_steps = [(s, True) for s in steps["authorise_publish"]] + [
+            (s, False) for s in steps["on_publish"]
+        ]
         self.deliver_steps = steps["on_deliver"]
         self.connect_steps = steps["on_connect"]
         self.disconnect_steps = steps["on_disconnect"]
@@ -124,13 +129,19 @@ class PluginHooks(Hooks):
         self.messages = bool(self.publish_steps)
         # Connection events also keep ``connected`` (the ClientInfo of each connection,
         # a plain dict: the per-message lookup is one hash) for the message hooks.
-        self.events = bool(self.connect_steps or self.disconnect_steps or self.subscribe_steps
-                           or self.unsubscribe_steps or self.messages or self.deliver_steps)
+        self.events = bool(
+            self.connect_steps
+            or self.disconnect_steps
+            or self.subscribe_steps
+            or self.unsubscribe_steps
+            or self.messages
+            or self.deliver_steps
+        )
         self.connected: dict[Any, ClientInfo] = {}
-        self.clients: "weakref.WeakKeyDictionary[Any, ClientInfo]" = weakref.WeakKeyDictionary()
-        self.waiting: dict[Any, deque] = {}    # publisher -> messages behind an async hook
+        self.clients: weakref.WeakKeyDictionary[Any, ClientInfo] = weakref.WeakKeyDictionary()
+        self.waiting: dict[Any, deque] = {}  # publisher -> messages behind an async hook
         self.tasks: set[asyncio.Task] = set()
-        self.failures = 0                      # hook exceptions and timeouts, for tests/metrics
+        self.failures = 0  # hook exceptions and timeouts, for tests/metrics
         self._tick_task: asyncio.Task | None = None
         self._tick_running: dict[int, asyncio.Task] = {}
 
@@ -141,8 +152,12 @@ class PluginHooks(Hooks):
             return info
         info = self.clients.get(conn)
         if info is None or info.client_id != conn.client_id:
-            info = ClientInfo(conn.client_id, conn.username, getattr(conn, "peer", ""),
-                              getattr(conn, "protocol_version", 4))
+            info = ClientInfo(
+                conn.client_id,
+                conn.username,
+                getattr(conn, "peer", ""),
+                getattr(conn, "protocol_version", 4),
+            )
             try:
                 self.clients[conn] = info
             except TypeError:  # not weak-referenceable (a session): not cached
@@ -169,7 +184,7 @@ class PluginHooks(Hooks):
         """(ok, result) of an awaitable hook, bounded by the plug-in's hook_timeout."""
         try:
             return True, await asyncio.wait_for(aw, step.plugin.hook_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self._failed(step, f"took over {step.plugin.hook_timeout:g} s")
         except asyncio.CancelledError:
             raise
@@ -191,8 +206,9 @@ class PluginHooks(Hooks):
     def authenticate(self, client: Any, username: str | None, password: bytes | None) -> int:
         return self.inner.authenticate(client, username, password)
 
-    def begin_authenticate(self, client: Any, username: str | None, password: bytes | None,
-                           done: Callable[[int], None]) -> int | None:
+    def begin_authenticate(
+        self, client: Any, username: str | None, password: bytes | None, done: Callable[[int], None]
+    ) -> int | None:
         if not self.auth_steps:
             return self.inner.begin_authenticate(client, username, password, done)
         info = self.client(client)
@@ -210,9 +226,16 @@ class PluginHooks(Hooks):
                 return rc
         return self.inner.begin_authenticate(client, username, password, done)
 
-    async def _auth_async(self, client: Any, info: ClientInfo, username: str | None,
-                          password: bytes | None, done: Callable[[int], None], i: int,
-                          first: Any) -> None:
+    async def _auth_async(
+        self,
+        client: Any,
+        info: ClientInfo,
+        username: str | None,
+        password: bytes | None,
+        done: Callable[[int], None],
+        i: int,
+        first: Any,
+    ) -> None:
         rc: int | None = None
         steps = self.auth_steps
         for j in range(i, len(steps)):
@@ -295,8 +318,9 @@ class PluginHooks(Hooks):
         topic = msg.topic
         for i, (step, is_auth) in enumerate(steps):
             try:
-                res = step.fn(info, msg.topic, msg.qos, msg.retain) if is_auth \
-                    else step.fn(info, msg)
+                res = (
+                    step.fn(info, msg.topic, msg.qos, msg.retain) if is_auth else step.fn(info, msg)
+                )
             except Exception as exc:
                 self._failed(step, f"raised {exc!r}")
                 return FAILED
@@ -343,8 +367,11 @@ class PluginHooks(Hooks):
                 res = first
             else:
                 try:
-                    res = step.fn(info, msg.topic, msg.qos, msg.retain) if is_auth \
+                    res = (
+                        step.fn(info, msg.topic, msg.qos, msg.retain)
+                        if is_auth
                         else step.fn(info, msg)
+                    )
                 except Exception as exc:
                     self._failed(step, f"raised {exc!r}")
                     return FAILED
@@ -387,8 +414,11 @@ class PluginHooks(Hooks):
     def deliver(self, session: Any, msg: Any) -> bool:
         """Router.deliver_check: every on_deliver hook, for one subscriber."""
         conn = session.conn
-        info = (self.connected.get(conn) or self.client(conn)) if conn is not None else \
-            ClientInfo(session.client_id, session.username)
+        info = (
+            (self.connected.get(conn) or self.client(conn))
+            if conn is not None
+            else ClientInfo(session.client_id, session.username)
+        )
         for step in self.deliver_steps:
             try:
                 res = step.fn(info, msg)
@@ -413,8 +443,11 @@ class PluginHooks(Hooks):
     def client_disconnected(self, client: Any, reason_code: int | None, by: str) -> None:
         info = self.connected.pop(client, None) or self.client(client)
         if self.disconnect_steps:
-            self._notify(self.disconnect_steps, info,
-                         DisconnectReason(by, None if reason_code is None else int(reason_code)))
+            self._notify(
+                self.disconnect_steps,
+                info,
+                DisconnectReason(by, None if reason_code is None else int(reason_code)),
+            )
 
     def subscribed(self, client: Any, topic_filter: str, qos: int) -> None:
         if self.subscribe_steps:
@@ -486,5 +519,4 @@ class PluginHooks(Hooks):
             await asyncio.gather(*tasks, return_exceptions=True)
 
 
-__all__ = ["PluginHooks", "PluginError", "load_plugin", "entry_point_plugins",
-           "ENTRY_POINT_GROUP"]
+__all__ = ["PluginHooks", "PluginError", "load_plugin", "entry_point_plugins", "ENTRY_POINT_GROUP"]

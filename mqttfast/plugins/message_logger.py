@@ -68,14 +68,23 @@ class MessageLogger(Plugin):
 
     def on_publish(self, client: Any, message: Any) -> None:
         topic = message.topic
-        if not (self.match_all and not topic.startswith("$")) and \
-                not any(topic_matches(f, topic) for f in self.topics):
+        if not (self.match_all and not topic.startswith("$")) and not any(
+            topic_matches(f, topic) for f in self.topics
+        ):
             return None
         if len(self.buffer) >= self.max_buffer:
             self.buffer.popleft()
             self.dropped += 1
-        self.buffer.append((time.time(), client.client_id, topic, message.qos,
-                            bool(message.retain), bytes(message.payload)))
+        self.buffer.append(
+            (
+                time.time(),
+                client.client_id,
+                topic,
+                message.qos,
+                bool(message.retain),
+                bytes(message.payload),
+            )
+        )
         return None
 
     async def on_tick(self, now: float) -> None:
@@ -99,12 +108,19 @@ class MessageLogger(Plugin):
             with self._db:
                 self._db.executemany(
                     "INSERT INTO messages (ts, client_id, topic, qos, retain, payload) "
-                    "VALUES (?, ?, ?, ?, ?, ?)", batch)
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    batch,
+                )
             return
         with open(self.path, "a", encoding="utf-8") as fh:
             for ts, cid, topic, qos, retain, payload in batch:
-                rec: dict[str, Any] = {"ts": round(ts, 6), "client_id": cid, "topic": topic,
-                                       "qos": qos, "retain": retain}
+                rec: dict[str, Any] = {
+                    "ts": round(ts, 6),
+                    "client_id": cid,
+                    "topic": topic,
+                    "qos": qos,
+                    "retain": retain,
+                }
                 try:
                     rec["payload"] = payload.decode("utf-8")
                 except UnicodeDecodeError:

@@ -8,8 +8,9 @@ Used by both the ``mqttfast`` command and :class:`mqttfast.Broker`:
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from .base import Plugin
 from .manager import PluginError, PluginHooks, entry_point_plugins, load_plugin
@@ -69,8 +70,9 @@ def load_specs(specs: Iterable[PluginSpec]) -> list[Plugin]:
             else:
                 found = entry_point_plugins([spec.entry_point], {spec.entry_point: spec.options})
                 if not found:
-                    raise PluginError(f"no entry point {spec.entry_point!r} in group "
-                                      "'mqttfast.plugins'")
+                    raise PluginError(
+                        f"no entry point {spec.entry_point!r} in group 'mqttfast.plugins'"
+                    )
                 plugins.extend(found)
         except PluginError as err:
             raise PluginError(f"plugin[{i}]: {err}") from None
@@ -88,7 +90,7 @@ class Extensions:
         self.api: Any = None
 
     @classmethod
-    def prepare(cls, cfg: Any, core: Any, extra: Iterable[Plugin | str] = ()) -> "Extensions":
+    def prepare(cls, cfg: Any, core: Any, extra: Iterable[Plugin | str] = ()) -> Extensions:
         plugins = load_specs(getattr(cfg, "plugin", None) or [])
         for p in extra:
             plugins.append(load_plugin(p) if isinstance(p, str) else p)

@@ -89,22 +89,37 @@ class Webhook(Plugin):
 
     @staticmethod
     def _client(client: Any) -> dict:
-        return {"client_id": client.client_id, "username": client.username, "peer": client.peer,
-                "protocol_version": client.protocol_version}
+        return {
+            "client_id": client.client_id,
+            "username": client.username,
+            "peer": client.peer,
+            "protocol_version": client.protocol_version,
+        }
 
     def on_connect(self, client: Any) -> None:
         self._enqueue({"event": "client.connected", **self._client(client)})
 
     def on_disconnect(self, client: Any, reason: Any) -> None:
-        self._enqueue({"event": "client.disconnected", **self._client(client), "by": reason.by,
-                       "reason_code": reason.reason_code})
+        self._enqueue(
+            {
+                "event": "client.disconnected",
+                **self._client(client),
+                "by": reason.by,
+                "reason_code": reason.reason_code,
+            }
+        )
 
     def on_publish(self, client: Any, message: Any) -> None:
         topic = message.topic
         if not any(topic_matches(f, topic) for f in self.topics):
             return None
-        body: dict[str, Any] = {"event": "message.publish", "client_id": client.client_id,
-                                "topic": topic, "qos": message.qos, "retain": bool(message.retain)}
+        body: dict[str, Any] = {
+            "event": "message.publish",
+            "client_id": client.client_id,
+            "topic": topic,
+            "qos": message.qos,
+            "retain": bool(message.retain),
+        }
         try:
             body["payload"] = message.payload.decode("utf-8")
         except UnicodeDecodeError:
@@ -130,14 +145,19 @@ class Webhook(Plugin):
                     self.sent += 1
                     return True
                 why = f"HTTP {status}"
-            except (OSError, asyncio.TimeoutError, ValueError, EOFError) as exc:
+            except (TimeoutError, OSError, ValueError, EOFError) as exc:
                 why = repr(exc)
             if attempt < self.retries:
                 await asyncio.sleep(delay)
                 delay *= 2
         self.failed += 1
-        log.warning("webhook %s: %s dropped after %d attempts (%s)", self.url, body["event"],
-                    self.retries + 1, why)
+        log.warning(
+            "webhook %s: %s dropped after %d attempts (%s)",
+            self.url,
+            body["event"],
+            self.retries + 1,
+            why,
+        )
         return False
 
     async def stop(self) -> None:

@@ -27,8 +27,9 @@ import asyncio
 import logging
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from .tcp import Flusher, MQTTProtocol
 from .websocket import DEFAULT_PATH, WebSocketProtocol
@@ -48,18 +49,18 @@ IdentityFn = Callable[[Any], "str | None"]
 class ListenerConfig:
     port: int = 1883
     address: str = "0.0.0.0"
-    protocol: str = "mqtt"                 # "mqtt" or "websockets"
-    unix_path: str | None = None           # a unix-socket listener instead of TCP
-    name: str = ""                         # for logs; default "<protocol>://<address>:<port>"
+    protocol: str = "mqtt"  # "mqtt" or "websockets"
+    unix_path: str | None = None  # a unix-socket listener instead of TCP
+    name: str = ""  # for logs; default "<protocol>://<address>:<port>"
     # TLS (the app turns these into an ssl.SSLContext; see app.security.tls).
     certfile: str | None = None
     keyfile: str | None = None
     cafile: str | None = None
     require_certificate: bool = False
-    tls_version: str = "TLSv1.2"           # minimum accepted version
+    tls_version: str = "TLSv1.2"  # minimum accepted version
     ciphers: str | None = None
     use_identity_as_username: bool = False  # the client certificate's CN/SAN is the username
-    identity_source: str = "cn"            # "cn" or "san"
+    identity_source: str = "cn"  # "cn" or "san"
     # WebSocket.
     path: str = DEFAULT_PATH
     # 0 = unlimited (mosquitto: -1).
@@ -74,8 +75,10 @@ class ListenerConfig:
             return self.name
         if self.unix_path:
             return f"unix:{self.unix_path}"
-        scheme = {"mqtt": "mqtts" if self.tls else "mqtt",
-                  "websockets": "wss" if self.tls else "ws"}.get(self.protocol, self.protocol)
+        scheme = {
+            "mqtt": "mqtts" if self.tls else "mqtt",
+            "websockets": "wss" if self.tls else "ws",
+        }.get(self.protocol, self.protocol)
         host = f"[{self.address}]" if ":" in self.address else self.address
         return f"{scheme}://{host}:{self.port}"
 
@@ -106,15 +109,21 @@ class Listener:
         """Count a new socket in, or refuse it (over the listener's or the global limit)."""
         gate = self.gate
         limit = self.cfg.max_connections
-        if (limit and self.connections >= limit) or (gate.max_total and gate.total >= gate.max_total):
+        if (limit and self.connections >= limit) or (
+            gate.max_total and gate.total >= gate.max_total
+        ):
             self.refused += 1
             gate.refused += 1
             now = time.monotonic()
             if now - self._last_refusal_log >= 1.0:
                 self._last_refusal_log = now
                 which = "listener" if limit and self.connections >= limit else "global"
-                log.warning("%s: connection refused, %s max_connections reached (%d refused so far)",
-                            self.cfg.label(), which, self.refused)
+                log.warning(
+                    "%s: connection refused, %s max_connections reached (%d refused so far)",
+                    self.cfg.label(),
+                    which,
+                    self.refused,
+                )
             return False
         self.connections += 1
         gate.total += 1
@@ -135,12 +144,18 @@ class ListenerProtocol(MQTTProtocol):
     certificate identity (``use_identity_as_username``). Adds nothing to the
     per-packet path (``data_received`` is MQTTProtocol's)."""
 
-    def __init__(self, broker: "Broker", flusher: Flusher, listener: Listener,
-                 identity: IdentityFn | None, gated: bool = True) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        flusher: Flusher,
+        listener: Listener,
+        identity: IdentityFn | None,
+        gated: bool = True,
+    ) -> None:
         super().__init__(broker, flusher)
         self.listener = listener
         self.identity = identity
-        self.gated = gated        # False when an outer (WebSocket) protocol counts the socket
+        self.gated = gated  # False when an outer (WebSocket) protocol counts the socket
         self.counted = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -165,8 +180,9 @@ class ListenerProtocol(MQTTProtocol):
 class GatedWebSocketProtocol(WebSocketProtocol):
     """WebSocketProtocol that counts its socket against the listener's limits."""
 
-    def __init__(self, inner: asyncio.Protocol, listener: Listener, path: str,
-                 max_frame_size: int | None) -> None:
+    def __init__(
+        self, inner: asyncio.Protocol, listener: Listener, path: str, max_frame_size: int | None
+    ) -> None:
         super().__init__(inner, path, max_frame_size)
         self.listener = listener
         self.counted = False
@@ -188,9 +204,14 @@ class GatedWebSocketProtocol(WebSocketProtocol):
         super().connection_lost(exc)
 
 
-async def open_listener(broker: "Broker", flusher: Flusher, cfg: ListenerConfig,
-                        gate: ConnectionGate, ssl_context: ssl.SSLContext | None = None,
-                        identity: IdentityFn | None = None) -> Listener:
+async def open_listener(
+    broker: Broker,
+    flusher: Flusher,
+    cfg: ListenerConfig,
+    gate: ConnectionGate,
+    ssl_context: ssl.SSLContext | None = None,
+    identity: IdentityFn | None = None,
+) -> Listener:
     """Bind and start serving one listener; raises OSError (address in use, ...)."""
     if cfg.protocol not in PROTOCOLS:
         raise ValueError(f"unknown listener protocol {cfg.protocol!r}")
@@ -204,6 +225,7 @@ async def open_listener(broker: "Broker", flusher: Flusher, cfg: ListenerConfig,
             inner = ListenerProtocol(broker, flusher, listener, identity, gated=False)
             return GatedWebSocketProtocol(inner, listener, cfg.path, max_frame)
     else:
+
         def factory() -> asyncio.Protocol:
             return ListenerProtocol(broker, flusher, listener, identity)
 
@@ -214,10 +236,17 @@ async def open_listener(broker: "Broker", flusher: Flusher, cfg: ListenerConfig,
     if cfg.unix_path:
         listener.server = await loop.create_unix_server(factory, cfg.unix_path, **kwargs)
     else:
-        listener.server = await loop.create_server(factory, cfg.address or None, cfg.port,
-                                                   reuse_address=True, **kwargs)
+        listener.server = await loop.create_server(
+            factory, cfg.address or None, cfg.port, reuse_address=True, **kwargs
+        )
     return listener
 
 
-__all__ = ["ListenerConfig", "Listener", "ListenerProtocol", "ConnectionGate", "open_listener",
-           "PROTOCOLS"]
+__all__ = [
+    "ListenerConfig",
+    "Listener",
+    "ListenerProtocol",
+    "ConnectionGate",
+    "open_listener",
+    "PROTOCOLS",
+]

@@ -30,8 +30,9 @@ class MQTTServer:
             self.flusher.commit = broker.storage.flush
             self.flusher.delay = broker.storage.flush_delay
         flusher = self.flusher
-        server = await loop.create_server(lambda: MQTTProtocol(broker, flusher), host, port,
-                                          reuse_address=True, backlog=1024)
+        server = await loop.create_server(
+            lambda: MQTTProtocol(broker, flusher), host, port, reuse_address=True, backlog=1024
+        )
         self.servers.append(server)
         if self._tick_task is None:
             self._tick_task = asyncio.ensure_future(self._ticker())
@@ -76,7 +77,7 @@ class MQTTServer:
         for server in self.servers:
             try:
                 await asyncio.wait_for(server.wait_closed(), 2.0)
-            except (asyncio.TimeoutError, Exception):
+            except (TimeoutError, Exception):
                 pass
         self.servers.clear()
         await asyncio.sleep(0)  # let transports close

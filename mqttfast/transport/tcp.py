@@ -27,7 +27,7 @@ FLUSH_THRESHOLD = 64 * 1024
 
 
 def peer_string(transport: Any) -> str:
-    """"host:port", "[v6]:port" (unambiguous for the auth layer's parser), or "unix:<path>"."""
+    """ "host:port", "[v6]:port" (unambiguous for the auth layer's parser), or "unix:<path>"."""
     peer = transport.get_extra_info("peername")
     if isinstance(peer, tuple) and len(peer) >= 2:
         host = str(peer[0])
@@ -52,7 +52,7 @@ class Flusher:
         # Durable storage's group-commit wait (returns seconds to hold the output), or None.
         self.delay: Any = None
 
-    def mark(self, sink: "BatchedSink") -> None:
+    def mark(self, sink: BatchedSink) -> None:
         self.dirty.append(sink)
         if not self.scheduled:
             self.scheduled = True
@@ -75,7 +75,9 @@ class Flusher:
 class BatchedSink:
     __slots__ = ("transport", "flusher", "buf", "pending", "closing", "protocol")
 
-    def __init__(self, transport: asyncio.Transport, flusher: Flusher, protocol: "MQTTProtocol") -> None:
+    def __init__(
+        self, transport: asyncio.Transport, flusher: Flusher, protocol: MQTTProtocol
+    ) -> None:
         self.transport = transport
         self.flusher = flusher
         self.buf: list[bytes] = []
@@ -144,7 +146,7 @@ class BatchedSink:
 
 
 class MQTTProtocol(asyncio.Protocol):
-    def __init__(self, broker: "Broker", flusher: Flusher) -> None:
+    def __init__(self, broker: Broker, flusher: Flusher) -> None:
         self.broker = broker
         self.flusher = flusher
         self.decoder = Decoder(None, broker.settings.max_packet_size)
@@ -155,8 +157,9 @@ class MQTTProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         peer_s = peer_string(transport)
         settings = self.broker.settings
-        transport.set_write_buffer_limits(high=settings.output_high_water,
-                                          low=settings.output_high_water // 2)
+        transport.set_write_buffer_limits(
+            high=settings.output_high_water, low=settings.output_high_water // 2
+        )
         self.sink = BatchedSink(transport, self.flusher, self)
         self.conn = self.broker.connection_made(self.sink, peer_s)
 

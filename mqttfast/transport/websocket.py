@@ -37,7 +37,7 @@ DEFAULT_PATH = "/mqtt"
 class WebSocketTransport(asyncio.Transport):
     """What the inner MQTT protocol writes to: every write becomes a binary frame."""
 
-    def __init__(self, outer: "WebSocketProtocol") -> None:
+    def __init__(self, outer: WebSocketProtocol) -> None:
         super().__init__()
         self.outer = outer
         self.closing = False
@@ -102,14 +102,15 @@ class WebSocketTransport(asyncio.Transport):
 class WebSocketProtocol(asyncio.Protocol):
     """One WebSocket connection carrying one MQTT connection (``inner``)."""
 
-    def __init__(self, inner: asyncio.Protocol, path: str = DEFAULT_PATH,
-                 max_frame_size: int | None = None) -> None:
+    def __init__(
+        self, inner: asyncio.Protocol, path: str = DEFAULT_PATH, max_frame_size: int | None = None
+    ) -> None:
         self.inner = inner
         self.path = path
         self.ws = ServerProtocol(subprotocols=SUBPROTOCOLS, max_size=max_frame_size)
         self.transport: asyncio.Transport | None = None
         self.adapter = WebSocketTransport(self)
-        self.open = False            # handshake done, inner protocol attached
+        self.open = False  # handshake done, inner protocol attached
         self.inner_closed = False
         self.request_path: str | None = None
 
@@ -173,8 +174,13 @@ class WebSocketProtocol(asyncio.Protocol):
             response = ws.accept(request)
         ws.send_response(response)
         if response.status_code != 101:
-            log.info("websocket %s: handshake refused (%d %s, path %r)", self._peer(),
-                     response.status_code, response.reason_phrase, request.path)
+            log.info(
+                "websocket %s: handshake refused (%d %s, path %r)",
+                self._peer(),
+                response.status_code,
+                response.reason_phrase,
+                request.path,
+            )
             self.flush()
             if self.transport is not None:
                 self.transport.close()

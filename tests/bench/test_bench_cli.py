@@ -20,9 +20,16 @@ pytestmark = pytest.mark.timeout(90)
 
 def bench(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    return subprocess.run([sys.executable, "-m", "mqttfast", "bench", *args], capture_output=True,
-                          text=True, timeout=timeout, env=env)
+    env["PYTHONPATH"] = str(REPO_ROOT) + (
+        os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "mqttfast", "bench", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
 
 
 def table(out: str) -> dict[str, str]:
@@ -38,8 +45,16 @@ def test_fanin_qos0_one_second_reports_table_without_loss(broker) -> None:
     r = bench("fanin", "--duration", "1", "--port", str(broker.port), "--json")
     assert r.returncode == 0, r.stdout + r.stderr
     rows = table(r.stdout)
-    for key in ("scenario", "sent", "received", "msgs/s", "latency p50", "latency p95",
-                "latency p99", "loss"):
+    for key in (
+        "scenario",
+        "sent",
+        "received",
+        "msgs/s",
+        "latency p50",
+        "latency p95",
+        "latency p99",
+        "loss",
+    ):
         assert key in rows, r.stdout
     assert rows["loss"].startswith("0 "), r.stdout
     result = json.loads(r.stdout.strip().splitlines()[-1])
@@ -56,8 +71,22 @@ def test_pairs_count_mode_delivers_every_message_once(broker, qos: int) -> None:
     arrives, and with QoS 2 exactly once."""
     # At most 16 in flight end to end: under mosquitto's default max_inflight_messages (20),
     # so the reference broker never queues (its 2.0.11 stalls queued QoS 2 messages).
-    r = bench("pairs", "--pairs", "3", "--qos", str(qos), "--count", "300", "--window", "16",
-              "--max-ahead", "16", "--port", str(broker.port), "--json")
+    r = bench(
+        "pairs",
+        "--pairs",
+        "3",
+        "--qos",
+        str(qos),
+        "--count",
+        "300",
+        "--window",
+        "16",
+        "--max-ahead",
+        "16",
+        "--port",
+        str(broker.port),
+        "--json",
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     result = json.loads(r.stdout.strip().splitlines()[-1])
     assert result["sent"] == 900 and result["unique"] == 900 and result["loss"] == 0
@@ -73,8 +102,18 @@ def test_fanout_counts_every_delivery(broker) -> None:
 
 
 def test_rate_mode_offers_the_requested_rate(broker) -> None:
-    r = bench("pairs", "--pairs", "2", "--rate", "400", "--duration", "1", "--port",
-              str(broker.port), "--json")
+    r = bench(
+        "pairs",
+        "--pairs",
+        "2",
+        "--rate",
+        "400",
+        "--duration",
+        "1",
+        "--port",
+        str(broker.port),
+        "--json",
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     result = json.loads(r.stdout.strip().splitlines()[-1])
     assert 300 <= result["sent"] <= 480, result  # 400/s for 1 s, paced, not a burst
@@ -88,16 +127,19 @@ def test_connections_scenario_holds_them_all(broker) -> None:
     assert result["connack"] == 60 and result["open_at_end"] == 60
 
 
-@pytest.mark.parametrize("args", [
-    ["nosuch"],
-    ["fanin", "--qos", "3"],
-    ["fanin", "--size", "8"],
-    ["fanin", "--duration", "1", "--count", "5"],
-    ["fanin", "--pubs", "0"],
-    ["fanin", "--port", "70000"],
-    ["pairs", "--rate", "-1"],
-    ["fanin", "--bogus"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["nosuch"],
+        ["fanin", "--qos", "3"],
+        ["fanin", "--size", "8"],
+        ["fanin", "--duration", "1", "--count", "5"],
+        ["fanin", "--pubs", "0"],
+        ["fanin", "--port", "70000"],
+        ["pairs", "--rate", "-1"],
+        ["fanin", "--bogus"],
+    ],
+)
 def test_bad_flags_exit_2_with_one_line(args: list[str]) -> None:
     r = bench(*args, timeout=30)
     assert r.returncode == 2, r.stdout + r.stderr

@@ -15,7 +15,6 @@ import pytest
 import mqttfast
 from mqttfast.app.bridge import parse_bridge_tables
 from mqttfast.app.config import ConfigError
-
 from tests.embed.aio_paho import AioPaho, until
 from tests.helpers.broker import free_port, port_accepts
 
@@ -32,17 +31,24 @@ class Mosquitto:
         self.dir = tmp_path
         conf = tmp_path / "mosquitto.conf"
         # user root: as root, mosquitto would switch to "mosquitto", who cannot write tmp_path.
-        lines = [f"listener {self.port} 127.0.0.1", "allow_anonymous true", "log_dest none",
-                 "user root" if os.geteuid() == 0 else "",
-                 f"persistence {'true' if persistence else 'false'}",
-                 f"persistence_location {tmp_path}/"]
+        lines = [
+            f"listener {self.port} 127.0.0.1",
+            "allow_anonymous true",
+            "log_dest none",
+            "user root" if os.geteuid() == 0 else "",
+            f"persistence {'true' if persistence else 'false'}",
+            f"persistence_location {tmp_path}/",
+        ]
         conf.write_text("\n".join(lines) + "\n")
         self.conf = conf
         self.proc: subprocess.Popen | None = None
 
-    async def start(self) -> "Mosquitto":
-        self.proc = subprocess.Popen([self.binary, "-c", str(self.conf)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    async def start(self) -> Mosquitto:
+        self.proc = subprocess.Popen(
+            [self.binary, "-c", str(self.conf)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         await until(lambda: port_accepts(self.port), 5, "mosquitto listening")
         return self
 
@@ -58,8 +64,17 @@ class Mosquitto:
 
 
 def bridge_cfg(name, port, topics, version=5, **kw):
-    return {"name": name, "address": "127.0.0.1", "port": port, "protocol_version": version,
-            "reconnect_min": 0.1, "reconnect_max": 0.5, "keepalive": 10, "topic": topics, **kw}
+    return {
+        "name": name,
+        "address": "127.0.0.1",
+        "port": port,
+        "protocol_version": version,
+        "reconnect_min": 0.1,
+        "reconnect_max": 0.5,
+        "keepalive": 10,
+        "topic": topics,
+        **kw,
+    }
 
 
 def listener():
@@ -74,43 +89,87 @@ def test_messages_cross_both_ways_with_remapping(run, tmp_path):
         mosq = await Mosquitto(tmp_path).start()
         try:
             async with mqttfast.Broker(port=0) as b:
-                cfg = {"listener": listener(), "bridge": [
-                    bridge_cfg("to-b", b.port, [
-                        {"pattern": "sensors/#", "direction": "out", "qos": 1,
-                         "remote_prefix": "site-a/"},
-                        {"pattern": "cmd/#", "direction": "in", "qos": 1,
-                         "local_prefix": "from-b/", "remote_prefix": "site-a/"}]),
-                    bridge_cfg("to-m", mosq.port, [
-                        {"pattern": "x/#", "direction": "both", "qos": 1,
-                         "local_prefix": "local/", "remote_prefix": "remote/"}], version=4)]}
+                cfg = {
+                    "listener": listener(),
+                    "bridge": [
+                        bridge_cfg(
+                            "to-b",
+                            b.port,
+                            [
+                                {
+                                    "pattern": "sensors/#",
+                                    "direction": "out",
+                                    "qos": 1,
+                                    "remote_prefix": "site-a/",
+                                },
+                                {
+                                    "pattern": "cmd/#",
+                                    "direction": "in",
+                                    "qos": 1,
+                                    "local_prefix": "from-b/",
+                                    "remote_prefix": "site-a/",
+                                },
+                            ],
+                        ),
+                        bridge_cfg(
+                            "to-m",
+                            mosq.port,
+                            [
+                                {
+                                    "pattern": "x/#",
+                                    "direction": "both",
+                                    "qos": 1,
+                                    "local_prefix": "local/",
+                                    "remote_prefix": "remote/",
+                                }
+                            ],
+                            version=4,
+                        ),
+                    ],
+                }
                 async with mqttfast.Broker(cfg) as a:
                     bridges = {br.cfg.name: br for br in a.extensions.bridges}
                     for br in bridges.values():
                         await asyncio.wait_for(br.connected.wait(), 5)
-                    ca, cb, cm = (AioPaho(a.port, "ca", 5), AioPaho(b.port, "cb", 5),
-                                  AioPaho(mosq.port, "cm", 4))
+                    ca, cb, cm = (
+                        AioPaho(a.port, "ca", 5),
+                        AioPaho(b.port, "cb", 5),
+                        AioPaho(mosq.port, "cm", 4),
+                    )
                     for c in (ca, cb, cm):
                         await c.connect()
                     await ca.subscribe("#", 1)
                     await cb.subscribe("#", 1)
                     await cm.subscribe("#", 1)
                     await asyncio.sleep(0.3)  # the bridges' remote SUBSCRIBEs are in place
-                    await ca.publish("sensors/t1", b"21.5", 1)       # A -> B
+                    await ca.publish("sensors/t1", b"21.5", 1)  # A -> B
                     await cb.publish("site-a/cmd/reboot", b"now", 1)  # B -> A
-                    await ca.publish("local/x/1", b"to-m", 1)        # A -> mosquitto
-                    await cm.publish("remote/x/2", b"from-m", 1)     # mosquitto -> A
-                    await until(lambda: len(ca.messages) >= 4 and len(cb.messages) >= 2
-                                and len(cm.messages) >= 2, what="all crossings")
+                    await ca.publish("local/x/1", b"to-m", 1)  # A -> mosquitto
+                    await cm.publish("remote/x/2", b"from-m", 1)  # mosquitto -> A
+                    await until(
+                        lambda: (
+                            len(ca.messages) >= 4
+                            and len(cb.messages) >= 2
+                            and len(cm.messages) >= 2
+                        ),
+                        what="all crossings",
+                    )
                     await asyncio.sleep(1.0)  # a loop would show up as more messages
                     seen = lambda c: Counter((m.topic, m.payload) for m in c.messages)  # noqa
-                    assert seen(ca) == Counter({("sensors/t1", b"21.5"): 1,
-                                                ("from-b/cmd/reboot", b"now"): 1,
-                                                ("local/x/1", b"to-m"): 1,
-                                                ("local/x/2", b"from-m"): 1})
-                    assert seen(cb) == Counter({("site-a/sensors/t1", b"21.5"): 1,
-                                                ("site-a/cmd/reboot", b"now"): 1})
-                    assert seen(cm) == Counter({("remote/x/1", b"to-m"): 1,
-                                                ("remote/x/2", b"from-m"): 1})
+                    assert seen(ca) == Counter(
+                        {
+                            ("sensors/t1", b"21.5"): 1,
+                            ("from-b/cmd/reboot", b"now"): 1,
+                            ("local/x/1", b"to-m"): 1,
+                            ("local/x/2", b"from-m"): 1,
+                        }
+                    )
+                    assert seen(cb) == Counter(
+                        {("site-a/sensors/t1", b"21.5"): 1, ("site-a/cmd/reboot", b"now"): 1}
+                    )
+                    assert seen(cm) == Counter(
+                        {("remote/x/1", b"to-m"): 1, ("remote/x/2", b"from-m"): 1}
+                    )
                     for c in (ca, cb, cm):
                         c.close()
         finally:
@@ -136,9 +195,17 @@ def test_no_loop_on_same_topics_both_ways(run, tmp_path, remote):
             rport = remote_broker.port
         version = 4 if remote.endswith("v311") else 5
         try:
-            cfg = {"listener": listener(), "bridge": [bridge_cfg(
-                "loop", rport, [{"pattern": "loop/#", "direction": "both", "qos": 1}],
-                version=version)]}
+            cfg = {
+                "listener": listener(),
+                "bridge": [
+                    bridge_cfg(
+                        "loop",
+                        rport,
+                        [{"pattern": "loop/#", "direction": "both", "qos": 1}],
+                        version=version,
+                    )
+                ],
+            }
             async with mqttfast.Broker(cfg) as a:
                 br = a.extensions.bridges[0]
                 await asyncio.wait_for(br.connected.wait(), 5)
@@ -150,12 +217,16 @@ def test_no_loop_on_same_topics_both_ways(run, tmp_path, remote):
                 await asyncio.sleep(0.3)
                 await local.publish("loop/a", b"1", 1)
                 await far.publish("loop/b", b"2", 1)
-                await until(lambda: len(local.messages) >= 2 and len(far.messages) >= 2,
-                            what="both messages on both sides")
+                await until(
+                    lambda: len(local.messages) >= 2 and len(far.messages) >= 2,
+                    what="both messages on both sides",
+                )
                 await asyncio.sleep(1.0)
                 for c in (local, far):
                     assert sorted((m.topic, m.payload) for m in c.messages) == [
-                        ("loop/a", b"1"), ("loop/b", b"2")]
+                        ("loop/a", b"1"),
+                        ("loop/b", b"2"),
+                    ]
                 assert br.sent == 1 and br.received == 1
                 local.close()
                 far.close()
@@ -175,8 +246,14 @@ def test_remote_down_then_back_queued_qos1_arrive(run):
     async def main():
         b = await mqttfast.Broker(port=0).start()
         port = b.port
-        cfg = {"listener": listener(), "bridge": [bridge_cfg(
-            "q", port, [{"pattern": "data/#", "direction": "out", "qos": 1}], queue_size=100)]}
+        cfg = {
+            "listener": listener(),
+            "bridge": [
+                bridge_cfg(
+                    "q", port, [{"pattern": "data/#", "direction": "out", "qos": 1}], queue_size=100
+                )
+            ],
+        }
         async with mqttfast.Broker(cfg) as a:
             br = a.extensions.bridges[0]
             await asyncio.wait_for(br.connected.wait(), 5)
@@ -198,8 +275,9 @@ def test_remote_down_then_back_queued_qos1_arrive(run):
             await until(lambda: len({m.topic for m in got2}) == 20, 10, "queued messages")
             await asyncio.sleep(0.5)
             topics = [m.topic for m in got2]
-            assert sorted(set(topics), key=lambda t: int(t.split("/")[1])) == \
-                [f"data/{i}" for i in range(1, 21)]
+            assert sorted(set(topics), key=lambda t: int(t.split("/")[1])) == [
+                f"data/{i}" for i in range(1, 21)
+            ]
             assert len(topics) == len(set(topics)), "duplicates without a reconnect in between"
             assert not br.queue and not br.inflight
             pub.close()
@@ -211,8 +289,14 @@ def test_remote_down_then_back_queued_qos1_arrive(run):
 def test_bridge_queue_is_bounded(run):
     async def main():
         port = free_port()  # nothing listens there
-        cfg = {"listener": listener(), "bridge": [bridge_cfg(
-            "down", port, [{"pattern": "d/#", "direction": "out", "qos": 1}], queue_size=5)]}
+        cfg = {
+            "listener": listener(),
+            "bridge": [
+                bridge_cfg(
+                    "down", port, [{"pattern": "d/#", "direction": "out", "qos": 1}], queue_size=5
+                )
+            ],
+        }
         async with mqttfast.Broker(cfg) as a:
             br = a.extensions.bridges[0]
             for i in range(8):
@@ -229,8 +313,17 @@ def test_mosquitto_restart_queued_messages_arrive(run, tmp_path):
     async def main():
         mosq = await Mosquitto(tmp_path, persistence=True).start()
         try:
-            cfg = {"listener": listener(), "bridge": [bridge_cfg(
-                "m", mosq.port, [{"pattern": "q/#", "direction": "out", "qos": 1}], version=4)]}
+            cfg = {
+                "listener": listener(),
+                "bridge": [
+                    bridge_cfg(
+                        "m",
+                        mosq.port,
+                        [{"pattern": "q/#", "direction": "out", "qos": 1}],
+                        version=4,
+                    )
+                ],
+            }
             async with mqttfast.Broker(cfg) as a:
                 br = a.extensions.bridges[0]
                 await asyncio.wait_for(br.connected.wait(), 5)
@@ -249,10 +342,14 @@ def test_mosquitto_restart_queued_messages_arrive(run, tmp_path):
                 sub.connack = None
                 sub.disconnected = None
                 await sub.connect()
-                await until(lambda: len({m.topic for m in sub.messages}) == 10, 10,
-                            "queued messages at the mosquitto subscriber")
+                await until(
+                    lambda: len({m.topic for m in sub.messages}) == 10,
+                    10,
+                    "queued messages at the mosquitto subscriber",
+                )
                 assert sorted({m.topic for m in sub.messages}) == sorted(
-                    f"q/{i}" for i in range(10))
+                    f"q/{i}" for i in range(10)
+                )
                 sub.close()
         finally:
             mosq.stop()
@@ -262,12 +359,26 @@ def test_mosquitto_restart_queued_messages_arrive(run, tmp_path):
 
 def test_bridge_config_errors():
     errors: list[str] = []
-    parse_bridge_tables([{"name": "x", "port": 70000, "protocol_version": 3, "bogus": 1,
-                          "topic": [{"pattern": "a/#/b", "direction": "sideways"}]}], errors)
+    parse_bridge_tables(
+        [
+            {
+                "name": "x",
+                "port": 70000,
+                "protocol_version": 3,
+                "bogus": 1,
+                "topic": [{"pattern": "a/#/b", "direction": "sideways"}],
+            }
+        ],
+        errors,
+    )
     text = "\n".join(errors)
-    for needle in ("bridge[0].bogus: unknown key", "bridge[0].protocol_version",
-                   "bridge[0].port", "bridge[0].topic[0].direction",
-                   "bridge[0].topic[0]: invalid topic filter"):
+    for needle in (
+        "bridge[0].bogus: unknown key",
+        "bridge[0].protocol_version",
+        "bridge[0].port",
+        "bridge[0].topic[0].direction",
+        "bridge[0].topic[0]: invalid topic filter",
+    ):
         assert needle in text
     with pytest.raises(ConfigError):
         mqttfast.Broker({"bridge": [{"address": "h"}]})
@@ -284,15 +395,30 @@ def test_bridge_over_tls_v311_to_mqttfast(run, tmp_path):
     ca.cert_pem.write_to_path(str(cafile))
 
     async def main():
-        remote_cfg = {"listener": [{"address": "127.0.0.1", "port": 0,
-                                    "certfile": str(certfile)}]}
+        remote_cfg = {"listener": [{"address": "127.0.0.1", "port": 0, "certfile": str(certfile)}]}
         async with mqttfast.Broker(remote_cfg) as remote:
             got = []
             remote.subscribe("tls/#", got.append)
-            cfg = {"listener": listener(), "bridge": [bridge_cfg(
-                "tls", remote.port, [{"pattern": "#", "direction": "out", "qos": 1,
-                                      "local_prefix": "secure/", "remote_prefix": "tls/"}],
-                version=4, cafile=str(cafile))]}
+            cfg = {
+                "listener": listener(),
+                "bridge": [
+                    bridge_cfg(
+                        "tls",
+                        remote.port,
+                        [
+                            {
+                                "pattern": "#",
+                                "direction": "out",
+                                "qos": 1,
+                                "local_prefix": "secure/",
+                                "remote_prefix": "tls/",
+                            }
+                        ],
+                        version=4,
+                        cafile=str(cafile),
+                    )
+                ],
+            }
             async with mqttfast.Broker(cfg) as a:
                 br = a.extensions.bridges[0]
                 await asyncio.wait_for(br.connected.wait(), 10)
@@ -300,8 +426,14 @@ def test_bridge_over_tls_v311_to_mqttfast(run, tmp_path):
                 await a.publish("secure/door", b"locked", qos=1)
                 await until(lambda: got, what="message over TLS")
                 assert (got[0].topic, got[0].payload) == ("tls/door", b"locked")
-            bad = {"listener": listener(), "bridge": [bridge_cfg(
-                "untrusted", remote.port, [{"pattern": "x", "direction": "out"}], tls=True)]}
+            bad = {
+                "listener": listener(),
+                "bridge": [
+                    bridge_cfg(
+                        "untrusted", remote.port, [{"pattern": "x", "direction": "out"}], tls=True
+                    )
+                ],
+            }
             async with mqttfast.Broker(bad) as b:
                 await asyncio.sleep(0.5)  # the system CAs do not know trustme's CA
                 assert not b.extensions.bridges[0].connected.is_set()
@@ -316,14 +448,27 @@ def test_queue_file_keeps_the_queue_across_a_restart(run, tmp_path):
 
     async def main():
         port = free_port()
-        cfg = {"listener": listener(), "bridge": [bridge_cfg(
-            "p", port, [{"pattern": "keep/#", "direction": "out", "qos": 1}],
-            queue_file=str(qfile))]}
+        cfg = {
+            "listener": listener(),
+            "bridge": [
+                bridge_cfg(
+                    "p",
+                    port,
+                    [{"pattern": "keep/#", "direction": "out", "qos": 1}],
+                    queue_file=str(qfile),
+                )
+            ],
+        }
         from mqttfast.codec.packets import Properties
+
         async with mqttfast.Broker(cfg) as a:
             for i in range(5):
-                await a.publish(f"keep/{i}", bytes([i, 255]), qos=1,
-                                properties=Properties(user_property=[("n", str(i))]))
+                await a.publish(
+                    f"keep/{i}",
+                    bytes([i, 255]),
+                    qos=1,
+                    properties=Properties(user_property=[("n", str(i))]),
+                )
         assert len(qfile.read_text().splitlines()) == 5
         async with mqttfast.Broker(port=port) as remote:
             got = []
@@ -332,7 +477,8 @@ def test_queue_file_keeps_the_queue_across_a_restart(run, tmp_path):
                 await until(lambda: len(got) == 5, 10, "reloaded queue delivered")
             assert [(m.topic, m.payload, m.properties.user_property) for m in got] == [
                 (f"keep/{i}", bytes([i, 255]), [("n", str(i)), ("mqttfast-bridge-hops", "1")])
-                for i in range(5)]
+                for i in range(5)
+            ]
         assert not qfile.exists()
 
     run(main)
@@ -348,8 +494,10 @@ def test_two_bridges_between_the_same_brokers_do_not_loop(run):
         topics = [{"pattern": "ring/#", "direction": "both", "qos": 1}]
         a_cfg = {"listener": listener(), "bridge": [bridge_cfg("ab", b_port, topics)]}
         async with mqttfast.Broker(a_cfg) as a:
-            b_cfg = {"listener": [{"address": "127.0.0.1", "port": b_port}],
-                     "bridge": [bridge_cfg("ba", a.port, topics)]}
+            b_cfg = {
+                "listener": [{"address": "127.0.0.1", "port": b_port}],
+                "bridge": [bridge_cfg("ba", a.port, topics)],
+            }
             async with mqttfast.Broker(b_cfg) as b:
                 ab, ba = a.extensions.bridges[0], b.extensions.bridges[0]
                 await asyncio.wait_for(ab.connected.wait(), 5)
@@ -368,8 +516,11 @@ def test_two_bridges_between_the_same_brokers_do_not_loop(run):
                 assert (len(on_a), len(on_b), ab.sent, ba.sent) == counts, "still circling"
                 assert 1 <= len(on_a) <= 3 and 1 <= len(on_b) <= 3  # bounded, no loop
                 assert ab.skipped + ba.skipped >= 1
-                hops = [dict(m.properties.user_property).get("mqttfast-bridge-hops")
-                        for m in on_b if m.properties]
+                hops = [
+                    dict(m.properties.user_property).get("mqttfast-bridge-hops")
+                    for m in on_b
+                    if m.properties
+                ]
                 assert "1" in hops
                 c.close()
 

@@ -7,7 +7,6 @@ import struct
 import pytest
 
 from mqttfast.codec.packets import Connack, Pingresp, Publish, Subscribe, Subscription
-
 from tests.helpers.rawclient import RawClient
 
 
@@ -17,8 +16,13 @@ def mqtt_str(s: bytes | str) -> bytes:
     return struct.pack("!H", len(s)) + s
 
 
-def raw_connect(name: bytes = b"MQTT", level: int = 4, flags: int = 0x02, keep_alive: int = 60,
-                payload: bytes = mqtt_str("raw-client")) -> bytes:
+def raw_connect(
+    name: bytes = b"MQTT",
+    level: int = 4,
+    flags: int = 0x02,
+    keep_alive: int = 60,
+    payload: bytes = mqtt_str("raw-client"),
+) -> bytes:
     """A CONNECT built byte by byte, for fields an encoder would refuse to write."""
     body = mqtt_str(name) + bytes([level, flags]) + struct.pack("!H", keep_alive) + payload
     assert len(body) < 128
@@ -181,9 +185,13 @@ def test_rejected_connect_data_after_is_not_processed(raw) -> None:
     sub = raw(client_id="watcher")
     sub.subscribe("after/refused")
     c = raw()
-    c.send(raw_connect(flags=0x00, payload=mqtt_str(""))  # empty id + persistent: refused
-           + bytes([0x30]) + bytes([len(mqtt_str("after/refused")) + 4])
-           + mqtt_str("after/refused") + b"evil")
+    c.send(
+        raw_connect(flags=0x00, payload=mqtt_str(""))  # empty id + persistent: refused
+        + bytes([0x30])
+        + bytes([len(mqtt_str("after/refused")) + 4])
+        + mqtt_str("after/refused")
+        + b"evil"
+    )
     ack = c.expect(Connack)
     assert ack.reason_code == 0x02
     c.expect_closed()
@@ -226,7 +234,7 @@ def test_connect_split_across_writes(raw) -> None:
     c = raw()
     data = raw_connect(payload=mqtt_str("slowpoke"))
     for i in range(len(data)):
-        c.send(data[i:i + 1])
+        c.send(data[i : i + 1])
     assert c.expect(Connack).reason_code == 0
 
 

@@ -17,8 +17,13 @@ def test_exact_topic_delivery(raw) -> None:
     assert sub.subscribe("a/b/c").reason_codes == [0]
     pub.publish("a/b/c", b"payload-1")
     got = sub.recv_publish()
-    assert (got.topic, got.payload, got.qos, got.retain, got.dup) == ("a/b/c", b"payload-1", 0,
-                                                                       False, False)
+    assert (got.topic, got.payload, got.qos, got.retain, got.dup) == (
+        "a/b/c",
+        b"payload-1",
+        0,
+        False,
+        False,
+    )
     pub.publish("a/b/d", b"other")
     sub.expect_no_packet(0.3)
 
@@ -46,8 +51,13 @@ def test_plus_wildcard(raw) -> None:
     sub = raw(client_id="sub")
     sub.subscribe("sport/+/player1")
     pub = raw(client_id="pub")
-    for topic in ("sport/tennis/player1", "sport//player1", "sport/tennis/player2",
-                  "sport/tennis/x/player1", "sport/player1"):
+    for topic in (
+        "sport/tennis/player1",
+        "sport//player1",
+        "sport/tennis/player2",
+        "sport/tennis/x/player1",
+        "sport/player1",
+    ):
         pub.publish(topic, topic.encode())
     got = [p.topic for p in sub.recv_publishes(2)]
     assert got == ["sport/tennis/player1", "sport//player1"]
@@ -62,7 +72,10 @@ def test_hash_wildcard_matches_parent_and_children(raw) -> None:
     for topic in ("sport", "sport/tennis", "sport/tennis/player1/ranking", "sports", "x/sport"):
         pub.publish(topic, b".")
     assert [p.topic for p in sub.recv_publishes(3)] == [
-        "sport", "sport/tennis", "sport/tennis/player1/ranking"]
+        "sport",
+        "sport/tennis",
+        "sport/tennis/player1/ranking",
+    ]
     sub.expect_no_packet(0.3)
 
 
@@ -100,7 +113,8 @@ def test_sys_topics_not_matched_by_hash(raw) -> None:
 
 @pytest.mark.mosquitto_deviation(
     "mosquitto 2.0 sends one copy per matching subscription, each at that subscription's QoS; "
-    "[MQTT-3.3.5-1] and issue 3 require one copy at the maximum QoS")
+    "[MQTT-3.3.5-1] and issue 3 require one copy at the maximum QoS"
+)
 def test_overlapping_subscriptions_one_copy_max_qos(raw) -> None:
     """[MQTT-3.3.5-1] overlapping subscriptions: the client gets the message at the
     highest QoS among the matching subscriptions, and (mqttfast, as the issue

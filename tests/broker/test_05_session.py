@@ -98,8 +98,12 @@ def test_unacked_qos1_redelivered_with_dup_on_reconnect(raw) -> None:
     c.close()  # no PUBACK, no DISCONNECT
     again = raw(client_id="p", clean_start=False)
     redo = again.recv_publish(ack=False)
-    assert (redo.payload, redo.packet_id, redo.dup, redo.qos) == (b"again", first.packet_id,
-                                                                  True, 1)
+    assert (redo.payload, redo.packet_id, redo.dup, redo.qos) == (
+        b"again",
+        first.packet_id,
+        True,
+        1,
+    )
     again.send_packet(Puback(packet_id=redo.packet_id))
     again.expect_no_packet(0.5)
 

@@ -5,10 +5,20 @@ from __future__ import annotations
 from mqttfast.codec.packets import Will
 
 
-def will_client(raw, client_id: str, topic: str = "will/t", payload: bytes = b"gone",
-                qos: int = 0, retain: bool = False, keep_alive: int = 60):
-    return raw(client_id=client_id, keep_alive=keep_alive,
-               will=Will(topic=topic, payload=payload, qos=qos, retain=retain))
+def will_client(
+    raw,
+    client_id: str,
+    topic: str = "will/t",
+    payload: bytes = b"gone",
+    qos: int = 0,
+    retain: bool = False,
+    keep_alive: int = 60,
+):
+    return raw(
+        client_id=client_id,
+        keep_alive=keep_alive,
+        will=Will(topic=topic, payload=payload, qos=qos, retain=retain),
+    )
 
 
 def test_will_published_on_unclean_close(raw) -> None:
@@ -124,11 +134,13 @@ def test_will_topic_with_wildcard_refused(raw) -> None:
     watcher.subscribe("#")
     c = raw()
     from mqttfast.codec.packets import Connect
+
     try:
         c.send_packet(Connect(client_id="wc", will=Will(topic="will/#", payload=b"x")))
     except Exception:
         # Our own encoder refuses to write it; build the bytes by hand.
         import struct
+
         s = lambda b: struct.pack("!H", len(b)) + b  # noqa: E731
         body = s(b"MQTT") + bytes([4, 0x06]) + b"\x00\x3c" + s(b"wc") + s(b"will/#") + s(b"x")
         c.send(bytes([0x10, len(body)]) + body)

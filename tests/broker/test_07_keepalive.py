@@ -10,7 +10,8 @@ from mqttfast.codec.packets import Publish
 
 KEEPALIVE_TIMING = pytest.mark.mosquitto_deviation(
     "mosquitto 2.0.11 checks keep alive only about every 5 s: a keep_alive=1 client is "
-    "closed after ~6 s instead of 1.5 s")
+    "closed after ~6 s instead of 1.5 s"
+)
 
 
 @KEEPALIVE_TIMING

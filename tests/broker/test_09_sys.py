@@ -55,7 +55,7 @@ def test_sys_counters_follow_traffic(raw) -> None:
     c.subscribe("$SYS/broker/messages/received")
     before = int(c.recv_publish(timeout=3).payload.split()[0])
     pub = raw(client_id="pub")
-    for i in range(25):
+    for _i in range(25):
         pub.publish("traffic", b"x", qos=1)
     deadline = time.monotonic() + 4
     after = before
@@ -66,7 +66,7 @@ def test_sys_counters_follow_traffic(raw) -> None:
 
 def test_sys_clients_connected_counts(raw) -> None:
     """$SYS/broker/clients/connected reflects the connected clients."""
-    others = [raw(client_id=f"cnt{i}") for i in range(4)]
+    [raw(client_id=f"cnt{i}") for i in range(4)]
     c = raw(client_id="sysmon")
     c.subscribe("$SYS/broker/clients/connected")
     deadline = time.monotonic() + 4

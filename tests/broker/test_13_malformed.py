@@ -48,8 +48,10 @@ MALFORMED = {
     "subscribe_qos3": (pkt(0x82, b"\x00\x01" + s("a") + b"\x03"), "MQTT-3-8.3-4"),
     "subscribe_reserved_bits": (pkt(0x82, b"\x00\x01" + s("a") + b"\x40"), "MQTT-3-8.3-4"),
     "subscribe_packet_id_0": (pkt(0x82, b"\x00\x00" + s("a") + b"\x00"), "MQTT-2.3.1-1"),
-    "subscribe_filter_invalid_utf8": (pkt(0x82, b"\x00\x01" + s(b"\xc0\xaf") + b"\x00"),
-                                      "MQTT-1.5.3-1"),
+    "subscribe_filter_invalid_utf8": (
+        pkt(0x82, b"\x00\x01" + s(b"\xc0\xaf") + b"\x00"),
+        "MQTT-1.5.3-1",
+    ),
     "unsubscribe_flags_0": (pkt(0xA0, b"\x00\x01" + s("a")), "MQTT-3.10.1-1"),
     "unsubscribe_no_filters": (pkt(0xA2, b"\x00\x01"), "MQTT-3.10.3-2"),
     "pingreq_with_body": (pkt(0xC0, b"\x00"), "MQTT-4.8.0-1"),
@@ -89,10 +91,16 @@ def _bystander_still_works(sub, pub, n: int) -> None:
     assert got.payload == f"after-{n}".encode()
 
 
-CASES = [pytest.param(name, id=f"{name}[{MALFORMED[name][1]}]",
-                      marks=[pytest.mark.mosquitto_deviation(MOSQUITTO_LENIENT[name])]
-                      if name in MOSQUITTO_LENIENT else [])
-         for name in sorted(MALFORMED)]
+CASES = [
+    pytest.param(
+        name,
+        id=f"{name}[{MALFORMED[name][1]}]",
+        marks=[pytest.mark.mosquitto_deviation(MOSQUITTO_LENIENT[name])]
+        if name in MOSQUITTO_LENIENT
+        else [],
+    )
+    for name in sorted(MALFORMED)
+]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -210,7 +218,13 @@ def test_protocol_violation_logged(raw, broker) -> None:
     c.send(pkt(0x36, s("t") + b"\x00\x01x"))
     c.expect_closed()
     text = broker.wait_for_log("logged-violator", timeout=3)
-    assert any("logged-violator" in line and ("malformed" in line.lower()
-                                              or "protocol" in line.lower()
-                                              or "0x81" in line or "0x82" in line)
-               for line in text.splitlines()), text[-2000:]
+    assert any(
+        "logged-violator" in line
+        and (
+            "malformed" in line.lower()
+            or "protocol" in line.lower()
+            or "0x81" in line
+            or "0x82" in line
+        )
+        for line in text.splitlines()
+    ), text[-2000:]

@@ -24,13 +24,20 @@ def _env() -> dict[str, str]:
     return env
 
 
-def run_cli(*args: str, timeout: float = 20, cwd: str | None = None
-            ) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, timeout: float = 20, cwd: str | None = None
+) -> subprocess.CompletedProcess[str]:
     # A fresh working directory: the broker's default data directory lives there.
     with tempfile.TemporaryDirectory(prefix="mqttfast-cli-") as tmp:
-        return subprocess.run([sys.executable, "-m", "mqttfast", *args], capture_output=True,
-                              text=True, timeout=timeout, env=_env(), stdin=subprocess.DEVNULL,
-                              cwd=cwd or tmp)
+        return subprocess.run(
+            [sys.executable, "-m", "mqttfast", *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=_env(),
+            stdin=subprocess.DEVNULL,
+            cwd=cwd or tmp,
+        )
 
 
 def _wait_port(proc: subprocess.Popen, port: int, host: str = "127.0.0.1") -> None:
@@ -47,9 +54,15 @@ def test_defaults_serve_mqtt_on_all_interfaces(tmp_path) -> None:
     """No flags but --port (a free one, not 1883): serves MQTT on 0.0.0.0, so it
     is reachable on 127.0.0.1; SIGINT ends it with exit code 0."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "mqttfast", "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=_env(), stdin=subprocess.DEVNULL, cwd=tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mqttfast", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=_env(),
+        stdin=subprocess.DEVNULL,
+        cwd=tmp_path,
+    )
     try:
         _wait_port(proc, port)
         with RawClient(port) as c:
@@ -65,14 +78,17 @@ def test_defaults_serve_mqtt_on_all_interfaces(tmp_path) -> None:
             proc.wait(5)
 
 
-@pytest.mark.parametrize("args", [
-    ["--bogus-flag"],
-    ["--port", "notaport"],
-    ["--port", "70000"],
-    ["--log-level", "loud"],
-    ["--max-inflight", "-1"],
-    ["stray-positional"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--bogus-flag"],
+        ["--port", "notaport"],
+        ["--port", "70000"],
+        ["--log-level", "loud"],
+        ["--max-inflight", "-1"],
+        ["stray-positional"],
+    ],
+)
 def test_bad_flag_one_line_exit_2(args) -> None:
     """Bad flags: one-line message on stderr naming the problem, exit code 2, no traceback."""
     res = run_cli(*args)
@@ -143,6 +159,5 @@ def test_console_script_installed() -> None:
     """The ``mqttfast`` console script (pip install) runs the same CLI."""
     exe = shutil.which("mqttfast")
     assert exe, "the mqttfast console script is not on PATH (pip install -e . first)"
-    res = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=20,
-                         env=_env())
+    res = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=20, env=_env())
     assert res.returncode == 0

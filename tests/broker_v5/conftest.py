@@ -9,14 +9,14 @@ mosquitto 2.0 does not and are deselected there.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 
+from mqttfast.codec.packets import Properties, Will
 from tests.helpers.fixtures import apply_collection_rules, broker, raw, register_markers  # noqa: F401
 from tests.helpers.rawclient import RawClient
-from mqttfast.codec.packets import Properties, Will
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -28,7 +28,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture
-def v5(broker) -> Iterator[Callable[..., RawClient]]:  # noqa: F811
+def v5(broker) -> Iterator[Callable[..., RawClient]]:
     """Factory of connected clients: ``c = v5("id", session_expiry=60)``.
 
     The CONNACK is kept as ``c.connack``; ``expect_rc=None`` skips the check.
@@ -36,17 +36,30 @@ def v5(broker) -> Iterator[Callable[..., RawClient]]:  # noqa: F811
     """
     clients: list[RawClient] = []
 
-    def make(client_id: str = "", *, clean_start: bool = True, keep_alive: int = 60,
-             properties: Properties | None = None, will: Will | None = None,
-             session_expiry: int | None = None, version: int = 5,
-             expect_rc: int | None = 0) -> RawClient:
+    def make(
+        client_id: str = "",
+        *,
+        clean_start: bool = True,
+        keep_alive: int = 60,
+        properties: Properties | None = None,
+        will: Will | None = None,
+        session_expiry: int | None = None,
+        version: int = 5,
+        expect_rc: int | None = 0,
+    ) -> RawClient:
         if session_expiry is not None:
             properties = properties or Properties()
             properties.session_expiry_interval = session_expiry
         c = RawClient(broker.port, version=version)
         clients.append(c)
-        c.connack = c.connect(client_id, clean_start=clean_start, keep_alive=keep_alive,
-                              will=will, properties=properties, expect_rc=expect_rc)
+        c.connack = c.connect(
+            client_id,
+            clean_start=clean_start,
+            keep_alive=keep_alive,
+            will=will,
+            properties=properties,
+            expect_rc=expect_rc,
+        )
         return c
 
     yield make
@@ -55,7 +68,7 @@ def v5(broker) -> Iterator[Callable[..., RawClient]]:  # noqa: F811
 
 
 @pytest.fixture
-def tcp(broker) -> Iterator[Callable[[], RawClient]]:  # noqa: F811
+def tcp(broker) -> Iterator[Callable[[], RawClient]]:
     """Factory of unconnected MQTT 5 RawClients (for hand-built CONNECTs)."""
     clients: list[RawClient] = []
 
@@ -67,4 +80,3 @@ def tcp(broker) -> Iterator[Callable[[], RawClient]]:  # noqa: F811
     yield make
     for c in clients:
         c.close()
-

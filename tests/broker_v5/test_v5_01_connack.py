@@ -97,8 +97,11 @@ def test_feature_availability_flags(v5):
     assert p.wildcard_subscription_available in (None, 1)
     assert p.subscription_identifier_available in (None, 1)
     assert p.shared_subscription_available in (None, 1)
-    suback = c.subscribe(Subscription("feat/#", 1), Subscription("$share/g/feat2/+", 1),
-                         properties=Properties(subscription_identifier=[9]))
+    suback = c.subscribe(
+        Subscription("feat/#", 1),
+        Subscription("$share/g/feat2/+", 1),
+        properties=Properties(subscription_identifier=[9]),
+    )
     assert suback.reason_codes == [1, 1]
 
 
@@ -127,12 +130,14 @@ def test_no_reason_string_when_problem_information_not_requested(v5):
     suback = c.subscribe(("rpi/t", 0))
     unsuback = c.unsubscribe("never/subscribed")
     for pkt in (ack, suback, unsuback):
-        assert pkt.properties is None or (pkt.properties.reason_string is None
-                                          and pkt.properties.user_property is None), pkt
+        assert pkt.properties is None or (
+            pkt.properties.reason_string is None and pkt.properties.user_property is None
+        ), pkt
 
 
 @pytest.mark.mosquitto_deviation(
-    'mosquitto 2.0.11 closes a Keep Alive 1 connection only after ~6 s and sends no DISCONNECT 0x8D')
+    "mosquitto 2.0.11 closes a Keep Alive 1 connection only after ~6 s and sends no DISCONNECT 0x8D"
+)
 def test_server_keep_alive_is_enforced(v5):
     """[MQTT-3.2.2-21] [MQTT-3.2.2-22] [MQTT-3.1.2-24]: the server uses the
     client's Keep Alive unless it sends Server Keep Alive, and closes a silent

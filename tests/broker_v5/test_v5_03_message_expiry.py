@@ -36,8 +36,7 @@ def test_forwarded_expiry_reduced_by_waiting_time(v5):
     """[MQTT-3.3.2-6] The PUBLISH sent to a client carries the Message Expiry
     Interval minus the time the message waited in the server."""
     _offline_subscriber(v5, "mxd-sub", "mxd/t")
-    v5("mxd-pub").publish("mxd/t", b"m", qos=1,
-                          properties=Properties(message_expiry_interval=60))
+    v5("mxd-pub").publish("mxd/t", b"m", qos=1, properties=Properties(message_expiry_interval=60))
     time.sleep(1.6)
     s = v5("mxd-sub", clean_start=False, session_expiry=60)
     pub = s.recv_publish()
@@ -68,8 +67,9 @@ def test_no_expiry_added_when_none_was_set(v5):
 def test_expired_retained_message_not_delivered(v5):
     """[MQTT-3.3.2-5] 3.3.2.3.3: a retained message whose expiry passed is not
     sent to a new subscriber."""
-    v5("mxr-pub").publish("mxr/t", b"old", qos=1, retain=True,
-                          properties=Properties(message_expiry_interval=1))
+    v5("mxr-pub").publish(
+        "mxr/t", b"old", qos=1, retain=True, properties=Properties(message_expiry_interval=1)
+    )
     time.sleep(2.0)
     s = v5("mxr-sub")
     s.subscribe(("mxr/t", 1))
@@ -79,8 +79,9 @@ def test_expired_retained_message_not_delivered(v5):
 def test_retained_message_expiry_reduced(v5):
     """[MQTT-3.3.2-6] A retained message delivered on subscribe carries its
     remaining expiry, reduced by the time it has been stored."""
-    v5("mxr2-pub").publish("mxr2/t", b"kept", qos=1, retain=True,
-                           properties=Properties(message_expiry_interval=60))
+    v5("mxr2-pub").publish(
+        "mxr2/t", b"kept", qos=1, retain=True, properties=Properties(message_expiry_interval=60)
+    )
     time.sleep(1.6)
     s = v5("mxr2-sub")
     s.subscribe(("mxr2/t", 1))
@@ -92,7 +93,8 @@ def test_retained_message_expiry_reduced(v5):
 
 @pytest.mark.mosquitto_deviation(
     "mosquitto 2.0.11 drops an expired QoS 2 message it had already sent, instead of "
-    "resending it on session resume ([MQTT-4.3.3-7])")
+    "resending it on session resume ([MQTT-4.3.3-7])"
+)
 def test_inflight_qos2_message_redelivered_despite_expiry(v5):
     """[MQTT-4.3.3-7] [MQTT-4.4.0-1] [MQTT-3.3.2-5]: expiry is not applied to a
     QoS 2 PUBLISH that was already sent; unacknowledged, it is resent with
@@ -100,8 +102,9 @@ def test_inflight_qos2_message_redelivered_despite_expiry(v5):
     after its expiry interval passed."""
     s = v5("mxi-sub", session_expiry=60)
     s.subscribe(("mxi/t", 2))
-    v5("mxi-pub").publish("mxi/t", b"inflight", qos=2,
-                          properties=Properties(message_expiry_interval=1))
+    v5("mxi-pub").publish(
+        "mxi/t", b"inflight", qos=2, properties=Properties(message_expiry_interval=1)
+    )
     first = s.recv_publish(ack=False)
     assert first.qos == 2
     s.close()
@@ -114,7 +117,8 @@ def test_inflight_qos2_message_redelivered_despite_expiry(v5):
 
 @pytest.mark.mosquitto_deviation(
     "mosquitto 2.0.11 drops the expired message but then stalls the queue: 'last' only "
-    "goes out after the next publication, and after it (out of order)")
+    "goes out after the next publication, and after it (out of order)"
+)
 def test_message_expires_while_waiting_for_receive_maximum(v5):
     """[MQTT-3.3.2-5]: a message held back by the subscriber's Receive Maximum
     has not started onward delivery; if it expires meanwhile it is deleted,

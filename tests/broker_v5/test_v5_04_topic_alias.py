@@ -40,11 +40,15 @@ def test_client_alias_can_be_remapped(v5):
     p.publish("tar/b", b"2", properties=Properties(topic_alias=1))
     p.publish("", b"3", properties=Properties(topic_alias=1))
     assert [(m.topic, m.payload) for m in s.recv_publishes(3)] == [
-        ("tar/a", b"1"), ("tar/b", b"2"), ("tar/b", b"3")]
+        ("tar/a", b"1"),
+        ("tar/b", b"2"),
+        ("tar/b", b"3"),
+    ]
 
 
 @pytest.mark.mosquitto_deviation(
-    'mosquitto 2.0.11 answers Topic Alias 0 with DISCONNECT 0x81 (the packet is well formed)')
+    "mosquitto 2.0.11 answers Topic Alias 0 with DISCONNECT 0x81 (the packet is well formed)"
+)
 def test_alias_zero_is_topic_alias_invalid(v5):
     """[MQTT-3.3.2-8] A Topic Alias of 0 is not allowed: the server sends
     DISCONNECT 0x94 (Topic Alias invalid) and closes (3.3.2.3.4)."""
@@ -58,8 +62,9 @@ def test_alias_above_maximum_is_topic_alias_invalid(v5):
     Topic Alias Maximum; the server answers DISCONNECT 0x94 (3.3.2.3.4)."""
     c = v5("tabig")
     top = _alias_max(c)
-    c.send_packet(Publish(topic="tabig/t", payload=b"x",
-                          properties=Properties(topic_alias=top + 1)))
+    c.send_packet(
+        Publish(topic="tabig/t", payload=b"x", properties=Properties(topic_alias=top + 1))
+    )
     assert c.expect_closed() == 0x94
 
 

@@ -30,13 +30,15 @@ def test_no_local_off_echoes_own_messages(v5):
 
 
 @pytest.mark.mosquitto_deviation(
-    'mosquitto 2.0.11 grants No Local on a shared subscription (SUBACK 0x00)')
+    "mosquitto 2.0.11 grants No Local on a shared subscription (SUBACK 0x00)"
+)
 def test_no_local_on_shared_subscription_is_protocol_error(v5):
     """[MQTT-3.8.3-4] It is a Protocol Error to set No Local on a Shared
     Subscription: DISCONNECT 0x82."""
     c = v5("nlshare")
-    c.send_packet(Subscribe(packet_id=1, subscriptions=[
-        Subscription("$share/g/nls/t", qos=0, no_local=True)]))
+    c.send_packet(
+        Subscribe(packet_id=1, subscriptions=[Subscription("$share/g/nls/t", qos=0, no_local=True)])
+    )
     assert c.expect_closed() == 0x82
 
 
@@ -110,7 +112,8 @@ def test_retain_handling_2_never_sends(v5):
 
 
 @pytest.mark.mosquitto_deviation(
-    'mosquitto 2.0.11 answers Retain Handling 3 with 0x81; the spec calls it a Protocol Error (0x82)')
+    "mosquitto 2.0.11 answers Retain Handling 3 with 0x81; the spec calls it a Protocol Error (0x82)"
+)
 def test_retain_handling_3_is_protocol_error(v5):
     """3.8.3.1: Retain Handling 3 is a Protocol Error: DISCONNECT 0x82
     (mosquitto 2.0 says 0x81; the spec words it as a Protocol Error)."""
@@ -143,7 +146,8 @@ def test_subscription_identifier_delivered(v5):
 
 @pytest.mark.mosquitto_deviation(
     "mosquitto sends one copy per matching subscription (allowed by [MQTT-3.3.4-5]); "
-    "issue 4 requires one copy per client")
+    "issue 4 requires one copy per client"
+)
 def test_overlapping_subscriptions_one_copy_with_all_identifiers(v5):
     """[MQTT-3.3.4-2] [MQTT-3.3.4-3] [MQTT-3.3.4-4]: a client with overlapping
     subscriptions gets one copy (as issue 4 requires), at the highest QoS of
@@ -182,26 +186,34 @@ def test_overlapping_subscriptions_identifiers_per_copy(v5):
 
 
 @pytest.mark.mosquitto_deviation(
-    'mosquitto 2.0.11 answers Subscription Identifier 0 with 0x81; the spec calls it a Protocol Error (0x82)')
+    "mosquitto 2.0.11 answers Subscription Identifier 0 with 0x81; the spec calls it a Protocol Error (0x82)"
+)
 def test_subscription_identifier_zero_is_protocol_error(v5):
     """3.8.2.1.2: a Subscription Identifier of 0 is a Protocol Error:
     DISCONNECT 0x82."""
     c = v5("sid0")
-    c.send_packet(Subscribe(packet_id=1, subscriptions=[Subscription("sid0/t")],
-                            properties=Properties(subscription_identifier=[0])))
+    c.send_packet(
+        Subscribe(
+            packet_id=1,
+            subscriptions=[Subscription("sid0/t")],
+            properties=Properties(subscription_identifier=[0]),
+        )
+    )
     assert c.expect_closed() == 0x82
 
 
 @pytest.mark.mosquitto_deviation(
-    'mosquitto 2.0.11 accepts a client PUBLISH carrying a Subscription Identifier')
+    "mosquitto 2.0.11 accepts a client PUBLISH carrying a Subscription Identifier"
+)
 def test_client_publish_with_subscription_identifier_is_protocol_error(v5):
     """[MQTT-3.3.4-6] A PUBLISH from a client MUST NOT contain a Subscription
     Identifier: the server closes with DISCONNECT 0x82."""
     from mqttfast.codec.packets import Publish
 
     c = v5("sidpub")
-    c.send_packet(Publish(topic="sidpub/t", payload=b"x",
-                          properties=Properties(subscription_identifier=[3])))
+    c.send_packet(
+        Publish(topic="sidpub/t", payload=b"x", properties=Properties(subscription_identifier=[3]))
+    )
     assert c.expect_closed() == 0x82
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from mqttfast.codec.packets import Properties, Puback, Publish
-
 from tests.helpers.rawclient import NoPacket
 
 
@@ -54,7 +53,8 @@ def test_two_groups_each_get_every_message(v5):
 
 
 @pytest.mark.mosquitto_deviation(
-    'mosquitto 2.0.11 sends retained messages on a shared subscribe (4.8.2 says they are not sent)')
+    "mosquitto 2.0.11 sends retained messages on a shared subscribe (4.8.2 says they are not sent)"
+)
 def test_retained_not_sent_on_shared_subscribe(v5):
     """3.3.1.3 / 4.8.2 (3.8.4): retained messages are not sent when a shared
     subscription is made; a normal subscription gets them."""
@@ -68,14 +68,21 @@ def test_retained_not_sent_on_shared_subscribe(v5):
 
 
 @pytest.mark.mosquitto_deviation(
-    'mosquitto 2.0.11 closes the connection on a bad ShareName instead of SUBACK 0x8F')
+    "mosquitto 2.0.11 closes the connection on a bad ShareName instead of SUBACK 0x8F"
+)
 def test_invalid_share_names_rejected_with_0x8f(v5):
     """[MQTT-4.8.2-1] [MQTT-4.8.2-2]: a ShareName must be at least one
     character, contain no '+' or '#', and be followed by '/' and a topic
     filter; each bad one fails with SUBACK 0x8F, valid filters alongside succeed."""
     c = v5("shbad")
-    suback = c.subscribe(("$share//t", 1), ("$share/a+b/t", 1), ("$share/g", 1),
-                         ("$share/a#/t", 1), ("$share/g/", 1), ("ok/t", 1))
+    suback = c.subscribe(
+        ("$share//t", 1),
+        ("$share/a+b/t", 1),
+        ("$share/g", 1),
+        ("$share/a#/t", 1),
+        ("$share/g/", 1),
+        ("ok/t", 1),
+    )
     assert suback.reason_codes == [0x8F, 0x8F, 0x8F, 0x8F, 0x8F, 1]
 
 
@@ -100,7 +107,8 @@ def test_shared_respects_granted_qos(v5):
 
 
 @pytest.mark.mosquitto_deviation(
-    'mosquitto 2.0.11 drops the unacknowledged message (the spec says SHOULD redeliver; issue 4 requires it)')
+    "mosquitto 2.0.11 drops the unacknowledged message (the spec says SHOULD redeliver; issue 4 requires it)"
+)
 def test_unacked_qos1_goes_to_another_member_when_session_ends(v5):
     """4.8.2: if the connection to the chosen member breaks before it acks a
     QoS 1 message and its session ends, the server SHOULD send the message to

@@ -9,7 +9,8 @@ from mqttfast.codec.packets import Properties, Puback, Publish, Pubrec
 
 
 @pytest.mark.mosquitto_deviation(
-    'mosquitto 2.0.11 has 3 unacknowledged QoS 1 PUBLISH out to a client with Receive Maximum 2 after one PUBACK (violates [MQTT-3.3.4-9])')
+    "mosquitto 2.0.11 has 3 unacknowledged QoS 1 PUBLISH out to a client with Receive Maximum 2 after one PUBACK (violates [MQTT-3.3.4-9])"
+)
 def test_server_respects_client_receive_maximum(v5):
     """[MQTT-3.3.4-9] [MQTT-4.9.0-2]: the server never has more unacknowledged
     QoS 1 PUBLISH packets to a client than the client's Receive Maximum; each
@@ -64,7 +65,8 @@ def test_quota_zero_does_not_block_other_packets(v5):
 
 @pytest.mark.broker_args("--max-inflight", "5")
 @pytest.mark.mosquitto_deviation(
-    'mosquitto 2.0.11 answers the extra QoS 2 PUBLISH with PUBREC 0x97 instead of DISCONNECT 0x93')
+    "mosquitto 2.0.11 answers the extra QoS 2 PUBLISH with PUBREC 0x97 instead of DISCONNECT 0x93"
+)
 def test_client_exceeding_server_receive_maximum_gets_0x93(v5):
     """3.3.4 / [MQTT-3.3.4-7]: a client MUST NOT have more unacknowledged QoS 2
     PUBLISH packets than the server's Receive Maximum; one more and the server

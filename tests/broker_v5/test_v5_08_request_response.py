@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from mqttfast.codec.packets import Properties, Puback, Publish
-
 from tests.helpers.rawclient import ConnectionClosed
 
 USER_PROPS = [("b", "2"), ("a", "1"), ("a", "1"), ("a", "0"), ("ключ", "значение ✓"), ("", "")]
@@ -17,9 +16,17 @@ def test_request_response_properties_forwarded_unchanged(v5):
     the subscriber unaltered."""
     s = v5("rr-sub")
     s.subscribe(("rr/req", 1))
-    v5("rr-pub").publish("rr/req", "ping ✓".encode(), qos=1, properties=Properties(
-        payload_format_indicator=1, response_topic="rr/resp/42",
-        correlation_data=b"\x00\x01corr\xff", content_type="application/json; charset=utf-8"))
+    v5("rr-pub").publish(
+        "rr/req",
+        "ping ✓".encode(),
+        qos=1,
+        properties=Properties(
+            payload_format_indicator=1,
+            response_topic="rr/resp/42",
+            correlation_data=b"\x00\x01corr\xff",
+            content_type="application/json; charset=utf-8",
+        ),
+    )
     pub = s.recv_publish()
     p = pub.properties
     assert pub.payload == "ping ✓".encode()
@@ -36,11 +43,19 @@ def test_request_response_round_trip(v5):
     responder = v5("rrt-resp")
     requester.subscribe(("rrt/reply/me", 1))
     responder.subscribe(("rrt/service", 1))
-    requester.publish("rrt/service", b"question", qos=1, properties=Properties(
-        response_topic="rrt/reply/me", correlation_data=b"id-7"))
+    requester.publish(
+        "rrt/service",
+        b"question",
+        qos=1,
+        properties=Properties(response_topic="rrt/reply/me", correlation_data=b"id-7"),
+    )
     req = responder.recv_publish()
-    responder.publish(req.properties.response_topic, b"answer", qos=1,
-                      properties=Properties(correlation_data=req.properties.correlation_data))
+    responder.publish(
+        req.properties.response_topic,
+        b"answer",
+        qos=1,
+        properties=Properties(correlation_data=req.properties.correlation_data),
+    )
     reply = requester.recv_publish()
     assert reply.payload == b"answer" and reply.properties.correlation_data == b"id-7"
 
@@ -70,15 +85,17 @@ def test_payload_format_indicator_zero_passes_binary(v5):
     invalid UTF-8 is forwarded unchanged."""
     s = v5("pfi0-sub")
     s.subscribe(("pfi0/t", 1))
-    ack = v5("pfi0-pub").publish("pfi0/t", b"\xff\xfe\x00", qos=1,
-                                  properties=Properties(payload_format_indicator=0))
+    ack = v5("pfi0-pub").publish(
+        "pfi0/t", b"\xff\xfe\x00", qos=1, properties=Properties(payload_format_indicator=0)
+    )
     assert ack.reason_code == 0
     pub = s.recv_publish()
     assert pub.payload == b"\xff\xfe\x00" and pub.properties.payload_format_indicator == 0
 
 
 @pytest.mark.mosquitto_deviation(
-    'mosquitto 2.0.11 does not validate UTF-8 payloads (the spec says MAY; issue 4 requires it)')
+    "mosquitto 2.0.11 does not validate UTF-8 payloads (the spec says MAY; issue 4 requires it)"
+)
 def test_invalid_utf8_payload_with_format_indicator_rejected(v5):
     """3.3.2.3.2: a receiver that validates a payload marked as UTF-8 (Payload
     Format Indicator 1) answers bad data with PUBACK 0x99 or DISCONNECT 0x99
@@ -87,8 +104,15 @@ def test_invalid_utf8_payload_with_format_indicator_rejected(v5):
     s = v5("pfi1-sub")
     s.subscribe(("pfi1/t", 1))
     p = v5("pfi1-pub")
-    p.send_packet(Publish(topic="pfi1/t", payload=b"ok \xc3\x28 bad", qos=1, packet_id=1,
-                          properties=Properties(payload_format_indicator=1)))
+    p.send_packet(
+        Publish(
+            topic="pfi1/t",
+            payload=b"ok \xc3\x28 bad",
+            qos=1,
+            packet_id=1,
+            properties=Properties(payload_format_indicator=1),
+        )
+    )
     try:
         ack = p.recv_until(Puback, packet_id=1)
     except ConnectionClosed:
@@ -100,12 +124,12 @@ def test_invalid_utf8_payload_with_format_indicator_rejected(v5):
     s.expect_no_packet(0.5)
 
 
-@pytest.mark.mosquitto_deviation(
-    'mosquitto 2.0.11 accepts a Response Topic with wildcards')
+@pytest.mark.mosquitto_deviation("mosquitto 2.0.11 accepts a Response Topic with wildcards")
 def test_response_topic_with_wildcard_is_protocol_error(v5):
     """[MQTT-3.3.2-14] The Response Topic MUST NOT contain wildcards: the
     server treats it as a Protocol Error, DISCONNECT 0x82."""
     c = v5("rtw")
-    c.send_packet(Publish(topic="rtw/t", payload=b"x",
-                          properties=Properties(response_topic="reply/+")))
+    c.send_packet(
+        Publish(topic="rtw/t", payload=b"x", properties=Properties(response_topic="reply/+"))
+    )
     assert c.expect_closed() == 0x82

@@ -7,7 +7,6 @@ import signal
 import pytest
 
 from mqttfast.codec.packets import Connect, Pubcomp, Publish, Pubrel
-
 from tests.helpers.broker import BrokerProcess
 from tests.helpers.rawclient import RawClient
 
@@ -22,7 +21,8 @@ def test_puback_no_matching_subscribers(v5):
 
 
 @pytest.mark.mosquitto_deviation(
-    'mosquitto 2.0.11 sends 0x10 on PUBACK but 0x00 on PUBREC (0x10 is a MAY; issue 4 requires it)')
+    "mosquitto 2.0.11 sends 0x10 on PUBACK but 0x00 on PUBREC (0x10 is a MAY; issue 4 requires it)"
+)
 def test_pubrec_no_matching_subscribers(v5):
     """3.5.2.1: PUBREC 0x10 when nobody subscribes [MQTT-3.5.2-1]; the flow
     still completes with PUBCOMP 0x00 [MQTT-4.3.3-11]."""
@@ -34,7 +34,8 @@ def test_pubrec_no_matching_subscribers(v5):
 
 
 @pytest.mark.mosquitto_deviation(
-    'mosquitto 2.0.11 answers a PUBREL for an unknown id with PUBCOMP 0x00, not 0x92')
+    "mosquitto 2.0.11 answers a PUBREL for an unknown id with PUBCOMP 0x00, not 0x92"
+)
 def test_pubrel_unknown_packet_id(v5):
     """3.7.2.1: PUBREL for a packet identifier the server does not know gets
     PUBCOMP 0x92 (Packet Identifier not found)."""
@@ -44,7 +45,8 @@ def test_pubrel_unknown_packet_id(v5):
 
 
 @pytest.mark.mosquitto_deviation(
-    'mosquitto 2.0.11 closes the connection on an invalid filter instead of SUBACK 0x8F for it')
+    "mosquitto 2.0.11 closes the connection on an invalid filter instead of SUBACK 0x8F for it"
+)
 def test_suback_reason_code_per_filter(v5):
     """[MQTT-3.8.4-6] [MQTT-3.9.3-1] [MQTT-3.9.3-2]: one reason code per filter,
     in order: the granted QoS, or 0x8F for an invalid filter ('#' not last,
@@ -63,7 +65,8 @@ def test_unsuback_no_subscription_existed(v5):
 
 
 @pytest.mark.mosquitto_deviation(
-    'mosquitto 2.0.11 closes the taken-over connection without DISCONNECT 0x8E')
+    "mosquitto 2.0.11 closes the taken-over connection without DISCONNECT 0x8E"
+)
 def test_takeover_disconnect_0x8e(v5):
     """[MQTT-3.1.4-3]: a new connection with the same ClientID makes the server
     send DISCONNECT 0x8E (Session taken over) to the old one and close it;
@@ -96,7 +99,8 @@ def test_reserved_flags_disconnect_0x81(v5):
 
 
 @pytest.mark.mosquitto_deviation(
-    'mosquitto 2.0.11 closes without DISCONNECT 0x82 (4.13: SHOULD send it; issue 4 requires it)')
+    "mosquitto 2.0.11 closes without DISCONNECT 0x82 (4.13: SHOULD send it; issue 4 requires it)"
+)
 def test_second_connect_protocol_error_0x82(v5):
     """[MQTT-3.1.0-2]: a second CONNECT is a Protocol Error: DISCONNECT 0x82
     and close."""
@@ -115,13 +119,15 @@ def test_topic_name_with_wildcard_rejected(v5):
     c = v5("rc-wild")
     c.send_packet(Publish(topic="rc/+", payload=b"x", qos=1, packet_id=1))
     pkt = c.recv_packet(2.0)
-    assert pkt.reason_code == 0x90 or (type(pkt).__name__ == "Disconnect"
-                                        and pkt.reason_code == 0x82), pkt
+    assert pkt.reason_code == 0x90 or (
+        type(pkt).__name__ == "Disconnect" and pkt.reason_code == 0x82
+    ), pkt
     s.expect_no_packet(0.3)
 
 
 @pytest.mark.mosquitto_deviation(
-    'mosquitto 2.0.11 closes a Keep Alive 1 connection only after ~6 s and without DISCONNECT 0x8D')
+    "mosquitto 2.0.11 closes a Keep Alive 1 connection only after ~6 s and without DISCONNECT 0x8D"
+)
 def test_keep_alive_timeout_disconnect_0x8d(v5):
     """[MQTT-3.1.2-24] 4.13: no packet within 1.5 x Keep Alive: DISCONNECT 0x8D
     (Keep Alive timeout), then close. PINGREQ in time keeps it open."""
@@ -133,7 +139,8 @@ def test_keep_alive_timeout_disconnect_0x8d(v5):
 
 
 @pytest.mark.mosquitto_deviation(
-    'mosquitto 2.0.11 closes connections on SIGTERM without DISCONNECT 0x8B')
+    "mosquitto 2.0.11 closes connections on SIGTERM without DISCONNECT 0x8B"
+)
 def test_sigterm_disconnect_0x8b():
     """4.13 / issue 7: on SIGTERM the server sends DISCONNECT 0x8B (Server
     shutting down) to connected MQTT 5 clients and exits."""

@@ -13,9 +13,19 @@ def test_v5_publisher_to_v311_subscriber(v5):
     old = v5("mix-old", version=4)
     old.subscribe(("mix/t", 1))
     new = v5("mix-new")
-    new.publish("mix/t", b"hello", qos=1, properties=Properties(
-        user_property=[("k", "v")], content_type="text/plain", response_topic="mix/r",
-        correlation_data=b"c", payload_format_indicator=1, message_expiry_interval=60))
+    new.publish(
+        "mix/t",
+        b"hello",
+        qos=1,
+        properties=Properties(
+            user_property=[("k", "v")],
+            content_type="text/plain",
+            response_topic="mix/r",
+            correlation_data=b"c",
+            payload_format_indicator=1,
+            message_expiry_interval=60,
+        ),
+    )
     pub = old.recv_publish()
     assert (pub.topic, pub.payload, pub.qos) == ("mix/t", b"hello", 1)
     assert pub.properties is None
@@ -29,16 +39,20 @@ def test_v5_topic_alias_resolved_for_v311_subscriber(v5):
     new = v5("mixa-new")
     new.publish("mixa/t", b"1", properties=Properties(topic_alias=1))
     new.publish("", b"2", properties=Properties(topic_alias=1))
-    assert [(m.topic, m.payload) for m in old.recv_publishes(2)] == [("mixa/t", b"1"),
-                                                                     ("mixa/t", b"2")]
+    assert [(m.topic, m.payload) for m in old.recv_publishes(2)] == [
+        ("mixa/t", b"1"),
+        ("mixa/t", b"2"),
+    ]
 
 
 def test_v311_publisher_to_v5_subscriber(v5):
     """A 3.1.1 publication reaches a v5 subscriber, with that subscriber's own
     Subscription Identifier and options applied (Retain As Published)."""
     new = v5("mixb-new")
-    new.subscribe(Subscription("mixb/t", qos=2, retain_as_published=True),
-                  properties=Properties(subscription_identifier=[11]))
+    new.subscribe(
+        Subscription("mixb/t", qos=2, retain_as_published=True),
+        properties=Properties(subscription_identifier=[11]),
+    )
     old = v5("mixb-old", version=4)
     old.publish("mixb/t", b"from 3.1.1", qos=2, retain=True)
     pub = new.recv_publish()
@@ -52,8 +66,9 @@ def test_v5_will_to_v311_subscriber(v5):
 
     old = v5("mixw-old", version=4)
     old.subscribe(("mixw/t", 0))
-    c = v5("mixw-new", will=Will("mixw/t", b"gone",
-                                 properties=Properties(user_property=[("x", "y")])))
+    c = v5(
+        "mixw-new", will=Will("mixw/t", b"gone", properties=Properties(user_property=[("x", "y")]))
+    )
     c.close()
     pub = old.recv_publish()
     assert pub.payload == b"gone" and pub.properties is None

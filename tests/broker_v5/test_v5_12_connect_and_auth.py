@@ -7,7 +7,6 @@ from __future__ import annotations
 import pytest
 
 from mqttfast.codec.packets import Auth, Connack, Connect, Properties, Will
-
 from tests.helpers.rawclient import ConnectionClosed
 
 
@@ -30,8 +29,13 @@ def test_unknown_authentication_method_refused(tcp):
     Authentication Method sends CONNACK 0x8C (Bad authentication method) or
     0x87 (Not authorized) and closes."""
     c = tcp()
-    c.send_packet(Connect(client_id="auth-unknown", protocol_version=5, properties=Properties(
-        authentication_method="NO-SUCH-METHOD-42")))
+    c.send_packet(
+        Connect(
+            client_id="auth-unknown",
+            protocol_version=5,
+            properties=Properties(authentication_method="NO-SUCH-METHOD-42"),
+        )
+    )
     pkt = c.expect(Connack)
     assert pkt.reason_code in (0x8C, 0x87), pkt
     assert c.expect_closed() is None
@@ -46,7 +50,8 @@ def test_no_authentication_method_in_connack_unless_requested(v5):
 
 
 @pytest.mark.mosquitto_deviation(
-    "mosquitto 2.0.11 closes without DISCONNECT 0x82 (4.13: SHOULD send it; issue 4 requires it)")
+    "mosquitto 2.0.11 closes without DISCONNECT 0x82 (4.13: SHOULD send it; issue 4 requires it)"
+)
 def test_auth_without_method_is_protocol_error(v5):
     """[MQTT-4.12.0-7] 3.15: an AUTH packet from a client whose CONNECT had no
     Authentication Method is a Protocol Error: DISCONNECT 0x82."""
@@ -83,15 +88,25 @@ def test_connect_reserved_flag_malformed(tcp):
     _connect_refused(c, 0x81)
 
 
-@pytest.mark.parametrize("props, why", [
-    (b"\x05\x11\x00\x00\x00\x0a", "control"),
-    (b"\x0a\x11\x00\x00\x00\x0a\x11\x00\x00\x00\x0b", "Session Expiry Interval twice"),
-    (b"\x03\x21\x00\x00", "Receive Maximum 0"),
-    (b"\x05\x27\x00\x00\x00\x00", "Maximum Packet Size 0"),
-    (b"\x02\x17\x02", "Request Problem Information 2"),
-    (b"\x02\x19\x02", "Request Response Information 2"),
-], ids=["control", "session-expiry-twice", "receive-maximum-0", "max-packet-size-0",
-        "request-problem-2", "request-response-2"])
+@pytest.mark.parametrize(
+    "props, why",
+    [
+        (b"\x05\x11\x00\x00\x00\x0a", "control"),
+        (b"\x0a\x11\x00\x00\x00\x0a\x11\x00\x00\x00\x0b", "Session Expiry Interval twice"),
+        (b"\x03\x21\x00\x00", "Receive Maximum 0"),
+        (b"\x05\x27\x00\x00\x00\x00", "Maximum Packet Size 0"),
+        (b"\x02\x17\x02", "Request Problem Information 2"),
+        (b"\x02\x19\x02", "Request Response Information 2"),
+    ],
+    ids=[
+        "control",
+        "session-expiry-twice",
+        "receive-maximum-0",
+        "max-packet-size-0",
+        "request-problem-2",
+        "request-response-2",
+    ],
+)
 def test_connect_property_protocol_errors(tcp, props, why):
     """3.1.2.11: a repeated Session Expiry Interval, Receive Maximum 0, Maximum
     Packet Size 0, or Request Problem / Response Information other than 0/1
@@ -111,20 +126,25 @@ def test_connect_too_large(tcp):
     """3.1.2.11.4 / 4.13: a CONNECT larger than the server's Maximum Packet
     Size: CONNACK 0x95 (optional) and close."""
     c = tcp()
-    c.send_packet(Connect(client_id="big", protocol_version=5,
-                          will=Will("big/will", b"w" * 2000)))
+    c.send_packet(Connect(client_id="big", protocol_version=5, will=Will("big/will", b"w" * 2000)))
     _connect_refused(c, 0x95)
 
 
 @pytest.mark.mosquitto_deviation(
-    "mosquitto 2.0.11 accepts a will marked UTF-8 whose payload is not UTF-8")
+    "mosquitto 2.0.11 accepts a will marked UTF-8 whose payload is not UTF-8"
+)
 def test_will_payload_format_invalid(tcp):
     """3.1.3.2.3 / 3.2.2.2: a will with Payload Format Indicator 1 whose payload
     is not valid UTF-8: the server that checks (issue 4 requires it) refuses
     the CONNECT with CONNACK 0x99 (Payload format invalid) and closes."""
     c = tcp()
-    c.send_packet(Connect(client_id="willpfi", protocol_version=5, will=Will(
-        "willpfi/t", b"\xff\xfe", properties=Properties(payload_format_indicator=1))))
+    c.send_packet(
+        Connect(
+            client_id="willpfi",
+            protocol_version=5,
+            will=Will("willpfi/t", b"\xff\xfe", properties=Properties(payload_format_indicator=1)),
+        )
+    )
     pkt = c.expect(Connack)
     assert pkt.reason_code == 0x99, pkt
     assert c.expect_closed() is None

@@ -32,10 +32,18 @@ def client_stream(version: int) -> list[Any]:
     v5 = version == 5
     props = Properties(user_property=[("k", "v")], message_expiry_interval=9) if v5 else None
     return [
-        Connect("client-1", version, False, 30, "user", b"secret",
-                Will("will/topic", b"gone", 1, False,
-                     Properties(will_delay_interval=3) if v5 else None),
-                Properties(session_expiry_interval=60) if v5 else None),
+        Connect(
+            "client-1",
+            version,
+            False,
+            30,
+            "user",
+            b"secret",
+            Will(
+                "will/topic", b"gone", 1, False, Properties(will_delay_interval=3) if v5 else None
+            ),
+            Properties(session_expiry_interval=60) if v5 else None,
+        ),
         Publish("a/b", b"x" * 64),
         Publish("a/b/c", b"\x00" * 200, 1, False, False, 1, props),
         Publish("t", b"", 2, True, True, 2),
@@ -73,7 +81,7 @@ def test_byte_by_byte(impl: Any, version: int) -> None:
     dec = impl.Decoder()
     out: list[Any] = []
     for i in range(len(data)):
-        out += dec.feed(data[i:i + 1])
+        out += dec.feed(data[i : i + 1])
     assert out == packets
 
 
@@ -117,7 +125,7 @@ def test_any_bytes_like_chunk(impl: Any, kind: type) -> None:
     dec = impl.Decoder()
     out: list[Any] = []
     for i in range(0, len(data), 7):
-        out += dec.feed(kind(data[i:i + 7]))
+        out += dec.feed(kind(data[i : i + 7]))
     assert out == packets
 
 
@@ -126,7 +134,7 @@ def test_memoryview_slice_of_larger_buffer(impl: Any) -> None:
     data = encode_all(impl, client_stream(4), 4)
     backing = bytearray(b"\xff" * 5 + data + b"\xff" * 5)
     dec = impl.Decoder()
-    assert dec.feed(memoryview(backing)[5:5 + len(data)]) == client_stream(4)
+    assert dec.feed(memoryview(backing)[5 : 5 + len(data)]) == client_stream(4)
 
 
 def test_caller_may_reuse_its_buffer_after_feed(impl: Any) -> None:
@@ -147,7 +155,7 @@ def test_large_stream_of_publishes(impl: Any) -> None:
     dec = impl.Decoder(4)
     out: list[Any] = []
     for i in range(0, len(data), 4096):  # socket-sized reads cutting packets anywhere
-        out += dec.feed(data[i:i + 4096])
+        out += dec.feed(data[i : i + 4096])
     assert len(out) == 5000 and all(p == pkt for p in out)
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import itertools
 import string
 import tracemalloc
 from typing import Any
@@ -66,8 +67,11 @@ from mqttfast.codec.packets import (
 
 pytestmark = pytest.mark.timeout(180)
 
-_FAST = settings(max_examples=100, deadline=None,
-                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+_FAST = settings(
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 _MORE = settings(_FAST, max_examples=250)
 
 VERSIONS = (3, 4, 5)
@@ -83,13 +87,17 @@ _TOPIC_CHARS = st.characters(blacklist_categories=("Cs",), blacklist_characters=
 def mqtt_text(min_size: int = 0, max_size: int = 12) -> st.SearchStrategy[str]:
     # Mostly readable ASCII (shrinks well), sometimes anything.
     return st.one_of(
-        st.text(string.ascii_letters + string.digits + "-_ .", min_size=min_size, max_size=max_size),
+        st.text(
+            string.ascii_letters + string.digits + "-_ .", min_size=min_size, max_size=max_size
+        ),
         st.text(_CHARS, min_size=min_size, max_size=max_size),
     )
 
 
-_level = st.one_of(st.sampled_from(["a", "b", "sensor", "", "$SYS", "ü", "\u0394", "x y"]),
-                   st.text(_TOPIC_CHARS, max_size=6))
+_level = st.one_of(
+    st.sampled_from(["a", "b", "sensor", "", "$SYS", "ü", "\u0394", "x y"]),
+    st.text(_TOPIC_CHARS, max_size=6),
+)
 # A topic name [MQTT-4.7.1-1]: no wildcards, at least one character [MQTT-4.7.3-1].
 topic_names = st.lists(_level, min_size=1, max_size=5).map("/".join).filter(bool)
 
@@ -117,7 +125,9 @@ def _property_value(pid: int, vtype: PropertyType, ptype: int) -> st.SearchStrat
         return st.integers(1 if pid in (0x21, 0x23) else 0, 65535)
     if vtype == PropertyType.FOUR_BYTE_INT:
         return st.integers(1 if pid == 0x27 else 0, 0xFFFFFFFF)
-    if vtype == PropertyType.VARINT:  # subscription identifier: one in SUBSCRIBE, several in PUBLISH
+    if (
+        vtype == PropertyType.VARINT
+    ):  # subscription identifier: one in SUBSCRIBE, several in PUBLISH
         ids = st.integers(1, MAX_REMAINING_LENGTH)
         return st.lists(ids, min_size=1, max_size=1 if ptype == PacketType.SUBSCRIBE else 3)
     if vtype == PropertyType.UTF8:
@@ -134,11 +144,18 @@ def properties_for(draw: Any, ptype: int, version: int) -> Properties | None:
     """None or a non-empty Properties with only the properties ``ptype`` may carry (2.2.2.2)."""
     if version != 5 or draw(st.integers(0, 3)) == 0:
         return None
-    allowed = [(pid, name, vtype) for pid, (name, vtype, where) in PROPERTY_TABLE.items() if ptype in where]
-    chosen = draw(st.lists(st.sampled_from(allowed), min_size=1, max_size=len(allowed), unique=True))
+    allowed = [
+        (pid, name, vtype) for pid, (name, vtype, where) in PROPERTY_TABLE.items() if ptype in where
+    ]
+    chosen = draw(
+        st.lists(st.sampled_from(allowed), min_size=1, max_size=len(allowed), unique=True)
+    )
     values = {name: draw(_property_value(pid, vtype, ptype)) for pid, name, vtype in chosen}
     # Authentication data without a method is a protocol error (3.1.2.11.10).
-    if values.get("authentication_data") is not None and values.get("authentication_method") is None:
+    if (
+        values.get("authentication_data") is not None
+        and values.get("authentication_method") is None
+    ):
         values["authentication_method"] = "SCRAM-SHA-1"
     return Properties(**values)
 
@@ -147,13 +164,28 @@ def properties_for(draw: Any, ptype: int, version: int) -> Properties | None:
 def connects(draw: Any, version: int) -> Connect:
     will = None
     if draw(st.booleans()):
-        will = Will(draw(topic_names), draw(st.binary(max_size=20)), draw(st.integers(0, 2)),
-                    draw(st.booleans()), draw(properties_for(WILL_PROPERTIES, version)))
+        will = Will(
+            draw(topic_names),
+            draw(st.binary(max_size=20)),
+            draw(st.integers(0, 2)),
+            draw(st.booleans()),
+            draw(properties_for(WILL_PROPERTIES, version)),
+        )
     username = draw(st.none() | mqtt_text())
     # Before MQTT 5 a password needs a user name [MQTT-3.1.2-22].
-    password = draw(st.none() | st.binary(max_size=20)) if (username is not None or version == 5) else None
-    return Connect(draw(mqtt_text(max_size=23)), version, draw(st.booleans()), draw(st.integers(0, 65535)),
-                   username, password, will, draw(properties_for(PacketType.CONNECT, version)))
+    password = (
+        draw(st.none() | st.binary(max_size=20)) if (username is not None or version == 5) else None
+    )
+    return Connect(
+        draw(mqtt_text(max_size=23)),
+        version,
+        draw(st.booleans()),
+        draw(st.integers(0, 65535)),
+        username,
+        password,
+        will,
+        draw(properties_for(PacketType.CONNECT, version)),
+    )
 
 
 @st.composite
@@ -175,16 +207,23 @@ def publishes(draw: Any, version: int) -> Publish:
     # MQTT 5: an empty topic name is legal when a topic alias is present (3.3.2.3.4).
     if props is not None and props.topic_alias is not None and draw(st.booleans()):
         topic = ""
-    return Publish(topic, draw(st.binary(max_size=64)), qos, draw(st.booleans()),
-                   draw(st.booleans()) if qos else False,  # DUP only with QoS > 0 [MQTT-3.3.1-2]
-                   draw(_packet_ids) if qos else 0, props)
+    return Publish(
+        topic,
+        draw(st.binary(max_size=64)),
+        qos,
+        draw(st.booleans()),
+        draw(st.booleans()) if qos else False,  # DUP only with QoS > 0 [MQTT-3.3.1-2]
+        draw(_packet_ids) if qos else 0,
+        props,
+    )
 
 
 def acks(cls: type, reasons: frozenset[int], version: int) -> st.SearchStrategy[Any]:
     if version != 5:
         return st.builds(cls, _packet_ids)
-    return st.builds(cls, _packet_ids, st.sampled_from(sorted(reasons)),
-                     properties_for(cls.packet_type, version))
+    return st.builds(
+        cls, _packet_ids, st.sampled_from(sorted(reasons)), properties_for(cls.packet_type, version)
+    )
 
 
 @st.composite
@@ -192,8 +231,15 @@ def subscribes(draw: Any, version: int) -> Subscribe:
     subs = []
     for filt in draw(st.lists(topic_filters(), min_size=1, max_size=4)):
         if version == 5:
-            subs.append(Subscription(filt, draw(st.integers(0, 2)), draw(st.booleans()), draw(st.booleans()),
-                                     draw(st.integers(0, 2))))
+            subs.append(
+                Subscription(
+                    filt,
+                    draw(st.integers(0, 2)),
+                    draw(st.booleans()),
+                    draw(st.booleans()),
+                    draw(st.integers(0, 2)),
+                )
+            )
         else:
             subs.append(Subscription(filt, draw(st.integers(0, 2))))
     return Subscribe(draw(_packet_ids), subs, draw(properties_for(PacketType.SUBSCRIBE, version)))
@@ -202,14 +248,20 @@ def subscribes(draw: Any, version: int) -> Subscribe:
 @st.composite
 def subacks(draw: Any, version: int) -> Suback:
     codes = sorted(SUBACK_REASON_CODES) if version == 5 else [0, 1, 2, 0x80]
-    return Suback(draw(_packet_ids), draw(st.lists(st.sampled_from(codes), min_size=1, max_size=5)),
-                  draw(properties_for(PacketType.SUBACK, version)))
+    return Suback(
+        draw(_packet_ids),
+        draw(st.lists(st.sampled_from(codes), min_size=1, max_size=5)),
+        draw(properties_for(PacketType.SUBACK, version)),
+    )
 
 
 @st.composite
 def unsubscribes(draw: Any, version: int) -> Unsubscribe:
-    return Unsubscribe(draw(_packet_ids), draw(st.lists(topic_filters(), min_size=1, max_size=4)),
-                       draw(properties_for(PacketType.UNSUBSCRIBE, version)))
+    return Unsubscribe(
+        draw(_packet_ids),
+        draw(st.lists(topic_filters(), min_size=1, max_size=4)),
+        draw(properties_for(PacketType.UNSUBSCRIBE, version)),
+    )
 
 
 @st.composite
@@ -223,12 +275,17 @@ def unsubacks(draw: Any, version: int) -> Unsuback:
 def disconnects(version: int) -> st.SearchStrategy[Disconnect]:
     if version != 5:
         return st.just(Disconnect())
-    return st.builds(Disconnect, st.sampled_from(sorted(DISCONNECT_REASON_CODES)),
-                     properties_for(PacketType.DISCONNECT, version))
+    return st.builds(
+        Disconnect,
+        st.sampled_from(sorted(DISCONNECT_REASON_CODES)),
+        properties_for(PacketType.DISCONNECT, version),
+    )
 
 
 def auths() -> st.SearchStrategy[Auth]:
-    return st.builds(Auth, st.sampled_from(sorted(AUTH_REASON_CODES)), properties_for(PacketType.AUTH, 5))
+    return st.builds(
+        Auth, st.sampled_from(sorted(AUTH_REASON_CODES)), properties_for(PacketType.AUTH, 5)
+    )
 
 
 def client_packets(version: int) -> st.SearchStrategy[Any]:
@@ -251,11 +308,19 @@ def client_packets(version: int) -> st.SearchStrategy[Any]:
 
 def any_packets(version: int) -> st.SearchStrategy[Any]:
     """Every packet type valid for ``version`` (what a client-side decoder accepts)."""
-    return st.one_of(client_packets(version), connects(version), connacks(version), subacks(version),
-                     unsubacks(version), st.just(Pingresp()))
+    return st.one_of(
+        client_packets(version),
+        connects(version),
+        connacks(version),
+        subacks(version),
+        unsubacks(version),
+        st.just(Pingresp()),
+    )
 
 
-versioned_packets = st.sampled_from(VERSIONS).flatmap(lambda v: st.tuples(st.just(v), any_packets(v)))
+versioned_packets = st.sampled_from(VERSIONS).flatmap(
+    lambda v: st.tuples(st.just(v), any_packets(v))
+)
 
 
 @st.composite
@@ -265,7 +330,7 @@ def chunked(draw: Any, data: bytes) -> list[bytes]:
         return [data]
     cuts = sorted(set(draw(st.lists(st.integers(1, len(data) - 1), max_size=6))))
     bounds = [0, *cuts, len(data)]
-    return [data[a:b] for a, b in zip(bounds, bounds[1:])]
+    return [data[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 @st.composite
@@ -302,6 +367,7 @@ def mutated(draw: Any, data: bytes) -> bytes:
 
 # --------------------------------------------------------------------------- helpers
 
+
 def feed_all(decoder: Any, chunks: list[bytes]) -> tuple[list[Any], int | None]:
     """Feed every chunk; return (all packets decoded, reason code of the error or None).
 
@@ -326,11 +392,14 @@ def twins() -> tuple[Any, Any]:
     """
     if NO_EXTENSIONS:
         pytest.skip("MQTTFAST_NO_EXTENSIONS is set: only the pure twin is under test")
-    return (importlib.import_module("mqttfast.codec._codec"),
-            importlib.import_module("mqttfast.codec._codec_py"))
+    return (
+        importlib.import_module("mqttfast.codec._codec"),
+        importlib.import_module("mqttfast.codec._codec_py"),
+    )
 
 
 # --------------------------------------------------------------------------- round trip
+
 
 @_MORE
 @given(vp=versioned_packets, data=st.data())
@@ -339,7 +408,10 @@ def test_round_trip_every_packet_type(impl: Any, vp: tuple[int, Any], data: Any)
     version, pkt = vp
     wire = impl.encode(pkt, version)
     assert impl.Decoder(protocol_version=version).feed(wire) == [pkt]
-    assert feed_all(impl.Decoder(protocol_version=version), data.draw(chunked(wire))) == ([pkt], None)
+    assert feed_all(impl.Decoder(protocol_version=version), data.draw(chunked(wire))) == (
+        [pkt],
+        None,
+    )
 
 
 @_FAST
@@ -350,7 +422,7 @@ def test_round_trip_byte_by_byte(impl: Any, vp: tuple[int, Any]) -> None:
     dec = impl.Decoder(protocol_version=version)
     got = []
     for i in range(len(wire)):
-        got += dec.feed(wire[i:i + 1])
+        got += dec.feed(wire[i : i + 1])
     assert got == [pkt]
     assert dec.feed(b"") == []
 
@@ -361,7 +433,10 @@ def test_round_trip_stream_of_packets(impl: Any, version: int, data: Any) -> Non
     """Several packets in one buffer, cut anywhere, decode in order."""
     pkts = data.draw(st.lists(any_packets(version), min_size=1, max_size=6))
     wire = b"".join(impl.encode(p, version) for p in pkts)
-    assert feed_all(impl.Decoder(protocol_version=version), data.draw(chunked(wire))) == (pkts, None)
+    assert feed_all(impl.Decoder(protocol_version=version), data.draw(chunked(wire))) == (
+        pkts,
+        None,
+    )
     # Any bytes-like input is accepted.
     assert impl.Decoder(protocol_version=version).feed(bytearray(wire)) == pkts
     assert impl.Decoder(protocol_version=version).feed(memoryview(wire)) == pkts
@@ -378,8 +453,8 @@ def test_decoder_does_not_keep_views_of_caller_buffers(impl: Any, version: int, 
     got: list[Any] = []
     scratch = bytearray(len(wire))
     for chunk in data.draw(chunked(wire)):
-        scratch[:len(chunk)] = chunk
-        view = memoryview(scratch)[:len(chunk)]
+        scratch[: len(chunk)] = chunk
+        view = memoryview(scratch)[: len(chunk)]
         got += dec.feed(view)
         view.release()
         scratch[:] = b"\xee" * len(scratch)  # the caller overwrites its buffer
@@ -388,7 +463,9 @@ def test_decoder_does_not_keep_views_of_caller_buffers(impl: Any, version: int, 
 
 @_FAST
 @given(version=st.sampled_from(VERSIONS), data=st.data())
-def test_server_side_decoder_learns_version_from_connect(impl: Any, version: int, data: Any) -> None:
+def test_server_side_decoder_learns_version_from_connect(
+    impl: Any, version: int, data: Any
+) -> None:
     """A server decoder (protocol_version=None) takes its version from the first CONNECT [MQTT-3.1.0-1]."""
     connect = data.draw(connects(version))
     rest = data.draw(st.lists(client_packets(version), max_size=4))
@@ -404,9 +481,15 @@ def test_publish_fast_paths_match_encode(impl: Any, version: int, pkt: Any) -> N
     """encode_publish and publish_parts write the same bytes as encode(Publish)."""
     p = pkt.draw(publishes(version))
     wire = impl.encode(p, version)
-    assert impl.encode_publish(p.topic, p.payload, p.qos, p.retain, p.dup, p.packet_id, p.properties,
-                               version) == wire
-    head, tail = impl.publish_parts(p.topic, p.payload, p.qos, p.retain, p.dup, p.properties, version)
+    assert (
+        impl.encode_publish(
+            p.topic, p.payload, p.qos, p.retain, p.dup, p.packet_id, p.properties, version
+        )
+        == wire
+    )
+    head, tail = impl.publish_parts(
+        p.topic, p.payload, p.qos, p.retain, p.dup, p.properties, version
+    )
     if p.qos:
         assert head + p.packet_id.to_bytes(2, "big") + tail == wire
     else:
@@ -465,7 +548,7 @@ def test_declared_length_is_not_preallocated(impl: Any, declared: int, sent: int
     """A PUBLISH announcing up to 256 MiB buffers only the bytes that arrived (a peer cannot make
     the broker allocate by lying in the fixed header)."""
     head = bytes((0x30,)) + impl.encode_varint(declared)
-    body = (b"\x00\x01a" + b"x" * sent)[:declared - 1]
+    body = (b"\x00\x01a" + b"x" * sent)[: declared - 1]
     dec = impl.Decoder(protocol_version=4)
     tracemalloc.start()
     try:
@@ -479,16 +562,21 @@ def test_declared_length_is_not_preallocated(impl: Any, declared: int, sent: int
 
 # --------------------------------------------------------------------------- robustness
 
+
 @_MORE
 @given(version=st.sampled_from((None, 3, 4, 5)), blob=st.binary(max_size=300), data=st.data())
-def test_random_bytes_raise_only_mqtt_error(impl: Any, version: int | None, blob: bytes, data: Any) -> None:
+def test_random_bytes_raise_only_mqtt_error(
+    impl: Any, version: int | None, blob: bytes, data: Any
+) -> None:
     feed_all(impl.Decoder(protocol_version=version), [blob])
     feed_all(impl.Decoder(protocol_version=version), data.draw(chunked(blob)))
 
 
 @_MORE
 @given(stream=session_streams(), data=st.data())
-def test_mutated_sessions_raise_only_mqtt_error(impl: Any, stream: tuple[int, bytes], data: Any) -> None:
+def test_mutated_sessions_raise_only_mqtt_error(
+    impl: Any, stream: tuple[int, bytes], data: Any
+) -> None:
     """Edited valid client streams, fed to a server decoder, never raise anything else."""
     _, wire = stream
     bad = data.draw(mutated(wire))
@@ -519,13 +607,16 @@ def test_decoder_stays_failed_after_error(impl: Any, version: int, blob: bytes) 
 
 # --------------------------------------------------------------------------- differential
 
+
 def _outcome(mod: Any, version: int | None, chunks: list[bytes]) -> tuple[list[Any], int | None]:
     return feed_all(mod.Decoder(protocol_version=version), chunks)
 
 
 @_MORE
 @given(version=st.sampled_from((None, 3, 4, 5)), blob=st.binary(max_size=200), data=st.data())
-def test_twins_agree_on_random_bytes(twins: tuple[Any, Any], version: int | None, blob: bytes, data: Any) -> None:
+def test_twins_agree_on_random_bytes(
+    twins: tuple[Any, Any], version: int | None, blob: bytes, data: Any
+) -> None:
     cy, py = twins
     chunks = data.draw(chunked(blob))
     assert _outcome(cy, version, chunks) == _outcome(py, version, chunks)
@@ -533,14 +624,18 @@ def test_twins_agree_on_random_bytes(twins: tuple[Any, Any], version: int | None
 
 @_FAST
 @given(vp=versioned_packets, limit=st.integers(2, 80), data=st.data())
-def test_twins_agree_under_a_packet_size_limit(twins: tuple[Any, Any], vp: tuple[int, Any], limit: int,
-                                               data: Any) -> None:
+def test_twins_agree_under_a_packet_size_limit(
+    twins: tuple[Any, Any], vp: tuple[int, Any], limit: int, data: Any
+) -> None:
     """Same packets or the same 0x95 with any max_packet_size, whatever the chunking."""
     cy, py = twins
     version, pkt = vp
     wire = py.encode(pkt, version) * 2
     chunks = data.draw(chunked(wire))
-    outcomes = [feed_all(mod.Decoder(protocol_version=version, max_packet_size=limit), chunks) for mod in (cy, py)]
+    outcomes = [
+        feed_all(mod.Decoder(protocol_version=version, max_packet_size=limit), chunks)
+        for mod in (cy, py)
+    ]
     assert outcomes[0] == outcomes[1]
     expect_ok = len(wire) // 2 <= limit
     assert outcomes[1] == (([pkt, pkt], None) if expect_ok else ([], 0x95))
@@ -548,7 +643,9 @@ def test_twins_agree_under_a_packet_size_limit(twins: tuple[Any, Any], vp: tuple
 
 @_MORE
 @given(stream=session_streams(), data=st.data())
-def test_twins_agree_on_mutated_sessions(twins: tuple[Any, Any], stream: tuple[int, bytes], data: Any) -> None:
+def test_twins_agree_on_mutated_sessions(
+    twins: tuple[Any, Any], stream: tuple[int, bytes], data: Any
+) -> None:
     cy, py = twins
     _, wire = stream
     bad = data.draw(mutated(wire))
@@ -558,7 +655,9 @@ def test_twins_agree_on_mutated_sessions(twins: tuple[Any, Any], stream: tuple[i
 
 @_MORE
 @given(vp=versioned_packets, data=st.data())
-def test_twins_agree_on_mutated_packets(twins: tuple[Any, Any], vp: tuple[int, Any], data: Any) -> None:
+def test_twins_agree_on_mutated_packets(
+    twins: tuple[Any, Any], vp: tuple[int, Any], data: Any
+) -> None:
     cy, py = twins
     version, pkt = vp
     bad = data.draw(mutated(py.encode(pkt, version)))
@@ -583,12 +682,19 @@ _WILD_INTS = [-1, 3, 255, 256, 65535, 65536, 70000, 2**28, 2**32, 2**64]
 def wild_packets(draw: Any) -> tuple[int, Any]:
     """A valid packet with one integer field (or one integer property) set out of its range."""
     version, pkt = draw(versioned_packets)
-    int_fields = [f.name for f in dataclasses.fields(pkt)
-                  if isinstance(getattr(pkt, f.name), int) and not isinstance(getattr(pkt, f.name), bool)
-                  and f.name != "protocol_version"]
+    int_fields = [
+        f.name
+        for f in dataclasses.fields(pkt)
+        if isinstance(getattr(pkt, f.name), int)
+        and not isinstance(getattr(pkt, f.name), bool)
+        and f.name != "protocol_version"
+    ]
     props = getattr(pkt, "properties", None)
-    int_props = [f.name for f in dataclasses.fields(Properties)
-                 if props is not None and isinstance(getattr(props, f.name), int)]
+    int_props = [
+        f.name
+        for f in dataclasses.fields(Properties)
+        if props is not None and isinstance(getattr(props, f.name), int)
+    ]
     assume(int_fields or int_props)
     name = draw(st.sampled_from(int_fields + int_props))
     value = draw(st.sampled_from(_WILD_INTS))
@@ -616,6 +722,7 @@ def test_twins_agree_on_out_of_range_fields(twins: tuple[Any, Any], vp: tuple[in
 
 
 # --------------------------------------------------------------------------- primitives
+
 
 @_FAST
 @given(value=st.integers(0, MAX_REMAINING_LENGTH), prefix=st.binary(max_size=3))
@@ -666,9 +773,13 @@ def test_topic_matches_reference(impl: Any, filt: str, topic: str) -> None:
 
 
 @_FAST
-@given(filt=st.lists(_small_level, min_size=1, max_size=4).map("/".join).filter(bool),
-       topic=st.lists(st.sampled_from(["a", "b", "", "$SYS"]), min_size=1, max_size=4).map("/".join).filter(bool),
-       hash_tail=st.booleans())
+@given(
+    filt=st.lists(_small_level, min_size=1, max_size=4).map("/".join).filter(bool),
+    topic=st.lists(st.sampled_from(["a", "b", "", "$SYS"]), min_size=1, max_size=4)
+    .map("/".join)
+    .filter(bool),
+    hash_tail=st.booleans(),
+)
 def test_topic_matches_reference_dense(impl: Any, filt: str, topic: str, hash_tail: bool) -> None:
     """Small alphabets so that matches are frequent: the wildcard rules get exercised."""
     if hash_tail:
@@ -677,11 +788,14 @@ def test_topic_matches_reference_dense(impl: Any, filt: str, topic: str, hash_ta
 
 
 @_FAST
-@given(entries=st.lists(st.tuples(topic_filters(), st.integers(0, 5)), max_size=12),
-       removals=st.lists(st.integers(0, 20), max_size=4),
-       topics=st.lists(topic_names, min_size=1, max_size=5))
-def test_topic_tree_agrees_with_topic_matches(impl: Any, entries: list[tuple[str, int]],
-                                              removals: list[int], topics: list[str]) -> None:
+@given(
+    entries=st.lists(st.tuples(topic_filters(), st.integers(0, 5)), max_size=12),
+    removals=st.lists(st.integers(0, 20), max_size=4),
+    topics=st.lists(topic_names, min_size=1, max_size=5),
+)
+def test_topic_tree_agrees_with_topic_matches(
+    impl: Any, entries: list[tuple[str, int]], removals: list[int], topics: list[str]
+) -> None:
     """TopicTree.match returns exactly the (filter, key) entries whose filter matches the topic."""
     if getattr(impl, "TopicTree", None) is None:
         pytest.fail(f"{impl.flavour} twin has no TopicTree yet")

@@ -16,7 +16,8 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -53,6 +54,7 @@ PAHO_PROTOCOL = {3: mqtt.MQTTv31, 4: mqtt.MQTTv311, 5: mqtt.MQTTv5}
 
 # --------------------------------------------------------------------------- loopback server
 
+
 def frame(buf: bytearray) -> tuple[int, bytes, bytes] | None:
     """Cut one packet off ``buf``: (first byte, body, raw bytes), or None if incomplete."""
     if len(buf) < 2:
@@ -71,15 +73,15 @@ def frame(buf: bytearray) -> tuple[int, bytes, bytes] | None:
             raise ValueError("bad remaining length from the client")
     if len(buf) < i + length:
         return None
-    raw = bytes(buf[:i + length])
-    del buf[:i + length]
+    raw = bytes(buf[: i + length])
+    del buf[: i + length]
     return raw[0], raw[i:], raw
 
 
 def packet_id_of(first: int, body: bytes) -> int:
     if first >> 4 == 3:  # PUBLISH: after the topic
         tlen = int.from_bytes(body[:2], "big")
-        return int.from_bytes(body[2 + tlen:4 + tlen], "big")
+        return int.from_bytes(body[2 + tlen : 4 + tlen], "big")
     return int.from_bytes(body[:2], "big")
 
 
@@ -113,7 +115,7 @@ class ScriptedServer:
             while not self.stop_flag.is_set() and time.monotonic() < deadline:
                 try:
                     data = conn.recv(65536)
-                except socket.timeout:
+                except TimeoutError:
                     continue
                 except (ConnectionResetError, BrokenPipeError):
                     # The client closed while our last answer was in flight (e.g. a PINGRESP
@@ -163,8 +165,14 @@ class ScriptedServer:
         self.listener.close()
 
 
-def standard_responder(impl: Any, version: int, connack: Any, suback_codes: list[int],
-                       unsuback_codes: list[int], puback: Callable[[int], Any] | None = None) -> Responder:
+def standard_responder(
+    impl: Any,
+    version: int,
+    connack: Any,
+    suback_codes: list[int],
+    unsuback_codes: list[int],
+    puback: Callable[[int], Any] | None = None,
+) -> Responder:
     """Answers a client the way a broker would, with bytes from our encoder."""
 
     def respond(first: int, body: bytes) -> list[bytes]:
@@ -172,11 +180,23 @@ def standard_responder(impl: Any, version: int, connack: Any, suback_codes: list
         if ptype == 1:
             return [impl.encode(connack, version)]
         if ptype == 8:
-            return [impl.encode(Suback(packet_id_of(first, body), suback_codes,
-                                       Properties(reason_string="granted") if version == 5 else None), version)]
+            return [
+                impl.encode(
+                    Suback(
+                        packet_id_of(first, body),
+                        suback_codes,
+                        Properties(reason_string="granted") if version == 5 else None,
+                    ),
+                    version,
+                )
+            ]
         if ptype == 10:
-            return [impl.encode(Unsuback(packet_id_of(first, body), unsuback_codes if version == 5 else []),
-                                version)]
+            return [
+                impl.encode(
+                    Unsuback(packet_id_of(first, body), unsuback_codes if version == 5 else []),
+                    version,
+                )
+            ]
         if ptype == 3 and qos == 1:
             pid = packet_id_of(first, body)
             return [impl.encode(puback(pid) if puback else Puback(pid), version)]
@@ -195,6 +215,7 @@ def standard_responder(impl: Any, version: int, connack: Any, suback_codes: list
 
 # --------------------------------------------------------------------------- paho side
 
+
 class PahoRecorder:
     """A paho client whose callbacks are recorded; every wait is bounded."""
 
@@ -209,10 +230,14 @@ class PahoRecorder:
         c = self.client
         c.on_connect = lambda cl, ud, flags, rc, props: self._add("connect", (flags, rc, props))
         c.on_subscribe = lambda cl, ud, mid, rcs, props: self._add("subscribe", (mid, rcs, props))
-        c.on_unsubscribe = lambda cl, ud, mid, rcs, props: self._add("unsubscribe", (mid, rcs, props))
+        c.on_unsubscribe = lambda cl, ud, mid, rcs, props: self._add(
+            "unsubscribe", (mid, rcs, props)
+        )
         c.on_publish = lambda cl, ud, mid, rc, props: self._add("publish", (mid, rc, props))
         c.on_message = lambda cl, ud, msg: self._add("message", msg)
-        c.on_disconnect = lambda cl, ud, flags, rc, props: self._add("disconnect", (flags, rc, props))
+        c.on_disconnect = lambda cl, ud, flags, rc, props: self._add(
+            "disconnect", (flags, rc, props)
+        )
 
     def _add(self, kind: str, value: Any) -> None:
         with self.cond:
@@ -247,14 +272,24 @@ def paho_props(ptype: int, **values: Any) -> PahoProperties:
 
 # --------------------------------------------------------------------------- tests
 
+
 @pytest.mark.parametrize("version", [3, 4, 5])
 def test_paho_session_both_directions(impl: Any, version: int) -> None:
     """A whole client session: paho's packets decode to what paho was asked to send, and paho's
     callbacks see what our CONNACK/SUBACK/PUBACK/PUBLISH/PUBREL/UNSUBACK carried."""
     v5 = version == 5
     clean = version == 3  # 3.1.1/5.0 resume a session, so session present is legal [MQTT-3.2.2-2]
-    connack_props = (Properties(assigned_client_identifier="given-id", server_keep_alive=25, receive_maximum=50,
-                                topic_alias_maximum=4, user_property=[("srv", "mqttfast")]) if v5 else None)
+    connack_props = (
+        Properties(
+            assigned_client_identifier="given-id",
+            server_keep_alive=25,
+            receive_maximum=50,
+            topic_alias_maximum=4,
+            user_property=[("srv", "mqttfast")],
+        )
+        if v5
+        else None
+    )
     connack = Connack(not clean, 0, connack_props)
     suback_codes = [1, 0x80] if version != 3 else [1, 2]
     unsuback_codes = [0, 0x11]
@@ -262,17 +297,36 @@ def test_paho_session_both_directions(impl: Any, version: int) -> None:
     def puback(pid: int) -> Puback:
         return Puback(pid, 0x10, Properties(reason_string="no subscribers")) if v5 else Puback(pid)
 
-    server = ScriptedServer(standard_responder(impl, version, connack, suback_codes, unsuback_codes, puback))
+    server = ScriptedServer(
+        standard_responder(impl, version, connack, suback_codes, unsuback_codes, puback)
+    )
     rec = PahoRecorder(version, f"paho-{version}", clean)
     c = rec.client
     try:
         c.username_pw_set("user-\u00fc", "p\u00e4ss")
-        will_props = paho_props(PacketTypes.WILLMESSAGE, WillDelayInterval=10, ContentType="text/plain") if v5 else None
+        will_props = (
+            paho_props(PacketTypes.WILLMESSAGE, WillDelayInterval=10, ContentType="text/plain")
+            if v5
+            else None
+        )
         c.will_set("will/topic", b"gone", qos=1, retain=True, properties=will_props)
-        connect_props = (paho_props(PacketTypes.CONNECT, SessionExpiryInterval=300, ReceiveMaximum=20,
-                                    UserProperty=[("k", "v")]) if v5 else None)
-        c.connect("127.0.0.1", server.port, keepalive=30, clean_start=False if v5 else mqtt.MQTT_CLEAN_START_FIRST_ONLY,
-                  properties=connect_props)
+        connect_props = (
+            paho_props(
+                PacketTypes.CONNECT,
+                SessionExpiryInterval=300,
+                ReceiveMaximum=20,
+                UserProperty=[("k", "v")],
+            )
+            if v5
+            else None
+        )
+        c.connect(
+            "127.0.0.1",
+            server.port,
+            keepalive=30,
+            clean_start=False if v5 else mqtt.MQTT_CLEAN_START_FIRST_ONLY,
+            properties=connect_props,
+        )
         c.loop_start()
         flags, rc, props = rec.wait("connect")[0]
         assert rc == 0 and not rc.is_failure
@@ -287,9 +341,18 @@ def test_paho_session_both_directions(impl: Any, version: int) -> None:
         # SUBSCRIBE -> our SUBACK
         if v5:
             sub_props = paho_props(PacketTypes.SUBSCRIBE, SubscriptionIdentifier=77)
-            _, sub_mid = c.subscribe([("a/+", SubscribeOptions(qos=1, noLocal=True, retainAsPublished=True,
-                                                                retainHandling=1)),
-                                      ("b/#", SubscribeOptions(qos=2))], properties=sub_props)
+            _, sub_mid = c.subscribe(
+                [
+                    (
+                        "a/+",
+                        SubscribeOptions(
+                            qos=1, noLocal=True, retainAsPublished=True, retainHandling=1
+                        ),
+                    ),
+                    ("b/#", SubscribeOptions(qos=2)),
+                ],
+                properties=sub_props,
+            )
         else:
             _, sub_mid = c.subscribe([("a/+", 1), ("b/#", 2)])
         mid, rcs, sprops = rec.wait("subscribe")[0]
@@ -299,11 +362,24 @@ def test_paho_session_both_directions(impl: Any, version: int) -> None:
             assert sprops.ReasonString == "granted"
 
         # PUBLISH QoS 0/1/2 -> our PUBACK / PUBREC, PUBCOMP
-        pub_props = (paho_props(PacketTypes.PUBLISH, ContentType="application/json", MessageExpiryInterval=9,
-                                UserProperty=[("x", "1"), ("x", "2")], CorrelationData=b"\x00\x01",
-                                ResponseTopic="reply/to") if v5 else None)
-        infos = [c.publish(f"t/{q}", f"payload {q}".encode(), qos=q, retain=(q == 1), properties=pub_props)
-                 for q in (0, 1, 2)]
+        pub_props = (
+            paho_props(
+                PacketTypes.PUBLISH,
+                ContentType="application/json",
+                MessageExpiryInterval=9,
+                UserProperty=[("x", "1"), ("x", "2")],
+                CorrelationData=b"\x00\x01",
+                ResponseTopic="reply/to",
+            )
+            if v5
+            else None
+        )
+        infos = [
+            c.publish(
+                f"t/{q}", f"payload {q}".encode(), qos=q, retain=(q == 1), properties=pub_props
+            )
+            for q in (0, 1, 2)
+        ]
         published = rec.wait("publish", 3)
         by_mid = {m: (r, p) for m, r, p in published}
         assert set(by_mid) == {i.mid for i in infos}
@@ -314,16 +390,27 @@ def test_paho_session_both_directions(impl: Any, version: int) -> None:
         server.wait_packets(6)  # CONNECT SUBSCRIBE PUBLISH*3 PUBREL
 
         # our PUBLISH QoS 0/1/2 -> paho on_message, PUBACK / PUBREC, (our PUBREL) PUBCOMP
-        out_props = Properties(content_type="c/t", user_property=[("u", "1")], subscription_identifier=[77],
-                               payload_format_indicator=1) if v5 else None
-        ours = [Publish("a/x", b"zero", 0, False, False, 0, out_props),
-                Publish("b/y/z", b"\x00one", 1, True, False, 501, out_props),
-                Publish("b/\u00e9", b"two" * 1000, 2, False, True, 502, out_props)]
+        out_props = (
+            Properties(
+                content_type="c/t",
+                user_property=[("u", "1")],
+                subscription_identifier=[77],
+                payload_format_indicator=1,
+            )
+            if v5
+            else None
+        )
+        ours = [
+            Publish("a/x", b"zero", 0, False, False, 0, out_props),
+            Publish("b/y/z", b"\x00one", 1, True, False, 501, out_props),
+            Publish("b/\u00e9", b"two" * 1000, 2, False, True, 502, out_props),
+        ]
         for p in ours:
             server.send(impl.encode(p, version))
         msgs = rec.wait("message", 3)
-        assert [(m.topic, m.payload, m.qos, m.retain) for m in msgs] == \
-            [(p.topic, p.payload, p.qos, p.retain) for p in ours]
+        assert [(m.topic, m.payload, m.qos, m.retain) for m in msgs] == [
+            (p.topic, p.payload, p.qos, p.retain) for p in ours
+        ]
         assert msgs[2].dup is True
         if v5:
             for m in msgs:
@@ -342,9 +429,12 @@ def test_paho_session_both_directions(impl: Any, version: int) -> None:
 
         # DISCONNECT
         if v5:
-            c.disconnect(reasoncode=PahoReasonCode(PacketTypes.DISCONNECT, "Disconnect with will message"),
-                         properties=paho_props(PacketTypes.DISCONNECT, SessionExpiryInterval=0,
-                                               ReasonString="done"))
+            c.disconnect(
+                reasoncode=PahoReasonCode(PacketTypes.DISCONNECT, "Disconnect with will message"),
+                properties=paho_props(
+                    PacketTypes.DISCONNECT, SessionExpiryInterval=0, ReasonString="done"
+                ),
+            )
         else:
             c.disconnect()
         server.wait_for(lambda: server.closed_by_client, "the client to close")
@@ -353,17 +443,38 @@ def test_paho_session_both_directions(impl: Any, version: int) -> None:
         server.close()
 
     got = decode_client_stream(impl, server.raw)
-    will = Will("will/topic", b"gone", 1, True,
-                Properties(will_delay_interval=10, content_type="text/plain") if v5 else None)
-    expected_connect = Connect(f"paho-{version}", version, clean, 30, "user-\u00fc", "p\u00e4ss".encode(), will,
-                               Properties(session_expiry_interval=300, receive_maximum=20,
-                                          user_property=[("k", "v")]) if v5 else None)
+    will = Will(
+        "will/topic",
+        b"gone",
+        1,
+        True,
+        Properties(will_delay_interval=10, content_type="text/plain") if v5 else None,
+    )
+    expected_connect = Connect(
+        f"paho-{version}",
+        version,
+        clean,
+        30,
+        "user-\u00fc",
+        "p\u00e4ss".encode(),
+        will,
+        Properties(session_expiry_interval=300, receive_maximum=20, user_property=[("k", "v")])
+        if v5
+        else None,
+    )
     if v5:
-        subscribe = Subscribe(sub_mid, [Subscription("a/+", 1, True, True, 1), Subscription("b/#", 2)],
-                              Properties(subscription_identifier=[77]))
-        pub_p = Properties(content_type="application/json", message_expiry_interval=9,
-                           user_property=[("x", "1"), ("x", "2")], correlation_data=b"\x00\x01",
-                           response_topic="reply/to")
+        subscribe = Subscribe(
+            sub_mid,
+            [Subscription("a/+", 1, True, True, 1), Subscription("b/#", 2)],
+            Properties(subscription_identifier=[77]),
+        )
+        pub_p = Properties(
+            content_type="application/json",
+            message_expiry_interval=9,
+            user_property=[("x", "1"), ("x", "2")],
+            correlation_data=b"\x00\x01",
+            response_topic="reply/to",
+        )
         disconnect = Disconnect(0x04, Properties(session_expiry_interval=0, reason_string="done"))
     else:
         subscribe = Subscribe(sub_mid, [Subscription("a/+", 1), Subscription("b/#", 2)])
@@ -409,11 +520,17 @@ def test_paho_pingreq_and_our_pingresp(impl: Any, version: int) -> None:
     assert all(p == Pingreq() for p in got[1:-1]) and len(got) >= 4
 
 
-@pytest.mark.parametrize("version,code,paho_value", [(4, 5, 0x87), (4, 4, 0x86), (5, 0x87, 0x87), (5, 0x9C, 0x9C)])
-def test_paho_sees_our_refusing_connack(impl: Any, version: int, code: int, paho_value: int) -> None:
+@pytest.mark.parametrize(
+    "version,code,paho_value", [(4, 5, 0x87), (4, 4, 0x86), (5, 0x87, 0x87), (5, 0x9C, 0x9C)]
+)
+def test_paho_sees_our_refusing_connack(
+    impl: Any, version: int, code: int, paho_value: int
+) -> None:
     """A refusing CONNACK (3.1.1 return code / MQTT 5 reason code) reaches paho's on_connect.
     paho maps 3.1.1 return codes onto MQTT 5 reason codes (5 -> 0x87, 4 -> 0x86)."""
-    props = Properties(reason_string="go away", server_reference="other:1883") if version == 5 else None
+    props = (
+        Properties(reason_string="go away", server_reference="other:1883") if version == 5 else None
+    )
     server = ScriptedServer(standard_responder(impl, version, Connack(False, code, props), [], []))
     rec = PahoRecorder(version, "refused", True)
     try:
@@ -438,8 +555,14 @@ def test_paho_sees_our_server_disconnect(impl: Any) -> None:
         rec.client.loop_start()
         rec.wait("connect")
         server.wait_packets(1)
-        server.send(impl.encode(Disconnect(0x8B, Properties(reason_string="shutting down",
-                                                            server_reference="s2:1883")), 5))
+        server.send(
+            impl.encode(
+                Disconnect(
+                    0x8B, Properties(reason_string="shutting down", server_reference="s2:1883")
+                ),
+                5,
+            )
+        )
         _, rc, props = rec.wait("disconnect")[0]
         assert rc.value == 0x8B
         assert props.ReasonString == "shutting down"
@@ -467,8 +590,11 @@ def test_paho_accepts_our_publish_to_subscriber_variants(impl: Any, version: int
         assert tail0 == b""
         server.send(head0)
         msgs = rec.wait("message", 3)
-        assert [(m.topic, m.payload, m.qos, m.retain, m.mid) for m in msgs] == \
-            [("f/1", b"one", 1, False, 7), ("f/2", b"two" * 100, 1, True, 8), ("f/3", b"", 0, False, 0)]
+        assert [(m.topic, m.payload, m.qos, m.retain, m.mid) for m in msgs] == [
+            ("f/1", b"one", 1, False, 7),
+            ("f/2", b"two" * 100, 1, True, 8),
+            ("f/3", b"", 0, False, 0),
+        ]
         server.wait_packets(3)  # CONNECT, PUBACK 7, PUBACK 8
     finally:
         rec.stop()

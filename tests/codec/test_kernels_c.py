@@ -32,8 +32,22 @@ def test_c_kernels_self_test_under_sanitizers(tmp_path):
     cc = _compiler()
     exe = tmp_path / "test_kernels"
     sources = [str(CSRC / "test_kernels.c"), str(CSRC / "mqttfast_kernels.c")]
-    base = [cc, "-std=c99", "-O1", "-g", "-Wall", "-Wextra", "-Werror", f"-I{CSRC}", *sources, "-o", str(exe)]
-    build = subprocess.run([*base[:1], *SANITIZE, *base[1:]], capture_output=True, text=True, timeout=60)
+    base = [
+        cc,
+        "-std=c99",
+        "-O1",
+        "-g",
+        "-Wall",
+        "-Wextra",
+        "-Werror",
+        f"-I{CSRC}",
+        *sources,
+        "-o",
+        str(exe),
+    ]
+    build = subprocess.run(
+        [*base[:1], *SANITIZE, *base[1:]], capture_output=True, text=True, timeout=60
+    )
     if build.returncode != 0 and "sanitize" in (build.stderr + build.stdout):
         # A toolchain without sanitizer runtimes (e.g. musl): still run the checks.
         build = subprocess.run(base, capture_output=True, text=True, timeout=60)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from mqttfast.codec.errors import MalformedPacket, MQTTError, PacketTooLarge, ProtocolError
-from mqttfast.codec.packets import Connect, Pingreq, Publish, Puback
+from mqttfast.codec.packets import Connect, Pingreq, Puback, Publish
 
 from .test_vectors import VECTORS, h
 
@@ -67,51 +67,101 @@ CASES: list[tuple[str, int | None, bytes, int]] = [
     ("3.2 a server does not receive CONNACK", SERVER, CONNECT_V4 + h("20 02 00 00"), PROTOCOL),
     ("3.9 a server does not receive SUBACK", SERVER, CONNECT_V4 + h("90 03 00 01 00"), PROTOCOL),
     ("3.13 a server does not receive PINGRESP", SERVER, CONNECT_V5 + h("D0 00"), PROTOCOL),
-    ("MQTT-3.1.2-1 unknown protocol name", SERVER,
-     h("10 0D 00 04 'MQTX' 04 02 00 3C 00 01 'c'"), PROTOCOL),
+    (
+        "MQTT-3.1.2-1 unknown protocol name",
+        SERVER,
+        h("10 0D 00 04 'MQTX' 04 02 00 3C 00 01 'c'"),
+        PROTOCOL,
+    ),
     ("MQTT-3.1.2-2 unsupported protocol level 6", SERVER, connect(6, 0x02), VERSION),
     ("MQTT-3.1.2-2 level 3 needs protocol name MQIsdp", SERVER, connect(3, 0x02), VERSION),
-    ("MQTT-3.1.2-2 MQIsdp with level 4", SERVER,
-     h("10 0F 00 06 'MQIsdp' 04 02 00 3C 00 01 'c'"), VERSION),
+    (
+        "MQTT-3.1.2-2 MQIsdp with level 4",
+        SERVER,
+        h("10 0F 00 06 'MQIsdp' 04 02 00 3C 00 01 'c'"),
+        VERSION,
+    ),
     ("MQTT-3.1.2-3 CONNECT reserved flag bit 0", SERVER, connect(4, 0x03), MALFORMED),
     ("MQTT-3.1.2-3 CONNECT reserved flag bit 0 v5", SERVER, connect(5, 0x01), MALFORMED),
     ("MQTT-3.1.2-13 will QoS without will flag", SERVER, connect(4, 0x0A), MALFORMED),
     ("MQTT-3.1.2-15 will retain without will flag", SERVER, connect(4, 0x22), MALFORMED),
-    ("MQTT-3.1.2-14 will QoS 3", SERVER,
-     connect(4, 0x1E, "00 01 'c' 00 01 'w' 00 00"), MALFORMED),
+    ("MQTT-3.1.2-14 will QoS 3", SERVER, connect(4, 0x1E, "00 01 'c' 00 01 'w' 00 00"), MALFORMED),
     ("MQTT-3.1.2-11 v5 will QoS without will flag", SERVER, connect(5, 0x12), MALFORMED),
-    ("MQTT-3.1.2-22 password without user name in 3.1.1", SERVER,
-     connect(4, 0x42, "00 01 'c' 00 01 'p'"), MALFORMED),
+    (
+        "MQTT-3.1.2-22 password without user name in 3.1.1",
+        SERVER,
+        connect(4, 0x42, "00 01 'c' 00 01 'p'"),
+        MALFORMED,
+    ),
     ("MQTT-3.1.3-4 client id is not UTF-8", SERVER, connect(4, 0x02, "00 01 FF"), MALFORMED),
-    ("MQTT-3.1.3-11 user name is not UTF-8", SERVER,
-     connect(4, 0x82, "00 01 'c' 00 02 C0 AF"), MALFORMED),
-    ("MQTT-3.3.2-2 wildcard in will topic", SERVER,
-     connect(4, 0x06, "00 01 'c' 00 01 '#' 00 00"), TOPIC),
-    ("3.1.3 CONNECT payload shorter than its flags say", SERVER,
-     connect(4, 0xC2, "00 01 'c' 00 01 'u'"), MALFORMED),
-    ("2.1.4 trailing bytes after CONNECT payload", SERVER,
-     connect(4, 0x02, "00 01 'c' 00"), MALFORMED),
+    (
+        "MQTT-3.1.3-11 user name is not UTF-8",
+        SERVER,
+        connect(4, 0x82, "00 01 'c' 00 02 C0 AF"),
+        MALFORMED,
+    ),
+    (
+        "MQTT-3.3.2-2 wildcard in will topic",
+        SERVER,
+        connect(4, 0x06, "00 01 'c' 00 01 '#' 00 00"),
+        TOPIC,
+    ),
+    (
+        "3.1.3 CONNECT payload shorter than its flags say",
+        SERVER,
+        connect(4, 0xC2, "00 01 'c' 00 01 'u'"),
+        MALFORMED,
+    ),
+    (
+        "2.1.4 trailing bytes after CONNECT payload",
+        SERVER,
+        connect(4, 0x02, "00 01 'c' 00"),
+        MALFORMED,
+    ),
     ("3.1.2.11.3 receive maximum 0", SERVER, connect(5, 0x02, props="21 00 00"), PROTOCOL),
-    ("3.1.2.11.4 maximum packet size 0", SERVER,
-     connect(5, 0x02, props="27 00 00 00 00"), PROTOCOL),
-    ("3.1.2.11.7 request problem information 2", SERVER,
-     connect(5, 0x02, props="17 02"), PROTOCOL),
-    ("3.1.2.11.6 request response information 2", SERVER,
-     connect(5, 0x02, props="19 02"), PROTOCOL),
-    ("3.1.2.11.10 authentication data without method", SERVER,
-     connect(5, 0x02, props="16 00 01 'x'"), PROTOCOL),
-    ("2.2.2.2 will delay interval not allowed in CONNECT properties", SERVER,
-     connect(5, 0x02, props="18 00 00 00 01"), MALFORMED),
-    ("2.2.2.2 topic alias not allowed in will properties", SERVER,
-     connect(5, 0x06, "00 01 'c' 03 23 00 01 00 01 'w' 00 00"), MALFORMED),
+    (
+        "3.1.2.11.4 maximum packet size 0",
+        SERVER,
+        connect(5, 0x02, props="27 00 00 00 00"),
+        PROTOCOL,
+    ),
+    ("3.1.2.11.7 request problem information 2", SERVER, connect(5, 0x02, props="17 02"), PROTOCOL),
+    (
+        "3.1.2.11.6 request response information 2",
+        SERVER,
+        connect(5, 0x02, props="19 02"),
+        PROTOCOL,
+    ),
+    (
+        "3.1.2.11.10 authentication data without method",
+        SERVER,
+        connect(5, 0x02, props="16 00 01 'x'"),
+        PROTOCOL,
+    ),
+    (
+        "2.2.2.2 will delay interval not allowed in CONNECT properties",
+        SERVER,
+        connect(5, 0x02, props="18 00 00 00 01"),
+        MALFORMED,
+    ),
+    (
+        "2.2.2.2 topic alias not allowed in will properties",
+        SERVER,
+        connect(5, 0x06, "00 01 'c' 03 23 00 01 00 01 'w' 00 00"),
+        MALFORMED,
+    ),
     # ---- MQTT UTF-8 strings
     ("MQTT-1.5.4-1 ill-formed UTF-8 in topic", 4, h("30 05 00 02 C3 28 'x'"), MALFORMED),
     ("MQTT-1.5.4-1 UTF-16 surrogate in topic", 4, h("30 06 00 03 ED A0 80 'x'"), MALFORMED),
     ("MQTT-1.5.4-1 overlong UTF-8 in topic", 4, h("30 05 00 02 C0 AF 'x'"), MALFORMED),
     ("MQTT-1.5.4-2 U+0000 in topic", 4, h("30 05 00 02 'a' 00 'x'"), MALFORMED),
     ("MQTT-1.5.4-1 ill-formed UTF-8 in topic filter", 4, h("82 06 00 01 00 01 FF 00"), MALFORMED),
-    ("MQTT-1.5.4-1 ill-formed UTF-8 in user property", 5,
-     h("40 0B 00 01 00 07 26 00 01 FE 00 01 'v'"), MALFORMED),
+    (
+        "MQTT-1.5.4-1 ill-formed UTF-8 in user property",
+        5,
+        h("40 0B 00 01 00 07 26 00 01 FE 00 01 'v'"),
+        MALFORMED,
+    ),
     # ---- PUBLISH
     ("MQTT-3.3.2-2 '#' in a PUBLISH topic name", 4, h("30 05 00 03 'a/#'"), TOPIC),
     ("MQTT-3.3.2-2 '+' in a PUBLISH topic name", 5, h("30 06 00 03 '+/a' 00"), TOPIC),
@@ -123,16 +173,32 @@ CASES: list[tuple[str, int | None, bytes, int]] = [
     ("3.3.2.3.4 topic alias 0", 5, h("30 07 00 01 't' 03 23 00 00"), ALIAS),
     ("3.3.2.3.2 payload format indicator 2", 5, h("30 06 00 01 't' 02 01 02"), PROTOCOL),
     ("2.2.2.2 unknown property identifier", 5, h("30 07 00 01 't' 03 7F 00 00"), MALFORMED),
-    ("2.2.2.2 property not allowed in PUBLISH", 5,
-     h("30 09 00 01 't' 05 11 00 00 00 01"), MALFORMED),
-    ("2.2.2.2 duplicated message expiry interval", 5,
-     h("30 0E 00 01 't' 0A 02 00 00 00 01 02 00 00 00 02"), PROTOCOL),
+    (
+        "2.2.2.2 property not allowed in PUBLISH",
+        5,
+        h("30 09 00 01 't' 05 11 00 00 00 01"),
+        MALFORMED,
+    ),
+    (
+        "2.2.2.2 duplicated message expiry interval",
+        5,
+        h("30 0E 00 01 't' 0A 02 00 00 00 01 02 00 00 00 02"),
+        PROTOCOL,
+    ),
     ("2.2.2.2 duplicated topic alias", 5, h("30 0A 00 01 't' 06 23 00 01 23 00 02"), PROTOCOL),
-    ("2.2.2.2 property value runs past the properties", 5,
-     h("30 08 00 01 't' 02 02 00 00 00"), MALFORMED),
+    (
+        "2.2.2.2 property value runs past the properties",
+        5,
+        h("30 08 00 01 't' 02 02 00 00 00"),
+        MALFORMED,
+    ),
     ("2.2.2.1 property length runs past the packet", 5, h("30 05 00 01 't' 09 01"), MALFORMED),
-    ("1.5.5 subscription identifier varint over four bytes", 5,
-     h("30 0B 00 01 't' 07 0B FF FF FF FF 7F 00"), MALFORMED),
+    (
+        "1.5.5 subscription identifier varint over four bytes",
+        5,
+        h("30 0B 00 01 't' 07 0B FF FF FF FF 7F 00"),
+        MALFORMED,
+    ),
     ("3.3.2.3.8 subscription identifier 0 in PUBLISH", 5, h("30 06 00 01 't' 02 0B 00"), PROTOCOL),
     # ---- acknowledgements
     ("3.4.2 PUBACK remaining length 1", 5, h("40 01 00"), MALFORMED),
@@ -157,34 +223,66 @@ CASES: list[tuple[str, int | None, bytes, int]] = [
     # ---- SUBSCRIBE / UNSUBSCRIBE
     ("MQTT-3.8.3-3 SUBSCRIBE without topic filters", 4, h("82 02 00 01"), PROTOCOL),
     ("MQTT-3.8.3-3 SUBSCRIBE without topic filters v5", 5, h("82 03 00 01 00"), PROTOCOL),
-    ("MQTT-3-8.3-4 reserved bits in requested QoS (3.1.1)", 4,
-     h("82 06 00 01 00 01 't' 04"), MALFORMED),
+    (
+        "MQTT-3-8.3-4 reserved bits in requested QoS (3.1.1)",
+        4,
+        h("82 06 00 01 00 01 't' 04"),
+        MALFORMED,
+    ),
     ("MQTT-3-8.3-4 requested QoS 3 (3.1.1)", 4, h("82 06 00 01 00 01 't' 03"), MALFORMED),
-    ("MQTT-3.8.3-5 reserved bits in subscription options (5.0)", 5,
-     h("82 07 00 01 00 00 01 't' 40"), MALFORMED),
+    (
+        "MQTT-3.8.3-5 reserved bits in subscription options (5.0)",
+        5,
+        h("82 07 00 01 00 00 01 't' 40"),
+        MALFORMED,
+    ),
     ("3.8.3.1 retain handling 3", 5, h("82 07 00 01 00 00 01 't' 30"), PROTOCOL),
-    ("3.8.3.1 maximum QoS 3 in subscription options", 5,
-     h("82 07 00 01 00 00 01 't' 03"), MALFORMED),
-    ("MQTT-3.8.3-4 no local on a shared subscription", 5,
-     h("82 0F 00 01 00 00 09 '$share/g/' 04"), PROTOCOL),
+    (
+        "3.8.3.1 maximum QoS 3 in subscription options",
+        5,
+        h("82 07 00 01 00 00 01 't' 03"),
+        MALFORMED,
+    ),
+    (
+        "MQTT-3.8.3-4 no local on a shared subscription",
+        5,
+        h("82 0F 00 01 00 00 09 '$share/g/' 04"),
+        PROTOCOL,
+    ),
     ("3.8.3 topic filter without subscription options", 4, h("82 05 00 01 00 01 't'"), MALFORMED),
     ("3.8.2.1.2 subscription identifier 0", 5, h("82 09 00 01 02 0B 00 00 01 't' 00"), PROTOCOL),
-    ("2.2.2.2 subscription identifier twice in SUBSCRIBE", 5,
-     h("82 0B 00 01 04 0B 01 0B 02 00 01 't' 00"), PROTOCOL),
-    ("2.2.2.2 property not allowed in SUBSCRIBE", 5,
-     h("82 09 00 01 02 01 01 00 01 't' 00"), MALFORMED),
+    (
+        "2.2.2.2 subscription identifier twice in SUBSCRIBE",
+        5,
+        h("82 0B 00 01 04 0B 01 0B 02 00 01 't' 00"),
+        PROTOCOL,
+    ),
+    (
+        "2.2.2.2 property not allowed in SUBSCRIBE",
+        5,
+        h("82 09 00 01 02 01 01 00 01 't' 00"),
+        MALFORMED,
+    ),
     ("MQTT-3.10.3-2 UNSUBSCRIBE without topic filters", 4, h("A2 02 00 01"), PROTOCOL),
     ("MQTT-3.10.3-2 UNSUBSCRIBE without topic filters v5", 5, h("A2 03 00 01 00"), PROTOCOL),
-    ("3.10.3 UNSUBSCRIBE filter length runs past the packet", 4,
-     h("A2 05 00 01 00 05 't'"), MALFORMED),
+    (
+        "3.10.3 UNSUBSCRIBE filter length runs past the packet",
+        4,
+        h("A2 05 00 01 00 05 't'"),
+        MALFORMED,
+    ),
     # ---- PINGREQ / PINGRESP / DISCONNECT / AUTH
     ("3.12 PINGREQ with a body", 4, h("C0 01 00"), MALFORMED),
     ("3.13 PINGRESP with a body", 5, h("D0 01 00"), MALFORMED),
     ("3.14 DISCONNECT with a body in 3.1.1", 4, h("E0 01 00"), MALFORMED),
     ("3.14.2.1 reason code 0x01 not allowed in DISCONNECT", 5, h("E0 01 01"), PROTOCOL),
     ("2.2.2.2 property not allowed in DISCONNECT", 5, h("E0 04 00 02 23 00"), MALFORMED),
-    ("2.2.2.2 duplicated session expiry in DISCONNECT", 5,
-     h("E0 0C 00 0A 11 00 00 00 01 11 00 00 00 02"), PROTOCOL),
+    (
+        "2.2.2.2 duplicated session expiry in DISCONNECT",
+        5,
+        h("E0 0C 00 0A 11 00 00 00 01 11 00 00 00 02"),
+        PROTOCOL,
+    ),
     ("3.15.2.1 reason code 0x01 not allowed in AUTH", 5, h("F0 02 01 00"), PROTOCOL),
     ("3.15.2.2.1 AUTH reason code without property length", 5, h("F0 01 18"), MALFORMED),
     ("2.2.2.2 property not allowed in AUTH", 5, h("F0 04 18 02 01 01"), MALFORMED),
@@ -199,7 +297,8 @@ def _decoder(impl: Any, version: int | None) -> Any:
 
 @pytest.mark.parametrize("name,version,data,reason", CASES, ids=[c[0] for c in CASES])
 def test_malformed_input_is_rejected_with_reason_code(
-        impl: Any, name: str, version: int | None, data: bytes, reason: int) -> None:
+    impl: Any, name: str, version: int | None, data: bytes, reason: int
+) -> None:
     with pytest.raises(MQTTError) as info:
         _decoder(impl, version).feed(data)
     assert info.value.reason_code == reason, str(info.value)
@@ -208,11 +307,12 @@ def test_malformed_input_is_rejected_with_reason_code(
 
 @pytest.mark.parametrize("name,version,data,reason", CASES, ids=[c[0] for c in CASES])
 def test_malformed_input_byte_by_byte_gives_the_same_code(
-        impl: Any, name: str, version: int | None, data: bytes, reason: int) -> None:
+    impl: Any, name: str, version: int | None, data: bytes, reason: int
+) -> None:
     dec = _decoder(impl, version)
     with pytest.raises(MQTTError) as info:
         for i in range(len(data)):
-            dec.feed(data[i:i + 1])
+            dec.feed(data[i : i + 1])
     assert info.value.reason_code == reason
 
 
@@ -301,7 +401,7 @@ def test_truncated_and_padded_vectors_raise_only_mqtt_errors(impl: Any, vec: Any
     """Lengths that disagree with the content (remaining length too short or too long)."""
     data = vec.data
     length_bytes = 2 if data[1] & 0x80 else 1
-    body = data[1 + length_bytes:]
+    body = data[1 + length_bytes :]
     if length_bytes == 2:
         return
     for cut in range(len(body)):

@@ -67,7 +67,9 @@ def test_match_one_entry_per_filter_and_key(impl):
     t.insert("sport/tennis/player1", "c3", 1)
     got = _matched(t, "sport/tennis/player1")
     assert got == Counter({("c1", 0): 1, ("c1", 1): 1, ("c1", 2): 1, ("c2", 0): 1, ("c3", 1): 1})
-    assert _matched(t, "sport/tennis/player1/ranking") == Counter({("c1", 0): 1, ("c1", 2): 1, ("c2", 0): 1})
+    assert _matched(t, "sport/tennis/player1/ranking") == Counter(
+        {("c1", 0): 1, ("c1", 2): 1, ("c2", 0): 1}
+    )
     assert _matched(t, "sport") == Counter({("c1", 2): 1, ("c2", 0): 1})
     assert _matched(t, "finance") == Counter({("c2", 0): 1})
 
@@ -95,8 +97,14 @@ def test_match_spec_examples_4_7(impl, filt, topic, expected):
 
 @pytest.mark.parametrize(
     "filt,expected",
-    [("#", False), ("+/monitor/Clients", False), ("+/#", False), ("$SYS/#", True),
-     ("$SYS/monitor/+", True), ("$SYS/monitor/Clients", True)],
+    [
+        ("#", False),
+        ("+/monitor/Clients", False),
+        ("+/#", False),
+        ("$SYS/#", True),
+        ("$SYS/monitor/+", True),
+        ("$SYS/monitor/Clients", True),
+    ],
 )
 def test_dollar_topics_not_matched_by_leading_wildcard_MQTT_4_7_2_1(impl, filt, expected):
     """[MQTT-4.7.2-1] Filters starting with '#' or '+' don't match '$' topics."""
@@ -210,12 +218,15 @@ def test_many_plus_levels_wide_frontier(impl):
 
 _level = st.sampled_from(["a", "b", "", "$s", "é"])
 _topics = st.lists(_level, min_size=1, max_size=5).map("/".join)
-_filters = st.lists(st.sampled_from(["a", "b", "", "+", "$s", "é"]), min_size=1, max_size=5).flatmap(
-    lambda lv: st.booleans().map(lambda h: "/".join(lv + (["#"] if h else [])))
+_filters = st.lists(
+    st.sampled_from(["a", "b", "", "+", "$s", "é"]), min_size=1, max_size=5
+).flatmap(lambda lv: st.booleans().map(lambda h: "/".join(lv + (["#"] if h else []))))
+
+
+@given(
+    st.lists(_filters, min_size=1, max_size=25, unique=True),
+    st.lists(_topics, min_size=1, max_size=10),
 )
-
-
-@given(st.lists(_filters, min_size=1, max_size=25, unique=True), st.lists(_topics, min_size=1, max_size=10))
 @settings(max_examples=200, deadline=None)
 def test_tree_agrees_with_topic_matches(impl, filters, topics):
     t = impl.TopicTree()
@@ -225,7 +236,7 @@ def test_tree_agrees_with_topic_matches(impl, filters, topics):
         expected = Counter((i, f) for i, f in enumerate(filters) if impl.topic_matches(f, topic))
         assert _matched(t, topic) == expected
     # remove half, check again, then remove all: empty
-    for i, f in enumerate(filters[::2]):
+    for f in filters[::2]:
         assert t.remove(f, filters.index(f)) is True
     remaining = [(i, f) for i, f in enumerate(filters) if i % 2]
     for topic in topics:

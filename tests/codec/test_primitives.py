@@ -78,9 +78,7 @@ def test_varint_more_than_four_bytes_is_malformed_MQTT_1_5_5_1(impl, data):
     assert exc.value.reason_code == ReasonCode.MALFORMED_PACKET
 
 
-@pytest.mark.parametrize(
-    "data", [b"\x80\x00", b"\xff\x00", b"\x80\x80\x00", b"\x81\x80\x80\x00"]
-)
+@pytest.mark.parametrize("data", [b"\x80\x00", b"\xff\x00", b"\x80\x80\x00", b"\x81\x80\x80\x00"])
 def test_varint_non_minimal_is_malformed_MQTT_1_5_5_1(impl, data):
     """[MQTT-1.5.5-1] The encoded value MUST use the minimum number of bytes."""
     with pytest.raises(MalformedPacket) as exc:
@@ -218,8 +216,20 @@ def test_utf8_random_bytes_match_python_strict_codec(impl, data):
 
 @pytest.mark.parametrize(
     "text",
-    ["\x01", "a\x1fb", "\x7f", "\x80", "\x9f", "\ufdd0", "\ufdef", "\ufffe", "\uffff",
-     "\U0001fffe", "\U0010ffff", "ok\U0002fffe"],
+    [
+        "\x01",
+        "a\x1fb",
+        "\x7f",
+        "\x80",
+        "\x9f",
+        "\ufdd0",
+        "\ufdef",
+        "\ufffe",
+        "\uffff",
+        "\U0001fffe",
+        "\U0010ffff",
+        "ok\U0002fffe",
+    ],
 )
 def test_discouraged_code_points_1_5_4(impl, text):
     """1.5.4: control characters and non-characters SHOULD NOT be sent."""
@@ -444,9 +454,11 @@ def _reference_match(filt: str, topic: str) -> bool:
 
 _level = st.sampled_from(["a", "b", "", "$x", "é", "aa"])
 _topics = st.lists(_level, min_size=1, max_size=5).map("/".join).filter(bool)
-_filters = st.lists(st.sampled_from(["a", "b", "", "+", "$x", "é"]), min_size=1, max_size=5).flatmap(
-    lambda lv: st.booleans().map(lambda h: "/".join(lv + (["#"] if h else [])))
-).filter(bool)
+_filters = (
+    st.lists(st.sampled_from(["a", "b", "", "+", "$x", "é"]), min_size=1, max_size=5)
+    .flatmap(lambda lv: st.booleans().map(lambda h: "/".join(lv + (["#"] if h else []))))
+    .filter(bool)
+)
 
 
 @given(_filters, _topics)
@@ -488,9 +500,15 @@ def test_cython_and_pure_twins_agree(data, text, other, pos):
         ("validate_topic_filter", (text,)),
         ("has_discouraged_code_points", (text,)),
         ("topic_matches", (text, other)),
-        ("topic_matches", (text.encode("utf-8", "surrogatepass"), other.encode("utf-8", "surrogatepass"))),
+        (
+            "topic_matches",
+            (text.encode("utf-8", "surrogatepass"), other.encode("utf-8", "surrogatepass")),
+        ),
     ]:
-        assert _outcome(getattr(cy, name), *args) == _outcome(getattr(py, name), *args), (name, args)
+        assert _outcome(getattr(cy, name), *args) == _outcome(getattr(py, name), *args), (
+            name,
+            args,
+        )
 
 
 @pytest.mark.parametrize("value", [1.5, 200.0, "7", None])

@@ -54,131 +54,292 @@ class V:
 
 VECTORS = [
     # ---- MQTT 3.1 (protocol name MQIsdp, level 3)
-    V("connect-3.1", 3, h("10 12 00 06 'MQIsdp' 03 02 00 3C 00 04 'test'"),
-      Connect("test", 3, True, 60)),
-    V("connect-3.1-user-will", 3,
-      h("10 23 00 06 'MQIsdp' 03 EE 00 0A 00 03 'cid' 00 03 'w/t' 00 03 'bye' 00 02 'us' 00 02 'pw'"),
-      Connect("cid", 3, True, 10, "us", b"pw", Will("w/t", b"bye", 1, True))),
+    V(
+        "connect-3.1",
+        3,
+        h("10 12 00 06 'MQIsdp' 03 02 00 3C 00 04 'test'"),
+        Connect("test", 3, True, 60),
+    ),
+    V(
+        "connect-3.1-user-will",
+        3,
+        h(
+            "10 23 00 06 'MQIsdp' 03 EE 00 0A 00 03 'cid' 00 03 'w/t' 00 03 'bye' 00 02 'us' 00 02 'pw'"
+        ),
+        Connect("cid", 3, True, 10, "us", b"pw", Will("w/t", b"bye", 1, True)),
+    ),
     # ---- MQTT 3.1.1
-    V("connect-3.1.1-minimal", 4, h("10 10 00 04 'MQTT' 04 02 00 3C 00 04 'test'"),
-      Connect("test", 4, True, 60)),
+    V(
+        "connect-3.1.1-minimal",
+        4,
+        h("10 10 00 04 'MQTT' 04 02 00 3C 00 04 'test'"),
+        Connect("test", 4, True, 60),
+    ),
     # 3.1.2.10: the spec's example variable header 00 04 MQTT 04 CE 00 0A.
-    V("connect-3.1.1-spec-example", 4,
-      h("10 25 00 04 'MQTT' 04 CE 00 0A 00 03 'cid' 00 03 'w/t' 00 03 'bye' 00 04 'user' 00 04 'pass'"),
-      Connect("cid", 4, True, 10, "user", b"pass", Will("w/t", b"bye", 1, False))),
-    V("connect-3.1.1-persistent-empty-id", 4, h("10 0C 00 04 'MQTT' 04 00 FF FF 00 00"),
-      Connect("", 4, False, 65535)),
+    V(
+        "connect-3.1.1-spec-example",
+        4,
+        h(
+            "10 25 00 04 'MQTT' 04 CE 00 0A 00 03 'cid' 00 03 'w/t' 00 03 'bye' 00 04 'user' 00 04 'pass'"
+        ),
+        Connect("cid", 4, True, 10, "user", b"pass", Will("w/t", b"bye", 1, False)),
+    ),
+    V(
+        "connect-3.1.1-persistent-empty-id",
+        4,
+        h("10 0C 00 04 'MQTT' 04 00 FF FF 00 00"),
+        Connect("", 4, False, 65535),
+    ),
     V("connack-3.1.1-session-present", 4, h("20 02 01 00"), Connack(True, 0)),
     V("connack-3.1.1-not-authorized", 4, h("20 02 00 05"), Connack(False, 5)),
     V("publish-3.1.1-qos0", 4, h("30 0A 00 03 'a/b' 'hello'"), Publish("a/b", b"hello")),
     # 3.3.2.3: the spec's example, topic a/b and packet identifier 10.
-    V("publish-3.1.1-qos1-spec-example", 4, h("32 09 00 03 'a/b' 00 0A 'hi'"),
-      Publish("a/b", b"hi", 1, packet_id=10)),
-    V("publish-3.1.1-qos2-dup-retain", 4, h("3D 07 00 01 't' FF FF 'x' 'y'"),
-      Publish("t", b"xy", 2, retain=True, dup=True, packet_id=65535)),
-    V("publish-3.1.1-empty-payload-retain", 4, h("31 03 00 01 't'"),
-      Publish("t", b"", 0, retain=True)),
+    V(
+        "publish-3.1.1-qos1-spec-example",
+        4,
+        h("32 09 00 03 'a/b' 00 0A 'hi'"),
+        Publish("a/b", b"hi", 1, packet_id=10),
+    ),
+    V(
+        "publish-3.1.1-qos2-dup-retain",
+        4,
+        h("3D 07 00 01 't' FF FF 'x' 'y'"),
+        Publish("t", b"xy", 2, retain=True, dup=True, packet_id=65535),
+    ),
+    V(
+        "publish-3.1.1-empty-payload-retain",
+        4,
+        h("31 03 00 01 't'"),
+        Publish("t", b"", 0, retain=True),
+    ),
     # Remaining length 128 needs two bytes: 80 01 (2.2.3, table 2.4).
-    V("publish-3.1.1-remaining-length-128", 4, h("30 80 01 00 01 't'") + bytes(range(125)),
-      Publish("t", bytes(range(125)))),
-    V("publish-3.1.1-utf8-topic", 4, h("30 08 00 06") + "ä/€".encode() + b"",
-      Publish("ä/€", b"")),
+    V(
+        "publish-3.1.1-remaining-length-128",
+        4,
+        h("30 80 01 00 01 't'") + bytes(range(125)),
+        Publish("t", bytes(range(125))),
+    ),
+    V("publish-3.1.1-utf8-topic", 4, h("30 08 00 06") + "ä/€".encode() + b"", Publish("ä/€", b"")),
     V("puback-3.1.1", 4, h("40 02 00 0A"), Puback(10)),
     V("pubrec-3.1.1", 4, h("50 02 00 0B"), Pubrec(11)),
     V("pubrel-3.1.1", 4, h("62 02 00 0C"), Pubrel(12)),
     V("pubcomp-3.1.1", 4, h("70 02 01 00"), Pubcomp(256)),
     # 3.8.3.1: the spec's example, a/b QoS 1 and c/d QoS 2, packet identifier 10.
-    V("subscribe-3.1.1-spec-example", 4, h("82 0E 00 0A 00 03 'a/b' 01 00 03 'c/d' 02"),
-      Subscribe(10, [Subscription("a/b", 1), Subscription("c/d", 2)])),
+    V(
+        "subscribe-3.1.1-spec-example",
+        4,
+        h("82 0E 00 0A 00 03 'a/b' 01 00 03 'c/d' 02"),
+        Subscribe(10, [Subscription("a/b", 1), Subscription("c/d", 2)]),
+    ),
     # 3.9.3: the spec's example payload: granted QoS 0, granted QoS 2, failure.
     V("suback-3.1.1-spec-example", 4, h("90 05 00 0A 00 02 80"), Suback(10, [0, 2, 0x80])),
     # 3.10.3.1: the spec's example, a/b and c/d.
-    V("unsubscribe-3.1.1-spec-example", 4, h("A2 0C 00 0A 00 03 'a/b' 00 03 'c/d'"),
-      Unsubscribe(10, ["a/b", "c/d"])),
+    V(
+        "unsubscribe-3.1.1-spec-example",
+        4,
+        h("A2 0C 00 0A 00 03 'a/b' 00 03 'c/d'"),
+        Unsubscribe(10, ["a/b", "c/d"]),
+    ),
     V("unsuback-3.1.1", 4, h("B0 02 00 0A"), Unsuback(10)),
     V("pingreq-3.1.1", 4, h("C0 00"), Pingreq()),
     V("pingresp-3.1.1", 4, h("D0 00"), Pingresp()),
     V("disconnect-3.1.1", 4, h("E0 00"), Disconnect()),
     # ---- MQTT 5.0
     # 3.1.2.11: the spec's example variable header, session expiry interval 10.
-    V("connect-5-spec-example", 5,
-      h("10 21 00 04 'MQTT' 05 C2 00 0A 05 11 00 00 00 0A 00 03 'cid' 00 04 'user' 00 04 'pass'"),
-      Connect("cid", 5, True, 10, "user", b"pass",
-              properties=Properties(session_expiry_interval=10))),
-    V("connect-5-will-properties", 5,
-      h("10 1C 00 04 'MQTT' 05 36 00 00 00 00 01 'c' 07 01 01 18 00 00 00 05 00 01 'w' 00 01 'x'"),
-      Connect("c", 5, True, 0, will=Will("w", b"x", 2, True, Properties(
-          payload_format_indicator=1, will_delay_interval=5)))),
-    V("connect-5-password-without-username", 5,
-      h("10 12 00 04 'MQTT' 05 40 00 3C 00 00 01 'c' 00 02 'pw'"),
-      Connect("c", 5, False, 60, password=b"pw")),
-    V("connect-5-all-connect-properties", 5,
-      h("10 32 00 04 'MQTT' 05 02 00 00 24"
-        " 11 FF FF FF FF 15 00 02 'SC' 16 00 01 'd' 17 00 19 01 21 00 0A 22 00 05"
-        " 26 00 01 'k' 00 01 'v' 27 00 00 10 00"
-        " 00 01 'c'"),
-      Connect("c", 5, True, 0, properties=Properties(
-          session_expiry_interval=0xFFFFFFFF, authentication_method="SC",
-          authentication_data=b"d", request_problem_information=0,
-          request_response_information=1, receive_maximum=10, topic_alias_maximum=5,
-          user_property=[("k", "v")], maximum_packet_size=4096))),
+    V(
+        "connect-5-spec-example",
+        5,
+        h("10 21 00 04 'MQTT' 05 C2 00 0A 05 11 00 00 00 0A 00 03 'cid' 00 04 'user' 00 04 'pass'"),
+        Connect(
+            "cid", 5, True, 10, "user", b"pass", properties=Properties(session_expiry_interval=10)
+        ),
+    ),
+    V(
+        "connect-5-will-properties",
+        5,
+        h(
+            "10 1C 00 04 'MQTT' 05 36 00 00 00 00 01 'c' 07 01 01 18 00 00 00 05 00 01 'w' 00 01 'x'"
+        ),
+        Connect(
+            "c",
+            5,
+            True,
+            0,
+            will=Will(
+                "w", b"x", 2, True, Properties(payload_format_indicator=1, will_delay_interval=5)
+            ),
+        ),
+    ),
+    V(
+        "connect-5-password-without-username",
+        5,
+        h("10 12 00 04 'MQTT' 05 40 00 3C 00 00 01 'c' 00 02 'pw'"),
+        Connect("c", 5, False, 60, password=b"pw"),
+    ),
+    V(
+        "connect-5-all-connect-properties",
+        5,
+        h(
+            "10 32 00 04 'MQTT' 05 02 00 00 24"
+            " 11 FF FF FF FF 15 00 02 'SC' 16 00 01 'd' 17 00 19 01 21 00 0A 22 00 05"
+            " 26 00 01 'k' 00 01 'v' 27 00 00 10 00"
+            " 00 01 'c'"
+        ),
+        Connect(
+            "c",
+            5,
+            True,
+            0,
+            properties=Properties(
+                session_expiry_interval=0xFFFFFFFF,
+                authentication_method="SC",
+                authentication_data=b"d",
+                request_problem_information=0,
+                request_response_information=1,
+                receive_maximum=10,
+                topic_alias_maximum=5,
+                user_property=[("k", "v")],
+                maximum_packet_size=4096,
+            ),
+        ),
+    ),
     V("connack-5-success", 5, h("20 03 00 00 00"), Connack(False, 0)),
-    V("connack-5-properties", 5,
-      h("20 0E 01 00 0B 12 00 02 'ab' 21 00 14 22 00 0A"),
-      Connack(True, 0, Properties(assigned_client_identifier="ab", receive_maximum=20,
-                                  topic_alias_maximum=10))),
+    V(
+        "connack-5-properties",
+        5,
+        h("20 0E 01 00 0B 12 00 02 'ab' 21 00 14 22 00 0A"),
+        Connack(
+            True,
+            0,
+            Properties(assigned_client_identifier="ab", receive_maximum=20, topic_alias_maximum=10),
+        ),
+    ),
     V("connack-5-not-authorized", 5, h("20 03 00 87 00"), Connack(False, 0x87)),
-    V("connack-5-capabilities", 5,
-      h("20 15 00 00 12 13 00 1E 1F 00 02 'ok' 24 01 25 00 28 00 29 01 2A 00"),
-      Connack(False, 0, Properties(server_keep_alive=30, reason_string="ok", maximum_qos=1,
-                                   retain_available=0, wildcard_subscription_available=0,
-                                   subscription_identifier_available=1,
-                                   shared_subscription_available=0))),
+    V(
+        "connack-5-capabilities",
+        5,
+        h("20 15 00 00 12 13 00 1E 1F 00 02 'ok' 24 01 25 00 28 00 29 01 2A 00"),
+        Connack(
+            False,
+            0,
+            Properties(
+                server_keep_alive=30,
+                reason_string="ok",
+                maximum_qos=1,
+                retain_available=0,
+                wildcard_subscription_available=0,
+                subscription_identifier_available=1,
+                shared_subscription_available=0,
+            ),
+        ),
+    ),
     V("publish-5-qos0", 5, h("30 0B 00 03 'a/b' 00 'hello'"), Publish("a/b", b"hello")),
-    V("publish-5-qos1-properties", 5,
-      h("32 14 00 03 'a/b' 00 01 0A 23 00 05 26 00 01 'k' 00 01 'v' 'hi'"),
-      Publish("a/b", b"hi", 1, packet_id=1, properties=Properties(
-          topic_alias=5, user_property=[("k", "v")]))),
-    V("publish-5-empty-topic-with-alias", 5, h("30 07 00 00 03 23 00 05 'x'"),
-      Publish("", b"x", properties=Properties(topic_alias=5))),
-    V("publish-5-request-response", 5,
-      h("34 28 00 01 't' 00 02 20 01 01 02 00 00 00 3C 03 00 04 'json' 08 00 05 'reply'"
-        " 09 00 02 'id' 0B 07 0B 80 01 '{}'"),
-      Publish("t", b"{}", 2, packet_id=2, properties=Properties(
-          payload_format_indicator=1, message_expiry_interval=60, content_type="json",
-          response_topic="reply", correlation_data=b"id", subscription_identifier=[7, 128]))),
+    V(
+        "publish-5-qos1-properties",
+        5,
+        h("32 14 00 03 'a/b' 00 01 0A 23 00 05 26 00 01 'k' 00 01 'v' 'hi'"),
+        Publish(
+            "a/b",
+            b"hi",
+            1,
+            packet_id=1,
+            properties=Properties(topic_alias=5, user_property=[("k", "v")]),
+        ),
+    ),
+    V(
+        "publish-5-empty-topic-with-alias",
+        5,
+        h("30 07 00 00 03 23 00 05 'x'"),
+        Publish("", b"x", properties=Properties(topic_alias=5)),
+    ),
+    V(
+        "publish-5-request-response",
+        5,
+        h(
+            "34 28 00 01 't' 00 02 20 01 01 02 00 00 00 3C 03 00 04 'json' 08 00 05 'reply'"
+            " 09 00 02 'id' 0B 07 0B 80 01 '{}'"
+        ),
+        Publish(
+            "t",
+            b"{}",
+            2,
+            packet_id=2,
+            properties=Properties(
+                payload_format_indicator=1,
+                message_expiry_interval=60,
+                content_type="json",
+                response_topic="reply",
+                correlation_data=b"id",
+                subscription_identifier=[7, 128],
+            ),
+        ),
+    ),
     V("puback-5-short", 5, h("40 02 00 01"), Puback(1)),
     V("puback-5-reason-only", 5, h("40 03 00 01 10"), Puback(1, 0x10)),
-    V("puback-5-reason-string", 5, h("40 09 00 01 10 05 1F 00 02 'no'"),
-      Puback(1, 0x10, Properties(reason_string="no"))),
+    V(
+        "puback-5-reason-string",
+        5,
+        h("40 09 00 01 10 05 1F 00 02 'no'"),
+        Puback(1, 0x10, Properties(reason_string="no")),
+    ),
     V("puback-5-empty-properties", 5, h("40 04 00 01 00 00"), Puback(1), canonical=False),
     V("pubrec-5-quota", 5, h("50 03 00 02 97"), Pubrec(2, 0x97)),
     V("pubrel-5-not-found", 5, h("62 03 00 03 92"), Pubrel(3, 0x92)),
     V("pubrel-5-short", 5, h("62 02 00 03"), Pubrel(3)),
-    V("pubcomp-5-user-property", 5, h("70 0B 00 04 00 07 26 00 01 'a' 00 01 'b'"),
-      Pubcomp(4, 0, Properties(user_property=[("a", "b")]))),
-    V("subscribe-5-options", 5,
-      h("82 11 00 0A 02 0B 05 00 03 'a/b' 2D 00 03 'c/d' 00"),
-      Subscribe(10, [Subscription("a/b", 1, True, True, 2), Subscription("c/d", 0)],
-                Properties(subscription_identifier=[5]))),
+    V(
+        "pubcomp-5-user-property",
+        5,
+        h("70 0B 00 04 00 07 26 00 01 'a' 00 01 'b'"),
+        Pubcomp(4, 0, Properties(user_property=[("a", "b")])),
+    ),
+    V(
+        "subscribe-5-options",
+        5,
+        h("82 11 00 0A 02 0B 05 00 03 'a/b' 2D 00 03 'c/d' 00"),
+        Subscribe(
+            10,
+            [Subscription("a/b", 1, True, True, 2), Subscription("c/d", 0)],
+            Properties(subscription_identifier=[5]),
+        ),
+    ),
     V("suback-5", 5, h("90 06 00 0A 00 01 02 8F"), Suback(10, [1, 2, 0x8F])),
-    V("suback-5-reason-string", 5, h("90 08 00 0A 04 1F 00 01 'x' A2"),
-      Suback(10, [0xA2], Properties(reason_string="x"))),
-    V("unsubscribe-5", 5, h("A2 0D 00 0A 00 00 03 'a/b' 00 03 'c/d'"),
-      Unsubscribe(10, ["a/b", "c/d"])),
+    V(
+        "suback-5-reason-string",
+        5,
+        h("90 08 00 0A 04 1F 00 01 'x' A2"),
+        Suback(10, [0xA2], Properties(reason_string="x")),
+    ),
+    V(
+        "unsubscribe-5",
+        5,
+        h("A2 0D 00 0A 00 00 03 'a/b' 00 03 'c/d'"),
+        Unsubscribe(10, ["a/b", "c/d"]),
+    ),
     V("unsuback-5", 5, h("B0 05 00 0A 00 00 11"), Unsuback(10, [0, 0x11])),
     V("pingreq-5", 5, h("C0 00"), Pingreq()),
     V("pingresp-5", 5, h("D0 00"), Pingresp()),
     V("disconnect-5-short", 5, h("E0 00"), Disconnect()),
     V("disconnect-5-reason-only", 5, h("E0 01 04"), Disconnect(4)),
-    V("disconnect-5-session-expiry", 5, h("E0 07 00 05 11 00 00 00 3C"),
-      Disconnect(0, Properties(session_expiry_interval=60))),
-    V("disconnect-5-server-reference", 5, h("E0 09 9C 07 1C 00 04 'host'"),
-      Disconnect(0x9C, Properties(server_reference="host"))),
+    V(
+        "disconnect-5-session-expiry",
+        5,
+        h("E0 07 00 05 11 00 00 00 3C"),
+        Disconnect(0, Properties(session_expiry_interval=60)),
+    ),
+    V(
+        "disconnect-5-server-reference",
+        5,
+        h("E0 09 9C 07 1C 00 04 'host'"),
+        Disconnect(0x9C, Properties(server_reference="host")),
+    ),
     V("disconnect-5-empty-properties", 5, h("E0 02 00 00"), Disconnect(), canonical=False),
     V("auth-5-short", 5, h("F0 00"), Auth()),
-    V("auth-5-continue", 5, h("F0 10 18 0E 15 00 05 'SCRAM' 16 00 03 'abc'"),
-      Auth(0x18, Properties(authentication_method="SCRAM", authentication_data=b"abc"))),
+    V(
+        "auth-5-continue",
+        5,
+        h("F0 10 18 0E 15 00 05 'SCRAM' 16 00 03 'abc'"),
+        Auth(0x18, Properties(authentication_method="SCRAM", authentication_data=b"abc")),
+    ),
 ]
 
 IDS = [v.name for v in VECTORS]
@@ -189,21 +350,26 @@ def test_decode_vector(impl: Any, vec: V) -> None:
     assert impl.Decoder(vec.version).feed(vec.data) == [vec.packet]
 
 
-@pytest.mark.parametrize("vec", [v for v in VECTORS if v.canonical],
-                         ids=[v.name for v in VECTORS if v.canonical])
+@pytest.mark.parametrize(
+    "vec", [v for v in VECTORS if v.canonical], ids=[v.name for v in VECTORS if v.canonical]
+)
 def test_encode_vector(impl: Any, vec: V) -> None:
     assert impl.encode(vec.packet, vec.version) == vec.data
 
 
-@pytest.mark.parametrize("vec", [v for v in VECTORS if v.canonical],
-                         ids=[v.name for v in VECTORS if v.canonical])
+@pytest.mark.parametrize(
+    "vec", [v for v in VECTORS if v.canonical], ids=[v.name for v in VECTORS if v.canonical]
+)
 def test_encoded_bytes_decode_back(impl: Any, vec: V) -> None:
     data = impl.encode(vec.packet, vec.version)
     assert impl.Decoder(vec.version).feed(data) == [vec.packet]
 
 
-@pytest.mark.parametrize("vec", [v for v in VECTORS if isinstance(v.packet, Connect)],
-                         ids=[v.name for v in VECTORS if isinstance(v.packet, Connect)])
+@pytest.mark.parametrize(
+    "vec",
+    [v for v in VECTORS if isinstance(v.packet, Connect)],
+    ids=[v.name for v in VECTORS if isinstance(v.packet, Connect)],
+)
 def test_server_decoder_takes_version_from_connect(impl: Any, vec: V) -> None:
     """[MQTT-3.1.0-1] The first packet is CONNECT; its level sets the decoder's version."""
     dec = impl.Decoder()
@@ -227,19 +393,33 @@ def test_encode_ignores_v5_fields_before_5(impl: Any) -> None:
     assert impl.encode(Puback(7, 0x80, props), 4) == h("40 02 00 07")
     assert impl.encode(Disconnect(0x8E, props), 4) == h("E0 00")
     assert impl.encode(Unsuback(7, [0x11], props), 4) == h("B0 02 00 07")
-    assert impl.encode(Publish("t", b"p", 0, properties=Properties(topic_alias=1)), 4) == \
-        h("30 04 00 01 't' 'p'")
+    assert impl.encode(Publish("t", b"p", 0, properties=Properties(topic_alias=1)), 4) == h(
+        "30 04 00 01 't' 'p'"
+    )
 
 
 @pytest.mark.parametrize("version", [4, 5])
 @pytest.mark.parametrize("qos", [0, 1, 2])
-def test_encode_publish_and_publish_parts_agree_with_encode(impl: Any, version: int, qos: int) -> None:
-    props = Properties(message_expiry_interval=30, user_property=[("a", "b")]) if version == 5 else None
-    pkt = Publish("s/1", b"\x00" * 64, qos, retain=True, dup=qos > 0, packet_id=513 if qos else 0,
-                  properties=props)
+def test_encode_publish_and_publish_parts_agree_with_encode(
+    impl: Any, version: int, qos: int
+) -> None:
+    props = (
+        Properties(message_expiry_interval=30, user_property=[("a", "b")]) if version == 5 else None
+    )
+    pkt = Publish(
+        "s/1",
+        b"\x00" * 64,
+        qos,
+        retain=True,
+        dup=qos > 0,
+        packet_id=513 if qos else 0,
+        properties=props,
+    )
     expected = impl.encode(pkt, version)
-    assert impl.encode_publish("s/1", b"\x00" * 64, qos, True, qos > 0, pkt.packet_id, props,
-                               version) == expected
+    assert (
+        impl.encode_publish("s/1", b"\x00" * 64, qos, True, qos > 0, pkt.packet_id, props, version)
+        == expected
+    )
     head, tail = impl.publish_parts("s/1", b"\x00" * 64, qos, True, qos > 0, props, version)
     if qos:
         assert head + (513).to_bytes(2, "big") + tail == expected
@@ -269,17 +449,25 @@ def test_encode_publish_requires_packet_id_for_qos1(impl: Any) -> None:
         impl.encode_publish("t", b"", 3, packet_id=1)
 
 
-@pytest.mark.parametrize("length,encoded", [
-    (0, "00"), (127, "7F"), (128, "80 01"), (16383, "FF 7F"), (16384, "80 80 01"),
-    (2097151, "FF FF 7F"), (2097152, "80 80 80 01"),
-])
+@pytest.mark.parametrize(
+    "length,encoded",
+    [
+        (0, "00"),
+        (127, "7F"),
+        (128, "80 01"),
+        (16383, "FF 7F"),
+        (16384, "80 80 01"),
+        (2097151, "FF FF 7F"),
+        (2097152, "80 80 80 01"),
+    ],
+)
 def test_remaining_length_boundaries_from_spec_table(impl: Any, length: int, encoded: str) -> None:
     """2.2.3 table 2.4: remaining length boundaries of 1..4 byte encodings."""
     if length < 3:
         return  # too short for a PUBLISH; covered by PINGREQ below
     payload = b"p" * (length - 3)
     data = impl.encode_publish("t", payload, 0)
-    assert data[1:1 + len(bytes.fromhex(encoded))] == bytes.fromhex(encoded)
+    assert data[1 : 1 + len(bytes.fromhex(encoded))] == bytes.fromhex(encoded)
     assert impl.Decoder(4).feed(data) == [Publish("t", payload)]
 
 
@@ -318,9 +506,17 @@ def test_cython_twin_builds_packets_on_its_fast_path(impl: Any) -> None:
     from mqttfast.codec import _codec
 
     assert _codec._fast_construction() == {
-        "Publish": True, "Puback": True, "Pubrec": True, "Pubrel": True, "Pubcomp": True,
-        "Properties": True, "Pingreq": True, "Pingresp": True, "Subscription": True,
-        "Subscribe": True}
+        "Publish": True,
+        "Puback": True,
+        "Pubrec": True,
+        "Pubrel": True,
+        "Pubcomp": True,
+        "Properties": True,
+        "Pingreq": True,
+        "Pingresp": True,
+        "Subscription": True,
+        "Subscribe": True,
+    }
 
 
 def test_encode_survives_properties_mutated_during_encoding(impl: Any) -> None:

@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.fixtures import apply_collection_rules, register_markers
-
 from tests.listeners.support import pki, start_broker  # noqa: F401
 
 

@@ -19,8 +19,15 @@ pytestmark = pytest.mark.timeout(60)
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
-    return subprocess.run([sys.executable, "-m", "mqttfast", *args], capture_output=True,
-                          text=True, timeout=30, env=env, cwd=cwd, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "mqttfast", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def errors_of(data: dict) -> list[str]:
@@ -29,53 +36,83 @@ def errors_of(data: dict) -> list[str]:
     return info.value.errors
 
 
-@pytest.mark.parametrize("data, expected", [
-    ({"listener": [{"port": 1}, {"port": "x"}]}, "listener[1].port: expected integer, got string"),
-    ({"listener": [{"port": 70000}]}, "listener[0].port: must be <= 65535, got 70000"),
-    ({"listener": [{"protocol": "ftp"}]}, "listener[0].protocol: must be one of mqtt, websockets"),
-    ({"listener": [{"port": 1, "keyfile": "k"}]}, "listener[0].keyfile: needs listener[0].certfile"),
-    ({"listener": [{"certfile": "c", "require_certificate": True}]},
-     "listener[0].require_certificate: needs listener[0].cafile"),
-    ({"listener": [{"path": "mqtt", "protocol": "websockets"}]}, "listener[0].path: must start"),
-    ({"listener": [{"port": 5}, {"port": 5}]}, "listener[1]: same address as listener[0]"),
-    ({"listener": 5}, "listener: expected array of tables"),
-    ({"limits": {"max_inflight": -1}}, "limits.max_inflight: must be >= 0, got -1"),
-    ({"limits": {"connect_timeout": "soon"}}, "limits.connect_timeout: expected number"),
-    ({"limits": {"max_connections": 1.5}}, "limits.max_connections: expected integer, got number"),
-    ({"limits": 3}, "limits: expected table, got integer"),
-    ({"sessions": {"max_session_expiry": -5}}, "sessions.max_session_expiry: must be >= 0"),
-    ({"mqtt": {"maximum_qos": 3}}, "mqtt.maximum_qos: must be <= 2, got 3"),
-    ({"mqtt": {"retain_available": "yes"}}, "mqtt.retain_available: expected boolean, got string"),
-    ({"persistence": {"mode": "sometimes"}}, "persistence.mode: must be one of strict, relaxed, off"),
-    ({"auth": {"allow_anonymous": 1}}, "auth.allow_anonymous: expected boolean, got integer"),
-    ({"auth": {"plugin": [{"options": {}}]}}, "auth.plugin[0].class: required"),
-    ({"auth": {"rate_limit": {"burst": -1}}}, "auth.rate_limit.burst: must be >= 0"),
-    ({"sys": {"interval": -1}}, "sys.interval: must be >= 0"),
-    ({"logging": {"level": "loud"}}, "logging.level: must be one of debug, info"),
-    ({"logging": {"format": "xml"}}, "logging.format: must be one of text, json"),
-    ({"metrics": {"port": 1e9}}, "metrics.port: expected integer, got number"),
-    ({"admin": {"token": 5}}, "admin.token: expected string, got integer"),
-])
+@pytest.mark.parametrize(
+    "data, expected",
+    [
+        (
+            {"listener": [{"port": 1}, {"port": "x"}]},
+            "listener[1].port: expected integer, got string",
+        ),
+        ({"listener": [{"port": 70000}]}, "listener[0].port: must be <= 65535, got 70000"),
+        (
+            {"listener": [{"protocol": "ftp"}]},
+            "listener[0].protocol: must be one of mqtt, websockets",
+        ),
+        (
+            {"listener": [{"port": 1, "keyfile": "k"}]},
+            "listener[0].keyfile: needs listener[0].certfile",
+        ),
+        (
+            {"listener": [{"certfile": "c", "require_certificate": True}]},
+            "listener[0].require_certificate: needs listener[0].cafile",
+        ),
+        (
+            {"listener": [{"path": "mqtt", "protocol": "websockets"}]},
+            "listener[0].path: must start",
+        ),
+        ({"listener": [{"port": 5}, {"port": 5}]}, "listener[1]: same address as listener[0]"),
+        ({"listener": 5}, "listener: expected array of tables"),
+        ({"limits": {"max_inflight": -1}}, "limits.max_inflight: must be >= 0, got -1"),
+        ({"limits": {"connect_timeout": "soon"}}, "limits.connect_timeout: expected number"),
+        (
+            {"limits": {"max_connections": 1.5}},
+            "limits.max_connections: expected integer, got number",
+        ),
+        ({"limits": 3}, "limits: expected table, got integer"),
+        ({"sessions": {"max_session_expiry": -5}}, "sessions.max_session_expiry: must be >= 0"),
+        ({"mqtt": {"maximum_qos": 3}}, "mqtt.maximum_qos: must be <= 2, got 3"),
+        (
+            {"mqtt": {"retain_available": "yes"}},
+            "mqtt.retain_available: expected boolean, got string",
+        ),
+        (
+            {"persistence": {"mode": "sometimes"}},
+            "persistence.mode: must be one of strict, relaxed, off",
+        ),
+        ({"auth": {"allow_anonymous": 1}}, "auth.allow_anonymous: expected boolean, got integer"),
+        ({"auth": {"plugin": [{"options": {}}]}}, "auth.plugin[0].class: required"),
+        ({"auth": {"rate_limit": {"burst": -1}}}, "auth.rate_limit.burst: must be >= 0"),
+        ({"sys": {"interval": -1}}, "sys.interval: must be >= 0"),
+        ({"logging": {"level": "loud"}}, "logging.level: must be one of debug, info"),
+        ({"logging": {"format": "xml"}}, "logging.format: must be one of text, json"),
+        ({"metrics": {"port": 1e9}}, "metrics.port: expected integer, got number"),
+        ({"admin": {"token": 5}}, "admin.token: expected string, got integer"),
+    ],
+)
 def test_bad_value_reports_key_path(data, expected) -> None:
     errors = errors_of(data)
     assert any(e.startswith(expected) for e in errors), errors
 
 
-@pytest.mark.parametrize("data, path", [
-    ({"listenr": []}, "listenr"),
-    ({"listener": [{"prot": "mqtt"}]}, "listener[0].prot"),
-    ({"limits": {"max_inflights": 1}}, "limits.max_inflights"),
-    ({"auth": {"rate_limit": {"burstt": 1}}}, "auth.rate_limit.burstt"),
-    ({"auth": {"plugin": [{"class": "a:B", "option": {}}]}}, "auth.plugin[0].option"),
-    ({"metrics": {"enable": True}}, "metrics.enable"),
-])
+@pytest.mark.parametrize(
+    "data, path",
+    [
+        ({"listenr": []}, "listenr"),
+        ({"listener": [{"prot": "mqtt"}]}, "listener[0].prot"),
+        ({"limits": {"max_inflights": 1}}, "limits.max_inflights"),
+        ({"auth": {"rate_limit": {"burstt": 1}}}, "auth.rate_limit.burstt"),
+        ({"auth": {"plugin": [{"class": "a:B", "option": {}}]}}, "auth.plugin[0].option"),
+        ({"metrics": {"enable": True}}, "metrics.enable"),
+    ],
+)
 def test_unknown_keys_are_errors(data, path) -> None:
     assert f"{path}: unknown key" in errors_of(data)
 
 
 def test_all_errors_reported_at_once() -> None:
-    errors = errors_of({"listener": [{"port": "a"}, {"port": -1}], "limits": {"zzz": 1},
-                        "sys": {"interval": "x"}})
+    errors = errors_of(
+        {"listener": [{"port": "a"}, {"port": -1}], "limits": {"zzz": 1}, "sys": {"interval": "x"}}
+    )
     assert len(errors) == 4, errors
 
 
@@ -83,12 +120,13 @@ def test_check_config_ok_and_errors(tmp_path) -> None:
     """check-config: exit 0 and "ok" for a valid file; exit 2 with every error (key paths,
     missing files found by loading them) for a bad one."""
     good = tmp_path / "good.toml"
-    good.write_text('[[listener]]\nport = 1884\n[limits]\nmax_inflight = 10\n')
+    good.write_text("[[listener]]\nport = 1884\n[limits]\nmax_inflight = 10\n")
     r = run("check-config", str(good))
     assert (r.returncode, r.stdout.strip()) == (0, "ok")
     bad = tmp_path / "bad.toml"
-    bad.write_text('[[listener]]\nport = "x"\n[auth]\npassword_file = "/nonexistent/pw"\n'
-                   '[limits]\nbogus = 1\n')
+    bad.write_text(
+        '[[listener]]\nport = "x"\n[auth]\npassword_file = "/nonexistent/pw"\n[limits]\nbogus = 1\n'
+    )
     r = run("check-config", str(bad))
     assert r.returncode == 2
     out = r.stdout.splitlines()

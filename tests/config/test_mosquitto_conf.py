@@ -52,13 +52,21 @@ log_type all
     warnings: list[str] = []
     cfg = load_mosquitto(str(conf), warnings.append)
     assert [(lc.port, lc.address, lc.protocol, lc.unix_path) for lc in cfg.listener] == [
-        (1884, "127.0.0.1", "mqtt", None), (8883, "0.0.0.0", "mqtt", None),
-        (9001, "::1", "websockets", None), (1883, "0.0.0.0", "mqtt", f"{tmp_path}/mq.sock")]
+        (1884, "127.0.0.1", "mqtt", None),
+        (8883, "0.0.0.0", "mqtt", None),
+        (9001, "::1", "websockets", None),
+        (1883, "0.0.0.0", "mqtt", f"{tmp_path}/mq.sock"),
+    ]
     assert cfg.listener[0].max_connections == 10
     tls = cfg.listener[1]
-    assert (tls.cafile, tls.certfile, tls.keyfile, tls.require_certificate,
-            tls.use_identity_as_username, tls.tls_version) == \
-        ("/ca.pem", "/server.pem", "/server.key", True, True, "TLSv1.3")
+    assert (
+        tls.cafile,
+        tls.certfile,
+        tls.keyfile,
+        tls.require_certificate,
+        tls.use_identity_as_username,
+        tls.tls_version,
+    ) == ("/ca.pem", "/server.pem", "/server.key", True, True, "TLSv1.3")
     assert cfg.auth.allow_anonymous is False
     assert cfg.auth.password_file == f"{tmp_path}/pw" and cfg.auth.acl_file == f"{tmp_path}/acl"
     assert (cfg.persistence.mode, cfg.persistence.data_dir) == ("strict", f"{tmp_path}/data")
@@ -88,8 +96,10 @@ def test_bad_mosquitto_values_name_the_line(tmp_path) -> None:
     conf.write_text("listener abc\nallow_anonymous maybe\n")
     with pytest.raises(ConfigError) as info:
         load_mosquitto(str(conf), lambda w: None)
-    assert info.value.errors == [f"{conf}:1: listener: expected an integer, got 'abc'",
-                                 f"{conf}:2: allow_anonymous: expected true or false, got 'maybe'"]
+    assert info.value.errors == [
+        f"{conf}:1: listener: expected an integer, got 'abc'",
+        f"{conf}:2: allow_anonymous: expected true or false, got 'maybe'",
+    ]
     r = run("check-config", "--mosquitto", str(conf))
     assert r.returncode == 2
 
@@ -108,10 +118,12 @@ def scenario(port: int, ws_port: int) -> None:
             pub.publish("a/t", b"%d" % i, qos=1)
         assert [m.payload for m in sub.recv_publishes(3, ack=False)] == [b"0", b"1", b"2"]
         sub.expect_no_packet(0.4)  # max_inflight_messages 3
-    with ws_connect(f"ws://127.0.0.1:{ws_port}/mqtt", subprotocols=["mqtt"],
-                    open_timeout=5) as ws:
-        ws.send(encode(Connect(client_id="w", protocol_version=4, username="alice",
-                               password=b"wonder"), 4))
+    with ws_connect(f"ws://127.0.0.1:{ws_port}/mqtt", subprotocols=["mqtt"], open_timeout=5) as ws:
+        ws.send(
+            encode(
+                Connect(client_id="w", protocol_version=4, username="alice", password=b"wonder"), 4
+            )
+        )
         assert Decoder(4).feed(ws.recv(timeout=5))[0].reason_code == 0
 
 
@@ -129,20 +141,26 @@ def auth_files(tmp_path):
 def test_same_scenario_from_mosquitto_conf_and_toml(start_broker, tmp_path, auth_files) -> None:
     pw, acl = auth_files
     port, ws_port = free_port(), free_port()
-    mosq = (f"listener {port} 127.0.0.1\nlistener {ws_port} 127.0.0.1\nprotocol websockets\n"
-            f"password_file {pw}\nacl_file {acl}\nmax_inflight_messages 3\n"
-            "persistence false\nsys_interval 0\nlog_dest stderr\n")
+    mosq = (
+        f"listener {port} 127.0.0.1\nlistener {ws_port} 127.0.0.1\nprotocol websockets\n"
+        f"password_file {pw}\nacl_file {acl}\nmax_inflight_messages 3\n"
+        "persistence false\nsys_interval 0\nlog_dest stderr\n"
+    )
     b = start_broker(mosq, mosquitto=True, wait=[port, ws_port])
     b.wait_for_log("'log_dest' is not supported")
     scenario(port, ws_port)
     assert b.stop() == 0
 
-    toml = (f'[[listener]]\nport = {port}\naddress = "127.0.0.1"\n'
-            f'[[listener]]\nport = {ws_port}\naddress = "127.0.0.1"\nprotocol = "websockets"\n'
-            f'[auth]\npassword_file = "{pw}"\nacl_file = "{acl}"\nallow_anonymous = false\n'
-            '[limits]\nmax_inflight = 3\n[persistence]\nmode = "off"\n[sys]\ninterval = 0\n')
+    toml = (
+        f'[[listener]]\nport = {port}\naddress = "127.0.0.1"\n'
+        f'[[listener]]\nport = {ws_port}\naddress = "127.0.0.1"\nprotocol = "websockets"\n'
+        f'[auth]\npassword_file = "{pw}"\nacl_file = "{acl}"\nallow_anonymous = false\n'
+        '[limits]\nmax_inflight = 3\n[persistence]\nmode = "off"\n[sys]\ninterval = 0\n'
+    )
     (tmp_path / "equiv.toml").write_text(toml)
-    assert load_toml(str(tmp_path / "equiv.toml")).listener == \
-        load_mosquitto(str(b.path), lambda w: None).listener
+    assert (
+        load_toml(str(tmp_path / "equiv.toml")).listener
+        == load_mosquitto(str(b.path), lambda w: None).listener
+    )
     start_broker(toml, wait=[port, ws_port])
     scenario(port, ws_port)

@@ -16,12 +16,17 @@ DOC = ROOT / "docs" / "configuration.md"
 EXAMPLE = ROOT / "examples" / "mqttfast.toml"
 
 # Flag-backed keys: BrokerSettings field they end up in (via the CLI's settings_from_args).
-FLAG_FIELDS = {"max_packet_size": "max_packet_size", "max_inflight": "max_inflight",
-               "max_queued_messages": "max_queued_messages",
-               "connect_timeout": "connect_timeout", "max_retained_messages":
-               "max_retained_messages", "max_retained_bytes": "max_retained_bytes",
-               "persistence": "persistence", "data_dir": "data_dir",
-               "sys_interval": "sys_interval"}
+FLAG_FIELDS = {
+    "max_packet_size": "max_packet_size",
+    "max_inflight": "max_inflight",
+    "max_queued_messages": "max_queued_messages",
+    "connect_timeout": "connect_timeout",
+    "max_retained_messages": "max_retained_messages",
+    "max_retained_bytes": "max_retained_bytes",
+    "persistence": "persistence",
+    "data_dir": "data_dir",
+    "sys_interval": "sys_interval",
+}
 
 
 def test_every_key_documented_with_its_default() -> None:

@@ -12,7 +12,6 @@ import pytest
 from mqttfast.app.security.passwords import PasswordFile
 from mqttfast.codec.packets import Properties
 from tests.helpers.rawclient import RawClient
-
 from tests.listeners.support import free_port, unix_raw
 
 pytestmark = pytest.mark.timeout(60)
@@ -29,8 +28,7 @@ def test_listener_section(start_broker, tmp_path) -> None:
     """[[listener]] tables: a TCP and a unix listener, both serving."""
     port = free_port()
     path = str(tmp_path / "s.sock")
-    start_broker(listener(port) + f'[[listener]]\nunix_path = "{path}"\n' + OFF,
-                 wait=[port, path])
+    start_broker(listener(port) + f'[[listener]]\nunix_path = "{path}"\n' + OFF, wait=[port, path])
     with RawClient(port) as a, unix_raw(path) as b:
         a.connect("a")
         b.connect("b")
@@ -43,13 +41,20 @@ def test_limits_section(start_broker) -> None:
     """[limits]: the v5 CONNACK tells max_packet_size, receive_maximum,
     topic_alias_maximum and a capped keep alive; a larger packet is refused (0x95)."""
     port = free_port()
-    start_broker(listener(port) + OFF + "[limits]\nmax_packet_size = 2000\nreceive_maximum = 7\n"
-                 "topic_alias_maximum = 3\nmax_keepalive = 30\nmax_inflight = 2\n", wait=[port])
+    start_broker(
+        listener(port) + OFF + "[limits]\nmax_packet_size = 2000\nreceive_maximum = 7\n"
+        "topic_alias_maximum = 3\nmax_keepalive = 30\nmax_inflight = 2\n",
+        wait=[port],
+    )
     with RawClient(port, version=5) as c:
         ack = c.connect("lim", keep_alive=600)
         p = ack.properties
-        assert (p.maximum_packet_size, p.receive_maximum, p.topic_alias_maximum,
-                p.server_keep_alive) == (2000, 7, 3, 30)
+        assert (
+            p.maximum_packet_size,
+            p.receive_maximum,
+            p.topic_alias_maximum,
+            p.server_keep_alive,
+        ) == (2000, 7, 3, 30)
         c.publish("big", b"x" * 3000)
         assert c.expect_closed() == 0x95
 
@@ -74,16 +79,18 @@ def test_sessions_section(start_broker) -> None:
     port = free_port()
     start_broker(listener(port) + OFF + "[sessions]\nmax_session_expiry = 60\n", wait=[port])
     with RawClient(port, version=5) as c:
-        ack = c.connect("s", clean_start=False,
-                        properties=Properties(session_expiry_interval=3600))
+        ack = c.connect("s", clean_start=False, properties=Properties(session_expiry_interval=3600))
         assert ack.properties.session_expiry_interval == 60
 
 
 def test_mqtt_section(start_broker) -> None:
     """[mqtt]: maximum_qos, retain_available and client_id_prefix are applied."""
     port = free_port()
-    start_broker(listener(port) + OFF + '[mqtt]\nmaximum_qos = 1\nretain_available = false\n'
-                 'client_id_prefix = "cfg-"\n', wait=[port])
+    start_broker(
+        listener(port) + OFF + "[mqtt]\nmaximum_qos = 1\nretain_available = false\n"
+        'client_id_prefix = "cfg-"\n',
+        wait=[port],
+    )
     with RawClient(port, version=5) as c:
         p = c.connect("").properties
         assert p.maximum_qos == 1 and p.retain_available == 0
@@ -120,8 +127,9 @@ def test_auth_section(start_broker, tmp_path) -> None:
     pf.save(pw)
     acl = tmp_path / "acl"
     acl.write_text("user alice\ntopic readwrite a/#\ntopic deny a/secret\n")
-    start_broker(listener(port) + OFF + f'[auth]\npassword_file = "{pw}"\nacl_file = "{acl}"\n',
-                 wait=[port])
+    start_broker(
+        listener(port) + OFF + f'[auth]\npassword_file = "{pw}"\nacl_file = "{acl}"\n', wait=[port]
+    )
     with RawClient(port) as c:
         c.connect("x", username="alice", password="nope", expect_rc=4)
     with RawClient(port) as c:
@@ -151,8 +159,9 @@ def test_logging_section(start_broker) -> None:
     """[logging] format = "json", level = "warning": every line is a JSON object and
     info lines are gone; SIGHUP picks up a new level from the file."""
     port = free_port()
-    b = start_broker(listener(port) + OFF + '[logging]\nformat = "json"\nlevel = "warning"\n',
-                     wait=[port])
+    b = start_broker(
+        listener(port) + OFF + '[logging]\nformat = "json"\nlevel = "warning"\n', wait=[port]
+    )
     with RawClient(port) as c:
         c.connect("j")
     time.sleep(0.3)
@@ -169,8 +178,12 @@ def test_metrics_and_admin_sections_parse(tmp_path) -> None:
     """[metrics] and [admin] are accepted with their keys (off by default)."""
     from mqttfast.app.config import from_dict
 
-    cfg = from_dict({"metrics": {"enabled": True, "port": 9100},
-                     "admin": {"enabled": True, "token": "t", "address": "127.0.0.1"}})
+    cfg = from_dict(
+        {
+            "metrics": {"enabled": True, "port": 9100},
+            "admin": {"enabled": True, "token": "t", "address": "127.0.0.1"},
+        }
+    )
     assert cfg.metrics.enabled and cfg.metrics.port == 9100 and cfg.admin.token == "t"
     assert from_dict({}).metrics.enabled is False and from_dict({}).admin.enabled is False
 
@@ -179,8 +192,11 @@ def test_cli_flags_override_the_file(start_broker) -> None:
     """--max-packet-size on the command line wins over limits.max_packet_size, and
     --port replaces the first listener's port."""
     port, other = free_port(), free_port()
-    start_broker(listener(other) + OFF + "[limits]\nmax_packet_size = 1000\n",
-                 args=["--max-packet-size", "5000", "--port", str(port)], wait=[port])
+    start_broker(
+        listener(other) + OFF + "[limits]\nmax_packet_size = 1000\n",
+        args=["--max-packet-size", "5000", "--port", str(port)],
+        wait=[port],
+    )
     with RawClient(port, version=5) as c:
         assert c.connect("o").properties.maximum_packet_size == 5000
 

@@ -32,10 +32,12 @@ def secured(start_broker, tmp_path):
     pf.set("carol", "strong")  # the default (slow) PBKDF2 strength
     pf.save(pw)
     acl = tmp_path / "acl"
-    acl.write_text("user alice\ntopic readwrite a/#\ntopic deny a/secret\n"
-                   "user carol\ntopic readwrite a/#\n")
-    start_broker(listener(port) + OFF + f'[auth]\npassword_file = "{pw}"\nacl_file = "{acl}"\n',
-                 wait=[port])
+    acl.write_text(
+        "user alice\ntopic readwrite a/#\ntopic deny a/secret\nuser carol\ntopic readwrite a/#\n"
+    )
+    start_broker(
+        listener(port) + OFF + f'[auth]\npassword_file = "{pw}"\nacl_file = "{acl}"\n', wait=[port]
+    )
     return port
 
 
@@ -43,10 +45,14 @@ def test_packets_pipelined_behind_connect_wait_for_deferred_auth(secured) -> Non
     """CONNECT + SUBSCRIBE + PUBLISH in one write while the password is checked off the
     event loop: CONNACK first, then SUBACK, then the message (nothing lost or reordered)."""
     with RawClient(secured) as c:
-        c.send(encode(Connect(client_id="pipe", protocol_version=4, username="alice",
-                              password=b"wonder"), 4)
-               + encode(Subscribe(1, [Subscription("a/p", 0)]), 4)
-               + encode(Publish("a/p", b"after-connect", 0), 4))
+        c.send(
+            encode(
+                Connect(client_id="pipe", protocol_version=4, username="alice", password=b"wonder"),
+                4,
+            )
+            + encode(Subscribe(1, [Subscription("a/p", 0)]), 4)
+            + encode(Publish("a/p", b"after-connect", 0), 4)
+        )
         assert c.recv_packet().reason_code == 0  # CONNACK
         assert type(c.recv_packet()).__name__ == "Suback"
         assert c.recv_publish().payload == b"after-connect"
@@ -58,9 +64,15 @@ def test_nothing_after_refused_connect_is_processed(secured) -> None:
         sub.connect("watch", username="alice", password="wonder")
         sub.subscribe("a/#")
         with RawClient(secured) as bad:
-            bad.send(encode(Connect(client_id="bad", protocol_version=4, username="alice",
-                                    password=b"guess"), 4)
-                     + encode(Publish("a/x", b"sneaky", 0), 4))
+            bad.send(
+                encode(
+                    Connect(
+                        client_id="bad", protocol_version=4, username="alice", password=b"guess"
+                    ),
+                    4,
+                )
+                + encode(Publish("a/x", b"sneaky", 0), 4)
+            )
             assert bad.recv_packet().reason_code == 4
             bad.expect_closed()
         sub.expect_no_packet(0.5)
@@ -86,8 +98,14 @@ def test_slow_password_hash_does_not_stall_others(secured) -> None:
         slow = RawClient(secured)
         try:
             started = time.monotonic()
-            slow.send(encode(Connect(client_id="slow", protocol_version=4, username="carol",
-                                     password=b"strong"), 4))
+            slow.send(
+                encode(
+                    Connect(
+                        client_id="slow", protocol_version=4, username="carol", password=b"strong"
+                    ),
+                    4,
+                )
+            )
             time.sleep(0.03)  # the broker has read the CONNECT and is hashing
             t0 = time.monotonic()
             other.ping()
@@ -104,9 +122,12 @@ def test_slow_password_hash_does_not_stall_others(secured) -> None:
 def test_plugin_by_dotted_path(start_broker) -> None:
     """[[auth.plugin]] class = "tests.config.plugin_example:OnlyNamedUser" with options."""
     port = free_port()
-    start_broker(listener(port) + OFF + '[[auth.plugin]]\n'
-                 'class = "tests.config.plugin_example:OnlyNamedUser"\n'
-                 'options = { user = "bob" }\n', wait=[port])
+    start_broker(
+        listener(port) + OFF + "[[auth.plugin]]\n"
+        'class = "tests.config.plugin_example:OnlyNamedUser"\n'
+        'options = { user = "bob" }\n',
+        wait=[port],
+    )
     with RawClient(port, version=5) as c:
         c.connect("x", username="eve", password="pw", expect_rc=0x86)
     with RawClient(port, version=5) as c:
@@ -122,12 +143,16 @@ def test_connect_timeout_while_authentication_hangs(start_broker) -> None:
     """A plug-in that hangs past limits.connect_timeout: that connection is closed
     without CONNACK; other clients connect and work meanwhile; the late answer is ignored."""
     port = free_port()
-    b = start_broker(listener(port) + OFF + "[limits]\nconnect_timeout = 1\n"
-                     '[[auth.plugin]]\nclass = "tests.config.plugin_example:SlowForOneUser"\n'
-                     "options = { delay = 2.5 }\n", wait=[port])
+    b = start_broker(
+        listener(port) + OFF + "[limits]\nconnect_timeout = 1\n"
+        '[[auth.plugin]]\nclass = "tests.config.plugin_example:SlowForOneUser"\n'
+        "options = { delay = 2.5 }\n",
+        wait=[port],
+    )
     with RawClient(port) as slow, RawClient(port) as other:
-        slow.send(encode(Connect(client_id="hang", protocol_version=4, username="slow",
-                                 password=b"x"), 4))
+        slow.send(
+            encode(Connect(client_id="hang", protocol_version=4, username="slow", password=b"x"), 4)
+        )
         other.connect("other", username="quick", password="x")
         assert other.is_open()
         started = time.monotonic()

@@ -13,18 +13,46 @@ from typing import Any
 import pytest
 
 import mqttfast.codec as codec
-from mqttfast.codec.packets import (Connack, Connect, Disconnect, Properties, Puback, Pubcomp,
-                                    Publish, Pubrec, Pubrel, Suback, Subscribe, Subscription,
-                                    Unsubscribe, Will)
+from mqttfast.codec.packets import (
+    Connack,
+    Connect,
+    Disconnect,
+    Properties,
+    Puback,
+    Pubcomp,
+    Publish,
+    Pubrec,
+    Pubrel,
+    Suback,
+    Subscribe,
+    Subscription,
+    Unsubscribe,
+    Will,
+)
 from mqttfast.core import connection as core_connection
 from mqttfast.core import handle_subscribe as core_handle_subscribe
 from mqttfast.core import subscriptions as core_subscriptions
 from mqttfast.core.broker import Broker, FakeClock
 from mqttfast.core.settings import BrokerSettings
 
-__all__ = ["FakeClient", "FakeSink", "Connect", "Connack", "Publish", "Puback", "Pubrec",
-           "Pubrel", "Pubcomp", "Subscribe", "Subscription", "Suback", "Unsubscribe",
-           "Disconnect", "Properties", "Will"]
+__all__ = [
+    "FakeClient",
+    "FakeSink",
+    "Connect",
+    "Connack",
+    "Publish",
+    "Puback",
+    "Pubrec",
+    "Pubrel",
+    "Pubcomp",
+    "Subscribe",
+    "Subscription",
+    "Suback",
+    "Unsubscribe",
+    "Disconnect",
+    "Properties",
+    "Will",
+]
 
 
 class FakeSink:
@@ -85,29 +113,55 @@ class FakeClient:
     def closed(self) -> bool:
         return self.sink.closed
 
-    def connect(self, client_id: str = "", clean: bool = True, keep_alive: int = 0,
-                will: Will | None = None, properties: Properties | None = None,
-                username: str | None = None, password: bytes | None = None) -> Connack:
-        self.send(Connect(client_id=client_id, protocol_version=self.version, clean_start=clean,
-                          keep_alive=keep_alive, username=username, password=password,
-                          will=will, properties=properties))
+    def connect(
+        self,
+        client_id: str = "",
+        clean: bool = True,
+        keep_alive: int = 0,
+        will: Will | None = None,
+        properties: Properties | None = None,
+        username: str | None = None,
+        password: bytes | None = None,
+    ) -> Connack:
+        self.send(
+            Connect(
+                client_id=client_id,
+                protocol_version=self.version,
+                clean_start=clean,
+                keep_alive=keep_alive,
+                username=username,
+                password=password,
+                will=will,
+                properties=properties,
+            )
+        )
         pkts = self.received()
         assert pkts and isinstance(pkts[0], Connack), pkts
         self.backlog = pkts[1:]
         return pkts[0]
 
     def subscribe(self, *subs: Any, properties: Properties | None = None) -> Suback:
-        subscriptions = [s if isinstance(s, Subscription) else
-                         (Subscription(s[0], s[1]) if isinstance(s, tuple) else Subscription(s, 0))
-                         for s in subs]
+        subscriptions = [
+            s
+            if isinstance(s, Subscription)
+            else (Subscription(s[0], s[1]) if isinstance(s, tuple) else Subscription(s, 0))
+            for s in subs
+        ]
         self.send(Subscribe(self.next_pid(), subscriptions, properties))
         pkts = self.received()
         assert isinstance(pkts[0], Suback), pkts
         self.after_suback = pkts[1:]
         return pkts[0]
 
-    def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False,
-                properties: Properties | None = None, packet_id: int | None = None) -> list[Any]:
+    def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int = 0,
+        retain: bool = False,
+        properties: Properties | None = None,
+        packet_id: int | None = None,
+    ) -> list[Any]:
         pid = 0 if qos == 0 else (packet_id or self.next_pid())
         self.send(Publish(topic, payload, qos, retain, False, pid, properties))
         return self.received()
@@ -156,6 +210,7 @@ def make_broker(core_impl: Any, clock: FakeClock):  # type: ignore[no-untyped-de
     def make(**settings: Any) -> Broker:
         settings.setdefault("sys_interval", 0)
         return Broker(BrokerSettings(**settings), clock=clock)
+
     return make
 
 
@@ -167,6 +222,8 @@ def broker(make_broker) -> Broker:  # type: ignore[no-untyped-def]
 @pytest.fixture
 def client(broker: Broker, core_impl: Any):  # type: ignore[no-untyped-def]
     """Factory: client(version=4) -> FakeClient on the shared broker."""
+
     def make(version: int = 4, b: Broker | None = None) -> FakeClient:
         return FakeClient(b or broker, core_impl, version)
+
     return make

@@ -5,7 +5,16 @@ from __future__ import annotations
 from mqttfast.codec.errors import MQTTError
 from mqttfast.codec.packets import Pingreq, Pingresp
 
-from .conftest import Connack, Connect, Disconnect, Properties, Publish, Subscribe, Subscription, Will
+from .conftest import (
+    Connack,
+    Connect,
+    Disconnect,
+    Properties,
+    Publish,
+    Subscribe,
+    Subscription,
+    Will,
+)
 
 
 def test_empty_client_id_clean_session_gets_assigned_id(client, broker):
@@ -255,15 +264,27 @@ def test_v5_connack_properties(make_broker, core_impl):
     """CONNACK v5 advertises limits that differ from the defaults (3.2.2.3)."""
     from .conftest import FakeClient
 
-    b = make_broker(receive_maximum=100, maximum_qos=1, retain_available=False,
-                    max_packet_size=1000, topic_alias_maximum=5,
-                    shared_subscription_available=False, max_session_expiry=60)
+    b = make_broker(
+        receive_maximum=100,
+        maximum_qos=1,
+        retain_available=False,
+        max_packet_size=1000,
+        topic_alias_maximum=5,
+        shared_subscription_available=False,
+        max_session_expiry=60,
+    )
     c = FakeClient(b, core_impl, 5)
     ack = c.connect("v5", properties=Properties(session_expiry_interval=3600))
     p = ack.properties
-    assert (p.receive_maximum, p.maximum_qos, p.retain_available, p.maximum_packet_size,
-            p.topic_alias_maximum, p.shared_subscription_available,
-            p.session_expiry_interval) == (100, 1, 0, 1000, 5, 0, 60)
+    assert (
+        p.receive_maximum,
+        p.maximum_qos,
+        p.retain_available,
+        p.maximum_packet_size,
+        p.topic_alias_maximum,
+        p.shared_subscription_available,
+        p.session_expiry_interval,
+    ) == (100, 1, 0, 1000, 5, 0, 60)
 
 
 def test_churn_leaves_nothing_behind(client, broker, clock):

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 from mqttfast.codec.packets import Unsuback
 
-from .conftest import (Disconnect, Puback, Pubcomp, Publish, Pubrec, Pubrel, Subscription,
-                       Unsubscribe)
+from .conftest import (
+    Disconnect,
+    Puback,
+    Pubcomp,
+    Publish,
+    Pubrec,
+    Pubrel,
+    Unsubscribe,
+)
 
 
 def test_wildcards_and_exact(client):
@@ -146,7 +153,9 @@ def test_redelivery_with_dup_after_reconnect(client):
     assert s.connect("s", clean=False).session_present
     pkts = s.received()
     assert [(type(x).__name__, x.packet_id) for x in pkts] == [
-        ("Pubrel", m2.packet_id), ("Publish", m1.packet_id)]
+        ("Pubrel", m2.packet_id),
+        ("Publish", m1.packet_id),
+    ]
     assert pkts[1].dup is True and pkts[1].payload == b"q1"
     s.send(Pubcomp(m2.packet_id), Puback(m1.packet_id))
     assert broker_inflight(s) == 0
@@ -372,10 +381,10 @@ def test_mutual_publishers_never_deadlock(make_broker, core_impl):
     c = FakeClient(b, core_impl, 4)
     c.connect("c")
     c.subscribe(("to/c", 1))
-    c.publish("to/a", b"x", qos=1)          # a now has one in flight
-    for i in range(3):
-        a.publish("to/c", b"y", qos=1)      # c's queue grows past the high water
-    assert not a.sink.paused                # a has an unacknowledged message toward it
+    c.publish("to/a", b"x", qos=1)  # a now has one in flight
+    for _i in range(3):
+        a.publish("to/c", b"y", qos=1)  # c's queue grows past the high water
+    assert not a.sink.paused  # a has an unacknowledged message toward it
 
 
 def test_many_retained_on_subscribe_neither_dropped_nor_flooding(make_broker, core_impl):
@@ -477,4 +486,9 @@ def test_topic_level_and_subscription_limits(make_broker, core_impl):
     assert [m.payload for m in s.publishes()] == [b"ok"]
     s3 = FakeClient(b, core_impl, 4)
     s3.connect("s3")
-    assert s3.subscribe(Sub("a/b/c/d"), Sub("q"), Sub("r"), Sub("t")).reason_codes == [0x80, 0, 0, 0x80]
+    assert s3.subscribe(Sub("a/b/c/d"), Sub("q"), Sub("r"), Sub("t")).reason_codes == [
+        0x80,
+        0,
+        0,
+        0x80,
+    ]

@@ -16,8 +16,13 @@ def _scram_broker(make_broker):
 
 
 def _start(c: FakeClient, scram: ScramClient, cid: str = "sc") -> bytes:
-    c.send(Connect(cid, 5, properties=Properties(authentication_method=METHOD,
-                                                  authentication_data=scram.first())))
+    c.send(
+        Connect(
+            cid,
+            5,
+            properties=Properties(authentication_method=METHOD, authentication_data=scram.first()),
+        )
+    )
     (a,) = c.received()
     assert isinstance(a, Auth) and a.reason_code == 0x18
     assert a.properties.authentication_method == METHOD
@@ -31,8 +36,12 @@ def test_scram_success_and_server_signature(make_broker, core_impl):
     c = FakeClient(b, core_impl, 5)
     scram = ScramClient("alice", "s3cret")
     server_first = _start(c, scram)
-    c.send(Auth(0x18, Properties(authentication_method=METHOD,
-                                 authentication_data=scram.final(server_first))))
+    c.send(
+        Auth(
+            0x18,
+            Properties(authentication_method=METHOD, authentication_data=scram.final(server_first)),
+        )
+    )
     (ack,) = c.received()
     assert isinstance(ack, Connack) and ack.reason_code == 0
     assert ack.properties.authentication_method == METHOD
@@ -45,8 +54,12 @@ def test_scram_wrong_password_refused(make_broker, core_impl):
     c = FakeClient(b, core_impl, 5)
     scram = ScramClient("alice", "wrong")
     server_first = _start(c, scram)
-    c.send(Auth(0x18, Properties(authentication_method=METHOD,
-                                 authentication_data=scram.final(server_first))))
+    c.send(
+        Auth(
+            0x18,
+            Properties(authentication_method=METHOD, authentication_data=scram.final(server_first)),
+        )
+    )
     (ack,) = c.received()
     assert isinstance(ack, Connack) and ack.reason_code == 0x87 and c.closed
 
@@ -57,8 +70,12 @@ def test_scram_unknown_user_looks_like_known_then_fails(make_broker, core_impl):
     scram = ScramClient("mallory", "x")
     server_first = _start(c, scram)
     assert b",s=" in server_first and b",i=" in server_first
-    c.send(Auth(0x18, Properties(authentication_method=METHOD,
-                                 authentication_data=scram.final(server_first))))
+    c.send(
+        Auth(
+            0x18,
+            Properties(authentication_method=METHOD, authentication_data=scram.final(server_first)),
+        )
+    )
     (ack,) = c.received()
     assert ack.reason_code == 0x87
 
@@ -69,22 +86,42 @@ def test_scram_reauthentication(make_broker, core_impl):
     c = FakeClient(b, core_impl, 5)
     scram = ScramClient("alice", "s3cret")
     sf = _start(c, scram)
-    c.send(Auth(0x18, Properties(authentication_method=METHOD, authentication_data=scram.final(sf))))
+    c.send(
+        Auth(0x18, Properties(authentication_method=METHOD, authentication_data=scram.final(sf)))
+    )
     assert c.received()[0].reason_code == 0
     again = ScramClient("alice", "s3cret")
     c.send(Auth(0x19, Properties(authentication_method=METHOD, authentication_data=again.first())))
     (a,) = c.received()
     assert a.reason_code == 0x18
-    c.send(Auth(0x18, Properties(authentication_method=METHOD,
-                                 authentication_data=again.final(a.properties.authentication_data))))
+    c.send(
+        Auth(
+            0x18,
+            Properties(
+                authentication_method=METHOD,
+                authentication_data=again.final(a.properties.authentication_data),
+            ),
+        )
+    )
     (ok,) = c.received()
-    assert isinstance(ok, Auth) and ok.reason_code == 0 and again.verify(ok.properties.authentication_data)
+    assert (
+        isinstance(ok, Auth)
+        and ok.reason_code == 0
+        and again.verify(ok.properties.authentication_data)
+    )
     # A failed re-authentication disconnects.
     bad = ScramClient("alice", "nope")
     c.send(Auth(0x19, Properties(authentication_method=METHOD, authentication_data=bad.first())))
     (a,) = c.received()
-    c.send(Auth(0x18, Properties(authentication_method=METHOD,
-                                 authentication_data=bad.final(a.properties.authentication_data))))
+    c.send(
+        Auth(
+            0x18,
+            Properties(
+                authentication_method=METHOD,
+                authentication_data=bad.final(a.properties.authentication_data),
+            ),
+        )
+    )
     (d,) = c.received()
     assert isinstance(d, Disconnect) and d.reason_code == 0x87 and c.closed
 

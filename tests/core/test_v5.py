@@ -5,8 +5,18 @@ from __future__ import annotations
 
 from mqttfast.codec.packets import Auth, Unsuback
 
-from .conftest import (Disconnect, FakeClient, Properties, Puback, Publish, Pubrec,
-                       Pubrel, Subscription, Unsubscribe, Will)
+from .conftest import (
+    Disconnect,
+    FakeClient,
+    Properties,
+    Puback,
+    Publish,
+    Pubrec,
+    Pubrel,
+    Subscription,
+    Unsubscribe,
+    Will,
+)
 
 
 def test_puback_no_matching_subscribers(client):
@@ -34,15 +44,23 @@ def test_properties_forwarded_unchanged(client):
     s4.subscribe("req")
     p = client(5)
     p.connect("p")
-    props = Properties(response_topic="resp/1", correlation_data=b"\x01\x02",
-                       content_type="text/plain", payload_format_indicator=1,
-                       user_property=[("b", "2"), ("a", "1"), ("b", "3")])
+    props = Properties(
+        response_topic="resp/1",
+        correlation_data=b"\x01\x02",
+        content_type="text/plain",
+        payload_format_indicator=1,
+        user_property=[("b", "2"), ("a", "1"), ("b", "3")],
+    )
     p.publish("req", "hé".encode(), properties=props)
     (m,) = s5.publishes()
     mp = m.properties
-    assert (mp.response_topic, mp.correlation_data, mp.content_type,
-            mp.payload_format_indicator, mp.user_property) == (
-        "resp/1", b"\x01\x02", "text/plain", 1, [("b", "2"), ("a", "1"), ("b", "3")])
+    assert (
+        mp.response_topic,
+        mp.correlation_data,
+        mp.content_type,
+        mp.payload_format_indicator,
+        mp.user_property,
+    ) == ("resp/1", b"\x01\x02", "text/plain", 1, [("b", "2"), ("a", "1"), ("b", "3")])
     (m4,) = s4.publishes()
     assert m4.payload == "hé".encode()
 
@@ -64,7 +82,9 @@ def test_inbound_topic_alias(client):
     p.publish("long/topic/name", b"1", properties=Properties(topic_alias=3))
     p.publish("", b"2", properties=Properties(topic_alias=3))
     assert [(m.topic, m.payload) for m in s.publishes()] == [
-        ("long/topic/name", b"1"), ("long/topic/name", b"2")]
+        ("long/topic/name", b"1"),
+        ("long/topic/name", b"2"),
+    ]
 
 
 def test_invalid_topic_alias_disconnect_0x94(client):
@@ -209,8 +229,11 @@ def test_shared_no_local_is_protocol_error(client):
     """[MQTT-3.8.3-4]"""
     c = client(5)
     c.connect("c")
-    c.send(__import__("mqttfast.codec.packets", fromlist=["Subscribe"]).Subscribe(
-        1, [Subscription("$share/g/t", 0, no_local=True)]))
+    c.send(
+        __import__("mqttfast.codec.packets", fromlist=["Subscribe"]).Subscribe(
+            1, [Subscription("$share/g/t", 0, no_local=True)]
+        )
+    )
     (d,) = c.received()
     assert isinstance(d, Disconnect) and d.reason_code == 0x82
 
@@ -297,9 +320,12 @@ def test_will_delay_published_after_delay(client, broker, clock):
     s.connect("s")
     s.subscribe("w")
     c = client(5)
-    c.connect("c", clean=False, properties=Properties(session_expiry_interval=100),
-              will=Will("w", b"late", 0, properties=Properties(will_delay_interval=10,
-                                                                 content_type="x")))
+    c.connect(
+        "c",
+        clean=False,
+        properties=Properties(session_expiry_interval=100),
+        will=Will("w", b"late", 0, properties=Properties(will_delay_interval=10, content_type="x")),
+    )
     c.conn.connection_lost()
     broker.tick()
     assert s.received() == []
@@ -315,8 +341,12 @@ def test_will_delay_cancelled_by_reconnect(client, broker, clock):
     s.subscribe("w")
     props = Properties(session_expiry_interval=100)
     c = client(5)
-    c.connect("c", clean=False, properties=props,
-              will=Will("w", b"late", 0, properties=Properties(will_delay_interval=10)))
+    c.connect(
+        "c",
+        clean=False,
+        properties=props,
+        will=Will("w", b"late", 0, properties=Properties(will_delay_interval=10)),
+    )
     c.conn.connection_lost()
     clock.advance(5)
     c = client(5)
@@ -332,8 +362,12 @@ def test_will_published_at_session_end_before_delay(client, broker, clock):
     s.connect("s")
     s.subscribe("w")
     c = client(5)
-    c.connect("c", clean=False, properties=Properties(session_expiry_interval=3),
-              will=Will("w", b"x", 0, properties=Properties(will_delay_interval=60)))
+    c.connect(
+        "c",
+        clean=False,
+        properties=Properties(session_expiry_interval=3),
+        will=Will("w", b"x", 0, properties=Properties(will_delay_interval=60)),
+    )
     c.conn.connection_lost()
     clock.advance(3)
     broker.tick()
@@ -414,18 +448,30 @@ def test_enhanced_auth_challenge_response(make_broker, core_impl):
     b.hooks = Echo()
     c = FakeClient(b, core_impl, 5)
     from mqttfast.codec.packets import Connect
-    c.send(Connect("ea", 5, properties=Properties(authentication_method="ECHO",
-                                                    authentication_data=b"n1")))
+
+    c.send(
+        Connect(
+            "ea", 5, properties=Properties(authentication_method="ECHO", authentication_data=b"n1")
+        )
+    )
     (a,) = c.received()
-    assert isinstance(a, Auth) and a.reason_code == 0x18 and a.properties.authentication_data == b"challenge"
-    c.send(Auth(0x18, Properties(authentication_method="ECHO", authentication_data=b"challenge:n1")))
+    assert (
+        isinstance(a, Auth)
+        and a.reason_code == 0x18
+        and a.properties.authentication_data == b"challenge"
+    )
+    c.send(
+        Auth(0x18, Properties(authentication_method="ECHO", authentication_data=b"challenge:n1"))
+    )
     (ack,) = c.received()
     assert ack.reason_code == 0 and ack.properties.authentication_data == b"welcome"
     # Re-authentication.
     c.send(Auth(0x19, Properties(authentication_method="ECHO", authentication_data=b"n2")))
     (a,) = c.received()
     assert a.reason_code == 0x18
-    c.send(Auth(0x18, Properties(authentication_method="ECHO", authentication_data=b"challenge:n2")))
+    c.send(
+        Auth(0x18, Properties(authentication_method="ECHO", authentication_data=b"challenge:n2"))
+    )
     (ok,) = c.received()
     assert isinstance(ok, Auth) and ok.reason_code == 0
     # Unknown method: 0x8C.
@@ -442,8 +488,12 @@ def test_takeover_will_delay_cancelled_when_resumed(client, broker):
     s.subscribe("w")
     props = Properties(session_expiry_interval=60)
     a = client(5)
-    a.connect("dup", clean=False, properties=props,
-              will=Will("w", b"x", 0, properties=Properties(will_delay_interval=5)))
+    a.connect(
+        "dup",
+        clean=False,
+        properties=props,
+        will=Will("w", b"x", 0, properties=Properties(will_delay_interval=5)),
+    )
     b = client(5)
     b.connect("dup", clean=False, properties=props)
     assert s.received() == []
@@ -513,7 +563,9 @@ def test_response_topic_with_wildcard_protocol_error(client):
 
 def test_will_payload_format_invalid_connack_0x99(client):
     c = client(5)
-    ack = c.connect("w", will=Will("w", b"\xff", 0, properties=Properties(payload_format_indicator=1)))
+    ack = c.connect(
+        "w", will=Will("w", b"\xff", 0, properties=Properties(payload_format_indicator=1))
+    )
     assert ack.reason_code == 0x99 and c.closed
 
 
@@ -553,7 +605,9 @@ def test_reason_strings_on_refusal_and_disconnect(client):
     assert ack.reason_code == 0x85 and ack.properties.reason_string
     c = client(5)
     ack = c.connect("", clean=False, properties=Properties(request_problem_information=0))
-    assert ack.reason_code == 0x85 and (ack.properties is None or ack.properties.reason_string is None)
+    assert ack.reason_code == 0x85 and (
+        ack.properties is None or ack.properties.reason_string is None
+    )
     c = client(5)
     c.connect("rs")
     c.send(Publish("", b"x"))

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -25,17 +26,27 @@ async def until(cond: Callable[[], Any], timeout: float = 5.0, what: str = "cond
 
 
 class AioPaho:
-    def __init__(self, port: int, client_id: str, version: int = 5,
-                 clean_session: bool | None = None, **kw: Any) -> None:
+    def __init__(
+        self,
+        port: int,
+        client_id: str,
+        version: int = 5,
+        clean_session: bool | None = None,
+        **kw: Any,
+    ) -> None:
         proto = mqtt.MQTTv5 if version == 5 else mqtt.MQTTv311
-        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=proto,
-                             clean_session=clean_session)
+        self.c = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=proto,
+            clean_session=clean_session,
+        )
         self.port = port
         self.version = version
         self.kw = kw
         self.messages: list[mqtt.MQTTMessage] = []
         self.connack: Any = None
-        self.acks: dict[int, int] = {}      # mid -> PUBACK/PUBREC reason code
+        self.acks: dict[int, int] = {}  # mid -> PUBACK/PUBREC reason code
         self.subacks: dict[int, list[int]] = {}
         self.disconnected: Any = None
         self.c.on_connect = self._on_connect
@@ -56,14 +67,16 @@ class AioPaho:
     def _on_disconnect(self, c: Any, u: Any, flags: Any, rc: Any, props: Any = None) -> None:
         self.disconnected = rc
 
-    async def connect(self, username: str | None = None, password: str | None = None,
-                      expect_ok: bool = True) -> Any:
+    async def connect(
+        self, username: str | None = None, password: str | None = None, expect_ok: bool = True
+    ) -> Any:
         if username is not None:
             self.c.username_pw_set(username, password)
         self.c.connect_async("127.0.0.1", self.port, keepalive=30, **self.kw)
         self.c.loop_start()
-        await until(lambda: self.connack is not None or self.disconnected is not None,
-                    what="CONNACK")
+        await until(
+            lambda: self.connack is not None or self.disconnected is not None, what="CONNACK"
+        )
         rc = self.connack
         if expect_ok:
             assert rc is not None and not rc.is_failure, f"connect refused: {rc}"
@@ -73,9 +86,15 @@ class AioPaho:
         _, mid = self.c.subscribe(topic, qos)
         return await until(lambda: self.subacks.get(mid), what=f"SUBACK {topic}")
 
-    async def publish(self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = False,
-                      user_props: list[tuple[str, str]] | None = None,
-                      timeout: float = 5.0) -> int:
+    async def publish(
+        self,
+        topic: str,
+        payload: bytes | str,
+        qos: int = 1,
+        retain: bool = False,
+        user_props: list[tuple[str, str]] | None = None,
+        timeout: float = 5.0,
+    ) -> int:
         props = None
         if user_props and self.version == 5:
             props = PahoProperties(PacketTypes.PUBLISH)
@@ -83,8 +102,14 @@ class AioPaho:
         info = self.c.publish(topic, payload, qos, retain, properties=props)
         if qos == 0:
             return 0
-        return await until(lambda: self.acks.get(info.mid, -1) != -1 and self.acks[info.mid] + 1,
-                           timeout, f"ack of {topic}") - 1
+        return (
+            await until(
+                lambda: self.acks.get(info.mid, -1) != -1 and self.acks[info.mid] + 1,
+                timeout,
+                f"ack of {topic}",
+            )
+            - 1
+        )
 
     def publish_nowait(self, topic: str, payload: bytes | str, qos: int = 1) -> int:
         return self.c.publish(topic, payload, qos).mid

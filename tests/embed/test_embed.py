@@ -55,13 +55,16 @@ def test_paho_and_python_callbacks_exchange_messages(run, version):
             assert await broker.publish("cmd/2", "text payload", qos=2, retain=True) == 1
             msgs = await c.received(2)
             assert [(m.topic, m.payload, m.qos) for m in msgs] == [
-                ("cmd/1", b"reboot", 1), ("cmd/2", b"text payload", 2)]
+                ("cmd/1", b"reboot", 1),
+                ("cmd/2", b"text payload", 2),
+            ]
             # Views.
             assert [ci.client_id for ci in broker.clients] == ["dev-1"]
             assert broker.clients[0].protocol_version == version
             assert broker.sessions["dev-1"].connected
             assert [(s.client_id, s.topic_filter, s.qos) for s in broker.subscriptions] == [
-                ("dev-1", "cmd/#", 2)]
+                ("dev-1", "cmd/#", 2)
+            ]
             assert broker.retained["cmd/2"].payload == b"text payload"
             assert not any(cid.startswith("\x00") for cid in broker.sessions)
             h1.unsubscribe()
@@ -97,7 +100,7 @@ def test_python_subscription_no_local_and_shared(run):
         async with mqttfast.Broker(port=0) as broker:
             mine = []
             h = broker.subscribe("x/#", mine.append, no_local=True)
-            await h.publish("x/1", b"own")        # No Local: not back to itself
+            await h.publish("x/1", b"own")  # No Local: not back to itself
             await broker.publish("x/2", b"other")
             assert [m.payload for m in mine] == [b"other"]
             a, b = [], []
@@ -116,8 +119,11 @@ def test_python_subscription_no_local_and_shared(run):
 
 def test_configured_by_config_object_dict_and_overrides(run, tmp_path):
     async def main():
-        cfg = {"listener": [{"address": "127.0.0.1", "port": 0}],
-               "limits": {"max_inflight": 7}, "mqtt": {"maximum_qos": 1}}
+        cfg = {
+            "listener": [{"address": "127.0.0.1", "port": 0}],
+            "limits": {"max_inflight": 7},
+            "mqtt": {"maximum_qos": 1},
+        }
         async with mqttfast.Broker(cfg, max_queued_messages=5) as broker:
             s = broker.core.settings
             assert (s.max_inflight, s.maximum_qos, s.max_queued_messages) == (7, 1, 5)
@@ -159,10 +165,12 @@ def test_import_codec_stays_light():
     import subprocess
     import sys
 
-    code = ("import sys, mqttfast.codec; "
-            "assert 'asyncio' not in sys.modules and 'mqttfast.embed' not in sys.modules; "
-            "import mqttfast; assert mqttfast.Broker.__module__ == 'mqttfast.embed'; "
-            "assert mqttfast.Plugin.__name__ == 'Plugin'")
+    code = (
+        "import sys, mqttfast.codec; "
+        "assert 'asyncio' not in sys.modules and 'mqttfast.embed' not in sys.modules; "
+        "import mqttfast; assert mqttfast.Broker.__module__ == 'mqttfast.embed'; "
+        "assert mqttfast.Plugin.__name__ == 'Plugin'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=30)
 
 

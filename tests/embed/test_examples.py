@@ -19,8 +19,9 @@ EXPECT = {
 @pytest.mark.timeout(40)
 @pytest.mark.parametrize("name", sorted(EXPECT))
 def test_example_runs(name):
-    out = subprocess.run([sys.executable, str(EXAMPLES / name)], capture_output=True,
-                         text=True, timeout=30)
+    out = subprocess.run(
+        [sys.executable, str(EXAMPLES / name)], capture_output=True, text=True, timeout=30
+    )
     assert out.returncode == 0, out.stderr
     for needle in EXPECT[name]:
         assert needle in out.stdout, out.stdout

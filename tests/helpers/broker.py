@@ -16,9 +16,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Mapping, Sequence
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -71,8 +71,12 @@ class BrokerProcess:
     file, readable with :meth:`log_text`.
     """
 
-    def __init__(self, extra_args: Sequence[str] = (), env: Mapping[str, str] | None = None,
-                 port: int | None = None) -> None:
+    def __init__(
+        self,
+        extra_args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+        port: int | None = None,
+    ) -> None:
         self.extra_args = list(extra_args)
         self.env = dict(env or {})
         self.port = port if port is not None else free_port()
@@ -86,26 +90,43 @@ class BrokerProcess:
     def command(self) -> list[str]:
         if self.kind == "mosquitto":
             return [self._mosquitto_binary(), "-c", str(self._write_mosquitto_conf())]
-        return [sys.executable, "-m", "mqttfast", "--host", "127.0.0.1", "--port", str(self.port),
-                "--log-level", "debug", *self.extra_args]
+        return [
+            sys.executable,
+            "-m",
+            "mqttfast",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--log-level",
+            "debug",
+            *self.extra_args,
+        ]
 
     @staticmethod
     def _mosquitto_binary() -> str:
-        found = shutil.which("mosquitto") or ("/usr/sbin/mosquitto"
-                                              if os.path.exists("/usr/sbin/mosquitto") else None)
+        found = shutil.which("mosquitto") or (
+            "/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None
+        )
         if not found:
             raise RuntimeError("MQTTFAST_TEST_BROKER=mosquitto but no mosquitto binary found")
         return found
 
     def _write_mosquitto_conf(self) -> Path:
-        lines = [f"listener {self.port} 127.0.0.1", "allow_anonymous true",
-                 "log_dest stdout", "log_type all", "persistence false"]
+        lines = [
+            f"listener {self.port} 127.0.0.1",
+            "allow_anonymous true",
+            "log_dest stdout",
+            "log_type all",
+            "persistence false",
+        ]
         args = list(self.extra_args)
         while args:
             flag = args.pop(0)
             if flag not in _MOSQUITTO_FLAGS or not args:
-                raise RuntimeError(f"broker flag {flag!r} has no mosquitto equivalent; "
-                                   "mark the test mqttfast_only")
+                raise RuntimeError(
+                    f"broker flag {flag!r} has no mosquitto equivalent; mark the test mqttfast_only"
+                )
             lines.append(f"{_MOSQUITTO_FLAGS[flag]} {args.pop(0)}")
         conf = Path(self._tmpdir.name) / "mosquitto.conf"
         conf.write_text("\n".join(lines) + "\n")
@@ -116,13 +137,14 @@ class BrokerProcess:
         # The repository root first, so the package under test is imported even
         # when it is not installed (an editable install points here anyway).
         env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+            p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p
+        )
         env.setdefault("PYTHONUNBUFFERED", "1")
         env.update(self.env)
         return env
 
     # -- life cycle -------------------------------------------------------
-    def start(self, timeout: float = START_TIMEOUT) -> "BrokerProcess":
+    def start(self, timeout: float = START_TIMEOUT) -> BrokerProcess:
         """Start the broker and wait (bounded) until its port accepts TCP."""
         for attempt in range(3):
             self._spawn()
@@ -135,23 +157,31 @@ class BrokerProcess:
                 time.sleep(0.02)
             if self.proc.poll() is None:
                 self.kill()
-                raise RuntimeError(f"{self.kind} did not accept TCP on port {self.port} "
-                                   f"within {timeout}s; log:\n{self.log_text()}")
+                raise RuntimeError(
+                    f"{self.kind} did not accept TCP on port {self.port} "
+                    f"within {timeout}s; log:\n{self.log_text()}"
+                )
             log = self.log_text()
             in_use = "in use" in log.lower()
             if in_use and not self._fixed_port and attempt < 2:
                 self.port = free_port()  # someone took the port between pick and bind
                 continue
-            raise RuntimeError(f"{self.kind} exited with {self.proc.returncode} during start; "
-                               f"log:\n{log}")
+            raise RuntimeError(
+                f"{self.kind} exited with {self.proc.returncode} during start; log:\n{log}"
+            )
         raise AssertionError("unreachable")
 
     def _spawn(self) -> None:
         log = open(self.log_path, "ab")
         try:
-            self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, env=self._environment(),
-                                         cwd=self._tmpdir.name)
+            self.proc = subprocess.Popen(
+                self.command(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self._environment(),
+                cwd=self._tmpdir.name,
+            )
         finally:
             log.close()  # the child keeps its own descriptor
 
@@ -177,8 +207,9 @@ class BrokerProcess:
             if needle.lower() in text.lower():
                 return text
             if time.monotonic() > deadline:
-                raise AssertionError(f"{needle!r} not in the broker log within {timeout}s; "
-                                     f"log tail:\n{text[-3000:]}")
+                raise AssertionError(
+                    f"{needle!r} not in the broker log within {timeout}s; log tail:\n{text[-3000:]}"
+                )
             time.sleep(0.05)
 
     def signal(self, signum: int) -> None:
@@ -199,8 +230,10 @@ class BrokerProcess:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.kill()
-                raise TimeoutError(f"{self.kind} did not exit within {timeout}s of SIGTERM; "
-                                   f"log tail:\n{self.log_text()[-3000:]}") from None
+                raise TimeoutError(
+                    f"{self.kind} did not exit within {timeout}s of SIGTERM; "
+                    f"log tail:\n{self.log_text()[-3000:]}"
+                ) from None
         return self.proc.returncode
 
     def kill(self) -> None:
@@ -212,11 +245,15 @@ class BrokerProcess:
         self.kill()
         self._tmpdir.cleanup()
 
-    def __enter__(self) -> "BrokerProcess":
+    def __enter__(self) -> BrokerProcess:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         try:
             if exc_type is None:
                 self.stop()

@@ -15,12 +15,13 @@ Markers:
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 
 from .broker import BrokerProcess, mosquitto_mode
+from .rawclient import RawClient
 
 __all__ = ["broker", "raw", "register_markers", "apply_collection_rules", "DEFAULT_TIMEOUT"]
 
@@ -52,8 +53,11 @@ def apply_collection_rules(items: list[pytest.Item], config: pytest.Config, root
             item.add_marker(pytest.mark.timeout(DEFAULT_TIMEOUT))
     if not mosquitto_mode():
         return
-    drop = [it for it in mine if it.get_closest_marker("mqttfast_only")
-            or it.get_closest_marker("mosquitto_deviation")]
+    drop = [
+        it
+        for it in mine
+        if it.get_closest_marker("mqttfast_only") or it.get_closest_marker("mosquitto_deviation")
+    ]
     if drop:
         dropped = set(map(id, drop))
         items[:] = [it for it in items if id(it) not in dropped]
@@ -74,8 +78,10 @@ def broker(request: pytest.FixtureRequest) -> Iterator[BrokerProcess]:
     proc.start()
     try:
         yield proc
-        assert proc.running(), (f"the broker died during the test (exit {proc.proc.returncode}); "
-                                f"log tail:\n{proc.log_text()[-3000:]}")
+        assert proc.running(), (
+            f"the broker died during the test (exit {proc.proc.returncode}); "
+            f"log tail:\n{proc.log_text()[-3000:]}"
+        )
         if proc.kind == "mqttfast":
             log = proc.log_text()
             assert not _TRACEBACK.search(log), f"traceback in the broker log:\n{log[-5000:]}"
@@ -88,7 +94,7 @@ def broker(request: pytest.FixtureRequest) -> Iterator[BrokerProcess]:
 
 
 @pytest.fixture
-def raw(broker: BrokerProcess) -> Iterator[Callable[..., "RawClient"]]:
+def raw(broker: BrokerProcess) -> Iterator[Callable[..., RawClient]]:
     """Factory of RawClients for the ``broker`` fixture: ``raw()`` (TCP only),
     ``raw(client_id="sub")`` (also CONNECTed), ``raw(version=3)``. All are
     closed at teardown."""

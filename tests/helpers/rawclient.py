@@ -12,13 +12,29 @@ from __future__ import annotations
 import socket
 import time
 from collections import deque
+from collections.abc import Iterable, Sequence
 from types import TracebackType
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from mqttfast.codec import Decoder, encode
 from mqttfast.codec.packets import (
-    Connack, Connect, Disconnect, Pingreq, Pingresp, Properties, Puback, Pubcomp, Publish,
-    Pubrec, Pubrel, Suback, Subscribe, Subscription, Unsuback, Unsubscribe, Will,
+    Connack,
+    Connect,
+    Disconnect,
+    Pingreq,
+    Pingresp,
+    Properties,
+    Puback,
+    Pubcomp,
+    Publish,
+    Pubrec,
+    Pubrel,
+    Suback,
+    Subscribe,
+    Subscription,
+    Unsuback,
+    Unsubscribe,
+    Will,
 )
 
 __all__ = ["RawClient", "ConnectionClosed", "NoPacket"]
@@ -47,8 +63,9 @@ class RawClient:
     """One TCP connection to ``127.0.0.1:port`` speaking MQTT ``version``
     (3 = 3.1 "MQIsdp", 4 = 3.1.1, 5 = 5.0)."""
 
-    def __init__(self, port: int, version: int = 4, host: str = "127.0.0.1",
-                 connect_timeout: float = 5.0) -> None:
+    def __init__(
+        self, port: int, version: int = 4, host: str = "127.0.0.1", connect_timeout: float = 5.0
+    ) -> None:
         self.port = port
         self.version = version
         self.sock = socket.create_connection((host, port), timeout=connect_timeout)
@@ -73,7 +90,7 @@ class RawClient:
         """Read once; decode into ``pending``. False on EOF / reset."""
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise socket.timeout
+            raise TimeoutError
         self.sock.settimeout(remaining)
         try:
             data = self.sock.recv(65536)
@@ -94,7 +111,7 @@ class RawClient:
             try:
                 if not self._read_more(deadline):
                     raise ConnectionClosed("the server closed the connection")
-            except socket.timeout:
+            except TimeoutError:
                 raise NoPacket(f"no packet from the server within {timeout}s") from None
         return self.pending.popleft()
 
@@ -121,9 +138,11 @@ class RawClient:
             try:
                 if not self._read_more(deadline):
                     raise ConnectionClosed(f"closed while waiting for {cls.__name__} {fields}")
-            except socket.timeout:
-                raise NoPacket(f"no {cls.__name__} {fields} within {timeout}s; "
-                               f"other packets: {list(self.pending)!r}") from None
+            except TimeoutError:
+                raise NoPacket(
+                    f"no {cls.__name__} {fields} within {timeout}s; "
+                    f"other packets: {list(self.pending)!r}"
+                ) from None
 
     def expect_no_packet(self, timeout: float = 0.5) -> None:
         """Assert the server sends nothing (and stays connected) for ``timeout`` s."""
@@ -131,7 +150,7 @@ class RawClient:
             raise AssertionError(f"unexpected packet {self.pending[0]!r}")
         try:
             alive = self._read_more(time.monotonic() + timeout)
-        except socket.timeout:
+        except TimeoutError:
             return
         if not alive:
             raise ConnectionClosed("the server closed the connection")
@@ -156,9 +175,10 @@ class RawClient:
                 return reason
             try:
                 self._read_more(deadline)
-            except socket.timeout:
-                raise AssertionError(f"the server did not close the connection within {timeout}s"
-                                     ) from None
+            except TimeoutError:
+                raise AssertionError(
+                    f"the server did not close the connection within {timeout}s"
+                ) from None
 
     def is_open(self, timeout: float = 0.3) -> bool:
         """True if the connection survives a PINGREQ round trip."""
@@ -170,25 +190,46 @@ class RawClient:
             return False
 
     # -- MQTT helpers -----------------------------------------------------
-    def connect(self, client_id: str = "", clean_start: bool = True, keep_alive: int = 60,
-                will: Will | None = None, username: str | None = None,
-                password: bytes | str | None = None, properties: Properties | None = None,
-                expect_rc: int | None = 0, timeout: float = 2.0) -> Connack:
+    def connect(
+        self,
+        client_id: str = "",
+        clean_start: bool = True,
+        keep_alive: int = 60,
+        will: Will | None = None,
+        username: str | None = None,
+        password: bytes | str | None = None,
+        properties: Properties | None = None,
+        expect_rc: int | None = 0,
+        timeout: float = 2.0,
+    ) -> Connack:
         """Send CONNECT and return the CONNACK (asserting ``expect_rc`` unless None)."""
         if isinstance(password, str):
             password = password.encode()
-        self.send_packet(Connect(client_id=client_id, protocol_version=self.version,
-                                 clean_start=clean_start, keep_alive=keep_alive,
-                                 username=username, password=password, will=will,
-                                 properties=properties))
+        self.send_packet(
+            Connect(
+                client_id=client_id,
+                protocol_version=self.version,
+                clean_start=clean_start,
+                keep_alive=keep_alive,
+                username=username,
+                password=password,
+                will=will,
+                properties=properties,
+            )
+        )
         connack = self.expect(Connack, timeout)
         if expect_rc is not None:
             assert connack.reason_code == expect_rc, f"CONNACK {connack!r}, expected {expect_rc}"
         return connack
 
-    def subscribe(self, *filters: FilterSpec | Sequence[FilterSpec], qos: int = 0,
-                  packet_id: int | None = None, properties: Properties | None = None,
-                  timeout: float = 2.0) -> Suback:
+    def subscribe(
+        self,
+        *filters: FilterSpec | Sequence[FilterSpec],
+        qos: int = 0,
+        packet_id: int | None = None,
+        properties: Properties | None = None,
+        timeout: float = 2.0,
+    ) -> Suback:
         """SUBSCRIBE to filters (``"a/b"``, ``("a/b", 1)`` or Subscription) and
         return the SUBACK with the same packet id."""
         specs: list[FilterSpec] = []
@@ -198,22 +239,40 @@ class RawClient:
             else:
                 specs.append(f)
         pid = packet_id if packet_id is not None else self.next_packet_id()
-        self.send_packet(Subscribe(packet_id=pid,
-                                   subscriptions=[_subscription(s, qos) for s in specs],
-                                   properties=properties))
+        self.send_packet(
+            Subscribe(
+                packet_id=pid,
+                subscriptions=[_subscription(s, qos) for s in specs],
+                properties=properties,
+            )
+        )
         return self.recv_until(Suback, timeout, packet_id=pid)
 
-    def unsubscribe(self, *filters: str, packet_id: int | None = None,
-                    properties: Properties | None = None, timeout: float = 2.0) -> Unsuback:
+    def unsubscribe(
+        self,
+        *filters: str,
+        packet_id: int | None = None,
+        properties: Properties | None = None,
+        timeout: float = 2.0,
+    ) -> Unsuback:
         pid = packet_id if packet_id is not None else self.next_packet_id()
-        self.send_packet(Unsubscribe(packet_id=pid, topic_filters=list(filters),
-                                     properties=properties))
+        self.send_packet(
+            Unsubscribe(packet_id=pid, topic_filters=list(filters), properties=properties)
+        )
         return self.recv_until(Unsuback, timeout, packet_id=pid)
 
-    def publish(self, topic: str, payload: bytes | str = b"", qos: int = 0, retain: bool = False,
-                dup: bool = False, packet_id: int | None = None,
-                properties: Properties | None = None, complete: bool = True,
-                timeout: float = 2.0) -> Any:
+    def publish(
+        self,
+        topic: str,
+        payload: bytes | str = b"",
+        qos: int = 0,
+        retain: bool = False,
+        dup: bool = False,
+        packet_id: int | None = None,
+        properties: Properties | None = None,
+        complete: bool = True,
+        timeout: float = 2.0,
+    ) -> Any:
         """PUBLISH and, by default, finish the QoS flow.
 
         QoS 0 returns None. QoS 1 returns the PUBACK. QoS 2 returns the
@@ -223,8 +282,17 @@ class RawClient:
         if isinstance(payload, str):
             payload = payload.encode()
         pid = 0 if qos == 0 else (packet_id if packet_id is not None else self.next_packet_id())
-        self.send_packet(Publish(topic=topic, payload=payload, qos=qos, retain=retain, dup=dup,
-                                 packet_id=pid, properties=properties))
+        self.send_packet(
+            Publish(
+                topic=topic,
+                payload=payload,
+                qos=qos,
+                retain=retain,
+                dup=dup,
+                packet_id=pid,
+                properties=properties,
+            )
+        )
         if qos == 0:
             return None
         if qos == 1:
@@ -253,15 +321,17 @@ class RawClient:
 
     def recv_publishes(self, count: int, timeout: float = 3.0, ack: bool = True) -> list[Publish]:
         deadline = time.monotonic() + timeout
-        return [self.recv_publish(max(0.01, deadline - time.monotonic()), ack)
-                for _ in range(count)]
+        return [
+            self.recv_publish(max(0.01, deadline - time.monotonic()), ack) for _ in range(count)
+        ]
 
     def ping(self, timeout: float = 2.0) -> Pingresp:
         self.send_packet(Pingreq())
         return self.recv_until(Pingresp, timeout)
 
-    def disconnect(self, reason_code: int = 0, properties: Properties | None = None,
-                   wait: float = 1.0) -> None:
+    def disconnect(
+        self, reason_code: int = 0, properties: Properties | None = None, wait: float = 1.0
+    ) -> None:
         """Send DISCONNECT, wait (up to ``wait`` s) for the server to close its side,
         so the server has processed it before the test goes on, then close."""
         try:
@@ -270,7 +340,7 @@ class RawClient:
             while not self.closed_by_peer and time.monotonic() < deadline:
                 try:
                     self._read_more(deadline)
-                except (socket.timeout, OSError):
+                except (TimeoutError, OSError):
                     break
         except OSError:
             pass
@@ -284,11 +354,15 @@ class RawClient:
         except OSError:
             pass
 
-    def __enter__(self) -> "RawClient":
+    def __enter__(self) -> RawClient:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()
 
     def __repr__(self) -> str:

@@ -9,7 +9,8 @@ import shutil
 import signal
 import subprocess
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 
 def require_program(name: str) -> str:
@@ -19,13 +20,20 @@ def require_program(name: str) -> str:
 
 
 class LineProcess:
-    def __init__(self, argv: Sequence[str], env: dict[str, str] | None = None,
-                 stdin_data: bytes | None = None) -> None:
+    def __init__(
+        self,
+        argv: Sequence[str],
+        env: dict[str, str] | None = None,
+        stdin_data: bytes | None = None,
+    ) -> None:
         self.argv = list(argv)
         self.proc = subprocess.Popen(
-            self.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            self.argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             stdin=subprocess.PIPE if stdin_data is not None else subprocess.DEVNULL,
-            env={**os.environ, **(env or {})})
+            env={**os.environ, **(env or {})},
+        )
         if stdin_data is not None:
             assert self.proc.stdin is not None
             self.proc.stdin.write(stdin_data)
@@ -43,8 +51,10 @@ class LineProcess:
             while b"\n" not in self._buf:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise AssertionError(f"no output line from {self.argv[0]} within {timeout}s;"
-                                         f" so far: {self.lines[-10:]}; stderr: {self.stderr()}")
+                    raise AssertionError(
+                        f"no output line from {self.argv[0]} within {timeout}s;"
+                        f" so far: {self.lines[-10:]}; stderr: {self.stderr()}"
+                    )
                 if not sel.select(remaining):
                     continue
                 chunk = self.proc.stdout.read(65536)
@@ -69,8 +79,10 @@ class LineProcess:
         while True:
             line = self.readline(max(0.01, deadline - time.monotonic()))
             if line is None:
-                raise AssertionError(f"{self.argv[0]} ended before the expected line; "
-                                     f"output: {self.lines[-20:]}; stderr: {self.stderr()}")
+                raise AssertionError(
+                    f"{self.argv[0]} ended before the expected line; "
+                    f"output: {self.lines[-20:]}; stderr: {self.stderr()}"
+                )
             if predicate(line):
                 return line
 
@@ -86,8 +98,10 @@ class LineProcess:
                 events.append(json.loads(line))
 
     def wait_json(self, event: str, timeout: float = 10.0) -> dict[str, Any]:
-        line = self.wait_for_line(lambda ln: ln.startswith("{") and
-                                  json.loads(ln).get("event") in (event, "error"), timeout)
+        line = self.wait_for_line(
+            lambda ln: ln.startswith("{") and json.loads(ln).get("event") in (event, "error"),
+            timeout,
+        )
         obj = json.loads(line)
         assert obj["event"] == event, f"{self.argv}: {obj}; stderr: {self.stderr()}"
         return obj
@@ -97,8 +111,9 @@ class LineProcess:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.kill()
-            raise AssertionError(f"{self.argv[0]} did not exit within {timeout}s; "
-                                 f"output: {self.lines[-20:]}") from None
+            raise AssertionError(
+                f"{self.argv[0]} did not exit within {timeout}s; output: {self.lines[-20:]}"
+            ) from None
 
     def stderr(self) -> str:
         if self.proc.poll() is None or self.proc.stderr is None:
@@ -123,7 +138,7 @@ class LineProcess:
             if f is not None:
                 f.close()
 
-    def __enter__(self) -> "LineProcess":
+    def __enter__(self) -> LineProcess:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -13,8 +13,23 @@ FORMAT = "MSG\t%t\t%q\t%r\t%x"  # topic, QoS, retain flag, payload as hex
 def mosquitto_sub(port: int, *args: str, timeout_s: int = 10) -> LineProcess:
     exe = require_program("mosquitto_sub")
     # stdbuf: line-buffered stdout through the pipe, so "received SUBACK" is seen at once.
-    return LineProcess([require_program("stdbuf"), "-oL", exe, "-h", "127.0.0.1", "-p", str(port), "-d", "-F", FORMAT,
-                        "-W", str(timeout_s), *args])
+    return LineProcess(
+        [
+            require_program("stdbuf"),
+            "-oL",
+            exe,
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-d",
+            "-F",
+            FORMAT,
+            "-W",
+            str(timeout_s),
+            *args,
+        ]
+    )
 
 
 def mosquitto_pub(port: int, *args: str, stdin_data: bytes | None = None) -> LineProcess:
@@ -62,8 +77,15 @@ def test_mosquitto_pub_lines_in_order(broker) -> None:
     lines = [f"line-{i}" for i in range(50)]
     with mosquitto_sub(broker.port, "-t", "mq/lines", "-q", "1", "-C", "50") as sub:
         wait_subscribed(sub)
-        run_pub(broker.port, "-t", "mq/lines", "-q", "1", "-l",
-                stdin_data=("\n".join(lines) + "\n").encode())
+        run_pub(
+            broker.port,
+            "-t",
+            "mq/lines",
+            "-q",
+            "1",
+            "-l",
+            stdin_data=("\n".join(lines) + "\n").encode(),
+        )
         got = messages(sub)
     assert [m[3].decode() for m in got] == lines
 
@@ -109,9 +131,21 @@ def test_mosquitto_sub_will_on_kill(broker, raw) -> None:
     with its QoS and retain flag ([MQTT-3.1.2-17])."""
     watcher = raw(client_id="watcher")
     watcher.subscribe(("mq/will", 2))
-    with mosquitto_sub(broker.port, "-t", "mq/x", "-i", "mq-dying", "--will-topic", "mq/will",
-                       "--will-payload", "mq-gone", "--will-qos", "1", "--will-retain",
-                       timeout_s=30) as dying:
+    with mosquitto_sub(
+        broker.port,
+        "-t",
+        "mq/x",
+        "-i",
+        "mq-dying",
+        "--will-topic",
+        "mq/will",
+        "--will-payload",
+        "mq-gone",
+        "--will-qos",
+        "1",
+        "--will-retain",
+        timeout_s=30,
+    ) as dying:
         wait_subscribed(dying)
         dying.kill()
     got = watcher.recv_publish(timeout=5)
@@ -124,8 +158,17 @@ def test_mosquitto_sub_no_will_on_normal_exit(broker, raw) -> None:
     """[MQTT-3.14.4-3] mosquitto_sub exiting normally (-C 1) sends DISCONNECT: no will."""
     watcher = raw(client_id="watcher")
     watcher.subscribe("mq/w2")
-    with mosquitto_sub(broker.port, "-t", "mq/trigger", "-C", "1", "--will-topic", "mq/w2",
-                       "--will-payload", "nope") as sub:
+    with mosquitto_sub(
+        broker.port,
+        "-t",
+        "mq/trigger",
+        "-C",
+        "1",
+        "--will-topic",
+        "mq/w2",
+        "--will-payload",
+        "nope",
+    ) as sub:
         wait_subscribed(sub)
         run_pub(broker.port, "-t", "mq/trigger", "-m", "go")
         assert len(messages(sub)) == 1
@@ -135,8 +178,9 @@ def test_mosquitto_sub_no_will_on_normal_exit(broker, raw) -> None:
 @pytest.mark.parametrize("qos", [0, 1, 2])
 def test_mqtt31_mosquitto_clients(broker, qos) -> None:
     """-V mqttv31: MQTT 3.1 (MQIsdp) mosquitto_pub and mosquitto_sub interoperate."""
-    with mosquitto_sub(broker.port, "-V", "mqttv31", "-t", "mq/31", "-q", str(qos),
-                       "-C", "1") as sub:
+    with mosquitto_sub(
+        broker.port, "-V", "mqttv31", "-t", "mq/31", "-q", str(qos), "-C", "1"
+    ) as sub:
         wait_subscribed(sub)
         run_pub(broker.port, "-V", "mqttv31", "-t", "mq/31", "-q", str(qos), "-m", "v31")
         assert messages(sub) == [("mq/31", qos, False, b"v31")]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -51,13 +50,13 @@ def test_mqttjs_publisher_reaches_raw_subscriber(broker, raw, qos) -> None:
         assert js.wait() == 0, js.lines
     got = sub.recv_publishes(5)
     assert [(p.topic, p.payload, p.qos) for p in got] == [
-        (f"js/out/{i}", f"p{i}".encode(), qos) for i in range(5)]
+        (f"js/out/{i}", f"p{i}".encode(), qos) for i in range(5)
+    ]
 
 
 def test_mqttjs_to_mqttjs_qos2(broker) -> None:
     """Two MQTT.js clients exchange QoS 2 messages through the broker, exactly once each."""
-    with mqttjs(broker.port, mode="sub", topic="js/q2", qos=2, count=10,
-                clientId="js-sub") as sub:
+    with mqttjs(broker.port, mode="sub", topic="js/q2", qos=2, count=10, clientId="js-sub") as sub:
         sub.wait_json("subscribed")
         msgs = [{"topic": "js/q2", "payload": str(i), "qos": 2} for i in range(10)]
         with mqttjs(broker.port, mode="pub", messages=msgs, clientId="js-pub") as pub:
@@ -72,8 +71,10 @@ def test_mqttjs_to_mqttjs_qos2(broker) -> None:
 def test_mqttjs_retained(broker, raw) -> None:
     """A retained message published by MQTT.js is delivered to a later MQTT.js subscriber
     with the retain flag ([MQTT-3.3.1-6], [MQTT-3.3.1-8])."""
-    msgs = [{"topic": "js/ret/a", "payload": "kept-a", "qos": 1, "retain": True},
-            {"topic": "js/ret/b", "payload": "kept-b", "qos": 0, "retain": True}]
+    msgs = [
+        {"topic": "js/ret/a", "payload": "kept-a", "qos": 1, "retain": True},
+        {"topic": "js/ret/b", "payload": "kept-b", "qos": 0, "retain": True},
+    ]
     with mqttjs(broker.port, mode="pub", messages=msgs) as pub:
         pub.wait_json("published")
         assert pub.wait() == 0
@@ -82,7 +83,9 @@ def test_mqttjs_retained(broker, raw) -> None:
         events = [e for e in sub.json_events(timeout=10) if e["event"] == "message"]
         assert sub.wait() == 0
     assert sorted((e["topic"], payload(e), e["retain"]) for e in events) == [
-        ("js/ret/a", b"kept-a", True), ("js/ret/b", b"kept-b", True)]
+        ("js/ret/a", b"kept-a", True),
+        ("js/ret/b", b"kept-b", True),
+    ]
 
 
 def test_mqttjs_will_published_when_process_dies(broker, raw) -> None:
@@ -90,8 +93,13 @@ def test_mqttjs_will_published_when_process_dies(broker, raw) -> None:
     publishes its will."""
     watcher = raw(client_id="watcher")
     watcher.subscribe(("js/will", 1))
-    js = mqttjs(broker.port, mode="will", clientId="js-dying", timeoutMs=30000,
-                will={"topic": "js/will", "payload": "js-gone", "qos": 1})
+    js = mqttjs(
+        broker.port,
+        mode="will",
+        clientId="js-dying",
+        timeoutMs=30000,
+        will={"topic": "js/will", "payload": "js-gone", "qos": 1},
+    )
     try:
         js.wait_json("connected")
         js.kill()
@@ -115,15 +123,17 @@ def test_mqttjs_receives_raw_clients_will(broker, raw) -> None:
 def test_mqttjs_persistent_session(broker, raw) -> None:
     """clean=false: MQTT.js subscribes, leaves; a QoS 1 message is queued and delivered
     when it comes back (sessionPresent true)."""
-    with mqttjs(broker.port, mode="sub", topic="js/ps", qos=1, count=1, clientId="js-ps",
-                clean=False) as first:
+    with mqttjs(
+        broker.port, mode="sub", topic="js/ps", qos=1, count=1, clientId="js-ps", clean=False
+    ) as first:
         first.wait_json("subscribed")
         raw(client_id="p1").publish("js/ps", b"live", qos=1)
         first.json_events(timeout=10)
         assert first.wait() == 0
     raw(client_id="p2").publish("js/ps", b"queued", qos=1)
-    with mqttjs(broker.port, mode="sub", topic="js/ps", qos=1, count=1, clientId="js-ps",
-                clean=False) as again:
+    with mqttjs(
+        broker.port, mode="sub", topic="js/ps", qos=1, count=1, clientId="js-ps", clean=False
+    ) as again:
         assert again.wait_json("connected")["sessionPresent"] is True
         events = [e for e in again.json_events(timeout=10) if e["event"] == "message"]
         assert again.wait() == 0
@@ -132,8 +142,9 @@ def test_mqttjs_persistent_session(broker, raw) -> None:
 
 def test_mqttjs_mqtt31(broker, raw) -> None:
     """MQTT.js speaking MQTT 3.1 (MQIsdp, protocolVersion 3) publishes and subscribes."""
-    with mqttjs(broker.port, mode="sub", topic="js/31", qos=1, count=1, protocolVersion=3,
-                clientId="js31") as js:
+    with mqttjs(
+        broker.port, mode="sub", topic="js/31", qos=1, count=1, protocolVersion=3, clientId="js31"
+    ) as js:
         js.wait_json("subscribed")
         raw(client_id="p").publish("js/31", b"old-school", qos=1)
         events = [e for e in js.json_events(timeout=10) if e["event"] == "message"]

@@ -18,10 +18,20 @@ from ._proc import LineProcess
 class Paho:
     """A paho client on its network thread, with bounded waits for what tests need."""
 
-    def __init__(self, port: int, client_id: str, clean_session: bool = True,
-                 protocol: int = mqtt.MQTTv311, will: tuple | None = None) -> None:
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                                  clean_session=clean_session, protocol=protocol)
+    def __init__(
+        self,
+        port: int,
+        client_id: str,
+        clean_session: bool = True,
+        protocol: int = mqtt.MQTTv311,
+        will: tuple | None = None,
+    ) -> None:
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            clean_session=clean_session,
+            protocol=protocol,
+        )
         self.messages: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
         self.connected = threading.Event()
         self.subscribed = threading.Event()
@@ -42,7 +52,7 @@ class Paho:
         self.granted = [int(rc.value) for rc in reason_codes]
         self.subscribed.set()
 
-    def start(self) -> "Paho":
+    def start(self) -> Paho:
         self.client.connect("127.0.0.1", self.port, keepalive=30)
         self.client.loop_start()
         assert self.connected.wait(5), "paho did not connect"
@@ -221,5 +231,3 @@ def test_paho_many_clients(paho) -> None:
         pub.publish("paho/burst", str(i).encode(), qos=1)
     for s in subs:
         assert [int(s.get().payload) for _ in range(10)] == list(range(10))
-
-

@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 
 from mqttfast.codec.packets import Properties
-
 from tests.helpers.rawclient import RawClient
 
 SCRIPT = Path(__file__).parent / "js" / "v5_scenarios.js"
@@ -28,9 +27,13 @@ class Node:
     def __init__(self, port: int, scenario: str) -> None:
         node = shutil.which("node")
         assert node, "node (Node.js 20) is required for the MQTT.js interop tests"
-        self.proc = subprocess.Popen([node, str(SCRIPT), str(port), scenario],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, cwd=SCRIPT.parent)
+        self.proc = subprocess.Popen(
+            [node, str(SCRIPT), str(port), scenario],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=SCRIPT.parent,
+        )
         self.events: queue.Queue = queue.Queue()
         self.seen: list[dict] = []
         threading.Thread(target=self._read, daemon=True).start()
@@ -49,14 +52,16 @@ class Node:
             try:
                 ev = self.events.get(timeout=max(0.01, deadline - time.monotonic()))
             except queue.Empty:
-                raise AssertionError(f"no {name!r} from node within {timeout}s; saw {self.seen}"
-                                     ) from None
+                raise AssertionError(
+                    f"no {name!r} from node within {timeout}s; saw {self.seen}"
+                ) from None
             self.seen.append(ev)
             if ev["event"] == name:
                 return ev
             if ev["event"] in ("error", "timeout", "eof"):
-                raise AssertionError(f"node scenario failed: {ev}; stderr: "
-                                     f"{self.stderr()}; saw {self.seen}")
+                raise AssertionError(
+                    f"node scenario failed: {ev}; stderr: {self.stderr()}; saw {self.seen}"
+                )
 
     def finish(self, timeout: float = 10.0) -> list[dict]:
         """Wait for 'done' and the exit; return every event seen."""
@@ -126,8 +131,14 @@ def test_mqttjs_receives_raw_v5_properties(broker, node):
     raw client sets arrive at MQTT.js in order."""
     js = node("receive")
     js.wait_for("ready")
-    _raw(broker, "js-recv-pub").publish("js/recv", b"from python", qos=1, properties=Properties(
-        user_property=[("k", "1"), ("x", "y"), ("k", "2")], content_type="text/x"))
+    _raw(broker, "js-recv-pub").publish(
+        "js/recv",
+        b"from python",
+        qos=1,
+        properties=Properties(
+            user_property=[("k", "1"), ("x", "y"), ("k", "2")], content_type="text/x"
+        ),
+    )
     msgs = _messages(js.finish())
     assert len(msgs) == 1
     assert msgs[0]["payload"] == "from python"
@@ -141,7 +152,8 @@ def test_mqttjs_subscription_options(node):
     live retained publication keeps RETAIN 1."""
     msgs = _messages(node("options").finish())
     assert [(m["topic"], m["payload"], m["retain"]) for m in msgs] == [
-        ("js/opt/live", "live", True)]
+        ("js/opt/live", "live", True)
+    ]
 
 
 def test_mqttjs_request_response(broker, node):
@@ -153,11 +165,16 @@ def test_mqttjs_request_response(broker, node):
     req = responder.recv_publish(5.0)
     assert req.properties.response_topic == "js/rr/reply"
     assert req.properties.correlation_data == b"corr-7"
-    responder.publish("js/rr/reply", b"answer", qos=1,
-                      properties=Properties(correlation_data=req.properties.correlation_data))
+    responder.publish(
+        "js/rr/reply",
+        b"answer",
+        qos=1,
+        properties=Properties(correlation_data=req.properties.correlation_data),
+    )
     msgs = _messages(js.finish())
     assert [(m["payload"], m["properties"].get("correlationData")) for m in msgs] == [
-        ("answer", b"corr-7".hex())]
+        ("answer", b"corr-7".hex())
+    ]
 
 
 def test_mqttjs_topic_aliases_both_ways(broker, node):
@@ -169,8 +186,7 @@ def test_mqttjs_topic_aliases_both_ways(broker, node):
     connack = next(e for e in events if e["event"] == "connack")
     assert connack["topicAliasMaximum"] and connack["topicAliasMaximum"] >= 1
     msgs = _messages(events)
-    assert [(m["topic"], m["payload"]) for m in msgs] == [("js/alias/t", f"m{i}")
-                                                         for i in range(4)]
+    assert [(m["topic"], m["payload"]) for m in msgs] == [("js/alias/t", f"m{i}") for i in range(4)]
     for m in msgs:
         alias = m["properties"].get("topicAlias")
         assert alias is None or 1 <= alias <= 3
@@ -227,7 +243,8 @@ def test_mqttjs_shared_subscription(broker, node):
 
 
 @pytest.mark.mosquitto_deviation(
-    "mosquitto 2.0.11 closes the taken-over connection without DISCONNECT 0x8E")
+    "mosquitto 2.0.11 closes the taken-over connection without DISCONNECT 0x8E"
+)
 def test_mqttjs_sees_session_taken_over(node):
     """[MQTT-3.1.4-3]: MQTT.js, taken over by a second connection with its
     client id, receives the server's DISCONNECT with reason code 0x8E."""

@@ -28,11 +28,19 @@ def _props(packet_type: int, **values: Any) -> Properties:
 class Paho:
     """A paho v5 client on a background loop thread, with its callbacks in queues."""
 
-    def __init__(self, port: int, client_id: str = "", *, clean_start: bool = True,
-                 session_expiry: int | None = None, will: tuple | None = None,
-                 connect_props: dict | None = None) -> None:
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
-                                  protocol=mqtt.MQTTv5)
+    def __init__(
+        self,
+        port: int,
+        client_id: str = "",
+        *,
+        clean_start: bool = True,
+        session_expiry: int | None = None,
+        will: tuple | None = None,
+        connect_props: dict | None = None,
+    ) -> None:
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
+        )
         self.messages: queue.Queue = queue.Queue()
         self.subacks: queue.Queue = queue.Queue()
         self.pubacks: queue.Queue = queue.Queue()
@@ -41,10 +49,10 @@ class Paho:
         c = self.client
         c.on_connect = self._on_connect
         c.on_message = lambda client, userdata, msg: self.messages.put(msg)
-        c.on_subscribe = (lambda client, userdata, mid, codes, props:
-                          self.subacks.put((mid, [rc.value for rc in codes])))
-        c.on_publish = (lambda client, userdata, mid, rc, props:
-                        self.pubacks.put((mid, rc.value)))
+        c.on_subscribe = lambda client, userdata, mid, codes, props: self.subacks.put(
+            (mid, [rc.value for rc in codes])
+        )
+        c.on_publish = lambda client, userdata, mid, rc, props: self.pubacks.put((mid, rc.value))
         if will is not None:
             topic, payload, qos, will_props = will
             c.will_set(topic, payload, qos, properties=will_props)
@@ -54,15 +62,16 @@ class Paho:
         c.connect("127.0.0.1", port, keepalive=30, clean_start=clean_start, properties=props)
         c.loop_start()
         assert self.connected.wait(TIMEOUT), "no CONNACK"
-        flags, rc, cprops = self.connack
+        _flags, rc, _cprops = self.connack
         assert rc == 0, f"CONNACK {rc}"
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         self.connack = (flags, reason_code.value, properties)
         self.connected.set()
 
-    def subscribe(self, topic: str, options: SubscribeOptions | int = 1,
-                  sub_id: int | None = None) -> list[int]:
+    def subscribe(
+        self, topic: str, options: SubscribeOptions | int = 1, sub_id: int | None = None
+    ) -> list[int]:
         if isinstance(options, int):
             options = SubscribeOptions(qos=options)
         props = _props(PacketTypes.SUBSCRIBE, SubscriptionIdentifier=sub_id) if sub_id else None
@@ -72,8 +81,14 @@ class Paho:
         assert got_mid == mid
         return codes
 
-    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False,
-                props: Properties | None = None) -> int | None:
+    def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int = 1,
+        retain: bool = False,
+        props: Properties | None = None,
+    ) -> int | None:
         """Publish and wait for the flow to finish; the PUBACK/PUBREC reason code for QoS > 0."""
         info = self.client.publish(topic, payload, qos=qos, retain=retain, properties=props)
         info.wait_for_publish(TIMEOUT)
@@ -132,9 +147,15 @@ def test_paho_publish_properties_forwarded(paho):
     sub.subscribe("paho/prop", 1)
     pub = paho("paho-prop-pub")
     user = [("z", "1"), ("a", "2"), ("z", "3")]
-    props = _props(PacketTypes.PUBLISH, PayloadFormatIndicator=1, ContentType="text/plain",
-                   ResponseTopic="paho/reply", CorrelationData=b"\x00corr",
-                   MessageExpiryInterval=60, UserProperty=user)
+    props = _props(
+        PacketTypes.PUBLISH,
+        PayloadFormatIndicator=1,
+        ContentType="text/plain",
+        ResponseTopic="paho/reply",
+        CorrelationData=b"\x00corr",
+        MessageExpiryInterval=60,
+        UserProperty=user,
+    )
     pub.publish("paho/prop", "héllo".encode(), qos=1, props=props)
     msg = sub.message()
     p = msg.properties
@@ -154,11 +175,17 @@ def test_paho_request_response(paho):
     responder = paho("paho-rr-resp")
     requester.subscribe("paho/rr/reply", 1)
     responder.subscribe("paho/rr/service", 1)
-    requester.publish("paho/rr/service", b"2+2", props=_props(
-        PacketTypes.PUBLISH, ResponseTopic="paho/rr/reply", CorrelationData=b"req-1"))
+    requester.publish(
+        "paho/rr/service",
+        b"2+2",
+        props=_props(PacketTypes.PUBLISH, ResponseTopic="paho/rr/reply", CorrelationData=b"req-1"),
+    )
     req = responder.message()
-    responder.publish(req.properties.ResponseTopic, b"4", props=_props(
-        PacketTypes.PUBLISH, CorrelationData=req.properties.CorrelationData))
+    responder.publish(
+        req.properties.ResponseTopic,
+        b"4",
+        props=_props(PacketTypes.PUBLISH, CorrelationData=req.properties.CorrelationData),
+    )
     reply = requester.message()
     assert reply.payload == b"4" and reply.properties.CorrelationData == b"req-1"
 
@@ -181,8 +208,7 @@ def test_paho_retain_as_published_and_retain_handling(paho):
     pub = paho("paho-rap-pub")
     pub.publish("paho/rap/old", b"stored", retain=True)
     sub = paho("paho-rap-sub")
-    sub.subscribe("paho/rap/#", SubscribeOptions(qos=1, retainAsPublished=True,
-                                                 retainHandling=2))
+    sub.subscribe("paho/rap/#", SubscribeOptions(qos=1, retainAsPublished=True, retainHandling=2))
     sub.no_message()
     pub.publish("paho/rap/new", b"live", retain=True)
     msg = sub.message()
@@ -232,8 +258,12 @@ def test_paho_will_delay_and_properties(paho):
     published after the delay with its properties."""
     watch = paho("paho-will-watch")
     watch.subscribe("paho/will", 1)
-    will_props = _props(PacketTypes.WILLMESSAGE, WillDelayInterval=1, ContentType="text/plain",
-                        UserProperty=[("why", "dropped")])
+    will_props = _props(
+        PacketTypes.WILLMESSAGE,
+        WillDelayInterval=1,
+        ContentType="text/plain",
+        UserProperty=[("why", "dropped")],
+    )
     c = paho("paho-will", session_expiry=60, will=("paho/will", b"gone", 1, will_props))
     c.drop()
     start = time.monotonic()
@@ -272,7 +302,9 @@ def test_paho_topic_alias(paho):
     pub.publish("paho/ta", b"1", props=_props(PacketTypes.PUBLISH, TopicAlias=1))
     pub.publish("", b"2", props=_props(PacketTypes.PUBLISH, TopicAlias=1))
     assert [(m.topic, m.payload) for m in (sub.message(), sub.message())] == [
-        ("paho/ta", b"1"), ("paho/ta", b"2")]
+        ("paho/ta", b"1"),
+        ("paho/ta", b"2"),
+    ]
 
 
 def test_paho_receive_maximum_and_many_messages(paho):
@@ -291,8 +323,9 @@ def test_paho_v311_and_v5_clients_exchange_messages(broker, paho):
     messages both ways; the 3.1.1 side gets the payload without properties."""
     v5_client = paho("paho-mix-v5")
     v5_client.subscribe("paho/mix/to5", 1)
-    old = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="paho-mix-311",
-                      protocol=mqtt.MQTTv311)
+    old = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id="paho-mix-311", protocol=mqtt.MQTTv311
+    )
     got: queue.Queue = queue.Queue()
     subscribed = threading.Event()
     old.on_message = lambda client, userdata, msg: got.put(msg)
@@ -302,8 +335,11 @@ def test_paho_v311_and_v5_clients_exchange_messages(broker, paho):
     try:
         old.subscribe("paho/mix/to311", qos=1)
         assert subscribed.wait(TIMEOUT)
-        v5_client.publish("paho/mix/to311", b"from v5", props=_props(
-            PacketTypes.PUBLISH, UserProperty=[("k", "v")], ContentType="text/plain"))
+        v5_client.publish(
+            "paho/mix/to311",
+            b"from v5",
+            props=_props(PacketTypes.PUBLISH, UserProperty=[("k", "v")], ContentType="text/plain"),
+        )
         msg = got.get(timeout=TIMEOUT)
         assert (msg.topic, msg.payload, msg.qos) == ("paho/mix/to311", b"from v5", 1)
         info = old.publish("paho/mix/to5", b"from 3.1.1", qos=1)

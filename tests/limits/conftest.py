@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -43,10 +44,18 @@ class LimitsBroker(BrokerProcess):
         lines = ["[limits]"] + [f"{k} = {v!r}".replace("'", '"') for k, v in limits.items()]
         self.config_path = Path(self._tmpdir.name) / "limits.toml"
         self.config_path.write_text("\n".join(lines) + "\n" + extra_toml)
-        self.extra_args = ["--config", str(self.config_path), "--persistence", "off",
-                           "--sys-interval", "0.5", "--metrics-port", str(self.metrics_port)]
+        self.extra_args = [
+            "--config",
+            str(self.config_path),
+            "--persistence",
+            "off",
+            "--sys-interval",
+            "0.5",
+            "--metrics-port",
+            str(self.metrics_port),
+        ]
 
-    def start(self, timeout: float = 15.0) -> "LimitsBroker":
+    def start(self, timeout: float = 15.0) -> LimitsBroker:
         super().start(timeout)
         deadline = time.monotonic() + timeout
         while not port_accepts(self.metrics_port):
@@ -57,13 +66,15 @@ class LimitsBroker(BrokerProcess):
 
     def metric(self, name: str, **labels: str) -> float:
         """One sample of /metrics (0 when absent)."""
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics",
-                                    timeout=5) as resp:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5
+        ) as resp:
             body = resp.read().decode()
         for fam in text_string_to_metric_families(body):
             for s in fam.samples:
                 if s.name in (name, name + "_total") and all(
-                        s.labels.get(k) == v for k, v in labels.items()):
+                    s.labels.get(k) == v for k, v in labels.items()
+                ):
                     return s.value
         return 0.0
 

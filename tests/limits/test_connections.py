@@ -8,7 +8,6 @@ from __future__ import annotations
 import time
 
 from mqttfast.codec.packets import Connect
-
 from tests.helpers.broker import free_port
 
 
@@ -44,7 +43,9 @@ def test_max_connections_global(limits_broker, clients):
 
 def test_max_connections_per_listener(limits_broker, clients):
     second = free_port()
-    broker = limits_broker({}, f"""
+    broker = limits_broker(
+        {},
+        f"""
 [[listener]]
 port = 1883
 address = "127.0.0.1"
@@ -53,7 +54,8 @@ address = "127.0.0.1"
 port = {second}
 address = "127.0.0.1"
 max_connections = 1
-""")
+""",
+    )
     first = clients(second, "l-first")
     _refused(clients(second))
     assert broker.wait_metric("mqttfast_connections_refused", 1) == 1

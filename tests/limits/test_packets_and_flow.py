@@ -110,7 +110,7 @@ def test_queue_drops_show_in_sys(limits_broker, clients):
     broker = limits_broker({"max_queued_messages": 1})
     _offline_session(clients, broker.port, "qs-sub")
     pub = clients(broker.port, "qs-pub")
-    for i in range(4):
+    for _i in range(4):
         pub.publish("q/t", b"m", qos=1)
     watcher = clients(broker.port, "sys-watch")
     watcher.subscribe("$SYS/broker/publish/messages/dropped")

@@ -21,8 +21,9 @@ def test_publish_rate_pauses_the_publisher_without_loss(limits_broker, clients, 
     n = 3 * RATE  # a burst of RATE passes, the rest is debt: about 2 s of pause
     t0 = time.monotonic()
     # One write, so the broker reads the whole burst at once (one pause, a known debt).
-    pub.send(b"".join(encode(Publish(topic="rate/t", payload=str(i).encode()), 4)
-                      for i in range(n)))
+    pub.send(
+        b"".join(encode(Publish(topic="rate/t", payload=str(i).encode()), 4) for i in range(n))
+    )
     # Packets already read when the bucket runs dry are handled (the bucket goes into
     # debt); what the client sends after that waits in its socket until the debt is paid.
     assert broker.wait_metric("mqttfast_publish_throttled", 1) >= 1
@@ -52,7 +53,7 @@ def test_publish_rate_counter_in_sys(limits_broker, clients):
     broker = limits_broker({"max_publish_rate": 5.0})
     watcher = clients(broker.port, "sys-watch")
     pub = clients(broker.port, "rate-pub")
-    for i in range(30):
+    for _i in range(30):
         pub.publish("rate/x", b"x", qos=0)
     assert broker.wait_metric("mqttfast_publish_throttled", 1) >= 1
     watcher.subscribe("$SYS/broker/publish/throttled")

@@ -7,16 +7,17 @@ from __future__ import annotations
 
 import time
 
-from mqttfast.codec.packets import Puback, Publish, Pubrec
+from mqttfast.codec.packets import Publish
 
 LIMIT = 32
-LONG = "t/" + "x" * (LIMIT - 1)   # LIMIT + 1 bytes
-OK = "t/" + "x" * (LIMIT - 2)     # exactly LIMIT bytes
+LONG = "t/" + "x" * (LIMIT - 1)  # LIMIT + 1 bytes
+OK = "t/" + "x" * (LIMIT - 2)  # exactly LIMIT bytes
 WIDE = "t/" + "é" * (LIMIT // 2)  # LIMIT // 2 + 2 characters, but LIMIT + 2 bytes
 
 
 def test_topic_length_v5_qos1_qos2_refused_with_0x90_and_stays_connected(
-        limits_broker, clients, bystanders):
+    limits_broker, clients, bystanders
+):
     """3.4.2.1 / 3.5.2.1: PUBACK / PUBREC 0x90; the message goes nowhere."""
     broker = limits_broker({"max_topic_length": LIMIT})
     others = bystanders(broker.port, version=5)

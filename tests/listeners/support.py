@@ -12,8 +12,8 @@ import subprocess
 import sys
 import time
 from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 import pytest
 import trustme
@@ -25,7 +25,16 @@ from tests.helpers.rawclient import RawClient
 START_TIMEOUT = 20.0
 TRACEBACK = re.compile(r"^Traceback \(most recent call last\):", re.MULTILINE)
 
-__all__ = ["start_broker", "pki", "ConfigBroker", "free_port", "raw_on_socket", "tls_raw", "unix_raw", "has_ipv6_loopback"]
+__all__ = [
+    "start_broker",
+    "pki",
+    "ConfigBroker",
+    "free_port",
+    "raw_on_socket",
+    "tls_raw",
+    "unix_raw",
+    "has_ipv6_loopback",
+]
 
 
 def has_ipv6_loopback() -> bool:
@@ -47,8 +56,14 @@ class ConfigBroker:
     TCP ports on 127.0.0.1, ``("::1", port)`` pairs, or unix socket paths.
     """
 
-    def __init__(self, workdir: Path, text: str, args: Sequence[str] = (),
-                 mosquitto: bool = False, wait: Sequence[object] = ()) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        text: str,
+        args: Sequence[str] = (),
+        mosquitto: bool = False,
+        wait: Sequence[object] = (),
+    ) -> None:
         self.workdir = workdir
         self.path = workdir / ("mosquitto.conf" if mosquitto else "mqttfast.toml")
         self.path.write_text(text)
@@ -62,19 +77,26 @@ class ConfigBroker:
         flag = "--mosquitto-config" if self.mosquitto else "--config"
         return [sys.executable, "-m", "mqttfast", flag, str(self.path), *self.args]
 
-    def start(self) -> "ConfigBroker":
+    def start(self) -> ConfigBroker:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
         env["PYTHONUNBUFFERED"] = "1"
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, env=env, cwd=self.workdir)
+            self.proc = subprocess.Popen(
+                self.command(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                cwd=self.workdir,
+            )
         deadline = time.monotonic() + START_TIMEOUT
         pending = list(self.wait)
         while pending:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"mqttfast exited with {self.proc.returncode}; log:\n"
-                                   f"{self.log_text()}")
+                raise RuntimeError(
+                    f"mqttfast exited with {self.proc.returncode}; log:\n{self.log_text()}"
+                )
             if time.monotonic() > deadline:
                 self.kill()
                 raise RuntimeError(f"listeners {pending} not ready; log:\n{self.log_text()}")
@@ -115,7 +137,7 @@ class ConfigBroker:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 self.kill()
-                raise AssertionError("mqttfast ignored SIGTERM")
+                raise AssertionError("mqttfast ignored SIGTERM") from None
         assert not TRACEBACK.search(self.log_text()), f"traceback in log:\n{self.log_text()}"
         return self.proc.returncode
 
@@ -164,8 +186,13 @@ def unix_raw(path: str, version: int = 4) -> RawClient:
     return raw_on_socket(s, version)
 
 
-def tls_raw(port: int, ctx: ssl.SSLContext, version: int = 4, host: str = "127.0.0.1",
-            server_hostname: str = "localhost") -> RawClient:
+def tls_raw(
+    port: int,
+    ctx: ssl.SSLContext,
+    version: int = 4,
+    host: str = "127.0.0.1",
+    server_hostname: str = "localhost",
+) -> RawClient:
     s = socket.create_connection((host, port), timeout=5.0)
     try:
         tls = ctx.wrap_socket(s, server_hostname=server_hostname)

@@ -20,9 +20,11 @@ def test_ipv6_loopback_listener(start_broker) -> None:
     if not has_ipv6_loopback():
         pytest.skip("this machine has no IPv6 loopback")
     port = free_port()
-    b = start_broker(f'[[listener]]\nport = {port}\naddress = "::1"\n'
-                     '[persistence]\nmode = "off"\n', wait=[("::1", port)],
-                     args=["--log-level", "debug"])
+    b = start_broker(
+        f'[[listener]]\nport = {port}\naddress = "::1"\n[persistence]\nmode = "off"\n',
+        wait=[("::1", port)],
+        args=["--log-level", "debug"],
+    )
     with RawClient(port, host="::1") as c:
         c.connect("v6")
         c.subscribe("six/#")
@@ -33,8 +35,7 @@ def test_ipv6_loopback_listener(start_broker) -> None:
 
 def test_unix_socket_listener(start_broker, tmp_path) -> None:
     path = str(tmp_path / "mqtt.sock")
-    start_broker(f'[[listener]]\nunix_path = "{path}"\n[persistence]\nmode = "off"\n',
-                 wait=[path])
+    start_broker(f'[[listener]]\nunix_path = "{path}"\n[persistence]\nmode = "off"\n', wait=[path])
     with unix_raw(path) as c:
         c.connect("ux")
         c.subscribe("ux/#", qos=1)
@@ -46,19 +47,25 @@ def test_all_listener_kinds_at_once(start_broker, tmp_path) -> None:
     """TCP, unix socket and WebSocket listeners of one broker share sessions and topics."""
     tcp, ws_port = free_port(), free_port()
     path = str(tmp_path / "m.sock")
-    text = (f'[[listener]]\nport = {tcp}\naddress = "127.0.0.1"\n'
-            f'[[listener]]\nunix_path = "{path}"\n'
-            f'[[listener]]\nport = {ws_port}\naddress = "127.0.0.1"\nprotocol = "websockets"\n'
-            '[persistence]\nmode = "off"\n')
+    text = (
+        f'[[listener]]\nport = {tcp}\naddress = "127.0.0.1"\n'
+        f'[[listener]]\nunix_path = "{path}"\n'
+        f'[[listener]]\nport = {ws_port}\naddress = "127.0.0.1"\nprotocol = "websockets"\n'
+        '[persistence]\nmode = "off"\n'
+    )
     start_broker(text, wait=[tcp, ws_port, path])
-    with RawClient(tcp) as t, unix_raw(path) as u, \
-            ws_connect(f"ws://127.0.0.1:{ws_port}/mqtt", subprotocols=["mqtt"],
-                       open_timeout=5) as w:
+    with (
+        RawClient(tcp) as t,
+        unix_raw(path) as u,
+        ws_connect(f"ws://127.0.0.1:{ws_port}/mqtt", subprotocols=["mqtt"], open_timeout=5) as w,
+    ):
         t.connect("t")
         u.connect("u")
         dec = Decoder(4)
-        w.send(encode(Connect(client_id="w", protocol_version=4), 4)
-               + encode(Subscribe(1, [Subscription("all/#", 0)]), 4))
+        w.send(
+            encode(Connect(client_id="w", protocol_version=4), 4)
+            + encode(Subscribe(1, [Subscription("all/#", 0)]), 4)
+        )
         pkts: list = []
         while len(pkts) < 2:
             pkts += dec.feed(w.recv(timeout=5))

@@ -48,9 +48,12 @@ def test_mqtt_js_in_headless_chromium(start_broker, tmp_path) -> None:
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     assert chromium, "Debian's chromium is needed (apt-get install -y chromium)"
     tcp, ws = free_port(), free_port()
-    start_broker(f'[[listener]]\nport = {tcp}\naddress = "127.0.0.1"\n'
-                 f'[[listener]]\nport = {ws}\naddress = "127.0.0.1"\nprotocol = "websockets"\n'
-                 '[persistence]\nmode = "off"\n', wait=[tcp, ws])
+    start_broker(
+        f'[[listener]]\nport = {tcp}\naddress = "127.0.0.1"\n'
+        f'[[listener]]\nport = {ws}\naddress = "127.0.0.1"\nprotocol = "websockets"\n'
+        '[persistence]\nmode = "off"\n',
+        wait=[tcp, ws],
+    )
     shutil.copy(_mqtt_js(), tmp_path / "mqtt.min.js")
     page = tmp_path / "page.html"
     page.write_text(PAGE.replace("PORT", str(ws)))
@@ -61,9 +64,19 @@ def test_mqtt_js_in_headless_chromium(start_broker, tmp_path) -> None:
         # Chromium keeps the page open (remote debugging on) until we have seen its
         # messages; what the browser did is observed through the broker.
         browser = subprocess.Popen(
-            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-             f"--user-data-dir={tmp_path / 'profile'}", "--remote-debugging-port=0",
-             page.as_uri()], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                chromium,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                f"--user-data-dir={tmp_path / 'profile'}",
+                "--remote-debugging-port=0",
+                page.as_uri(),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             got = sorted(m.payload for m in py.recv_publishes(2, timeout=30))
         finally:

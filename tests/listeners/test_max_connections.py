@@ -39,9 +39,12 @@ def wait_until(pred, timeout: float = 5.0) -> bool:
 
 def test_per_listener_limit(start_broker) -> None:
     limited, free = free_port(), free_port()
-    b = start_broker(f'[[listener]]\nport = {limited}\naddress = "127.0.0.1"\nmax_connections = 2\n'
-                     f'[[listener]]\nport = {free}\naddress = "127.0.0.1"\n'
-                     '[persistence]\nmode = "off"\n', wait=[free])
+    b = start_broker(
+        f'[[listener]]\nport = {limited}\naddress = "127.0.0.1"\nmax_connections = 2\n'
+        f'[[listener]]\nport = {free}\naddress = "127.0.0.1"\n'
+        '[persistence]\nmode = "off"\n',
+        wait=[free],
+    )
     # (the readiness probe of `wait` is not used for the limited port: it would take a slot)
     a = RawClient(limited)
     a.connect("a")
@@ -72,9 +75,12 @@ def closed_without_answer_probe(port: int) -> bool:
 
 def test_global_limit_over_all_listeners(start_broker) -> None:
     p1, p2 = free_port(), free_port()
-    start_broker(f'[[listener]]\nport = {p1}\naddress = "127.0.0.1"\n'
-                 f'[[listener]]\nport = {p2}\naddress = "127.0.0.1"\n'
-                 '[limits]\nmax_connections = 2\n[persistence]\nmode = "off"\n', wait=[])
+    start_broker(
+        f'[[listener]]\nport = {p1}\naddress = "127.0.0.1"\n'
+        f'[[listener]]\nport = {p2}\naddress = "127.0.0.1"\n'
+        '[limits]\nmax_connections = 2\n[persistence]\nmode = "off"\n',
+        wait=[],
+    )
     assert wait_until(lambda: _tcp_open(p1) and _tcp_open(p2), 20)
     time.sleep(0.2)  # the probe sockets above are gone
     a = RawClient(p1)

@@ -28,10 +28,17 @@ def client_ctx(pki, cert: str | None = None, max_version=None) -> ssl.SSLContext
 
 
 def tls_listener(pki, port: int, **extra) -> str:
-    lines = ["[[listener]]", f"port = {port}", 'address = "127.0.0.1"',
-             f'certfile = "{pki["server_cert"]}"', f'keyfile = "{pki["server_key"]}"']
-    lines += [f"{k} = {v!r}".replace("'", '"') if isinstance(v, str) else
-              f"{k} = {str(v).lower()}" for k, v in extra.items()]
+    lines = [
+        "[[listener]]",
+        f"port = {port}",
+        'address = "127.0.0.1"',
+        f'certfile = "{pki["server_cert"]}"',
+        f'keyfile = "{pki["server_key"]}"',
+    ]
+    lines += [
+        f"{k} = {v!r}".replace("'", '"') if isinstance(v, str) else f"{k} = {str(v).lower()}"
+        for k, v in extra.items()
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -64,8 +71,9 @@ def test_required_client_certificate(start_broker, pki) -> None:
     """require_certificate: no client certificate -> handshake refused; a certificate
     from the configured CA -> CONNACK 0; one from another CA -> refused."""
     port = free_port()
-    start_broker(tls_listener(pki, port, cafile=pki["ca"], require_certificate=True) + BASE,
-                 wait=[port])
+    start_broker(
+        tls_listener(pki, port, cafile=pki["ca"], require_certificate=True) + BASE, wait=[port]
+    )
     with tls_raw(port, client_ctx(pki, "client")) as c:
         assert c.connect("with-cert").reason_code == 0
     for ctx in (client_ctx(pki), client_ctx(pki, "rogue")):
@@ -111,7 +119,7 @@ def test_plain_client_on_tls_port_is_refused(start_broker, pki) -> None:
                 if not chunk:
                     break
                 data += chunk
-        except (ConnectionResetError, socket.timeout):
+        except (TimeoutError, ConnectionResetError):
             pass
     assert not data.startswith(b"\x20"), f"got a CONNACK-looking answer: {data!r}"
     assert b.running()
@@ -153,8 +161,14 @@ def test_identity_from_subject_alt_name(start_broker, pki, tmp_path) -> None:
     port = free_port()
     acl = tmp_path / "acl"
     acl.write_text("user sensor-9.example\ntopic readwrite san/#\n")
-    text = tls_listener(pki, port, cafile=pki["ca"], require_certificate=True,
-                        use_identity_as_username=True, identity_source="san")
+    text = tls_listener(
+        pki,
+        port,
+        cafile=pki["ca"],
+        require_certificate=True,
+        use_identity_as_username=True,
+        identity_source="san",
+    )
     start_broker(text + BASE + f'[auth]\nacl_file = "{acl}"\n', wait=[port])
     with tls_raw(port, client_ctx(pki, "client"), version=5) as c:
         c.connect("san")

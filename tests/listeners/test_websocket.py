@@ -30,12 +30,21 @@ def ws_listener(port: int, path: str | None = None, tls: dict | None = None) -> 
     return text
 
 
-def paho_roundtrip(port: int, protocol: int, path: str = "/mqtt", tls_ca: str | None = None,
-                   host: str = "127.0.0.1") -> list[bytes]:
+def paho_roundtrip(
+    port: int,
+    protocol: int,
+    path: str = "/mqtt",
+    tls_ca: str | None = None,
+    host: str = "127.0.0.1",
+) -> list[bytes]:
     got: list[bytes] = []
     done = threading.Event()
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"ws-{protocol}",
-                    transport="websockets", protocol=protocol)
+    c = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2,
+        client_id=f"ws-{protocol}",
+        transport="websockets",
+        protocol=protocol,
+    )
     c.ws_set_options(path=path)
     if tls_ca:
         c.tls_set(ca_certs=tls_ca)
@@ -84,8 +93,11 @@ def test_secure_websocket(start_broker, pki) -> None:
     """wss://: the same listener kind over TLS."""
     port = free_port()
     start_broker(ws_listener(port, tls=pki) + BASE, wait=[port])
-    assert paho_roundtrip(port, mqtt.MQTTv5, tls_ca=pki["ca"], host="localhost") == \
-        [b"m0", b"m1", b"m2"]
+    assert paho_roundtrip(port, mqtt.MQTTv5, tls_ca=pki["ca"], host="localhost") == [
+        b"m0",
+        b"m1",
+        b"m2",
+    ]
 
 
 def _recv_packets(ws, dec: Decoder, count: int) -> list:
@@ -102,9 +114,11 @@ def test_several_packets_in_one_frame(start_broker) -> None:
     the server selects the "mqtt" subprotocol [MQTT-6.0.0-4]."""
     port = free_port()
     start_broker(ws_listener(port) + BASE, wait=[port])
-    frame = (encode(Connect(client_id="one-frame", protocol_version=4), 4)
-             + encode(Subscribe(1, [Subscription("f/t", 0)]), 4)
-             + encode(Publish("f/t", b"hello", 0), 4))
+    frame = (
+        encode(Connect(client_id="one-frame", protocol_version=4), 4)
+        + encode(Subscribe(1, [Subscription("f/t", 0)]), 4)
+        + encode(Publish("f/t", b"hello", 0), 4)
+    )
     with ws_connect(f"ws://127.0.0.1:{port}/mqtt", subprotocols=["mqtt"], open_timeout=5) as ws:
         assert ws.subprotocol == "mqtt"
         ws.send(frame)
@@ -156,8 +170,7 @@ def test_subprotocol_required(start_broker) -> None:
     start_broker(ws_listener(port) + BASE, wait=[port])
     with pytest.raises(InvalidHandshake):
         ws_connect(f"ws://127.0.0.1:{port}/mqtt", open_timeout=5)
-    with ws_connect(f"ws://127.0.0.1:{port}/mqtt", subprotocols=["mqttv3.1"],
-                    open_timeout=5) as ws:
+    with ws_connect(f"ws://127.0.0.1:{port}/mqtt", subprotocols=["mqttv3.1"], open_timeout=5) as ws:
         assert ws.subprotocol == "mqttv3.1"
         ws.send(encode(Connect(client_id="v31", protocol_version=3), 3))
         assert Decoder(3).feed(ws.recv(timeout=5))[0].reason_code == 0
@@ -170,15 +183,24 @@ def test_ping_and_close_handshake(start_broker) -> None:
     from tests.helpers.rawclient import RawClient
 
     port, tcp = free_port(), free_port()
-    start_broker(ws_listener(port) + f'[[listener]]\nport = {tcp}\naddress = "127.0.0.1"\n' + BASE,
-                 wait=[port, tcp])
+    start_broker(
+        ws_listener(port) + f'[[listener]]\nport = {tcp}\naddress = "127.0.0.1"\n' + BASE,
+        wait=[port, tcp],
+    )
     with RawClient(tcp) as watcher:
         watcher.connect("watcher")
         watcher.subscribe("will/#")
-        with ws_connect(f"ws://127.0.0.1:{port}/mqtt", subprotocols=["mqtt"],
-                        open_timeout=5) as ws:
-            ws.send(encode(Connect(client_id="pinger", protocol_version=4,
-                                   will=Will("will/pinger", b"gone", 0, False)), 4))
+        with ws_connect(f"ws://127.0.0.1:{port}/mqtt", subprotocols=["mqtt"], open_timeout=5) as ws:
+            ws.send(
+                encode(
+                    Connect(
+                        client_id="pinger",
+                        protocol_version=4,
+                        will=Will("will/pinger", b"gone", 0, False),
+                    ),
+                    4,
+                )
+            )
             assert isinstance(Decoder(4).feed(ws.recv(timeout=5))[0], Connack)
             assert ws.ping().wait(5), "no pong"
         # Closing the WebSocket without DISCONNECT: the will goes out.

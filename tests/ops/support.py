@@ -8,8 +8,9 @@ import re
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -25,8 +26,15 @@ class OpsBroker(BrokerProcess):
     """A BrokerProcess with metrics and admin ports; ``log_level=None`` leaves
     --log-level off the command line (so a config file's level applies)."""
 
-    def __init__(self, extra_args: Sequence[str] = (), metrics: bool = True, admin: bool = True,
-                 token: str = TOKEN, log_level: str | None = "debug", **kw: Any) -> None:
+    def __init__(
+        self,
+        extra_args: Sequence[str] = (),
+        metrics: bool = True,
+        admin: bool = True,
+        token: str = TOKEN,
+        log_level: str | None = "debug",
+        **kw: Any,
+    ) -> None:
         self.metrics_port = free_port() if metrics else None
         self.admin_port = free_port() if admin else None
         self.token = token
@@ -42,12 +50,12 @@ class OpsBroker(BrokerProcess):
         cmd = super().command()
         i = cmd.index("--log-level")
         if self.log_level is None:
-            del cmd[i:i + 2]
+            del cmd[i : i + 2]
         else:
             cmd[i + 1] = self.log_level
         return cmd
 
-    def start(self, timeout: float = 15.0) -> "OpsBroker":
+    def start(self, timeout: float = 15.0) -> OpsBroker:
         super().start(timeout)
         deadline = time.monotonic() + timeout
         for port in (self.metrics_port, self.admin_port):
@@ -86,8 +94,9 @@ class OpsBroker(BrokerProcess):
         assert not _TRACEBACK.search(log), f"traceback in the broker log:\n{log[-5000:]}"
 
 
-def http(method: str, url: str, headers: dict[str, str] | None = None,
-         body: bytes | None = None) -> tuple[int, bytes, dict[str, str]]:
+def http(
+    method: str, url: str, headers: dict[str, str] | None = None, body: bytes | None = None
+) -> tuple[int, bytes, dict[str, str]]:
     req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     try:
         with urllib.request.urlopen(req, timeout=HTTP_TIMEOUT) as resp:

@@ -8,8 +8,8 @@ import sys
 import time
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.properties import Properties as PahoProperties
 from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties as PahoProperties
 
 from mqttfast.codec.packets import Properties, Will
 from tests.helpers.broker import REPO_ROOT, free_port
@@ -24,8 +24,9 @@ def test_api_requires_bearer_token(ops_broker) -> None:
         status, body = b.api("GET", "/api/stats", token=token)
         assert status == 401, (token, body)
         assert "error" in body
-    status, _, headers = http("GET", b.admin_url("/api/clients"),
-                              {"Authorization": "Basic dGVzdDp0ZXN0"})
+    status, _, headers = http(
+        "GET", b.admin_url("/api/clients"), {"Authorization": "Basic dGVzdDp0ZXN0"}
+    )
     assert status == 401 and headers["WWW-Authenticate"].startswith("Bearer")
     status, stats = b.api("GET", "/api/stats")
     assert status == 200 and stats["version"] == __import__("mqttfast").__version__
@@ -43,9 +44,15 @@ def test_openapi_document_covers_every_route(ops_broker) -> None:
     status, doc = b.api("GET", "/api/openapi.json")
     assert status == 200 and doc["openapi"].startswith("3.")
     paths = set(doc["paths"])
-    assert {"/api/stats", "/api/clients", "/api/clients/{client_id}",
-            "/api/clients/{client_id}/subscriptions", "/api/clients/{client_id}/kick",
-            "/api/retained", "/api/topics/top"} <= paths
+    assert {
+        "/api/stats",
+        "/api/clients",
+        "/api/clients/{client_id}",
+        "/api/clients/{client_id}/subscriptions",
+        "/api/clients/{client_id}/kick",
+        "/api/retained",
+        "/api/topics/top",
+    } <= paths
     assert "delete" in doc["paths"]["/api/retained"]
     assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
 
@@ -77,8 +84,10 @@ def test_clients_listed_searched_and_subscriptions(ops_broker) -> None:
 
         status, subs = b.api("GET", "/api/clients/alpha-1/subscriptions")
         assert status == 200
-        assert [(s["filter"], s["qos"], s["share_group"]) for s in subs["subscriptions"]] == \
-            [("$share/g/b/#", 2, "g"), ("a/+", 1, None)]
+        assert [(s["filter"], s["qos"], s["share_group"]) for s in subs["subscriptions"]] == [
+            ("$share/g/b/#", 2, "g"),
+            ("a/+", 1, None),
+        ]
         assert b.api("GET", "/api/clients/nobody/subscriptions")[0] == 404
         assert b.api("GET", "/api/clients?state=bogus")[0] == 400
 
@@ -92,8 +101,11 @@ def test_kick_v5_client_gets_disconnect_0x98_and_will_is_published(ops_broker) -
     [MQTT-4.13.1-1]; the will is published (the close is not a normal DISCONNECT,
     [MQTT-3.1.2-8])."""
     b = ops_broker(["--sys-interval", "0"])
-    with RawClient(b.port, version=5) as victim, RawClient(b.port) as watcher, \
-            RawClient(b.port) as old:
+    with (
+        RawClient(b.port, version=5) as victim,
+        RawClient(b.port) as watcher,
+        RawClient(b.port) as old,
+    ):
         watcher.connect("watcher")
         watcher.subscribe(("wills/#", 1))
         victim.connect("victim", will=Will(topic="wills/victim", payload=b"gone", qos=1))
@@ -116,16 +128,18 @@ def test_kick_v5_client_gets_disconnect_0x98_and_will_is_published(ops_broker) -
 def test_kick_with_discard_session(ops_broker) -> None:
     b = ops_broker(["--sys-interval", "0"])
     with RawClient(b.port, version=5) as c:
-        c.connect("keeper", clean_start=False,
-                  properties=Properties(session_expiry_interval=3600))
+        c.connect("keeper", clean_start=False, properties=Properties(session_expiry_interval=3600))
         c.subscribe(("k/#", 1))
         assert b.api("POST", "/api/clients/keeper/kick")[0] == 200
         assert c.expect_closed(timeout=3) == 0x98
     status, info = b.api("GET", "/api/clients/keeper")
     assert status == 200 and info["state"] == "offline" and info["subscriptions"] == 1
     status, body = b.api("POST", "/api/clients/keeper/kick?discard_session=true")
-    assert status == 200 and body == {"client_id": "keeper", "was_connected": False,
-                                      "session_discarded": True}
+    assert status == 200 and body == {
+        "client_id": "keeper",
+        "was_connected": False,
+        "session_discarded": True,
+    }
     assert b.api("GET", "/api/clients/keeper")[0] == 404
     _, stats = b.api("GET", "/api/stats")
     assert stats["subscriptions"] == 0
@@ -140,8 +154,10 @@ def test_retained_listed_and_deleted(ops_broker) -> None:
         pub.publish("y/1", b"other", qos=1, retain=True)
         status, listing = b.api("GET", "/api/retained?filter=x/%23&payload=true")
         assert status == 200 and listing["total"] == 2
-        assert [(r["topic"], r["qos"], r["payload_bytes"]) for r in listing["retained"]] == \
-            [("x/1", 1, 3), ("x/2", 0, 3)]
+        assert [(r["topic"], r["qos"], r["payload_bytes"]) for r in listing["retained"]] == [
+            ("x/1", 1, 3),
+            ("x/2", 0, 3),
+        ]
         assert listing["retained"][0]["payload_base64"] == "b25l"
         assert "payload_base64" not in b.api("GET", "/api/retained")[1]["retained"][0]
         assert b.api("GET", "/api/retained?filter=a/%23/b")[0] == 400
@@ -176,6 +192,7 @@ def test_top_topics(ops_broker) -> None:
         def ranked():
             topics = b.api("GET", "/api/topics/top?n=5")[1]["topics"]
             return topics if len(topics) == 2 else None
+
         topics = wait_for(ranked, timeout=3, what="two topics ranked")
     assert [t["topic"] for t in topics] == ["hot/topic", "cold/topic"]
     assert topics[0]["rate"] > topics[1]["rate"] > 0
@@ -199,10 +216,26 @@ def test_paho_v5_sees_administrative_action(ops_broker) -> None:
 
 
 def test_admin_without_token_is_a_startup_error() -> None:
-    proc = subprocess.run([sys.executable, "-m", "mqttfast", "--host", "127.0.0.1", "--port",
-                           str(free_port()), "--persistence", "off", "--admin-port",
-                           str(free_port())], capture_output=True, text=True, timeout=30,
-                          cwd=REPO_ROOT, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT)})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mqttfast",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(free_port()),
+            "--persistence",
+            "off",
+            "--admin-port",
+            str(free_port()),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=REPO_ROOT,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT)},
+    )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "token" in lines[0], proc.stderr
@@ -217,5 +250,6 @@ def test_bad_http_is_answered_400_and_broker_keeps_serving(ops_broker) -> None:
         assert s.recv(100).startswith(b"HTTP/1.1 400")
     status, _ = b.api("GET", "/api/stats")
     assert status == 200
-    assert json.loads(http("GET", b.admin_url("/api/nope"),
-                           {"Authorization": f"Bearer {b.token}"})[1])["error"]
+    assert json.loads(
+        http("GET", b.admin_url("/api/nope"), {"Authorization": f"Bearer {b.token}"})[1]
+    )["error"]

@@ -42,20 +42,27 @@ class DevTools:
     def __init__(self, port: int, timeout: float = 20.0) -> None:
         def page_ws():
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list",
-                                            timeout=2) as r:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=2) as r:
                     pages = [t for t in json.load(r) if t.get("type") == "page"]
             except OSError:
                 return None
             return pages[0]["webSocketDebuggerUrl"] if pages else None
+
         url = wait_for(page_ws, timeout=timeout, what="chromium's DevTools endpoint")
         self.ws = ws_connect(url, open_timeout=10, max_size=None).__enter__()
         self.next_id = 0
 
     def evaluate(self, expression: str) -> object:
         self.next_id += 1
-        self.ws.send(json.dumps({"id": self.next_id, "method": "Runtime.evaluate",
-                                 "params": {"expression": expression, "returnByValue": True}}))
+        self.ws.send(
+            json.dumps(
+                {
+                    "id": self.next_id,
+                    "method": "Runtime.evaluate",
+                    "params": {"expression": expression, "returnByValue": True},
+                }
+            )
+        )
         while True:
             msg = json.loads(self.ws.recv(timeout=10))
             if msg.get("id") == self.next_id:
@@ -91,12 +98,22 @@ def test_dashboard_shows_live_throughput_and_clients(ops_broker, tmp_path) -> No
         worker.start()
         debug_port = free_port()
         browser = subprocess.Popen(
-            [chromium, "--headless", "--no-sandbox", "--disable-gpu",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
-             f"--remote-debugging-port={debug_port}",
-             b.admin_url(f"/#token={b.token}")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                chromium,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                f"--user-data-dir={tmp_path / 'profile'}",
+                f"--remote-debugging-port={debug_port}",
+                b.admin_url(f"/#token={b.token}"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         devtools = None
         try:
             devtools = DevTools(debug_port)
@@ -112,6 +129,7 @@ def test_dashboard_shows_live_throughput_and_clients(ops_broker, tmp_path) -> No
                     return None
                 ok = 25 <= rate <= 100 and "dash-publisher" in p["clients"] and p["updates"] >= 3
                 return p if ok else None
+
             p = wait_for(busy, timeout=25, what="the dashboard showing ~50 msg/s in")
             assert p["clients"] == ["dash-publisher", "dash-subscriber"]
             assert p["connections"] == "2"
@@ -128,8 +146,16 @@ def test_dashboard_shows_live_throughput_and_clients(ops_broker, tmp_path) -> No
 
                 def quiet():
                     q = page()
-                    return q if (q["rateIn"] == "0.0" and "dash-late" in q["clients"]
-                                 and "dash-publisher" not in q["clients"]) else None
+                    return (
+                        q
+                        if (
+                            q["rateIn"] == "0.0"
+                            and "dash-late" in q["clients"]
+                            and "dash-publisher" not in q["clients"]
+                        )
+                        else None
+                    )
+
                 q = wait_for(quiet, timeout=10, what="rate 0 and the new client listed")
             assert q["updates"] > first
             assert q["clients"] == ["dash-late", "dash-subscriber"]

@@ -16,7 +16,7 @@ from mqttfast.codec.packets import Will
 from tests.helpers.broker import REPO_ROOT
 from tests.helpers.rawclient import RawClient
 
-from .support import OpsBroker, wait_for
+from .support import OpsBroker
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
@@ -83,8 +83,9 @@ def test_shutdown_publishes_wills_and_flushes_persistence(ops_broker, tmp_path) 
 def test_sighup_reloads_log_level_and_keeps_connections(ops_broker, tmp_path) -> None:
     conf = tmp_path / "mqttfast.toml"
     conf.write_text('[logging]\nlevel = "info"\n')
-    b = ops_broker(["--config", str(conf), "--sys-interval", "0"], log_level=None,
-                   admin=False, metrics=False)
+    b = ops_broker(
+        ["--config", str(conf), "--sys-interval", "0"], log_level=None, admin=False, metrics=False
+    )
     with RawClient(b.port) as keeper:
         keeper.connect("keeper")
         b.wait_for_log("client keeper connected")
@@ -110,15 +111,25 @@ def test_sighup_reloads_log_level_and_keeps_connections(ops_broker, tmp_path) ->
 
 
 def test_version_flag() -> None:
-    proc = subprocess.run([sys.executable, "-m", "mqttfast", "--version"], capture_output=True,
-                          text=True, timeout=30, cwd=REPO_ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mqttfast", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=REPO_ROOT,
+    )
     assert proc.returncode == 0
     assert proc.stdout.strip() == f"mqttfast {mqttfast.__version__}"
 
 
 def test_bad_ops_flag_is_one_line_exit_2() -> None:
-    proc = subprocess.run([sys.executable, "-m", "mqttfast", "--metrics-port", "70000"],
-                          capture_output=True, text=True, timeout=30, cwd=REPO_ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mqttfast", "--metrics-port", "70000"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=REPO_ROOT,
+    )
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1 and "--metrics-port" in proc.stderr
 

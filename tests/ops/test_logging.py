@@ -39,11 +39,18 @@ def test_json_log_lines_parse_with_structured_fields(ops_broker) -> None:
         bad.connect("json-bad")
         bad.send(b"\x36\x02\x00\x00")  # PUBLISH with QoS 3 [MQTT-3.3.1-4]
         assert bad.expect_closed() == 0x81  # malformed packet
-    recs = wait_for(lambda: [r for r in _json_lines(b.log_text())
-                             if r.get("client_id") == "json-bad" and "reason" in r],
-                    what="the protocol error line")
+    recs = wait_for(
+        lambda: [
+            r
+            for r in _json_lines(b.log_text())
+            if r.get("client_id") == "json-bad" and "reason" in r
+        ],
+        what="the protocol error line",
+    )
     records = _json_lines(b.log_text())
-    connect = [r for r in records if r.get("client_id") == "json-client" and "connected" in r["msg"]]
+    connect = [
+        r for r in records if r.get("client_id") == "json-client" and "connected" in r["msg"]
+    ]
     assert connect and connect[0]["peer"].startswith("127.0.0.1:") and connect[0]["protocol"] == 5
     assert connect[0]["level"] == "info" and connect[0]["logger"] == "mqttfast.core"
     disc = [r for r in records if r.get("client_id") == "json-client" and "reason_code" in r]
@@ -58,8 +65,10 @@ def test_auth_failure_logged(ops_broker, tmp_path) -> None:
     b = ops_broker(["--config", str(conf), "--sys-interval", "0"], admin=False, metrics=False)
     with RawClient(b.port, version=5) as c:
         c.connect("intruder", expect_rc=0x87)
-    recs = wait_for(lambda: [r for r in _json_lines(b.log_text())
-                             if r.get("client_id") == "intruder"], what="the refusal line")
+    recs = wait_for(
+        lambda: [r for r in _json_lines(b.log_text()) if r.get("client_id") == "intruder"],
+        what="the refusal line",
+    )
     assert recs[0]["reason_code"] == 0x87 and recs[0]["peer"].startswith("127.0.0.1:")
     assert "refused" in recs[0]["msg"]
 
@@ -70,9 +79,12 @@ def test_text_log_is_human_readable_by_default(ops_broker) -> None:
         c.connect("text-client")
         c.disconnect()
     text = b.wait_for_log("text-client disconnected")
-    line = next(l for l in text.splitlines() if "text-client connected" in l)
-    assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO mqttfast\.core: client "
-                    r"text-client connected from 127\.0\.0\.1:\d+", line), line
+    line = next(ln for ln in text.splitlines() if "text-client connected" in ln)
+    assert re.match(
+        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO mqttfast\.core: client "
+        r"text-client connected from 127\.0\.0\.1:\d+",
+        line,
+    ), line
     assert not line.startswith("{")
 
 
@@ -89,5 +101,6 @@ def test_json_formatter_keeps_extra_fields_and_exceptions() -> None:
         raise ValueError("boom")
     except ValueError:
         import sys
+
         rec.exc_info = sys.exc_info()
     assert "ValueError: boom" in json.loads(JsonFormatter().format(rec))["exc"]

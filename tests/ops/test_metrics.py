@@ -35,6 +35,7 @@ def test_metrics_counters_match_traffic(ops_broker) -> None:
     sub = _paho("metrics-sub", b.port)
     pub = _paho("metrics-pub", b.port)
     try:
+
         def on_message(client, userdata, msg):  # type: ignore[no-untyped-def]
             got.append(msg)
             if len(got) == total:
@@ -54,21 +55,27 @@ def test_metrics_counters_match_traffic(ops_broker) -> None:
         def settled():  # the last acknowledgements may still be on their way
             m = b.scrape()
             return m if sample(m, "mqttfast_inflight_messages") == 0 else None
+
         m = wait_for(settled, what="no message in flight")
     finally:
-        sub.disconnect(); sub.loop_stop()
-        pub.disconnect(); pub.loop_stop()
+        sub.disconnect()
+        sub.loop_stop()
+        pub.disconnect()
+        pub.loop_stop()
 
     for qos, payloads in PAYLOADS.items():
         n = len(payloads) + (1 if qos == 1 else 0)  # + the retained one at QoS 1
         payload_bytes = sum(map(len, payloads)) + (7 if qos == 1 else 0)
         assert sample(m, "mqttfast_messages_received_total", qos=str(qos)) == n
-        assert sample(m, "mqttfast_publish_payload_bytes_received_total", qos=str(qos)) \
+        assert (
+            sample(m, "mqttfast_publish_payload_bytes_received_total", qos=str(qos))
             == payload_bytes
+        )
         # Delivered at the publish QoS (subscription QoS 2), one subscriber, 3.1.1 encoding.
         assert sample(m, "mqttfast_messages_sent_total", qos=str(qos)) == len(payloads)
-        assert sample(m, "mqttfast_publish_bytes_sent_total", qos=str(qos)) == \
-            sum(_publish_size("m/x", p, qos) for p in payloads)
+        assert sample(m, "mqttfast_publish_bytes_sent_total", qos=str(qos)) == sum(
+            _publish_size("m/x", p, qos) for p in payloads
+        )
     assert sample(m, "mqttfast_connections") == 2
     assert sample(m, "mqttfast_sessions", state="online") == 2
     assert sample(m, "mqttfast_subscriptions") == 1
@@ -76,15 +83,23 @@ def test_metrics_counters_match_traffic(ops_broker) -> None:
     assert sample(m, "mqttfast_retained_bytes") == 7
     assert sample(m, "mqttfast_connections_accepted_total") == 2
     assert sample(m, "mqttfast_bytes_received_total") > sum(
-        len(p) for v in PAYLOADS.values() for p in v)
+        len(p) for v in PAYLOADS.values() for p in v
+    )
     assert sample(m, "mqttfast_queued_messages") == 0
     assert sample(m, "mqttfast_auth_failures_total") == 0
     for reason in ("queue_full", "qos0_buffer_full", "too_large", "expired", "retained_store_full"):
         assert sample(m, "mqttfast_messages_dropped_total", reason=reason) == 0
     assert 0 <= sample(m, "mqttfast_event_loop_lag_seconds") < 1.0
     assert sample(m, "process_resident_memory_bytes") > 1_000_000
-    assert sample(m, "mqttfast_info", version=__import__("mqttfast").__version__,
-                  codec=next(k[1][0][1] for k in m if k[0] == "mqttfast_info")) == 1
+    assert (
+        sample(
+            m,
+            "mqttfast_info",
+            version=__import__("mqttfast").__version__,
+            codec=next(k[1][0][1] for k in m if k[0] == "mqttfast_info"),
+        )
+        == 1
+    )
 
 
 def test_metrics_queued_and_dropped_queue_full(ops_broker) -> None:
@@ -123,20 +138,22 @@ def test_sys_topics_in_sync_with_metrics(ops_broker) -> None:
     b = ops_broker(["--sys-interval", "1"], admin=False)
     with RawClient(b.port) as pub:
         pub.connect("sys-pub")
-        for i in range(7):
+        for _i in range(7):
             pub.publish("s/t", b"x", qos=1)
         m = b.scrape()
         received = sum(sample(m, "mqttfast_messages_received_total", qos=q) for q in "012")
         assert received == 7
         with RawClient(b.port) as mon:
             mon.connect("sys-mon")
-            mon.subscribe("$SYS/broker/publish/messages/received",
-                          "$SYS/broker/retained messages/count")
+            mon.subscribe(
+                "$SYS/broker/publish/messages/received", "$SYS/broker/retained messages/count"
+            )
 
             def sys_value():
                 pub_ = mon.recv_publish(timeout=3)
                 values[pub_.topic] = pub_.payload.decode()
                 return values.get("$SYS/broker/publish/messages/received") == "7"
+
             values: dict[str, str] = {}
             wait_for(sys_value, timeout=5, what="$SYS messages received = 7")
         m = b.scrape()

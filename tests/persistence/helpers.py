@@ -6,13 +6,12 @@ import signal
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
-
-from tests.helpers.broker import REPO_ROOT, BrokerProcess, free_port
-from tests.helpers.rawclient import RawClient
 
 from mqttfast.codec.packets import Properties
+from tests.helpers.broker import REPO_ROOT, BrokerProcess, free_port
+from tests.helpers.rawclient import RawClient
 
 
 class DurableBroker:
@@ -25,9 +24,10 @@ class DurableBroker:
         self.proc: BrokerProcess | None = None
         self.logs: list[str] = []
 
-    def start(self) -> "DurableBroker":
-        self.proc = BrokerProcess(["--data-dir", str(self.data_dir), *self.extra_args],
-                                  port=self.port)
+    def start(self) -> DurableBroker:
+        self.proc = BrokerProcess(
+            ["--data-dir", str(self.data_dir), *self.extra_args], port=self.port
+        )
         self.proc.start()
         # One CONNECT round trip: the broker's event loop is running, so its SIGTERM
         # handler is installed (a SIGTERM right after bind would otherwise kill it).
@@ -56,7 +56,7 @@ class DurableBroker:
         self.proc.proc.wait(5)
         self._finish()
 
-    def restart(self, how: int = signal.SIGTERM) -> "DurableBroker":
+    def restart(self, how: int = signal.SIGTERM) -> DurableBroker:
         if how == signal.SIGKILL:
             self.crash()
         else:
@@ -75,8 +75,9 @@ class DurableBroker:
             self._finish()
 
 
-def persistent(client_id: str, port: int, version: int = 5, expiry: int = 3600,
-               clean_start: bool = False, **kw) -> tuple[RawClient, object]:
+def persistent(
+    client_id: str, port: int, version: int = 5, expiry: int = 3600, clean_start: bool = False, **kw
+) -> tuple[RawClient, object]:
     """A connected client with a persistent session; returns (client, connack)."""
     c = RawClient(port, version=version)
     props = Properties(session_expiry_interval=expiry) if version == 5 else None
@@ -90,9 +91,23 @@ def run_cli(args: Sequence[str], timeout: float = 15.0) -> subprocess.CompletedP
 
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
-    return subprocess.run([sys.executable, "-m", "mqttfast", "--host", "127.0.0.1", "--port",
-                           str(free_port()), *args], capture_output=True, text=True,
-                          timeout=timeout, env=env, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mqttfast",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(free_port()),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def db_rows(data_dir: Path, sql: str) -> list[tuple]:

@@ -17,14 +17,13 @@ broker is SIGKILLed, then restarted on the same data directory. Checked:
 from __future__ import annotations
 
 import random
-import socket
 import threading
 import time
 from collections import Counter
 
 import pytest
 
-from mqttfast.codec.packets import (Properties, Puback, Pubcomp, Publish, Pubrec, Pubrel)
+from mqttfast.codec.packets import Properties, Puback, Pubcomp, Publish, Pubrec, Pubrel
 from tests.helpers.rawclient import ConnectionClosed, NoPacket, RawClient
 
 from .helpers import DurableBroker
@@ -39,7 +38,7 @@ class Receiver:
     def __init__(self, name: str, port: int, version: int, qos: int) -> None:
         self.name, self.port, self.version, self.qos = name, port, version, qos
         self.counts: Counter[int] = Counter()
-        self.awaiting: set[int] = set()     # QoS 2 ids between PUBREC and PUBREL
+        self.awaiting: set[int] = set()  # QoS 2 ids between PUBREC and PUBREL
         self.client: RawClient | None = None
         self.stop = threading.Event()
         self.thread: threading.Thread | None = None
@@ -137,7 +136,7 @@ class Publisher(threading.Thread):
                         c.send_packet(Pubrel(packet_id=pkt.packet_id))
                     elif isinstance(pkt, Pubcomp) and pkt.packet_id in batch:
                         self.acked.add(batch.pop(pkt.packet_id))
-        except (ConnectionClosed, NoPacket, OSError, socket.timeout):
+        except (TimeoutError, ConnectionClosed, NoPacket, OSError):
             return  # the broker was killed
         finally:
             c.close()

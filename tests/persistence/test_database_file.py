@@ -65,7 +65,7 @@ def test_damaged_database_refused(tmp_path) -> None:
     path = data / "mqttfast.db"
     raw = bytearray(path.read_bytes())
     assert len(raw) >= 3 * 4096
-    raw[4096 + 8:3 * 4096 - 8] = b"\xa5" * (2 * 4096 - 16)  # trash pages 2 and 3, keep header
+    raw[4096 + 8 : 3 * 4096 - 8] = b"\xa5" * (2 * 4096 - 16)  # trash pages 2 and 3, keep header
     path.write_bytes(bytes(raw))
     _assert_refused(data, "damaged")
 
@@ -107,8 +107,9 @@ def test_new_database_is_identified(tmp_path) -> None:
     db = sqlite3.connect(data / "mqttfast.db")
     try:
         assert db.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
-        assert db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == \
-            str(SCHEMA_VERSION)
+        assert db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == str(
+            SCHEMA_VERSION
+        )
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:
         db.close()
@@ -128,8 +129,9 @@ def test_migration_path(tmp_path, monkeypatch) -> None:
     monkeypatch.setitem(schema.MIGRATIONS, SCHEMA_VERSION, add_column)
     db = schema.open_database(path, "FULL")
     try:
-        assert db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == \
-            str(SCHEMA_VERSION + 1)
+        assert db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == str(
+            SCHEMA_VERSION + 1
+        )
         assert db.execute("SELECT topic, note FROM retained").fetchall() == [("a/b", None)]
     finally:
         db.close()
@@ -173,8 +175,9 @@ def test_version_1_database_is_migrated_keeping_sessions(tmp_path) -> None:
         b.close()
     db = sqlite3.connect(data / "mqttfast.db")
     try:
-        assert db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == \
-            str(SCHEMA_VERSION)
+        assert db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == str(
+            SCHEMA_VERSION
+        )
         assert db.execute("SELECT username FROM sessions").fetchall() == [(None,)]
     finally:
         db.close()

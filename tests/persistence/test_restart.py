@@ -18,8 +18,16 @@ import time
 
 import pytest
 
-from mqttfast.codec.packets import (Properties, Puback, Pubcomp, Publish, Pubrec, Pubrel,
-                                    Subscription, Will)
+from mqttfast.codec.packets import (
+    Properties,
+    Puback,
+    Pubcomp,
+    Publish,
+    Pubrec,
+    Pubrel,
+    Subscription,
+    Will,
+)
 from tests.helpers.rawclient import NoPacket, RawClient
 
 from .helpers import DurableBroker, db_rows, persistent
@@ -60,8 +68,10 @@ def test_queued_qos1_qos2_and_subscriptions_survive_restart(durable, how) -> Non
     in publish order [MQTT-4.6.0-6], with the subscription identifier [MQTT-3.3.4-3]."""
     b = durable()
     sub, _ = persistent("sub-q", b.port)
-    sub.subscribe(Subscription("q/#", 2, retain_as_published=True),
-                  properties=Properties(subscription_identifier=[7]))
+    sub.subscribe(
+        Subscription("q/#", 2, retain_as_published=True),
+        properties=Properties(subscription_identifier=[7]),
+    )
     sub.subscribe(Subscription("other/+", 1, no_local=True))
     sub.disconnect()
 
@@ -116,14 +126,14 @@ def test_inflight_state_both_directions_survives(durable, how) -> None:
     pub, _ = persistent("pub-i", b.port)
 
     pub.publish("i/1", b"one", qos=1)
-    p1 = sub.recv_publish(ack=False)           # QoS 1, never acknowledged
+    p1 = sub.recv_publish(ack=False)  # QoS 1, never acknowledged
     pub.publish("i/2", b"two", qos=2)
     p2 = sub.recv_publish(ack=False)
     sub.send_packet(Pubrec(packet_id=p2.packet_id))
     sub.recv_until(Pubrel, packet_id=p2.packet_id)  # broker is now awaiting PUBCOMP
     rec = pub.publish("i/3", b"three", qos=2, packet_id=77, complete=False)
     assert isinstance(rec, Pubrec) and rec.reason_code == 0
-    p3 = sub.recv_publish(ack=True)            # forwarded once (method B)
+    p3 = sub.recv_publish(ack=True)  # forwarded once (method B)
     assert p3.payload == b"three"
     sub.ping()
     pub.ping()
@@ -146,7 +156,7 @@ def test_inflight_state_both_directions_survives(durable, how) -> None:
     assert pub2.recv_until(Pubrec, packet_id=77).reason_code == 0
     pub2.send_packet(Pubrel(packet_id=77))
     assert pub2.recv_until(Pubcomp, packet_id=77).reason_code == 0
-    assert _drain(sub2, idle=0.6) == []        # "three" is not delivered again
+    assert _drain(sub2, idle=0.6) == []  # "three" is not delivered again
     sub2.disconnect()
     pub2.disconnect()
 
@@ -158,13 +168,18 @@ def test_retained_with_properties_survives(durable, how) -> None:
     b = durable()
     pub = b.client()
     pub.connect("pub-r")
-    props = Properties(content_type="text/plain", response_topic="reply/here",
-                       correlation_data=b"\x00\x01", payload_format_indicator=1,
-                       user_property=[("a", "1"), ("a", "2")], message_expiry_interval=3600)
+    props = Properties(
+        content_type="text/plain",
+        response_topic="reply/here",
+        correlation_data=b"\x00\x01",
+        payload_format_indicator=1,
+        user_property=[("a", "1"), ("a", "2")],
+        message_expiry_interval=3600,
+    )
     pub.publish("r/one", b"first", qos=1, retain=True, properties=props)
     pub.publish("r/two", b"second", qos=2, retain=True)
     pub.publish("r/gone", b"x", qos=1, retain=True)
-    pub.publish("r/gone", b"", qos=1, retain=True)      # deletes it [MQTT-3.3.1-10]
+    pub.publish("r/gone", b"", qos=1, retain=True)  # deletes it [MQTT-3.3.1-10]
     pub.disconnect()
 
     b.restart(how)
@@ -178,7 +193,11 @@ def test_retained_with_properties_survives(durable, how) -> None:
     assert one.retain and one.payload == b"first" and one.qos == 1
     p = one.properties
     assert (p.content_type, p.response_topic, p.correlation_data, p.payload_format_indicator) == (
-        "text/plain", "reply/here", b"\x00\x01", 1)
+        "text/plain",
+        "reply/here",
+        b"\x00\x01",
+        1,
+    )
     assert p.user_property == [("a", "1"), ("a", "2")]
     assert 3500 < p.message_expiry_interval <= 3600
     assert got["r/two"].qos == 2 and got["r/two"].payload == b"second"
@@ -220,7 +239,7 @@ def test_clean_start_discards_stored_session(durable) -> None:
     assert connack.session_present is True
     pub = b.client()
     pub.connect("pub-c")
-    pub.publish("c/x", b"x", qos=1)                     # the old subscription is gone
+    pub.publish("c/x", b"x", qos=1)  # the old subscription is gone
     assert _drain(sub, idle=0.5) == []
     sub.disconnect()
     pub.disconnect()
@@ -259,8 +278,9 @@ def test_session_and_message_expiry_while_down(durable) -> None:
     pub = b.client()
     pub.connect("pub-e")
     pub.publish("e/keep", b"keep", qos=1, retain=True)
-    pub.publish("e/exp", b"exp", qos=1, retain=True,
-                properties=Properties(message_expiry_interval=1))
+    pub.publish(
+        "e/exp", b"exp", qos=1, retain=True, properties=Properties(message_expiry_interval=1)
+    )
     pub.disconnect()
     b.stop()
     time.sleep(2.2)
@@ -288,14 +308,16 @@ def test_delayed_will_survives_restart(durable) -> None:
     sub.subscribe(("w/#", 1))
     sub.disconnect()
     dying = b.client()
-    dying.connect("dying", properties=Properties(session_expiry_interval=600),
-                  will=Will("w/last", b"gone", qos=1,
-                            properties=Properties(will_delay_interval=3)))
+    dying.connect(
+        "dying",
+        properties=Properties(session_expiry_interval=600),
+        will=Will("w/last", b"gone", qos=1, properties=Properties(will_delay_interval=3)),
+    )
     dying.close()  # no DISCONNECT: the will is due in 3 s
     time.sleep(0.3)
     b.restart()
     sub, _ = persistent("will-watch", b.port)
-    assert _drain(sub, idle=0.5) == []            # not yet, and not at shutdown
+    assert _drain(sub, idle=0.5) == []  # not yet, and not at shutdown
     got = [sub.recv_publish(timeout=6.0)]
     got += _drain(sub, idle=0.5)
     assert [(p.topic, p.payload) for p in got] == [("w/last", b"gone")]
@@ -311,9 +333,11 @@ def test_delayed_will_published_when_session_expired_while_down(durable) -> None
     sub.subscribe(("w2/#", 1))
     sub.disconnect()
     dying = b.client()
-    dying.connect("dying2", properties=Properties(session_expiry_interval=1),
-                  will=Will("w2/last", b"bye", qos=1,
-                            properties=Properties(will_delay_interval=300)))
+    dying.connect(
+        "dying2",
+        properties=Properties(session_expiry_interval=1),
+        will=Will("w2/last", b"bye", qos=1, properties=Properties(will_delay_interval=300)),
+    )
     dying.close()
     time.sleep(0.3)
     b.stop()
@@ -359,19 +383,22 @@ def test_retained_store_bound(durable) -> None:
     pub.connect("pub-b")
     for i in range(4):
         pub.publish(f"b/{i}", f"v{i}".encode(), qos=1, retain=True)
-    assert len(_drain(watcher)) == 4                      # all delivered live
-    pub.publish("b/0", b"v0-new", qos=1, retain=True)     # replacing is allowed
+    assert len(_drain(watcher)) == 4  # all delivered live
+    pub.publish("b/0", b"v0-new", qos=1, retain=True)  # replacing is allowed
     b.proc.wait_for_log("retained store full")
     b.restart()
     r = b.client()
     r.connect("reader-b")
     r.subscribe(("b/#", 1))
     assert sorted((p.topic, p.payload) for p in _drain(r)) == [
-        ("b/0", b"v0-new"), ("b/1", b"v1"), ("b/2", b"v2")]
+        ("b/0", b"v0-new"),
+        ("b/1", b"v1"),
+        ("b/2", b"v2"),
+    ]
     r.disconnect()
     pub = b.client()
     pub.connect("pub-b2")
-    pub.publish("b/1", b"", qos=1, retain=True)           # a delete frees a place
+    pub.publish("b/1", b"", qos=1, retain=True)  # a delete frees a place
     pub.publish("b/3", b"v3", qos=1, retain=True)
     r = b.client()
     r.connect("reader-b2")

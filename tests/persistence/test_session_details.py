@@ -24,9 +24,13 @@ def test_queued_message_keeps_properties_and_remaining_expiry(durable) -> None:
     sub.disconnect()
     pub = b.client()
     pub.connect("pub-props")
-    props = Properties(user_property=[("z", "1"), ("a", "2"), ("z", "3")],
-                       response_topic="resp/t", correlation_data=b"\xff\x00",
-                       content_type="application/json", message_expiry_interval=60)
+    props = Properties(
+        user_property=[("z", "1"), ("a", "2"), ("z", "3")],
+        response_topic="resp/t",
+        correlation_data=b"\xff\x00",
+        content_type="application/json",
+        message_expiry_interval=60,
+    )
     pub.publish("p/1", b"{}", qos=1, properties=props)
     pub.disconnect()
     time.sleep(1.2)
@@ -36,7 +40,10 @@ def test_queued_message_keeps_properties_and_remaining_expiry(durable) -> None:
     p = got.properties
     assert p.user_property == [("z", "1"), ("a", "2"), ("z", "3")]
     assert (p.response_topic, p.correlation_data, p.content_type) == (
-        "resp/t", b"\xff\x00", "application/json")
+        "resp/t",
+        b"\xff\x00",
+        "application/json",
+    )
     assert 1 <= p.message_expiry_interval <= 59
     sub.disconnect()
 
@@ -82,8 +89,13 @@ def test_shared_subscription_survives(durable) -> None:
     pub.disconnect()
 
 
-@pytest.mark.parametrize("how", [pytest.param(signal.SIGTERM, id="sigterm"),
-                                 pytest.param(signal.SIGKILL, id="sigkill-after-window")])
+@pytest.mark.parametrize(
+    "how",
+    [
+        pytest.param(signal.SIGTERM, id="sigterm"),
+        pytest.param(signal.SIGKILL, id="sigkill-after-window"),
+    ],
+)
 def test_relaxed_keeps_state_outside_its_loss_window(durable, how) -> None:
     """``--persistence relaxed`` commits every second: a clean shutdown keeps
     everything, and so does a crash more than the loss window after the last change."""
@@ -124,8 +136,9 @@ def test_sys_topics_are_not_stored(tmp_path) -> None:
         assert b.stop() == 0
     finally:
         b.close()
-    assert db_rows(tmp_path / "data", "SELECT count(*) FROM retained WHERE topic LIKE '$SYS/%'") \
-        == [(0,)]
+    assert db_rows(
+        tmp_path / "data", "SELECT count(*) FROM retained WHERE topic LIKE '$SYS/%'"
+    ) == [(0,)]
 
 
 def test_message_stored_once_for_many_sessions_and_deleted_when_delivered(tmp_path) -> None:

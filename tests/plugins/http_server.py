@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 class Recorder:
-    def __init__(self, respond: Callable[[str, dict], tuple[int, Any]] | None = None,
-                 delay: float = 0.0) -> None:
+    def __init__(
+        self, respond: Callable[[str, dict], tuple[int, Any]] | None = None, delay: float = 0.0
+    ) -> None:
         self.requests: list[tuple[str, dict]] = []
         self.respond = respond or (lambda path, body: (200, {}))
         self.delay = delay
         self.server: asyncio.base_events.Server | None = None
         self.port = 0
 
-    async def start(self) -> "Recorder":
+    async def start(self) -> Recorder:
         self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
         self.port = self.server.sockets[0].getsockname()[1]
         return self
@@ -42,10 +44,13 @@ class Recorder:
                 await asyncio.sleep(self.delay)
             status, answer = self.respond(path, body)
             data = json.dumps(answer).encode() if answer is not None else b""
-            writer.write(f"HTTP/1.1 {status} X\r\nContent-Length: {len(data)}\r\n"
-                         "Connection: close\r\n\r\n".encode() + data)
+            writer.write(
+                f"HTTP/1.1 {status} X\r\nContent-Length: {len(data)}\r\n"
+                "Connection: close\r\n\r\n".encode()
+                + data
+            )
             await writer.drain()
-        except (OSError, ValueError, asyncio.IncompleteReadError, asyncio.TimeoutError):
+        except (TimeoutError, OSError, ValueError, asyncio.IncompleteReadError):
             pass
         finally:
             writer.close()

@@ -33,7 +33,7 @@ class Recorder(Plugin):
     def on_publish(self, client, message):
         self.events.append(("on_publish", client.client_id, message.topic, message.payload))
         if message.topic.startswith("rename/"):
-            message.topic = "renamed/" + message.topic[len("rename/"):]
+            message.topic = "renamed/" + message.topic[len("rename/") :]
             message.payload = message.payload.upper()
         if message.topic.startswith("quota/"):
             return 0x97

@@ -12,7 +12,6 @@ import mqttfast
 from mqttfast.plugins.http_auth import HttpAuth
 from mqttfast.plugins.message_logger import MessageLogger
 from mqttfast.plugins.webhook import Webhook
-
 from tests.embed.aio_paho import AioPaho, until
 
 from .http_server import Recorder
@@ -25,10 +24,19 @@ def test_message_logger_by_topic_filter(run, tmp_path, fmt):
     path = tmp_path / ("log.jsonl" if fmt == "jsonl" else "log.db")
 
     async def main():
-        cfg = {"listener": [{"address": "127.0.0.1", "port": 0}], "plugin": [{
-            "class": "mqttfast.plugins.message_logger:MessageLogger",
-            "options": {"path": str(path), "topics": ["keep/#", "also/+"],
-                        "flush_interval": 0.1}}]}
+        cfg = {
+            "listener": [{"address": "127.0.0.1", "port": 0}],
+            "plugin": [
+                {
+                    "class": "mqttfast.plugins.message_logger:MessageLogger",
+                    "options": {
+                        "path": str(path),
+                        "topics": ["keep/#", "also/+"],
+                        "flush_interval": 0.1,
+                    },
+                }
+            ],
+        }
         async with mqttfast.Broker(cfg) as broker:
             c = AioPaho(broker.port, "logme", 5)
             await c.connect()
@@ -44,14 +52,21 @@ def test_message_logger_by_topic_filter(run, tmp_path, fmt):
     if fmt == "jsonl":
         rows = [json.loads(line) for line in path.read_text().splitlines()]
         assert [(r["topic"], r.get("payload"), r.get("payload_b64")) for r in rows] == [
-            ("keep/a", "one", None), ("also/b", None, "/wA="), ("keep/b/c", "two", None)]
+            ("keep/a", "one", None),
+            ("also/b", None, "/wA="),
+            ("keep/b/c", "two", None),
+        ]
         assert all(r["client_id"] == "logme" for r in rows)
     else:
         with sqlite3.connect(path) as db:
-            rows = db.execute("SELECT client_id, topic, qos, payload FROM messages "
-                              "ORDER BY id").fetchall()
-        assert rows == [("logme", "keep/a", 1, b"one"), ("logme", "also/b", 0, b"\xff\x00"),
-                        ("logme", "keep/b/c", 1, b"two")]
+            rows = db.execute(
+                "SELECT client_id, topic, qos, payload FROM messages ORDER BY id"
+            ).fetchall()
+        assert rows == [
+            ("logme", "keep/a", 1, b"one"),
+            ("logme", "also/b", 0, b"\xff\x00"),
+            ("logme", "keep/b/c", 1, b"two"),
+        ]
 
 
 def test_message_logger_options_checked():
@@ -99,8 +114,16 @@ def test_webhook_connect_publish_disconnect_with_retries(run):
 
 def test_webhook_queue_bounded_and_endpoint_down(run):
     async def main():
-        hook = Webhook({"url": "http://127.0.0.1:9/none", "queue_size": 3, "retries": 1,
-                        "backoff": 0.01, "timeout": 0.5, "events": ["publish"]})
+        hook = Webhook(
+            {
+                "url": "http://127.0.0.1:9/none",
+                "queue_size": 3,
+                "retries": 1,
+                "backoff": 0.01,
+                "timeout": 0.5,
+                "events": ["publish"],
+            }
+        )
         async with mqttfast.Broker(port=0, plugins=[hook]) as broker:
             c = AioPaho(broker.port, "x", 4)
             await c.connect()
@@ -127,16 +150,13 @@ def test_http_auth_emqx_style(run):
             return 200, {"result": "deny" if body["topic"].startswith("secret/") else "allow"}
 
         http = await Recorder(respond).start()
-        auth = HttpAuth({"url": http.url("/auth"), "acl_url": http.url("/acl"),
-                         "timeout": 2})
+        auth = HttpAuth({"url": http.url("/auth"), "acl_url": http.url("/acl"), "timeout": 2})
         async with mqttfast.Broker(port=0, plugins=[auth]) as broker:
             ok = AioPaho(broker.port, "ok", 5)
             await ok.connect(username="alice", password="pw")
-            for user, pw, code in (("alice", "bad", 0x86), ("eve", "x", 0x86),
-                                   ("err", "x", 0x86)):
+            for user, pw, code in (("alice", "bad", 0x86), ("eve", "x", 0x86), ("err", "x", 0x86)):
                 c = AioPaho(broker.port, f"c-{user}", 5)
-                assert (await c.connect(username=user, password=pw, expect_ok=False)).value \
-                    == code
+                assert (await c.connect(username=user, password=pw, expect_ok=False)).value == code
                 c.close()
             anon = AioPaho(broker.port, "anon", 4)
             await anon.connect(username="bob", password="x")  # ignore -> allowed (no file)

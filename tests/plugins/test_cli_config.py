@@ -69,11 +69,19 @@ direction = "out"
 qos = 1
 remote_prefix = "cli/"
 """)
-    check = subprocess.run([sys.executable, "-m", "mqttfast", "check-config", str(conf)],
-                           capture_output=True, text=True, timeout=30)
+    check = subprocess.run(
+        [sys.executable, "-m", "mqttfast", "check-config", str(conf)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert check.returncode == 0 and "ok" in check.stdout, check.stdout + check.stderr
-    proc = subprocess.Popen([sys.executable, "-m", "mqttfast", "--config", str(conf)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mqttfast", "--config", str(conf)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         wait(lambda: port_accepts(port), what="mqttfast listening")
         got: list = []
@@ -94,7 +102,8 @@ remote_prefix = "cli/"
         assert "plug-ins: MessageLogger" in out and "bridge m connected" in out
         rows = [json.loads(line) for line in log_path.read_text().splitlines()]
         assert [(r["topic"], r["payload"], r["client_id"]) for r in rows] == [
-            ("up/pump", "on", "near")]
+            ("up/pump", "on", "near")
+        ]
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -104,19 +113,33 @@ remote_prefix = "cli/"
 
 def test_cli_bad_plugin_is_a_config_error(tmp_path):
     conf = tmp_path / "bad.toml"
-    conf.write_text('[persistence]\nmode = "off"\n[[listener]]\naddress = "127.0.0.1"\n'
-                    'port = 0\n[[plugin]]\nclass = "no.such.module:Plugin"\n')
-    out = subprocess.run([sys.executable, "-m", "mqttfast", "--config", str(conf)],
-                         capture_output=True, text=True, timeout=30)
+    conf.write_text(
+        '[persistence]\nmode = "off"\n[[listener]]\naddress = "127.0.0.1"\n'
+        'port = 0\n[[plugin]]\nclass = "no.such.module:Plugin"\n'
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "mqttfast", "--config", str(conf)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert out.returncode == 2
     assert "no.such.module" in out.stderr and "Traceback" not in out.stderr
-    out = subprocess.run([sys.executable, "-m", "mqttfast", "check-config", str(conf)],
-                         capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        [sys.executable, "-m", "mqttfast", "check-config", str(conf)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert out.returncode == 2 and "plugin[0]: plug-in 'no.such.module:Plugin'" in out.stdout
     bad = tmp_path / "bad2.toml"
     bad.write_text('[[plugin]]\nclas = "x"\n[[bridge]]\nname = "b"\n')
-    out = subprocess.run([sys.executable, "-m", "mqttfast", "check-config", str(bad)],
-                         capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        [sys.executable, "-m", "mqttfast", "check-config", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert out.returncode == 2
     assert "plugin[0].clas: unknown key" in out.stdout
     assert "bridge[0].topic: at least one" in out.stdout

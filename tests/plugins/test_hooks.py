@@ -10,7 +10,6 @@ import pytest
 import mqttfast
 from mqttfast.core.hooks import Hooks
 from mqttfast.plugins import PluginError, PluginHooks
-
 from tests.embed.aio_paho import AioPaho, until
 
 from .sample import Raiser, Recorder, SlowAsync
@@ -147,7 +146,10 @@ def test_slow_async_plugin_does_not_stall_other_clients(run):
             assert time.monotonic() - t0 >= 1.4
             await until(lambda: len(sub.messages) == 3, what="all messages")
             assert [(m.topic, m.payload) for m in sub.messages] == [
-                ("fast/b", b"other"), ("slow/1", b"s+slow"), ("fast/a", b"after-slow")]
+                ("fast/b", b"other"),
+                ("slow/1", b"s+slow"),
+                ("fast/a", b"after-slow"),
+            ]
             for c in (sub, a, b):
                 c.close()
         assert slow.stopped
@@ -162,8 +164,9 @@ def test_async_authenticate_and_hook_timeout(run):
             ok = AioPaho(broker.port, "ok", 5)
             await ok.connect(username="alice", password="secret")
             bad = AioPaho(broker.port, "bad", 5)
-            assert (await bad.connect(username="alice", password="nope",
-                                      expect_ok=False)).value == 0x86
+            assert (
+                await bad.connect(username="alice", password="nope", expect_ok=False)
+            ).value == 0x86
             t0 = time.monotonic()
             assert await ok.publish("slow/x", b"x", 1) == 0x83  # timed out
             assert time.monotonic() - t0 < 2.0
@@ -176,16 +179,22 @@ def test_async_authenticate_and_hook_timeout(run):
 def test_loaded_from_config_and_entry_point(run, tmp_path, monkeypatch):
     dist = tmp_path / "fake_mqttfast_plugin-1.0.dist-info"
     dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: fake-mqttfast-plugin\n"
-                                   "Version: 1.0\n")
+    (dist / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: fake-mqttfast-plugin\nVersion: 1.0\n"
+    )
     (dist / "entry_points.txt").write_text(
-        "[mqttfast.plugins]\nrecorder = tests.plugins.sample:Recorder\n")
+        "[mqttfast.plugins]\nrecorder = tests.plugins.sample:Recorder\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
 
     async def main():
-        cfg = {"listener": [{"address": "127.0.0.1", "port": 0}],
-               "plugin": [{"class": "tests.plugins.sample:SlowAsync", "options": {"delay": 0.1}},
-                          {"entry_point": "recorder"}]}
+        cfg = {
+            "listener": [{"address": "127.0.0.1", "port": 0}],
+            "plugin": [
+                {"class": "tests.plugins.sample:SlowAsync", "options": {"delay": 0.1}},
+                {"entry_point": "recorder"},
+            ],
+        }
         async with mqttfast.Broker(cfg) as broker:
             hooks = broker.core.hooks
             assert isinstance(hooks, PluginHooks)
@@ -198,6 +207,7 @@ def test_loaded_from_config_and_entry_point(run, tmp_path, monkeypatch):
 
     run(main)
     from mqttfast.app.config import ConfigError
+
     with pytest.raises(ConfigError):
         mqttfast.Broker({"plugin": [{"klass": "x"}]})
     with pytest.raises(PluginError):
@@ -270,9 +280,20 @@ def test_flood_behind_a_slow_async_hook_is_bounded_and_ordered(run):
             for i in range(1, 1500):
                 flood.publish_nowait("free/x", str(i).encode(), 0)
             hooks = broker.core.hooks
-            await until(lambda: len(hooks.waiting.get(next(iter(
-                c for c in broker.core.connections if c.client_id == "flood")), ())) >= 1000,
-                what="publisher queue at its bound")
+            await until(
+                lambda: (
+                    len(
+                        hooks.waiting.get(
+                            next(
+                                iter(c for c in broker.core.connections if c.client_id == "flood")
+                            ),
+                            (),
+                        )
+                    )
+                    >= 1000
+                ),
+                what="publisher queue at its bound",
+            )
             await asyncio.sleep(0.3)
             waiting = len(next(iter(hooks.waiting.values())))
             assert 1000 <= waiting < 1500  # reading paused at the bound

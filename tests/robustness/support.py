@@ -107,8 +107,9 @@ class GoodClient(threading.Thread):
                 payload = str(self.rounds).encode()
                 self.pub.publish(self.topic, payload, qos=1, timeout=self.stall + 5)
                 got = self.sub.recv_publish(timeout=self.stall + 5)
-                assert got.topic == self.topic and got.payload == payload and got.qos == 1, \
+                assert got.topic == self.topic and got.payload == payload and got.qos == 1, (
                     f"expected {payload!r} on {self.topic}, got {got!r} (loss or reordering)"
+                )
                 self.max_rtt = max(self.max_rtt, time.monotonic() - t0)
                 self.rounds += 1
                 self.stop_evt.wait(0.005)
@@ -128,8 +129,10 @@ class GoodClient(threading.Thread):
         for c in (self.sub, self.pub):
             c.disconnect(wait=0.5)
         if self.error is not None:
-            raise AssertionError(f"well-behaved client failed after {self.rounds} round trips: "
-                                 f"{self.error!r}") from self.error
+            raise AssertionError(
+                f"well-behaved client failed after {self.rounds} round trips: {self.error!r}"
+            ) from self.error
         assert self.rounds >= target, f"only {self.rounds} QoS 1 round trips: stalled"
-        assert self.max_rtt < self.stall, \
+        assert self.max_rtt < self.stall, (
             f"a QoS 1 round trip took {self.max_rtt:.2f} s (stall limit {self.stall} s)"
+        )

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from tests.helpers.broker import REPO_ROOT, free_port
 
-PLUGIN = '''
+PLUGIN = """
 import os, time
 from mqttfast.plugins.base import Plugin
 
@@ -28,7 +28,7 @@ class SlowPlugin(Plugin):
         super().__init__(options)
         open(os.environ["SLOWPLUG_MARKER"], "w").close()
         time.sleep(1.0)   # start-up still in progress when the SIGTERM arrives
-'''
+"""
 
 
 def test_sigterm_during_startup_exits_cleanly(tmp_path: Path) -> None:
@@ -36,14 +36,33 @@ def test_sigterm_during_startup_exits_cleanly(tmp_path: Path) -> None:
     conf = tmp_path / "broker.toml"
     conf.write_text('[[plugin]]\nclass = "slowplug_mod:SlowPlugin"\n')
     marker = tmp_path / "building"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO_ROOT), str(tmp_path)]),
-               SLOWPLUG_MARKER=str(marker), PYTHONUNBUFFERED="1")
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(REPO_ROOT), str(tmp_path)]),
+        SLOWPLUG_MARKER=str(marker),
+        PYTHONUNBUFFERED="1",
+    )
     log = open(tmp_path / "broker.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "mqttfast", "--host", "127.0.0.1",
-                             "--port", str(free_port()), "--persistence", "off",
-                             "--config", str(conf)],
-                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            env=env, cwd=tmp_path)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mqttfast",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(free_port()),
+            "--persistence",
+            "off",
+            "--config",
+            str(conf),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        cwd=tmp_path,
+    )
     log.close()
     try:
         deadline = time.monotonic() + 20

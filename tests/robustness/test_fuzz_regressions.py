@@ -79,9 +79,22 @@ def test_seed_corpus_covers_every_packet_type() -> None:
     """The corpus has every packet type of every protocol version it exists in."""
     names = {p.name for p in SEEDS}
     for v in (3, 4, 5):
-        for kind in ("connect", "connack", "publish", "puback", "pubrec", "pubrel", "pubcomp",
-                     "subscribe", "suback", "unsubscribe", "unsuback", "pingreq", "pingresp",
-                     "disconnect"):
+        for kind in (
+            "connect",
+            "connack",
+            "publish",
+            "puback",
+            "pubrec",
+            "pubrel",
+            "pubcomp",
+            "subscribe",
+            "suback",
+            "unsubscribe",
+            "unsuback",
+            "pingreq",
+            "pingresp",
+            "disconnect",
+        ):
             assert any(n.startswith(f"client_v{v}_{kind}") for n in names), (v, kind)
     assert any(n.startswith("client_v5_auth") for n in names)
 
@@ -95,11 +108,11 @@ def mutated_seed(draw: st.DrawFn) -> bytes:
         if op == 0 and i < len(data):
             data[i] = draw(st.integers(0, 255))
         elif op == 1:
-            del data[i:i + draw(st.integers(1, 8))]
+            del data[i : i + draw(st.integers(1, 8))]
         elif op == 2:
             data[i:i] = draw(st.binary(min_size=1, max_size=8))
         else:
-            data[i:i] = data[i:i + draw(st.integers(1, 16))]
+            data[i:i] = data[i : i + draw(st.integers(1, 16))]
     return bytes(data)
 
 

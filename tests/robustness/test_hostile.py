@@ -18,14 +18,21 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 from mqttfast.codec import Decoder, encode
 from mqttfast.codec.packets import (
-    Connack, Connect, Disconnect, Pingreq, Pingresp, Publish, Subscribe, Subscription,
+    Connack,
+    Connect,
+    Disconnect,
+    Pingreq,
+    Pingresp,
+    Publish,
+    Subscribe,
+    Subscription,
 )
 from tests.helpers.broker import BrokerProcess, mosquitto_mode
 from tests.helpers.rawclient import ConnectionClosed, NoPacket, RawClient
@@ -50,9 +57,22 @@ HARD_LIMIT_MIB = 1
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
     conf = tmp_path_factory.mktemp("hostile") / "broker.toml"
     conf.write_text(CONFIG)
-    b = BrokerProcess(["--config", str(conf), "--persistence", "off", "--sys-interval", "1",
-                       "--connect-timeout", "1", "--max-inflight", "10",
-                       "--max-queued-messages", "100"])
+    b = BrokerProcess(
+        [
+            "--config",
+            str(conf),
+            "--persistence",
+            "off",
+            "--sys-interval",
+            "1",
+            "--connect-timeout",
+            "1",
+            "--max-inflight",
+            "10",
+            "--max-queued-messages",
+            "100",
+        ]
+    )
     with b:
         yield b
 
@@ -68,7 +88,7 @@ def good(broker: BrokerProcess, request: pytest.FixtureRequest) -> Iterator[Good
     assert broker.running(), f"broker died; log tail:\n{broker.log_text()[-3000:]}"
     log = broker.log_text()[log_start:]
     for bad in ("Traceback", "internal error", "decoder failure", "tick failed"):
-        assert bad not in log, f"{bad!r} in the broker log:\n{log[log.find(bad) - 500:][:3000]}"
+        assert bad not in log, f"{bad!r} in the broker log:\n{log[log.find(bad) - 500 :][:3000]}"
 
 
 def connected(port: int, version: int = 4, client_id: str = "", keep_alive: int = 60) -> RawClient:
@@ -110,11 +130,14 @@ BAD_CONNECTS = {
     "reserved_connect_flag_MQTT-3.1.2-3": _connect_bytes(b"\x04\x03\x00\x3c\x00\x01c"),
     "will_qos_without_will_MQTT-3.1.2-13": _connect_bytes(b"\x04\x0a\x00\x3c\x00\x01c"),
     "will_qos_3_MQTT-3.1.2-14": _connect_bytes(b"\x04\x1e\x00\x3c\x00\x01c\x00\x01t\x00\x00"),
-    "password_without_username_MQTT-3.1.2-22": _connect_bytes(b"\x04\x42\x00\x3c\x00\x01c\x00\x01p"),
+    "password_without_username_MQTT-3.1.2-22": _connect_bytes(
+        b"\x04\x42\x00\x3c\x00\x01c\x00\x01p"
+    ),
     "client_id_bad_utf8_MQTT-1.5.4-1": _connect_bytes(b"\x04\x02\x00\x3c\x00\x02\xc3\x28"),
     "client_id_nul_MQTT-1.5.4-2": _connect_bytes(b"\x04\x02\x00\x3c\x00\x02a\x00"),
-    "connect_flags_in_fixed_header_MQTT-2.1.3-1": _connect_bytes(b"\x04\x02\x00\x3c\x00\x01c",
-                                                                 first=0x11),
+    "connect_flags_in_fixed_header_MQTT-2.1.3-1": _connect_bytes(
+        b"\x04\x02\x00\x3c\x00\x01c", first=0x11
+    ),
     "connect_truncated_body": b"\x10\x04\x00\x04MQ",
     "v5_bad_property_in_connect": _connect_bytes(b"\x05\x02\x00\x3c\x02\x23\x00\x00\x01c"),
     "v5_properties_overrun": _connect_bytes(b"\x05\x02\x00\x3c\x7f\x00\x01c"),
@@ -201,13 +224,13 @@ def _mutate(rng: random.Random, data: bytes) -> bytes:
         if op == 0 and b:
             b[rng.randrange(len(b))] = rng.randrange(256)
         elif op == 1 and b:
-            del b[rng.randrange(len(b)):][:rng.randint(1, 8)]
+            del b[rng.randrange(len(b)) :][: rng.randint(1, 8)]
         elif op == 2:
             i = rng.randrange(len(b) + 1)
             b[i:i] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 8)))
         elif b:
             i = rng.randrange(len(b))
-            b[i:i] = b[i:i + rng.randint(1, 16)]
+            b[i:i] = b[i : i + rng.randint(1, 16)]
     return bytes(b)
 
 
@@ -318,8 +341,9 @@ def test_10000_subscribe_filters(broker: BrokerProcess, good: GoodClient) -> Non
     suback = a.recv_packet(15.0)
     assert suback.packet_id == 1 and suback.reason_codes == [1] * 10_000
     b = connected(broker.port, client_id="many-b")
-    b.send(b"".join(encode(Subscribe(i + 1, [Subscription(f"pipe/{i}", 0)]), 4)
-                    for i in range(10_000)))
+    b.send(
+        b"".join(encode(Subscribe(i + 1, [Subscription(f"pipe/{i}", 0)]), 4) for i in range(10_000))
+    )
     ids = [b.recv_packet(15.0).packet_id for _ in range(10_000)]
     assert ids == list(range(1, 10_001))
     with connected(broker.port) as p:
@@ -330,12 +354,15 @@ def test_10000_subscribe_filters(broker: BrokerProcess, good: GoodClient) -> Non
     assert b.recv_publish(5.0).payload == b"hit2"
     a.expect_no_packet(0.2)
     # +-1: the $SYS reader's own subscription is counted or not, by the publish timing.
-    assert int(wait_sys(broker.port, "subscriptions/count",
-                        lambda v: int(v) >= base + 19_999)) >= base + 19_999
+    assert (
+        int(wait_sys(broker.port, "subscriptions/count", lambda v: int(v) >= base + 19_999))
+        >= base + 19_999
+    )
     a.disconnect()
     b.disconnect()
-    assert int(wait_sys(broker.port, "subscriptions/count",
-                        lambda v: int(v) <= base + 1)) <= base + 1
+    assert (
+        int(wait_sys(broker.port, "subscriptions/count", lambda v: int(v) <= base + 1)) <= base + 1
+    )
 
 
 def test_deeply_nested_topics(broker: BrokerProcess, good: GoodClient) -> None:
@@ -370,8 +397,9 @@ def _quiet(c: RawClient) -> bool:
 
 
 def _flood_bytes(topic: str, count: int, size: int) -> bytes:
-    return b"".join(encode(Publish(topic, i.to_bytes(4, "big") + b"f" * (size - 4)), 4)
-                    for i in range(count))
+    return b"".join(
+        encode(Publish(topic, i.to_bytes(4, "big") + b"f" * (size - 4)), 4) for i in range(count)
+    )
 
 
 def _send_all(port: int, data: bytes, done: list) -> None:
@@ -401,10 +429,13 @@ def test_subscriber_that_never_reads(broker: BrokerProcess, good: GoodClient) ->
     peak = sampler.stop()
     assert done == [True], "the flooding publisher was disconnected or stuck"
     growth_mib = (peak - before) / 1024
-    print(f"never-reading subscriber: 60 MB sent in {elapsed:.1f} s, broker RSS +{growth_mib:.1f} MiB")
+    print(
+        f"never-reading subscriber: 60 MB sent in {elapsed:.1f} s, broker RSS +{growth_mib:.1f} MiB"
+    )
     assert growth_mib < HARD_LIMIT_MIB + 24, f"broker RSS grew {growth_mib:.1f} MiB"
-    dropped = int(wait_sys(broker.port, "publish/messages/dropped",
-                           lambda v: int(v) > dropped0 + 40_000))
+    dropped = int(
+        wait_sys(broker.port, "publish/messages/dropped", lambda v: int(v) > dropped0 + 40_000)
+    )
     assert dropped > dropped0 + 40_000, "drops not counted"
     sleeper.close()
 
@@ -427,7 +458,7 @@ def test_qos0_flood_faster_than_subscribers_read(broker: BrokerProcess, good: Go
         while not stop.is_set():
             try:
                 data = c.sock.recv(8192)
-            except socket.timeout:
+            except TimeoutError:
                 continue
             if not data:
                 break
@@ -444,8 +475,12 @@ def test_qos0_flood_faster_than_subscribers_read(broker: BrokerProcess, good: Go
     sampler = RssSampler(broker.pid)
     sampler.start()
     done: list = []
-    pubs = [threading.Thread(target=_send_all, args=(broker.port, _flood_bytes(f"flood/{t}", 20_000, 1000), done))
-            for t in "ab"]
+    pubs = [
+        threading.Thread(
+            target=_send_all, args=(broker.port, _flood_bytes(f"flood/{t}", 20_000, 1000), done)
+        )
+        for t in "ab"
+    ]
     for p in pubs:
         p.start()
     for p in pubs:
@@ -456,8 +491,10 @@ def test_qos0_flood_faster_than_subscribers_read(broker: BrokerProcess, good: Go
         r.join(5)
     assert done == [True, True]
     growth_mib = (peak - before) / 1024
-    print(f"QoS 0 flood: broker RSS +{growth_mib:.1f} MiB; received per slow subscriber: "
-          f"{[len(v) for v in seen.values()]}")
+    print(
+        f"QoS 0 flood: broker RSS +{growth_mib:.1f} MiB; received per slow subscriber: "
+        f"{[len(v) for v in seen.values()]}"
+    )
     assert growth_mib < 3 * HARD_LIMIT_MIB + 24
     for k, order in seen.items():
         assert order, f"slow subscriber {k} got nothing"
@@ -489,8 +526,9 @@ def test_client_that_never_acknowledges(broker: BrokerProcess, good: GoodClient)
         first = c.recv_publishes(10, timeout=5, ack=False)
         assert [int(m.payload) for m in first] == list(range(10))
         c.expect_no_packet(0.5)
-    dropped = int(wait_sys(broker.port, "publish/messages/dropped",
-                           lambda v: int(v) >= dropped0 + 2 * 190))
+    dropped = int(
+        wait_sys(broker.port, "publish/messages/dropped", lambda v: int(v) >= dropped0 + 2 * 190)
+    )
     assert dropped >= dropped0 + 2 * 190
     q1.close()
     q2.close()
@@ -603,12 +641,19 @@ def test_qos2_publisher_that_never_releases(broker: BrokerProcess, good: GoodCli
     with connected(broker.port, client_id="q2-watch") as watch:
         watch.subscribe(("q2/#", 0))
         c = connected(broker.port, client_id="q2-holder")
-        c.send(b"".join(encode(Publish("q2/t", str(i).encode(), 2, packet_id=i), 4)
-                        for i in range(1, 5001)))
+        c.send(
+            b"".join(
+                encode(Publish("q2/t", str(i).encode(), 2, packet_id=i), 4) for i in range(1, 5001)
+            )
+        )
         recs = [c.recv_packet(10.0) for _ in range(5000)]
         assert [r.packet_id for r in recs] == list(range(1, 5001))
-        c.send(b"".join(encode(Publish("q2/t", b"again", 2, dup=True, packet_id=i), 4)
-                        for i in range(1, 101)))
+        c.send(
+            b"".join(
+                encode(Publish("q2/t", b"again", 2, dup=True, packet_id=i), 4)
+                for i in range(1, 101)
+            )
+        )
         assert [c.recv_packet(5.0).packet_id for _ in range(100)] == list(range(1, 101))
         got = [int(p.payload) for p in watch.recv_publishes(5000, timeout=15)]
         assert got == list(range(1, 5001))

@@ -16,9 +16,9 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
-import threading
 import resource
 import subprocess
+import threading
 import time
 from typing import Any
 
@@ -26,7 +26,14 @@ import pytest
 
 from mqttfast.codec import Decoder, encode
 from mqttfast.codec.packets import (
-    Connack, Connect, Pingreq, Pingresp, Publish, Suback, Subscribe, Subscription,
+    Connack,
+    Connect,
+    Pingreq,
+    Pingresp,
+    Publish,
+    Suback,
+    Subscribe,
+    Subscription,
 )
 from tests.helpers.broker import BrokerProcess, mosquitto_mode
 
@@ -54,9 +61,15 @@ class ScaleBroker(BrokerProcess):
     def _spawn(self) -> None:
         log = open(self.log_path, "ab")
         try:
-            self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, env=self._environment(),
-                                         cwd=self._tmpdir.name, preexec_fn=_raise_child_nofile)
+            self.proc = subprocess.Popen(
+                self.command(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self._environment(),
+                cwd=self._tmpdir.name,
+                preexec_fn=_raise_child_nofile,
+            )
         finally:
             log.close()
 
@@ -130,16 +143,18 @@ async def _client_part(port: int, first: int, count: int, barrier: Any, results:
     await sync()  # 2: idle phase over (the test measures RSS)
     for c in clients:
         c.transport.write(encode(Subscribe(1, [Subscription("bcast/all", 0)]), 4))
-    codes = await asyncio.wait_for(asyncio.gather(*(c.suback for c in clients),
-                                                  return_exceptions=True), 60 + count / 500)
+    codes = await asyncio.wait_for(
+        asyncio.gather(*(c.suback for c in clients), return_exceptions=True), 60 + count / 500
+    )
     bad_subacks = sum(rc != [0] for rc in codes)
     await sync()  # 3: all subscribed (the test measures RSS and publishes)
     deadline = time.monotonic() + 30 + count / 1000
     while sum(1 for c in clients if c.received) < count and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     missing = sum(1 for c in clients if c.received != [b"to everyone"])
-    results.put({"lost": lost, "unanswered": unanswered, "bad_subacks": bad_subacks,
-                 "missing": missing})
+    results.put(
+        {"lost": lost, "unanswered": unanswered, "bad_subacks": bad_subacks, "missing": missing}
+    )
     for c in clients:
         c.transport.close()
     await asyncio.sleep(0.1)
@@ -173,14 +188,24 @@ def test_many_idle_connections_keep_alive_and_broadcast() -> None:
     results = ctx.Queue()
     with ScaleBroker(["--persistence", "off", "--sys-interval", "0"]) as broker:
         limits = open(f"/proc/{broker.pid}/limits").read()
-        nofile = int(next(line for line in limits.splitlines()
-                          if line.startswith("Max open files")).split()[3])
-        assert nofile >= N + 20, (f"the broker's open-file limit is {nofile}: the hard limit "
-                                  f"here does not allow {N} connections")
+        nofile = int(
+            next(line for line in limits.splitlines() if line.startswith("Max open files")).split()[
+                3
+            ]
+        )
+        assert nofile >= N + 20, (
+            f"the broker's open-file limit is {nofile}: the hard limit "
+            f"here does not allow {N} connections"
+        )
         base = rss_kib(broker.pid)
-        procs = [ctx.Process(target=_client_process, args=(broker.port, first, count, barrier,
-                                                           results), daemon=True)
-                 for first, count in parts]
+        procs = [
+            ctx.Process(
+                target=_client_process,
+                args=(broker.port, first, count, barrier, results),
+                daemon=True,
+            )
+            for first, count in parts
+        ]
         t0 = time.monotonic()
         for p in procs:
             p.start()
@@ -210,10 +235,12 @@ def test_many_idle_connections_keep_alive_and_broadcast() -> None:
     assert totals == {"lost": 0, "unanswered": 0, "bad_subacks": 0, "missing": 0}, totals
     per_conn = (idle - base) * 1024 / N
     per_sub = (subscribed - base) * 1024 / N
-    print(f"\nscale: {N} idle connections (keep alive {KEEP_ALIVE} s, {len(parts)} client "
-          f"processes) connected in {connect_s:.1f} s; broker RSS {base / 1024:.1f} -> "
-          f"{idle / 1024:.1f} MiB = {per_conn / 1024:.1f} KiB per idle connection, "
-          f"{per_sub / 1024:.1f} KiB with one subscription each; broadcast to all in "
-          f"{fanout_s:.1f} s")
+    print(
+        f"\nscale: {N} idle connections (keep alive {KEEP_ALIVE} s, {len(parts)} client "
+        f"processes) connected in {connect_s:.1f} s; broker RSS {base / 1024:.1f} -> "
+        f"{idle / 1024:.1f} MiB = {per_conn / 1024:.1f} KiB per idle connection, "
+        f"{per_sub / 1024:.1f} KiB with one subscription each; broadcast to all in "
+        f"{fanout_s:.1f} s"
+    )
     # A generous bound that still catches a per-connection leak of real buffers.
     assert per_conn < 64 * 1024, f"{per_conn / 1024:.1f} KiB per idle connection"

@@ -39,13 +39,15 @@ def _soak():  # type: ignore[no-untyped-def]
 
 
 def test_short_soak_no_growth_after_warmup() -> None:
-    report = _soak().run(duration=20, interval=2, workers=3, persistence="off",
-                         max_growth_mib=BOUND_MIB, rate=80)
+    report = _soak().run(
+        duration=20, interval=2, workers=3, persistence="off", max_growth_mib=BOUND_MIB, rate=80
+    )
     assert not report["errors"], report["errors"]
     assert report["cycles"] > 1000, f"only {report['cycles']} client cycles: load too light"
     for k, v in report["counts"].items():
         assert v <= report["expected_counts"][k], (k, report["counts"], report["expected_counts"])
-    assert report["growth_mib"] <= BOUND_MIB, \
+    assert report["growth_mib"] <= BOUND_MIB, (
         f"RSS grew {report['growth_mib']:.1f} MiB after warm-up"
+    )
     assert report["exit_code"] == 0
     assert report["ok"]

@@ -40,13 +40,17 @@ def run_mosquitto(tmp_path: Path, **settings: str) -> Iterator[int]:
     """Start the real mosquitto on a free 127.0.0.1 port with ``settings`` as config lines."""
     port = free_port()
     conf = tmp_path / "mosquitto.conf"
-    lines = [f"listener {port} 127.0.0.1", "persistence false",
-             "user root",  # we run as root in CI; stay root so 0600 files stay readable
-             "log_dest stderr"]
+    lines = [
+        f"listener {port} 127.0.0.1",
+        "persistence false",
+        "user root",  # we run as root in CI; stay root so 0600 files stay readable
+        "log_dest stderr",
+    ]
     lines += [f"{key} {value}" for key, value in settings.items()]
     conf.write_text("\n".join(lines) + "\n")
-    proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     try:
         wait_for_port(port, proc)
         yield port
@@ -64,6 +68,8 @@ def run_mosquitto(tmp_path: Path, **settings: str) -> Iterator[int]:
 @pytest.fixture
 def mosquitto_runner(tmp_path: Path):
     """``with mosquitto_runner(password_file=..., acl_file=...) as port:``"""
+
     def start(**settings: str):
         return run_mosquitto(tmp_path, **settings)
+
     return start

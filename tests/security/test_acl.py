@@ -32,8 +32,8 @@ def example() -> AclFile:
 def test_lines_before_any_user_apply_to_anonymous_clients(example: AclFile) -> None:
     assert example.can_receive("c1", None, "$SYS/broker/uptime")
     assert example.can_subscribe("c1", None, "$SYS/#")
-    assert not example.can_publish("c1", None, "$SYS/broker/uptime")   # read only
-    assert not example.can_receive("c1", None, "foo/bar")                # roger's topic
+    assert not example.can_publish("c1", None, "$SYS/broker/uptime")  # read only
+    assert not example.can_receive("c1", None, "foo/bar")  # roger's topic
 
 
 def test_user_block_applies_to_that_user_only(example: AclFile) -> None:
@@ -53,8 +53,10 @@ def test_pattern_with_client_id_applies_to_all_clients(example: AclFile) -> None
         assert not example.can_publish("bridge-7", user, "$SYS/broker/connection/other/state")
         # write-only pattern: reading needs the anonymous `topic read $SYS/#` line
         readable = user is None
-        assert example.can_receive("bridge-7", user,
-                                   "$SYS/broker/connection/bridge-7/state") is readable
+        assert (
+            example.can_receive("bridge-7", user, "$SYS/broker/connection/bridge-7/state")
+            is readable
+        )
 
 
 def test_pattern_with_username() -> None:
@@ -62,10 +64,10 @@ def test_pattern_with_username() -> None:
     acl = AclFile.parse("pattern write sensor/%u/data\npattern read devices/%c/#\n")
     assert acl.can_publish("c1", "fred", "sensor/fred/data")
     assert not acl.can_publish("c1", "fred", "sensor/joe/data")
-    assert not acl.can_publish("c1", None, "sensor/%u/data")   # %u skipped without a username
+    assert not acl.can_publish("c1", None, "sensor/%u/data")  # %u skipped without a username
     assert not acl.can_publish("c1", None, "sensor//data")
     assert acl.can_receive("c1", None, "devices/c1/temp")
-    assert acl.can_receive("c1", None, "devices/c1")            # '#' includes the parent level
+    assert acl.can_receive("c1", None, "devices/c1")  # '#' includes the parent level
     assert acl.can_subscribe("c1", "fred", "devices/c1/#")
     assert not acl.can_subscribe("c1", "fred", "devices/c2/#")
     # A wider filter is accepted because part of it is readable; what it may deliver is
@@ -135,7 +137,7 @@ def test_sys_topics_need_an_explicit_dollar_rule() -> None:
     acl = AclFile.parse("topic readwrite #\ntopic read $SYS/broker/#\n")
     assert acl.can_receive("c", None, "$SYS/broker/uptime")
     assert acl.can_subscribe("c", None, "$SYS/broker/#")
-    assert acl.can_subscribe("c", None, "$SYS/#")       # overlaps the granted part
+    assert acl.can_subscribe("c", None, "$SYS/#")  # overlaps the granted part
     assert not acl.can_receive("c", None, "$SYS/other")
     assert not acl.can_publish("c", None, "$SYS/broker/uptime")
 
@@ -148,10 +150,20 @@ def test_leading_wildcard_filter_does_not_reach_dollar_rules() -> None:
     assert acl.can_subscribe("c", None, "$SYS/+/load")
 
 
-@pytest.mark.parametrize("filt, allowed", [
-    ("a/+/c", True), ("a/b/c", True), ("a/#", True), ("+/+/c", True), ("#", True),
-    ("a/b", False), ("b/#", False), ("a/+/d", False), ("a/b/c/d", False),
-])
+@pytest.mark.parametrize(
+    "filt, allowed",
+    [
+        ("a/+/c", True),
+        ("a/b/c", True),
+        ("a/#", True),
+        ("+/+/c", True),
+        ("#", True),
+        ("a/b", False),
+        ("b/#", False),
+        ("a/+/d", False),
+        ("a/b/c/d", False),
+    ],
+)
 def test_wildcard_subscribe_checked_as_read_overlap(filt: str, allowed: bool) -> None:
     acl = AclFile.parse("topic read a/+/c\n")
     assert acl.can_subscribe("c", None, filt) is allowed
@@ -176,23 +188,27 @@ def test_user_blocks_merge_and_unknown_users_are_denied() -> None:
     assert acl.can_receive("1", "a", "x") and acl.can_publish("1", "a", "z")
     assert not acl.can_receive("1", "a", "y")
     assert not acl.can_receive("1", "nobody", "x")
-    assert not acl.can_receive("1", None, "x")   # no anonymous block at all
+    assert not acl.can_receive("1", None, "x")  # no anonymous block at all
 
 
 def test_comments_blank_lines_and_spacing() -> None:
-    acl = AclFile.parse("  # indented comment\n\n\tuser   spaced name  \n"
-                        "topic   readwrite   a b/c  \n")
+    acl = AclFile.parse(
+        "  # indented comment\n\n\tuser   spaced name  \ntopic   readwrite   a b/c  \n"
+    )
     assert acl.can_publish("c", "spaced name", "a b/c")
 
 
-@pytest.mark.parametrize("line, message", [
-    ("topic rw a/b", "invalid access"),
-    ("topic", "missing topic"),
-    ("user", "missing username"),
-    ("topics read a", "unknown keyword"),
-    ("topic read a/#/b", "invalid topic filter"),
-    ("pattern write a+/%c", "invalid topic filter"),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("topic rw a/b", "invalid access"),
+        ("topic", "missing topic"),
+        ("user", "missing username"),
+        ("topics read a", "unknown keyword"),
+        ("topic read a/#/b", "invalid topic filter"),
+        ("pattern write a+/%c", "invalid topic filter"),
+    ],
+)
 def test_parse_errors_carry_file_and_line(tmp_path: Path, line: str, message: str) -> None:
     path = tmp_path / "acl"
     path.write_text("# header\ntopic read ok\n" + line + "\n")
@@ -208,5 +224,5 @@ def test_decisions_are_cached_per_client_but_correct() -> None:
     assert acl.for_client("c1", None) is c1
     for _ in range(3):
         assert c1.can_receive("in/c1/x") and not c1.can_receive("in/c2/x")
-    for i in range(3000):   # bounded cache keeps answering correctly past its size
+    for i in range(3000):  # bounded cache keeps answering correctly past its size
         assert c1.can_receive(f"in/c1/{i}")

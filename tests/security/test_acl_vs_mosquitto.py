@@ -41,17 +41,28 @@ pattern readwrite devices/%c/#
 
 USERS = {"roger": "rpw", "fred": "fpw", "admin": "apw"}
 
-TOPICS = ["public/a", "public/secret", "foo/bar", "foo/baz", "topic/global/x",
-          "topic/global/except", "fred/in/1", "fred/out", "sensor/fred/data",
-          "sensor/roger/data", "devices/dev-1/t", "devices/dev-2/t", "devices/dev-1",
-          "other"]
+TOPICS = [
+    "public/a",
+    "public/secret",
+    "foo/bar",
+    "foo/baz",
+    "topic/global/x",
+    "topic/global/except",
+    "fred/in/1",
+    "fred/out",
+    "sensor/fred/data",
+    "sensor/roger/data",
+    "devices/dev-1/t",
+    "devices/dev-2/t",
+    "devices/dev-1",
+    "other",
+]
 
 PUBLISHERS = [("anon-1", None), ("dev-1", "roger"), ("dev-2", "fred"), ("dev-1b", "fred")]
 
 
 def _client(port: int, client_id: str, username: str | None) -> mqtt.Client:
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
-                    protocol=mqtt.MQTTv311)
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
     if username is not None:
         c.username_pw_set(username, USERS[username])
     connected = threading.Event()
@@ -109,8 +120,9 @@ def test_publish_and_delivery_decisions_match_mosquitto(tmp_path: Path, mosquitt
 
     clients: list[mqtt.Client] = []
     try:
-        with mosquitto_runner(password_file=str(pw_path), acl_file=str(acl_path),
-                              allow_anonymous="true") as port:
+        with mosquitto_runner(
+            password_file=str(pw_path), acl_file=str(acl_path), allow_anonymous="true"
+        ) as port:
             admin = _client(port, "admin-1", "admin")
             clients.append(admin)
             observer = _Collector()

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from mqttfast.app.security.auth import (
-    AuthPlugin,
     Authenticator,
+    AuthPlugin,
     connack_code_v311,
     load_plugin,
 )
@@ -76,11 +76,12 @@ def test_no_password_file_and_anonymous_off_refuses_everyone() -> None:
 
 def test_v311_connack_codes() -> None:
     assert connack_code_v311(ReasonCode.SUCCESS) == ConnackCode311.ACCEPTED
-    assert connack_code_v311(ReasonCode.BAD_USER_NAME_OR_PASSWORD) == \
-        ConnackCode311.BAD_USER_NAME_OR_PASSWORD
+    assert (
+        connack_code_v311(ReasonCode.BAD_USER_NAME_OR_PASSWORD)
+        == ConnackCode311.BAD_USER_NAME_OR_PASSWORD
+    )
     assert connack_code_v311(ReasonCode.NOT_AUTHORIZED) == ConnackCode311.NOT_AUTHORIZED
-    assert connack_code_v311(ReasonCode.CONNECTION_RATE_EXCEEDED) == \
-        ConnackCode311.NOT_AUTHORIZED
+    assert connack_code_v311(ReasonCode.CONNECTION_RATE_EXCEEDED) == ConnackCode311.NOT_AUTHORIZED
 
 
 def test_failed_logins_are_rate_limited_per_source(pwfile: Path) -> None:
@@ -88,14 +89,16 @@ def test_failed_logins_are_rate_limited_per_source(pwfile: Path) -> None:
     limiter = LoginRateLimiter(burst=3, base_delay=10, forgive_per_second=0, clock=clock)
     auth = Authenticator(password_file=pwfile, rate_limiter=limiter)
     for _ in range(4):
-        assert auth.authenticate("c", "alice", b"guess", PEER) == \
-            ReasonCode.BAD_USER_NAME_OR_PASSWORD
+        assert (
+            auth.authenticate("c", "alice", b"guess", PEER) == ReasonCode.BAD_USER_NAME_OR_PASSWORD
+        )
     # Blocked now: even the right password is not checked.
-    assert auth.authenticate("c", "alice", b"secret", PEER) == \
-        ReasonCode.CONNECTION_RATE_EXCEEDED
+    assert auth.authenticate("c", "alice", b"secret", PEER) == ReasonCode.CONNECTION_RATE_EXCEEDED
     # IPv4 and IPv4-mapped IPv6 are the same source.
-    assert auth.authenticate("c", "alice", b"secret", ("::ffff:192.0.2.10", 1, 0, 0)) == \
-        ReasonCode.CONNECTION_RATE_EXCEEDED
+    assert (
+        auth.authenticate("c", "alice", b"secret", ("::ffff:192.0.2.10", 1, 0, 0))
+        == ReasonCode.CONNECTION_RATE_EXCEEDED
+    )
     # Another source is not disturbed.
     assert auth.authenticate("c", "bob", b"hunter2", OTHER_PEER) == ReasonCode.SUCCESS
     assert auth.auth_failures == 4 and auth.auth_rate_limited == 2
@@ -117,15 +120,17 @@ def test_authenticate_async_runs_off_the_loop(pwfile: Path) -> None:
     async def main() -> list[int]:
         return await asyncio.gather(
             auth.authenticate_async("c1", "alice", b"secret", PEER),
-            auth.authenticate_async("c2", "bob", b"wrong", OTHER_PEER))
+            auth.authenticate_async("c2", "bob", b"wrong", OTHER_PEER),
+        )
 
     assert asyncio.run(main()) == [ReasonCode.SUCCESS, ReasonCode.BAD_USER_NAME_OR_PASSWORD]
 
 
 def test_acl_file_applied(tmp_path: Path, pwfile: Path) -> None:
     acl = tmp_path / "acl"
-    acl.write_text("user alice\ntopic readwrite a/#\ntopic deny a/secret\n"
-                   "pattern read clients/%c/#\n")
+    acl.write_text(
+        "user alice\ntopic readwrite a/#\ntopic deny a/secret\npattern read clients/%c/#\n"
+    )
     auth = Authenticator(password_file=pwfile, acl_file=acl)
     assert auth.authorise_publish("c", "alice", "a/x")
     assert not auth.authorise_publish("c", "alice", "a/secret")
@@ -189,8 +194,9 @@ def test_load_plugin_and_precedence(plugin_module: str, pwfile: Path, tmp_path: 
     assert auth.authenticate("c", "whoever", b"t0ken", PEER) == ReasonCode.SUCCESS
     # Deferred by both plug-ins: the password file decides.
     assert auth.authenticate("c", "alice", b"secret", PEER) == ReasonCode.SUCCESS
-    assert auth.authenticate("c", "alice", b"bad", OTHER_PEER) == \
-        ReasonCode.BAD_USER_NAME_OR_PASSWORD
+    assert (
+        auth.authenticate("c", "alice", b"bad", OTHER_PEER) == ReasonCode.BAD_USER_NAME_OR_PASSWORD
+    )
     # Plug-in denies where the ACL would allow; defers elsewhere to the ACL.
     assert not auth.authorise_publish("c", "alice", "blocked/x")
     assert auth.authorise_publish("c", "alice", "open/x")
@@ -201,7 +207,7 @@ def test_failing_plugin_denies(plugin_module: str) -> None:
     auth = Authenticator(plugins=[load_plugin(f"{plugin_module}:Broken")])
     assert auth.authenticate("c", None, None, PEER) == ReasonCode.NOT_AUTHORIZED
     assert not auth.authorise_subscribe("c", None, "a")
-    assert auth.authorise_publish("c", None, "a")   # method not overridden: defers
+    assert auth.authorise_publish("c", None, "a")  # method not overridden: defers
 
 
 def test_plugin_answers_outside_connack_codes_refuse(plugin_module: str) -> None:
@@ -210,8 +216,10 @@ def test_plugin_answers_outside_connack_codes_refuse(plugin_module: str) -> None
     assert auth.authenticate("c", "u", b"p", OTHER_PEER) == ReasonCode.NOT_AUTHORIZED
 
 
-@pytest.mark.parametrize("spec", ["nodots", "sec_test_plugins:NotAPlugin",
-                                  "sec_test_plugins:Missing", "no.such.module:X"])
+@pytest.mark.parametrize(
+    "spec",
+    ["nodots", "sec_test_plugins:NotAPlugin", "sec_test_plugins:Missing", "no.such.module:X"],
+)
 def test_load_plugin_errors(plugin_module: str, spec: str) -> None:
     with pytest.raises(ValueError):
         load_plugin(spec)
@@ -247,8 +255,8 @@ def test_reload_errors_keep_previous_files(tmp_path: Path, pwfile: Path, caplog)
     acl = tmp_path / "acl"
     acl.write_text("user alice\ntopic readwrite a/#\n")
     auth = Authenticator(password_file=pwfile, acl_file=acl)
-    acl.write_text("user alice\ntopic sometimes a/#\n")   # parse error
-    pwfile.unlink()                                      # unreadable
+    acl.write_text("user alice\ntopic sometimes a/#\n")  # parse error
+    pwfile.unlink()  # unreadable
     assert auth.reload() is False
     assert auth.authenticate("c", "alice", b"secret", PEER) == ReasonCode.SUCCESS
     assert auth.authorise_publish("c", "alice", "a/x")

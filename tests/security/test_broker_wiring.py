@@ -52,10 +52,13 @@ def broker(tmp_path: Path) -> Iterator[tuple[InProcessBroker, Authenticator]]:
     pf.set("bob", "hunter2", iterations=1000)
     pf.save(pw)
     acl = tmp_path / "acl"
-    acl.write_text("user alice\ntopic readwrite a/#\ntopic deny a/secret\n"
-                   "user bob\ntopic read a/#\ntopic write b/out\n")
-    auth = Authenticator(password_file=pw, acl_file=acl,
-                         rate_limiter=LoginRateLimiter(burst=2, base_delay=60))
+    acl.write_text(
+        "user alice\ntopic readwrite a/#\ntopic deny a/secret\n"
+        "user bob\ntopic read a/#\ntopic write b/out\n"
+    )
+    auth = Authenticator(
+        password_file=pw, acl_file=acl, rate_limiter=LoginRateLimiter(burst=2, base_delay=60)
+    )
     b = InProcessBroker(SecurityHooks(auth))
     try:
         yield b, auth
@@ -63,8 +66,13 @@ def broker(tmp_path: Path) -> Iterator[tuple[InProcessBroker, Authenticator]]:
         b.close()
 
 
-def connect(port: int, client_id: str, username: str | None, password: str | None,
-            protocol: int = mqtt.MQTTv311) -> tuple[mqtt.Client, object]:
+def connect(
+    port: int,
+    client_id: str,
+    username: str | None,
+    password: str | None,
+    protocol: int = mqtt.MQTTv311,
+) -> tuple[mqtt.Client, object]:
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol)
     if username is not None:
         c.username_pw_set(username, password)
@@ -94,7 +102,7 @@ def test_bad_credentials_refused_with_right_connack(broker) -> None:
     assert rc == PahoReasonCode(mqtt.CONNACK >> 4, identifier=0x86)  # 3.1.1 code 4
     c, rc = connect(b.port, "x2", None, None)
     stop(c)
-    assert rc.is_failure and rc.value == 0x87                        # 3.1.1 code 5
+    assert rc.is_failure and rc.value == 0x87  # 3.1.1 code 5
     c, rc = connect(b.port, "x3", "alice", "wrong", protocol=mqtt.MQTTv5)
     stop(c)
     assert rc.value == 0x86
@@ -115,7 +123,7 @@ def test_rate_limit_does_not_disturb_connected_clients(broker) -> None:
         stop(c)
     c, rc = connect(b.port, "late", "alice", "secret", protocol=mqtt.MQTTv5)
     stop(c)
-    assert rc.value == 0x9F      # connection rate exceeded: this source is blocked
+    assert rc.value == 0x9F  # connection rate exceeded: this source is blocked
     assert auth.auth_rate_limited >= 1
     # The connected client keeps working.
     good.publish("b/out", b"still here", qos=1).wait_for_publish(WAIT)

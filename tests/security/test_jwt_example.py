@@ -37,8 +37,9 @@ def token(claims: dict, secret: bytes = SECRET, header: dict | None = None) -> b
 
 @pytest.fixture
 def plugin() -> JwtAuthPlugin:
-    return JwtAuthPlugin({"secret": SECRET.decode(), "audience": "mqtt", "leeway": 5},
-                         clock=lambda: NOW)
+    return JwtAuthPlugin(
+        {"secret": SECRET.decode(), "audience": "mqtt", "leeway": 5}, clock=lambda: NOW
+    )
 
 
 def good_claims(**extra) -> dict:
@@ -59,22 +60,29 @@ def test_independent_signature_matches() -> None:
     assert s == b64(expected)
 
 
-@pytest.mark.parametrize("make", [
-    lambda: token(good_claims(exp=NOW - 10)),                        # expired (beyond leeway)
-    lambda: token({k: v for k, v in good_claims().items() if k != "exp"}),  # no exp
-    lambda: token(good_claims(nbf=NOW + 60)),                         # not yet valid
-    lambda: token(good_claims(aud="other")),                          # wrong audience
-    lambda: token(good_claims(sub="dev2")),                           # sub != username
-    lambda: token(good_claims(), secret=b"x" * 32),                   # wrong key
-    lambda: token(good_claims(), header={"alg": "none"}),             # alg none
-    lambda: token(good_claims(), header={"alg": "HS512"}),            # alg switch
-    lambda: token(good_claims(), header={"alg": "HS256", "crit": ["x"]}),
-    lambda: token(good_claims())[:-2] + b"AA",                        # tampered signature
-    lambda: b".".join([token(good_claims()).split(b".")[0],
-                       b64(json.dumps(good_claims(sub="admin")).encode()).encode(),
-                       token(good_claims()).split(b".")[2]]),           # tampered payload
-    lambda: b"a.b.c",                                                 # garbage
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: token(good_claims(exp=NOW - 10)),  # expired (beyond leeway)
+        lambda: token({k: v for k, v in good_claims().items() if k != "exp"}),  # no exp
+        lambda: token(good_claims(nbf=NOW + 60)),  # not yet valid
+        lambda: token(good_claims(aud="other")),  # wrong audience
+        lambda: token(good_claims(sub="dev2")),  # sub != username
+        lambda: token(good_claims(), secret=b"x" * 32),  # wrong key
+        lambda: token(good_claims(), header={"alg": "none"}),  # alg none
+        lambda: token(good_claims(), header={"alg": "HS512"}),  # alg switch
+        lambda: token(good_claims(), header={"alg": "HS256", "crit": ["x"]}),
+        lambda: token(good_claims())[:-2] + b"AA",  # tampered signature
+        lambda: b".".join(
+            [
+                token(good_claims()).split(b".")[0],
+                b64(json.dumps(good_claims(sub="admin")).encode()).encode(),
+                token(good_claims()).split(b".")[2],
+            ]
+        ),  # tampered payload
+        lambda: b"a.b.c",  # garbage
+    ],
+)
 def test_bad_tokens_refused(plugin: JwtAuthPlugin, make) -> None:
     assert plugin.authenticate("c", "dev1", make(), PEER) is False
 
@@ -93,8 +101,10 @@ def test_non_jwt_password_defers_to_password_file(plugin: JwtAuthPlugin, tmp_pat
     auth = Authenticator(password_file=pw, plugins=[plugin])
     assert auth.authenticate("c", "alice", b"plain password", PEER) == ReasonCode.SUCCESS
     assert auth.authenticate("c", "dev1", token(good_claims()), PEER) == ReasonCode.SUCCESS
-    assert auth.authenticate("c", "dev1", token(good_claims(exp=NOW - 100)), PEER) == \
-        ReasonCode.BAD_USER_NAME_OR_PASSWORD
+    assert (
+        auth.authenticate("c", "dev1", token(good_claims(exp=NOW - 100)), PEER)
+        == ReasonCode.BAD_USER_NAME_OR_PASSWORD
+    )
 
 
 def test_topic_rights_from_claims(plugin: JwtAuthPlugin) -> None:
@@ -104,9 +114,9 @@ def test_topic_rights_from_claims(plugin: JwtAuthPlugin) -> None:
     assert auth.authorise_publish("c1", "dev1", "dev1/out/temp")
     assert not auth.authorise_publish("c1", "dev1", "dev2/out/temp")
     assert auth.authorise_subscribe("c1", "dev1", "dev1/in/+")
-    assert auth.authorise_subscribe("c1", "dev1", "dev1/#")          # overlaps dev1/in/+
+    assert auth.authorise_subscribe("c1", "dev1", "dev1/#")  # overlaps dev1/in/+
     assert not auth.authorise_subscribe("c1", "dev1", "dev2/#")
-    assert auth.authorise_subscribe("c1", "dev1", "#")               # overlaps dev1/in/+
+    assert auth.authorise_subscribe("c1", "dev1", "#")  # overlaps dev1/in/+
     assert not auth.authorise_subscribe("c1", "dev1", "+/broker/uptime")  # [MQTT-4.7.2-1]
     assert auth.authorise_subscribe("c1", "dev1", "$SYS/broker/+")
     assert auth.authorise_receive("c1", "dev1", "$SYS/broker/uptime")
@@ -121,8 +131,9 @@ def test_secret_rules(tmp_path: Path) -> None:
         JwtAuthPlugin({"secret": "short"})
     keyfile = tmp_path / "jwt.key"
     keyfile.write_bytes(SECRET + b"\n")
-    plugin = load_plugin("mqttfast.app.security.jwt_example:JwtAuthPlugin",
-                         {"secret_file": str(keyfile)})
+    plugin = load_plugin(
+        "mqttfast.app.security.jwt_example:JwtAuthPlugin", {"secret_file": str(keyfile)}
+    )
     assert plugin.secret == SECRET
     keyfile.write_bytes(b"z" * 40)
     plugin.reload()

@@ -59,8 +59,9 @@ def test_default_iterations_are_strong(tmp_path: Path) -> None:
 def test_prompts_twice_without_batch(tmp_path: Path, monkeypatch, capsys) -> None:
     answers = iter(["s3cret", "s3cret"])
     prompts = []
-    monkeypatch.setattr(passwd_cli.getpass, "getpass",
-                        lambda prompt="": (prompts.append(prompt), next(answers))[1])
+    monkeypatch.setattr(
+        passwd_cli.getpass, "getpass", lambda prompt="": (prompts.append(prompt), next(answers))[1]
+    )
     path = tmp_path / "pw"
     assert run("-c", *FAST, str(path), "alice") == 0
     assert prompts == ["Password: ", "Reenter password: "]
@@ -76,17 +77,20 @@ def test_prompt_mismatch_is_an_error(tmp_path: Path, monkeypatch, capsys) -> Non
     assert not path.exists()
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (["--bogus", "f", "u"], "unrecognized arguments"),
-    (["-c", "-D", "{f}", "u"], "-c and -D"),
-    (["-b", "{f}", "u"], "-b needs a PASSWORD"),
-    (["{f}", "u", "pw"], "needs -b"),
-    (["-b", "{f}", "a:b", "pw"], "':'"),
-    (["-D", "{f}", "nobody"], "not found"),
-    (["-b", "{f}.missing", "u", "pw"], "does not exist"),
-    (["-b", "-I", "0", "{f}", "u", "pw"], "-I"),
-    ([], "required"),
-])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--bogus", "f", "u"], "unrecognized arguments"),
+        (["-c", "-D", "{f}", "u"], "-c and -D"),
+        (["-b", "{f}", "u"], "-b needs a PASSWORD"),
+        (["{f}", "u", "pw"], "needs -b"),
+        (["-b", "{f}", "a:b", "pw"], "':'"),
+        (["-D", "{f}", "nobody"], "not found"),
+        (["-b", "{f}.missing", "u", "pw"], "does not exist"),
+        (["-b", "-I", "0", "{f}", "u", "pw"], "-I"),
+        ([], "required"),
+    ],
+)
 def test_errors_are_one_line_and_exit_2(tmp_path: Path, capsys, args, fragment) -> None:
     path = tmp_path / "pw"
     assert run("-c", "-b", *FAST, str(path), "someone", "x") == 0
@@ -109,20 +113,55 @@ def test_upgrade_plaintext_file(tmp_path: Path) -> None:
     assert path.read_text().startswith("# users\nplain:$7$1000$")
 
 
-def test_runs_as_a_program_and_real_mosquitto_reads_the_result(tmp_path: Path,
-                                                               mosquitto_runner) -> None:
+def test_runs_as_a_program_and_real_mosquitto_reads_the_result(
+    tmp_path: Path, mosquitto_runner
+) -> None:
     path = tmp_path / "pw"
-    proc = subprocess.run([sys.executable, "-m", "mqttfast.app.security.passwd_cli", "-c", "-b",
-                           str(path), "alice", "wonder land"],
-                          capture_output=True, timeout=30, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mqttfast.app.security.passwd_cli",
+            "-c",
+            "-b",
+            str(path),
+            "alice",
+            "wonder land",
+        ],
+        capture_output=True,
+        timeout=30,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
-    bad = subprocess.run([sys.executable, "-m", "mqttfast.app.security.passwd_cli", "-x"],
-                         capture_output=True, timeout=30, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "mqttfast.app.security.passwd_cli", "-x"],
+        capture_output=True,
+        timeout=30,
+        text=True,
+    )
     assert bad.returncode == 2 and len(bad.stderr.splitlines()) == 1
     with mosquitto_runner(password_file=str(path), allow_anonymous="false") as port:
+
         def pub(password: str) -> int:
-            return subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(port),
-                                   "-t", "t", "-m", "m", "-u", "alice", "-P", password],
-                                  capture_output=True, timeout=20).returncode
+            return subprocess.run(
+                [
+                    "mosquitto_pub",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(port),
+                    "-t",
+                    "t",
+                    "-m",
+                    "m",
+                    "-u",
+                    "alice",
+                    "-P",
+                    password,
+                ],
+                capture_output=True,
+                timeout=20,
+            ).returncode
+
         assert pub("wonder land") == 0
         assert pub("wonderland") != 0

@@ -24,16 +24,34 @@ MOSQUITTO_PASSWD = "mosquitto_passwd"
 
 
 def mosquitto_passwd(*args: str) -> None:
-    subprocess.run([MOSQUITTO_PASSWD, *args], check=True, timeout=20,
-                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    subprocess.run([MOSQUITTO_PASSWD, *args], check=True, timeout=20, capture_output=True)
 
 
 def mosquitto_pub(port: int, username: str, password: str, client_id: str = "pub-test") -> int:
     """Exit status of a real mosquitto_pub QoS 1 publish with these credentials."""
     return subprocess.run(
-        ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(port), "-i", client_id, "-q", "1",
-         "-t", "auth/check", "-m", "x", "-u", username, "-P", password],
-        timeout=20, stdout=subprocess.PIPE, stderr=subprocess.PIPE).returncode
+        [
+            "mosquitto_pub",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-i",
+            client_id,
+            "-q",
+            "1",
+            "-t",
+            "auth/check",
+            "-m",
+            "x",
+            "-u",
+            username,
+            "-P",
+            password,
+        ],
+        timeout=20,
+        capture_output=True,
+    ).returncode
 
 
 # ------------------------------------------------------- files written by mosquitto_passwd
@@ -71,8 +89,9 @@ def test_sha512_entry_computed_as_mosquitto_1x_does() -> None:
     salt = bytes(range(12))
     entry = PasswordHash.create_sha512("hunter2", salt=salt)
     expected = hashlib.sha512(b"hunter2" + salt).digest()
-    assert entry.format() == ("$6$" + base64.b64encode(salt).decode() + "$"
-                              + base64.b64encode(expected).decode())
+    assert entry.format() == (
+        "$6$" + base64.b64encode(salt).decode() + "$" + base64.b64encode(expected).decode()
+    )
     assert PasswordHash.parse(entry.format()) == entry
     assert entry.verify("hunter2") and not entry.verify("hunter")
 
@@ -145,15 +164,18 @@ def test_empty_or_nul_password_refused() -> None:
         PasswordFile().set("a", b"x\x00y", iterations=1000)
 
 
-@pytest.mark.parametrize("text", [
-    "$5$abc$def",                        # unsupported scheme
-    "$7$0$AAAAAAAAAAAAAAAA$" + "A" * 88,  # zero iterations
-    "$7$x$AAAAAAAAAAAAAAAA$" + "A" * 88,  # non-numeric iterations
-    "$7$101$AAAA$" + "A" * 88,            # salt not 12 bytes
-    "$6$AAAAAAAAAAAAAAAA$AAAA",           # hash not 64 bytes
-    "$6$!!!!$????",                       # not base64
-    "plain",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "$5$abc$def",  # unsupported scheme
+        "$7$0$AAAAAAAAAAAAAAAA$" + "A" * 88,  # zero iterations
+        "$7$x$AAAAAAAAAAAAAAAA$" + "A" * 88,  # non-numeric iterations
+        "$7$101$AAAA$" + "A" * 88,  # salt not 12 bytes
+        "$6$AAAAAAAAAAAAAAAA$AAAA",  # hash not 64 bytes
+        "$6$!!!!$????",  # not base64
+        "plain",
+    ],
+)
 def test_malformed_hashes_rejected(text: str) -> None:
     with pytest.raises(ValueError):
         PasswordHash.parse(text)

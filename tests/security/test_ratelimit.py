@@ -47,7 +47,7 @@ def test_failures_are_forgiven_over_time() -> None:
     rl, clock = make(burst=2, forgive_per_second=0.5)
     rl.record_failure("a")
     rl.record_failure("a")
-    clock.now += 4.0          # both failures leaked away
+    clock.now += 4.0  # both failures leaked away
     assert rl.record_failure("a") == 0.0
     assert rl.record_failure("a") == 0.0
     assert rl.record_failure("a") > 0.0
@@ -67,13 +67,13 @@ def test_success_does_not_reset_unless_configured() -> None:
 def test_memory_is_bounded_and_blocked_sources_survive_eviction_pressure() -> None:
     rl, _ = make(burst=1, max_entries=100, forgive_per_second=0.0, max_delay=3600)
     rl.record_failure("attacker")
-    rl.record_failure("attacker")           # blocked; the flood below only counts
+    rl.record_failure("attacker")  # blocked; the flood below only counts
     for i in range(10_000):
         rl2_key = f"10.0.{i // 256}.{i % 256}"
         rl.record_failure(rl2_key)
     assert len(rl) <= 100
     assert rl.evictions >= 9_900
-    assert not rl.allowed("attacker")       # eviction prefers unblocked entries
+    assert not rl.allowed("attacker")  # eviction prefers unblocked entries
 
 
 def test_prune_drops_forgiven_entries() -> None:
@@ -91,14 +91,17 @@ def test_invalid_parameters() -> None:
         LoginRateLimiter(max_entries=0)
 
 
-@pytest.mark.parametrize("host, key", [
-    ("192.0.2.7", "192.0.2.7"),
-    ("::ffff:192.0.2.7", "192.0.2.7"),
-    ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"),
-    ("2001:db8:1:2:ffff::1", "2001:db8:1:2::/64"),
-    ("fe80::1%eth0", "fe80::/64"),
-    ("/run/mqttfast.sock", "/run/mqttfast.sock"),
-    (None, "<local>"),
-])
+@pytest.mark.parametrize(
+    "host, key",
+    [
+        ("192.0.2.7", "192.0.2.7"),
+        ("::ffff:192.0.2.7", "192.0.2.7"),
+        ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:ffff::1", "2001:db8:1:2::/64"),
+        ("fe80::1%eth0", "fe80::/64"),
+        ("/run/mqttfast.sock", "/run/mqttfast.sock"),
+        (None, "<local>"),
+    ],
+)
 def test_source_key(host, key) -> None:
     assert source_key(host) == key

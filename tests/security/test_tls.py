@@ -43,8 +43,9 @@ def pki(tmp_path: Path) -> Files:
     return Files(ca, str(cafile), str(certfile), str(keyfile), tmp_path)
 
 
-def client_cert(files: Files, ca: trustme.CA, name: str, *sans: str,
-                common_name: str | None = None) -> tuple[str, str]:
+def client_cert(
+    files: Files, ca: trustme.CA, name: str, *sans: str, common_name: str | None = None
+) -> tuple[str, str]:
     leaf = ca.issue_cert(*(sans or (f"{name}.example",)), common_name=common_name or name)
     path = files.tmp / f"{name}.pem"
     leaf.private_key_and_cert_chain_pem.write_to_path(str(path))
@@ -86,8 +87,9 @@ class Server:
         self.thread.join(TIMEOUT)
 
 
-def client_ctx(cafile: str, cert: tuple[str, str] | None = None,
-               max_version: ssl.TLSVersion | None = None) -> ssl.SSLContext:
+def client_ctx(
+    cafile: str, cert: tuple[str, str] | None = None, max_version: ssl.TLSVersion | None = None
+) -> ssl.SSLContext:
     ctx = ssl.create_default_context(cafile=cafile)
     if cert:
         ctx.load_cert_chain(*cert)
@@ -112,7 +114,7 @@ def test_server_authentication(pki: Files) -> None:
     assert talk(server.port, client_ctx(pki.cafile)) == b"echo:hello"
     server.finish()
     assert server.error is None and server.version in ("TLSv1.2", "TLSv1.3")
-    assert server.peercert is None   # no client certificates asked for
+    assert server.peercert is None  # no client certificates asked for
 
 
 def test_client_untrusting_the_server_ca_fails(pki: Files) -> None:
@@ -127,8 +129,9 @@ def test_client_untrusting_the_server_ca_fails(pki: Files) -> None:
 
 def test_required_client_certificate_accepted_and_identity_extracted(pki: Files) -> None:
     cert = client_cert(pki, pki.ca, "device-42", "device-42.example")
-    ctx = build_server_context(pki.certfile, pki.keyfile, cafile=pki.cafile,
-                               require_certificate=True)
+    ctx = build_server_context(
+        pki.certfile, pki.keyfile, cafile=pki.cafile, require_certificate=True
+    )
     server = Server(ctx)
     assert talk(server.port, client_ctx(pki.cafile, cert)) == b"echo:hello"
     server.finish()
@@ -138,8 +141,9 @@ def test_required_client_certificate_accepted_and_identity_extracted(pki: Files)
 
 
 def test_required_client_certificate_missing_is_refused(pki: Files) -> None:
-    ctx = build_server_context(pki.certfile, pki.keyfile, cafile=pki.cafile,
-                               require_certificate=True)
+    ctx = build_server_context(
+        pki.certfile, pki.keyfile, cafile=pki.cafile, require_certificate=True
+    )
     server = Server(ctx)
     with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
         talk(server.port, client_ctx(pki.cafile))
@@ -151,8 +155,9 @@ def test_required_client_certificate_missing_is_refused(pki: Files) -> None:
 def test_client_certificate_from_wrong_ca_is_refused(pki: Files) -> None:
     rogue = trustme.CA()
     cert = client_cert(pki, rogue, "intruder")
-    ctx = build_server_context(pki.certfile, pki.keyfile, cafile=pki.cafile,
-                               require_certificate=True)
+    ctx = build_server_context(
+        pki.certfile, pki.keyfile, cafile=pki.cafile, require_certificate=True
+    )
     server = Server(ctx)
     with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
         talk(server.port, client_ctx(pki.cafile, cert))
@@ -163,12 +168,12 @@ def test_client_certificate_from_wrong_ca_is_refused(pki: Files) -> None:
 def test_optional_client_certificate(pki: Files) -> None:
     ctx = build_server_context(pki.certfile, pki.keyfile, cafile=pki.cafile)
     assert ctx.verify_mode == ssl.CERT_OPTIONAL
-    server = Server(ctx)   # no certificate: still fine
+    server = Server(ctx)  # no certificate: still fine
     assert talk(server.port, client_ctx(pki.cafile)) == b"echo:hello"
     server.finish()
     assert server.error is None and not server.peercert
     cert = client_cert(pki, trustme.CA(), "rogue")
-    server = Server(ctx)   # a certificate that is sent must verify
+    server = Server(ctx)  # a certificate that is sent must verify
     with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
         talk(server.port, client_ctx(pki.cafile, cert))
     server.finish()
@@ -186,7 +191,7 @@ def test_plain_mqtt_client_on_tls_port_is_refused(pki: Files) -> None:
             reply = b""
     server.finish()
     assert isinstance(server.error, ssl.SSLError)
-    assert not reply.startswith(b"\x20")   # never a CONNACK
+    assert not reply.startswith(b"\x20")  # never a CONNACK
 
 
 def test_minimum_version_enforced(pki: Files) -> None:
@@ -206,18 +211,23 @@ def test_ciphers_option_applies_to_tls12(pki: Files) -> None:
     ctx = build_server_context(pki.certfile, pki.keyfile, ciphers="ECDHE+AESGCM")
     assert all(c["protocol"] == "TLSv1.3" or "GCM" in c["name"] for c in ctx.get_ciphers())
     server = Server(ctx)
-    assert talk(server.port, client_ctx(pki.cafile, max_version=ssl.TLSVersion.TLSv1_2)) \
+    assert (
+        talk(server.port, client_ctx(pki.cafile, max_version=ssl.TLSVersion.TLSv1_2))
         == b"echo:hello"
+    )
     server.finish()
     assert server.version == "TLSv1.2"
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"min_version": "TLSv1.1"}, "insecure"),
-    ({"min_version": "TLSv1"}, "insecure"),
-    ({"min_version": "SSLv9"}, "unknown"),
-    ({"require_certificate": True}, "cafile"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"min_version": "TLSv1.1"}, "insecure"),
+        ({"min_version": "TLSv1"}, "insecure"),
+        ({"min_version": "SSLv9"}, "unknown"),
+        ({"require_certificate": True}, "cafile"),
+    ],
+)
 def test_bad_settings_rejected(pki: Files, kwargs, message) -> None:
     with pytest.raises(ValueError, match=message):
         build_server_context(pki.certfile, pki.keyfile, **kwargs)
@@ -242,14 +252,14 @@ def test_identity_from_der_and_edge_cases(pki: Files) -> None:
     leaf = pki.ca.issue_cert("alt.example", common_name="cn-name")
     from cryptography import x509
     from cryptography.hazmat.primitives.serialization import Encoding
-    der = x509.load_pem_x509_certificate(leaf.cert_chain_pems[0].bytes()).public_bytes(
-        Encoding.DER)
+
+    der = x509.load_pem_x509_certificate(leaf.cert_chain_pems[0].bytes()).public_bytes(Encoding.DER)
     assert identity_from_peercert(der, "cn") == "cn-name"
     assert identity_from_peercert(der, "san") == "alt.example"
     assert identity_from_peercert(None) is None
     assert identity_from_peercert({}) is None
     two_cns = {"subject": ((("commonName", "a"),), (("commonName", "b"),))}
-    assert identity_from_peercert(two_cns, "cn") is None       # ambiguous
+    assert identity_from_peercert(two_cns, "cn") is None  # ambiguous
     nul = {"subject": ((("commonName", "admin\x00.evil"),),)}
     assert identity_from_peercert(nul, "cn") is None
     ip_only = {"subjectAltName": (("IP Address", "10.0.0.1"),)}

@@ -42,7 +42,8 @@ class TlsBroker:
         async def start():
             flusher = Flusher(asyncio.get_running_loop())
             return await asyncio.get_running_loop().create_server(
-                lambda: RecordingProtocol(self.broker, flusher), "127.0.0.1", 0, ssl=ctx)
+                lambda: RecordingProtocol(self.broker, flusher), "127.0.0.1", 0, ssl=ctx
+            )
 
         self.server = asyncio.run_coroutine_threadsafe(start(), self.loop).result(WAIT)
         self.port = self.server.sockets[0].getsockname()[1]
@@ -51,6 +52,7 @@ class TlsBroker:
         async def stop():
             self.server.close()
             self.broker.shutdown()
+
         asyncio.run_coroutine_threadsafe(stop(), self.loop).result(WAIT)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(WAIT)
@@ -63,8 +65,11 @@ def pki(tmp_path: Path) -> dict[str, str]:
     server = ca.issue_cert("localhost", "127.0.0.1")
     client = ca.issue_cert("sensor-9.example", common_name="sensor-9")
     files = {}
-    for name, blob in [("ca", ca.cert_pem), ("server_key", server.private_key_pem),
-                       ("client_key", client.private_key_pem)]:
+    for name, blob in [
+        ("ca", ca.cert_pem),
+        ("server_key", server.private_key_pem),
+        ("client_key", client.private_key_pem),
+    ]:
         files[name] = str(tmp_path / f"{name}.pem")
         blob.write_to_path(files[name])
     for name, leaf in [("server_cert", server), ("client_cert", client)]:
@@ -79,26 +84,63 @@ def pki(tmp_path: Path) -> dict[str, str]:
 
 
 def pub(port: int, pki: dict[str, str], *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["mosquitto_pub", "-h", "localhost", "-p", str(port),
-                           "--cafile", pki["ca"], "-t", "tls/t", "-m", "hi", "-q", "1",
-                           *extra], capture_output=True, timeout=20, text=True)
+    return subprocess.run(
+        [
+            "mosquitto_pub",
+            "-h",
+            "localhost",
+            "-p",
+            str(port),
+            "--cafile",
+            pki["ca"],
+            "-t",
+            "tls/t",
+            "-m",
+            "hi",
+            "-q",
+            "1",
+            *extra,
+        ],
+        capture_output=True,
+        timeout=20,
+        text=True,
+    )
 
 
 def test_mosquitto_clients_over_tls_with_client_certificates(pki) -> None:
-    ctx = build_server_context(pki["server_cert"], pki["server_key"], cafile=pki["ca"],
-                               require_certificate=True)
+    ctx = build_server_context(
+        pki["server_cert"], pki["server_key"], cafile=pki["ca"], require_certificate=True
+    )
     b = TlsBroker(ctx)
     try:
-        sub = subprocess.Popen(["mosquitto_sub", "-h", "localhost", "-p", str(b.port),
-                                "--cafile", pki["ca"], "--cert", pki["client_cert"],
-                                "--key", pki["client_key"], "-t", "tls/#", "-C", "1",
-                                "-W", "15"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
+        sub = subprocess.Popen(
+            [
+                "mosquitto_sub",
+                "-h",
+                "localhost",
+                "-p",
+                str(b.port),
+                "--cafile",
+                pki["ca"],
+                "--cert",
+                pki["client_cert"],
+                "--key",
+                pki["client_key"],
+                "-t",
+                "tls/#",
+                "-C",
+                "1",
+                "-W",
+                "15",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             # Publish until the subscriber is up and has received one message.
             for _ in range(50):
-                done = pub(b.port, pki, "--cert", pki["client_cert"], "--key",
-                           pki["client_key"])
+                done = pub(b.port, pki, "--cert", pki["client_cert"], "--key", pki["client_key"])
                 assert done.returncode == 0, done.stderr
                 try:
                     out, _ = sub.communicate(timeout=0.2)
@@ -117,8 +159,11 @@ def test_mosquitto_clients_over_tls_with_client_certificates(pki) -> None:
         assert pub(b.port, pki).returncode != 0
         assert pub(b.port, pki, "--cert", pki["rogue"], "--key", pki["rogue"]).returncode != 0
         # Plain MQTT on the TLS port: refused.
-        plain = subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(b.port),
-                                "-t", "t", "-m", "m"], capture_output=True, timeout=20)
+        plain = subprocess.run(
+            ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(b.port), "-t", "t", "-m", "m"],
+            capture_output=True,
+            timeout=20,
+        )
         assert plain.returncode != 0
     finally:
         b.close()

@@ -32,8 +32,9 @@ class OpsOptions:
     admin_token: str | None = None
 
 
-def ops_options(cfg: Any, args: Any, explicit: set[str] | frozenset[str] = frozenset()
-                ) -> OpsOptions:
+def ops_options(
+    cfg: Any, args: Any, explicit: set[str] | frozenset[str] = frozenset()
+) -> OpsOptions:
     """Flags over the file: ``--metrics-port N`` / ``--admin-port N`` enable the endpoint."""
     opts = OpsOptions()
     m = getattr(cfg, "metrics", None)
@@ -57,8 +58,10 @@ def ops_options(cfg: Any, args: Any, explicit: set[str] | frozenset[str] = froze
 def check_ops(opts: OpsOptions) -> list[str]:
     """Errors that must stop the start (exit 2)."""
     if opts.admin_enabled and not opts.admin_token:
-        return ["admin API enabled without a token: set admin.token, --admin-token or "
-                f"{ADMIN_TOKEN_ENV}"]
+        return [
+            "admin API enabled without a token: set admin.token, --admin-token or "
+            f"{ADMIN_TOKEN_ENV}"
+        ]
     return []
 
 
@@ -76,7 +79,7 @@ class OpsServers:
         self.admin = self.metrics = None
 
 
-async def start_ops(broker: "Broker", opts: OpsOptions | None, codec: str = "") -> OpsServers:
+async def start_ops(broker: Broker, opts: OpsOptions | None, codec: str = "") -> OpsServers:
     """Start what ``opts`` enables; raises OSError (port in use ...) after closing
     whatever already started."""
     ops = OpsServers()
@@ -87,15 +90,15 @@ async def start_ops(broker: "Broker", opts: OpsOptions | None, codec: str = "") 
             from mqttfast.app.metrics import MetricsServer
 
             ops.metrics = MetricsServer(broker, codec)
-            host, port = ops.metrics_address = await ops.metrics.start(opts.metrics_host,
-                                                                       opts.metrics_port)
+            host, port = ops.metrics_address = await ops.metrics.start(
+                opts.metrics_host, opts.metrics_port
+            )
             log.info("metrics on http://%s:%d/metrics", _host(host), port)
         if opts.admin_enabled:
             from .api import AdminAPI
 
             ops.admin = AdminAPI(broker, opts.admin_token or "")
-            host, port = ops.admin_address = await ops.admin.start(opts.admin_host,
-                                                                   opts.admin_port)
+            host, port = ops.admin_address = await ops.admin.start(opts.admin_host, opts.admin_port)
             log.info("admin API and dashboard on http://%s:%d/", _host(host), port)
     except BaseException:
         await ops.stop()
@@ -107,5 +110,4 @@ def _host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-__all__ = ["OpsOptions", "OpsServers", "check_ops", "ops_options", "start_ops",
-           "ADMIN_TOKEN_ENV"]
+__all__ = ["OpsOptions", "OpsServers", "check_ops", "ops_options", "start_ops", "ADMIN_TOKEN_ENV"]

@@ -38,8 +38,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mqttfast.admin")
 
-STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
-                ".css": "text/css; charset=utf-8", ".json": "application/json"}
+STATIC_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".json": "application/json",
+}
 MAX_LIMIT = 10_000
 
 
@@ -53,7 +57,7 @@ class TopicCounter:
 
     MAX_TOPICS = 10_000
 
-    def __init__(self, broker: "Broker") -> None:
+    def __init__(self, broker: Broker) -> None:
         self.broker = broker
         self.current: dict[str, int] = {}
         self.last: dict[str, int] = {}
@@ -101,11 +105,12 @@ class TopicCounter:
 
     def top(self, n: int) -> list[dict[str, Any]]:
         ranked = sorted(self.last.items(), key=lambda kv: kv[1], reverse=True)[:n]
-        return [{"topic": t, "messages": c, "rate": round(c / self.last_span, 2)}
-                for t, c in ranked]
+        return [
+            {"topic": t, "messages": c, "rate": round(c / self.last_span, 2)} for t, c in ranked
+        ]
 
 
-def client_info(session: "Session", now: float) -> dict[str, Any]:
+def client_info(session: Session, now: float) -> dict[str, Any]:
     conn = session.conn
     info: dict[str, Any] = {
         "client_id": session.client_id,
@@ -119,26 +124,41 @@ def client_info(session: "Session", now: float) -> dict[str, Any]:
         "session_expiry_interval": session.expiry_interval,
     }
     if conn is not None:
-        info.update(peer=conn.peer, protocol_version=conn.protocol_version,
-                    keep_alive=conn.keep_alive,
-                    connected_seconds=round(max(0.0, now - conn.created_at), 3),
-                    username=conn.username)
+        info.update(
+            peer=conn.peer,
+            protocol_version=conn.protocol_version,
+            keep_alive=conn.keep_alive,
+            connected_seconds=round(max(0.0, now - conn.created_at), 3),
+            username=conn.username,
+        )
     else:
-        info.update(peer=None, protocol_version=None, keep_alive=None, connected_seconds=None,
-                    expires_in=None if session.expires_at is None
-                    else round(max(0.0, session.expires_at - now), 3))
+        info.update(
+            peer=None,
+            protocol_version=None,
+            keep_alive=None,
+            connected_seconds=None,
+            expires_in=None
+            if session.expires_at is None
+            else round(max(0.0, session.expires_at - now), 3),
+        )
     return info
 
 
 def subscription_info(full_filter: str, entry: Any) -> dict[str, Any]:
     group, topic_filter = split_shared(full_filter)
-    return {"filter": full_filter, "topic_filter": topic_filter, "share_group": group,
-            "qos": entry.qos, "no_local": bool(entry.no_local),
-            "retain_as_published": bool(entry.retain_as_published),
-            "retain_handling": entry.retain_handling, "subscription_identifier": entry.sub_id}
+    return {
+        "filter": full_filter,
+        "topic_filter": topic_filter,
+        "share_group": group,
+        "qos": entry.qos,
+        "no_local": bool(entry.no_local),
+        "retain_as_published": bool(entry.retain_as_published),
+        "retain_handling": entry.retain_handling,
+        "subscription_identifier": entry.sub_id,
+    }
 
 
-def broker_stats(broker: "Broker", started: float) -> dict[str, Any]:
+def broker_stats(broker: Broker, started: float) -> dict[str, Any]:
     st = broker.stats
     sessions = broker.sessions
     online = sum(1 for s in sessions.values() if s.conn is not None)
@@ -150,14 +170,18 @@ def broker_stats(broker: "Broker", started: float) -> dict[str, Any]:
     return {
         "version": __version__,
         "uptime_seconds": round(time.monotonic() - started, 3),
-        "time": time.time(),   # wall clock of this snapshot: rates = delta / delta time
+        "time": time.time(),  # wall clock of this snapshot: rates = delta / delta time
         "connections": len(broker.connections),
         "pending_connections": len(broker.pending),
-        "sessions": len(sessions), "sessions_online": online,
+        "sessions": len(sessions),
+        "sessions_online": online,
         "subscriptions": broker.subscriptions.count,
-        "retained_messages": broker.retained.count, "retained_bytes": broker.retained.bytes,
-        "inflight": inflight, "queued": queued,
-        "messages_received": st.publish_received, "messages_sent": st.publish_sent,
+        "retained_messages": broker.retained.count,
+        "retained_bytes": broker.retained.bytes,
+        "inflight": inflight,
+        "queued": queued,
+        "messages_received": st.publish_received,
+        "messages_sent": st.publish_sent,
         "counters": counters,
     }
 
@@ -170,7 +194,7 @@ def _limit(req: Request, default: int = 1000) -> int:
 
 
 class AdminAPI:
-    def __init__(self, broker: "Broker", token: str) -> None:
+    def __init__(self, broker: Broker, token: str) -> None:
         if not token:
             raise ValueError("the admin API needs a token")
         self.broker = broker
@@ -192,17 +216,21 @@ class AdminAPI:
     def authorised(self, req: Request) -> bool:
         auth = req.headers.get("authorization", "")
         scheme, _, token = auth.partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(),
-                                                                  self.token)
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            token.strip().encode(), self.token
+        )
 
     def handle(self, req: Request) -> Response:
         path = req.path
         if not path.startswith("/api/"):
             return self.static(req)
         if not self.authorised(req):
-            return Response(401, b'{"error":"missing or wrong bearer token"}',
-                            headers={"WWW-Authenticate": 'Bearer realm="mqttfast"'})
-        parts = [unquote(p) for p in path[len("/api/"):].split("/")]
+            return Response(
+                401,
+                b'{"error":"missing or wrong bearer token"}',
+                headers={"WWW-Authenticate": 'Bearer realm="mqttfast"'},
+            )
+        parts = [unquote(p) for p in path[len("/api/") :].split("/")]
         try:
             return self.route(req, parts)
         except ValueError as err:
@@ -256,8 +284,9 @@ class AdminAPI:
                 matching.append(session)
             # The first ``limit`` by id: O(n log limit), details built for those only.
             first = heapq.nsmallest(limit, matching, key=lambda s: s.client_id)
-            return json_response({"total": len(matching),
-                                  "clients": [client_info(s, now) for s in first]})
+            return json_response(
+                {"total": len(matching), "clients": [client_info(s, now) for s in first]}
+            )
         cid = rest[0]
         session = broker.sessions.get(cid)
         if session is None:
@@ -271,7 +300,7 @@ class AdminAPI:
             return self.kick(session, req)
         return error(404, "no such endpoint")
 
-    def kick(self, session: "Session", req: Request) -> Response:
+    def kick(self, session: Session, req: Request) -> Response:
         """Disconnect: v5 clients get DISCONNECT 0x98 (Administrative action); the will
         is published as for any server-side close. ``?discard_session=true`` also ends
         the session (subscriptions and queued messages are dropped)."""
@@ -279,15 +308,27 @@ class AdminAPI:
         conn = session.conn
         was_connected = conn is not None
         if conn is not None:
-            log.info("admin: kicking client %s (%s)", session.client_id, conn.peer,
-                     extra={"client_id": session.client_id, "peer": conn.peer,
-                            "reason": "administrative action"})
+            log.info(
+                "admin: kicking client %s (%s)",
+                session.client_id,
+                conn.peer,
+                extra={
+                    "client_id": session.client_id,
+                    "peer": conn.peer,
+                    "reason": "administrative action",
+                },
+            )
             conn.close(ReasonCode.ADMINISTRATIVE_ACTION)
         discard = req.query.get("discard_session", "").lower() in ("1", "true", "yes")
         if discard and broker.sessions.get(session.client_id) is session:
             broker.end_session(session, broker.clock())
-        return json_response({"client_id": session.client_id, "was_connected": was_connected,
-                              "session_discarded": discard})
+        return json_response(
+            {
+                "client_id": session.client_id,
+                "was_connected": was_connected,
+                "session_discarded": discard,
+            }
+        )
 
     # -- retained -------------------------------------------------------------
     def list_retained(self, req: Request) -> Response:
@@ -305,8 +346,11 @@ class AdminAPI:
         msgs = self.broker.retained.match(filt, now)
         out = []
         for msg in sorted(msgs, key=lambda m: m.topic)[:limit]:
-            item: dict[str, Any] = {"topic": msg.topic, "qos": msg.qos,
-                                    "payload_bytes": len(msg.payload)}
+            item: dict[str, Any] = {
+                "topic": msg.topic,
+                "qos": msg.qos,
+                "payload_bytes": len(msg.payload),
+            }
             if with_payload:
                 item["payload_base64"] = base64.b64encode(msg.payload).decode()
             out.append(item)
@@ -331,12 +375,13 @@ class AdminAPI:
         path = req.path
         if path in ("/", "/dashboard", "/dashboard.html"):
             name = "static/dashboard.html"
-        elif path.startswith("/static/") and "/" not in path[len("/static/"):] \
-                and ".." not in path:
-            name = "static/" + path[len("/static/"):]
+        elif (
+            path.startswith("/static/") and "/" not in path[len("/static/") :] and ".." not in path
+        ):
+            name = "static/" + path[len("/static/") :]
         else:
             return error(404, "not found")
-        ext = name[name.rfind("."):]
+        ext = name[name.rfind(".") :]
         try:
             body = _read_asset(name)
         except (FileNotFoundError, IsADirectoryError, OSError):

@@ -17,27 +17,35 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 log = logging.getLogger("mqttfast.http")
 
-MAX_HEAD = 16 * 1024       # request line + headers
+MAX_HEAD = 16 * 1024  # request line + headers
 MAX_BODY = 1024 * 1024
 READ_TIMEOUT = 10.0
 
-REASONS = {200: "OK", 204: "No Content", 400: "Bad Request", 401: "Unauthorized",
-           404: "Not Found", 405: "Method Not Allowed", 413: "Payload Too Large",
-           500: "Internal Server Error"}
+REASONS = {
+    200: "OK",
+    204: "No Content",
+    400: "Bad Request",
+    401: "Unauthorized",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    413: "Payload Too Large",
+    500: "Internal Server Error",
+}
 
 
 @dataclass
 class Request:
     method: str
-    path: str                       # as sent (percent-encoded), without the query
-    query: dict[str, str]           # last value of each parameter
-    headers: dict[str, str]         # lower-case names
+    path: str  # as sent (percent-encoded), without the query
+    query: dict[str, str]  # last value of each parameter
+    headers: dict[str, str]  # lower-case names
     body: bytes = b""
     peer: str = "?"
 
@@ -78,7 +86,7 @@ class HTTPServer:
             self.server.close()
             try:
                 await asyncio.wait_for(self.server.wait_closed(), 1.0)
-            except (asyncio.TimeoutError, Exception):
+            except (TimeoutError, Exception):
                 pass
             self.server = None
 
@@ -91,18 +99,22 @@ class HTTPServer:
             except ValueError as err:
                 resp = error(400, str(err))
                 req = None
-            except (asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+            except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
                 return
             if req is not None:
                 resp = await self._dispatch(req)
-            head = [f"HTTP/1.1 {resp.status} {REASONS.get(resp.status, 'Status')}",
-                    f"Content-Type: {resp.content_type}", f"Content-Length: {len(resp.body)}",
-                    "Cache-Control: no-store", "Connection: close"]
+            head = [
+                f"HTTP/1.1 {resp.status} {REASONS.get(resp.status, 'Status')}",
+                f"Content-Type: {resp.content_type}",
+                f"Content-Length: {len(resp.body)}",
+                "Cache-Control: no-store",
+                "Connection: close",
+            ]
             head += [f"{k}: {v}" for k, v in resp.headers.items()]
             body = b"" if req is not None and req.method == "HEAD" else resp.body
             writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
             await asyncio.wait_for(writer.drain(), READ_TIMEOUT)
-        except (asyncio.TimeoutError, ConnectionError):
+        except (TimeoutError, ConnectionError):
             pass
         finally:
             writer.close()

@@ -7,7 +7,8 @@ import multiprocessing
 import os
 import sys
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from mqttfast.app.cli import OneLineParser
 
@@ -18,26 +19,46 @@ SCENARIOS = ("fanin", "fanout", "pairs", "connections")
 
 
 def build_parser() -> OneLineParser:
-    p = OneLineParser(prog="mqttfast bench",
-                      description="MQTT 3.1.1 load generator: fan-in, fan-out, pairs, connections.")
+    p = OneLineParser(
+        prog="mqttfast bench",
+        description="MQTT 3.1.1 load generator: fan-in, fan-out, pairs, connections.",
+    )
     p.add_argument("scenario", choices=SCENARIOS)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=1883)
     p.add_argument("--qos", type=int, choices=(0, 1, 2), default=0)
-    p.add_argument("--size", type=int, default=64, help=f"payload bytes (>= {STAMP_SIZE}; default 64)")
+    p.add_argument(
+        "--size", type=int, default=64, help=f"payload bytes (>= {STAMP_SIZE}; default 64)"
+    )
     run = p.add_mutually_exclusive_group()
-    run.add_argument("--duration", type=float, default=None, help="seconds of publishing (default 5)")
+    run.add_argument(
+        "--duration", type=float, default=None, help="seconds of publishing (default 5)"
+    )
     run.add_argument("--count", type=int, default=None, help="messages per publisher")
-    p.add_argument("--rate", type=float, default=0.0,
-                   help="total messages/s over all publishers (latency mode); 0 = as fast as possible")
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="total messages/s over all publishers (latency mode); 0 = as fast as possible",
+    )
     p.add_argument("--pubs", type=int, default=4, help="fanin: publishers (default 4)")
     p.add_argument("--subs", type=int, default=16, help="fanout: subscribers (default 16)")
-    p.add_argument("--pairs", type=int, default=8, help="pairs: publisher/subscriber pairs (default 8)")
+    p.add_argument(
+        "--pairs", type=int, default=8, help="pairs: publisher/subscriber pairs (default 8)"
+    )
     p.add_argument("--conns", type=int, default=1000, help="connections: how many (default 1000)")
-    p.add_argument("--hold", type=float, default=5.0, help="connections: seconds to hold them (default 5)")
-    p.add_argument("--window", type=int, default=64, help="QoS 1/2 messages in flight per publisher")
-    p.add_argument("--max-ahead", type=int, default=250,
-                   help="messages per publisher in flight end to end (0 = open loop)")
+    p.add_argument(
+        "--hold", type=float, default=5.0, help="connections: seconds to hold them (default 5)"
+    )
+    p.add_argument(
+        "--window", type=int, default=64, help="QoS 1/2 messages in flight per publisher"
+    )
+    p.add_argument(
+        "--max-ahead",
+        type=int,
+        default=250,
+        help="messages per publisher in flight end to end (0 = open loop)",
+    )
     p.add_argument("--batch", type=int, default=32, help="messages per write (default 32)")
     p.add_argument("--procs", type=int, default=2, help="worker processes (default 2)")
     p.add_argument("--drain", type=float, default=5.0, help="seconds to wait for the last messages")
@@ -70,18 +91,33 @@ def topology(a: Any) -> dict:
     """Who publishes where and who receives whom, as functions of indices."""
     if a.scenario == "fanin":
         npubs, nsubs = a.pubs, 1
-        return dict(npubs=npubs, nsubs=nsubs, pub_topic=lambda p: f"bench/{p}",
-                    sub_filter=lambda s: "bench/#", subs_of=lambda p: [0],
-                    pubs_of=lambda s: list(range(npubs)))
+        return dict(
+            npubs=npubs,
+            nsubs=nsubs,
+            pub_topic=lambda p: f"bench/{p}",
+            sub_filter=lambda s: "bench/#",
+            subs_of=lambda p: [0],
+            pubs_of=lambda s: list(range(npubs)),
+        )
     if a.scenario == "fanout":
         nsubs = a.subs
-        return dict(npubs=1, nsubs=nsubs, pub_topic=lambda p: "bench/fan",
-                    sub_filter=lambda s: "bench/fan", subs_of=lambda p: list(range(nsubs)),
-                    pubs_of=lambda s: [0])
+        return dict(
+            npubs=1,
+            nsubs=nsubs,
+            pub_topic=lambda p: "bench/fan",
+            sub_filter=lambda s: "bench/fan",
+            subs_of=lambda p: list(range(nsubs)),
+            pubs_of=lambda s: [0],
+        )
     if a.scenario == "pairs":
-        return dict(npubs=a.pairs, nsubs=a.pairs, pub_topic=lambda p: f"bench/pair/{p}",
-                    sub_filter=lambda s: f"bench/pair/{s}", subs_of=lambda p: [p],
-                    pubs_of=lambda s: [s])
+        return dict(
+            npubs=a.pairs,
+            nsubs=a.pairs,
+            pub_topic=lambda p: f"bench/pair/{p}",
+            sub_filter=lambda s: f"bench/pair/{s}",
+            subs_of=lambda p: [p],
+            pubs_of=lambda s: [s],
+        )
     return dict(npubs=0, nsubs=a.conns, pub_topic=None, sub_filter=None, subs_of=None, pubs_of=None)
 
 
@@ -119,11 +155,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         "recv": ctx.RawArray("q", max(npubs * nsubs, 1)),
         "start_ns": ctx.RawValue("q", 0),
     }
-    cfg = dict(topo, scenario=a.scenario, host=a.host, port=a.port, qos=a.qos, size=a.size,
-               duration=a.duration, count=a.count or 0, batch=a.batch, window=a.window,
-               max_ahead=a.max_ahead, drain=a.drain, keepalive=a.keepalive, hold=a.hold,
-               rate_per_pub=(a.rate / npubs) if (a.rate and npubs) else 0.0,
-               connect_timeout=10.0, connect_concurrency=200, tag=f"mfb{os.getpid()}")
+    cfg = dict(
+        topo,
+        scenario=a.scenario,
+        host=a.host,
+        port=a.port,
+        qos=a.qos,
+        size=a.size,
+        duration=a.duration,
+        count=a.count or 0,
+        batch=a.batch,
+        window=a.window,
+        max_ahead=a.max_ahead,
+        drain=a.drain,
+        keepalive=a.keepalive,
+        hold=a.hold,
+        rate_per_pub=(a.rate / npubs) if (a.rate and npubs) else 0.0,
+        connect_timeout=10.0,
+        connect_concurrency=200,
+        tag=f"mfb{os.getpid()}",
+    )
     # Spread clients round-robin: subscribers first, then publishers, so each process
     # gets a similar mix.
     procs_n = min(a.procs, max(npubs + nsubs, 1))
@@ -133,9 +184,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         pubs_for[(nsubs + i) % procs_n].append(p)
     results = ctx.Queue()
     start_event = ctx.Event()
-    workers = [ctx.Process(target=worker_main, daemon=True,
-                           args=(w, cfg, shared, pubs_for[w], subs_for[w], results, start_event))
-               for w in range(procs_n)]
+    workers = [
+        ctx.Process(
+            target=worker_main,
+            daemon=True,
+            args=(w, cfg, shared, pubs_for[w], subs_for[w], results, start_event),
+        )
+        for w in range(procs_n)
+    ]
     for w in workers:
         w.start()
     try:
@@ -147,7 +203,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 w.kill()
 
 
-def orchestrate(a: Any, cfg: dict, shared: dict, workers: list, results: Any, start_event: Any) -> int:
+def orchestrate(
+    a: Any, cfg: dict, shared: dict, workers: list, results: Any, start_event: Any
+) -> int:
     n = len(workers)
     out: dict[int, dict] = {}
     errors: list[str] = []
@@ -191,9 +249,12 @@ def orchestrate(a: Any, cfg: dict, shared: dict, workers: list, results: Any, st
         if now - last_print >= 1.0 and a.scenario != "connections":
             r = sum(recv)
             rate = (r - last_recv) / (now - last_t)
-            line = (f"[{now - start:5.1f}s] sent {sum(sent):,}  received {r:,}  "
-                    f"{fmt_rate(rate)} msg/s")
-            print(("\r" + line) if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
+            line = (
+                f"[{now - start:5.1f}s] sent {sum(sent):,}  received {r:,}  {fmt_rate(rate)} msg/s"
+            )
+            print(
+                ("\r" + line) if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True
+            )
             last_print, last_recv, last_t = now, r, now
     if tty and a.scenario != "connections":
         print(file=sys.stderr)
@@ -204,7 +265,7 @@ def orchestrate(a: Any, cfg: dict, shared: dict, workers: list, results: Any, st
 
 def report_messages(a: Any, cfg: dict, shared: dict, res: list[dict], errors: list[str]) -> int:
     start_ns = shared["start_ns"].value
-    sent = list(shared["sent"])[:cfg["npubs"]]
+    sent = list(shared["sent"])[: cfg["npubs"]]
     expected = sum(s * len(cfg["subs_of"](p)) for p, s in enumerate(sent))
     h = hist.new()
     for r in res:
@@ -234,11 +295,27 @@ def report_messages(a: Any, cfg: dict, shared: dict, res: list[dict], errors: li
     for e in errors[:5]:
         print(f"mqttfast bench: {e}", file=sys.stderr)
     if a.json:
-        print(json.dumps({"scenario": a.scenario, "qos": a.qos, "size": a.size, "sent": sum(sent),
-                          "expected": expected, "received": received, "unique": unique,
-                          "duplicates": dups, "loss": loss, "msgs_per_s": round(rate, 1),
-                          "p50_us": p50, "p95_us": p95, "p99_us": p99, "errors": errors[:5],
-                          "ok": not loss and not errors}))
+        print(
+            json.dumps(
+                {
+                    "scenario": a.scenario,
+                    "qos": a.qos,
+                    "size": a.size,
+                    "sent": sum(sent),
+                    "expected": expected,
+                    "received": received,
+                    "unique": unique,
+                    "duplicates": dups,
+                    "loss": loss,
+                    "msgs_per_s": round(rate, 1),
+                    "p50_us": p50,
+                    "p95_us": p95,
+                    "p99_us": p99,
+                    "errors": errors[:5],
+                    "ok": not loss and not errors,
+                }
+            )
+        )
     return 0 if not loss and not errors and expected else 1
 
 
@@ -259,7 +336,17 @@ def report_connections(a: Any, res: list[dict], errors: list[str]) -> int:
     for e in errors[:5]:
         print(f"mqttfast bench: {e}", file=sys.stderr)
     if a.json:
-        print(json.dumps({"scenario": "connections", "conns": a.conns, "connack": connack,
-                          "failed": failed, "open_at_end": open_end, "connect_s": secs,
-                          "ok": connack == a.conns and open_end == a.conns}))
+        print(
+            json.dumps(
+                {
+                    "scenario": "connections",
+                    "conns": a.conns,
+                    "connack": connack,
+                    "failed": failed,
+                    "open_at_end": open_end,
+                    "connect_s": secs,
+                    "ok": connack == a.conns and open_end == a.conns,
+                }
+            )
+        )
     return 0 if connack == a.conns and open_end == a.conns and not failed else 1

@@ -21,8 +21,21 @@ import struct
 import time
 from typing import Any
 
-from mqttfast.codec import Connack, Connect, Decoder, Publish, Pubcomp, Puback, Pubrec, Pubrel, Suback
-from mqttfast.codec import Subscribe, Subscription, encode, encode_publish
+from mqttfast.codec import (
+    Connack,
+    Connect,
+    Decoder,
+    Puback,
+    Pubcomp,
+    Publish,
+    Pubrec,
+    Pubrel,
+    Suback,
+    Subscribe,
+    Subscription,
+    encode,
+    encode_publish,
+)
 
 from . import hist
 
@@ -114,8 +127,9 @@ class Publisher(Client):
 
 
 class Subscriber(Client):
-    def __init__(self, loop: asyncio.AbstractEventLoop, client_id: str, sidx: int,
-                 npubs: int, recv: Any) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, client_id: str, sidx: int, npubs: int, recv: Any
+    ) -> None:
         super().__init__(loop, client_id)
         self.base = sidx * npubs
         self.recv = recv
@@ -179,9 +193,14 @@ class Worker:
         loop = asyncio.get_running_loop()
         cfg = self.cfg
         _, client = await asyncio.wait_for(
-            loop.create_connection(factory, cfg["host"], cfg["port"]), cfg["connect_timeout"])
-        client.transport.write(encode(Connect(client_id=client.client_id, keep_alive=cfg["keepalive"],
-                                              clean_start=True), 4))
+            loop.create_connection(factory, cfg["host"], cfg["port"]), cfg["connect_timeout"]
+        )
+        client.transport.write(
+            encode(
+                Connect(client_id=client.client_id, keep_alive=cfg["keepalive"], clean_start=True),
+                4,
+            )
+        )
         await asyncio.wait_for(client.connack, cfg["connect_timeout"])
         return client
 
@@ -197,7 +216,9 @@ class Worker:
         pubs: list[Publisher] = []
         for s in self.sub_idx:
             c = await self.open(lambda s=s: Subscriber(loop, f"{tag}-s{s}", s, npubs, recv))
-            c.transport.write(encode(Subscribe(1, [Subscription(cfg["sub_filter"](s), cfg["qos"])]), 4))
+            c.transport.write(
+                encode(Subscribe(1, [Subscription(cfg["sub_filter"](s), cfg["qos"])]), 4)
+            )
             suback = await asyncio.wait_for(c.suback, cfg["connect_timeout"])
             if any(rc >= 0x80 for rc in suback.reason_codes):
                 raise ConnectionError(f"subscription refused: {suback.reason_codes}")
@@ -210,7 +231,9 @@ class Worker:
         delay = (start_ns - monotonic_ns()) / 1e9
         if delay > 0:
             await asyncio.sleep(delay)
-        tasks = [asyncio.ensure_future(self.publish(c, p, start_ns)) for c, p in zip(pubs, self.pub_idx)]
+        tasks = [
+            asyncio.ensure_future(self.publish(c, p, start_ns)) for c, p in zip(pubs, self.pub_idx)
+        ]
         tasks += [asyncio.ensure_future(self.drain(c, s)) for c, s in zip(subs, self.sub_idx)]
         await asyncio.gather(*tasks)
         for c in subs + pubs:
@@ -245,7 +268,7 @@ class Worker:
         # The codec encodes the constant part once: the packet for a zero-filled payload
         # minus that payload (and minus the packet id for QoS 1/2).
         template = encode_publish(topic, bytes(size), qos, False, False, 1 if qos else 0, None, 4)
-        prefix = template[:len(template) - size - (2 if qos else 0)]
+        prefix = template[: len(template) - size - (2 if qos else 0)]
         pad = bytes(size - STAMP_SIZE)
         pack = STAMP.pack
         transport = c.transport
@@ -270,7 +293,7 @@ class Worker:
                     c.acked.clear()
                     try:
                         await asyncio.wait_for(c.acked.wait(), 0.05)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         pass
                     continue
             if max_ahead:
@@ -305,7 +328,7 @@ class Worker:
             c.acked.clear()
             try:
                 await asyncio.wait_for(c.acked.wait(), 0.05)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def drain(self, c: Subscriber, s: int) -> None:
@@ -338,7 +361,7 @@ class Worker:
             async with sem:
                 try:
                     clients.append(await self.open(lambda: Client(loop, f"{cfg['tag']}-c{i}")))
-                except (OSError, asyncio.TimeoutError, ConnectionError) as err:
+                except (TimeoutError, OSError, ConnectionError) as err:
                     failed += 1
                     if len(self.errors) < 5:
                         self.errors.append(f"connection {i}: {err!r}")
@@ -354,8 +377,13 @@ class Worker:
             if not c.closed:
                 c.transport.write(b"\xe0\x00")
                 c.transport.close()
-        return {"connack": len(clients), "failed": failed, "open_at_end": still_open,
-                "connect_s": connect_s, "errors": self.errors}
+        return {
+            "connack": len(clients),
+            "failed": failed,
+            "open_at_end": still_open,
+            "connect_s": connect_s,
+            "errors": self.errors,
+        }
 
 
 def raise_fd_limit() -> None:
@@ -367,12 +395,20 @@ def raise_fd_limit() -> None:
             pass
 
 
-def worker_main(widx: int, cfg: dict, shared: dict, pubs: list[int], subs: list[int],
-                results: Any, start_event: Any) -> None:
+def worker_main(
+    widx: int,
+    cfg: dict,
+    shared: dict,
+    pubs: list[int],
+    subs: list[int],
+    results: Any,
+    start_event: Any,
+) -> None:
     """Process entry point: run the clients, put ("ready", i) then ("result", i, dict)."""
     raise_fd_limit()
     try:
         import uvloop  # the event loop the broker uses too, when installed
+
         runner: Any = uvloop.run
     except ImportError:
         runner = asyncio.run

@@ -39,5 +39,12 @@ def open_storage(mode: str, data_dir: str = DEFAULT_DATA_DIR, interval: float = 
     return SQLiteStorage(data_dir, mode, interval)
 
 
-__all__ = ["open_storage", "PersistenceError", "DEFAULT_DATA_DIR", "MODES", "MODE_ALIASES",
-           "APPLICATION_ID", "SCHEMA_VERSION"]
+__all__ = [
+    "open_storage",
+    "PersistenceError",
+    "DEFAULT_DATA_DIR",
+    "MODES",
+    "MODE_ALIASES",
+    "APPLICATION_ID",
+    "SCHEMA_VERSION",
+]

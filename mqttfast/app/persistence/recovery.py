@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from .store import SQLiteStorage
 
 
-def load(store: "SQLiteStorage", broker: "Broker") -> dict[str, Any]:
+def load(store: SQLiteStorage, broker: Broker) -> dict[str, Any]:
     db = store.db
     now = broker.clock()
     wall = time.time()
@@ -42,12 +42,22 @@ def load(store: "SQLiteStorage", broker: "Broker") -> dict[str, Any]:
     def mono(t: float | None) -> float | None:
         return None if t is None else t - off
 
-    counts = {"retained": 0, "sessions": 0, "subscriptions": 0, "queued": 0, "inflight": 0,
-              "qos2_in": 0, "expired_sessions": 0, "expired_messages": 0}
+    counts = {
+        "retained": 0,
+        "sessions": 0,
+        "subscriptions": 0,
+        "queued": 0,
+        "inflight": 0,
+        "qos2_in": 0,
+        "expired_sessions": 0,
+        "expired_messages": 0,
+    }
 
     # Retained (the core store is not told: these writes come from the disk).
     retained = broker.retained
-    for topic, payload, qos, props, expires in db.execute("SELECT topic, payload, qos, props, expires FROM retained"):
+    for topic, payload, qos, props, expires in db.execute(
+        "SELECT topic, payload, qos, props, expires FROM retained"
+    ):
         if expires is not None and expires <= wall:
             store.retained_delete(topic)
             counts["expired_messages"] += 1
@@ -62,7 +72,8 @@ def load(store: "SQLiteStorage", broker: "Broker") -> dict[str, Any]:
 
     messages: dict[int, Message] = {}
     for mid, topic, payload, qos, retain, props, expires, origin in db.execute(
-            "SELECT id, topic, payload, qos, retain, props, expires, origin FROM messages"):
+        "SELECT id, topic, payload, qos, retain, props, expires, origin FROM messages"
+    ):
         msg = Message(topic, payload, qos, bool(retain), decode_props(props), mono(expires), origin)
         msg.sid = mid
         messages[mid] = msg
@@ -71,8 +82,19 @@ def load(store: "SQLiteStorage", broker: "Broker") -> dict[str, Any]:
     alive = float(row[0]) if row is not None else None
     sessions: dict[str, Session] = {}
     expired: list[Session] = []
-    for (cid, interval, expires, w_topic, w_payload, w_qos, w_retain, w_props, w_expires,
-         will_at, username) in db.execute(f"SELECT {SESSION_COLUMNS} FROM sessions"):
+    for (
+        cid,
+        interval,
+        expires,
+        w_topic,
+        w_payload,
+        w_qos,
+        w_retain,
+        w_props,
+        w_expires,
+        will_at,
+        username,
+    ) in db.execute(f"SELECT {SESSION_COLUMNS} FROM sessions"):
         session = Session(cid, broker)
         session.expiry_interval = interval
         if hasattr(session, "username"):
@@ -86,8 +108,15 @@ def load(store: "SQLiteStorage", broker: "Broker") -> dict[str, Any]:
             expires = min(crashed, wall) + interval
             session.expires_at = mono(expires)
         if w_topic is not None:
-            session.pending_will = Message(w_topic, w_payload, w_qos, bool(w_retain),
-                                           decode_props(w_props), mono(w_expires), cid)
+            session.pending_will = Message(
+                w_topic,
+                w_payload,
+                w_qos,
+                bool(w_retain),
+                decode_props(w_props),
+                mono(w_expires),
+                cid,
+            )
             session.will_at = mono(will_at) if will_at is not None else now
             broker.pending_wills.add(session)
         session.persisted = True
@@ -99,7 +128,8 @@ def load(store: "SQLiteStorage", broker: "Broker") -> dict[str, Any]:
         counts["sessions"] += 1
 
     for cid, full, qos, no_local, rap, rh, sub_id in db.execute(
-            "SELECT client_id, filter, qos, no_local, rap, rh, sub_id FROM subscriptions"):
+        "SELECT client_id, filter, qos, no_local, rap, rh, sub_id FROM subscriptions"
+    ):
         session = sessions.get(cid)
         if session is None:
             store.subscription_delete(_Ghost(cid), full)  # orphan row
@@ -113,8 +143,9 @@ def load(store: "SQLiteStorage", broker: "Broker") -> dict[str, Any]:
     written = store.written
     orphans: list[int] = []
     for did, cid, mid, qos, retain, sub_ids, state, pid, shared in db.execute(
-            "SELECT id, client_id, msg_id, qos, retain, sub_ids, state, pid, shared "
-            "FROM deliveries ORDER BY id"):
+        "SELECT id, client_id, msg_id, qos, retain, sub_ids, state, pid, shared "
+        "FROM deliveries ORDER BY id"
+    ):
         session = sessions.get(cid)
         msg = messages.get(mid)
         if session is None or msg is None:

@@ -16,7 +16,7 @@ An older schema is upgraded in place by the functions in :data:`MIGRATIONS`
 from __future__ import annotations
 
 import sqlite3
-from typing import Callable
+from collections.abc import Callable
 
 APPLICATION_ID = 0x4D514654  # "MQFT"
 SCHEMA_VERSION = 2
@@ -117,8 +117,9 @@ def migrate(db: sqlite3.Connection, version: int, path: str) -> int:
             raise PersistenceError(f"{path}: no migration from schema version {version}")
         with db:
             step(db)
-            db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
-                       (str(version + 1),))
+            db.execute(
+                "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version + 1),)
+            )
         version += 1
     return version
 
@@ -140,7 +141,8 @@ def open_database(path: str, synchronous: str) -> sqlite3.Connection:
         elif app_id != APPLICATION_ID:
             raise PersistenceError(
                 f"{path} is not an mqttfast database (a SQLite database of another application); "
-                "refusing to touch it")
+                "refusing to touch it"
+            )
         else:
             if "meta" not in tables:
                 raise PersistenceError(f"{path}: damaged mqttfast database (no meta table)")
@@ -151,7 +153,8 @@ def open_database(path: str, synchronous: str) -> sqlite3.Connection:
             if version > SCHEMA_VERSION:
                 raise PersistenceError(
                     f"{path} has schema version {version}, newer than this mqttfast supports "
-                    f"({SCHEMA_VERSION}); upgrade mqttfast")
+                    f"({SCHEMA_VERSION}); upgrade mqttfast"
+                )
             check = db.execute("PRAGMA quick_check").fetchone()[0]
             if check != "ok":
                 raise PersistenceError(f"{path}: damaged database ({check})")

@@ -78,10 +78,12 @@ def _filter_problem(filt: str) -> str | None:
 # --------------------------------------------------------------- matching
 # Filters are handled as level lists (split once when the rule is compiled).
 
+
 def _dollar_blocked(rule0: str, other0: str) -> bool:
     """[MQTT-4.7.2-1]: a leading wildcard never stands for a level starting with '$'."""
-    return (rule0 in ("+", "#") and other0.startswith("$")) or \
-           (other0 in ("+", "#") and rule0.startswith("$"))
+    return (rule0 in ("+", "#") and other0.startswith("$")) or (
+        other0 in ("+", "#") and rule0.startswith("$")
+    )
 
 
 def _matches(rule: list[str], topic: list[str]) -> bool:
@@ -110,7 +112,7 @@ def _covers(rule: list[str], filt: list[str]) -> bool:
                 return False
         elif r != "+" and r != f:
             return False
-    rest = rule[len(filt):]
+    rest = rule[len(filt) :]
     return not rest or rest == ["#"]
 
 
@@ -123,7 +125,7 @@ def _overlaps(rule: list[str], filt: list[str]) -> bool:
         if r != "+" and f != "+" and r != f:
             return False
     longer = rule if len(rule) > len(filt) else filt
-    rest = longer[min(len(rule), len(filt)):]
+    rest = longer[min(len(rule), len(filt)) :]
     return not rest or rest == ["#"]
 
 
@@ -148,8 +150,13 @@ class ClientAcl:
 
     __slots__ = ("client_id", "username", "_denies", "_grants", "_cache", "_cache_size")
 
-    def __init__(self, client_id: str, username: str | None,
-                 rules: list[tuple[int, str, list[str]]], cache_size: int = 1024) -> None:
+    def __init__(
+        self,
+        client_id: str,
+        username: str | None,
+        rules: list[tuple[int, str, list[str]]],
+        cache_size: int = 1024,
+    ) -> None:
         self.client_id = client_id
         self.username = username
         # (access, unsubstituted rule text for the '$' test, levels)
@@ -203,12 +210,19 @@ class ClientAcl:
             return False
         levels = filt.split("/")
         for text, rule in self._denies:
-            if self._dollar_ok(text, filt) and not _dollar_blocked(rule[0], levels[0]) \
-                    and _covers(rule, levels):
+            if (
+                self._dollar_ok(text, filt)
+                and not _dollar_blocked(rule[0], levels[0])
+                and _covers(rule, levels)
+            ):
                 return False
         for acc, text, rule in self._grants:
-            if acc & READ and self._dollar_ok(text, filt) \
-                    and not _dollar_blocked(rule[0], levels[0]) and _overlaps(rule, levels):
+            if (
+                acc & READ
+                and self._dollar_ok(text, filt)
+                and not _dollar_blocked(rule[0], levels[0])
+                and _overlaps(rule, levels)
+            ):
                 return True
         return False
 
@@ -218,9 +232,9 @@ class AclFile:
 
     def __init__(self, path: str = "<string>") -> None:
         self.path = path
-        self.anonymous: list[_Rule] = []           # `topic` lines before any `user`
-        self.users: dict[str, list[_Rule]] = {}    # `topic` lines per user block
-        self.patterns: list[_Rule] = []            # `pattern` lines (everyone)
+        self.anonymous: list[_Rule] = []  # `topic` lines before any `user`
+        self.users: dict[str, list[_Rule]] = {}  # `topic` lines per user block
+        self.patterns: list[_Rule] = []  # `pattern` lines (everyone)
         self._clients: OrderedDict[tuple[str, str | None], ClientAcl] = OrderedDict()
         self.max_cached_clients = 4096
 
@@ -255,20 +269,23 @@ class AclFile:
             elif keyword in ("topic", "pattern"):
                 acl._add_rule(keyword, rest, user, path, lineno)
             else:
-                raise AclParseError(f"unknown keyword {keyword!r} (expected user, topic or "
-                                    f"pattern)", path, lineno)
+                raise AclParseError(
+                    f"unknown keyword {keyword!r} (expected user, topic or pattern)", path, lineno
+                )
         return acl
 
-    def _add_rule(self, keyword: str, rest: str, user: str | None, path: str,
-                  lineno: int) -> None:
+    def _add_rule(self, keyword: str, rest: str, user: str | None, path: str, lineno: int) -> None:
         if not rest:
             raise AclParseError(f"missing topic after {keyword!r}", path, lineno)
         words = rest.split(None, 1)
         if len(words) == 2:
             access_word, filt = words[0], words[1].strip()
             if access_word not in _ACCESS_WORDS:
-                raise AclParseError(f"invalid access {access_word!r} (expected read, write, "
-                                    f"readwrite or deny)", path, lineno)
+                raise AclParseError(
+                    f"invalid access {access_word!r} (expected read, write, readwrite or deny)",
+                    path,
+                    lineno,
+                )
             access = _ACCESS_WORDS[access_word]
         else:
             # mosquitto: a single word is the topic, with readwrite access.
@@ -309,8 +326,9 @@ class AclFile:
     @staticmethod
     def _ids_safe(client_id: str, username: str | None) -> bool:
         bad = _PATTERN_FORBIDDEN_ID_CHARS
-        return not any(c in bad for c in client_id) and \
-            (username is None or not any(c in bad for c in username))
+        return not any(c in bad for c in client_id) and (
+            username is None or not any(c in bad for c in username)
+        )
 
     def can_publish(self, client_id: str, username: str | None, topic: str) -> bool:
         return self.for_client(client_id, username).can_publish(topic)

@@ -55,20 +55,20 @@ class AuthPlugin:
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         self.options: Mapping[str, Any] = dict(options or {})
 
-    def authenticate(self, client_id: str, username: str | None, password: bytes | None,
-                     peer: Peer) -> bool | int | None:
+    def authenticate(
+        self, client_id: str, username: str | None, password: bytes | None, peer: Peer
+    ) -> bool | int | None:
         return None
 
-    def authorise_publish(self, client_id: str, username: str | None,
-                          topic: str) -> bool | None:
+    def authorise_publish(self, client_id: str, username: str | None, topic: str) -> bool | None:
         return None
 
-    def authorise_subscribe(self, client_id: str, username: str | None,
-                            topic_filter: str) -> bool | None:
+    def authorise_subscribe(
+        self, client_id: str, username: str | None, topic_filter: str
+    ) -> bool | None:
         return None
 
-    def authorise_receive(self, client_id: str, username: str | None,
-                          topic: str) -> bool | None:
+    def authorise_receive(self, client_id: str, username: str | None, topic: str) -> bool | None:
         return None
 
     def reload(self) -> None:
@@ -127,28 +127,35 @@ def _peer_host(peer: Peer) -> str | None:
 class Authenticator:
     """``allow_anonymous`` defaults to True unless a password file is configured."""
 
-    def __init__(self, *, password_file: str | os.PathLike[str] | None = None,
-                 acl_file: str | os.PathLike[str] | None = None,
-                 allow_anonymous: bool | None = None,
-                 plugins: Iterable[AuthPlugin] = (),
-                 rate_limiter: LoginRateLimiter | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        password_file: str | os.PathLike[str] | None = None,
+        acl_file: str | os.PathLike[str] | None = None,
+        allow_anonymous: bool | None = None,
+        plugins: Iterable[AuthPlugin] = (),
+        rate_limiter: LoginRateLimiter | None = None,
+    ) -> None:
         self.password_file_path = password_file
         self.acl_file_path = acl_file
-        self.allow_anonymous = (password_file is None) if allow_anonymous is None \
-            else allow_anonymous
+        self.allow_anonymous = (
+            (password_file is None) if allow_anonymous is None else allow_anonymous
+        )
         self.plugins = list(plugins)
         self.rate_limiter = rate_limiter if rate_limiter is not None else LoginRateLimiter()
         # Loaded eagerly: a broken file at start-up is a configuration error (raises).
-        self.passwords: PasswordFile | None = \
+        self.passwords: PasswordFile | None = (
             PasswordFile.load(password_file) if password_file is not None else None
+        )
         self.acl: AclFile | None = AclFile.load(acl_file) if acl_file is not None else None
         # Counters for metrics.
         self.auth_failures = 0
         self.auth_rate_limited = 0
 
     # ---------------------------------------------------------- authentication
-    def authenticate(self, client_id: str, username: str | None,
-                     password: bytes | str | None, peer: Peer = None) -> int:
+    def authenticate(
+        self, client_id: str, username: str | None, password: bytes | str | None, peer: Peer = None
+    ) -> int:
         """MQTT 5 CONNACK reason code for this CONNECT (0 = accepted). Blocks while hashing."""
         key = self._admit(peer)
         if key is None:
@@ -157,8 +164,9 @@ class Authenticator:
         reason = self._decide(client_id, username, password, peer)
         return self._account(key, client_id, username, reason)
 
-    async def authenticate_async(self, client_id: str, username: str | None,
-                                 password: bytes | str | None, peer: Peer = None) -> int:
+    async def authenticate_async(
+        self, client_id: str, username: str | None, password: bytes | str | None, peer: Peer = None
+    ) -> int:
         """Like ``authenticate``; the hashing/plug-in part runs in the loop's default executor.
 
         Rate-limiter bookkeeping stays on the event-loop thread, so the limiter
@@ -169,8 +177,7 @@ class Authenticator:
             return ReasonCode.CONNECTION_RATE_EXCEEDED
         password = password.encode("utf-8") if isinstance(password, str) else password
         loop = asyncio.get_running_loop()
-        reason = await loop.run_in_executor(None, self._decide, client_id, username,
-                                            password, peer)
+        reason = await loop.run_in_executor(None, self._decide, client_id, username, password, peer)
         return self._account(key, client_id, username, reason)
 
     def _admit(self, peer: Peer) -> str | None:
@@ -178,8 +185,11 @@ class Authenticator:
         if self.rate_limiter.allowed(key):
             return key
         self.auth_rate_limited += 1
-        log.warning("login from %s refused: too many failed logins (retry in %.0fs)",
-                    key, self.rate_limiter.retry_after(key))
+        log.warning(
+            "login from %s refused: too many failed logins (retry in %.0fs)",
+            key,
+            self.rate_limiter.retry_after(key),
+        )
         return None
 
     def _account(self, key: str, client_id: str, username: str | None, reason: int) -> int:
@@ -189,19 +199,24 @@ class Authenticator:
             # Anonymous-not-allowed is not a guess; every credential failure is.
             self.auth_failures += 1
             delay = self.rate_limiter.record_failure(key)
-            log.info("login failed for client %r user %r from %s (reason 0x%02X)%s",
-                     client_id, username, key, reason,
-                     f"; source blocked for {delay:.0f}s" if delay else "")
+            log.info(
+                "login failed for client %r user %r from %s (reason 0x%02X)%s",
+                client_id,
+                username,
+                key,
+                reason,
+                f"; source blocked for {delay:.0f}s" if delay else "",
+            )
         return reason
 
-    def _decide(self, client_id: str, username: str | None, password: bytes | None,
-                peer: Peer) -> int:
+    def _decide(
+        self, client_id: str, username: str | None, password: bytes | None, peer: Peer
+    ) -> int:
         for plugin in self.plugins:
             try:
                 answer = plugin.authenticate(client_id, username, password, peer)
             except Exception:
-                log.exception("auth plug-in %s failed; refusing the login",
-                              type(plugin).__name__)
+                log.exception("auth plug-in %s failed; refusing the login", type(plugin).__name__)
                 return ReasonCode.NOT_AUTHORIZED
             if answer is None:
                 continue
@@ -211,8 +226,11 @@ class Authenticator:
                 return ReasonCode.BAD_USER_NAME_OR_PASSWORD
             if isinstance(answer, int) and answer in CONNACK_REASON_CODES:
                 return int(answer)
-            log.error("auth plug-in %s returned %r, not a CONNACK reason code; refusing",
-                      type(plugin).__name__, answer)
+            log.error(
+                "auth plug-in %s returned %r, not a CONNACK reason code; refusing",
+                type(plugin).__name__,
+                answer,
+            )
             return ReasonCode.NOT_AUTHORIZED
         if username is None:
             # Anonymous (an MQTT 5 password without a username included: no user to check).
@@ -220,8 +238,9 @@ class Authenticator:
         passwords = self.passwords
         if passwords is None:
             # No password file: a username is only a label when anonymous access is on.
-            return ReasonCode.SUCCESS if self.allow_anonymous else \
-                ReasonCode.BAD_USER_NAME_OR_PASSWORD
+            return (
+                ReasonCode.SUCCESS if self.allow_anonymous else ReasonCode.BAD_USER_NAME_OR_PASSWORD
+            )
         if passwords.verify(username, password):
             return ReasonCode.SUCCESS
         return ReasonCode.BAD_USER_NAME_OR_PASSWORD
@@ -232,8 +251,7 @@ class Authenticator:
             try:
                 answer = getattr(plugin, method)(client_id, username, arg)
             except Exception:
-                log.exception("auth plug-in %s.%s failed; denying", type(plugin).__name__,
-                              method)
+                log.exception("auth plug-in %s.%s failed; denying", type(plugin).__name__, method)
                 return False
             if answer is not None:
                 return bool(answer)
@@ -246,8 +264,7 @@ class Authenticator:
         acl = self.acl
         return True if acl is None else acl.can_publish(client_id, username, topic)
 
-    def authorise_subscribe(self, client_id: str, username: str | None,
-                            topic_filter: str) -> bool:
+    def authorise_subscribe(self, client_id: str, username: str | None, topic_filter: str) -> bool:
         answer = self._ask("authorise_subscribe", client_id, username, topic_filter)
         if answer is not None:
             return answer
@@ -273,8 +290,11 @@ class Authenticator:
         if self.password_file_path is not None:
             try:
                 self.passwords = PasswordFile.load(self.password_file_path)
-                log.info("reloaded password file %s (%d users)", self.password_file_path,
-                         len(self.passwords))
+                log.info(
+                    "reloaded password file %s (%d users)",
+                    self.password_file_path,
+                    len(self.passwords),
+                )
             except (OSError, ValueError) as exc:
                 ok = False
                 log.error("password file reload failed, keeping the previous one: %s", exc)

@@ -35,7 +35,7 @@ __all__ = ["SecurityHooks", "strip_share"]
 def strip_share(topic_filter: str) -> str:
     """``$share/group/a/b`` -> ``a/b``; anything else unchanged."""
     if topic_filter.startswith("$share/"):
-        _, _, rest = topic_filter[len("$share/"):].partition("/")
+        _, _, rest = topic_filter[len("$share/") :].partition("/")
         return rest
     return topic_filter
 
@@ -45,15 +45,19 @@ class SecurityHooks(Hooks):
         self.auth = authenticator
 
     def authenticate(self, client: Any, username: str | None, password: bytes | None) -> int:
-        return int(self.auth.authenticate(client.client_id, username, password,
-                                          getattr(client, "peer", None)))
+        return int(
+            self.auth.authenticate(
+                client.client_id, username, password, getattr(client, "peer", None)
+            )
+        )
 
     def authorise_publish(self, client: Any, topic: str, qos: int, retain: bool) -> bool:
         return self.auth.authorise_publish(client.client_id, client.username, topic)
 
     def authorise_subscribe(self, client: Any, topic_filter: str, qos: int) -> bool:
-        return self.auth.authorise_subscribe(client.client_id, client.username,
-                                             strip_share(topic_filter))
+        return self.auth.authorise_subscribe(
+            client.client_id, client.username, strip_share(topic_filter)
+        )
 
     def authorise_receive(self, client: Any, topic: str) -> bool:
         return self.auth.authorise_receive(client.client_id, client.username, topic)

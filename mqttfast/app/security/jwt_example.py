@@ -53,8 +53,9 @@ def _b64url_encode(data: bytes) -> str:
 
 def make_hs256_token(claims: Mapping[str, Any], secret: bytes) -> str:
     """Sign ``claims`` with HS256 (for tests and for issuing tokens in examples)."""
-    header = _b64url_encode(json.dumps({"alg": "HS256", "typ": "JWT"},
-                                       separators=(",", ":")).encode())
+    header = _b64url_encode(
+        json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode()
+    )
     payload = _b64url_encode(json.dumps(dict(claims), separators=(",", ":")).encode())
     signing_input = f"{header}.{payload}".encode("ascii")
     sig = hmac.new(secret, signing_input, hashlib.sha256).digest()
@@ -62,8 +63,9 @@ def make_hs256_token(claims: Mapping[str, Any], secret: bytes) -> str:
 
 
 class JwtAuthPlugin(AuthPlugin):
-    def __init__(self, options: Mapping[str, Any] | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, options: Mapping[str, Any] | None = None, clock: Callable[[], float] = time.time
+    ) -> None:
         super().__init__(options)
         self.clock = clock
         self.secret = self._read_secret()
@@ -101,8 +103,9 @@ class JwtAuthPlugin(AuthPlugin):
             return None
         if not isinstance(header, dict) or header.get("alg") != "HS256" or "crit" in header:
             return None
-        expected = hmac.new(self.secret, f"{head_s}.{body_s}".encode("ascii"),
-                            hashlib.sha256).digest()
+        expected = hmac.new(
+            self.secret, f"{head_s}.{body_s}".encode("ascii"), hashlib.sha256
+        ).digest()
         if not hmac.compare_digest(expected, sig):
             return None
         try:
@@ -127,8 +130,9 @@ class JwtAuthPlugin(AuthPlugin):
                 return None
         return claims
 
-    def authenticate(self, client_id: str, username: str | None, password: bytes | None,
-                     peer: Any) -> bool | int | None:
+    def authenticate(
+        self, client_id: str, username: str | None, password: bytes | None, peer: Any
+    ) -> bool | int | None:
         # A new login never inherits rights remembered from an earlier one.
         self._rights.pop((client_id, username), None)
         if password is None:
@@ -148,10 +152,15 @@ class JwtAuthPlugin(AuthPlugin):
     def _remember_rights(self, key: tuple[str, str | None], rights: Any) -> None:
         if not isinstance(rights, dict):
             return
+
         def filters(key: str) -> list[list[str]]:
             items = rights.get(key, [])
-            return [f.split("/") for f in items if isinstance(f, str) and
-                    _filter_problem(f) is None] if isinstance(items, list) else []
+            return (
+                [f.split("/") for f in items if isinstance(f, str) and _filter_problem(f) is None]
+                if isinstance(items, list)
+                else []
+            )
+
         self._rights[key] = (filters("pub"), filters("sub"))
         if len(self._rights) > self._max_clients:
             self._rights.popitem(last=False)
@@ -161,25 +170,28 @@ class JwtAuthPlugin(AuthPlugin):
     def _dollar_ok(rule: list[str], target: str) -> bool:
         return not target.startswith("$") or rule[0].startswith("$")
 
-    def authorise_publish(self, client_id: str, username: str | None,
-                          topic: str) -> bool | None:
+    def authorise_publish(self, client_id: str, username: str | None, topic: str) -> bool | None:
         rights = self._rights.get((client_id, username))
         if rights is None:
             return None
         levels = topic.split("/")
         return any(self._dollar_ok(r, topic) and _matches(r, levels) for r in rights[0])
 
-    def authorise_subscribe(self, client_id: str, username: str | None,
-                            topic_filter: str) -> bool | None:
+    def authorise_subscribe(
+        self, client_id: str, username: str | None, topic_filter: str
+    ) -> bool | None:
         rights = self._rights.get((client_id, username))
         if rights is None:
             return None
         levels = topic_filter.split("/")
-        return any(self._dollar_ok(r, topic_filter) and not _dollar_blocked(r[0], levels[0])
-                   and _overlaps(r, levels) for r in rights[1])
+        return any(
+            self._dollar_ok(r, topic_filter)
+            and not _dollar_blocked(r[0], levels[0])
+            and _overlaps(r, levels)
+            for r in rights[1]
+        )
 
-    def authorise_receive(self, client_id: str, username: str | None,
-                          topic: str) -> bool | None:
+    def authorise_receive(self, client_id: str, username: str | None, topic: str) -> bool | None:
         rights = self._rights.get((client_id, username))
         if rights is None:
             return None

@@ -43,17 +43,32 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> _Parser:
-    p = _Parser(prog=PROG, description="Manage a mosquitto-compatible password file.",
-                allow_abbrev=False)
-    p.add_argument("-c", dest="create", action="store_true",
-                   help="create a new password file, overwriting an existing one")
-    p.add_argument("-b", dest="batch", action="store_true",
-                   help="take the password from the command line")
+    p = _Parser(
+        prog=PROG, description="Manage a mosquitto-compatible password file.", allow_abbrev=False
+    )
+    p.add_argument(
+        "-c",
+        dest="create",
+        action="store_true",
+        help="create a new password file, overwriting an existing one",
+    )
+    p.add_argument(
+        "-b", dest="batch", action="store_true", help="take the password from the command line"
+    )
     p.add_argument("-D", dest="delete", action="store_true", help="delete the user")
-    p.add_argument("-U", dest="upgrade", action="store_true",
-                   help="hash a file of plain-text user:password lines in place")
-    p.add_argument("-I", "--iterations", type=int, default=DEFAULT_ITERATIONS,
-                   help=f"PBKDF2 iterations (default {DEFAULT_ITERATIONS})")
+    p.add_argument(
+        "-U",
+        dest="upgrade",
+        action="store_true",
+        help="hash a file of plain-text user:password lines in place",
+    )
+    p.add_argument(
+        "-I",
+        "--iterations",
+        type=int,
+        default=DEFAULT_ITERATIONS,
+        help=f"PBKDF2 iterations (default {DEFAULT_ITERATIONS})",
+    )
     p.add_argument("file")
     p.add_argument("user", nargs="?")
     p.add_argument("password", nargs="?")

@@ -52,8 +52,9 @@ BytesOrStr = bytes | bytearray | memoryview | str
 class PasswordFileError(ValueError):
     """A problem with a password file or entry; ``str()`` is ``file:line: message``."""
 
-    def __init__(self, message: str, path: str | os.PathLike[str] | None = None,
-                 lineno: int | None = None) -> None:
+    def __init__(
+        self, message: str, path: str | os.PathLike[str] | None = None, lineno: int | None = None
+    ) -> None:
         self.message = message
         self.path = None if path is None else os.fspath(path)
         self.lineno = lineno
@@ -114,8 +115,9 @@ class PasswordHash:
         return cls(scheme, salt, digest, iterations)
 
     @classmethod
-    def create(cls, password: BytesOrStr, iterations: int = DEFAULT_ITERATIONS,
-               salt: bytes | None = None) -> PasswordHash:
+    def create(
+        cls, password: BytesOrStr, iterations: int = DEFAULT_ITERATIONS, salt: bytes | None = None
+    ) -> PasswordHash:
         """A new ``$7$`` hash of ``password`` with a random 12-byte salt."""
         if not 1 <= iterations <= MAX_ITERATIONS:
             raise ValueError(f"iterations must be in 1..{MAX_ITERATIONS}")
@@ -203,8 +205,9 @@ class PasswordFile:
         return cls.parse(text, path=path, strict=strict)
 
     @classmethod
-    def parse(cls, text: str, path: str | os.PathLike[str] | None = None,
-              strict: bool = False) -> PasswordFile:
+    def parse(
+        cls, text: str, path: str | os.PathLike[str] | None = None, strict: bool = False
+    ) -> PasswordFile:
         pf = cls()
         where = os.fspath(path) if path is not None else "<string>"
         for lineno, line in enumerate(text.splitlines(), start=1):
@@ -269,8 +272,9 @@ class PasswordFile:
     def _dummy_hash(self) -> PasswordHash:
         if self._dummy is None:
             common = Counter((h.scheme, h.iterations) for h in self._hashes.values())
-            scheme, iterations = (common.most_common(1)[0][0] if common
-                                  else ("7", DEFAULT_ITERATIONS))
+            scheme, iterations = (
+                common.most_common(1)[0][0] if common else ("7", DEFAULT_ITERATIONS)
+            )
             salt = secrets.token_bytes(SALT_LEN)
             self._dummy = PasswordHash(scheme, salt, secrets.token_bytes(HASH_LEN), iterations)
         return self._dummy

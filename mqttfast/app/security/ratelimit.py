@@ -51,12 +51,23 @@ class _Entry:
 
 
 class LoginRateLimiter:
-    def __init__(self, burst: int = 5, base_delay: float = 1.0, max_delay: float = 300.0,
-                 forgive_per_second: float = 1 / 60, max_entries: int = 65536,
-                 reset_on_success: bool = False,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        if burst < 0 or base_delay <= 0 or max_delay < base_delay or forgive_per_second < 0 \
-                or max_entries < 1:
+    def __init__(
+        self,
+        burst: int = 5,
+        base_delay: float = 1.0,
+        max_delay: float = 300.0,
+        forgive_per_second: float = 1 / 60,
+        max_entries: int = 65536,
+        reset_on_success: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if (
+            burst < 0
+            or base_delay <= 0
+            or max_delay < base_delay
+            or forgive_per_second < 0
+            or max_entries < 1
+        ):
             raise ValueError("invalid rate limiter parameters")
         self.burst = burst
         self.base_delay = base_delay

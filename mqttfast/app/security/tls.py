@@ -37,11 +37,17 @@ def _tls_version(name: str) -> ssl.TLSVersion:
         raise ValueError(f"unknown TLS version {name!r} (expected TLSv1.2 or TLSv1.3)") from None
 
 
-def build_server_context(certfile: str, keyfile: str | None = None, cafile: str | None = None,
-                         require_certificate: bool = False, min_version: str = "TLSv1.2",
-                         ciphers: str | None = None, capath: str | None = None,
-                         keyfile_password: str | None = None,
-                         alpn_protocols: list[str] | None = None) -> ssl.SSLContext:
+def build_server_context(
+    certfile: str,
+    keyfile: str | None = None,
+    cafile: str | None = None,
+    require_certificate: bool = False,
+    min_version: str = "TLSv1.2",
+    ciphers: str | None = None,
+    capath: str | None = None,
+    keyfile_password: str | None = None,
+    alpn_protocols: list[str] | None = None,
+) -> ssl.SSLContext:
     """A server-side context; raises ValueError for bad settings, ssl.SSLError/OSError for
     unreadable or mismatched certificate files (callers report them as config errors)."""
     if require_certificate and not (cafile or capath):
@@ -104,8 +110,9 @@ def identity_from_peercert(cert: dict[str, Any] | bytes | None, use: str = "cn")
     if isinstance(cert, (bytes, bytearray, memoryview)):
         return _from_der(bytes(cert), use)
     if use == "cn":
-        cns = [value for rdn in cert.get("subject", ()) for key, value in rdn
-               if key == "commonName"]
+        cns = [
+            value for rdn in cert.get("subject", ()) for key, value in rdn if key == "commonName"
+        ]
         return _clean(cns[0]) if len(cns) == 1 else None
     for kind, value in cert.get("subjectAltName", ()):
         if kind in ("DNS", "email", "URI"):
