@@ -12,20 +12,76 @@ from typing import Any
 
 from mqttfast.app.cli import OneLineParser
 
-from . import hist
+from . import hist, procstat
 from .worker import STAMP_SIZE, worker_main
 
-SCENARIOS = ("fanin", "fanout", "pairs", "connections")
+SCENARIOS = ("fanin", "fanout", "pairs", "shared", "connections")
+
+
+def parse_target(text: str, default_port: int) -> tuple[str, int]:
+    """``HOST``, ``HOST:PORT`` or ``[V6]:PORT`` -> (host, port); ValueError with the reason."""
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep:
+            raise ValueError(f"--host {text!r}: missing ']'")
+        port_txt = rest[1:] if rest.startswith(":") else ""
+        if rest and not rest.startswith(":"):
+            raise ValueError(f"--host {text!r}: expected [ADDRESS]:PORT")
+    elif text.count(":") == 1:
+        host, _, port_txt = text.partition(":")
+    else:  # a bare name, IPv4 address or unbracketed IPv6 address
+        host, port_txt = text, ""
+    if not host:
+        raise ValueError(f"--host {text!r}: empty host")
+    if not port_txt:
+        return host, default_port
+    if not port_txt.isdigit() or not 0 < int(port_txt) < 65536:
+        raise ValueError(f"--host {text!r}: the port must be in 1..65535")
+    return host, int(port_txt)
 
 
 def build_parser() -> OneLineParser:
     p = OneLineParser(
         prog="mqttfast bench",
-        description="MQTT 3.1.1 load generator: fan-in, fan-out, pairs, connections.",
+        description=(
+            "MQTT 3.1.1 load generator: fan-in, fan-out, pairs, shared subscription, connections."
+        ),
     )
     p.add_argument("scenario", choices=SCENARIOS)
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=1883)
+    p.add_argument(
+        "--host",
+        action="append",
+        default=None,
+        metavar="HOST[:PORT]",
+        help="broker address; repeat to spread the clients over several brokers (cluster nodes): "
+        "subscriber i on host i mod n, publisher i on host (i + --pub-offset) mod n "
+        "(default 127.0.0.1)",
+    )
+    p.add_argument("--port", type=int, default=1883, help="port of a --host without one")
+    p.add_argument(
+        "--pub-offset",
+        type=int,
+        default=None,
+        help="with several hosts: publisher i goes to host (i + OFFSET) mod n; the default 1 puts "
+        "a pair's publisher and subscriber on different hosts (cross-node), 0 on the same one",
+    )
+    p.add_argument("--username", default=None)
+    p.add_argument("--password", default=None)
+    p.add_argument("--tls", action="store_true", help="connect with TLS")
+    p.add_argument("--cafile", default=None, help="TLS: CA certificates to verify the broker with")
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="TLS: do not verify the broker's certificate or host name",
+    )
+    p.add_argument(
+        "--pid",
+        type=int,
+        action="append",
+        default=None,
+        help="broker process id (repeatable; its child processes count too): report its CPU "
+        "share, and its RSS per connection in the connections scenario",
+    )
     p.add_argument("--qos", type=int, choices=(0, 1, 2), default=0)
     p.add_argument(
         "--size", type=int, default=64, help=f"payload bytes (>= {STAMP_SIZE}; default 64)"
@@ -41,8 +97,15 @@ def build_parser() -> OneLineParser:
         default=0.0,
         help="total messages/s over all publishers (latency mode); 0 = as fast as possible",
     )
-    p.add_argument("--pubs", type=int, default=4, help="fanin: publishers (default 4)")
-    p.add_argument("--subs", type=int, default=16, help="fanout: subscribers (default 16)")
+    p.add_argument(
+        "--pubs", type=int, default=None, help="fanin/shared: publishers (default 4 / 200)"
+    )
+    p.add_argument(
+        "--subs",
+        type=int,
+        default=None,
+        help="fanout: subscribers (default 16); shared: consumers of $share/g/telemetry/# (4)",
+    )
     p.add_argument(
         "--pairs", type=int, default=8, help="pairs: publisher/subscriber pairs (default 8)"
     )
@@ -68,6 +131,24 @@ def build_parser() -> OneLineParser:
 
 
 def check(p: OneLineParser, a: Any) -> None:
+    if a.pubs is None:
+        a.pubs = 200 if a.scenario == "shared" else 4
+    if a.subs is None:
+        a.subs = 4 if a.scenario == "shared" else 16
+    try:
+        a.targets = [parse_target(h, a.port) for h in (a.host or ["127.0.0.1"])]
+    except ValueError as err:
+        p.error(str(err))
+    if a.pub_offset is None:
+        a.pub_offset = 1 if len(a.targets) > 1 else 0
+    if a.pub_offset < 0:
+        p.error("--pub-offset must be >= 0")
+    if (a.cafile or a.insecure) and not a.tls:
+        p.error("--cafile and --insecure need --tls")
+    if a.cafile and not os.path.isfile(a.cafile):
+        p.error(f"--cafile {a.cafile}: no such file")
+    if a.password is not None and a.username is None:
+        p.error("--password needs --username (MQTT 3.1.1 [MQTT-3.1.2-22])")
     if a.size < STAMP_SIZE or a.size > 256 * 1024 * 1024:
         p.error(f"--size must be in {STAMP_SIZE}..268435455")
     if not 0 < a.port < 65536:
@@ -109,6 +190,19 @@ def topology(a: Any) -> dict:
             subs_of=lambda p: list(range(nsubs)),
             pubs_of=lambda s: [0],
         )
+    if a.scenario == "shared":
+        # The IoT cell: many devices publish telemetry, a shared subscription spreads it over
+        # a few consumers; each message is delivered to exactly one of them.
+        npubs, nsubs = a.pubs, a.subs
+        return dict(
+            npubs=npubs,
+            nsubs=nsubs,
+            shared=True,
+            pub_topic=lambda p: f"telemetry/{p}",
+            sub_filter=lambda s: "$share/g/telemetry/#",
+            subs_of=lambda p: list(range(nsubs)),
+            pubs_of=lambda s: list(range(npubs)),
+        )
     if a.scenario == "pairs":
         return dict(
             npubs=a.pairs,
@@ -140,6 +234,14 @@ def print_table(rows: list[tuple[str, str]]) -> None:
         print(f"{k.ljust(w)} | {x}")
 
 
+def placement(a: Any, npubs: int, nsubs: int) -> tuple[list[int], list[int]]:
+    """Index into ``a.targets`` for each subscriber and each publisher."""
+    n = len(a.targets)
+    subs_at = [s % n for s in range(nsubs)]
+    pubs_at = [(p + a.pub_offset) % n for p in range(npubs)]
+    return subs_at, pubs_at
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     a = parser.parse_args(list(argv) if argv is not None else None)
@@ -148,6 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         a.duration = 5.0
     topo = topology(a)
     npubs, nsubs = topo["npubs"], topo["nsubs"]
+    subs_at, pubs_at = placement(a, npubs, nsubs)
     ctx = multiprocessing.get_context("fork")  # closures in cfg; no loop runs in the parent
     shared = {
         "sent": ctx.RawArray("q", max(npubs, 1)),
@@ -158,8 +261,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = dict(
         topo,
         scenario=a.scenario,
-        host=a.host,
-        port=a.port,
+        targets=a.targets,
+        sub_target=subs_at,
+        pub_target=pubs_at,
+        username=a.username,
+        password=a.password,
+        tls=a.tls,
+        cafile=a.cafile,
+        insecure=a.insecure,
         qos=a.qos,
         size=a.size,
         duration=a.duration,
@@ -184,6 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         pubs_for[(nsubs + i) % procs_n].append(p)
     results = ctx.Queue()
     start_event = ctx.Event()
+    broker = BrokerWatch(a.pid or [])
     workers = [
         ctx.Process(
             target=worker_main,
@@ -195,7 +305,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for w in workers:
         w.start()
     try:
-        return orchestrate(a, cfg, shared, workers, results, start_event)
+        return orchestrate(a, cfg, shared, workers, results, start_event, broker)
     finally:
         for w in workers:
             w.join(timeout=2)
@@ -203,8 +313,49 @@ def main(argv: Sequence[str] | None = None) -> int:
                 w.kill()
 
 
+class BrokerWatch:
+    """The broker's CPU share over the measured window and its RSS, when ``--pid`` is given."""
+
+    def __init__(self, pids: list[int]) -> None:
+        self.pids = pids
+        self.rss_before = procstat.rss_kb(pids) if pids else None
+        self.rss_peak: int | None = None
+        self.cpu0: float | None = None
+        self.t0 = 0.0
+
+    def start(self) -> None:
+        if self.pids:
+            self.cpu0 = procstat.cpu_seconds(self.pids)
+        self.t0 = time.monotonic()
+
+    def sample_rss(self) -> None:
+        if self.pids:
+            r = procstat.rss_kb(self.pids)
+            if r is not None and (self.rss_peak is None or r > self.rss_peak):
+                self.rss_peak = r
+
+    def cpu_pct(self) -> float | None:
+        if not self.pids or self.cpu0 is None:
+            return None
+        cpu1 = procstat.cpu_seconds(self.pids)
+        wall = time.monotonic() - self.t0
+        if cpu1 is None or wall <= 0:
+            return None
+        return round(100.0 * (cpu1 - self.cpu0) / wall, 1)
+
+
+def targets_text(a: Any) -> str:
+    return ", ".join(f"{h}:{p}" for h, p in a.targets) + (" (TLS)" if a.tls else "")
+
+
 def orchestrate(
-    a: Any, cfg: dict, shared: dict, workers: list, results: Any, start_event: Any
+    a: Any,
+    cfg: dict,
+    shared: dict,
+    workers: list,
+    results: Any,
+    start_event: Any,
+    broker: BrokerWatch,
 ) -> int:
     n = len(workers)
     out: dict[int, dict] = {}
@@ -222,9 +373,12 @@ def orchestrate(
         elif msg[0] == "error":
             errors.append(msg[2])
     if errors:
-        print(f"mqttfast bench: error: {errors[0]} ({a.host}:{a.port})", file=sys.stderr)
+        print(f"mqttfast bench: error: {errors[0]} ({targets_text(a)})", file=sys.stderr)
         return 1
     start = time.monotonic()
+    broker.start()
+    if a.scenario == "connections":
+        broker.sample_rss()  # every client is connected now
     shared["start_ns"].value = time.monotonic_ns() + 50_000_000
     start_event.set()
     tty = sys.stderr.isatty()
@@ -246,7 +400,10 @@ def orchestrate(
         if now - start > limit:
             errors.append(f"timed out after {limit:.0f} s")
             break
-        if now - last_print >= 1.0 and a.scenario != "connections":
+        if a.scenario == "connections":
+            if now - start < a.hold:  # every client still held open
+                broker.sample_rss()
+        elif now - last_print >= 1.0:
             r = sum(recv)
             rate = (r - last_recv) / (now - last_t)
             line = (
@@ -256,17 +413,37 @@ def orchestrate(
                 ("\r" + line) if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True
             )
             last_print, last_recv, last_t = now, r, now
+    cpu = broker.cpu_pct()
+    wall = max(time.monotonic() - start, 1e-9)
+    gen_cpu = sum(r.get("cpu_s", 0.0) for r in out.values())
+    figures = {
+        "broker_cpu_pct": cpu,
+        "loadgen_cpu_pct": round(100.0 * gen_cpu / wall, 1),
+    }
     if tty and a.scenario != "connections":
         print(file=sys.stderr)
     if a.scenario == "connections":
-        return report_connections(a, list(out.values()), errors)
-    return report_messages(a, cfg, shared, list(out.values()), errors)
+        return report_connections(a, list(out.values()), errors, broker, figures)
+    return report_messages(a, cfg, shared, list(out.values()), errors, figures)
 
 
-def report_messages(a: Any, cfg: dict, shared: dict, res: list[dict], errors: list[str]) -> int:
+def cpu_row(figures: dict) -> tuple[str, str]:
+    b = figures.get("broker_cpu_pct")
+    return (
+        "CPU: broker / loadgen",
+        f"{'-' if b is None else f'{b:.0f}%'} / {figures['loadgen_cpu_pct']:.0f}%",
+    )
+
+
+def report_messages(
+    a: Any, cfg: dict, shared: dict, res: list[dict], errors: list[str], figures: dict
+) -> int:
     start_ns = shared["start_ns"].value
     sent = list(shared["sent"])[: cfg["npubs"]]
-    expected = sum(s * len(cfg["subs_of"](p)) for p, s in enumerate(sent))
+    if cfg.get("shared"):
+        expected = sum(sent)  # one of the group's consumers gets each message
+    else:
+        expected = sum(s * len(cfg["subs_of"](p)) for p, s in enumerate(sent))
     h = hist.new()
     for r in res:
         hist.merge(h, r["hist"])
@@ -281,7 +458,7 @@ def report_messages(a: Any, cfg: dict, shared: dict, res: list[dict], errors: li
     p50, p95, p99 = (hist.percentile(h, q) for q in (50, 95, 99))
     clients = f"{cfg['npubs']} pub, {cfg['nsubs']} sub"
     rows = [
-        ("scenario", f"{a.scenario} QoS{a.qos}, {a.size} B, {clients}, {a.host}:{a.port}"),
+        ("scenario", f"{a.scenario} QoS{a.qos}, {a.size} B, {clients}, {targets_text(a)}"),
         ("sent", f"{sum(sent):,}"),
         ("received", f"{received:,} (expected {expected:,})"),
         ("msgs/s", f"{rate:,.0f}" + (f" (offered {a.rate:,.0f})" if a.rate else "")),
@@ -290,63 +467,91 @@ def report_messages(a: Any, cfg: dict, shared: dict, res: list[dict], errors: li
         ("latency p99", fmt_us(p99)),
         ("loss", f"{loss:,} ({100 * loss / expected:.3f}%)" if expected else "0"),
         ("duplicates", f"{dups:,}"),
+        cpu_row(figures),
     ]
     print_table(rows)
     for e in errors[:5]:
         print(f"mqttfast bench: {e}", file=sys.stderr)
+    ok = not loss and not errors and bool(expected)
     if a.json:
         print(
             json.dumps(
                 {
                     "scenario": a.scenario,
+                    "mode": a.scenario,
                     "qos": a.qos,
                     "size": a.size,
+                    "pubs": cfg["npubs"],
+                    "subs": cfg["nsubs"],
+                    "targets": [f"{h}:{p}" for h, p in a.targets],
                     "sent": sum(sent),
                     "expected": expected,
                     "received": received,
                     "unique": unique,
                     "duplicates": dups,
                     "loss": loss,
+                    "lost": loss,
+                    "seconds": round(elapsed, 3),
                     "msgs_per_s": round(rate, 1),
+                    "msgs_per_s_received": round(rate, 1),
+                    "rate": a.rate,
                     "p50_us": p50,
                     "p95_us": p95,
                     "p99_us": p99,
+                    "lat_p50_us": p50,
+                    "lat_p99_us": p99,
+                    **figures,
                     "errors": errors[:5],
-                    "ok": not loss and not errors,
+                    "error": errors[0] if errors else "",
+                    "ok": ok,
                 }
             )
         )
-    return 0 if not loss and not errors and expected else 1
+    return 0 if ok else 1
 
 
-def report_connections(a: Any, res: list[dict], errors: list[str]) -> int:
+def report_connections(
+    a: Any, res: list[dict], errors: list[str], broker: BrokerWatch, figures: dict
+) -> int:
     connack = sum(r["connack"] for r in res)
     failed = sum(r["failed"] for r in res)
     open_end = sum(r["open_at_end"] for r in res)
     secs = max([r["connect_s"] for r in res], default=0.0)
     for r in res:
         errors.extend(r["errors"])
+    per_conn = None
+    if broker.rss_before is not None and broker.rss_peak is not None and connack:
+        per_conn = round((broker.rss_peak - broker.rss_before) / connack, 2)
     rows = [
-        ("scenario", f"connections, {a.conns} clients, {a.host}:{a.port}"),
+        ("scenario", f"connections, {a.conns} clients, {targets_text(a)}"),
         ("connected", f"{connack:,} (failed {failed:,})"),
         ("connects/s", f"{connack / secs:,.0f}" if secs else "-"),
         (f"open after {a.hold:g} s", f"{open_end:,}"),
+        ("broker RSS per connection", "-" if per_conn is None else f"{per_conn:.2f} KiB"),
     ]
     print_table(rows)
     for e in errors[:5]:
         print(f"mqttfast bench: {e}", file=sys.stderr)
+    ok = connack == a.conns and open_end == a.conns and not failed
     if a.json:
         print(
             json.dumps(
                 {
                     "scenario": "connections",
+                    "mode": "connections",
                     "conns": a.conns,
+                    "targets": [f"{h}:{p}" for h, p in a.targets],
                     "connack": connack,
                     "failed": failed,
                     "open_at_end": open_end,
                     "connect_s": secs,
-                    "ok": connack == a.conns and open_end == a.conns,
+                    "broker_rss_kb_before": broker.rss_before,
+                    "broker_rss_kb_connected": broker.rss_peak,
+                    "rss_kb_per_conn": per_conn,
+                    **figures,
+                    "error": errors[0] if errors else "",
+                    "ok": ok,
                 }
             )
         )
-    return 0 if connack == a.conns and open_end == a.conns and not failed else 1
+    return 0 if ok else 1

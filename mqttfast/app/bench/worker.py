@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import resource
+import ssl
 import struct
 import time
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from mqttfast.codec import (
     Connack,
@@ -39,6 +41,7 @@ from mqttfast.codec import (
 
 from . import hist
 
+C = TypeVar("C", bound="Client")
 STAMP = struct.Struct(">qII")  # send time (ns, CLOCK_MONOTONIC), publisher index, sequence
 STAMP_SIZE = STAMP.size
 monotonic_ns = time.monotonic_ns
@@ -60,7 +63,7 @@ class Client(asyncio.Protocol):
         self.error: str | None = None
         self.expect_close = False
 
-    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+    def connection_made(self, transport: Any) -> None:
         self.transport = transport
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -88,7 +91,7 @@ class Client(asyncio.Protocol):
             return
         self.handle(pkts)
 
-    def handle(self, pkts: list) -> None:
+    def handle(self, pkts: Sequence[Any]) -> None:
         for pkt in pkts:
             t = type(pkt)
             if t is Connack:
@@ -108,7 +111,7 @@ class Publisher(Client):
         self.inflight = 0
         self.acked = asyncio.Event()
 
-    def handle(self, pkts: list) -> None:
+    def handle(self, pkts: Sequence[Any]) -> None:
         released = 0
         out = []
         for pkt in pkts:
@@ -140,7 +143,7 @@ class Subscriber(Client):
         self.hist = hist.new()
         self.last_at = 0
 
-    def handle(self, pkts: list) -> None:
+    def handle(self, pkts: Sequence[Any]) -> None:
         now = monotonic_ns()
         out = []
         unique = self.unique
@@ -181,6 +184,21 @@ class Subscriber(Client):
                     recv[base + p] = n
 
 
+def client_tls(cfg: dict) -> ssl.SSLContext | None:
+    if not cfg["tls"]:
+        return None
+    ctx = ssl.create_default_context(cafile=cfg["cafile"])
+    if cfg["insecure"]:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 class Worker:
     def __init__(self, cfg: dict, shared: dict, pubs: list[int], subs: list[int]) -> None:
         self.cfg = cfg
@@ -188,16 +206,33 @@ class Worker:
         self.pub_idx = pubs
         self.sub_idx = subs
         self.errors: list[str] = []
+        self.tls = client_tls(cfg)
+        password = cfg["password"]
+        self.password = password.encode() if password is not None else None
 
-    async def open(self, factory: Any) -> Client:
+    async def open(self, factory: Callable[[], C], target: int = 0) -> C:
         loop = asyncio.get_running_loop()
         cfg = self.cfg
+        host, port = cfg["targets"][target]
         _, client = await asyncio.wait_for(
-            loop.create_connection(factory, cfg["host"], cfg["port"]), cfg["connect_timeout"]
+            loop.create_connection(
+                factory,
+                host,
+                port,
+                ssl=self.tls,
+                server_hostname=(None if self.tls is None else ("" if cfg["insecure"] else host)),
+            ),
+            cfg["connect_timeout"],
         )
         client.transport.write(
             encode(
-                Connect(client_id=client.client_id, keep_alive=cfg["keepalive"], clean_start=True),
+                Connect(
+                    client_id=client.client_id,
+                    keep_alive=cfg["keepalive"],
+                    clean_start=True,
+                    username=cfg["username"],
+                    password=self.password,
+                ),
                 4,
             )
         )
@@ -215,7 +250,11 @@ class Worker:
         subs: list[Subscriber] = []
         pubs: list[Publisher] = []
         for s in self.sub_idx:
-            c = await self.open(lambda s=s: Subscriber(loop, f"{tag}-s{s}", s, npubs, recv))
+
+            def new_sub(s: int = s) -> Subscriber:
+                return Subscriber(loop, f"{tag}-s{s}", s, npubs, recv)
+
+            c = await self.open(new_sub, cfg["sub_target"][s])
             c.transport.write(
                 encode(Subscribe(1, [Subscription(cfg["sub_filter"](s), cfg["qos"])]), 4)
             )
@@ -224,24 +263,31 @@ class Worker:
                 raise ConnectionError(f"subscription refused: {suback.reason_codes}")
             subs.append(c)
         for p in self.pub_idx:
-            pubs.append(await self.open(lambda p=p: Publisher(loop, f"{tag}-p{p}")))
+
+            def new_pub(p: int = p) -> Publisher:
+                return Publisher(loop, f"{tag}-p{p}")
+
+            pubs.append(await self.open(new_pub, cfg["pub_target"][p]))
         ready()
         await loop.run_in_executor(None, start_event.wait)
         start_ns = self.shared["start_ns"].value
         delay = (start_ns - monotonic_ns()) / 1e9
         if delay > 0:
             await asyncio.sleep(delay)
+        cpu0 = cpu_seconds()
         tasks = [
             asyncio.ensure_future(self.publish(c, p, start_ns)) for c, p in zip(pubs, self.pub_idx)
         ]
         tasks += [asyncio.ensure_future(self.drain(c, s)) for c, s in zip(subs, self.sub_idx)]
         await asyncio.gather(*tasks)
-        for c in subs + pubs:
-            self.errors.append(c.error) if c.error else None
-            c.expect_close = True
-            if not c.closed:
-                c.transport.write(b"\xe0\x00")  # DISCONNECT
-                c.transport.close()
+        cpu = cpu_seconds() - cpu0
+        every: list[Client] = [*subs, *pubs]
+        for client in every:
+            self.errors.append(client.error) if client.error else None
+            client.expect_close = True
+            if not client.closed:
+                client.transport.write(b"\xe0\x00")  # DISCONNECT
+                client.transport.close()
         h = hist.new()
         for c in subs:
             hist.merge(h, c.hist)
@@ -252,6 +298,7 @@ class Worker:
             "last_ns": max([c.last_at for c in subs], default=0),
             "hist": h,
             "errors": [e for e in self.errors if e],
+            "cpu_s": cpu,
         }
 
     async def publish(self, c: Publisher, p: int, start_ns: int) -> None:
@@ -264,6 +311,8 @@ class Worker:
         end_ns = start_ns + int(cfg["duration"] * 1e9) if cfg["duration"] else None
         rate = cfg["rate_per_pub"]
         watch = [s * cfg["npubs"] + p for s in cfg["subs_of"](p)]
+        # A shared subscription delivers each message to one consumer: progress is the sum.
+        progress = sum if cfg.get("shared") else min
         topic = cfg["pub_topic"](p)
         # The codec encodes the constant part once: the packet for a zero-filled payload
         # minus that payload (and minus the packet id for QoS 1/2).
@@ -297,7 +346,7 @@ class Worker:
                         pass
                     continue
             if max_ahead:
-                ahead = seq - min([recv[i] for i in watch])
+                ahead = seq - progress([recv[i] for i in watch])
                 if ahead + n > max_ahead:
                     n = max_ahead - ahead
                     if n <= 0:
@@ -336,11 +385,19 @@ class Worker:
         cfg = self.cfg
         sent_arr, done = self.shared["sent"], self.shared["done"]
         mine = cfg["pubs_of"](s)
+        recv, npubs, nsubs = self.shared["recv"], cfg["npubs"], cfg["nsubs"]
+        shared = cfg.get("shared")
         all_done_at = None
         while not c.closed:
             await asyncio.sleep(0.02)
             if all(done[p] for p in mine):
-                if all(c.unique[p] >= sent_arr[p] for p in mine):
+                if shared:  # the whole group together has everything
+                    arrived = all(
+                        sum(recv[g * npubs + p] for g in range(nsubs)) >= sent_arr[p] for p in mine
+                    )
+                else:
+                    arrived = all(c.unique[p] >= sent_arr[p] for p in mine)
+                if arrived:
                     return
                 now = time.monotonic()
                 if all_done_at is None:
@@ -360,7 +417,11 @@ class Worker:
             nonlocal failed
             async with sem:
                 try:
-                    clients.append(await self.open(lambda: Client(loop, f"{cfg['tag']}-c{i}")))
+                    clients.append(
+                        await self.open(
+                            lambda: Client(loop, f"{cfg['tag']}-c{i}"), i % len(cfg["targets"])
+                        )
+                    )
                 except (TimeoutError, OSError, ConnectionError) as err:
                     failed += 1
                     if len(self.errors) < 5:
