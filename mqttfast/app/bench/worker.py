@@ -310,6 +310,9 @@ class Worker:
         count = cfg["count"]
         end_ns = start_ns + int(cfg["duration"] * 1e9) if cfg["duration"] else None
         rate = cfg["rate_per_pub"]
+        # At a fixed rate the publishers take turns (publisher p starts p/npubs of a period
+        # late) instead of all sending at the same instant, which would measure a burst.
+        paced_from = start_ns + (int(1e9 * p / cfg["npubs"] / rate) if rate else 0)
         watch = [s * cfg["npubs"] + p for s in cfg["subs_of"](p)]
         # A shared subscription delivers each message to one consumer: progress is the sum.
         progress = sum if cfg.get("shared") else min
@@ -331,9 +334,9 @@ class Worker:
             if n <= 0:
                 break
             if rate:
-                due = int((now - start_ns) * rate / 1e9) + 1 - seq
+                due = int((now - paced_from) * rate / 1e9) + 1 - seq if now >= paced_from else 0
                 if due <= 0:
-                    await asyncio.sleep((seq / rate) - (now - start_ns) / 1e9 + 1e-6)
+                    await asyncio.sleep((seq / rate) - (now - paced_from) / 1e9 + 1e-6)
                     continue
                 n = min(n, due)
             if qos:
