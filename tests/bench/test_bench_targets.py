@@ -174,3 +174,25 @@ def test_bad_target_flags_exit_2_with_one_line(args: list[str], tmp_path: Path) 
     r = bench(*args, timeout=30)
     assert r.returncode == 2, r.stdout + r.stderr
     assert r.stdout == "" and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_publishers_share_a_process_with_the_subscriber_that_holds_them_back() -> None:
+    """A publisher capped by --max-ahead runs in its subscriber's process (it sees progress
+    in the same loop turn); unconstrained publishers (a shared subscription) are spread."""
+    from mqttfast.app.bench.cli import assign_processes, build_parser, check, topology
+
+    def plan(*argv: str) -> tuple[list[list[int]], list[list[int]]]:
+        parser = build_parser()
+        a = parser.parse_args(list(argv))
+        check(parser, a)
+        cfg = dict(topology(a), max_ahead=a.max_ahead)
+        return assign_processes(a.procs, cfg)
+
+    subs, pubs = plan("pairs", "--pairs", "4", "--procs", "2")
+    assert subs == [[0, 2], [1, 3]] and pubs == [[0, 2], [1, 3]]
+    subs, pubs = plan("fanin", "--pubs", "4", "--procs", "2")
+    assert subs == [[0]] and pubs == [[0, 1, 2, 3]]  # one subscriber: one process, as the C one
+    subs, pubs = plan("fanout", "--subs", "4", "--procs", "2")
+    assert subs == [[0, 2], [1, 3]] and pubs == [[0], []]
+    subs, pubs = plan("shared", "--pubs", "6", "--subs", "2", "--procs", "2")
+    assert subs == [[0], [1]] and sorted(pubs[0] + pubs[1]) == list(range(6)) and pubs[0]

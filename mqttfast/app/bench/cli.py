@@ -242,6 +242,29 @@ def placement(a: Any, npubs: int, nsubs: int) -> tuple[list[int], list[int]]:
     return subs_at, pubs_at
 
 
+def assign_processes(procs: int, cfg: dict) -> tuple[list[list[int]], list[list[int]]]:
+    """Which subscribers and publishers each worker process runs.
+
+    Subscribers go round-robin over the processes. A publisher that is held back by
+    --max-ahead goes to the process of its (first) subscriber: it then sees that
+    subscriber's progress in the same loop turn instead of through another process's
+    scheduling slot, which keeps the broker busy as a single-process generator does
+    (pair i with its subscriber; fan-in's publishers with the one subscriber). Publishers
+    that nothing holds back (a shared subscription, connections) are spread evenly.
+    """
+    npubs, nsubs = cfg["npubs"], cfg["nsubs"]
+    n = max(1, min(procs, nsubs + npubs))
+    colocate = cfg["max_ahead"] and not cfg.get("shared") and nsubs
+    if colocate:
+        n = max(1, min(n, nsubs))
+    subs_for = [list(range(w, nsubs, n)) for w in range(n)]
+    pubs_for: list[list[int]] = [[] for _ in range(n)]
+    for p in range(npubs):
+        w = cfg["subs_of"](p)[0] % n if colocate else (nsubs + p) % n
+        pubs_for[w].append(p)
+    return subs_for, pubs_for
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     a = parser.parse_args(list(argv) if argv is not None else None)
@@ -284,13 +307,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         connect_concurrency=200,
         tag=f"mfb{os.getpid()}",
     )
-    # Spread clients round-robin: subscribers first, then publishers, so each process
-    # gets a similar mix.
-    procs_n = min(a.procs, max(npubs + nsubs, 1))
-    subs_for = [list(range(w, nsubs, procs_n)) for w in range(procs_n)]
-    pubs_for: list[list[int]] = [[] for _ in range(procs_n)]
-    for i, p in enumerate(range(npubs)):
-        pubs_for[(nsubs + i) % procs_n].append(p)
+    subs_for, pubs_for = assign_processes(a.procs, cfg)
+    procs_n = len(subs_for)
     results = ctx.Queue()
     start_event = ctx.Event()
     broker = BrokerWatch(a.pid or [])
