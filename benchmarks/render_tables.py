@@ -334,6 +334,13 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, json.JSONDecodeError) as exc:
         print(f"error: {a.results}: {exc}", file=sys.stderr)
         return 2
+    if data.get("schema") != 1:
+        print(
+            f"error: {a.results} is not a results file of this compare_brokers.py "
+            "(no schema 1); rerun benchmarks/compare_brokers.py",
+            file=sys.stderr,
+        )
+        return 2
     try:
         source = str(a.results.resolve().relative_to(REPO))
     except ValueError:
