@@ -644,7 +644,7 @@ def candidates(a: argparse.Namespace, workdir: Path) -> list[Broker]:
         out.append(
             Mqttfast(
                 "mqttfast_base",
-                f"mqttfast base ({git_rev(a.base_tree)})",
+                f"mqttfast base ({git_rev(a.base_tree) or a.base_tree.resolve().name})",
                 workdir,
                 tree=a.base_tree.resolve(),
             )
