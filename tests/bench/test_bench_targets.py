@@ -177,8 +177,9 @@ def test_bad_target_flags_exit_2_with_one_line(args: list[str], tmp_path: Path) 
 
 
 def test_publishers_share_a_process_with_the_subscriber_that_holds_them_back() -> None:
-    """A publisher capped by --max-ahead runs in its subscriber's process (it sees progress
-    in the same loop turn); unconstrained publishers (a shared subscription) are spread."""
+    """A publisher capped by --max-ahead runs in the process of every subscriber it waits for
+    (it sees their progress in the same loop turn); unconstrained publishers (a shared
+    subscription, --max-ahead 0) are spread."""
     from mqttfast.app.bench.cli import assign_processes, build_parser, check, topology
 
     def plan(*argv: str) -> tuple[list[list[int]], list[list[int]]]:
@@ -193,6 +194,8 @@ def test_publishers_share_a_process_with_the_subscriber_that_holds_them_back() -
     subs, pubs = plan("fanin", "--pubs", "4", "--procs", "2")
     assert subs == [[0]] and pubs == [[0, 1, 2, 3]]  # one subscriber: one process, as the C one
     subs, pubs = plan("fanout", "--subs", "4", "--procs", "2")
-    assert subs == [[0, 2], [1, 3]] and pubs == [[0], []]
+    assert subs == [[0, 1, 2, 3]] and pubs == [[0]]  # the publisher waits for all four
+    subs, pubs = plan("fanin", "--pubs", "4", "--procs", "2", "--max-ahead", "0")
+    assert subs == [[0], []] and pubs == [[1, 3], [0, 2]]  # open loop: publishers spread
     subs, pubs = plan("shared", "--pubs", "6", "--subs", "2", "--procs", "2")
     assert subs == [[0], [1]] and sorted(pubs[0] + pubs[1]) == list(range(6)) and pubs[0]

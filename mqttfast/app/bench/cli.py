@@ -245,23 +245,41 @@ def placement(a: Any, npubs: int, nsubs: int) -> tuple[list[int], list[int]]:
 def assign_processes(procs: int, cfg: dict) -> tuple[list[list[int]], list[list[int]]]:
     """Which subscribers and publishers each worker process runs.
 
-    Subscribers go round-robin over the processes. A publisher that is held back by
-    --max-ahead goes to the process of its (first) subscriber: it then sees that
-    subscriber's progress in the same loop turn instead of through another process's
-    scheduling slot, which keeps the broker busy as a single-process generator does
-    (pair i with its subscriber; fan-in's publishers with the one subscriber). Publishers
-    that nothing holds back (a shared subscription, connections) are spread evenly.
+    A publisher held back by --max-ahead runs in the same process as every subscriber it
+    waits for: it then sees their progress in the same loop turn instead of through another
+    process's scheduling slot (a timer sleep lasts a millisecond under uvloop), which keeps
+    the broker busy as a single-process generator does. So each group of publishers and
+    subscribers linked by that wait (pair i; all of fan-in; all of fan-out) shares a process,
+    and the groups go round-robin over the processes. Publishers that nothing holds back (a
+    shared subscription, --max-ahead 0) and connections are spread evenly.
     """
     npubs, nsubs = cfg["npubs"], cfg["nsubs"]
     n = max(1, min(procs, nsubs + npubs))
-    colocate = cfg["max_ahead"] and not cfg.get("shared") and nsubs
-    if colocate:
-        n = max(1, min(n, nsubs))
-    subs_for = [list(range(w, nsubs, n)) for w in range(n)]
-    pubs_for: list[list[int]] = [[] for _ in range(n)]
+    if not (cfg["max_ahead"] and nsubs and npubs and not cfg.get("shared")):
+        subs_for = [list(range(w, nsubs, n)) for w in range(n)]
+        spread: list[list[int]] = [[] for _ in range(n)]
+        for p in range(npubs):
+            spread[(nsubs + p) % n].append(p)
+        return subs_for, spread
+    group = list(range(nsubs))  # union-find over subscribers; publishers join their subscribers
+
+    def root(s: int) -> int:
+        while group[s] != s:
+            group[s] = group[group[s]]
+            s = group[s]
+        return s
+
     for p in range(npubs):
-        w = cfg["subs_of"](p)[0] % n if colocate else (nsubs + p) % n
-        pubs_for[w].append(p)
+        first, *rest = cfg["subs_of"](p)
+        for s in rest:
+            group[root(s)] = root(first)
+    roots = sorted({root(s) for s in range(nsubs)})
+    n = min(n, len(roots))
+    where = {r: i % n for i, r in enumerate(roots)}
+    subs_for = [[s for s in range(nsubs) if where[root(s)] == w] for w in range(n)]
+    pubs_for = [
+        [p for p in range(npubs) if where[root(cfg["subs_of"](p)[0])] == w] for w in range(n)
+    ]
     return subs_for, pubs_for
 
 
