@@ -42,6 +42,7 @@ from mqttfast.codec import (
 from . import hist
 
 C = TypeVar("C", bound="Client")
+MIN_SLEEP_S = 0.001  # the event loop's timer resolution (uvloop: milliseconds)
 SPINS_BEFORE_SLEEP = 2000  # loop turns a capped publisher yields before it sleeps
 STAMP = struct.Struct(">qII")  # send time (ns, CLOCK_MONOTONIC), publisher index, sequence
 STAMP_SIZE = STAMP.size
@@ -349,7 +350,11 @@ class Worker:
             if rate:
                 due = int((now - paced_from) * rate / 1e9) + 1 - seq if now >= paced_from else 0
                 if due <= 0:
-                    await asyncio.sleep((seq / rate) - (now - paced_from) / 1e9 + 1e-6)
+                    # At least a millisecond: uvloop's timers have that resolution, and a
+                    # shorter sleep returns at once, so the publisher would spin on the CPU
+                    # the broker needs. The stamp is taken after waking: no latency is added.
+                    wait = (seq / rate) - (now - paced_from) / 1e9
+                    await asyncio.sleep(max(wait, MIN_SLEEP_S))
                     continue
                 n = min(n, due)
             if qos:
