@@ -45,6 +45,9 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # this tree's mqttfast (procstat), also when run from elsewhere
+from mqttfast.app.bench import procstat  # noqa: E402
+
 RESULTS_DIR = REPO / "benchmarks" / "results"
 AEDES_RUNNER = REPO / "benchmarks" / "brokers" / "aedes_broker.mjs"
 
@@ -68,7 +71,7 @@ class Cell:
     timed: bool = True  # takes --duration
     c_args: tuple[str, ...] | None = None  # None: the C loadgen cannot run it
     fresh_broker: bool = False  # restart first (memory from a clean start)
-    placement: str = "spread"  # spread | cross | same (multi-node kinds only for the last two)
+    placement: str = "spread"  # spread | cross | same, for brokers with several nodes
     multi_only: bool = False  # only meaningful for brokers with several nodes
     extra: tuple[str, ...] = ()  # further JSON keys kept as medians
 
@@ -220,9 +223,12 @@ def port_accepts(port: int) -> bool:
 
 
 def stop_process(proc: subprocess.Popen | None) -> None:
-    """SIGTERM to the process group it leads (a supervisor's workers too), then SIGKILL."""
+    """SIGTERM to the process group it leads (a supervisor's workers too), then SIGKILL; then
+    the same for any descendant that left the group (a supervisor's nats-server) and is
+    still running, so nothing started here outlives the run."""
     if proc is None or proc.poll() is not None:
         return
+    family = [p for p in procstat.tree([proc.pid]) if p != proc.pid]
     try:
         os.killpg(proc.pid, signal.SIGTERM)
     except OSError:
@@ -235,6 +241,19 @@ def stop_process(proc: subprocess.Popen | None) -> None:
         except OSError:
             proc.kill()
         proc.wait(STOP_TIMEOUT_S)
+    leftovers = [p for p in family if os.path.exists(f"/proc/{p}")]
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for p in leftovers:
+            try:
+                os.kill(p, sig)
+            except OSError:
+                pass
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            leftovers = [p for p in leftovers if os.path.exists(f"/proc/{p}")]
+            if not leftovers:
+                return
+            time.sleep(0.1)
 
 
 def git_rev(tree: Path) -> str:
@@ -707,8 +726,12 @@ def bench_command(a: argparse.Namespace, b: Broker, cell: Cell) -> list[str]:
     cmd = [sys.executable, "-m", "mqttfast", "bench", *cell.args, "--json", "--procs", str(a.procs)]
     for port in b.ports:
         cmd += ["--host", f"127.0.0.1:{port}"]
-    if cell.placement == "same":
-        cmd += ["--pub-offset", "0"]
+    if len(b.ports) > 1:
+        # Round-robin over the nodes, publisher i and subscriber i on node i mod n (what a
+        # load balancer in front of the nodes does): half of a fan-in's publishers and half
+        # of a fan-out's subscribers are on the other node. The cross cells put every
+        # publisher on a different node from its subscriber.
+        cmd += ["--pub-offset", "1" if cell.placement == "cross" else "0"]
     for pid in b.pids:
         cmd += ["--pid", str(pid)]
     if cell.timed:
