@@ -924,6 +924,9 @@ def main(argv: list[str] | None = None) -> int:
             (a.out / (name + suffix)).write_text(text)
             (a.out / ("compare-latest" + suffix)).write_text(text)
         print("\n" + md)
+        print(render_tables.draw_chart(result, a.out / (name + ".png")))
+        if (a.out / (name + ".png")).exists():
+            shutil.copyfile(a.out / (name + ".png"), a.out / "compare-latest.png")
         print(f"results: {a.out / (name + '.json')} (and compare-latest.json/.md)")
         print("tables:  python3 benchmarks/render_tables.py " + str(a.out / (name + ".json")))
         return 0
