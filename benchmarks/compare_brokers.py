@@ -851,8 +851,21 @@ def machine_text() -> str:
     return f"{os.cpu_count()} cores, {cpu}, Linux {platform.release()}, Python {platform.python_version()}"
 
 
+def raise_fd_limit() -> None:
+    """Brokers inherit it: the connections cell at ~20,000 needs more than the usual 1,024."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass
+
+
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
+    raise_fd_limit()
     cells = scenario_matrix(a.conns, a.iot_rate)
     if a.cells:
         wanted = a.cells.split(",")
