@@ -15,7 +15,7 @@ from mqttfast.app.security.auth import (
     load_plugin,
 )
 from mqttfast.app.security.passwords import PasswordFile
-from mqttfast.app.security.ratelimit import LoginRateLimiter
+from mqttfast.core.rate_limit import LoginRateLimiter
 from mqttfast.codec.constants import ConnackCode311, ReasonCode
 
 pytestmark = pytest.mark.timeout(30)
