@@ -89,7 +89,8 @@ class _VersionAction(argparse.Action):
     def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> NoReturn:
         from mqttfast.codec import IMPLEMENTATION
 
-        parser.exit(0, f"mqttfast {__version__} (codec: {IMPLEMENTATION})\n")
+        print(f"mqttfast {__version__} (codec: {IMPLEMENTATION})")
+        parser.exit(0)
 
 
 def _subcommand_help() -> str:
