@@ -26,7 +26,7 @@ import dataclasses
 import ipaddress
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from mqttfast import __version__
@@ -112,7 +112,13 @@ def make_security_hooks(auth: Any) -> Any:
     from .security.hooks import SecurityHooks
 
     class LoopSecurityHooks(SecurityHooks):
-        def begin_authenticate(self, client, username, password, done):  # type: ignore[no-untyped-def]
+        def begin_authenticate(
+            self,
+            client: Any,
+            username: str | None,
+            password: bytes | None,
+            done: Callable[[int], None],
+        ) -> int | None:
             a = self.auth
             if username is None or a.passwords is None:
                 return self.authenticate(client, username, password)  # nothing to hash
@@ -185,7 +191,7 @@ def make_backplane(cfg: Config, data_dir: str) -> Any:
     if not c.servers:
         return None
     try:
-        from mqttfast.cluster import Backplane, ClusterConfig  # type: ignore[import-not-found]
+        from mqttfast.cluster import Backplane, ClusterConfig  # type: ignore[import-not-found,unused-ignore]
     except ImportError as err:
         raise StartError(
             f"cluster.servers: the cluster backplane is not installed ({err}); "
@@ -331,13 +337,14 @@ class Assembly:
             ctx = None
             identity = None
             if reuse and hasattr(lc, "reuse_port"):
-                lc = dataclasses.replace(lc, reuse_port=True)
+                reuse_opt: dict[str, Any] = {"reuse_port": True}  # once transport supports it
+                lc = dataclasses.replace(lc, **reuse_opt)
             if lc.certfile is not None:
                 try:
                     ctx = build_server_context(
                         lc.certfile,
                         lc.keyfile,
-                        lc.cafile,  # type: ignore[arg-type]
+                        lc.cafile,
                         require_certificate=lc.require_certificate,
                         min_version=lc.tls_version,
                         ciphers=lc.ciphers,

@@ -28,7 +28,7 @@ def deep_check(cfg: Config) -> list[str]:
                 build_server_context(
                     lc.certfile,
                     lc.keyfile,
-                    lc.cafile,  # type: ignore[arg-type]
+                    lc.cafile,
                     require_certificate=lc.require_certificate,
                     min_version=lc.tls_version,
                     ciphers=lc.ciphers,

@@ -524,7 +524,6 @@ def reference_rows() -> list[tuple[str, str, str, str]]:
     return rows
 
 
-
 def reference_line(row: tuple[str, str, str, str]) -> str:
     """One row of docs/configuration.md's key tables."""
     key, typ, default, doc = row

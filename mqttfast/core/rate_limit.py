@@ -33,7 +33,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .broker import Broker
@@ -49,7 +49,7 @@ class _Throttle:
     expects every member to have ``paused_publishers``."""
 
     __slots__ = ()
-    paused_publishers: set = set()
+    paused_publishers: set[Any] = set()
 
     def __repr__(self) -> str:
         return "<publish rate limit>"
@@ -64,7 +64,9 @@ class PublishRateLimiter:
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
         # conn -> [tokens, last refill time]; weak so a closed connection leaves no trace.
-        self.buckets: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self.buckets: weakref.WeakKeyDictionary[Connection, list[float]] = (
+            weakref.WeakKeyDictionary()
+        )
         # conn -> when its debt is repaid (reading resumes at the first tick after).
         self.paused: dict[Connection, float] = {}
 
@@ -85,7 +87,7 @@ class PublishRateLimiter:
         if tokens >= 0:
             return
         resume_at = now - tokens / rate
-        blocked = conn.blocked_by
+        blocked: set[Any] = conn.blocked_by  # subscribers, and markers such as THROTTLE
         if conn in self.paused:
             self.paused[conn] = resume_at  # the rest of an already-read batch: more debt
             if THROTTLE in blocked:
@@ -95,7 +97,7 @@ class PublishRateLimiter:
             # throttle always ends on the timer.
         else:
             self.paused[conn] = resume_at
-            self.broker.stats.publish_throttled += 1
+            self.broker.stats.publish_throttled += 1  # type: ignore[attr-defined]
             log.debug(
                 "client %s (%s): publish rate over %s/s; reading paused %.2f s",
                 conn.client_id,
@@ -205,7 +207,7 @@ class LoginRateLimiter:
         entry = self._entries.get(key)
         if entry is None:
             return 0.0
-        return max(0.0, entry.blocked_until - self.clock())
+        return float(max(0.0, entry.blocked_until - float(self.clock())))
 
     def allowed(self, key: str) -> bool:
         """May ``key`` attempt a login now? Counts refused attempts; never extends the block."""
@@ -231,7 +233,8 @@ class LoginRateLimiter:
         if excess <= 0:
             return 0.0
         # Score may be fractional after decay; round up so back-off never shrinks early.
-        delay = min(self.max_delay, self.base_delay * 2 ** min(63, int(excess + 0.999999) - 1))
+        steps = min(63, int(excess + 0.999999) - 1)
+        delay = min(self.max_delay, self.base_delay * float(2**steps))
         entry.blocked_until = max(entry.blocked_until, now + delay)
         return delay
 

@@ -75,6 +75,7 @@ class _InternalSession(Session):
     """A core session whose deliveries go to a Python callback instead of a socket."""
 
     __slots__ = ("handle",)
+    handle: Subscription
 
     def deliver(
         self,
@@ -167,7 +168,8 @@ class Subscription:
                 except Exception:
                     log.exception("subscription %r: callback failed", self.topic_filter)
         finally:
-            self.api._tasks.discard(self.worker)  # type: ignore[arg-type]
+            if self.worker is not None:
+                self.api._tasks.discard(self.worker)
             self.worker = None
 
     async def publish(

@@ -119,7 +119,8 @@ def wrap_auth_plugin(legacy: AuthPlugin) -> Plugin:
         if getattr(type(legacy), method) is not getattr(AuthPlugin, method)
     }
     cls = type(f"AuthPlugin[{type(legacy).__name__}]", (_Wrapped,), attrs)
-    return cls(legacy)  # type: ignore[no-any-return]
+    plugin: Plugin = cls(legacy)
+    return plugin
 
 
 __all__ = ["AuthPlugin", "wrap_auth_plugin"]

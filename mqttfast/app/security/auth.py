@@ -57,7 +57,7 @@ def load_plugin(spec: str, options: Mapping[str, Any] | None = None) -> AuthPlug
     return cls(options)
 
 
-_V311 = {
+_V311: dict[int, int] = {
     ReasonCode.SUCCESS: ConnackCode311.ACCEPTED,
     ReasonCode.BAD_USER_NAME_OR_PASSWORD: ConnackCode311.BAD_USER_NAME_OR_PASSWORD,
 }
