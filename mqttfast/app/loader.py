@@ -229,13 +229,15 @@ def resolve_paths(cfg: Config, base_dir: str) -> None:
         if isinstance(value, str) and value and not os.path.isabs(value):
             setattr(obj, name, os.path.normpath(os.path.join(base_dir, value)))
 
-    for _name, obj in sections(cfg):
+    # Only what the file says: a default (data_dir "mqttfast-data") stays relative to the
+    # working directory, as without a file.
+    for section, obj in sections(cfg):
         for f in dataclasses.fields(obj):
-            if f.metadata.get("path"):
+            if f.metadata.get("path") and f"{section}.{toml_key(f.name)}" in cfg.present:
                 fix(obj, f.name)
     for lc in cfg.listener:
         for name in LISTENER_PATHS:
-            fix(lc, name)
+            fix(lc, name)  # their defaults are None: anything set came from the file
     for bc in cfg.bridge:
         for name in ("cafile", "certfile", "keyfile", "queue_file"):
             if hasattr(bc, name):
