@@ -128,6 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
         "(auth.allow_anonymous = true)",
     )
     p.add_argument(
+        "--password-file",
+        metavar="FILE",
+        help="clients log in with a user of this file (mqttfast passwd / mosquitto_passwd)",
+    )
+    p.add_argument(
         "--log-level",
         choices=["debug", "info", "warning", "error", "critical"],
         type=str.lower,

@@ -314,7 +314,7 @@ class AuthConfig:
         "auth plug-in is set, else false; true on a non-loopback listener logs a WARNING",
     )
     password_file: str | None = spec(
-        None, path=True, doc="mosquitto_passwd / mqttfast passwd format"
+        None, path=True, flag="password_file", doc="mosquitto_passwd / mqttfast passwd format"
     )
     acl_file: str | None = spec(None, path=True, doc="mosquitto ACL file format")
     plugin: list = spec(

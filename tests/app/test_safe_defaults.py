@@ -120,6 +120,24 @@ def test_allow_anonymous_on_exposed_listener_warns_with_the_address() -> None:
         b.cleanup()
 
 
+def test_exposed_with_a_password_file_flag(tmp_path: Path) -> None:
+    """The README's safe way to open the broker: --host 0.0.0.0 --password-file FILE;
+    users log in, anonymous clients are refused, no WARNING about anonymous access."""
+    pf = PasswordFile()
+    pf.set("alice", "wonder", iterations=1000)
+    pf.save(tmp_path / "passwd")
+    port = free_port()
+    b = flag_broker(port, "--host", "0.0.0.0", "--password-file", str(tmp_path / "passwd"))
+    try:
+        b.start()
+        assert connack(port, username="alice", password=b"wonder") == 0
+        assert connack(port) == 5
+        assert "anonymous clients are" not in b.log_text()
+    finally:
+        b.stop()
+        b.cleanup()
+
+
 def test_relative_paths_resolve_against_the_config_file(tmp_path: Path) -> None:
     """data_dir and password_file relative to the file's directory, whatever the working
     directory; the data directory is logged as an absolute path; the password works."""
