@@ -35,13 +35,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .connection import CLOSED
+
 if TYPE_CHECKING:
     from .broker import Broker
     from .connection import Connection
 
 log = logging.getLogger("mqttfast.core")
 
-_CLOSED = 3  # connection.CLOSED (not imported: connection imports the handlers' world)
 
 
 class _Throttle:
@@ -111,7 +112,7 @@ class PublishRateLimiter:
 
     def tick(self, now: float) -> None:
         for conn, resume_at in list(self.paused.items()):
-            if conn.state == _CLOSED:
+            if conn.state == CLOSED:
                 del self.paused[conn]
             elif now >= resume_at:
                 del self.paused[conn]
