@@ -130,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--password-file",
         metavar="FILE",
-        help="clients log in with a user of this file (mqttfast passwd / mosquitto_passwd)",
+        help="password file of the users clients log in as (mosquitto_passwd format)",
     )
     p.add_argument(
         "--log-level",

@@ -72,7 +72,7 @@ class ProcessRunner:
         self.proc = BrokerProcess(
             config=self.conf.read_text(), workdir=self.conf.parent, wait=[self.port]
         )
-        self.proc.config_path = self.conf
+        self.proc.config_file = self.conf
         self.proc.start()
 
     def stop(self) -> None:

@@ -131,10 +131,10 @@ class BrokerProcess:
         self.log_path = self.workdir / f"broker-{time.monotonic_ns()}.log"
         self.config_text = config
         self.mosquitto_config = mosquitto
-        self.config_path: Path | None = None
+        self.config_file: Path | None = None
         if config is not None:
-            self.config_path = self.workdir / ("mosquitto.conf" if mosquitto else "mqttfast.toml")
-            self.config_path.write_text(config)
+            self.config_file = self.workdir / ("mosquitto.conf" if mosquitto else "mqttfast.toml")
+            self.config_file.write_text(config)
         self.wait_targets = list(wait)
         self.kind = "mosquitto" if mosquitto_mode() and config is None else "mqttfast"
 
@@ -142,9 +142,9 @@ class BrokerProcess:
     def command(self) -> list[str]:
         if self.kind == "mosquitto":
             return [self._mosquitto_binary(), "-c", str(self._write_mosquitto_conf())]
-        if self.config_path is not None:
+        if self.config_file is not None:
             flag = "--mosquitto-config" if self.mosquitto_config else "--config"
-            return [sys.executable, "-m", "mqttfast", flag, str(self.config_path), *self.extra_args]
+            return [sys.executable, "-m", "mqttfast", flag, str(self.config_file), *self.extra_args]
         return [
             sys.executable,
             "-m",
@@ -202,7 +202,7 @@ class BrokerProcess:
     def start(self, timeout: float = START_TIMEOUT) -> BrokerProcess:
         """Start the broker and wait (bounded) until its port accepts TCP (with a
         config file: until every ``wait`` target accepts)."""
-        if self.config_path is not None:
+        if self.config_file is not None:
             return self._start_configured(timeout)
         for attempt in range(3):
             self._spawn()

@@ -59,8 +59,8 @@ class ConfigBroker(BrokerProcess):
         wait: Sequence[object] = (),
     ) -> None:
         super().__init__(args, config=text, mosquitto=mosquitto, workdir=workdir, wait=wait)
-        assert self.config_path is not None
-        self.path = self.config_path
+        assert self.config_file is not None
+        self.path = self.config_file
         self.args = self.extra_args
         self.wait = self.wait_targets
 
