@@ -44,7 +44,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("mqttfast.core")
 
 
-
 class _Throttle:
     """Stands in ``Connection.blocked_by`` for the rate limiter; ``Connection.unblock``
     expects every member to have ``paused_publishers``."""
