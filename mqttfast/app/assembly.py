@@ -5,8 +5,9 @@ builds one, so whatever a config file can do works embedded, and the other way r
 
 Start order (:meth:`Assembly.start`), each step before what depends on it:
 
-1. security: the Authenticator (password/ACL files, failed-login limiter) as the
-   core's hooks, and the anonymous-access policy of issue 18;
+1. security (:mod:`mqttfast.app.security.policy`): the Authenticator (password/ACL
+   files, failed-login limiter) as the core's hooks, and the anonymous-access policy
+   of issue 18;
 2. storage (``open_storage``, which also wires the group-commit window);
 3. the core broker; the cluster backplane attaches to its router (``[cluster]``);
 4. storage recovery; plug-ins (``[[plugin]]``, the deprecated ``[[auth.plugin]]``
@@ -21,12 +22,10 @@ Start order (:meth:`Assembly.start`), each step before what depends on it:
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import ipaddress
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from mqttfast import __version__
@@ -39,7 +38,8 @@ from mqttfast.transport.listeners import ListenerConfig
 from mqttfast.transport.server import MQTTServer
 
 from .loader import LOCAL_ONLY, broker_settings
-from .schema import Config, ConfigError
+from .schema import Config
+from .security.policy import anonymous_policy, build_authenticator, make_security_hooks
 
 log = logging.getLogger("mqttfast")
 
@@ -53,134 +53,6 @@ class StartError(Exception):
     def __init__(self, message: str, exit_code: int = 1) -> None:
         super().__init__(message)
         self.exit_code = exit_code
-
-
-# ---------------------------------------------------------------------------- security
-def is_loopback(lc: ListenerConfig) -> bool:
-    """A unix socket or a loopback address (127.0.0.0/8, ::1, "localhost")."""
-    if lc.unix_path:
-        return True
-    if lc.address == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(lc.address.split("%", 1)[0]).is_loopback
-    except ValueError:
-        return False  # a host name: assume it is reachable from elsewhere
-
-
-def build_authenticator(cfg: Config, allow_anonymous: bool | None) -> Any:
-    """The Authenticator of ``[auth]`` (files loaded now: errors name key and path)."""
-    from mqttfast.core.rate_limit import LoginRateLimiter
-
-    from .security.auth import Authenticator
-
-    a = cfg.auth
-    errors: list[str] = []
-    try:
-        limiter = LoginRateLimiter(
-            burst=a.rate_limit.burst,
-            base_delay=a.rate_limit.base_delay,
-            max_delay=a.rate_limit.max_delay,
-        )
-    except ValueError as err:
-        errors.append(f"auth.rate_limit: {err}")
-        limiter = None
-    try:
-        auth = Authenticator(
-            password_file=a.password_file,
-            acl_file=a.acl_file,
-            allow_anonymous=allow_anonymous,
-            rate_limiter=limiter,
-        )
-    except (OSError, ValueError) as err:
-        key = "acl_file" if a.acl_file and a.acl_file in str(err) else "password_file"
-        if isinstance(err, OSError) and err.filename:
-            key = "acl_file" if str(err.filename) == str(a.acl_file) else "password_file"
-        path = getattr(a, key)
-        errors.append(f"auth.{key}: {path}: {getattr(err, 'strerror', None) or err}")
-        auth = None
-    if errors:
-        raise ConfigError(errors, cfg.source)
-    return auth
-
-
-def make_security_hooks(auth: Any) -> Any:
-    """SecurityHooks whose password check runs off the event loop (deferred CONNACK)."""
-    from mqttfast.codec.constants import ReasonCode
-    from mqttfast.core.hooks import Hooks
-
-    from .security.hooks import SecurityHooks
-
-    class LoopSecurityHooks(SecurityHooks):
-        def begin_authenticate(
-            self,
-            client: Any,
-            username: str | None,
-            password: bytes | None,
-            done: Callable[[int], None],
-        ) -> int | None:
-            a = self.auth
-            if username is None or a.passwords is None:
-                return self.authenticate(client, username, password)  # nothing to hash
-            task = asyncio.get_running_loop().create_task(
-                a.authenticate_async(
-                    client.client_id, username, password, getattr(client, "peer", None)
-                )
-            )
-
-            def finished(t: asyncio.Task) -> None:
-                if t.cancelled():
-                    return
-                exc = t.exception()
-                if exc is not None:
-                    log.error("authentication failed with %r; refusing", exc)
-                    done(ReasonCode.UNSPECIFIED_ERROR)
-                else:
-                    done(int(t.result()))
-
-            task.add_done_callback(finished)
-            return None
-
-    if auth.acl is None:
-        # Nothing can deny a delivery: keep the per-delivery check off the hot path
-        # (the core only calls authorise_receive when a hooks class overrides it).
-        class NoReadCheckHooks(LoopSecurityHooks):
-            authorise_receive = Hooks.authorise_receive
-
-        return NoReadCheckHooks(auth)
-    return LoopSecurityHooks(auth)
-
-
-def _authenticating(plugins: Iterable[Plugin]) -> bool:
-    return any(callable(getattr(p, "authenticate", None)) for p in plugins)
-
-
-def anonymous_policy(cfg: Config, plugins: list[Plugin]) -> bool | None:
-    """``allow_anonymous`` for the Authenticator (None: its own default), with the log
-    lines of issue 18: a listener reachable from other hosts refuses anonymous clients
-    unless a password file or an authenticating plug-in exists or anonymous access is
-    asked for explicitly (then a WARNING names the addresses)."""
-    a = cfg.auth
-    exposed = [lc.label() for lc in cfg.listener if not is_loopback(lc)]
-    if not exposed:
-        return a.allow_anonymous
-    where = ", ".join(exposed)
-    if a.allow_anonymous is True:
-        log.warning(
-            "anonymous clients are accepted on %s, reachable from other hosts "
-            "(allow_anonymous); anyone who can reach it may publish and subscribe",
-            where,
-        )
-        return True
-    if a.allow_anonymous is None and not a.password_file and not _authenticating(plugins):
-        log.warning(
-            "%s is reachable from other hosts and no password_file or authentication "
-            "plug-in is configured: anonymous clients are refused; give --allow-anonymous "
-            "(auth.allow_anonymous = true) to accept them, or a password file",
-            where,
-        )
-        return False
-    return a.allow_anonymous
 
 
 # ---------------------------------------------------------------------------- cluster
@@ -475,14 +347,4 @@ def _where(listener: Any) -> str:
     return str(cfg.label())
 
 
-__all__ = [
-    "Assembly",
-    "StartError",
-    "anonymous_policy",
-    "build_authenticator",
-    "make_security_hooks",
-    "make_backplane",
-    "is_loopback",
-    "warn_if_pure_python",
-    "CLUSTER_EXTRA",
-]
+__all__ = ["Assembly", "StartError", "make_backplane", "warn_if_pure_python", "CLUSTER_EXTRA"]

@@ -18,7 +18,7 @@ def deep_check(cfg: Config) -> list[str]:
     from mqttfast.plugins.loader import PluginError, load_tables
 
     from .admin import check_ops
-    from .assembly import build_authenticator
+    from .security.policy import build_authenticator
     from .security.tls import build_server_context
 
     errors: list[str] = []
