@@ -1,8 +1,10 @@
-"""The ``mqttfast`` command.
+"""The ``mqttfast`` command: flags and subcommands.
 
-``mqttfast [options]`` serves MQTT (default 0.0.0.0:1883). Subcommands are
-dispatched by the first argument (``mqttfast passwd ...``); more (``bench``,
-``check-config``) plug into ``SUBCOMMANDS``.
+``mqttfast [options]`` serves MQTT: the flags and ``--config``/``--mosquitto-config``
+become one Config (mqttfast.app.loader), which mqttfast.app.assembly turns into a
+running broker; with no listener configured it listens on 127.0.0.1 and ::1 only.
+Subcommands are dispatched by the first argument (``mqttfast passwd ...``, see
+``SUBCOMMANDS``).
 """
 
 from __future__ import annotations
@@ -14,15 +16,29 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from mqttfast import __version__
+from mqttfast.plugins.loader import PluginError
 
-# name -> "module:function" taking argv and returning an exit code (imported lazily).
-SUBCOMMANDS: dict[str, str] = {
-    "passwd": "mqttfast.app.security.passwd_cli:main",
-    "check-config": "mqttfast.app.config:check_config_main",
-    "bench": "mqttfast.app.bench:main",
+from .admin import check_ops
+from .assembly import Assembly, StartError
+from .loader import apply_flags, load_file
+from .logging_setup import configure_logging
+from .schema import Config, ConfigError
+
+# name -> ("module:function" taking argv and returning an exit code, imported lazily;
+# the one line of ``mqttfast --help``).
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "check-config": (
+        "mqttfast.app.check_config:main",
+        "validate a TOML file or (--mosquitto) a mosquitto.conf",
+    ),
+    "passwd": (
+        "mqttfast.app.security.passwd_cli:main",
+        "create or edit a password file (mosquitto_passwd compatible)",
+    ),
+    "bench": ("mqttfast.app.bench:main", "load-test an MQTT broker (throughput and latency)"),
 }
 
 log = logging.getLogger("mqttfast")
@@ -64,21 +80,66 @@ def _port(text: str) -> int:
     return value
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: the version and which codec runs (cython or python)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kw: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print the version and codec, exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> NoReturn:
+        from mqttfast.codec import IMPLEMENTATION
+
+        print(f"mqttfast {__version__} (codec: {IMPLEMENTATION})")
+        parser.exit(0)
+
+
+def _subcommand_help() -> str:
+    width = max(len(name) for name in SUBCOMMANDS)
+    lines = [f"  {name:<{width}}  {text}" for name, (_, text) in SUBCOMMANDS.items()]
+    return (
+        "subcommands (mqttfast SUBCOMMAND --help for theirs):\n"
+        + "\n".join(lines)
+        + "\n\nWithout --host or a [[listener]] the broker listens on 127.0.0.1 and ::1 only."
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = OneLineParser(prog="mqttfast", description="A fast MQTT 3.1/3.1.1/5.0 broker.")
-    p.add_argument("--version", action="version", version=f"mqttfast {__version__}")
-    p.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
-    p.add_argument("--port", type=_port, default=1883, help="TCP port (default 1883)")
+    """The broker's flags. Every flag defaults to None ("not given"): the loader
+    (mqttfast.app.loader.apply_flags) puts the given ones over the config file, and
+    the defaults shown here are the schema's."""
+    p = OneLineParser(
+        prog="mqttfast",
+        usage="mqttfast [SUBCOMMAND] [options]",
+        description="A fast MQTT 3.1/3.1.1/5.0 broker.",
+        epilog=_subcommand_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--version", action=_VersionAction)
+    p.add_argument(
+        "--host",
+        help="address to listen on (default: 127.0.0.1 and ::1 only; 0.0.0.0 = all IPv4)",
+    )
+    p.add_argument("--port", type=_port, help="TCP port (default 1883)")
+    p.add_argument(
+        "--allow-anonymous",
+        action="store_true",
+        default=None,
+        help="accept clients without credentials on a non-loopback listener "
+        "(auth.allow_anonymous = true)",
+    )
+    p.add_argument(
+        "--password-file",
+        metavar="FILE",
+        help="password file of the users clients log in as (mosquitto_passwd format)",
+    )
     p.add_argument(
         "--log-level",
-        default="info",
         choices=["debug", "info", "warning", "error", "critical"],
         type=str.lower,
         help="logging level (default info)",
     )
     p.add_argument(
         "--log-format",
-        default="text",
         choices=["text", "json"],
         type=str.lower,
         help="log lines as text (default) or JSON objects",
@@ -91,42 +152,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--mosquitto-config",
         metavar="FILE",
-        help="read a mosquitto.conf (common subset) instead of --config",
+        help="read a mosquitto.conf instead of --config",
     )
     p.add_argument(
         "--sys-interval",
         type=_seconds,
-        default=10.0,
         help="seconds between $SYS updates; 0 disables (default 10)",
     )
     p.add_argument(
         "--connect-timeout",
         type=_seconds,
-        default=10.0,
         help="seconds a new connection has to send CONNECT (default 10)",
     )
     p.add_argument(
         "--max-inflight",
         type=_positive_int,
-        default=20,
         help="outgoing QoS 1/2 messages in flight per client; 0 = 65535 (default 20)",
     )
     p.add_argument(
         "--max-queued-messages",
         type=_positive_int,
-        default=1000,
         help="QoS 1/2 messages queued per session; 0 = unlimited (default 1000); "
         "at the limit new messages are dropped and counted",
     )
     p.add_argument(
         "--max-packet-size",
         type=_positive_int,
-        default=0,
         help="largest packet accepted from clients in bytes; 0 = protocol maximum",
     )
     p.add_argument(
         "--persistence",
-        default="strict",
         type=str.lower,
         choices=["strict", "on", "relaxed", "off"],
         help="durable state: strict (= on, default: acknowledged only once stored), "
@@ -134,71 +189,73 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--data-dir",
-        default="mqttfast-data",
         help="directory of the persistence database (default ./mqttfast-data)",
     )
     p.add_argument(
         "--max-retained-messages",
         type=_positive_int,
-        default=1_000_000,
         help="retained messages kept; 0 = unlimited (default 1000000); at the limit "
         "retained messages for new topics are not stored, and counted",
     )
     p.add_argument(
         "--max-retained-bytes",
         type=_positive_int,
-        default=1024**3,
         help="payload bytes of retained messages kept; 0 = unlimited (default 1 GiB)",
     )
     # Operations endpoints (mqttfast/app/admin, docs/operations.md); a port turns one on.
     p.add_argument(
         "--metrics-port",
         type=_port,
-        default=None,
         help="serve Prometheus /metrics on this port (default off; [metrics] address)",
     )
     p.add_argument(
         "--admin-port",
         type=_port,
-        default=None,
         help="serve the admin API and dashboard on this port (default off)",
     )
     p.add_argument(
         "--admin-token",
-        default=None,
         help="bearer token of the admin API (or env MQTTFAST_ADMIN_TOKEN)",
     )
+    # Several processes, several machines ([server], [cluster]).
+    p.add_argument(
+        "--workers",
+        type=_positive_int,
+        help="broker processes sharing the listeners; 0 = one per core (default 1)",
+    )
+    p.add_argument(
+        "--reuse-port",
+        action="store_true",
+        default=None,
+        help="bind listeners with SO_REUSEPORT",
+    )
+    p.add_argument("--worker-index", type=_positive_int, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--cluster",
+        metavar="URL[,URL...]",
+        help="join a cluster over these NATS servers (needs pip install mqttfast[cluster])",
+    )
+    p.add_argument("--node-id", help="this node's id in the cluster (default: kept in data dir)")
+    p.add_argument("--cluster-prefix", help="NATS subject prefix of the cluster (default mqtt)")
     return p
 
 
-def settings_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from mqttfast.codec.constants import MAX_PACKET_SIZE
-    from mqttfast.core.settings import BrokerSettings
-
-    max_packet = args.max_packet_size or MAX_PACKET_SIZE
-    return BrokerSettings(
-        host=args.host,
-        port=args.port,
-        sys_interval=args.sys_interval,
-        connect_timeout=args.connect_timeout,
-        max_inflight=args.max_inflight,
-        max_queued_messages=args.max_queued_messages,
-        max_packet_size=min(max_packet, MAX_PACKET_SIZE),
-        # As mosquitto: max_inflight_messages is also the Receive Maximum told to v5 clients.
-        receive_maximum=args.max_inflight or 65535,
-        persistence="strict" if args.persistence == "on" else args.persistence,
-        data_dir=args.data_dir,
-        max_retained_messages=args.max_retained_messages,
-        max_retained_bytes=args.max_retained_bytes,
-    )
+def load_config(args: argparse.Namespace) -> Config:
+    """The Config of this command line: the file (if any), then the flags over it.
+    Raises ConfigError."""
+    if args.config and args.mosquitto_config:
+        raise ConfigError(["--config and --mosquitto-config are exclusive"])
+    path = args.config or args.mosquitto_config
+    cfg = load_file(path, bool(args.mosquitto_config)) if path else Config()
+    apply_flags(cfg, vars(args))
+    errors = check_ops(cfg)
+    if errors:
+        raise ConfigError(errors, cfg.source)
+    return cfg
 
 
-async def serve(settings, runtime=None) -> int:  # type: ignore[no-untyped-def]
-    from mqttfast.app.persistence import PersistenceError, open_storage
-    from mqttfast.codec import IMPLEMENTATION
-    from mqttfast.core.broker import Broker
-    from mqttfast.transport.server import MQTTServer
-
+async def serve(cfg: Config) -> int:
+    """Run the broker of ``cfg`` until SIGTERM/SIGINT; the exit code."""
     # Signal handlers first: a SIGTERM during start-up (storage recovery, plug-in
     # loading, binding) must end in the same clean shutdown and exit code 0, not kill
     # the process with -15. stop.wait() below returns at once if it already came.
@@ -209,86 +266,55 @@ async def serve(settings, runtime=None) -> int:  # type: ignore[no-untyped-def]
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):  # e.g. Windows
             signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))
+    assembly = Assembly(cfg)
     try:
-        storage = open_storage(
-            settings.persistence, settings.data_dir, settings.persistence_interval
-        )
-        if runtime is None:  # listeners and security from settings alone
-            from mqttfast.app.config import Runtime
-
-            runtime = Runtime.for_settings(settings)
-        broker = Broker(settings, hooks=runtime.hooks, storage=storage)
-        restored = storage.recover(broker)  # before accepting connections
-    except PersistenceError as err:
-        print(f"mqttfast: error: {err}", file=sys.stderr)
+        await assembly.start()
+    except StartError as err:
+        if err.exit_code == 2:
+            print(f"mqttfast: error: {err}", file=sys.stderr)
+        else:
+            log.error("%s", err)
+        return err.exit_code
+    except ConfigError as err:
+        for line in err.errors:
+            print(f"mqttfast: config error: {_in_file(err.source, line)}", file=sys.stderr)
         return 2
-    if storage.durable:
-        log.info(
-            "persistence %s in %s: restored %s",
-            settings.persistence,
-            settings.data_dir,
-            ", ".join(f"{v} {k}" for k, v in restored.items()),
-        )
-    from mqttfast.plugins.runtime import Extensions
-
-    try:  # [[plugin]] hooks are in place before the first client; [[bridge]]s start below
-        extensions = Extensions.prepare(runtime.cfg, broker)
-    except ValueError as err:
-        print(f"mqttfast: config error: {err}", file=sys.stderr)
-        storage.close()
+    except PluginError as err:
+        print(f"mqttfast: config error: {_in_file(cfg.source, str(err))}", file=sys.stderr)
         return 2
-    server = MQTTServer(broker)
-    try:
-        await runtime.start_listeners(server)  # every [[listener]] (config.py)
-    except (OSError, ValueError) as err:
-        log.error("cannot listen: %s", getattr(err, "strerror", None) or err)
-        await server.stop()
-        storage.close()
-        return 1
-    # One line, "mqttfast <version> listening on HOST:PORT (codec: cython|python)";
-    # several listeners are listed comma-separated (plain TCP as HOST:PORT).
-    log.info(
-        "mqttfast %s listening on %s (codec: %s)",
-        __version__,
-        ", ".join(_where(lst) for lst in runtime.listeners) or "nothing",
-        IMPLEMENTATION,
-    )
-    from mqttfast.app.admin import start_ops
-
-    try:  # /metrics and the admin API, when enabled
-        ops = await start_ops(broker, getattr(runtime, "ops", None), IMPLEMENTATION)
-    except OSError as err:
-        log.error("cannot serve metrics/admin: %s", err.strerror or err)
-        await server.stop()
-        storage.close()
-        return 1
-    await extensions.start()  # plug-ins' start(), bridges connect out
     tune_gc()
-    try:  # SIGHUP: reload password/ACL files and the log level, connections stay
-        loop.add_signal_handler(signal.SIGHUP, runtime.reload)
+    try:  # SIGHUP: reload password/ACL files, plug-ins and the log level; connections stay
+        loop.add_signal_handler(signal.SIGHUP, lambda: _reload(assembly))
     except (AttributeError, NotImplementedError, RuntimeError):
         pass
     await stop.wait()
     log.info("shutting down")
-    await ops.stop()
     try:  # bounded: v5 clients get DISCONNECT 0x8B, wills go out, output is flushed
-        await asyncio.wait_for(
-            extensions.stop(server), SHUTDOWN_TIMEOUT
-        )  # bridges, server, plug-ins
+        await asyncio.wait_for(assembly.stop(), SHUTDOWN_TIMEOUT)
     except TimeoutError:
         log.warning("shutdown took over %.0f s; exiting anyway", SHUTDOWN_TIMEOUT)
-    storage.close()
     log.info("stopped")
     return 0
 
 
-def _where(listener) -> str:  # type: ignore[no-untyped-def]
-    cfg = listener.cfg
-    if cfg.protocol == "mqtt" and not cfg.tls and not cfg.unix_path and not cfg.name:
-        addrs = listener.addresses()
-        port = addrs[0][1] if addrs else cfg.port
-        return f"{cfg.address}:{port}"
-    return cfg.label()
+def _reload(assembly: Assembly) -> None:
+    assembly.reload()
+    cfg = assembly.cfg
+    if not cfg.source or "logging.level" in cfg.flags:
+        return
+    try:
+        fresh = load_file(cfg.source, cfg.mosquitto, lambda w: None)
+    except ConfigError as err:
+        log.error("config reload failed, keeping the log level: %s", err)
+        return
+    if "logging.level" in fresh.present:
+        logging.getLogger().setLevel(getattr(logging, fresh.logging.level.upper()))
+        log.info("log level %s", fresh.logging.level)
+
+
+def _in_file(source: str, line: str) -> str:
+    """``FILE: key: message`` unless the message already names the file."""
+    return line if not source or line.startswith(source) else f"{source}: {line}"
 
 
 def tune_gc() -> None:
@@ -305,31 +331,28 @@ def tune_gc() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in SUBCOMMANDS:
-        module, _, func = SUBCOMMANDS[argv[0]].partition(":")
+        module, _, func = SUBCOMMANDS[argv[0]][0].partition(":")
         return int(getattr(importlib.import_module(module), func)(argv[1:]) or 0)
-    from mqttfast.app import config
-
-    args, runtime = config.parse_args(build_parser(), argv)  # --config under the flags
-    from mqttfast.app.admin import check_ops, ops_options
-    from mqttfast.app.logging_setup import configure_logging
-
-    configure_logging(args.log_level, args.log_format)
-    runtime.ops = ops_options(runtime.cfg, args, runtime.explicit)
-    for line in check_ops(runtime.ops):
-        print(f"mqttfast: error: {line}", file=sys.stderr)
-        return 2
-    settings = config.broker_settings(runtime.cfg, args)
+    args = build_parser().parse_args(argv)
     try:
-        runtime.setup_security()
-    except config.ConfigError as err:
+        cfg = load_config(args)
+    except ConfigError as err:
         for line in err.errors:
-            print(f"mqttfast: config error: {line}", file=sys.stderr)
+            print(f"mqttfast: config error: {_in_file(err.source, line)}", file=sys.stderr)
         return 2
+    if cfg.server.workers != 1:
+        try:  # several processes: the supervisor runs this command line in each
+            from mqttfast.app.supervisor import main as supervisor_main  # type: ignore[import-not-found,unused-ignore]
+        except ImportError as err:
+            print(f"mqttfast: error: server.workers: not available here ({err})", file=sys.stderr)
+            return 2
+        return int(supervisor_main(argv))
+    configure_logging(cfg.logging.level, cfg.logging.format)
     from mqttfast.transport.server import new_event_loop
 
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
         try:
-            return runner.run(serve(settings, runtime))
+            return runner.run(serve(cfg))
         except KeyboardInterrupt:
             return 0
 

@@ -86,7 +86,7 @@ def _value(kind: type, raw: str, where: str) -> Any:
 
 def translate(path: str, warn: Callable[[str], None]) -> dict[str, Any]:
     """Read ``path`` and return the equivalent TOML tables. Raises ConfigError."""
-    from .config import ConfigError
+    from .schema import ConfigError
 
     try:
         with open(path, encoding="utf-8") as fh:

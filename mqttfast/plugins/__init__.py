@@ -1,4 +1,11 @@
-"""Broker plug-ins: the :class:`Plugin` interface, its manager and the bundled plug-ins.
+"""Broker plug-ins: the :class:`Plugin` interface, its loader, its dispatcher, the
+:class:`BrokerAPI` plug-ins talk to, and the bundled plug-ins.
+
+* :mod:`.base`: ``Plugin``, ``ClientInfo``, ``DisconnectReason`` (the interface);
+* :mod:`.api`: ``BrokerAPI`` (publish, Python subscriptions, views, flow control);
+* :mod:`.loader`: the one loader (dotted paths, entry points, config tables);
+* :mod:`.manager`: ``PluginHooks``, the one hook dispatcher;
+* :mod:`.legacy_auth`: the deprecated ``AuthPlugin`` interface, run as a Plugin.
 
 Bundled (each loadable by dotted path in a ``[[plugin]]`` config table):
 
@@ -12,7 +19,8 @@ See docs/plugins.md.
 """
 
 from .base import ClientInfo, DisconnectReason, Plugin, Properties
-from .manager import ENTRY_POINT_GROUP, PluginError, PluginHooks, entry_point_plugins, load_plugin
+from .loader import ENTRY_POINT_GROUP, PluginError, entry_point_plugins, load_plugin, load_tables
+from .manager import PluginHooks
 
 __all__ = [
     "Plugin",
@@ -22,6 +30,7 @@ __all__ = [
     "PluginHooks",
     "PluginError",
     "load_plugin",
+    "load_tables",
     "entry_point_plugins",
     "ENTRY_POINT_GROUP",
 ]

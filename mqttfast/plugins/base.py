@@ -16,7 +16,7 @@ from mqttfast.codec.packets import Properties
 
 if TYPE_CHECKING:
     from mqttfast.core.message import Message
-    from mqttfast.embed import BrokerAPI
+    from mqttfast.plugins.api import BrokerAPI
 
 # What a hook may return: the value itself, or an awaitable of it (async hooks).
 MaybeAwaitable = Any | Awaitable[Any]
@@ -50,7 +50,7 @@ class Plugin:
 
     Constructed as ``Plugin(options)`` with the ``options`` table of its
     ``[[plugin]]`` config entry (``self.options``). ``self.broker`` is the
-    :class:`mqttfast.embed.BrokerAPI` of the broker it runs in (set before
+    :class:`mqttfast.plugins.api.BrokerAPI` of the broker it runs in (set before
     :meth:`start`): ``await self.broker.publish(...)``, ``self.broker.clients`` ...
 
     Hooks (each sync or ``async``; an exception is logged and isolated):
@@ -74,6 +74,10 @@ class Plugin:
     * ``on_connect(client)``, ``on_disconnect(client, reason: DisconnectReason)``
     * ``on_tick(now)`` every ``tick_interval`` seconds (a ``time.monotonic()`` value).
     * ``start(broker)`` / ``stop()``: life cycle (open files, start workers, flush).
+    * ``reload()`` on SIGHUP (re-read files); an exception is logged.
+
+    Plug-ins see clients only as :class:`ClientInfo` values and act on the broker
+    only through ``self.broker`` (e.g. ``self.broker.pause_reading(client_id)``).
     """
 
     #: Seconds between ``on_tick`` calls.

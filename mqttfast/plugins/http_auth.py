@@ -43,7 +43,7 @@ class HttpAuth(Plugin):
         o = self.options
         self.url = str(o.get("url") or "")
         check_url(self.url)
-        self.acl_url = o.get("acl_url")
+        self.acl_url = str(o.get("acl_url") or "")
         if self.acl_url:
             check_url(self.acl_url)
         else:

@@ -16,13 +16,12 @@ failed.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import inspect
 import logging
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from mqttfast.codec import validate_topic_name
@@ -30,65 +29,19 @@ from mqttfast.codec.constants import CONNACK_REASON_CODES, PUBACK_REASON_CODES, 
 from mqttfast.codec.errors import MQTTError
 from mqttfast.core.hooks import Hooks
 
+from .api import pause_connection, resume_connection
 from .base import HOOK_NAMES, ClientInfo, DisconnectReason, Plugin
+from .loader import ENTRY_POINT_GROUP, PluginError, entry_point_plugins, load_plugin
 
 log = logging.getLogger("mqttfast.plugins")
 
-ENTRY_POINT_GROUP = "mqttfast.plugins"
 FAILED = ReasonCode.IMPLEMENTATION_SPECIFIC_ERROR  # 0x83: a plug-in raised or timed out
 # Messages of one publisher waiting behind a slow async hook before its reading pauses.
 MAX_WAITING = 1000
 
 
-class PluginError(ValueError):
-    """A plug-in could not be loaded (bad path, not a Plugin, constructor failed)."""
-
-
 def _always(*_: Any) -> bool:
     return True
-
-
-# ---------------------------------------------------------------------------- loading
-def load_plugin(path: str, options: Mapping[str, Any] | None = None) -> Plugin:
-    """Instantiate ``"package.module:Class"`` (or ``package.module.Class``) with options."""
-    module_name, sep, attr = path.partition(":")
-    if not sep:
-        module_name, _, attr = path.rpartition(".")
-    if not module_name or not attr:
-        raise PluginError(f"plug-in {path!r}: expected 'package.module:Class'")
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:
-        raise PluginError(f"plug-in {path!r}: cannot import {module_name}: {exc}") from None
-    cls = getattr(module, attr, None)
-    if not isinstance(cls, type) or not issubclass(cls, Plugin):
-        raise PluginError(f"plug-in {path!r}: {attr} is not a mqttfast.Plugin subclass")
-    try:
-        return cls(options or {})
-    except Exception as exc:
-        raise PluginError(f"plug-in {path!r}: {exc}") from None
-
-
-def entry_point_plugins(
-    names: Iterable[str] | None = None, options: Mapping[str, Mapping[str, Any]] | None = None
-) -> list[Plugin]:
-    """Plug-ins installed under the ``mqttfast.plugins`` entry-point group (all, or
-    only ``names``), in name order."""
-    from importlib.metadata import entry_points
-
-    wanted = set(names) if names is not None else None
-    out: list[Plugin] = []
-    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-        if wanted is not None and ep.name not in wanted:
-            continue
-        try:
-            cls = ep.load()
-        except Exception as exc:
-            raise PluginError(f"entry point {ep.name!r}: {exc}") from None
-        if not isinstance(cls, type) or not issubclass(cls, Plugin):
-            raise PluginError(f"entry point {ep.name!r}: not a mqttfast.Plugin subclass")
-        out.append(cls(dict((options or {}).get(ep.name, {}))))
-    return out
 
 
 # ---------------------------------------------------------------------------- running
@@ -309,7 +262,7 @@ class PluginHooks(Hooks):
         if queue is not None:  # an earlier message of this publisher is still being decided
             queue.append((msg, done, 0, None))
             if len(queue) == MAX_WAITING:  # bounded: stop reading this publisher meanwhile
-                client.sink.pause_reading()
+                pause_connection(client)
             return None
         if not self.publish_steps:
             return 0
@@ -356,8 +309,8 @@ class PluginHooks(Hooks):
                 if inspect.iscoroutine(first):
                     first.close()
             self.waiting.pop(client, None)
-            if paused and client.state != 3:  # 3: closed
-                client.sink.resume_reading()
+            if paused:
+                resume_connection(client)
 
     async def _decide(self, info: ClientInfo, msg: Any, start: int, first: Any) -> int:
         steps = self.publish_steps
@@ -499,6 +452,17 @@ class PluginHooks(Hooks):
                     task = self.spawn(self._await(step, res))
                     if task is not None:
                         self._tick_running[key] = task
+
+    def reload(self) -> None:
+        """SIGHUP: every plug-in's ``reload()`` (if it has one); failures are logged."""
+        for p in self.plugins:
+            fn = getattr(p, "reload", None)
+            if fn is None:
+                continue
+            try:
+                fn()
+            except Exception as exc:
+                log.error("plug-in %s reload failed: %r", p.name, exc)
 
     async def stop(self) -> None:
         if self._tick_task is not None:

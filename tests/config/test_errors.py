@@ -80,7 +80,10 @@ def errors_of(data: dict) -> list[str]:
             "persistence.mode: must be one of strict, relaxed, off",
         ),
         ({"auth": {"allow_anonymous": 1}}, "auth.allow_anonymous: expected boolean, got integer"),
-        ({"auth": {"plugin": [{"options": {}}]}}, "auth.plugin[0].class: required"),
+        (
+            {"auth": {"plugin": [{"options": {}}]}},
+            "auth.plugin[0].class: exactly one of 'class' or 'entry_point' is required",
+        ),
         ({"auth": {"rate_limit": {"burst": -1}}}, "auth.rate_limit.burst: must be >= 0"),
         ({"sys": {"interval": -1}}, "sys.interval: must be >= 0"),
         ({"logging": {"level": "loud"}}, "logging.level: must be one of debug, info"),

@@ -1,14 +1,24 @@
-"""Run a real broker as a subprocess on a free loopback port.
+"""The one way tests run a broker process: :class:`BrokerProcess`.
 
-By default the broker is mqttfast (``python3 -m mqttfast``). With the
-environment variable ``MQTTFAST_TEST_BROKER=mosquitto`` it is Debian's
-``mosquitto`` with a generated configuration instead, so the expectations of
-the end-to-end tests can be checked against a reference implementation.
+By default the broker is mqttfast (``python3 -m mqttfast``) on a free 127.0.0.1
+port given as ``--host``/``--port``. With ``config=TEXT`` it is started from that
+TOML (or, ``mosquitto=True``, mosquitto.conf) file written into its working
+directory instead, and ``wait=`` lists what must accept connections before
+``start()`` returns. Output is captured in a log file (:meth:`log_text`,
+:meth:`wait_for_log`); :meth:`stop` is SIGTERM with a bound, :meth:`kill` is
+kill -9. The ``run`` fixture (tests/helpers/fixtures.py) runs a coroutine in a
+fresh event loop for embedded brokers.
+
+With the environment variable ``MQTTFAST_TEST_BROKER=mosquitto`` the flag-driven
+broker is Debian's ``mosquitto`` with a generated configuration instead, so the
+expectations of the end-to-end tests can be checked against a reference
+implementation.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -52,6 +62,28 @@ def port_accepts(port: int, host: str = "127.0.0.1", timeout: float = 0.2) -> bo
         return False
 
 
+def accepts(target: object) -> bool:
+    """A port on 127.0.0.1, a ``(host, port)`` pair or a unix socket path accepts."""
+    if isinstance(target, int):
+        return port_accepts(target)
+    if isinstance(target, tuple):
+        host, port = target
+        return port_accepts(port, host)
+    path = str(target)
+    if not os.path.exists(path):
+        return False
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(0.2)
+            s.connect(path)
+        return True
+    except OSError:
+        return False
+
+
+TRACEBACK = re.compile(r"^Traceback \(most recent call last\):", re.MULTILINE)
+
+
 # mqttfast flags -> mosquitto.conf directives, for tests that configure limits.
 # A flag with no mosquitto equivalent raises, so a test that needs it must be
 # marked ``mqttfast_only``.
@@ -64,11 +96,18 @@ _MOSQUITTO_FLAGS = {
 
 
 class BrokerProcess:
-    """A broker subprocess listening on ``127.0.0.1:<port>``.
+    """A broker subprocess.
 
     ``extra_args`` are appended to the mqttfast command line; ``env`` adds to
-    (not replaces) the current environment. Output goes to a temporary log
-    file, readable with :meth:`log_text`.
+    (not replaces) the current environment. Output goes to a log file, readable
+    with :meth:`log_text`.
+
+    Without ``config`` it listens on ``127.0.0.1:<port>`` (``--host``/``--port``).
+    With ``config`` (the text of a TOML file, or of a mosquitto.conf when
+    ``mosquitto``) it is started with ``--config FILE`` in ``workdir`` (default: a
+    temporary directory), and ``wait`` lists what must accept connections before
+    :meth:`start` returns: ports on 127.0.0.1, ``(host, port)`` pairs or unix
+    socket paths (default: nothing).
     """
 
     def __init__(
@@ -76,6 +115,11 @@ class BrokerProcess:
         extra_args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
         port: int | None = None,
+        *,
+        config: str | None = None,
+        mosquitto: bool = False,
+        workdir: Path | None = None,
+        wait: Sequence[object] = (),
     ) -> None:
         self.extra_args = list(extra_args)
         self.env = dict(env or {})
@@ -83,13 +127,24 @@ class BrokerProcess:
         self._fixed_port = port is not None
         self.proc: subprocess.Popen[bytes] | None = None
         self._tmpdir = tempfile.TemporaryDirectory(prefix="mqttfast-test-")
-        self.log_path = Path(self._tmpdir.name) / "broker.log"
-        self.kind = "mosquitto" if mosquitto_mode() else "mqttfast"
+        self.workdir = Path(workdir) if workdir is not None else Path(self._tmpdir.name)
+        self.log_path = self.workdir / f"broker-{time.monotonic_ns()}.log"
+        self.config_text = config
+        self.mosquitto_config = mosquitto
+        self.config_file: Path | None = None
+        if config is not None:
+            self.config_file = self.workdir / ("mosquitto.conf" if mosquitto else "mqttfast.toml")
+            self.config_file.write_text(config)
+        self.wait_targets = list(wait)
+        self.kind = "mosquitto" if mosquitto_mode() and config is None else "mqttfast"
 
     # -- command lines ----------------------------------------------------
     def command(self) -> list[str]:
         if self.kind == "mosquitto":
             return [self._mosquitto_binary(), "-c", str(self._write_mosquitto_conf())]
+        if self.config_file is not None:
+            flag = "--mosquitto-config" if self.mosquitto_config else "--config"
+            return [sys.executable, "-m", "mqttfast", flag, str(self.config_file), *self.extra_args]
         return [
             sys.executable,
             "-m",
@@ -145,7 +200,10 @@ class BrokerProcess:
 
     # -- life cycle -------------------------------------------------------
     def start(self, timeout: float = START_TIMEOUT) -> BrokerProcess:
-        """Start the broker and wait (bounded) until its port accepts TCP."""
+        """Start the broker and wait (bounded) until its port accepts TCP (with a
+        config file: until every ``wait`` target accepts)."""
+        if self.config_file is not None:
+            return self._start_configured(timeout)
         for attempt in range(3):
             self._spawn()
             deadline = time.monotonic() + timeout
@@ -171,6 +229,24 @@ class BrokerProcess:
             )
         raise AssertionError("unreachable")
 
+    def _start_configured(self, timeout: float) -> BrokerProcess:
+        self._spawn()
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        pending = list(self.wait_targets)
+        while pending:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"mqttfast exited with {self.proc.returncode}; log:\n{self.log_text()}"
+                )
+            if time.monotonic() > deadline:
+                self.kill()
+                raise RuntimeError(f"listeners {pending} not ready; log:\n{self.log_text()}")
+            pending = [w for w in pending if not accepts(w)]
+            if pending:
+                time.sleep(0.05)
+        return self
+
     def _spawn(self) -> None:
         log = open(self.log_path, "ab")
         try:
@@ -180,7 +256,7 @@ class BrokerProcess:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env=self._environment(),
-                cwd=self._tmpdir.name,
+                cwd=self.workdir,
             )
         finally:
             log.close()  # the child keeps its own descriptor
@@ -237,9 +313,14 @@ class BrokerProcess:
         return self.proc.returncode
 
     def kill(self) -> None:
+        """kill -9 (no clean shutdown: what a crash or power cut looks like)."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(5)
+
+    def assert_no_traceback(self) -> None:
+        text = self.log_text()
+        assert not TRACEBACK.search(text), f"traceback in the broker log:\n{text[-5000:]}"
 
     def cleanup(self) -> None:
         self.kill()

@@ -14,6 +14,7 @@ Markers:
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,7 +24,14 @@ import pytest
 from .broker import BrokerProcess, mosquitto_mode
 from .rawclient import RawClient
 
-__all__ = ["broker", "raw", "register_markers", "apply_collection_rules", "DEFAULT_TIMEOUT"]
+__all__ = [
+    "broker",
+    "raw",
+    "run",
+    "register_markers",
+    "apply_collection_rules",
+    "DEFAULT_TIMEOUT",
+]
 
 # Per-test bound (pytest-timeout) for tests that do not set their own.
 DEFAULT_TIMEOUT = 60
@@ -114,3 +122,21 @@ def raw(broker: BrokerProcess) -> Iterator[Callable[..., RawClient]]:
     yield make
     for c in clients:
         c.close()
+
+
+@pytest.fixture
+def run() -> Callable[..., object]:
+    """``run(coro_fn, *args)``: run a coroutine in a fresh event loop (an embedded broker,
+    asyncio clients); afterwards no task may be left running."""
+
+    def runner(coro_fn: Callable[..., object], *args: object, **kw: object) -> object:
+        async def wrapper() -> object:
+            result = await coro_fn(*args, **kw)  # type: ignore[misc]
+            await asyncio.sleep(0)
+            left = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            assert not left, f"tasks left running after the broker stopped: {left}"
+            return result
+
+        return asyncio.run(wrapper())
+
+    return runner

@@ -3,14 +3,8 @@ clients for every listener kind: TCP/TLS/unix sockets carrying the test RawClien
 
 from __future__ import annotations
 
-import os
-import re
-import signal
 import socket
 import ssl
-import subprocess
-import sys
-import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -19,11 +13,10 @@ import pytest
 import trustme
 
 from mqttfast.codec import Decoder
-from tests.helpers.broker import REPO_ROOT, free_port, port_accepts
+from tests.helpers.broker import BrokerProcess, free_port
 from tests.helpers.rawclient import RawClient
 
 START_TIMEOUT = 20.0
-TRACEBACK = re.compile(r"^Traceback \(most recent call last\):", re.MULTILINE)
 
 __all__ = [
     "start_broker",
@@ -49,8 +42,9 @@ def has_ipv6_loopback() -> bool:
         return False
 
 
-class ConfigBroker:
-    """``python3 -m mqttfast --config FILE`` (or ``--mosquitto-config``) in ``workdir``.
+class ConfigBroker(BrokerProcess):
+    """``python3 -m mqttfast --config FILE`` (or ``--mosquitto-config``) in ``workdir``:
+    a :class:`tests.helpers.broker.BrokerProcess` with a config file.
 
     ``wait`` lists what must accept connections before start() returns:
     TCP ports on 127.0.0.1, ``("::1", port)`` pairs, or unix socket paths.
@@ -64,105 +58,24 @@ class ConfigBroker:
         mosquitto: bool = False,
         wait: Sequence[object] = (),
     ) -> None:
-        self.workdir = workdir
-        self.path = workdir / ("mosquitto.conf" if mosquitto else "mqttfast.toml")
-        self.path.write_text(text)
-        self.args = list(args)
-        self.mosquitto = mosquitto
-        self.wait = list(wait)
-        self.log_path = workdir / f"broker-{time.monotonic_ns()}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
+        super().__init__(args, config=text, mosquitto=mosquitto, workdir=workdir, wait=wait)
+        assert self.config_file is not None
+        self.path = self.config_file
+        self.args = self.extra_args
+        self.wait = self.wait_targets
 
-    def command(self) -> list[str]:
-        flag = "--mosquitto-config" if self.mosquitto else "--config"
-        return [sys.executable, "-m", "mqttfast", flag, str(self.path), *self.args]
-
-    def start(self) -> ConfigBroker:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
-        env["PYTHONUNBUFFERED"] = "1"
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                self.command(),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                cwd=self.workdir,
-            )
-        deadline = time.monotonic() + START_TIMEOUT
-        pending = list(self.wait)
-        while pending:
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"mqttfast exited with {self.proc.returncode}; log:\n{self.log_text()}"
-                )
-            if time.monotonic() > deadline:
-                self.kill()
-                raise RuntimeError(f"listeners {pending} not ready; log:\n{self.log_text()}")
-            pending = [w for w in pending if not _accepts(w)]
-            if pending:
-                time.sleep(0.05)
+    def start(self, timeout: float = START_TIMEOUT) -> ConfigBroker:
+        super().start(timeout)
         return self
 
-    def log_text(self) -> str:
+    def stop(self, timeout: float = 10.0) -> int:
+        """SIGTERM; the log must hold no traceback."""
         try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def wait_for_log(self, needle: str, timeout: float = 5.0) -> str:
-        deadline = time.monotonic() + timeout
-        while True:
-            text = self.log_text()
-            if needle in text:
-                return text
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{needle!r} not in the log; tail:\n{text[-3000:]}")
-            time.sleep(0.05)
-
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def signal(self, signum: int) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signum)
-
-    def stop(self) -> int:
-        if self.proc is None:
-            return 0
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-                raise AssertionError("mqttfast ignored SIGTERM") from None
-        assert not TRACEBACK.search(self.log_text()), f"traceback in log:\n{self.log_text()}"
-        return self.proc.returncode
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
-
-
-def _accepts(target: object) -> bool:
-    if isinstance(target, int):
-        return port_accepts(target)
-    if isinstance(target, tuple):
-        host, port = target
-        return port_accepts(port, host)
-    path = str(target)
-    if not os.path.exists(path):
-        return False
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(0.2)
-            s.connect(path)
-        return True
-    except OSError:
-        return False
+            code = super().stop(timeout)
+        except TimeoutError:
+            raise AssertionError("mqttfast ignored SIGTERM") from None
+        self.assert_no_traceback()
+        return code
 
 
 def raw_on_socket(sock: socket.socket, version: int = 4) -> RawClient:

@@ -4,7 +4,6 @@ free loopback ports, bounded HTTP calls, Prometheus text parsing."""
 from __future__ import annotations
 
 import json
-import re
 import time
 import urllib.error
 import urllib.request
@@ -19,7 +18,6 @@ from tests.helpers.broker import BrokerProcess, free_port, port_accepts
 
 TOKEN = "test-token-5f2c"
 HTTP_TIMEOUT = 5.0
-_TRACEBACK = re.compile(r"^Traceback \(most recent call last\):", re.MULTILINE)
 
 
 class OpsBroker(BrokerProcess):
@@ -90,8 +88,7 @@ class OpsBroker(BrokerProcess):
         return out
 
     def assert_clean_log(self) -> None:
-        log = self.log_text()
-        assert not _TRACEBACK.search(log), f"traceback in the broker log:\n{log[-5000:]}"
+        self.assert_no_traceback()
 
 
 def http(

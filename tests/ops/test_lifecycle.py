@@ -119,7 +119,7 @@ def test_version_flag() -> None:
         cwd=REPO_ROOT,
     )
     assert proc.returncode == 0
-    assert proc.stdout.strip() == f"mqttfast {mqttfast.__version__}"
+    assert proc.stdout.strip().startswith(f"mqttfast {mqttfast.__version__} (codec: ")
 
 
 def test_bad_ops_flag_is_one_line_exit_2() -> None:

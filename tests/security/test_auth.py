@@ -15,8 +15,8 @@ from mqttfast.app.security.auth import (
     load_plugin,
 )
 from mqttfast.app.security.passwords import PasswordFile
-from mqttfast.app.security.ratelimit import LoginRateLimiter
 from mqttfast.codec.constants import ConnackCode311, ReasonCode
+from mqttfast.core.rate_limit import LoginRateLimiter
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -16,7 +16,7 @@ from paho.mqtt.reasoncodes import ReasonCode as PahoReasonCode
 from mqttfast.app.security.auth import Authenticator
 from mqttfast.app.security.hooks import SecurityHooks, strip_share
 from mqttfast.app.security.passwords import PasswordFile
-from mqttfast.app.security.ratelimit import LoginRateLimiter
+from mqttfast.core.rate_limit import LoginRateLimiter
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mqttfast.app.security.ratelimit import LoginRateLimiter, source_key
+from mqttfast.core.rate_limit import LoginRateLimiter, source_key
 
 pytestmark = pytest.mark.timeout(30)
 

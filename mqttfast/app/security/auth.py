@@ -11,17 +11,18 @@ from (in order) plug-ins, then the password/ACL files:
 * ``authorise_receive(client_id, username, topic) -> bool`` per delivered
   message, retained messages on subscribe included.
 
-Plug-ins subclass :class:`AuthPlugin` and implement any of the methods; each
-returns ``None`` to defer to the next plug-in / the files, ``True``/``False``,
-or (for ``authenticate``) an MQTT 5 reason code. The first non-``None`` answer
-wins. ``reload()`` (SIGHUP) re-reads the files; a file that fails to load
-keeps its previous contents and the error is logged.
+The broker builds it from ``[auth]`` (password and ACL files, the failed-login
+limiter) and runs plug-ins beside it through the one plug-in dispatcher
+(:mod:`mqttfast.plugins`). For library use it still accepts deprecated
+:class:`~mqttfast.plugins.legacy_auth.AuthPlugin` objects (``plugins=``), asked
+before the files; the first non-``None`` answer wins. ``reload()`` (SIGHUP)
+re-reads the files; a file that fails to load keeps its previous contents and the
+error is logged.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import ipaddress
 import logging
 import os
@@ -29,10 +30,12 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from mqttfast.codec.constants import CONNACK_REASON_CODES, ConnackCode311, ReasonCode
+from mqttfast.core.rate_limit import LoginRateLimiter, source_key
+from mqttfast.plugins.legacy_auth import AuthPlugin
+from mqttfast.plugins.loader import PluginError, import_class
 
 from .acl import AclFile
 from .passwords import PasswordFile
-from .ratelimit import LoginRateLimiter, source_key
 
 __all__ = ["AuthPlugin", "Authenticator", "connack_code_v311", "load_plugin"]
 
@@ -41,58 +44,20 @@ log = logging.getLogger("mqttfast.security.auth")
 Peer = tuple[Any, ...] | str | None
 
 
-class AuthPlugin:
-    """Base class for custom authentication/authorisation (``auth_plugin`` in config).
-
-    Constructed as ``Plugin(options)`` with the options mapping from config.
-    Every method is optional: the base versions return ``None`` ("no opinion").
-    Methods run on the event loop except ``authenticate``, which the
-    Authenticator runs in a worker thread when called via ``authenticate_async``
-    (so blocking I/O such as an HTTP check is acceptable there, but keep it
-    bounded with a timeout).
-    """
-
-    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
-        self.options: Mapping[str, Any] = dict(options or {})
-
-    def authenticate(
-        self, client_id: str, username: str | None, password: bytes | None, peer: Peer
-    ) -> bool | int | None:
-        return None
-
-    def authorise_publish(self, client_id: str, username: str | None, topic: str) -> bool | None:
-        return None
-
-    def authorise_subscribe(
-        self, client_id: str, username: str | None, topic_filter: str
-    ) -> bool | None:
-        return None
-
-    def authorise_receive(self, client_id: str, username: str | None, topic: str) -> bool | None:
-        return None
-
-    def reload(self) -> None:
-        """Called on SIGHUP; raise to report a problem (the plug-in keeps running)."""
-
-
 def load_plugin(spec: str, options: Mapping[str, Any] | None = None) -> AuthPlugin:
-    """Instantiate ``"package.module:ClassName"`` (or ``package.module.ClassName``)."""
-    module_name, sep, attr = spec.partition(":")
-    if not sep:
-        module_name, _, attr = spec.rpartition(".")
-    if not module_name or not attr:
-        raise ValueError(f"auth plug-in {spec!r}: expected 'package.module:ClassName'")
+    """Instantiate a deprecated ``AuthPlugin`` class for :class:`Authenticator`'s own
+    ``plugins`` (library use; the broker loads every plug-in through
+    :func:`mqttfast.plugins.loader.load_plugin`, which wraps AuthPlugins in Plugins)."""
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ValueError(f"auth plug-in {spec!r}: cannot import {module_name}: {exc}") from None
-    cls = getattr(module, attr, None)
-    if not isinstance(cls, type) or not issubclass(cls, AuthPlugin):
-        raise ValueError(f"auth plug-in {spec!r}: {attr} is not an AuthPlugin subclass")
+        cls = import_class(spec)
+    except PluginError as err:
+        raise ValueError(str(err).replace("plug-in", "auth plug-in", 1)) from None
+    if not issubclass(cls, AuthPlugin):
+        raise ValueError(f"auth plug-in {spec!r}: {cls.__name__} is not an AuthPlugin subclass")
     return cls(options)
 
 
-_V311 = {
+_V311: dict[int, int] = {
     ReasonCode.SUCCESS: ConnackCode311.ACCEPTED,
     ReasonCode.BAD_USER_NAME_OR_PASSWORD: ConnackCode311.BAD_USER_NAME_OR_PASSWORD,
 }

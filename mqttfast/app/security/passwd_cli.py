@@ -149,7 +149,9 @@ def run(argv: Sequence[str]) -> int:
         if not pwfile.delete(args.user):
             raise _UsageError(f"user {args.user} not found in {args.file}")
     else:
-        password = args.password if args.batch else _prompt_password()
+        password: str | None = args.password if args.batch else _prompt_password()
+        if password is None:
+            raise _UsageError("-b needs the password on the command line")
         pwfile.set(args.user, password, args.iterations)
     pwfile.save(args.file)
     return EXIT_OK

@@ -1,0 +1,21 @@
+"""mqttfast.app as a whole: the assembly, the configuration model, the command line.
+Real broker processes and real embedded brokers, real clients."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.fixtures import apply_collection_rules, register_markers, run  # noqa: F401
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    register_markers(config)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    apply_collection_rules(items, config, Path(__file__).parent)
+    for item in items:
+        if Path(str(item.fspath)).resolve().is_relative_to(Path(__file__).parent.resolve()):
+            item.add_marker(pytest.mark.mqttfast_only("mqttfast's own assembly and CLI"))
