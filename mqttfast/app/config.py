@@ -321,6 +321,30 @@ class LoggingConfig:
         flag="log_format",
         doc="text (human-readable) or json (one object per line)",
     )
+    destinations: list = spec(
+        factory=lambda: ["stderr"],
+        doc='where lines go: "stderr", "stdout", "syslog", "file:PATH" (mosquitto log_dest)',
+    )
+    timestamp: bool = spec(True, doc="text lines start with a timestamp")
+    timestamp_format: str | None = spec(
+        None, doc="strftime format of the timestamp (unset: ISO 8601 with milliseconds)"
+    )
+    connection_messages: bool = spec(True, doc="log client connections and disconnections")
+    syslog_facility: str = spec("daemon", doc="syslog facility: daemon, user or local0..local7")
+    aggregate_interval: float = spec(
+        1.0,
+        lo=0,
+        doc="seconds over which repeated events of one kind (connect timeouts, refused "
+        "connections, malformed packets) make one line with a count; 0 = every event",
+    )
+
+
+@dataclass
+class ProcessConfig:
+    pid_file: str | None = spec(None, doc="write the process id here (removed at exit)")
+    user: str | None = spec(
+        None, doc="started as root: become this user before any file is opened or created"
+    )
 
 
 @dataclass
@@ -377,6 +401,7 @@ SECTIONS: dict[str, type] = {
     "logging": LoggingConfig,
     "metrics": MetricsConfig,
     "admin": AdminConfig,
+    "process": ProcessConfig,
 }
 
 
@@ -392,6 +417,7 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)
+    process: ProcessConfig = field(default_factory=ProcessConfig)
     # [[plugin]] / [[bridge]] tables, validated by their owners (mqttfast.plugins.runtime,
     # mqttfast.app.bridge): lists of PluginSpec / BridgeConfig.
     plugin: list = field(default_factory=list)
