@@ -380,7 +380,7 @@ LISTENER_DOCS = {
     "ciphers": "OpenSSL cipher list for TLS <= 1.2",
     "use_identity_as_username": "the certificate identity is the username (no password check)",
     "identity_source": "cn (subject common name) or san (first DNS/email/URI SAN)",
-    "path": "WebSocket path",
+    "path": "WebSocket request path served; \"/\" = any path (as mosquitto)",
     "max_connections": "open connections on this listener; 0 = unlimited",
 }
 LISTENER_CHECKS: dict[str, dict[str, Any]] = {
