@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import importlib
 import logging
 import signal
@@ -311,9 +312,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args, runtime = config.parse_args(build_parser(), argv)  # --config under the flags
     from mqttfast.app.admin import check_ops, ops_options
-    from mqttfast.app.logging_setup import configure_logging
+    from mqttfast.app.logging_setup import configure_logging, flush_aggregated
+    from mqttfast.app.process import ProcessError, start_process
 
-    configure_logging(args.log_level, args.log_format)
+    proc = runtime.cfg.process
+    try:  # become process.user before any file (pid, log, data) is opened or created
+        note = start_process(proc.user, proc.pid_file)
+        configure_logging(args.log_level, args.log_format, runtime.cfg.logging)
+    except (ProcessError, ValueError) as err:
+        print(f"mqttfast: config error: {err}", file=sys.stderr)
+        return 2
+    if note:
+        log.info("%s", note)
+    atexit.register(flush_aggregated)
     runtime.ops = ops_options(runtime.cfg, args, runtime.explicit)
     for line in check_ops(runtime.ops):
         print(f"mqttfast: error: {line}", file=sys.stderr)
