@@ -100,6 +100,10 @@ class BridgeConfig:
     certfile: str | None = None
     keyfile: str | None = None
     insecure: bool = False  # do not verify the remote's certificate
+    # Check the certificate names the remote host (mosquitto's bridge_insecure false);
+    # with false the chain is still verified (unlike insecure).
+    verify_hostname: bool = True
+    tls_version: str = "TLSv1.2"  # minimum TLS version: TLSv1.2 or TLSv1.3
     server_hostname: str | None = None
     reconnect_min: float = 0.5
     reconnect_max: float = 60.0
@@ -133,6 +137,8 @@ _KEYS: dict[str, type | tuple[type, ...]] = {
     "certfile": str,
     "keyfile": str,
     "insecure": bool,
+    "verify_hostname": bool,
+    "tls_version": str,
     "server_hostname": str,
     "reconnect_min": (int, float),
     "reconnect_max": (int, float),
@@ -217,6 +223,8 @@ def parse_bridge_tables(value: Any, errors: list[str]) -> list[BridgeConfig]:
             )
         if not bc.topic:
             errors.append(f"{p}.topic: at least one [[bridge.topic]] is required")
+        if bc.tls_version not in ("TLSv1.2", "TLSv1.3"):
+            errors.append(f"{p}.tls_version: must be TLSv1.2 or TLSv1.3")
         out.append(bc)
     return out
 
@@ -426,6 +434,11 @@ class Bridge:
         if cfg.insecure:
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
+        elif not cfg.verify_hostname:
+            ctx.check_hostname = False
+        ctx.minimum_version = (
+            ssl.TLSVersion.TLSv1_3 if cfg.tls_version == "TLSv1.3" else ssl.TLSVersion.TLSv1_2
+        )
         if cfg.certfile:
             ctx.load_cert_chain(cfg.certfile, cfg.keyfile)
         return ctx

@@ -31,7 +31,13 @@ from websockets.typing import Subprotocol
 log = logging.getLogger("mqttfast.transport")
 
 SUBPROTOCOLS = [Subprotocol("mqtt"), Subprotocol("mqttv3.1")]
-DEFAULT_PATH = "/mqtt"
+# As mosquitto, a websockets listener answers MQTT on any request path ("/" = any);
+# another ``path`` restricts it to that one path (the query string is not compared).
+DEFAULT_PATH = "/"
+
+
+def path_allowed(allowed: str, request_path: str) -> bool:
+    return allowed == DEFAULT_PATH or request_path.split("?", 1)[0] == allowed
 
 
 class WebSocketTransport(asyncio.Transport):
@@ -121,6 +127,9 @@ class WebSocketProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         ws = self.ws
         ws.receive_data(data)
+        if not self.open and ws.handshake_exc is not None and self.request_path is None:
+            self.request_path = ""  # one line per bad handshake (the library's is muted)
+            log.info("websocket %s: bad handshake: %s", self._peer(), ws.handshake_exc)
         for event in ws.events_received():
             if isinstance(event, Request):
                 self._handshake(event)
@@ -167,8 +176,7 @@ class WebSocketProtocol(asyncio.Protocol):
     def _handshake(self, request: Request) -> None:
         ws = self.ws
         self.request_path = request.path
-        path = request.path.split("?", 1)[0]
-        if path != self.path:
+        if not path_allowed(self.path, request.path):
             response = ws.reject(404, "Not Found\n")
         else:
             response = ws.accept(request)
@@ -219,4 +227,10 @@ class WebSocketProtocol(asyncio.Protocol):
             self.transport.close()
 
 
-__all__ = ["WebSocketProtocol", "WebSocketTransport", "SUBPROTOCOLS", "DEFAULT_PATH"]
+__all__ = [
+    "WebSocketProtocol",
+    "WebSocketTransport",
+    "SUBPROTOCOLS",
+    "DEFAULT_PATH",
+    "path_allowed",
+]
