@@ -61,6 +61,8 @@ CONNECTION_MESSAGES = frozenset(
 AGGREGATED_KINDS: dict[str, str] = {
     "connection %s: no CONNECT within %.1f s; closing": "connect timeouts",
     "connection %s client %r refused: %s (0x%02X)": "refused connections",
+    "login failed for client %r user %r from %s (reason 0x%02X)%s": "failed logins",
+    "login from %s refused: too many failed logins (retry in %.0fs)": "rate-limited logins",
     "connection %s: bad CONNECT: %s; closing": "malformed packets",
     "client %s (%s): protocol violation: %s (0x%02X); closing": "malformed packets",
     "connection %s: decoder failure %r; closing": "malformed packets",

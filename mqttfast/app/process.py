@@ -15,8 +15,59 @@ still holds this process's id.
 from __future__ import annotations
 
 import atexit
+import codecs
+import importlib
+import logging
 import os
 import pwd
+
+log = logging.getLogger("mqttfast")
+
+# What the broker imports after start-up, imported while still root: the Python
+# installation may be readable by root only (a pyenv under /root), and a module or
+# codec looked up after the switch would then fail. Plug-ins are imported later
+# from their own paths, which must be readable by the user.
+PRELOAD_MODULES = (
+    "asyncio",
+    "gc",
+    "json",
+    "logging.handlers",
+    "secrets",
+    "sqlite3",
+    "ssl",
+    "uuid",
+    "http.server",
+    "urllib.parse",
+    "mqttfast.app.admin",
+    "mqttfast.app.bridge",
+    "mqttfast.app.config",
+    "mqttfast.app.logging_setup",
+    "mqttfast.app.metrics",
+    "mqttfast.app.persistence",
+    "mqttfast.app.security.acl",
+    "mqttfast.app.security.auth",
+    "mqttfast.app.security.hooks",
+    "mqttfast.app.security.passwords",
+    "mqttfast.app.security.ratelimit",
+    "mqttfast.app.security.tls",
+    "mqttfast.codec",
+    "mqttfast.core.broker",
+    "mqttfast.core.hooks",
+    "mqttfast.embed",
+    "mqttfast.plugins.runtime",
+    "mqttfast.transport.server",
+)
+PRELOAD_CODECS = ("ascii", "utf-8", "latin-1", "idna", "utf-16", "utf-32")
+
+
+def preload() -> None:
+    for name in PRELOAD_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError as err:  # an optional part (e.g. no admin): not fatal here
+            log.debug("preload %s: %s", name, err)
+    for codec in PRELOAD_CODECS:
+        codecs.lookup(codec)
 
 
 class ProcessError(Exception):
@@ -35,6 +86,7 @@ def drop_privileges(user: str | None) -> str | None:
         entry = pwd.getpwnam(user)
     except KeyError:
         raise ProcessError(f"process.user: no such user {user!r}") from None
+    preload()
     try:
         os.initgroups(user, entry.pw_gid)
         os.setgid(entry.pw_gid)
