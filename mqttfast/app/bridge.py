@@ -263,7 +263,9 @@ class BridgeError(Exception):
 HOPS_PROPERTY = "mqttfast-bridge-hops"
 
 
-def _hops(props: Properties | None, origin: str | None) -> int:
+def _hops(props: Properties | None) -> int:
+    """Bridges the message has crossed (0: none). Everything a bridge publishes locally
+    carries the property, whatever the remote's protocol version."""
     if props is not None and props.user_property:
         for key, value in props.user_property:
             if key == HOPS_PROPERTY:
@@ -271,8 +273,7 @@ def _hops(props: Properties | None, origin: str | None) -> int:
                     return int(value)
                 except ValueError:
                     return 1 << 30
-    # Published here by one of this broker's bridges (from a 3.1.1 remote: no property).
-    return 1 if origin is not None and origin.startswith("\x00bridge-") else 0
+    return 0
 
 
 def _with_hops(props: Properties | None, hops: int) -> Properties:
@@ -305,7 +306,10 @@ class Bridge:
         self.api = api
         self.cfg = cfg
         self.client_id = cfg.client_id or f"mqttfast-bridge-{cfg.name}"
-        self.origin = f"\x00bridge-{cfg.name}"  # origin of what this bridge publishes locally
+        # The origin of what this bridge publishes locally, as plug-ins and embedded
+        # subscribers see it: the bridge's name (never an internal id). A client may
+        # have the same id, so "ours" is this origin *and* the hops property.
+        self.origin = cfg.name
         self.queue: deque[_Out] = deque()
         self.inflight: dict[int, _Out] = {}
         self.awaiting_pubrel: set[int] = set()
@@ -337,9 +341,9 @@ class Bridge:
         self.task = asyncio.get_running_loop().create_task(self._run())
 
     def _local(self, m: Any, t: BridgeTopic) -> None:
-        if m.origin == self.origin:
+        hops = _hops(m.properties)
+        if hops and m.origin == self.origin:
             return  # came from the remote through this bridge: never back out
-        hops = _hops(m.properties, m.origin)
         if hops >= self.cfg.max_hops:
             self.skipped += 1  # crossed enough bridges already: a loop stops here
             return
@@ -367,7 +371,7 @@ class Bridge:
                 and topic_matches(t.remote_filter, topic)
             ):
                 local = t.local_prefix + topic[len(t.remote_prefix) :]
-                hops = _hops(pkt.properties, None)
+                hops = _hops(pkt.properties)
                 if hops >= self.cfg.max_hops:
                     self.skipped += 1
                     return
