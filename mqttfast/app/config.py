@@ -331,6 +331,7 @@ class LoggingConfig:
     )
     connection_messages: bool = spec(True, doc="log client connections and disconnections")
     syslog_facility: str = spec("daemon", doc="syslog facility: daemon, user or local0..local7")
+    syslog_address: str = spec("/dev/log", doc="syslog socket (a path) or host:port (UDP)")
     aggregate_interval: float = spec(
         1.0,
         lo=0,
@@ -380,7 +381,7 @@ LISTENER_DOCS = {
     "ciphers": "OpenSSL cipher list for TLS <= 1.2",
     "use_identity_as_username": "the certificate identity is the username (no password check)",
     "identity_source": "cn (subject common name) or san (first DNS/email/URI SAN)",
-    "path": "WebSocket request path served; \"/\" = any path (as mosquitto)",
+    "path": 'WebSocket request path served; "/" = any path (as mosquitto)',
     "max_connections": "open connections on this listener; 0 = unlimited",
 }
 LISTENER_CHECKS: dict[str, dict[str, Any]] = {
