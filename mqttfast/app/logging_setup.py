@@ -6,8 +6,9 @@
   ``reason_code`` ...), so a log shipper can filter on them without parsing text.
   Payloads are never put into log records by the broker.
 * Destinations (``logging.destinations``, mosquitto ``log_dest``): ``stderr``,
-  ``stdout``, ``syslog`` and ``file:PATH`` (a WatchedFileHandler, so logrotate
-  can move the file).
+  ``stdout``, ``syslog`` (``logging.syslog_address``, ``syslog_facility``; mosquitto
+  ``log_facility N`` is ``localN``) and ``file:PATH`` (a WatchedFileHandler, so
+  logrotate can move the file).
 * ``logging.timestamp`` / ``timestamp_format`` (mosquitto ``log_timestamp`` /
   ``log_timestamp_format``): text lines with or without a timestamp, in strftime
   format (local time, as mosquitto).
@@ -231,14 +232,44 @@ def check_settings(settings: Any) -> list[str]:
     return errors
 
 
-def _handler(dest: str, facility: str) -> logging.Handler:
+class SyslogHandler(logging.handlers.SysLogHandler):
+    """A syslog that is down costs its lines, not a traceback per line on stderr: one
+    line says so (as syslog(3), which mosquitto uses, the broker keeps running)."""
+
+    reported = False
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if not self.reported:
+            self.reported = True
+            err = sys.exc_info()[1]
+            print(
+                f"mqttfast: syslog at {self.address} unreachable ({err}); "
+                "its log lines are lost until it is back",
+                file=sys.stderr,
+            )
+
+
+def _syslog_address(address: str) -> str | tuple[str, int]:
+    host, sep, port = address.rpartition(":")
+    if sep and port.isdigit() and not address.startswith("/"):
+        return host, int(port)
+    return address
+
+
+def _handler(dest: str, facility: str, syslog_address: str = "/dev/log") -> logging.Handler:
     if dest == "stderr":
         return logging.StreamHandler(sys.stderr)
     if dest == "stdout":
         return logging.StreamHandler(sys.stdout)
     if dest == "syslog":
         code = logging.handlers.SysLogHandler.facility_names[facility]
-        return logging.handlers.SysLogHandler("/dev/log", facility=code)
+        try:
+            return SyslogHandler(_syslog_address(syslog_address), facility=code)
+        except OSError as err:
+            raise ValueError(
+                f"logging.syslog_address: cannot reach syslog at {syslog_address}: "
+                f"{err.strerror or err}"
+            ) from None
     path = dest[len("file:") :]
     try:
         return logging.handlers.WatchedFileHandler(path, encoding="utf-8")
@@ -259,7 +290,8 @@ def configure_logging(level: str = "info", fmt: str = "text", settings: Any = No
         getattr(settings, "connection_messages", True),
         float(getattr(settings, "aggregate_interval", 1.0)),
     )
-    handlers = [_handler(d, facility) for d in dests]  # may raise before anything changes
+    address = getattr(settings, "syslog_address", "/dev/log")
+    handlers = [_handler(d, facility, address) for d in dests]  # may raise before any change
     timestamp = bool(getattr(settings, "timestamp", True))
     tformat = getattr(settings, "timestamp_format", None)
     root = logging.getLogger()

@@ -22,7 +22,7 @@ import asyncio
 import logging
 from typing import Any
 
-from websockets.frames import Opcode
+from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
 from websockets.protocol import State
 from websockets.server import ServerProtocol
@@ -134,12 +134,14 @@ class WebSocketProtocol(asyncio.Protocol):
             if isinstance(event, Request):
                 self._handshake(event)
                 continue
+            if not isinstance(event, Frame):
+                continue
             opcode = event.opcode
             if not self.open:
                 continue
             if opcode is Opcode.BINARY or opcode is Opcode.CONT:
                 if event.data and not self.inner_closed:
-                    self.inner.data_received(event.data)
+                    self.inner.data_received(bytes(event.data))
             elif opcode is Opcode.TEXT:
                 # [MQTT-6.0.0-1] MQTT packets travel in binary frames only.
                 log.info("websocket %s: text frame; closing", self._peer())

@@ -166,3 +166,49 @@ def test_websockets_library_lines_stay_out(start_broker) -> None:
     assert log.count("handshake refused") == 1  # the transport's one line
     assert "opening handshake failed" not in log and "Traceback" not in log
     assert "connection open" not in log and "connection closed" not in log
+
+
+def test_syslog_destination_and_facility(start_broker, tmp_path) -> None:
+    """destinations = ["syslog"] with facility local3 (mosquitto: log_facility 3): the
+    lines arrive on the syslog socket with PRI local3 (19 * 8 + severity). A syslog that
+    goes away costs one line on stderr, not a traceback per log line."""
+    sock_path = tmp_path / "syslog.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(str(sock_path))
+    server.settimeout(5)
+    port = free_port()
+    try:
+        b = start_broker(
+            f'[[listener]]\nport = {port}\naddress = "127.0.0.1"\n[persistence]\nmode = "off"\n'
+            f'[logging]\ndestinations = ["syslog"]\nsyslog_facility = "local3"\n'
+            f'syslog_address = "{sock_path}"\n',
+            wait=[port],
+        )
+        lines = []
+        deadline = time.monotonic() + 5
+        while not any("listening on" in line for line in lines):
+            assert time.monotonic() < deadline, lines
+            lines.append(server.recv(4096).decode(errors="replace"))
+        info = next(line for line in lines if "listening on" in line)
+        assert info.startswith(f"<{19 * 8 + 6}>mqttfast["), info  # local3.info
+    finally:
+        server.close()
+        sock_path.unlink()
+    for i in range(3):  # log lines with syslog gone
+        with RawClient(port) as c:
+            c.connect(f"after-{i}")
+    assert b.stop() == 0  # no traceback in its output
+    assert b.log_text().count("unreachable") == 1, b.log_text()
+
+
+def test_log_type_error_hides_info_lines(start_broker, tmp_path) -> None:
+    port = free_port()
+    conf = (
+        f"listener {port} 127.0.0.1\nallow_anonymous true\n"
+        f"log_dest file {tmp_path}/err.log\nlog_type error\n"
+    )
+    b = start_broker(conf, mosquitto=True, wait=[port])
+    with RawClient(port) as c:
+        c.connect("quiet")
+    assert b.stop() == 0
+    assert "INFO" not in (tmp_path / "err.log").read_text()
