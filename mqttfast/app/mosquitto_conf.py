@@ -96,6 +96,7 @@ DIRECTIVES: dict[str, tuple[str, str]] = {
     "listener": (MAPPED, "[[listener]] port, address (port 0 + path: unix_path)"),
     "max_connections": (MAPPED, "listener[].max_connections (-1 -> 0)"),
     "max_qos": (MAPPED, "mqtt.maximum_qos (all listeners)"),
+    "maximum_qos": (MAPPED, "mqtt.maximum_qos (alias of max_qos)"),
     "max_topic_alias": (MAPPED, "limits.topic_alias_maximum (all listeners)"),
     "mount_point": (REFUSED, "not implemented"),
     "port": (MAPPED, "listener[0].port (the default listener)"),
@@ -185,6 +186,7 @@ _SECTION_KEYS: dict[str, tuple[str, str, type]] = {
     "auto_id_prefix": ("mqtt", "client_id_prefix", str),
     "retain_available": ("mqtt", "retain_available", bool),
     "max_qos": ("mqtt", "maximum_qos", int),
+    "maximum_qos": ("mqtt", "maximum_qos", int),
     "max_topic_alias": ("limits", "topic_alias_maximum", int),
     "pid_file": ("process", "pid_file", str),
     "user": ("process", "user", str),
@@ -441,14 +443,15 @@ class _Translator:
         elif directive in _SECTION_KEYS:
             section, key, kind_ = _SECTION_KEYS[directive]
             value = _value(kind_, arg, where)
-            if directive in ("max_qos", "max_topic_alias"):
-                seen = self.global_once.get(directive)
+            if directive in ("max_qos", "maximum_qos", "max_topic_alias"):
+                once = "max_qos" if directive == "maximum_qos" else directive
+                seen = self.global_once.get(once)
                 if seen is not None and seen[0] != value:
                     raise MosquittoConfError(
                         f"{where}: mqttfast applies {directive} to every listener; "
                         f"{seen[1]} gave {seen[0]}"
                     )
-                self.global_once[directive] = (value, where)
+                self.global_once[once] = (value, where)
             self._set(section, key, value)
         else:  # pragma: no cover - every mapped directive has a branch
             raise MosquittoConfError(f"{where}: not translated")
