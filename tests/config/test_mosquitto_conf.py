@@ -473,3 +473,70 @@ def test_same_scenario_from_mosquitto_conf_and_toml(start_broker, tmp_path, auth
     )
     start_broker(toml, wait=[port, ws_port])
     scenario(port, ws_port)
+
+
+def test_every_supported_directive_end_to_end(start_broker, tmp_path, pki) -> None:
+    """The config with every mapped directive, pointed at real files, ports and a real
+    second broker (the bridge's peer): check-config says ok, and the broker runs with it.
+    (``user`` is left out here: tests/migration/test_process.py runs it as root.)
+    With ``acl_file`` set, the bridge's local subscription must still receive what
+    clients publish (it failed before: the ACL denied the internal subscriber)."""
+    from tests.migration.support import Mosquitto
+
+    pf = PasswordFile()
+    pf.set("alice", "wonder", iterations=1000)
+    pf.save(tmp_path / "pw")
+    (tmp_path / "acl").write_text("user alice\ntopic readwrite #\n")
+    ports = {name: free_port() for name in ("default", "plain", "tls", "ws", "peer")}
+    peer = Mosquitto(tmp_path, ports["peer"], "allow_anonymous true\n")
+    try:
+        text = every_supported(tmp_path)
+        for old, new in [
+            ("user nobody\n", ""),
+            ("port 1885\n", f"port {ports['default']}\n"),
+            ("bind_address 127.0.0.2\n", "bind_address 127.0.0.1\n"),
+            ("listener 1884 127.0.0.1", f"listener {ports['plain']} 127.0.0.1"),
+            ("listener 8883", f"listener {ports['tls']} 127.0.0.1"),
+            ("/ca.pem", pki["ca"]),
+            ("/server.pem", pki["server_cert"]),
+            ("/server.key", pki["server_key"]),
+            ("/client.pem", pki["client"]),
+            ("/client.key", pki["client"]),
+            ("listener 9001 ::1", f"listener {ports['ws']} 127.0.0.1"),
+            ("address 127.0.0.1:1999", f"address 127.0.0.1:{ports['peer']}"),
+            ("addresses example.org", f"addresses 127.0.0.1:{ports['peer']}"),
+            ("bridge_tls_version tlsv1.3", "bridge_tls_version tlsv1.2"),
+        ]:
+            assert old in text, old
+            text = text.replace(old, new)
+        # The first bridge talks TLS: point it at this broker's own TLS listener.
+        text = text.replace(
+            f"connection edge\naddress 127.0.0.1:{ports['peer']}",
+            f"connection edge\naddress localhost:{ports['tls']}",
+        )
+        conf = tmp_path / "all.conf"
+        conf.write_text(text)
+        r = run("check-config", "--mosquitto", str(conf))
+        assert (r.returncode, r.stdout.strip()) == (0, "ok"), r.stdout + r.stderr
+        b = start_broker(text, mosquitto=True, wait=[ports["default"], ports["plain"], ports["ws"]])
+        with RawClient(ports["plain"]) as c:
+            c.connect("anon", expect_rc=5)  # allow_anonymous false
+        # Both bridges connect: "edge" over TLS with a client certificate (to this
+        # broker's own TLS listener), "second" to the mosquitto peer.
+        b.wait_for_log("bridge edge connected to localhost", timeout=15)
+        b.wait_for_log(f"bridge second connected to 127.0.0.1:{ports['peer']}", timeout=15)
+        with RawClient(ports["peer"]) as far:
+            far.connect("far")
+            far.subscribe("#", qos=1)
+            with RawClient(ports["plain"]) as c:
+                c.connect("alice-1", username="alice", password="wonder")
+                c.publish("second/x", b"to-peer", qos=1)
+            got = far.recv_publish(timeout=5)
+            assert (got.topic, got.payload) == ("second/x", b"to-peer")
+        assert (tmp_path / "mqttfast.pid").read_text().strip() == str(b.proc.pid)
+        assert b.stop() == 0
+        log = (tmp_path / "broker.log").read_text()
+        assert "alice-1" not in log  # connection_messages false
+        assert "listening on" in log
+    finally:
+        peer.stop()
