@@ -100,6 +100,10 @@ class BridgeConfig:
     certfile: str | None = None
     keyfile: str | None = None
     insecure: bool = False  # do not verify the remote's certificate
+    # Check the certificate names the remote host (mosquitto's bridge_insecure false);
+    # with false the chain is still verified (unlike insecure).
+    verify_hostname: bool = True
+    tls_version: str = "TLSv1.2"  # minimum TLS version: TLSv1.2 or TLSv1.3
     server_hostname: str | None = None
     reconnect_min: float = 0.5
     reconnect_max: float = 60.0
@@ -133,6 +137,8 @@ _KEYS: dict[str, type | tuple[type, ...]] = {
     "certfile": str,
     "keyfile": str,
     "insecure": bool,
+    "verify_hostname": bool,
+    "tls_version": str,
     "server_hostname": str,
     "reconnect_min": (int, float),
     "reconnect_max": (int, float),
@@ -217,6 +223,8 @@ def parse_bridge_tables(value: Any, errors: list[str]) -> list[BridgeConfig]:
             )
         if not bc.topic:
             errors.append(f"{p}.topic: at least one [[bridge.topic]] is required")
+        if bc.tls_version not in ("TLSv1.2", "TLSv1.3"):
+            errors.append(f"{p}.tls_version: must be TLSv1.2 or TLSv1.3")
         out.append(bc)
     return out
 
@@ -255,7 +263,9 @@ class BridgeError(Exception):
 HOPS_PROPERTY = "mqttfast-bridge-hops"
 
 
-def _hops(props: Properties | None, origin: str | None) -> int:
+def _hops(props: Properties | None) -> int:
+    """Bridges the message has crossed (0: none). Everything a bridge publishes locally
+    carries the property, whatever the remote's protocol version."""
     if props is not None and props.user_property:
         for key, value in props.user_property:
             if key == HOPS_PROPERTY:
@@ -263,8 +273,7 @@ def _hops(props: Properties | None, origin: str | None) -> int:
                     return int(value)
                 except ValueError:
                     return 1 << 30
-    # Published here by one of this broker's bridges (from a 3.1.1 remote: no property).
-    return 1 if origin is not None and origin.startswith("\x00bridge-") else 0
+    return 0
 
 
 def _with_hops(props: Properties | None, hops: int) -> Properties:
@@ -297,7 +306,10 @@ class Bridge:
         self.api = api
         self.cfg = cfg
         self.client_id = cfg.client_id or f"mqttfast-bridge-{cfg.name}"
-        self.origin = f"\x00bridge-{cfg.name}"  # origin of what this bridge publishes locally
+        # The origin of what this bridge publishes locally, as plug-ins and embedded
+        # subscribers see it: the bridge's name (never an internal id). A client may
+        # have the same id, so "ours" is this origin *and* the hops property.
+        self.origin = cfg.name
         self.queue: deque[_Out] = deque()
         self.inflight: dict[int, _Out] = {}
         self.awaiting_pubrel: set[int] = set()
@@ -329,9 +341,9 @@ class Bridge:
         self.task = asyncio.get_running_loop().create_task(self._run())
 
     def _local(self, m: Any, t: BridgeTopic) -> None:
-        if m.origin == self.origin:
+        hops = _hops(m.properties)
+        if hops and m.origin == self.origin:
             return  # came from the remote through this bridge: never back out
-        hops = _hops(m.properties, m.origin)
         if hops >= self.cfg.max_hops:
             self.skipped += 1  # crossed enough bridges already: a loop stops here
             return
@@ -359,7 +371,7 @@ class Bridge:
                 and topic_matches(t.remote_filter, topic)
             ):
                 local = t.local_prefix + topic[len(t.remote_prefix) :]
-                hops = _hops(pkt.properties, None)
+                hops = _hops(pkt.properties)
                 if hops >= self.cfg.max_hops:
                     self.skipped += 1
                     return
@@ -426,6 +438,11 @@ class Bridge:
         if cfg.insecure:
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
+        elif not cfg.verify_hostname:
+            ctx.check_hostname = False
+        ctx.minimum_version = (
+            ssl.TLSVersion.TLSv1_3 if cfg.tls_version == "TLSv1.3" else ssl.TLSVersion.TLSv1_2
+        )
         if cfg.certfile:
             ctx.load_cert_chain(cfg.certfile, cfg.keyfile)
         return ctx

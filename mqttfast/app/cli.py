@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import importlib
 import logging
 import signal
@@ -24,7 +25,7 @@ from mqttfast.plugins.loader import PluginError
 from .admin import check_ops
 from .assembly import Assembly, StartError
 from .loader import apply_flags, load_file
-from .logging_setup import configure_logging
+from .logging_setup import configure_logging, flush_aggregated
 from .schema import Config, ConfigError
 
 # name -> ("module:function" taking argv and returning an exit code, imported lazily;
@@ -240,13 +241,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def load_config(args: argparse.Namespace) -> Config:
+def load_config(args: argparse.Namespace, warnings: list[str] | None = None) -> Config:
     """The Config of this command line: the file (if any), then the flags over it.
-    Raises ConfigError."""
+    Warnings of the mosquitto.conf translation go to ``warnings`` (logged once the
+    logging configuration they may change is in place). Raises ConfigError."""
     if args.config and args.mosquitto_config:
         raise ConfigError(["--config and --mosquitto-config are exclusive"])
     path = args.config or args.mosquitto_config
-    cfg = load_file(path, bool(args.mosquitto_config)) if path else Config()
+    warn = warnings.append if warnings is not None else None
+    cfg = load_file(path, bool(args.mosquitto_config), warn) if path else Config()
     apply_flags(cfg, vars(args))
     errors = check_ops(cfg)
     if errors:
@@ -334,8 +337,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         module, _, func = SUBCOMMANDS[argv[0]][0].partition(":")
         return int(getattr(importlib.import_module(module), func)(argv[1:]) or 0)
     args = build_parser().parse_args(argv)
+    warnings: list[str] = []
     try:
-        cfg = load_config(args)
+        cfg = load_config(args, warnings)
     except ConfigError as err:
         for line in err.errors:
             print(f"mqttfast: config error: {_in_file(err.source, line)}", file=sys.stderr)
@@ -347,7 +351,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"mqttfast: error: server.workers: not available here ({err})", file=sys.stderr)
             return 2
         return int(supervisor_main(argv))
-    configure_logging(cfg.logging.level, cfg.logging.format)
+    from .process import ProcessError, start_process
+
+    try:  # become process.user before any file (pid, log, data) is opened or created
+        note = start_process(cfg.process.user, cfg.process.pid_file)
+        configure_logging(cfg.logging.level, cfg.logging.format, cfg.logging)
+    except (ProcessError, ValueError) as err:
+        print(f"mqttfast: config error: {err}", file=sys.stderr)
+        return 2
+    if note:
+        log.info("%s", note)
+    for line in warnings:
+        log.warning("%s", line)
+    atexit.register(flush_aggregated)
     from mqttfast.transport.server import new_event_loop
 
     with asyncio.Runner(loop_factory=new_event_loop) as runner:

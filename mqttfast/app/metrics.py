@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -128,7 +128,7 @@ class BrokerCollector:
 
     def collect(self) -> Iterator[Metric]:
         broker = self.broker
-        st = broker.stats
+        st: Any = broker.stats  # counters are set by Stats.__init__ from __slots__
         sessions = broker.sessions
 
         info = GaugeMetricFamily(
@@ -254,7 +254,7 @@ def make_registry(
     """A private registry: our collector plus process metrics (resident memory,
     CPU, open files) as ``process_*``."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(BrokerCollector(broker, lag, codec))  # type: ignore[arg-type]
+    registry.register(BrokerCollector(broker, lag, codec))
     try:
         ProcessCollector(registry=registry)
     except Exception:  # pragma: no cover - platforms without /proc

@@ -343,6 +343,31 @@ class LoggingConfig:
         flag="log_format",
         doc="text (human-readable) or json (one object per line)",
     )
+    destinations: list[str] = spec(
+        factory=lambda: ["stderr"],
+        doc='where lines go: "stderr", "stdout", "syslog", "file:PATH" (mosquitto log_dest)',
+    )
+    timestamp: bool = spec(True, doc="text lines start with a timestamp")
+    timestamp_format: str | None = spec(
+        None, doc="strftime format of the timestamp (unset: ISO 8601 with milliseconds)"
+    )
+    connection_messages: bool = spec(True, doc="log client connections and disconnections")
+    syslog_facility: str = spec("daemon", doc="syslog facility: daemon, user or local0..local7")
+    syslog_address: str = spec("/dev/log", doc="syslog socket (a path) or host:port (UDP)")
+    aggregate_interval: float = spec(
+        1.0,
+        lo=0,
+        doc="seconds over which repeated events of one kind (connect timeouts, refused "
+        "connections, malformed packets) make one line with a count; 0 = every event",
+    )
+
+
+@dataclass
+class ProcessConfig:
+    pid_file: str | None = spec(None, path=True, doc="write the process id here (removed at exit)")
+    user: str | None = spec(
+        None, doc="started as root: become this user before any file is opened or created"
+    )
 
 
 @dataclass
@@ -418,7 +443,7 @@ LISTENER_DOCS = {
     "ciphers": "OpenSSL cipher list for TLS <= 1.2",
     "use_identity_as_username": "the certificate identity is the username (no password check)",
     "identity_source": "cn (subject common name) or san (first DNS/email/URI SAN)",
-    "path": "WebSocket path",
+    "path": 'WebSocket request path served; "/" = any path (as mosquitto)',
     "max_connections": "open connections on this listener; 0 = unlimited",
 }
 LISTENER_CHECKS: dict[str, dict[str, Any]] = {
@@ -441,6 +466,7 @@ SECTIONS: dict[str, type] = {
     "admin": AdminConfig,
     "server": ServerConfig,
     "cluster": ClusterConfigTable,
+    "process": ProcessConfig,
 }
 # Listener keys that name files (relative: to the config file's directory).
 LISTENER_PATHS = ("certfile", "keyfile", "cafile", "unix_path")
@@ -460,6 +486,7 @@ class Config:
     admin: AdminConfig = field(default_factory=AdminConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
     cluster: ClusterConfigTable = field(default_factory=ClusterConfigTable)
+    process: ProcessConfig = field(default_factory=ProcessConfig)
     # [[plugin]] tables (PluginTable) and [[bridge]] tables (mqttfast.app.bridge.BridgeConfig,
     # validated by that module).
     plugin: list[PluginTable] = field(default_factory=list)
@@ -494,8 +521,10 @@ def _fmt_default(value: Any) -> str:
         return f'"{value}"'
     if isinstance(value, float) and value.is_integer():
         return str(value)
-    if isinstance(value, (list, dict)):
-        return "[]" if isinstance(value, list) else "{}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_fmt_default(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{}"
     return str(value)
 
 

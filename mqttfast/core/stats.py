@@ -5,8 +5,6 @@ from __future__ import annotations
 
 class Stats:
     __slots__ = (
-        "messages_received",
-        "messages_sent",
         "publish_received",
         "publish_sent",
         "bytes_received",

@@ -22,7 +22,7 @@ import asyncio
 import logging
 from typing import Any
 
-from websockets.frames import Opcode
+from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
 from websockets.protocol import State
 from websockets.server import ServerProtocol
@@ -31,7 +31,13 @@ from websockets.typing import Subprotocol
 log = logging.getLogger("mqttfast.transport")
 
 SUBPROTOCOLS = [Subprotocol("mqtt"), Subprotocol("mqttv3.1")]
-DEFAULT_PATH = "/mqtt"
+# As mosquitto, a websockets listener answers MQTT on any request path ("/" = any);
+# another ``path`` restricts it to that one path (the query string is not compared).
+DEFAULT_PATH = "/"
+
+
+def path_allowed(allowed: str, request_path: str) -> bool:
+    return allowed == DEFAULT_PATH or request_path.split("?", 1)[0] == allowed
 
 
 class WebSocketTransport(asyncio.Transport):
@@ -121,16 +127,21 @@ class WebSocketProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         ws = self.ws
         ws.receive_data(data)
+        if not self.open and ws.handshake_exc is not None and self.request_path is None:
+            self.request_path = ""  # one line per bad handshake (the library's is muted)
+            log.info("websocket %s: bad handshake: %s", self._peer(), ws.handshake_exc)
         for event in ws.events_received():
             if isinstance(event, Request):
                 self._handshake(event)
+                continue
+            if not isinstance(event, Frame):
                 continue
             opcode = event.opcode
             if not self.open:
                 continue
             if opcode is Opcode.BINARY or opcode is Opcode.CONT:
                 if event.data and not self.inner_closed:
-                    self.inner.data_received(event.data)
+                    self.inner.data_received(bytes(event.data))
             elif opcode is Opcode.TEXT:
                 # [MQTT-6.0.0-1] MQTT packets travel in binary frames only.
                 log.info("websocket %s: text frame; closing", self._peer())
@@ -167,8 +178,7 @@ class WebSocketProtocol(asyncio.Protocol):
     def _handshake(self, request: Request) -> None:
         ws = self.ws
         self.request_path = request.path
-        path = request.path.split("?", 1)[0]
-        if path != self.path:
+        if not path_allowed(self.path, request.path):
             response = ws.reject(404, "Not Found\n")
         else:
             response = ws.accept(request)
@@ -219,4 +229,10 @@ class WebSocketProtocol(asyncio.Protocol):
             self.transport.close()
 
 
-__all__ = ["WebSocketProtocol", "WebSocketTransport", "SUBPROTOCOLS", "DEFAULT_PATH"]
+__all__ = [
+    "WebSocketProtocol",
+    "WebSocketTransport",
+    "SUBPROTOCOLS",
+    "DEFAULT_PATH",
+    "path_allowed",
+]

@@ -52,21 +52,17 @@ class DevTools:
         self.ws = ws_connect(url, open_timeout=10, max_size=None).__enter__()
         self.next_id = 0
 
-    def evaluate(self, expression: str) -> object:
+    def call(self, method: str, params: dict) -> dict:
         self.next_id += 1
-        self.ws.send(
-            json.dumps(
-                {
-                    "id": self.next_id,
-                    "method": "Runtime.evaluate",
-                    "params": {"expression": expression, "returnByValue": True},
-                }
-            )
-        )
+        self.ws.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
         while True:
             msg = json.loads(self.ws.recv(timeout=10))
             if msg.get("id") == self.next_id:
-                return msg["result"]["result"].get("value")
+                return msg["result"]
+
+    def evaluate(self, expression: str) -> object:
+        result = self.call("Runtime.evaluate", {"expression": expression, "returnByValue": True})
+        return result["result"].get("value")
 
     def close(self) -> None:
         self.ws.__exit__(None, None, None)
@@ -166,3 +162,102 @@ def test_dashboard_shows_live_throughput_and_clients(ops_broker, tmp_path) -> No
             browser.kill()
             browser.wait(10)
     assert sent[0] > 50
+
+
+FIRST_RENDER = """JSON.stringify({
+  updates: Number(document.body.dataset.updates || 0),
+  rateIn: document.getElementById('rate-in').textContent,
+  rateOut: document.getElementById('rate-out').textContent,
+  retained: document.getElementById('retained').textContent,
+  sysRetained: document.getElementById('sys-retained').textContent,
+  chartInk: (() => { const c = document.getElementById('chart');
+                     const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                     let n = 0;
+                     for (let i = 0; i < d.length; i += 4)
+                       if (d[i+3] > 0 && Math.max(d[i], d[i+1], d[i+2]) - Math.min(d[i], d[i+1], d[i+2]) > 60) n++;
+                     return n; })(),
+})"""
+
+
+@pytest.mark.timeout(90)
+def test_dashboard_first_render_has_rates_and_retained_without_sys(ops_broker, tmp_path) -> None:
+    """Opened while a client publishes: the very first update (one /api/stats answer)
+    shows the real rate and a drawn chart (the server kept the history); the retained
+    card counts what clients retained, $SYS apart. A screenshot is saved for a human
+    look (dashboard-first-render.png in the test's directory)."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "Debian's chromium is needed (apt-get install -y chromium)"
+    b = ops_broker(["--sys-interval", "1"])
+    stop = threading.Event()
+
+    def publish_steadily() -> None:  # about 50 messages per second
+        with RawClient(b.port) as pub:
+            pub.connect("first-publisher")
+            for i in range(3):
+                pub.publish(f"kept/{i}", b"r", retain=True)
+            next_at = time.monotonic()
+            while not stop.is_set():
+                pub.publish("first/load", b"x" * 16)
+                next_at += 0.02
+                time.sleep(max(0.0, next_at - time.monotonic()))
+
+    worker = threading.Thread(target=publish_steadily, daemon=True)
+    worker.start()
+    try:
+        # Let the server sample a few seconds before anyone opens the page.
+        wait_for(
+            lambda: len(b.api("GET", "/api/stats")[1]["rates"]["history"]) >= 3,
+            timeout=10,
+            what="three sampled seconds",
+        )
+        _, stats = b.api("GET", "/api/stats")
+        assert stats["retained_messages"] == 3  # kept/0..2; $SYS not counted here
+        assert stats["sys_retained_messages"] > 0
+        assert 25 <= stats["rates"]["publish_received"] <= 100, stats["rates"]
+        assert not set(stats) & set(stats["counters"]), "one name, one meaning"
+        debug_port = free_port()
+        browser = subprocess.Popen(
+            [
+                chromium,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--window-size=1300,900",
+                f"--user-data-dir={tmp_path / 'profile'}",
+                f"--remote-debugging-port={debug_port}",
+                b.admin_url(f"/#token={b.token}"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        devtools = None
+        try:
+            devtools = DevTools(debug_port)
+            p = wait_for(
+                lambda: (lambda q: q if q.get("updates", 0) >= 1 else None)(
+                    json.loads(devtools.evaluate(FIRST_RENDER) or "{}")
+                ),
+                timeout=20,
+                what="the first update",
+            )
+            assert p["updates"] == 1, p  # the first render itself, not a later one
+            assert 25 <= float(p["rateIn"]) <= 100, p
+            assert p["chartInk"] > 0, p  # history drawn at once
+            assert p["retained"] == "3", p
+            assert int(p["sysRetained"]) > 0, p
+            shot = devtools.call("Page.captureScreenshot", {"format": "png"})
+            import base64
+
+            (tmp_path / "dashboard-first-render.png").write_bytes(base64.b64decode(shot["data"]))
+        finally:
+            if devtools is not None:
+                devtools.close()
+            browser.kill()
+            browser.wait(10)
+    finally:
+        stop.set()
+        worker.join(5)

@@ -2,7 +2,7 @@
 
 Routes (documented in ``openapi.json``, served at ``/api/openapi.json``):
 
-  GET    /api/stats                         broker counters and gauges
+  GET    /api/stats                         gauges, per-second rates, the core's counters
   GET    /api/clients?q=&state=&limit=      clients (sessions) with their state
   GET    /api/clients/{id}                  one client
   GET    /api/clients/{id}/subscriptions    its subscriptions
@@ -83,7 +83,8 @@ class TopicCounter:
                     cur[topic] = 1
             return original(msg, now, publisher)
 
-        router.publish = self.wrapper = publish
+        self.wrapper = publish
+        setattr(router, "publish", publish)  # noqa: B010 - an instance attribute over the method
         self._task = asyncio.ensure_future(self._rotate())
 
     def uninstall(self) -> None:
@@ -158,31 +159,102 @@ def subscription_info(full_filter: str, entry: Any) -> dict[str, Any]:
     }
 
 
-def broker_stats(broker: Broker, started: float) -> dict[str, Any]:
-    st = broker.stats
+class RateSampler:
+    """PUBLISH packets in and out per second, sampled every second while the admin API
+    runs, so /api/stats has real rates (and a history for the chart) from the first
+    request on, instead of the dashboard waiting for two snapshots of its own."""
+
+    HISTORY = 120
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self.history: list[dict[str, float]] = []
+        self.prev = self._sample()
+        self._task: asyncio.Task | None = None
+
+    def _sample(self) -> tuple[float, int, int]:
+        st: Any = self.broker.stats
+        return time.monotonic(), st.publish_received, st.publish_sent
+
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(self._run())
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            self.tick()
+
+    def tick(self) -> None:
+        now = self._sample()
+        span = max(1e-3, now[0] - self.prev[0])
+        self.history.append(
+            {
+                "time": round(time.time(), 3),
+                "publish_received": round((now[1] - self.prev[1]) / span, 2),
+                "publish_sent": round((now[2] - self.prev[2]) / span, 2),
+            }
+        )
+        del self.history[: -self.HISTORY]
+        self.prev = now
+
+    def rates(self) -> dict[str, Any]:
+        """The last complete second (or, before the first, since start), and history."""
+        if self.history:
+            last = self.history[-1]
+            current = {k: last[k] for k in ("publish_received", "publish_sent")}
+        else:
+            t0, r0, s0 = self.prev
+            t1, r1, s1 = self._sample()
+            span = max(1e-3, t1 - t0)
+            current = {
+                "publish_received": round((r1 - r0) / span, 2),
+                "publish_sent": round((s1 - s0) / span, 2),
+            }
+        return {**current, "history": list(self.history)}
+
+
+def _is_sys(topic: str) -> bool:
+    return topic.startswith("$SYS/") or topic == "$SYS"
+
+
+def broker_stats(
+    broker: Broker, started: float, rates: RateSampler | None = None
+) -> dict[str, Any]:
+    """Gauges at the top level; the core's counters, under their own names only, in
+    ``counters``; per-second rates in ``rates``. Retained messages are counted without
+    ``$SYS`` (what clients published), and ``$SYS`` apart."""
+    st: Any = broker.stats  # counters are set by Stats.__init__ from __slots__
     sessions = broker.sessions
     online = sum(1 for s in sessions.values() if s.conn is not None)
     inflight = queued = 0
     for s in sessions.values():
         inflight += len(s.inflight)
         queued += len(s.queue)
-    counters = st.as_dict()
+    retained = broker.retained
+    sys_msgs = [m for m in retained.match("$SYS/#", broker.clock()) if _is_sys(m.topic)]
+    sys_bytes = sum(len(m.payload) for m in sys_msgs)
     return {
         "version": __version__,
         "uptime_seconds": round(time.monotonic() - started, 3),
-        "time": time.time(),  # wall clock of this snapshot: rates = delta / delta time
+        "time": time.time(),  # wall clock of this snapshot
         "connections": len(broker.connections),
         "pending_connections": len(broker.pending),
         "sessions": len(sessions),
         "sessions_online": online,
         "subscriptions": broker.subscriptions.count,
-        "retained_messages": broker.retained.count,
-        "retained_bytes": broker.retained.bytes,
+        "retained_messages": retained.count - len(sys_msgs),
+        "retained_bytes": retained.bytes - sys_bytes,
+        "sys_retained_messages": len(sys_msgs),
+        "sys_retained_bytes": sys_bytes,
         "inflight": inflight,
         "queued": queued,
-        "messages_received": st.publish_received,
-        "messages_sent": st.publish_sent,
-        "counters": counters,
+        "rates": (rates or RateSampler(broker)).rates(),
+        "counters": st.as_dict(),
     }
 
 
@@ -201,15 +273,20 @@ class AdminAPI:
         self.token = token.encode()
         self.started = time.monotonic()
         self.topics = TopicCounter(broker)
+        self.rates: RateSampler | None = None  # made on the event loop, in start()
         self.http = HTTPServer(self.handle, "admin")
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
         where = await self.http.start(host, port)
         self.topics.install()
+        self.rates = RateSampler(self.broker)
+        self.rates.start()
         return where
 
     async def stop(self) -> None:
         self.topics.uninstall()
+        if self.rates is not None:
+            self.rates.stop()
         await self.http.stop()
 
     # -- dispatch -------------------------------------------------------------
@@ -240,7 +317,7 @@ class AdminAPI:
         m = req.method
         head = parts[0]
         if parts == ["stats"] and m == "GET":
-            return json_response(broker_stats(self.broker, self.started))
+            return json_response(broker_stats(self.broker, self.started, self.rates))
         if parts == ["openapi.json"] and m == "GET":
             return Response(200, _read_asset("openapi.json"))
         if head == "clients":
@@ -288,9 +365,10 @@ class AdminAPI:
                 {"total": len(matching), "clients": [client_info(s, now) for s in first]}
             )
         cid = rest[0]
-        session = broker.sessions.get(cid)
-        if session is None:
+        found = broker.sessions.get(cid)
+        if found is None:
             return error(404, f"no client {cid!r}")
+        session = found
         if len(rest) == 1 and req.method == "GET":
             return json_response(client_info(session, now))
         if rest[1:] == ["subscriptions"] and req.method == "GET":

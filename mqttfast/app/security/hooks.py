@@ -60,4 +60,8 @@ class SecurityHooks(Hooks):
         )
 
     def authorise_receive(self, client: Any, topic: str) -> bool:
+        if client.client_id.startswith("\x00"):
+            # The broker's own subscribers (bridges, the embedding API): no MQTT client
+            # id can hold U+0000 [MQTT-1.5.4-2]; an ACL would deny them as anonymous.
+            return True
         return self.auth.authorise_receive(client.client_id, client.username, topic)

@@ -3,7 +3,7 @@
 // sessionStorage only, and sent as "Authorization: Bearer <token>".
 "use strict";
 
-const HISTORY = 120;              // points on the chart (one per second)
+const HISTORY = 120;              // points on the chart (one per second, kept by the server)
 const state = { token: "", last: null, history: [], updates: 0, filter: "" };
 const $ = (id) => document.getElementById(id);
 
@@ -55,20 +55,18 @@ function showStats(s) {
   $("connections").textContent = s.connections;
   $("sessions").textContent = s.sessions;
   $("subscriptions").textContent = s.subscriptions;
-  $("retained").textContent = s.retained_messages;
+  $("retained").textContent = s.retained_messages;          // what clients retained
+  $("sys-retained").textContent = s.sys_retained_messages;  // the broker's $SYS, apart
   $("queued").textContent = s.queued;
   $("uptime").textContent = fmtUptime(s.uptime_seconds);
-  const last = state.last;
-  if (last && s.time > last.time) {
-    const dt = s.time - last.time;
-    const rin = Math.max(0, s.messages_received - last.messages_received) / dt;
-    const rout = Math.max(0, s.messages_sent - last.messages_sent) / dt;
-    $("rate-in").textContent = fmtRate(rin);
-    $("rate-out").textContent = fmtRate(rout);
-    state.history.push({ in: rin, out: rout });
-    if (state.history.length > HISTORY) state.history.shift();
-    drawChart();
-  }
+  // The server samples the rates every second: real numbers from the first render on,
+  // and the chart starts with the history it kept (up to 2 minutes).
+  const r = s.rates;
+  $("rate-in").textContent = fmtRate(r.publish_received);
+  $("rate-out").textContent = fmtRate(r.publish_sent);
+  state.history = r.history.map((p) => ({ in: p.publish_received, out: p.publish_sent }));
+  if (!state.history.length) state.history = [{ in: r.publish_received, out: r.publish_sent }];
+  drawChart();
   state.last = s;
 }
 
