@@ -32,6 +32,7 @@ APT_PACKAGES=(
     mosquitto            # reference broker (MQTTFAST_TEST_BROKER=mosquitto), mosquitto_passwd
     mosquitto-clients    # mosquitto_pub / mosquitto_sub interop tests
     chromium             # headless-browser tests: MQTT.js over WebSocket, admin dashboard
+    strace               # persistence disk-fault tests (fsync/write failures injected)
 )
 
 retry() {  # retry a flaky network step (registries) up to 3 times
@@ -81,6 +82,17 @@ else
     log "MQTTFAST_TEST_SKIP_INSTALL=1: skipping apt/pip/npm"
 fi
 
+# Guardrails first (issue 13): lint, format, types, Cython lint. A finding fails the
+# run, but the test passes still run so one report shows everything.
+status=0
+if [ "${MQTTFAST_TEST_SKIP_LINT:-0}" != "1" ]; then
+    log "lint: ruff check, ruff format --check, mypy, cython-lint"
+    "$PYTHON" -m ruff check . || status=1
+    "$PYTHON" -m ruff format --check . || status=1
+    "$PYTHON" -m mypy || status=1
+    cython-lint mqttfast/codec/*.pyx mqttfast/codec/*.pxd || status=1
+fi
+
 JOBS="${MQTTFAST_TEST_JOBS:-2}"
 PYTEST_ARGS=(-q -p no:cacheprovider)
 if [ "$JOBS" != "0" ] && "$PYTHON" -c 'import xdist' 2>/dev/null; then
@@ -106,7 +118,6 @@ run_pass() {
 TEST_PATHS=("$@")
 PURE_ARGS=()
 ONLY="${MQTTFAST_TEST_ONLY:-}"
-status=0
 
 if [ -z "$ONLY" ] || [ "$ONLY" = "cython" ]; then
     # The compiled build must really be there: fail loudly if it silently fell back.
