@@ -105,7 +105,7 @@ def handle_subscribe(conn: Connection, pkt: Subscribe) -> None:
     conn.send_packet(Suback(pkt.packet_id, codes))
     if retained_jobs:
         now = broker.clock()
-        receive = getattr(broker.router, "receive_check", None)
+        receive = broker.filters.receive_check
         for entry, filt in retained_jobs:
             sub_ids = (entry.sub_id,) if entry.sub_id is not None else None
             for msg in broker.router.retained_for(filt, now):

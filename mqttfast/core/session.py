@@ -22,6 +22,7 @@ import logging
 from collections import deque
 from typing import TYPE_CHECKING
 
+from . import outbound
 from .message import AWAIT_ACK, AWAIT_COMP, Delivery, Message
 from .subscriptions import SubEntry
 
@@ -94,96 +95,11 @@ class Session:
                 self.next_pid = pid
                 return pid
 
-    def deliver(
-        self,
-        msg: Message,
-        qos: int,
-        retain: bool,
-        sub_ids: tuple[int, ...] | None,
-        now: float,
-        cache: dict | None = None,
-        shared: object | None = None,
-    ) -> None:
-        """Send now, queue, or drop one message for this client."""
-        conn = self.conn
-        if qos == 0:
-            if conn is not None:
-                conn.send_qos0(msg, retain, sub_ids, now, cache)
-            return
-        if (
-            conn is not None
-            and not self.queue
-            and len(self.inflight) < conn.send_window
-            and not (conn.congested and conn.over_hard_limit())
-        ):  # no call when not congested
-            self._send_new(conn, Delivery(msg, qos, retain, sub_ids, shared), now, cache)
-        else:
-            self.enqueue(Delivery(msg, qos, retain, sub_ids, shared))
-
-    def _send_new(self, conn: Connection, d: Delivery, now: float, cache: dict | None) -> None:
-        parts = conn.encode_publish(d.msg, d.qos, d.retain, d.sub_ids, False, now, cache)
-        if parts is None:
-            return  # too large for this client or expired: treated as delivered
-        pid = self.alloc_pid()
-        self.inflight[pid] = d
-        if self.persisted:
-            self.broker.storage.delivery_put(self, d, pid)
-        conn.write_publish(parts, pid)
-        if conn.blocked_by:
-            conn.unblock()  # it must read our acknowledgements
-
-    def enqueue(self, d: Delivery) -> bool:
-        settings = self.broker.settings
-        limit = settings.max_queued_messages
-        blimit = settings.max_queued_bytes
-        size = len(d.msg.payload)
-        if (limit and len(self.queue) >= limit) or (blimit and self.queued_bytes + size > blimit):
-            self.dropped += 1
-            self.broker.stats.dropped_queue_full += 1
-            if self.dropped == 1 or self.dropped % 1000 == 0:  # a limit hit, not a log flood
-                log.warning(
-                    "client %s: queue full (%d messages, %d bytes); message dropped (%d so far)",
-                    self.client_id,
-                    len(self.queue),
-                    self.queued_bytes,
-                    self.dropped,
-                    extra={
-                        "client_id": self.client_id,
-                        "reason": "queue full",
-                        "dropped": self.dropped,
-                    },
-                )
-            return False
-        self.queue.append(d)
-        self.queued_bytes += size
-        if self.persisted:
-            self.broker.storage.delivery_put(self, d, 0)
-        return True
-
-    def pump(self, now: float) -> None:
-        """Move queued messages into the in-flight window, oldest first [MQTT-4.6.0-*]."""
-        conn = self.conn
-        if conn is None:
-            return
-        queue = self.queue
-        window = conn.send_window
-        inflight = self.inflight
-        while queue and len(inflight) < window and not conn.over_hard_limit():
-            d = queue.popleft()
-            self.queued_bytes -= len(d.msg.payload)
-            if self.persisted:
-                self.broker.storage.delivery_dequeue(self, d)  # re-recorded in flight if sent
-            msg = d.msg
-            if msg.expires_at is not None and now >= msg.expires_at:
-                self.broker.stats.dropped_expired += 1
-                continue
-            self._send_new(conn, d, now, None)
-        if self.backlog and not queue:
-            self.drain_backlog(now)
-        if not conn.congested and len(queue) <= self.broker.queue_low_water:
-            conn.stuck = False
-            if conn.paused_publishers:
-                conn.release_publishers()
+    # The outbound path (outbound.py) as methods: deliver, queue, in-flight window.
+    deliver = outbound.deliver
+    enqueue = outbound.enqueue
+    pump = outbound.pump
+    drain_backlog = outbound.drain_backlog
 
     def add_retained(
         self, msg: Message, qos: int, sub_ids: tuple[int, ...] | None, now: float
@@ -192,31 +108,6 @@ class Session:
         if self.backlog is None:
             self.backlog = deque()
         self.backlog.append((msg, qos, sub_ids))
-
-    def drain_backlog(self, now: float) -> None:
-        """Send owed retained messages while the client can take them: QoS 0 until the
-        output buffer is congested, QoS 1/2 while the in-flight window has room. The
-        rest waits for writing_resumed / acknowledgements (both call pump)."""
-        conn = self.conn
-        backlog = self.backlog
-        if conn is None or not backlog:
-            return
-        inflight = self.inflight
-        window = conn.send_window
-        while backlog and not conn.congested:
-            msg, qos, sub_ids = backlog[0]
-            if qos:
-                if len(inflight) >= window or self.queue:
-                    break
-                backlog.popleft()
-                if msg.expires_at is not None and now >= msg.expires_at:
-                    continue
-                self._send_new(conn, Delivery(msg, qos, True, sub_ids), now, None)
-            else:
-                backlog.popleft()
-                conn.send_qos0(msg, True, sub_ids, now, None)
-        if not backlog:
-            self.backlog = None
 
     def backlog_to_queue(self) -> None:
         """Connection gone: QoS 1/2 retained messages still owed join the (bounded) queue."""

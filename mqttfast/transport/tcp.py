@@ -13,6 +13,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from mqttfast.codec import Decoder, MQTTError
+from mqttfast.core.states import CLOSED
 
 if TYPE_CHECKING:
     from mqttfast.core.broker import Broker
@@ -165,7 +166,7 @@ class MQTTProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         conn = self.conn
-        if conn is None or conn.state == 3:
+        if conn is None or conn.state == CLOSED:
             return
         self.broker.stats.bytes_received += len(data)
         try:
@@ -173,7 +174,7 @@ class MQTTProtocol(asyncio.Protocol):
         except MQTTError as err:
             if err.packets:
                 conn.packets_received(err.packets)
-            if conn.state != 3:
+            if conn.state != CLOSED:
                 conn.protocol_violation(err, self.decoder.protocol_version)
             return
         except Exception as exc:  # the decoder promises MQTTError only; stay alive regardless

@@ -31,6 +31,7 @@ from mqttfast.codec.packets import (
 )
 from mqttfast.core import connection as core_connection
 from mqttfast.core import handle_subscribe as core_handle_subscribe
+from mqttfast.core import outbound as core_outbound
 from mqttfast.core import subscriptions as core_subscriptions
 from mqttfast.core.broker import Broker, FakeClock
 from mqttfast.core.settings import BrokerSettings
@@ -190,7 +191,7 @@ def core_impl(impl: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     """Point the core at the twin under test (a twin not written yet: the active one)."""
     for name, module, attr in (
         ("encode", core_connection, "encode"),
-        ("publish_parts", core_connection, "publish_parts"),
+        ("publish_parts", core_outbound, "publish_parts"),
         ("TopicTree", core_subscriptions, "TopicTree"),
         ("validate_topic_filter", core_handle_subscribe, "validate_topic_filter"),
     ):
