@@ -4,6 +4,12 @@ The protocol owns the socket side of the core <-> transport seam: it feeds
 decoded packets to the core connection and gives the core a :class:`BatchedSink`
 whose writes are collected and flushed once per event-loop turn (one
 ``writelines`` per connection per turn, however many messages fan out).
+
+Batching only under load: a small read (a message that arrived alone) is answered in
+the same loop turn, at the end of its ``data_received``, instead of one loop turn
+later through ``call_soon`` (issue 17: that turn was the largest stage of the latency
+at low load). Large reads, and writes made outside a read (timers, drained output),
+keep the once-per-turn flush.
 """
 
 from __future__ import annotations
@@ -25,6 +31,9 @@ log = logging.getLogger("mqttfast.transport")
 # in one turn, and the transport's flow control (pause_writing -> publishers paused)
 # only sees what has been handed to it.
 FLUSH_THRESHOLD = 64 * 1024
+# A read at most this large flushes what it caused before data_received returns: at low
+# load a read holds one message; under load reads hold many and writes are batched.
+SMALL_READ = 512
 
 
 def peer_string(transport: Any) -> str:
@@ -42,7 +51,7 @@ def peer_string(transport: Any) -> str:
 class Flusher:
     """Flushes every sink written to during this loop turn, with one call_soon."""
 
-    __slots__ = ("loop", "dirty", "scheduled", "commit", "delay")
+    __slots__ = ("loop", "dirty", "scheduled", "commit", "delay", "reading")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -52,10 +61,27 @@ class Flusher:
         self.commit: Any = None
         # Durable storage's group-commit wait (returns seconds to hold the output), or None.
         self.delay: Any = None
+        # True inside MQTTProtocol.data_received: end_read decides how to flush.
+        self.reading = False
 
     def mark(self, sink: BatchedSink) -> None:
         self.dirty.append(sink)
-        if not self.scheduled:
+        if not self.scheduled and not self.reading:
+            self.scheduled = True
+            self.loop.call_soon(self.flush)
+
+    def end_read(self, small: bool) -> None:
+        """A read was handled: flush now if it was small and no batch is pending
+        (nothing gained by waiting a loop turn), else once in this turn."""
+        self.reading = False
+        if not self.dirty or self.scheduled:
+            return
+        if small and self.commit is None:  # durable storage: one commit per turn, as before
+            dirty = self.dirty
+            self.dirty = []
+            for sink in dirty:
+                sink.flush()
+        else:
             self.scheduled = True
             self.loop.call_soon(self.flush)
 
@@ -168,22 +194,28 @@ class MQTTProtocol(asyncio.Protocol):
         conn = self.conn
         if conn is None or conn.state == CLOSED:
             return
-        self.broker.stats.bytes_received += len(data)
+        size = len(data)
+        self.broker.stats.bytes_received += size
+        flusher = self.flusher
+        flusher.reading = True
         try:
-            pkts = self.decoder.feed(data)
-        except MQTTError as err:
-            if err.packets:
-                conn.packets_received(err.packets)
-            if conn.state != CLOSED:
-                conn.protocol_violation(err, self.decoder.protocol_version)
-            return
-        except Exception as exc:  # the decoder promises MQTTError only; stay alive regardless
-            log.error("connection %s: decoder failure %r; closing", conn.peer, exc)
-            log.debug("decoder failure", exc_info=True)
-            conn.close(0x81)
-            return
-        if pkts:
-            conn.packets_received(pkts)
+            try:
+                pkts = self.decoder.feed(data)
+            except MQTTError as err:
+                if err.packets:
+                    conn.packets_received(err.packets)
+                if conn.state != CLOSED:
+                    conn.protocol_violation(err, self.decoder.protocol_version)
+                return
+            except Exception as exc:  # the decoder promises MQTTError only; stay alive anyway
+                log.error("connection %s: decoder failure %r; closing", conn.peer, exc)
+                log.debug("decoder failure", exc_info=True)
+                conn.close(0x81)
+                return
+            if pkts:
+                conn.packets_received(pkts)
+        finally:
+            flusher.end_read(size <= SMALL_READ)
 
     def eof_received(self) -> bool:
         return False  # close the transport; connection_lost follows
