@@ -92,6 +92,8 @@ class PublishRateLimiter:
                 rate,
                 resume_at - now,
             )
+        if not isinstance(blocked, set):
+            blocked = conn.blocked_by = set()  # created on first use (Connection.__init__)
         blocked.add(THROTTLE)
         if len(blocked) == 1:
             conn.sink.pause_reading()

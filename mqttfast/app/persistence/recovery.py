@@ -166,14 +166,13 @@ def load(store: SQLiteStorage, broker: Broker) -> dict[str, Any]:
         refs[mid] = refs.get(mid, 0) + 1
         if pid:
             d.state = state
-            session.inflight[pid] = d
+            session.set_inflight(pid, d)
             if pid > session.next_pid:
                 session.next_pid = pid
             counts["inflight"] += 1
         else:
             d.state = AWAIT_ACK
-            session.queue.append(d)
-            session.queued_bytes += len(msg.payload)
+            session.restore_queued(d)
             counts["queued"] += 1
     if orphans:
         for did in orphans:
@@ -191,7 +190,7 @@ def load(store: SQLiteStorage, broker: Broker) -> dict[str, Any]:
             store.p_qos2[(cid, pid)] = False
             store.dirty = True
             continue
-        session.awaiting_pubrel.add(pid)
+        session.await_pubrel(pid)
         counts["qos2_in"] += 1
 
     # Sessions whose expiry passed while down end now (their delayed will goes out).
