@@ -24,6 +24,7 @@ import sys
 import tempfile
 import tracemalloc
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
@@ -63,7 +64,9 @@ def breakdown(proto: Any) -> dict[str, int]:
     }
     for name in ("aliases_out", "aliases_in", "paused_publishers", "blocked_by"):
         v = getattr(conn, name, None)
-        out[f"Connection.{name}"] = sys.getsizeof(v) if v is not None else 0
+        # A shared empty default (one frozenset for all) costs nothing per connection.
+        shared = isinstance(v, frozenset) and not v
+        out[f"Connection.{name}"] = 0 if (v is None or shared) else sys.getsizeof(v)
     out["peer str"] = sys.getsizeof(conn.peer)
     out["client_id str"] = sys.getsizeof(conn.client_id)
     if session is not None:
@@ -71,7 +74,11 @@ def breakdown(proto: Any) -> dict[str, int]:
         for name in ("subscriptions", "inflight", "queue", "awaiting_pubrel"):
             v = getattr(session, name, None)
             # A shared empty default (one object for all sessions) costs nothing per session.
-            shared = v is not None and len(v) == 0 and isinstance(v, (tuple, frozenset))
+            shared = (
+                v is not None
+                and len(v) == 0
+                and isinstance(v, (tuple, frozenset, MappingProxyType))
+            )
             out[f"Session.{name}"] = 0 if (v is None or shared) else sys.getsizeof(v)
     return out
 

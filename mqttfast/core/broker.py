@@ -192,10 +192,11 @@ class Broker:
         moved = session.take_shared_deliveries(include_inflight=True)
         if session.persisted:
             self.storage.session_delete(session)
-        session.inflight.clear()
-        session.queue.clear()
+        session.inflight = {}
+        session.queue = ()
+        session.queued_bytes = 0
         session.backlog = None
-        session.awaiting_pubrel.clear()
+        session.awaiting_pubrel = frozenset()
         if moved:
             self.router.redistribute(moved, session.client_id, now)
 

@@ -13,6 +13,7 @@ CONNECT is a protocol violation [MQTT-3.1.0-2].
 from __future__ import annotations
 
 import logging
+from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING, Any
 
 from mqttfast.codec import encode
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
     from .session import Session
 
 log = logging.getLogger("mqttfast.core")
+
+_NOBODY: frozenset[Any] = frozenset()
 
 # Re-exported for the handle_* modules (the states are ConnState members).
 __all__ = ["AUTH_WAIT", "AUTHENTICATING", "AWAIT_CONNECT", "CLOSED", "CONNECTED", "Connection"]
@@ -91,16 +94,19 @@ class Connection:
         self.send_window = broker.settings.inflight_window
         self.max_packet_out = 0  # client's Maximum Packet Size; 0 = no limit
         self.alias_out_max = 0
-        self.aliases_out: dict[str, int] = {}
+        # Topic aliases (v5 only), created on first use.
+        self.aliases_out: dict[str, int] | None = None
         self.next_alias = 1
-        self.aliases_in: dict[int, str] = {}
+        self.aliases_in: dict[int, str] | None = None
         self.will = None
         self.will_delay = 0
         self.connect_expiry = 0  # Session Expiry from CONNECT (for DISCONNECT rule)
         self.problem_info = True
         self.congested = False
-        self.paused_publishers: set[Connection] = set()  # publishers paused because of us
-        self.blocked_by: set[Connection] = set()  # subscribers that paused us
+        # Back-pressure (outbound.py); the shared empty default is replaced by a set on
+        # first use (an empty set is 216 bytes, and most connections never need one).
+        self.paused_publishers: AbstractSet[Connection] = _NOBODY  # publishers paused by us
+        self.blocked_by: AbstractSet[Any] = _NOBODY  # subscribers (or the rate limit) pausing us
         self.blocking_since = 0.0  # when we first paused a publisher (0 = we pause none)
         self.stuck = False  # paused publishers longer than allowed: stop pausing
         self.auth_method: str | None = None

@@ -50,7 +50,7 @@ def publish_decided(conn: Connection, session, msg: Message, pid: int, rc: int) 
     elif not conn.v5:
         rc = 0  # 3.1.1 has no way to say why: a normal ack, the message dropped (as ACLs)
     if qos == 2 and rc < 0x80 and session is not None:
-        session.awaiting_pubrel.add(pid)
+        session.await_pubrel(pid)
         if session.persisted:
             broker.storage.qos2_put(session, pid)
     if conn.state != CONNECTED or not qos:
@@ -114,10 +114,13 @@ def handle_publish(conn: Connection, pkt: Publish) -> None:
             if alias == 0 or alias > settings.topic_alias_maximum:
                 conn.violation(ReasonCode.TOPIC_ALIAS_INVALID, f"topic alias {alias}")
                 return
+            aliases = conn.aliases_in
+            if aliases is None:
+                aliases = conn.aliases_in = {}  # created on first use
             if topic:
-                conn.aliases_in[alias] = topic
+                aliases[alias] = topic
             else:
-                topic = conn.aliases_in.get(alias)
+                topic = aliases.get(alias)
                 if topic is None:
                     conn.violation(ReasonCode.PROTOCOL_ERROR, f"unknown topic alias {alias}")
                     return
@@ -213,7 +216,7 @@ def handle_publish(conn: Connection, pkt: Publish) -> None:
         _ack(conn, Puback, 0x40, pid, rc)
     elif qos == 2:
         if rc < 0x80:
-            session.awaiting_pubrel.add(pid)
+            session.await_pubrel(pid)
             if session.persisted:  # exactly once across a restart: PUBREC after commit
                 broker.storage.qos2_put(session, pid)
         _ack(conn, Pubrec, 0x50, pid, rc)
@@ -245,10 +248,8 @@ def handle_pubrel(conn: Connection, pkt: Pubrel) -> None:
     if conn.state != CONNECTED:
         conn.violation(ReasonCode.PROTOCOL_ERROR, "PUBREL before CONNACK")
         return
-    awaiting = conn.session.awaiting_pubrel
     pid = pkt.packet_id
-    if pid in awaiting:
-        awaiting.discard(pid)
+    if conn.session.pubrel_received(pid):
         if conn.session.persisted:
             conn.broker.storage.qos2_delete(conn.session, pid)
         _ack(conn, Pubcomp, 0x70, pid, 0)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -299,7 +300,7 @@ def send_new(
     if parts is None:
         return  # too large for this client or expired: treated as delivered
     pid = session.alloc_pid()
-    session.inflight[pid] = d
+    session.set_inflight(pid, d)
     if session.persisted:
         session.broker.storage.delivery_put(session, d, pid)
     write_publish(conn, parts, pid)
@@ -331,6 +332,9 @@ def enqueue(session: Session, d: Delivery) -> bool:
                 },
             )
         return False
+    if not queue:
+        queue = session.queue = deque()  # created on first use (see Session.__init__)
+    assert isinstance(queue, deque)
     queue.append(d)
     session.queued_bytes += size
     if session.persisted:
@@ -345,11 +349,11 @@ def pump(session: Session, now: float) -> None:
     if conn is None:
         return
     queue = session.queue
-    if queue:
+    if isinstance(queue, deque) and queue:
         window = conn.send_window
-        inflight = session.inflight
         storage = session.broker.storage if session.persisted else None
-        while queue and len(inflight) < window and not over_hard_limit(conn):
+        # session.inflight is re-read: the first send replaces the shared empty mapping.
+        while queue and len(session.inflight) < window and not over_hard_limit(conn):
             d = queue.popleft()
             session.queued_bytes -= len(d.msg.payload)
             if storage is not None:
@@ -375,12 +379,11 @@ def drain_backlog(session: Session, now: float) -> None:
     backlog = session.backlog
     if conn is None or not backlog:
         return
-    inflight = session.inflight
     window = conn.send_window
     while backlog and not conn.congested:
         msg, qos, sub_ids = backlog[0]
         if qos:
-            if len(inflight) >= window or session.queue:
+            if len(session.inflight) >= window or session.queue:
                 break
             backlog.popleft()
             if msg.expires_at is not None and now >= msg.expires_at:
@@ -425,9 +428,14 @@ def block_publisher(conn: Connection, publisher: Connection) -> None:
         return
     if not paused:
         conn.blocking_since = conn.broker.clock()
+        if not isinstance(paused, set):
+            paused = conn.paused_publishers = set()  # created on first use
     paused.add(publisher)
-    publisher.blocked_by.add(conn)
-    if len(publisher.blocked_by) == 1:
+    blocked = publisher.blocked_by
+    if not isinstance(blocked, set):
+        blocked = publisher.blocked_by = set()
+    blocked.add(conn)
+    if len(blocked) == 1:
         publisher.sink.pause_reading()
 
 
@@ -436,10 +444,13 @@ def release_publishers(conn: Connection) -> None:
     paused = conn.paused_publishers
     if not paused:
         return
+    assert isinstance(paused, set)  # non-empty: created by block_publisher
     now = conn.broker.clock()
     for pub in paused:
-        pub.blocked_by.discard(conn)
-        if not pub.blocked_by and pub.state != CLOSED:
+        blocked = pub.blocked_by
+        assert isinstance(blocked, set)  # it holds conn
+        blocked.discard(conn)
+        if not blocked and pub.state != CLOSED:
             pub.last_rx = now  # it could not send PINGREQ while paused
             pub.sink.resume_reading()
     paused.clear()
@@ -451,8 +462,11 @@ def unblock(conn: Connection) -> None:
     blocked_by = conn.blocked_by
     if not blocked_by:
         return
+    assert isinstance(blocked_by, set)  # non-empty: created on first use
     for sub in blocked_by:
-        sub.paused_publishers.discard(conn)
+        paused = sub.paused_publishers
+        if isinstance(paused, set):
+            paused.discard(conn)
     blocked_by.clear()
     if conn.state != CLOSED:
         conn.last_rx = conn.broker.clock()

@@ -12,7 +12,8 @@ shape gets the same bytes objects (only the 2-byte packet id differs).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from . import outbound
@@ -23,6 +24,9 @@ from .subscriptions import SubEntry, SubscriptionStore
 if TYPE_CHECKING:
     from .connection import Connection
     from .session import Session
+
+
+_EMPTY_SUBS: Mapping[str, SubEntry] = MappingProxyType({})
 
 
 class DeliveryFilters:
@@ -170,19 +174,18 @@ class LocalRouter:
             session.deliver(d.msg, qos, d.retain, sub_ids, now, None, shared=group)
 
     def subscribe(self, session: Session, entry: SubEntry) -> bool:
-        full = entry.full_filter
-        session.subscriptions[full] = entry
+        session.set_subscription(entry)
         return self.subscriptions.add(entry)
 
     def unsubscribe(self, session: Session, full_filter: str) -> bool:
-        entry = session.subscriptions.pop(full_filter, None)
+        entry = session.pop_subscription(full_filter)
         if entry is None:
             return False
         return self.subscriptions.remove(entry.client_id, entry.topic_filter, entry.group)
 
     def drop_session(self, session: Session) -> None:
         self.subscriptions.remove_all(session.subscriptions.values())
-        session.subscriptions.clear()
+        session.subscriptions = _EMPTY_SUBS
 
     def retained_for(self, topic_filter: str, now: float) -> list[Message]:
         return self.retained.match(topic_filter, now)

@@ -20,7 +20,10 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
 
 from . import outbound
 from .message import AWAIT_ACK, AWAIT_COMP, Delivery, Message
@@ -31,6 +34,9 @@ log = logging.getLogger("mqttfast.core")
 if TYPE_CHECKING:
     from .broker import Broker
     from .connection import Connection
+
+_NO_IDS: frozenset[int] = frozenset()
+_EMPTY: Mapping[Any, Any] = MappingProxyType({})
 
 
 class Session:
@@ -58,12 +64,16 @@ class Session:
     def __init__(self, client_id: str, broker: Broker) -> None:
         self.client_id = client_id
         self.broker = broker
-        self.subscriptions: dict[str, SubEntry] = {}  # full filter ($share/.. included) -> entry
-        self.inflight: dict[int, Delivery] = {}  # packet id -> delivery, in send order
+        # Created on first use, like the queue below; the shared empty default is a
+        # read-only mapping, so writing to it by mistake fails instead of leaking.
+        self.subscriptions: Mapping[str, SubEntry] = _EMPTY  # full filter -> entry
+        self.inflight: Mapping[int, Delivery] = _EMPTY  # packet id -> delivery, in send order
         self.next_pid = 0
-        self.queue: deque[Delivery] = deque()
+        # Created on first use (a deque costs ~760 bytes, a set 216): most sessions never
+        # queue and never receive QoS 2. The shared empty defaults are immutable.
+        self.queue: deque[Delivery] | tuple[()] = ()
         self.queued_bytes = 0
-        self.awaiting_pubrel: set[int] = set()  # incoming QoS 2 ids
+        self.awaiting_pubrel: AbstractSet[int] = _NO_IDS  # incoming QoS 2 ids
         self.expiry_interval = 0
         self.expires_at: float | None = None  # set while offline
         self.conn: Connection | None = None
@@ -80,6 +90,54 @@ class Session:
         )
 
     # -- outgoing -----------------------------------------------------------
+
+    def await_pubrel(self, pid: int) -> None:
+        """Remember an incoming QoS 2 packet id until its PUBREL [MQTT-4.3.3-9]."""
+        ids = self.awaiting_pubrel
+        if isinstance(ids, set):
+            ids.add(pid)
+        else:
+            self.awaiting_pubrel = {pid}
+
+    def pubrel_received(self, pid: int) -> bool:
+        """Forget an incoming QoS 2 packet id; False when it was not awaited."""
+        ids = self.awaiting_pubrel
+        if pid not in ids:
+            return False
+        assert isinstance(ids, set)
+        ids.discard(pid)
+        return True
+
+    def set_inflight(self, pid: int, d: Delivery) -> None:
+        """Record a message in flight under its packet id (send order is kept)."""
+        inflight = self.inflight
+        if not isinstance(inflight, dict):
+            inflight = self.inflight = {}
+        inflight[pid] = d
+
+    def drop_inflight(self, pid: int) -> None:
+        """Forget an acknowledged (or dropped) message in flight; the id must be there."""
+        inflight = self.inflight
+        assert isinstance(inflight, dict)
+        del inflight[pid]
+
+    def set_subscription(self, entry: SubEntry) -> None:
+        subs = self.subscriptions
+        if not isinstance(subs, dict):
+            subs = self.subscriptions = {}
+        subs[entry.full_filter] = entry
+
+    def pop_subscription(self, full_filter: str) -> SubEntry | None:
+        subs = self.subscriptions
+        return subs.pop(full_filter, None) if isinstance(subs, dict) else None
+
+    def restore_queued(self, d: Delivery) -> None:
+        """Put back a queued message read from storage (no limits: it was accepted)."""
+        if not self.queue:
+            self.queue = deque()
+        assert isinstance(self.queue, deque)
+        self.queue.append(d)
+        self.queued_bytes += len(d.msg.payload)
 
     def has_room(self) -> bool:
         conn = self.conn
@@ -127,7 +185,7 @@ class Session:
                     d.msg, d.qos, d.retain, d.sub_ids, True, now, None, allow_expired=True
                 )
                 if parts is None:
-                    del self.inflight[pid]
+                    self.drop_inflight(pid)
                     if self.persisted:
                         self.broker.storage.delivery_remove(self, d)
                     continue
@@ -141,7 +199,7 @@ class Session:
         d = self.inflight.get(pid)
         if d is None or d.qos != 1:
             return False
-        del self.inflight[pid]
+        self.drop_inflight(pid)
         if self.persisted:
             self.broker.storage.delivery_remove(self, d)
         self.pump(now)
@@ -153,7 +211,7 @@ class Session:
         if d is None or d.qos != 2:
             return False
         if failed:
-            del self.inflight[pid]
+            self.drop_inflight(pid)
             if self.persisted:
                 self.broker.storage.delivery_remove(self, d)
             self.pump(now)
@@ -167,7 +225,7 @@ class Session:
         d = self.inflight.get(pid)
         if d is None or d.state != AWAIT_COMP:
             return False
-        del self.inflight[pid]
+        self.drop_inflight(pid)
         if self.persisted:
             self.broker.storage.delivery_remove(self, d)
         self.pump(now)
@@ -179,14 +237,14 @@ class Session:
         in-flight QoS 1 ones; in-flight QoS 2 ones are dropped with the session."""
         out = [d for d in self.queue if d.shared is not None]
         if out:
-            self.queue = deque(d for d in self.queue if d.shared is None)
+            self.queue = deque(d for d in self.queue if d.shared is None) or ()
             self.queued_bytes = sum(len(d.msg.payload) for d in self.queue)
         if include_inflight:
             for pid, d in list(self.inflight.items()):
                 # Only QoS 1: a QoS 2 message already sent must not go to another
                 # member when this session ends [MQTT-4.8.2-5].
                 if d.shared is not None and d.qos == 1:
-                    del self.inflight[pid]
+                    self.drop_inflight(pid)
                     out.append(d)
         if out and self.persisted:
             for d in out:

@@ -144,6 +144,8 @@ class ListenerProtocol(MQTTProtocol):
     certificate identity (``use_identity_as_username``). Adds nothing to the
     per-packet path (``data_received`` is MQTTProtocol's)."""
 
+    __slots__ = ("listener", "identity", "gated", "counted")
+
     def __init__(
         self,
         broker: Broker,

@@ -107,7 +107,7 @@ class BatchedSink:
     ) -> None:
         self.transport = transport
         self.flusher = flusher
-        self.buf: list[bytes] = []
+        self.buf: list[bytes] | None = None  # created by the first write after a flush
         self.pending = 0
         self.closing = False
         self.protocol = protocol
@@ -115,9 +115,12 @@ class BatchedSink:
     def write(self, data: bytes) -> None:
         if self.closing:
             return
-        if not self.buf:
+        buf = self.buf
+        if buf is None:
+            self.buf = [data]
             self.flusher.mark(self)
-        self.buf.append(data)
+        else:
+            buf.append(data)
         self.pending += len(data)
         if self.pending >= FLUSH_THRESHOLD:
             self.flush()
@@ -125,9 +128,10 @@ class BatchedSink:
     def writelines(self, parts: Any) -> None:
         if self.closing:
             return
-        if not self.buf:
-            self.flusher.mark(self)
         buf = self.buf
+        if buf is None:
+            buf = self.buf = []
+            self.flusher.mark(self)
         for part in parts:
             if part:
                 buf.append(part)
@@ -137,12 +141,14 @@ class BatchedSink:
 
     def flush(self) -> None:
         buf = self.buf
-        if not buf:
+        if buf is None:
+            return
+        self.buf = None
+        if not buf:  # writelines of empty parts only
             return
         commit = self.flusher.commit
         if commit is not None:
             commit()  # group commit: what these bytes acknowledge is stored first
-        self.buf = []
         self.pending = 0
         if self.transport.is_closing():
             return
@@ -173,6 +179,9 @@ class BatchedSink:
 
 
 class MQTTProtocol(asyncio.Protocol):
+    # No per-connection __dict__ (issue 17: memory per idle connection).
+    __slots__ = ("broker", "flusher", "decoder", "conn", "sink", "reading_paused")
+
     def __init__(self, broker: Broker, flusher: Flusher) -> None:
         self.broker = broker
         self.flusher = flusher
