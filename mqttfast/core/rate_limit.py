@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import weakref
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .broker import Broker
@@ -38,7 +38,7 @@ class _Throttle:
     expects every member to have ``paused_publishers``."""
 
     __slots__ = ()
-    paused_publishers: set = set()
+    paused_publishers: set[Any] = set()
 
     def __repr__(self) -> str:
         return "<publish rate limit>"
@@ -53,7 +53,9 @@ class PublishRateLimiter:
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
         # conn -> [tokens, last refill time]; weak so a closed connection leaves no trace.
-        self.buckets: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self.buckets: weakref.WeakKeyDictionary[Connection, list[float]] = (
+            weakref.WeakKeyDictionary()
+        )
         # conn -> when its debt is repaid (reading resumes at the first tick after).
         self.paused: dict[Connection, float] = {}
 
@@ -105,7 +107,8 @@ class PublishRateLimiter:
             elif now >= resume_at:
                 del self.paused[conn]
                 blocked = conn.blocked_by
-                blocked.discard(THROTTLE)
+                if isinstance(blocked, set):
+                    blocked.discard(THROTTLE)
                 if not blocked:
                     conn.last_rx = now  # it could not send PINGREQ while paused
                     conn.sink.resume_reading()
