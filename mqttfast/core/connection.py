@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from mqttfast.codec import encode
 from mqttfast.codec.constants import CONNACK_REASON_CODES, DISCONNECT_REASON_CODES, ReasonCode
 from mqttfast.codec.errors import MQTTError
-from mqttfast.codec.packets import Connack, Disconnect, Properties, Pubrel
+from mqttfast.codec.packets import Connack, Disconnect, Properties, Pubrel, Will
 
 from . import outbound
 from .sink import Sink
@@ -98,7 +98,7 @@ class Connection:
         self.aliases_out: dict[str, int] | None = None
         self.next_alias = 1
         self.aliases_in: dict[int, str] | None = None
-        self.will = None
+        self.will: Will | None = None
         self.will_delay = 0
         self.connect_expiry = 0  # Session Expiry from CONNECT (for DISCONNECT rule)
         self.problem_info = True

@@ -120,10 +120,11 @@ def handle_publish(conn: Connection, pkt: Publish) -> None:
             if topic:
                 aliases[alias] = topic
             else:
-                topic = aliases.get(alias)
-                if topic is None:
+                known = aliases.get(alias)
+                if known is None:
                     conn.violation(ReasonCode.PROTOCOL_ERROR, f"unknown topic alias {alias}")
                     return
+                topic = known
         if props.message_expiry_interval is not None:
             now = broker.clock()
             expires_at = now + props.message_expiry_interval
@@ -169,6 +170,7 @@ def handle_publish(conn: Connection, pkt: Publish) -> None:
         return
 
     session = conn.session
+    assert session is not None  # CONNECTED
     pid = pkt.packet_id
     if qos == 2:
         awaiting = session.awaiting_pubrel
@@ -226,16 +228,20 @@ def handle_puback(conn: Connection, pkt: Puback) -> None:
     if conn.state != CONNECTED:
         conn.violation(ReasonCode.PROTOCOL_ERROR, "PUBACK before CONNACK")
         return
+    session = conn.session
+    assert session is not None  # CONNECTED
     # An unknown id is ignored (a late ack after a redelivery, for instance).
-    conn.session.puback(pkt.packet_id, conn.broker.clock())
+    session.puback(pkt.packet_id, conn.broker.clock())
 
 
 def handle_pubrec(conn: Connection, pkt: Pubrec) -> None:
     if conn.state != CONNECTED:
         conn.violation(ReasonCode.PROTOCOL_ERROR, "PUBREC before CONNACK")
         return
+    session = conn.session
+    assert session is not None  # CONNECTED
     failed = pkt.reason_code >= 0x80
-    known = conn.session.pubrec(pkt.packet_id, failed, conn.broker.clock())
+    known = session.pubrec(pkt.packet_id, failed, conn.broker.clock())
     if failed:
         return
     if known or not conn.v5:
@@ -248,10 +254,12 @@ def handle_pubrel(conn: Connection, pkt: Pubrel) -> None:
     if conn.state != CONNECTED:
         conn.violation(ReasonCode.PROTOCOL_ERROR, "PUBREL before CONNACK")
         return
+    session = conn.session
+    assert session is not None  # CONNECTED
     pid = pkt.packet_id
-    if conn.session.pubrel_received(pid):
-        if conn.session.persisted:
-            conn.broker.storage.qos2_delete(conn.session, pid)
+    if session.pubrel_received(pid):
+        if session.persisted:
+            conn.broker.storage.qos2_delete(session, pid)
         _ack(conn, Pubcomp, 0x70, pid, 0)
     else:
         _ack(conn, Pubcomp, 0x70, pid, ReasonCode.PACKET_IDENTIFIER_NOT_FOUND)
@@ -261,7 +269,9 @@ def handle_pubcomp(conn: Connection, pkt: Pubcomp) -> None:
     if conn.state != CONNECTED:
         conn.violation(ReasonCode.PROTOCOL_ERROR, "PUBCOMP before CONNACK")
         return
-    conn.session.pubcomp(pkt.packet_id, conn.broker.clock())
+    session = conn.session
+    assert session is not None  # CONNECTED
+    session.pubcomp(pkt.packet_id, conn.broker.clock())
 
 
 def handle_pingreq(conn: Connection, pkt: object) -> None:

@@ -26,6 +26,7 @@ def handle_subscribe(conn: Connection, pkt: Subscribe) -> None:
     broker = conn.broker
     settings = broker.settings
     session = conn.session
+    assert session is not None  # CONNECTED
     v5 = conn.v5
     props = pkt.properties
     sub_id = None
@@ -123,6 +124,7 @@ def handle_unsubscribe(conn: Connection, pkt: Unsubscribe) -> None:
         return
     broker = conn.broker
     session = conn.session
+    assert session is not None  # CONNECTED
     codes: list[int] = []
     for full in pkt.topic_filters:
         group, filt = split_shared(full)

@@ -426,10 +426,10 @@ def block_publisher(conn: Connection, publisher: Connection) -> None:
     psession = publisher.session
     if psession is not None and psession.inflight:
         return
+    if not isinstance(paused, set):
+        paused = conn.paused_publishers = set()  # created on first use
     if not paused:
         conn.blocking_since = conn.broker.clock()
-        if not isinstance(paused, set):
-            paused = conn.paused_publishers = set()  # created on first use
     paused.add(publisher)
     blocked = publisher.blocked_by
     if not isinstance(blocked, set):

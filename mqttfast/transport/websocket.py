@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, cast
 
-from websockets.frames import Opcode
+from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
 from websockets.protocol import State
 from websockets.server import ServerProtocol
@@ -125,12 +125,13 @@ class WebSocketProtocol(asyncio.Protocol):
             if isinstance(event, Request):
                 self._handshake(event)
                 continue
+            assert isinstance(event, Frame)  # a server receives no HTTP responses
             opcode = event.opcode
             if not self.open:
                 continue
             if opcode is Opcode.BINARY or opcode is Opcode.CONT:
                 if event.data and not self.inner_closed:
-                    self.inner.data_received(event.data)
+                    self.inner.data_received(cast(bytes, event.data))
             elif opcode is Opcode.TEXT:
                 # [MQTT-6.0.0-1] MQTT packets travel in binary frames only.
                 log.info("websocket %s: text frame; closing", self._peer())
