@@ -24,13 +24,13 @@ import logging
 import weakref
 from typing import TYPE_CHECKING, Any
 
+from .states import CLOSED as _CLOSED
+
 if TYPE_CHECKING:
     from .broker import Broker
     from .connection import Connection
 
 log = logging.getLogger("mqttfast.core")
-
-_CLOSED = 3  # connection.CLOSED (not imported: connection imports the handlers' world)
 
 
 class _Throttle:
