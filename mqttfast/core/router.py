@@ -58,9 +58,9 @@ class DeliveryFilters:
 
 class Router(Protocol):
     """Everything the broker core (and the embedding API, persistence recovery, a
-    cluster backplane wrapping it) calls on a router."""
-
-    filters: DeliveryFilters
+    cluster backplane wrapping it) calls on a router. The delivery filters are not
+    part of it: the core keeps them (``BrokerCore.filters``) and gives them to the
+    LocalRouter it builds."""
 
     def publish(self, msg: Message, now: float, publisher: Connection | None = None) -> int:
         """Store if retained, deliver to every matching subscription; return how
