@@ -84,7 +84,7 @@ def breakdown(proto: Any) -> dict[str, int]:
 
 
 async def measure(n: int, hold: float, loadgen: Path, trace: bool) -> dict[str, Any]:
-    from mqttfast.core.broker import Broker
+    from mqttfast.core.broker import BrokerCore
     from mqttfast.core.settings import BrokerSettings
     from mqttfast.transport import tcp
     from mqttfast.transport.listeners import ListenerConfig
@@ -99,7 +99,7 @@ async def measure(n: int, hold: float, loadgen: Path, trace: bool) -> dict[str, 
             protos.append(self)
 
     tcp.MQTTProtocol.connection_made = connection_made  # type: ignore[method-assign]
-    broker = Broker(BrokerSettings())
+    broker = BrokerCore(BrokerSettings())
     server = MQTTServer(broker)
     listener = await server.start_listener(ListenerConfig(port=0, address="127.0.0.1"))
     port = listener.addresses()[0][1]

@@ -32,7 +32,7 @@ from typing import Any, Union
 
 from mqttfast.codec import validate_topic_filter, validate_topic_name
 from mqttfast.codec.packets import Properties
-from mqttfast.core.broker import Broker as CoreBroker
+from mqttfast.core.broker import BrokerCore as CoreBroker
 from mqttfast.core.message import Message, forwardable_properties
 from mqttfast.core.session import Session
 from mqttfast.core.settings import BrokerSettings

@@ -196,7 +196,7 @@ def settings_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def
 async def serve(settings, runtime=None) -> int:  # type: ignore[no-untyped-def]
     from mqttfast.app.persistence import PersistenceError, open_storage
     from mqttfast.codec import IMPLEMENTATION
-    from mqttfast.core.broker import Broker
+    from mqttfast.core.broker import BrokerCore
     from mqttfast.transport.server import MQTTServer
 
     # Signal handlers first: a SIGTERM during start-up (storage recovery, plug-in
@@ -217,7 +217,7 @@ async def serve(settings, runtime=None) -> int:  # type: ignore[no-untyped-def]
             from mqttfast.app.config import Runtime
 
             runtime = Runtime.for_settings(settings)
-        broker = Broker(settings, hooks=runtime.hooks, storage=storage)
+        broker = BrokerCore(settings, hooks=runtime.hooks, storage=storage)
         restored = storage.recover(broker)  # before accepting connections
     except PersistenceError as err:
         print(f"mqttfast: error: {err}", file=sys.stderr)

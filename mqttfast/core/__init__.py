@@ -2,7 +2,7 @@
 
 Public seams
 ------------
-``Broker(settings, hooks, clock, router, storage)``
+``BrokerCore(settings, hooks, clock, router, storage)``
     Owns sessions, connections, the subscription store, the retained store and
     the timers. The transport calls ``broker.connection_made(sink, peer)`` once
     per socket and ``broker.tick(now)`` on a timer (keep alive, connect timeout,
@@ -47,7 +47,7 @@ Packet handlers (``handlers.py``)
     Every knob, with mosquitto-like defaults.
 """
 
-from .broker import Broker, FakeClock
+from .broker import BrokerCore, FakeClock
 from .connection import Connection
 from .hooks import AuthStep, Hooks
 from .message import Message
@@ -57,7 +57,7 @@ from .sink import Sink
 from .states import ConnState
 
 __all__ = [
-    "Broker",
+    "BrokerCore",
     "BrokerSettings",
     "Connection",
     "ConnState",

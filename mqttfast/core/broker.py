@@ -49,7 +49,7 @@ class FakeClock:
         return self.now
 
 
-class Broker:
+class BrokerCore:
     def __init__(
         self,
         settings: BrokerSettings | None = None,

@@ -1,7 +1,7 @@
 """Per-connection protocol state and packet dispatch (mosquitto's read_handle.c).
 
 The transport creates one :class:`Connection` per socket through
-``Broker.connection_made(sink)`` and feeds it decoded packets. The
+``BrokerCore.connection_made(sink)`` and feeds it decoded packets. The
 connection writes bytes to the sink; it never sees a socket.
 
 States: AWAIT_CONNECT -> (AUTHENTICATING ->) CONNECTED -> CLOSED.
@@ -26,7 +26,7 @@ from .sink import Sink
 from .states import AUTH_WAIT, AUTHENTICATING, AWAIT_CONNECT, CLOSED, CONNECTED, ConnState
 
 if TYPE_CHECKING:
-    from .broker import Broker
+    from .broker import BrokerCore
     from .session import Session
 
 log = logging.getLogger("mqttfast.core")
@@ -76,7 +76,7 @@ class Connection:
         "__weakref__",
     )
 
-    def __init__(self, broker: Broker, sink: Sink, peer: str = "?") -> None:
+    def __init__(self, broker: BrokerCore, sink: Sink, peer: str = "?") -> None:
         self.broker = broker
         self.sink = sink
         self.peer = peer

@@ -8,7 +8,7 @@ already decoded when the bucket runs dry, so they are all handled and the bucket
 goes into debt; reading from that client's socket is then paused until the debt is
 repaid, so the long-run rate never exceeds ``rate``. Nothing is dropped and the
 client is not disconnected (what EMQX's rate limiter does). Resuming happens on the
-broker's timer (``Broker.tick``, every 0.5 s under the transport), so a throttled
+broker's timer (``BrokerCore.tick``, every 0.5 s under the transport), so a throttled
 client waits at least until the next tick. Each pause counts once in
 ``Stats.publish_throttled``.
 
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from .states import CLOSED as _CLOSED
 
 if TYPE_CHECKING:
-    from .broker import Broker
+    from .broker import BrokerCore
     from .connection import Connection
 
 log = logging.getLogger("mqttfast.core")
@@ -50,7 +50,7 @@ THROTTLE = _Throttle()
 class PublishRateLimiter:
     __slots__ = ("broker", "buckets", "paused")
 
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: BrokerCore) -> None:
         self.broker = broker
         # conn -> [tokens, last refill time]; weak so a closed connection leaves no trace.
         self.buckets: weakref.WeakKeyDictionary[Connection, list[float]] = (

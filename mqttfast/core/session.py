@@ -32,7 +32,7 @@ from .subscriptions import SubEntry
 log = logging.getLogger("mqttfast.core")
 
 if TYPE_CHECKING:
-    from .broker import Broker
+    from .broker import BrokerCore
     from .connection import Connection
 
 _NO_IDS: frozenset[int] = frozenset()
@@ -61,7 +61,7 @@ class Session:
         "backlog",
     )
 
-    def __init__(self, client_id: str, broker: Broker) -> None:
+    def __init__(self, client_id: str, broker: BrokerCore) -> None:
         self.client_id = client_id
         self.broker = broker
         # Created on first use, like the queue below; the shared empty default is a

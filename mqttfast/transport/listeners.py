@@ -35,7 +35,7 @@ from .tcp import Flusher, MQTTProtocol
 from .websocket import DEFAULT_PATH, WebSocketProtocol
 
 if TYPE_CHECKING:
-    from mqttfast.core.broker import Broker
+    from mqttfast.core.broker import BrokerCore
 
 log = logging.getLogger("mqttfast.transport")
 
@@ -148,7 +148,7 @@ class ListenerProtocol(MQTTProtocol):
 
     def __init__(
         self,
-        broker: Broker,
+        broker: BrokerCore,
         flusher: Flusher,
         listener: Listener,
         identity: IdentityFn | None,
@@ -207,7 +207,7 @@ class GatedWebSocketProtocol(WebSocketProtocol):
 
 
 async def open_listener(
-    broker: Broker,
+    broker: BrokerCore,
     flusher: Flusher,
     cfg: ListenerConfig,
     gate: ConnectionGate,

@@ -1,4 +1,4 @@
-"""Start and stop listeners around one core Broker; the periodic tick."""
+"""Start and stop listeners around one core BrokerCore; the periodic tick."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import ssl
 import time
 from typing import TYPE_CHECKING
 
-from mqttfast.core.broker import Broker
+from mqttfast.core.broker import BrokerCore
 
 from .tcp import Flusher, MQTTProtocol
 
@@ -21,7 +21,7 @@ TICK_INTERVAL = 0.5  # seconds; keep-alive and expiry granularity
 
 
 class MQTTServer:
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: BrokerCore) -> None:
         self.broker = broker
         self.servers: list[asyncio.base_events.Server] = []
         self._tick_task: asyncio.Task | None = None

@@ -22,7 +22,7 @@ from mqttfast.codec import Decoder, MQTTError
 from mqttfast.core.states import CLOSED
 
 if TYPE_CHECKING:
-    from mqttfast.core.broker import Broker
+    from mqttfast.core.broker import BrokerCore
     from mqttfast.core.connection import Connection
 
 log = logging.getLogger("mqttfast.transport")
@@ -186,7 +186,7 @@ class MQTTProtocol(asyncio.Protocol):
     # No per-connection __dict__ (issue 17: memory per idle connection).
     __slots__ = ("broker", "flusher", "decoder", "conn", "sink", "reading_paused")
 
-    def __init__(self, broker: Broker, flusher: Flusher) -> None:
+    def __init__(self, broker: BrokerCore, flusher: Flusher) -> None:
         self.broker = broker
         self.flusher = flusher
         self.decoder = Decoder(None, broker.settings.max_packet_size)

@@ -16,7 +16,7 @@ import pytest
 
 from mqttfast.codec import Decoder, encode
 from mqttfast.codec.packets import Connack, Connect, Publish, Suback, Subscribe, Subscription
-from mqttfast.core.broker import Broker
+from mqttfast.core.broker import BrokerCore
 from mqttfast.core.states import ConnState
 from mqttfast.transport.tcp import SMALL_READ, BatchedSink, Flusher, MQTTProtocol
 
@@ -56,7 +56,7 @@ async def _pair() -> tuple[asyncio.Transport, _Peer, asyncio.Transport]:
 
 
 def _sink(transport: asyncio.Transport, flusher: Flusher) -> BatchedSink:
-    proto: Any = MQTTProtocol(Broker(), flusher)
+    proto: Any = MQTTProtocol(BrokerCore(), flusher)
     return BatchedSink(transport, flusher, proto)
 
 
@@ -137,7 +137,7 @@ async def test_a_lone_publish_reaches_the_subscriber_within_its_read() -> None:
     """End to end through the core: the subscriber's PUBLISH is handed to its transport
     before the publisher's data_received returns (no extra loop turn)."""
     loop = asyncio.get_running_loop()
-    broker = Broker()
+    broker = BrokerCore()
     flusher = Flusher(loop)
     protos = []
     peers = []

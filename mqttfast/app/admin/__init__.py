@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from mqttfast.core.broker import Broker
+    from mqttfast.core.broker import BrokerCore
 
 log = logging.getLogger("mqttfast")
 
@@ -79,7 +79,7 @@ class OpsServers:
         self.admin = self.metrics = None
 
 
-async def start_ops(broker: Broker, opts: OpsOptions | None, codec: str = "") -> OpsServers:
+async def start_ops(broker: BrokerCore, opts: OpsOptions | None, codec: str = "") -> OpsServers:
     """Start what ``opts`` enables; raises OSError (port in use ...) after closing
     whatever already started."""
     ops = OpsServers()

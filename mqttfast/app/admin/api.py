@@ -33,7 +33,7 @@ from mqttfast.core.subscriptions import split_shared
 from .httpd import HTTPServer, Request, Response, error, json_response
 
 if TYPE_CHECKING:
-    from mqttfast.core.broker import Broker
+    from mqttfast.core.broker import BrokerCore
     from mqttfast.core.session import Session
 
 log = logging.getLogger("mqttfast.admin")
@@ -57,7 +57,7 @@ class TopicCounter:
 
     MAX_TOPICS = 10_000
 
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: BrokerCore) -> None:
         self.broker = broker
         self.current: dict[str, int] = {}
         self.last: dict[str, int] = {}
@@ -158,7 +158,7 @@ def subscription_info(full_filter: str, entry: Any) -> dict[str, Any]:
     }
 
 
-def broker_stats(broker: Broker, started: float) -> dict[str, Any]:
+def broker_stats(broker: BrokerCore, started: float) -> dict[str, Any]:
     st = broker.stats
     sessions = broker.sessions
     online = sum(1 for s in sessions.values() if s.conn is not None)
@@ -194,7 +194,7 @@ def _limit(req: Request, default: int = 1000) -> int:
 
 
 class AdminAPI:
-    def __init__(self, broker: Broker, token: str) -> None:
+    def __init__(self, broker: BrokerCore, token: str) -> None:
         if not token:
             raise ValueError("the admin API needs a token")
         self.broker = broker
