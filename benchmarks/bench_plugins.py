@@ -25,7 +25,7 @@ import time
 from typing import Any
 
 from mqttfast.codec.packets import Connect, Publish, Subscribe, Subscription
-from mqttfast.core.broker import Broker
+from mqttfast.core.broker import BrokerCore
 from mqttfast.core.settings import BrokerSettings
 from mqttfast.plugins import Plugin, PluginHooks
 
@@ -64,7 +64,7 @@ CASES: dict[str, Any] = {
 
 
 def build(case: str, subscribers: int) -> Any:
-    broker = Broker(BrokerSettings(sys_interval=0, persistence="off"))
+    broker = BrokerCore(BrokerSettings(sys_interval=0, persistence="off"))
     plugin = CASES[case]
     if plugin is not None:
         PluginHooks(broker.hooks, [plugin()]).install(broker)

@@ -30,7 +30,7 @@ from typing import Any
 
 from mqttfast import __version__
 from mqttfast.codec import IMPLEMENTATION
-from mqttfast.core.broker import Broker as CoreBroker
+from mqttfast.core.broker import BrokerCore as CoreBroker
 from mqttfast.core.settings import BrokerSettings
 from mqttfast.plugins.api import BrokerAPI
 from mqttfast.plugins.base import Plugin

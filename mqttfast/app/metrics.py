@@ -26,7 +26,7 @@ from mqttfast import __version__
 from .admin.httpd import HTTPServer, Request, Response, error
 
 if TYPE_CHECKING:
-    from mqttfast.core.broker import Broker
+    from mqttfast.core.broker import BrokerCore
 
 log = logging.getLogger("mqttfast.metrics")
 
@@ -116,9 +116,11 @@ class LoopLagMonitor:
 
 
 class BrokerCollector:
-    """Metric families from one Broker, built at scrape time."""
+    """Metric families from one BrokerCore, built at scrape time."""
 
-    def __init__(self, broker: Broker, lag: LoopLagMonitor | None = None, codec: str = "") -> None:
+    def __init__(
+        self, broker: BrokerCore, lag: LoopLagMonitor | None = None, codec: str = ""
+    ) -> None:
         self.broker = broker
         self.lag = lag
         self.codec = codec
@@ -249,7 +251,7 @@ class BrokerCollector:
 
 
 def make_registry(
-    broker: Broker, lag: LoopLagMonitor | None = None, codec: str = ""
+    broker: BrokerCore, lag: LoopLagMonitor | None = None, codec: str = ""
 ) -> CollectorRegistry:
     """A private registry: our collector plus process metrics (resident memory,
     CPU, open files) as ``process_*``."""
@@ -265,7 +267,7 @@ def make_registry(
 class MetricsServer:
     """``GET /metrics`` (Prometheus text format) on its own port."""
 
-    def __init__(self, broker: Broker, codec: str = "") -> None:
+    def __init__(self, broker: BrokerCore, codec: str = "") -> None:
         self.lag = LoopLagMonitor()
         self.registry = make_registry(broker, self.lag, codec)
         self.http = HTTPServer(self.handle, "metrics")

@@ -2,7 +2,7 @@
 
 Public seams
 ------------
-``Broker(settings, hooks, clock, router, storage)``
+``BrokerCore(settings, hooks, clock, router, storage)``
     Owns sessions, connections, the subscription store, the retained store and
     the timers. The transport calls ``broker.connection_made(sink, peer)`` once
     per socket and ``broker.tick(now)`` on a timer (keep alive, connect timeout,
@@ -17,15 +17,25 @@ Public seams
     ``connection_lost()``, ``writing_paused()`` / ``writing_resumed()`` from the
     transport's flow control.
 
-Sink (implemented by the transport)
+``Sink`` (``sink.py``, a Protocol implemented by the transport)
     ``write(bytes)``, ``writelines(parts)``, ``close()`` (flush, then close),
     ``pause_reading()``, ``resume_reading()``, ``get_write_buffer_size()``.
     Writes may be batched; the core never waits on them.
 
+``ConnState`` (``states.py``)
+    The connection states (an IntEnum): AWAIT_CONNECT, AUTHENTICATING, CONNECTED,
+    CLOSED, AUTH_WAIT. Nobody compares a state with a bare number.
+
 ``Router`` (``router.py``)
     The one routing seam: ``publish(msg, now, publisher) -> matched``,
-    ``subscribe``, ``unsubscribe``, ``drop_session``, ``retained_for``.
-    ``LocalRouter`` delivers in-process, encoding each PUBLISH once per shape.
+    ``subscribe``, ``unsubscribe``, ``drop_session``, ``redistribute``,
+    ``retained_for``, and its ``filters`` (``DeliveryFilters``: receive_check,
+    deliver_check, queue high/low water), given at construction.
+    ``LocalRouter`` delivers in-process through ``outbound.py`` (encode once per
+    shape, QoS 0 fast path, in-flight window, queue, back-pressure).
+
+Packet handlers (``handlers.py``)
+    One static table, packet class -> handler, handed to connections by the broker.
 
 ``Hooks`` (``hooks.py``)
     Authentication (plain and deferred), authorisation of publish, subscribe and
@@ -37,17 +47,22 @@ Sink (implemented by the transport)
     Every knob, with mosquitto-like defaults.
 """
 
-from .broker import Broker, FakeClock
+from .broker import BrokerCore, FakeClock
 from .connection import Connection
 from .hooks import AuthStep, Hooks
 from .message import Message
-from .router import LocalRouter, Router
+from .router import DeliveryFilters, LocalRouter, Router
 from .settings import BrokerSettings
+from .sink import Sink
+from .states import ConnState
 
 __all__ = [
-    "Broker",
+    "BrokerCore",
     "BrokerSettings",
     "Connection",
+    "ConnState",
+    "DeliveryFilters",
+    "Sink",
     "FakeClock",
     "Hooks",
     "AuthStep",

@@ -10,30 +10,29 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
 
 from mqttfast.codec.constants import SESSION_EXPIRY_NEVER, ReasonCode
 from mqttfast.codec.packets import Properties
 
 from . import wills
 from .connection import Connection
-from .handlers import install_handlers
+from .handlers import HANDLERS, Handler
 from .hooks import Hooks
 from .message import Message, forwardable_properties
 from .rate_limit import PublishRateLimiter
 from .retained import RetainedStore
-from .router import LocalRouter
+from .router import DeliveryFilters, LocalRouter, Router
 from .session import Session
 from .settings import BrokerSettings
+from .sink import Sink
+from .states import CLOSED
 from .stats import Stats
 from .storage import MemoryStorage, Storage
 from .subscriptions import SubscriptionStore
 from .sys_topics import SysTopics
 
 log = logging.getLogger("mqttfast.core")
-
-install_handlers()
 
 
 class FakeClock:
@@ -50,15 +49,20 @@ class FakeClock:
         return self.now
 
 
-class Broker:
+class BrokerCore:
     def __init__(
         self,
         settings: BrokerSettings | None = None,
         hooks: Hooks | None = None,
         clock: Callable[[], float] = time.monotonic,
-        router: Any = None,
+        router: Router | None = None,
         storage: Storage | None = None,
+        filters: DeliveryFilters | None = None,
+        handlers: Mapping[type, Handler] = HANDLERS,
     ) -> None:
+        """``router``: a ready router (it should share ``filters``); default a LocalRouter.
+        ``filters``: the delivery filters (default: built from ``hooks`` and ``settings``).
+        ``handlers``: packet class -> handler (default the static table of handlers.py)."""
         self.settings = settings or BrokerSettings()
         self.hooks = hooks or Hooks()
         self.clock = clock
@@ -76,27 +80,33 @@ class Broker:
             self.retained.storage = self.storage
         self.retained.max_messages = self.settings.max_retained_messages
         self.retained.max_bytes = self.settings.max_retained_bytes
-        self.router = router or LocalRouter(
-            self.sessions, self.subscriptions, self.retained, self.settings.retain_available
+        self.handlers = handlers
+        if filters is None:
+            # Back-pressure on publishers from online subscribers' queues (outbound.py).
+            mq = self.settings.max_queued_messages
+            # Per-delivery read authorisation only when the hooks implement it (ACLs).
+            receive = self.hooks.authorise_receive
+            filters = DeliveryFilters(
+                receive
+                if type(self.hooks).authorise_receive is not Hooks.authorise_receive
+                else None,
+                None,
+                max(1, mq // 2) if mq else 1000,
+            )
+        self.filters = filters
+        self.router: Router = router or LocalRouter(
+            self.sessions,
+            self.subscriptions,
+            self.retained,
+            self.settings.retain_available,
+            filters,
         )
         self.sys = SysTopics(self)
         self.publish_limiter = PublishRateLimiter(self)  # idle while max_publish_rate is 0
-        # Per-delivery read authorisation, only when the hooks implement it (ACLs).
-        if (
-            isinstance(self.router, LocalRouter)
-            and type(self.hooks).authorise_receive is not Hooks.authorise_receive
-        ):
-            self.router.receive_check = self.hooks.authorise_receive
-        # Back-pressure on publishers from online subscribers' queues (see Session.pump).
-        mq = self.settings.max_queued_messages
-        high = max(1, mq // 2) if mq else 1000
-        self.queue_low_water = high // 2
-        if isinstance(self.router, LocalRouter):
-            self.router.queue_high_water = high
 
     # -- transport seam -----------------------------------------------------
 
-    def connection_made(self, sink: Any, peer: str = "?") -> Connection:
+    def connection_made(self, sink: Sink, peer: str = "?") -> Connection:
         conn = Connection(self, sink, peer)
         self.pending.add(conn)
         return conn
@@ -114,7 +124,7 @@ class Broker:
         if now is None:
             now = self.clock()
         for conn in list(self.pending):
-            if conn.state == 3:
+            if conn.state == CLOSED:
                 self.pending.discard(conn)
             else:
                 conn.check_timeouts(now)
@@ -182,10 +192,11 @@ class Broker:
         moved = session.take_shared_deliveries(include_inflight=True)
         if session.persisted:
             self.storage.session_delete(session)
-        session.inflight.clear()
-        session.queue.clear()
+        session.inflight = {}
+        session.queue = ()
+        session.queued_bytes = 0
         session.backlog = None
-        session.awaiting_pubrel.clear()
+        session.awaiting_pubrel = frozenset()
         if moved:
             self.router.redistribute(moved, session.client_id, now)
 

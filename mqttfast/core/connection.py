@@ -1,7 +1,7 @@
 """Per-connection protocol state and packet dispatch (mosquitto's read_handle.c).
 
 The transport creates one :class:`Connection` per socket through
-``Broker.connection_made(sink)`` and feeds it decoded packets. The
+``BrokerCore.connection_made(sink)`` and feeds it decoded packets. The
 connection writes bytes to the sink; it never sees a socket.
 
 States: AWAIT_CONNECT -> (AUTHENTICATING ->) CONNECTED -> CLOSED.
@@ -13,41 +13,28 @@ CONNECT is a protocol violation [MQTT-3.1.0-2].
 from __future__ import annotations
 
 import logging
-import math
-from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING, Any
 
-from mqttfast.codec import encode, publish_parts
+from mqttfast.codec import encode
 from mqttfast.codec.constants import CONNACK_REASON_CODES, DISCONNECT_REASON_CODES, ReasonCode
 from mqttfast.codec.errors import MQTTError
-from mqttfast.codec.packets import Connack, Disconnect, Properties, Pubrel
+from mqttfast.codec.packets import Connack, Disconnect, Properties, Pubrel, Will
 
-from .message import Message
+from . import outbound
+from .sink import Sink
+from .states import AUTH_WAIT, AUTHENTICATING, AWAIT_CONNECT, CLOSED, CONNECTED, ConnState
 
 if TYPE_CHECKING:
-    from .broker import Broker
+    from .broker import BrokerCore
     from .session import Session
 
 log = logging.getLogger("mqttfast.core")
 
-AWAIT_CONNECT = 0
-AUTHENTICATING = 1
-CONNECTED = 2
-CLOSED = 3
-# CONNECT read, waiting for a deferred authentication (Hooks.begin_authenticate); reading
-# is paused and packets already decoded behind the CONNECT are held [MQTT-3.1.4-5].
-AUTH_WAIT = 4
+_NOBODY: frozenset[Any] = frozenset()
 
-
-class Sink:
-    """What the transport provides (documentation of the seam; duck-typed)."""
-
-    def write(self, data: bytes) -> None: ...
-    def writelines(self, parts: Any) -> None: ...
-    def close(self) -> None: ...
-    def pause_reading(self) -> None: ...
-    def resume_reading(self) -> None: ...
-    def get_write_buffer_size(self) -> int: ...
+# Re-exported for the handle_* modules (the states are ConnState members).
+__all__ = ["AUTH_WAIT", "AUTHENTICATING", "AWAIT_CONNECT", "CLOSED", "CONNECTED", "Connection"]
 
 
 class Connection:
@@ -89,11 +76,11 @@ class Connection:
         "__weakref__",
     )
 
-    def __init__(self, broker: Broker, sink: Any, peer: str = "?") -> None:
+    def __init__(self, broker: BrokerCore, sink: Sink, peer: str = "?") -> None:
         self.broker = broker
         self.sink = sink
         self.peer = peer
-        self.state = AWAIT_CONNECT
+        self.state: ConnState = AWAIT_CONNECT
         self.protocol_version = 4
         self.v5 = False
         self.client_id = ""
@@ -107,16 +94,19 @@ class Connection:
         self.send_window = broker.settings.inflight_window
         self.max_packet_out = 0  # client's Maximum Packet Size; 0 = no limit
         self.alias_out_max = 0
-        self.aliases_out: dict[str, int] = {}
+        # Topic aliases (v5 only), created on first use.
+        self.aliases_out: dict[str, int] | None = None
         self.next_alias = 1
-        self.aliases_in: dict[int, str] = {}
-        self.will = None
+        self.aliases_in: dict[int, str] | None = None
+        self.will: Will | None = None
         self.will_delay = 0
         self.connect_expiry = 0  # Session Expiry from CONNECT (for DISCONNECT rule)
         self.problem_info = True
         self.congested = False
-        self.paused_publishers: set[Connection] = set()  # publishers paused because of us
-        self.blocked_by: set[Connection] = set()  # subscribers that paused us
+        # Back-pressure (outbound.py); the shared empty default is replaced by a set on
+        # first use (an empty set is 216 bytes, and most connections never need one).
+        self.paused_publishers: AbstractSet[Connection] = _NOBODY  # publishers paused by us
+        self.blocked_by: AbstractSet[Any] = _NOBODY  # subscribers (or the rate limit) pausing us
         self.blocking_since = 0.0  # when we first paused a publisher (0 = we pause none)
         self.stuck = False  # paused publishers longer than allowed: stop pausing
         self.auth_method: str | None = None
@@ -126,7 +116,7 @@ class Connection:
         # Set by a listener with use_identity_as_username: the client certificate's
         # identity ("" = none); None = the listener does not use certificates as usernames.
         self.cert_identity: str | None = None
-        self.held: list | None = None  # packets behind a CONNECT in AUTH_WAIT
+        self.held: list[Any] | None = None  # packets behind a CONNECT in AUTH_WAIT
 
     def __repr__(self) -> str:
         return f"<Connection {self.client_id or '-'} {self.peer}>"
@@ -135,12 +125,14 @@ class Connection:
 
     def packets_received(self, pkts: Any) -> None:
         self.last_rx = self.broker.clock()
-        handlers = HANDLERS
+        handlers = self.broker.handlers
         for pkt in pkts:
             if self.state >= CLOSED:
                 if self.state == CLOSED:
                     return
-                self.held.append(pkt)  # AUTH_WAIT: handled once the CONNECT is accepted
+                held = self.held  # AUTH_WAIT: handled once the CONNECT is accepted
+                assert held is not None
+                held.append(pkt)
                 continue
             handler = handlers.get(type(pkt))
             try:
@@ -205,18 +197,6 @@ class Connection:
             )
         self._teardown(publish_will=True)
 
-    def writing_paused(self) -> None:
-        self.congested = True
-
-    def writing_resumed(self) -> None:
-        self.congested = False
-        self.stuck = False
-        session = self.session
-        if session is not None and session.conn is self and (session.queue or session.backlog):
-            session.pump(self.broker.clock())  # releases publishers once the queue is short
-        else:
-            self.release_publishers()
-
     # -- errors and closing -------------------------------------------------
 
     def violation(self, reason_code: int, message: str) -> None:
@@ -278,75 +258,6 @@ class Connection:
         if was_connected and broker.hooks.events:
             broker.hooks.client_disconnected(self, reason_code, by)
 
-    # -- back-pressure ------------------------------------------------------
-
-    def block_publisher(self, publisher: Connection) -> None:
-        """Pause reading from a publisher while this (subscriber) connection is congested
-        or its queue is long. A publisher that has QoS 1/2 messages in flight toward it
-        is not paused: we must keep reading its acknowledgements (or two clients
-        publishing to each other would wait on each other forever)."""
-        if (
-            publisher is self
-            or self.stuck
-            or publisher.state == CLOSED
-            or publisher in self.paused_publishers
-        ):
-            return
-        psession = publisher.session
-        if psession is not None and psession.inflight:
-            return
-        if not self.paused_publishers:
-            self.blocking_since = self.broker.clock()
-        self.paused_publishers.add(publisher)
-        publisher.blocked_by.add(self)
-        if len(publisher.blocked_by) == 1:
-            publisher.sink.pause_reading()
-
-    def release_publishers(self) -> None:
-        if not self.paused_publishers:
-            return
-        now = self.broker.clock()
-        for pub in self.paused_publishers:
-            pub.blocked_by.discard(self)
-            if not pub.blocked_by and pub.state != CLOSED:
-                pub.last_rx = now  # it could not send PINGREQ while paused
-                pub.sink.resume_reading()
-        self.paused_publishers.clear()
-        self.blocking_since = 0.0
-
-    def unblock(self) -> None:
-        """Resume reading from this connection whoever paused it (it has acks to send us)."""
-        if not self.blocked_by:
-            return
-        for sub in self.blocked_by:
-            sub.paused_publishers.discard(self)
-        self.blocked_by.clear()
-        if self.state != CLOSED:
-            self.last_rx = self.broker.clock()
-            self.sink.resume_reading()
-
-    def check_stuck(self, now: float) -> None:
-        """A subscriber that keeps publishers paused too long (it does not read, or does
-        not acknowledge) stops pausing them: from then on it only has its own bounds
-        (output hard limit, queue limit) and others flow again. It pauses publishers
-        again once it has drained."""
-        if (
-            self.paused_publishers
-            and now - self.blocking_since > self.broker.settings.max_publisher_pause
-        ):
-            log.info(
-                "client %s (%s): not keeping up; publishers no longer wait for it",
-                self.client_id,
-                self.peer,
-            )
-            self.stuck = True
-            self.release_publishers()
-
-    def over_hard_limit(self) -> bool:
-        return self.congested and (
-            self.sink.get_write_buffer_size() > self.broker.settings.output_hard_limit
-        )
-
     # -- writing ------------------------------------------------------------
 
     def _write(self, data: bytes) -> None:
@@ -362,129 +273,17 @@ class Connection:
         else:
             self._write(b"\x62\x02" + pid.to_bytes(2, "big"))
 
-    def encode_publish(
-        self,
-        msg: Message,
-        qos: int,
-        retain: bool,
-        sub_ids: tuple[int, ...] | None,
-        dup: bool,
-        now: float,
-        cache: dict | None,
-        allow_expired: bool = False,
-    ) -> tuple[bytes, bytes] | None:
-        """The (head, tail) of a PUBLISH for this client, or None when it must be
-        dropped: expired (v5 message expiry) or larger than the client's Maximum
-        Packet Size [MQTT-3.1.2-25]. Shapes are cached per fan-out in ``cache``."""
-        if not self.v5:
-            key: Any = (qos, retain, dup)
-            parts = cache.get(key) if cache is not None else None
-            if parts is None:
-                parts = publish_parts(msg.topic, msg.payload, qos, retain, dup, None, 4)
-                if cache is not None:
-                    cache[key] = parts
-            return parts
-        remaining = None
-        if msg.expires_at is not None:
-            left = msg.expires_at - now
-            if left <= 0 and not allow_expired:
-                self.broker.stats.dropped_expired += 1
-                return None
-            # (now + interval) - now can exceed interval by a float ulp; without the
-            # epsilon ceil() would forward 61 for a 60 s expiry [MQTT-3.3.2-6].
-            remaining = max(1, math.ceil(left - 1e-6))
-        topic = msg.topic
-        alias = None
-        new_alias = False
-        evicted = None
-        if self.alias_out_max:
-            # Server -> client aliases (3.3.2.3.4), least recently used replaced once all
-            # of the client's Topic Alias Maximum are in use. aliases_out keeps LRU order.
-            aliases = self.aliases_out
-            alias = aliases.get(topic)
-            if alias is None:
-                new_alias = True
-                if self.next_alias <= self.alias_out_max:
-                    alias = self.next_alias
-                else:
-                    evicted = next(iter(aliases))
-                    alias = aliases[evicted]
-            else:
-                del aliases[topic]
-                aliases[topic] = alias
-        send_topic = "" if (alias is not None and not new_alias) else topic
-        key = (qos, retain, dup, sub_ids, remaining, alias, send_topic == "")
-        parts = cache.get(key) if cache is not None else None
-        if parts is None:
-            props = msg.properties
-            if sub_ids is not None or remaining is not None or alias is not None:
-                props = props.copy() if props is not None else Properties()
-                if sub_ids is not None:
-                    props.subscription_identifier = list(sub_ids)
-                props.message_expiry_interval = remaining
-                props.topic_alias = alias
-            parts = publish_parts(send_topic, msg.payload, qos, retain, dup, props, 5)
-            if cache is not None:
-                cache[key] = parts
-        if self.max_packet_out:
-            size = len(parts[0]) + len(parts[1]) + (2 if qos else 0)
-            if size > self.max_packet_out:
-                self.broker.stats.dropped_too_large += 1
-                return None
-        if new_alias:
-            # Commit the alias only now that the packet carrying it will be sent.
-            if evicted is not None:
-                del self.aliases_out[evicted]
-            else:
-                self.next_alias += 1
-            self.aliases_out[topic] = alias  # type: ignore[assignment]
-        return parts
-
-    def write_publish(self, parts: tuple[bytes, bytes], pid: int) -> None:
-        head, tail = parts
-        stats = self.broker.stats
-        stats.publish_sent += 1
-        size = len(head) + len(tail) + 2
-        stats.bytes_sent += size
-        qos = (head[0] >> 1) & 3
-        stats.publish_sent_qos[qos] += 1
-        stats.publish_bytes_sent_qos[qos] += size
-        self.sink.writelines((head, pid.to_bytes(2, "big"), tail))
-
-    def send_qos0(
-        self,
-        msg: Message,
-        retain: bool,
-        sub_ids: tuple[int, ...] | None,
-        now: float,
-        cache: dict | None,
-    ) -> None:
-        if (
-            self.congested
-            and self.sink.get_write_buffer_size() > self.broker.settings.output_hard_limit
-        ):
-            stats = self.broker.stats
-            stats.dropped_qos0_buffer_full += 1
-            if stats.dropped_qos0_buffer_full % 10000 == 1:  # a limit hit, not a log flood
-                log.warning(
-                    "client %s (%s): output buffer over the hard limit; QoS 0 message "
-                    "dropped (%d so far, all clients)",
-                    self.client_id,
-                    self.peer,
-                    stats.dropped_qos0_buffer_full,
-                    extra={
-                        "client_id": self.client_id,
-                        "peer": self.peer,
-                        "reason": "output buffer full",
-                    },
-                )
-            return
-        parts = self.encode_publish(msg, 0, retain, sub_ids, False, now, cache)
-        if parts is None:
-            return
-        head = parts[0]
-        self.broker.stats.qos0_sent(1, len(head))
-        self.sink.write(head)
+    # The outbound path (outbound.py) as methods: encoding, QoS 0, back-pressure.
+    encode_publish = outbound.encode_publish
+    write_publish = outbound.write_publish
+    send_qos0 = outbound.send_qos0
+    over_hard_limit = outbound.over_hard_limit
+    block_publisher = outbound.block_publisher
+    release_publishers = outbound.release_publishers
+    unblock = outbound.unblock
+    check_stuck = outbound.check_stuck
+    writing_paused = outbound.writing_paused
+    writing_resumed = outbound.writing_resumed
 
     # -- timers -------------------------------------------------------------
 
@@ -503,8 +302,3 @@ class Connection:
                 # [MQTT-3.1.2-24] 1.5x the keep alive without a control packet.
                 log.info("client %s (%s): keep alive timeout; closing", self.client_id, self.peer)
                 self.close(ReasonCode.KEEP_ALIVE_TIMEOUT)
-
-
-Handler = Callable[[Connection, Any], None]
-# Filled by connection_handlers (avoids an import cycle).
-HANDLERS: dict[type, Handler] = {}

@@ -9,7 +9,7 @@ from mqttfast.codec.constants import SESSION_EXPIRY_NEVER, ReasonCode
 from mqttfast.codec.packets import Auth, Connack, Connect, Disconnect, Properties
 
 from .connection import AUTH_WAIT, AUTHENTICATING, AWAIT_CONNECT, CONNECTED, Connection
-from .hooks import AUTH_CONTINUE, AUTH_SUCCESS, connack_code_for
+from .hooks import AUTH_CONTINUE, AUTH_SUCCESS, AuthStep, connack_code_for
 
 log = logging.getLogger("mqttfast.core")
 
@@ -177,7 +177,7 @@ def _authenticated(conn: Connection, pkt: Connect, rc: int) -> None:
             conn.packets_received(held)
 
 
-def _auth_step(conn: Connection, step, reauth: bool) -> None:
+def _auth_step(conn: Connection, step: AuthStep, reauth: bool) -> None:
     conn.auth_state = step.state
     if step.status == AUTH_CONTINUE:
         if not reauth:

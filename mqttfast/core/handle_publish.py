@@ -50,7 +50,7 @@ def publish_decided(conn: Connection, session, msg: Message, pid: int, rc: int) 
     elif not conn.v5:
         rc = 0  # 3.1.1 has no way to say why: a normal ack, the message dropped (as ACLs)
     if qos == 2 and rc < 0x80 and session is not None:
-        session.awaiting_pubrel.add(pid)
+        session.await_pubrel(pid)
         if session.persisted:
             broker.storage.qos2_put(session, pid)
     if conn.state != CONNECTED or not qos:
@@ -114,13 +114,17 @@ def handle_publish(conn: Connection, pkt: Publish) -> None:
             if alias == 0 or alias > settings.topic_alias_maximum:
                 conn.violation(ReasonCode.TOPIC_ALIAS_INVALID, f"topic alias {alias}")
                 return
+            aliases = conn.aliases_in
+            if aliases is None:
+                aliases = conn.aliases_in = {}  # created on first use
             if topic:
-                conn.aliases_in[alias] = topic
+                aliases[alias] = topic
             else:
-                topic = conn.aliases_in.get(alias)
-                if topic is None:
+                known = aliases.get(alias)
+                if known is None:
                     conn.violation(ReasonCode.PROTOCOL_ERROR, f"unknown topic alias {alias}")
                     return
+                topic = known
         if props.message_expiry_interval is not None:
             now = broker.clock()
             expires_at = now + props.message_expiry_interval
@@ -166,6 +170,7 @@ def handle_publish(conn: Connection, pkt: Publish) -> None:
         return
 
     session = conn.session
+    assert session is not None  # CONNECTED
     pid = pkt.packet_id
     if qos == 2:
         awaiting = session.awaiting_pubrel
@@ -213,7 +218,7 @@ def handle_publish(conn: Connection, pkt: Publish) -> None:
         _ack(conn, Puback, 0x40, pid, rc)
     elif qos == 2:
         if rc < 0x80:
-            session.awaiting_pubrel.add(pid)
+            session.await_pubrel(pid)
             if session.persisted:  # exactly once across a restart: PUBREC after commit
                 broker.storage.qos2_put(session, pid)
         _ack(conn, Pubrec, 0x50, pid, rc)
@@ -223,16 +228,20 @@ def handle_puback(conn: Connection, pkt: Puback) -> None:
     if conn.state != CONNECTED:
         conn.violation(ReasonCode.PROTOCOL_ERROR, "PUBACK before CONNACK")
         return
+    session = conn.session
+    assert session is not None  # CONNECTED
     # An unknown id is ignored (a late ack after a redelivery, for instance).
-    conn.session.puback(pkt.packet_id, conn.broker.clock())
+    session.puback(pkt.packet_id, conn.broker.clock())
 
 
 def handle_pubrec(conn: Connection, pkt: Pubrec) -> None:
     if conn.state != CONNECTED:
         conn.violation(ReasonCode.PROTOCOL_ERROR, "PUBREC before CONNACK")
         return
+    session = conn.session
+    assert session is not None  # CONNECTED
     failed = pkt.reason_code >= 0x80
-    known = conn.session.pubrec(pkt.packet_id, failed, conn.broker.clock())
+    known = session.pubrec(pkt.packet_id, failed, conn.broker.clock())
     if failed:
         return
     if known or not conn.v5:
@@ -245,12 +254,12 @@ def handle_pubrel(conn: Connection, pkt: Pubrel) -> None:
     if conn.state != CONNECTED:
         conn.violation(ReasonCode.PROTOCOL_ERROR, "PUBREL before CONNACK")
         return
-    awaiting = conn.session.awaiting_pubrel
+    session = conn.session
+    assert session is not None  # CONNECTED
     pid = pkt.packet_id
-    if pid in awaiting:
-        awaiting.discard(pid)
-        if conn.session.persisted:
-            conn.broker.storage.qos2_delete(conn.session, pid)
+    if session.pubrel_received(pid):
+        if session.persisted:
+            conn.broker.storage.qos2_delete(session, pid)
         _ack(conn, Pubcomp, 0x70, pid, 0)
     else:
         _ack(conn, Pubcomp, 0x70, pid, ReasonCode.PACKET_IDENTIFIER_NOT_FOUND)
@@ -260,7 +269,9 @@ def handle_pubcomp(conn: Connection, pkt: Pubcomp) -> None:
     if conn.state != CONNECTED:
         conn.violation(ReasonCode.PROTOCOL_ERROR, "PUBCOMP before CONNACK")
         return
-    conn.session.pubcomp(pkt.packet_id, conn.broker.clock())
+    session = conn.session
+    assert session is not None  # CONNECTED
+    session.pubcomp(pkt.packet_id, conn.broker.clock())
 
 
 def handle_pingreq(conn: Connection, pkt: object) -> None:

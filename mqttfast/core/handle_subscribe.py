@@ -26,6 +26,7 @@ def handle_subscribe(conn: Connection, pkt: Subscribe) -> None:
     broker = conn.broker
     settings = broker.settings
     session = conn.session
+    assert session is not None  # CONNECTED
     v5 = conn.v5
     props = pkt.properties
     sub_id = None
@@ -105,7 +106,7 @@ def handle_subscribe(conn: Connection, pkt: Subscribe) -> None:
     conn.send_packet(Suback(pkt.packet_id, codes))
     if retained_jobs:
         now = broker.clock()
-        receive = getattr(broker.router, "receive_check", None)
+        receive = broker.filters.receive_check
         for entry, filt in retained_jobs:
             sub_ids = (entry.sub_id,) if entry.sub_id is not None else None
             for msg in broker.router.retained_for(filt, now):
@@ -123,6 +124,7 @@ def handle_unsubscribe(conn: Connection, pkt: Unsubscribe) -> None:
         return
     broker = conn.broker
     session = conn.session
+    assert session is not None  # CONNECTED
     codes: list[int] = []
     for full in pkt.topic_filters:
         group, filt = split_shared(full)

@@ -14,7 +14,7 @@ already decoded when the bucket runs dry, so they are all handled and the bucket
 goes into debt; reading from that client's socket is then paused until the debt is
 repaid, so the long-run rate never exceeds ``rate``. Nothing is dropped and the
 client is not disconnected (what EMQX's rate limiter does). Resuming happens on the
-broker's timer (``Broker.tick``, every 0.5 s under the transport), so a throttled
+broker's timer (``BrokerCore.tick``, every 0.5 s under the transport), so a throttled
 client waits at least until the next tick. Each pause counts once in
 ``Stats.publish_throttled``.
 
@@ -35,10 +35,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .connection import CLOSED
+from .states import CLOSED
 
 if TYPE_CHECKING:
-    from .broker import Broker
+    from .broker import BrokerCore
     from .connection import Connection
 
 log = logging.getLogger("mqttfast.core")
@@ -61,7 +61,7 @@ THROTTLE = _Throttle()
 class PublishRateLimiter:
     __slots__ = ("broker", "buckets", "paused")
 
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: BrokerCore) -> None:
         self.broker = broker
         # conn -> [tokens, last refill time]; weak so a closed connection leaves no trace.
         self.buckets: weakref.WeakKeyDictionary[Connection, list[float]] = (
@@ -105,6 +105,8 @@ class PublishRateLimiter:
                 rate,
                 resume_at - now,
             )
+        if not isinstance(blocked, set):
+            blocked = conn.blocked_by = set()  # created on first use (Connection.__init__)
         blocked.add(THROTTLE)
         if len(blocked) == 1:
             conn.sink.pause_reading()
@@ -116,7 +118,8 @@ class PublishRateLimiter:
             elif now >= resume_at:
                 del self.paused[conn]
                 blocked = conn.blocked_by
-                blocked.discard(THROTTLE)
+                if isinstance(blocked, set):
+                    blocked.discard(THROTTLE)
                 if not blocked:
                     conn.last_rx = now  # it could not send PINGREQ while paused
                     conn.sink.resume_reading()

@@ -78,9 +78,10 @@ class RetainedStore:
         node = self.root
         levels = topic.split("/")
         for level in levels:
-            node = node.children.get(level)
-            if node is None:
+            child = node.children.get(level)
+            if child is None:
                 return False
+            node = child
             path.append(node)
         if node.msg is None:
             return False
@@ -101,9 +102,10 @@ class RetainedStore:
     def get(self, topic: str) -> Message | None:
         node = self.root
         for level in topic.split("/"):
-            node = node.children.get(level)
-            if node is None:
+            child = node.children.get(level)
+            if child is None:
                 return None
+            node = child
         return node.msg
 
     def match(self, topic_filter: str, now: float) -> list[Message]:
@@ -148,9 +150,9 @@ class RetainedStore:
                         continue
                     stack.append((child, i + 1))
             else:
-                child = node.children.get(level)
-                if child is not None:
-                    stack.append((child, i + 1))
+                nxt = node.children.get(level)
+                if nxt is not None:
+                    stack.append((nxt, i + 1))
 
     def all_messages(self) -> Iterator[Message]:
         stack = [self.root]

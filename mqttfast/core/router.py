@@ -12,9 +12,12 @@ shape gets the same bytes objects (only the 2-byte packet id differs).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .message import Message
+from . import outbound
+from .message import Delivery, Message
 from .retained import RetainedStore
 from .subscriptions import SubEntry, SubscriptionStore
 
@@ -23,7 +26,42 @@ if TYPE_CHECKING:
     from .session import Session
 
 
+_EMPTY_SUBS: Mapping[str, SubEntry] = MappingProxyType({})
+
+
+class DeliveryFilters:
+    """What decides, per subscriber, whether and how fast a message is delivered; built
+    by the broker core from its hooks and settings and handed to the router at
+    construction (the same object stays shared, so a plug-in manager that installs
+    ``deliver_check`` later changes it here, not through the router's attributes).
+
+    ``receive_check(session, topic) -> bool``: read authorisation per delivery (ACLs),
+    or None. ``deliver_check(session, msg) -> bool``: plug-ins' on_deliver, consulted
+    only when ``receive_check`` is set too (so the delivery loop keeps one test).
+    ``queue_high_water``: a subscriber's queue length above which the publisher feeding
+    it is paused; ``queue_low_water``: below it, paused publishers are released.
+    """
+
+    __slots__ = ("receive_check", "deliver_check", "queue_high_water", "queue_low_water")
+
+    def __init__(
+        self,
+        receive_check: Callable[[Session, str], bool] | None = None,
+        deliver_check: Callable[[Session, Message], bool] | None = None,
+        queue_high_water: int = 1000,
+    ) -> None:
+        self.receive_check = receive_check
+        self.deliver_check = deliver_check
+        self.queue_high_water = queue_high_water
+        self.queue_low_water = queue_high_water // 2
+
+
 class Router(Protocol):
+    """Everything the broker core (and the embedding API, persistence recovery, a
+    cluster backplane wrapping it) calls on a router. The delivery filters are not
+    part of it: the core keeps them (``BrokerCore.filters``) and gives them to the
+    LocalRouter it builds."""
+
     def publish(self, msg: Message, now: float, publisher: Connection | None = None) -> int:
         """Store if retained, deliver to every matching subscription; return how
         many subscriptions received it (PUBACK 0x10 when 0)."""
@@ -31,33 +69,52 @@ class Router(Protocol):
     def subscribe(self, session: Session, entry: SubEntry) -> bool:
         """Add or replace; True when new."""
 
-    def unsubscribe(self, session: Session, full_filter: str) -> bool: ...
+    def unsubscribe(self, session: Session, full_filter: str) -> bool:
+        """Remove one subscription of a session by its full filter; True when it existed."""
 
     def drop_session(self, session: Session) -> None:
         """Forget every subscription of a session that ended."""
 
-    def retained_for(self, topic_filter: str, now: float) -> list[Message]: ...
+    def redistribute(self, deliveries: list[Delivery], exclude: str, now: float) -> None:
+        """Give shared-subscription messages of a departed member to another member."""
+
+    def retained_for(self, topic_filter: str, now: float) -> list[Message]:
+        """The retained messages a new subscription to ``topic_filter`` receives."""
 
 
 class LocalRouter:
+    """Delivers to the sessions of this process (the outbound path is outbound.py)."""
+
     def __init__(
         self,
         sessions: dict[str, Session],
         subscriptions: SubscriptionStore,
         retained: RetainedStore,
         retain_available: bool = True,
+        filters: DeliveryFilters | None = None,
     ) -> None:
         self.sessions = sessions
         self.subscriptions = subscriptions
         self.retained = retained
         self.retain_available = retain_available
-        # Queue length of an online subscriber above which its publishers are paused.
-        self.queue_high_water = 1000
-        # hooks.authorise_receive(session, topic) when the broker's hooks check deliveries.
-        self.receive_check: Any = None
-        # Plug-ins' on_deliver(session, msg) -> bool; only consulted when receive_check is
-        # set too (mqttfast.plugins sets both), so the loop keeps a single test.
-        self.deliver_check: Any = None
+        self.filters = filters if filters is not None else DeliveryFilters()
+
+    # Read-through for older callers (plug-in manager); the filters object is the truth.
+    @property
+    def receive_check(self) -> Callable[[Session, str], bool] | None:
+        return self.filters.receive_check
+
+    @receive_check.setter
+    def receive_check(self, check: Callable[[Session, str], bool] | None) -> None:
+        self.filters.receive_check = check
+
+    @property
+    def deliver_check(self) -> Callable[[Session, Message], bool] | None:
+        return self.filters.deliver_check
+
+    @deliver_check.setter
+    def deliver_check(self, check: Callable[[Session, Message], bool] | None) -> None:
+        self.filters.deliver_check = check
 
     def publish(self, msg: Message, now: float, publisher: Connection | None = None) -> int:
         if msg.retain and self.retain_available:
@@ -66,57 +123,21 @@ class LocalRouter:
         if not normal and not shared:
             return 0
         sessions = self.sessions
-        cache: dict = {}
-        origin = msg.origin
+        cache: dict[Any, tuple[bytes, bytes]] = {}
+        filters = self.filters
+        receive = filters.receive_check
+        deliver = filters.deliver_check
+        high = filters.queue_high_water
+        count = 0
+        if normal:
+            count = outbound.fan_out(
+                msg, normal, sessions, receive, deliver, high, publisher, now, cache
+            )
+        if not shared:
+            return count
+        topic = msg.topic
         mqos = msg.qos
         mretain = msg.retain
-        count = 0
-        high = self.queue_high_water
-        receive = self.receive_check
-        deliver = self.deliver_check
-        topic = msg.topic
-        sent0 = bytes0 = 0
-        stats0 = None
-        for t in normal:
-            if t.no_local and t.client_id == origin:
-                t = t.without_no_local()  # type: ignore[assignment]
-                if t is None:
-                    continue
-            session = sessions.get(t.client_id)
-            if session is None:
-                continue
-            if receive is not None and (
-                not receive(session, topic) or (deliver is not None and not deliver(session, msg))
-            ):
-                continue  # ACL: this client may not read this topic
-            qos = t.qos if t.qos < mqos else mqos
-            conn = session.conn
-            # [MQTT-3.3.1-9] RETAIN=0 to established subscriptions, unless
-            # Retain As Published (v5, 3.8.3.1).
-            if qos == 0 and conn is not None and not conn.v5 and not conn.congested:
-                # Fast path (what session.deliver -> send_qos0 does here, minus three calls
-                # per delivery): QoS 0 to a 3.1.1 client with room gets the bytes shared by
-                # every subscriber of this shape; stats are added once after the loop.
-                key = (0, mretain and t.retain_as_published, False)
-                parts = cache.get(key)
-                if parts is None:
-                    parts = conn.encode_publish(msg, 0, key[1], None, False, now, cache)
-                head = parts[0]
-                conn.sink.write(head)
-                sent0 += 1
-                bytes0 += len(head)
-                stats0 = conn.broker.stats
-            else:
-                session.deliver(msg, qos, mretain and t.retain_as_published, t.sub_ids, now, cache)
-            count += 1
-            if (
-                conn is not None
-                and publisher is not None
-                and (conn.congested or len(session.queue) > high)
-            ):
-                conn.block_publisher(publisher)
-        if stats0 is not None:
-            stats0.qos0_sent(sent0, bytes0)
         for group in shared:
             picked = group.pick(sessions)
             if picked is None:
@@ -132,45 +153,39 @@ class LocalRouter:
                 msg, qos, mretain and entry.retain_as_published, sub_ids, now, cache, shared=group
             )
             count += 1
-            conn = session.conn
-            if (
-                conn is not None
-                and publisher is not None
-                and (conn.congested or len(session.queue) > high)
-            ):
-                conn.block_publisher(publisher)
+            outbound.delivered_shared(session, publisher, high)
         return count
 
-    def redistribute(self, deliveries: list, exclude: str, now: float) -> None:
+    def redistribute(self, deliveries: list[Delivery], exclude: str, now: float) -> None:
         """Give shared-subscription messages of a departed member to another member."""
+        receive = self.filters.receive_check
         for d in deliveries:
-            group = d.shared
+            group: Any = d.shared
             if not group.members:
                 continue
             picked = group.pick(self.sessions, exclude=exclude)
             if picked is None:
                 continue
             session, entry = picked
-            if self.receive_check is not None and not self.receive_check(session, d.msg.topic):
+            if receive is not None and not receive(session, d.msg.topic):
                 continue
             qos = entry.qos if entry.qos < d.msg.qos else d.msg.qos
             sub_ids = (entry.sub_id,) if entry.sub_id is not None else None
             session.deliver(d.msg, qos, d.retain, sub_ids, now, None, shared=group)
 
     def subscribe(self, session: Session, entry: SubEntry) -> bool:
-        full = entry.full_filter
-        session.subscriptions[full] = entry
+        session.set_subscription(entry)
         return self.subscriptions.add(entry)
 
     def unsubscribe(self, session: Session, full_filter: str) -> bool:
-        entry = session.subscriptions.pop(full_filter, None)
+        entry = session.pop_subscription(full_filter)
         if entry is None:
             return False
         return self.subscriptions.remove(entry.client_id, entry.topic_filter, entry.group)
 
     def drop_session(self, session: Session) -> None:
         self.subscriptions.remove_all(session.subscriptions.values())
-        session.subscriptions.clear()
+        session.subscriptions = _EMPTY_SUBS
 
     def retained_for(self, topic_filter: str, now: float) -> list[Message]:
         return self.retained.match(topic_filter, now)

@@ -20,16 +20,23 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
 
+from . import outbound
 from .message import AWAIT_ACK, AWAIT_COMP, Delivery, Message
 from .subscriptions import SubEntry
 
 log = logging.getLogger("mqttfast.core")
 
 if TYPE_CHECKING:
-    from .broker import Broker
+    from .broker import BrokerCore
     from .connection import Connection
+
+_NO_IDS: frozenset[int] = frozenset()
+_EMPTY: Mapping[Any, Any] = MappingProxyType({})
 
 
 class Session:
@@ -54,15 +61,19 @@ class Session:
         "backlog",
     )
 
-    def __init__(self, client_id: str, broker: Broker) -> None:
+    def __init__(self, client_id: str, broker: BrokerCore) -> None:
         self.client_id = client_id
         self.broker = broker
-        self.subscriptions: dict[str, SubEntry] = {}  # full filter ($share/.. included) -> entry
-        self.inflight: dict[int, Delivery] = {}  # packet id -> delivery, in send order
+        # Created on first use, like the queue below; the shared empty default is a
+        # read-only mapping, so writing to it by mistake fails instead of leaking.
+        self.subscriptions: Mapping[str, SubEntry] = _EMPTY  # full filter -> entry
+        self.inflight: Mapping[int, Delivery] = _EMPTY  # packet id -> delivery, in send order
         self.next_pid = 0
-        self.queue: deque[Delivery] = deque()
+        # Created on first use (a deque costs ~760 bytes, a set 216): most sessions never
+        # queue and never receive QoS 2. The shared empty defaults are immutable.
+        self.queue: deque[Delivery] | tuple[()] = ()
         self.queued_bytes = 0
-        self.awaiting_pubrel: set[int] = set()  # incoming QoS 2 ids
+        self.awaiting_pubrel: AbstractSet[int] = _NO_IDS  # incoming QoS 2 ids
         self.expiry_interval = 0
         self.expires_at: float | None = None  # set while offline
         self.conn: Connection | None = None
@@ -80,6 +91,54 @@ class Session:
 
     # -- outgoing -----------------------------------------------------------
 
+    def await_pubrel(self, pid: int) -> None:
+        """Remember an incoming QoS 2 packet id until its PUBREL [MQTT-4.3.3-9]."""
+        ids = self.awaiting_pubrel
+        if isinstance(ids, set):
+            ids.add(pid)
+        else:
+            self.awaiting_pubrel = {pid}
+
+    def pubrel_received(self, pid: int) -> bool:
+        """Forget an incoming QoS 2 packet id; False when it was not awaited."""
+        ids = self.awaiting_pubrel
+        if pid not in ids:
+            return False
+        assert isinstance(ids, set)
+        ids.discard(pid)
+        return True
+
+    def set_inflight(self, pid: int, d: Delivery) -> None:
+        """Record a message in flight under its packet id (send order is kept)."""
+        inflight = self.inflight
+        if not isinstance(inflight, dict):
+            inflight = self.inflight = {}
+        inflight[pid] = d
+
+    def drop_inflight(self, pid: int) -> None:
+        """Forget an acknowledged (or dropped) message in flight; the id must be there."""
+        inflight = self.inflight
+        assert isinstance(inflight, dict)
+        del inflight[pid]
+
+    def set_subscription(self, entry: SubEntry) -> None:
+        subs = self.subscriptions
+        if not isinstance(subs, dict):
+            subs = self.subscriptions = {}
+        subs[entry.full_filter] = entry
+
+    def pop_subscription(self, full_filter: str) -> SubEntry | None:
+        subs = self.subscriptions
+        return subs.pop(full_filter, None) if isinstance(subs, dict) else None
+
+    def restore_queued(self, d: Delivery) -> None:
+        """Put back a queued message read from storage (no limits: it was accepted)."""
+        if not self.queue:
+            self.queue = deque()
+        assert isinstance(self.queue, deque)
+        self.queue.append(d)
+        self.queued_bytes += len(d.msg.payload)
+
     def has_room(self) -> bool:
         conn = self.conn
         return conn is not None and not self.queue and len(self.inflight) < conn.send_window
@@ -94,96 +153,11 @@ class Session:
                 self.next_pid = pid
                 return pid
 
-    def deliver(
-        self,
-        msg: Message,
-        qos: int,
-        retain: bool,
-        sub_ids: tuple[int, ...] | None,
-        now: float,
-        cache: dict | None = None,
-        shared: object | None = None,
-    ) -> None:
-        """Send now, queue, or drop one message for this client."""
-        conn = self.conn
-        if qos == 0:
-            if conn is not None:
-                conn.send_qos0(msg, retain, sub_ids, now, cache)
-            return
-        if (
-            conn is not None
-            and not self.queue
-            and len(self.inflight) < conn.send_window
-            and not (conn.congested and conn.over_hard_limit())
-        ):  # no call when not congested
-            self._send_new(conn, Delivery(msg, qos, retain, sub_ids, shared), now, cache)
-        else:
-            self.enqueue(Delivery(msg, qos, retain, sub_ids, shared))
-
-    def _send_new(self, conn: Connection, d: Delivery, now: float, cache: dict | None) -> None:
-        parts = conn.encode_publish(d.msg, d.qos, d.retain, d.sub_ids, False, now, cache)
-        if parts is None:
-            return  # too large for this client or expired: treated as delivered
-        pid = self.alloc_pid()
-        self.inflight[pid] = d
-        if self.persisted:
-            self.broker.storage.delivery_put(self, d, pid)
-        conn.write_publish(parts, pid)
-        if conn.blocked_by:
-            conn.unblock()  # it must read our acknowledgements
-
-    def enqueue(self, d: Delivery) -> bool:
-        settings = self.broker.settings
-        limit = settings.max_queued_messages
-        blimit = settings.max_queued_bytes
-        size = len(d.msg.payload)
-        if (limit and len(self.queue) >= limit) or (blimit and self.queued_bytes + size > blimit):
-            self.dropped += 1
-            self.broker.stats.dropped_queue_full += 1
-            if self.dropped == 1 or self.dropped % 1000 == 0:  # a limit hit, not a log flood
-                log.warning(
-                    "client %s: queue full (%d messages, %d bytes); message dropped (%d so far)",
-                    self.client_id,
-                    len(self.queue),
-                    self.queued_bytes,
-                    self.dropped,
-                    extra={
-                        "client_id": self.client_id,
-                        "reason": "queue full",
-                        "dropped": self.dropped,
-                    },
-                )
-            return False
-        self.queue.append(d)
-        self.queued_bytes += size
-        if self.persisted:
-            self.broker.storage.delivery_put(self, d, 0)
-        return True
-
-    def pump(self, now: float) -> None:
-        """Move queued messages into the in-flight window, oldest first [MQTT-4.6.0-*]."""
-        conn = self.conn
-        if conn is None:
-            return
-        queue = self.queue
-        window = conn.send_window
-        inflight = self.inflight
-        while queue and len(inflight) < window and not conn.over_hard_limit():
-            d = queue.popleft()
-            self.queued_bytes -= len(d.msg.payload)
-            if self.persisted:
-                self.broker.storage.delivery_dequeue(self, d)  # re-recorded in flight if sent
-            msg = d.msg
-            if msg.expires_at is not None and now >= msg.expires_at:
-                self.broker.stats.dropped_expired += 1
-                continue
-            self._send_new(conn, d, now, None)
-        if self.backlog and not queue:
-            self.drain_backlog(now)
-        if not conn.congested and len(queue) <= self.broker.queue_low_water:
-            conn.stuck = False
-            if conn.paused_publishers:
-                conn.release_publishers()
+    # The outbound path (outbound.py) as methods: deliver, queue, in-flight window.
+    deliver = outbound.deliver
+    enqueue = outbound.enqueue
+    pump = outbound.pump
+    drain_backlog = outbound.drain_backlog
 
     def add_retained(
         self, msg: Message, qos: int, sub_ids: tuple[int, ...] | None, now: float
@@ -192,31 +166,6 @@ class Session:
         if self.backlog is None:
             self.backlog = deque()
         self.backlog.append((msg, qos, sub_ids))
-
-    def drain_backlog(self, now: float) -> None:
-        """Send owed retained messages while the client can take them: QoS 0 until the
-        output buffer is congested, QoS 1/2 while the in-flight window has room. The
-        rest waits for writing_resumed / acknowledgements (both call pump)."""
-        conn = self.conn
-        backlog = self.backlog
-        if conn is None or not backlog:
-            return
-        inflight = self.inflight
-        window = conn.send_window
-        while backlog and not conn.congested:
-            msg, qos, sub_ids = backlog[0]
-            if qos:
-                if len(inflight) >= window or self.queue:
-                    break
-                backlog.popleft()
-                if msg.expires_at is not None and now >= msg.expires_at:
-                    continue
-                self._send_new(conn, Delivery(msg, qos, True, sub_ids), now, None)
-            else:
-                backlog.popleft()
-                conn.send_qos0(msg, True, sub_ids, now, None)
-        if not backlog:
-            self.backlog = None
 
     def backlog_to_queue(self) -> None:
         """Connection gone: QoS 1/2 retained messages still owed join the (bounded) queue."""
@@ -236,7 +185,7 @@ class Session:
                     d.msg, d.qos, d.retain, d.sub_ids, True, now, None, allow_expired=True
                 )
                 if parts is None:
-                    del self.inflight[pid]
+                    self.drop_inflight(pid)
                     if self.persisted:
                         self.broker.storage.delivery_remove(self, d)
                     continue
@@ -250,7 +199,7 @@ class Session:
         d = self.inflight.get(pid)
         if d is None or d.qos != 1:
             return False
-        del self.inflight[pid]
+        self.drop_inflight(pid)
         if self.persisted:
             self.broker.storage.delivery_remove(self, d)
         self.pump(now)
@@ -262,7 +211,7 @@ class Session:
         if d is None or d.qos != 2:
             return False
         if failed:
-            del self.inflight[pid]
+            self.drop_inflight(pid)
             if self.persisted:
                 self.broker.storage.delivery_remove(self, d)
             self.pump(now)
@@ -276,7 +225,7 @@ class Session:
         d = self.inflight.get(pid)
         if d is None or d.state != AWAIT_COMP:
             return False
-        del self.inflight[pid]
+        self.drop_inflight(pid)
         if self.persisted:
             self.broker.storage.delivery_remove(self, d)
         self.pump(now)
@@ -288,14 +237,14 @@ class Session:
         in-flight QoS 1 ones; in-flight QoS 2 ones are dropped with the session."""
         out = [d for d in self.queue if d.shared is not None]
         if out:
-            self.queue = deque(d for d in self.queue if d.shared is None)
+            self.queue = deque(d for d in self.queue if d.shared is None) or ()
             self.queued_bytes = sum(len(d.msg.payload) for d in self.queue)
         if include_inflight:
             for pid, d in list(self.inflight.items()):
                 # Only QoS 1: a QoS 2 message already sent must not go to another
                 # member when this session ends [MQTT-4.8.2-5].
                 if d.shared is not None and d.qos == 1:
-                    del self.inflight[pid]
+                    self.drop_inflight(pid)
                     out.append(d)
         if out and self.persisted:
             for d in out:

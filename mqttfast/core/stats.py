@@ -37,6 +37,34 @@ class Stats:
         "publish_bytes_sent_qos",
     )
 
+    messages_received: int
+    messages_sent: int
+    publish_received: int
+    publish_sent: int
+    bytes_received: int
+    bytes_sent: int
+    publish_dropped: int
+    dropped_qos0_buffer_full: int
+    dropped_queue_full: int
+    dropped_too_large: int
+    dropped_expired: int
+    clients_total_ever: int
+    clients_maximum: int
+    sessions_expired: int
+    protocol_errors: int
+    connections_accepted: int
+    auth_failures: int
+    publish_throttled: int
+    topic_too_long: int
+    topic_levels_refused: int
+    subscriptions_refused: int
+    connect_timeouts: int
+    connections_refused: int
+    publish_received_qos: list[int]
+    payload_bytes_received_qos: list[int]
+    publish_sent_qos: list[int]
+    publish_bytes_sent_qos: list[int]
+
     def __init__(self) -> None:
         for name in self.__slots__:
             setattr(self, name, 0)
@@ -56,7 +84,7 @@ class Stats:
         self.publish_sent_qos[0] += packets
         self.publish_bytes_sent_qos[0] += nbytes
 
-    def as_dict(self) -> dict[str, int]:
+    def as_dict(self) -> dict[str, int | list[int]]:
         return {
             name: (list(v) if isinstance(v := getattr(self, name), list) else v)
             for name in self.__slots__

@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .broker import Broker
+    from .broker import BrokerCore
     from .message import Delivery, Message
     from .session import Session
     from .subscriptions import SubEntry
@@ -76,7 +76,7 @@ class Storage:
     def tick(self, now: float) -> None:
         """Periodic: commit what is due even when no socket was written."""
 
-    def recover(self, broker: Broker) -> dict[str, Any]:
+    def recover(self, broker: BrokerCore) -> dict[str, Any]:
         """Load the stored state into a fresh broker; return counts for the log."""
         return {}
 

@@ -157,7 +157,7 @@ class SubscriptionStore:
         """Add or replace; True when the subscription is new [MQTT-3.8.4-3]."""
         self.cache.clear()
         if entry.group is None:
-            new = self.tree.insert(entry.topic_filter, entry.client_id, entry)
+            new: bool = self.tree.insert(entry.topic_filter, entry.client_id, entry)
         else:
             key = (entry.group, entry.topic_filter)
             group = self.groups.get(key)
@@ -175,12 +175,12 @@ class SubscriptionStore:
     def remove(self, client_id: str, topic_filter: str, group: str | None) -> bool:
         self.cache.clear()
         if group is None:
-            removed = self.tree.remove(topic_filter, client_id)
+            removed: bool = self.tree.remove(topic_filter, client_id)
         else:
             key = (group, topic_filter)
             shared = self.groups.get(key)
             removed = shared is not None and shared.members.pop(client_id, None) is not None
-            if removed:
+            if shared is not None and removed:
                 shared.order.remove(client_id)
                 if shared.order:
                     shared.rr %= len(shared.order)

@@ -14,7 +14,7 @@ from mqttfast import __version__
 from .message import Message
 
 if TYPE_CHECKING:
-    from .broker import Broker
+    from .broker import BrokerCore
 
 _LOAD_METRICS = {
     "messages/received": "publish_received",
@@ -29,7 +29,7 @@ _WINDOWS = (("1min", 60.0), ("5min", 300.0), ("15min", 900.0))
 
 
 class SysTopics:
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: BrokerCore) -> None:
         self.broker = broker
         self.started = broker.clock()
         self.next_at = self.started  # first publication on the first tick

@@ -3,7 +3,7 @@
 MQTT 5 adds the Will Delay Interval: the will is published at the earlier of
 the delay expiring and the session ending, and is cancelled if the session
 is resumed first (3.1.3.2.2). Sessions with a pending will are kept in
-``Broker.pending_wills`` and checked on every tick.
+``BrokerCore.pending_wills`` and checked on every tick.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from .message import Message, forwardable_properties
 
 if TYPE_CHECKING:
-    from .broker import Broker
+    from .broker import BrokerCore
     from .connection import Connection
     from .session import Session
 
@@ -36,7 +36,7 @@ def will_message(conn: Connection, now: float) -> Message | None:
     )
 
 
-def schedule_will(broker: Broker, session: Session, conn: Connection, now: float) -> None:
+def schedule_will(broker: BrokerCore, session: Session, conn: Connection, now: float) -> None:
     """Publish now, or remember for later when a Will Delay applies."""
     msg = will_message(conn, now)
     conn.will = None
@@ -51,7 +51,7 @@ def schedule_will(broker: Broker, session: Session, conn: Connection, now: float
     broker.pending_wills.add(session)
 
 
-def publish_will(broker: Broker, msg: Message, now: float) -> None:
+def publish_will(broker: BrokerCore, msg: Message, now: float) -> None:
     if msg.expires_at is not None and now >= msg.expires_at:
         return
     if msg.retain and not broker.settings.retain_available:
@@ -59,7 +59,7 @@ def publish_will(broker: Broker, msg: Message, now: float) -> None:
     broker.router.publish(msg, now, None)
 
 
-def fire_pending(broker: Broker, session: Session, now: float) -> None:
+def fire_pending(broker: BrokerCore, session: Session, now: float) -> None:
     msg = session.pending_will
     session.pending_will = None
     session.will_at = None
@@ -70,7 +70,7 @@ def fire_pending(broker: Broker, session: Session, now: float) -> None:
         publish_will(broker, msg, now)
 
 
-def cancel_pending(broker: Broker, session: Session) -> None:
+def cancel_pending(broker: BrokerCore, session: Session) -> None:
     session.pending_will = None
     session.will_at = None
     broker.pending_wills.discard(session)

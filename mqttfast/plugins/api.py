@@ -24,7 +24,7 @@ from typing import Any
 
 from mqttfast.codec import validate_topic_filter, validate_topic_name
 from mqttfast.codec.packets import Properties
-from mqttfast.core.broker import Broker as CoreBroker
+from mqttfast.core.broker import BrokerCore as CoreBroker
 from mqttfast.core.connection import CLOSED
 from mqttfast.core.message import Message, forwardable_properties
 from mqttfast.core.session import Session

@@ -35,7 +35,7 @@ from .tcp import Flusher, MQTTProtocol
 from .websocket import DEFAULT_PATH, WebSocketProtocol
 
 if TYPE_CHECKING:
-    from mqttfast.core.broker import Broker
+    from mqttfast.core.broker import BrokerCore
 
 log = logging.getLogger("mqttfast.transport")
 
@@ -144,9 +144,11 @@ class ListenerProtocol(MQTTProtocol):
     certificate identity (``use_identity_as_username``). Adds nothing to the
     per-packet path (``data_received`` is MQTTProtocol's)."""
 
+    __slots__ = ("listener", "identity", "gated", "counted")
+
     def __init__(
         self,
-        broker: Broker,
+        broker: BrokerCore,
         flusher: Flusher,
         listener: Listener,
         identity: IdentityFn | None,
@@ -205,7 +207,7 @@ class GatedWebSocketProtocol(WebSocketProtocol):
 
 
 async def open_listener(
-    broker: Broker,
+    broker: BrokerCore,
     flusher: Flusher,
     cfg: ListenerConfig,
     gate: ConnectionGate,

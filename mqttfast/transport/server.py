@@ -1,14 +1,19 @@
-"""Start and stop listeners around one core Broker; the periodic tick."""
+"""Start and stop listeners around one core BrokerCore; the periodic tick."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
+from typing import TYPE_CHECKING
 
-from mqttfast.core.broker import Broker
+from mqttfast.core.broker import BrokerCore
 
 from .tcp import Flusher, MQTTProtocol
+
+if TYPE_CHECKING:
+    from .listeners import IdentityFn, Listener, ListenerConfig
 
 log = logging.getLogger("mqttfast.transport")
 
@@ -16,7 +21,7 @@ TICK_INTERVAL = 0.5  # seconds; keep-alive and expiry granularity
 
 
 class MQTTServer:
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: BrokerCore) -> None:
         self.broker = broker
         self.servers: list[asyncio.base_events.Server] = []
         self._tick_task: asyncio.Task | None = None
@@ -38,7 +43,12 @@ class MQTTServer:
             self._tick_task = asyncio.ensure_future(self._ticker())
         return [s.getsockname()[:2] for s in server.sockets]
 
-    async def start_listener(self, cfg, ssl_context=None, identity=None):  # type: ignore[no-untyped-def]
+    async def start_listener(
+        self,
+        cfg: ListenerConfig,
+        ssl_context: ssl.SSLContext | None = None,
+        identity: IdentityFn | None = None,
+    ) -> Listener:
         """Open one listener (TCP, TLS, WebSocket, unix; see listeners.py) and return it.
         All listeners of this server share the global max_connections gate."""
         from .listeners import ConnectionGate, open_listener
@@ -51,6 +61,7 @@ class MQTTServer:
         if gate is None:
             gate = self.gate = ConnectionGate(getattr(self.broker.settings, "max_connections", 0))
         listener = await open_listener(self.broker, self.flusher, cfg, gate, ssl_context, identity)
+        assert listener.server is not None  # open_listener started it
         self.servers.append(listener.server)
         if self._tick_task is None:
             self._tick_task = asyncio.ensure_future(self._ticker())

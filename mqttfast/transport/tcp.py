@@ -4,6 +4,12 @@ The protocol owns the socket side of the core <-> transport seam: it feeds
 decoded packets to the core connection and gives the core a :class:`BatchedSink`
 whose writes are collected and flushed once per event-loop turn (one
 ``writelines`` per connection per turn, however many messages fan out).
+
+Batching only under load: a small read (a message that arrived alone) is answered in
+the same loop turn, at the end of its ``data_received``, instead of one loop turn
+later through ``call_soon`` (issue 17: that turn was the largest stage of the latency
+at low load). Large reads, and writes made outside a read (timers, drained output),
+keep the once-per-turn flush.
 """
 
 from __future__ import annotations
@@ -13,9 +19,10 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from mqttfast.codec import Decoder, MQTTError
+from mqttfast.core.states import CLOSED
 
 if TYPE_CHECKING:
-    from mqttfast.core.broker import Broker
+    from mqttfast.core.broker import BrokerCore
     from mqttfast.core.connection import Connection
 
 log = logging.getLogger("mqttfast.transport")
@@ -24,6 +31,9 @@ log = logging.getLogger("mqttfast.transport")
 # in one turn, and the transport's flow control (pause_writing -> publishers paused)
 # only sees what has been handed to it.
 FLUSH_THRESHOLD = 64 * 1024
+# A read at most this large flushes what it caused before data_received returns: at low
+# load a read holds one message; under load reads hold many and writes are batched.
+SMALL_READ = 512
 
 
 def peer_string(transport: Any) -> str:
@@ -41,7 +51,7 @@ def peer_string(transport: Any) -> str:
 class Flusher:
     """Flushes every sink written to during this loop turn, with one call_soon."""
 
-    __slots__ = ("loop", "dirty", "scheduled", "commit", "delay")
+    __slots__ = ("loop", "dirty", "scheduled", "commit", "delay", "reading")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -51,10 +61,27 @@ class Flusher:
         self.commit: Any = None
         # Durable storage's group-commit wait (returns seconds to hold the output), or None.
         self.delay: Any = None
+        # True inside MQTTProtocol.data_received: end_read decides how to flush.
+        self.reading = False
 
     def mark(self, sink: BatchedSink) -> None:
         self.dirty.append(sink)
-        if not self.scheduled:
+        if not self.scheduled and not self.reading:
+            self.scheduled = True
+            self.loop.call_soon(self.flush)
+
+    def end_read(self, small: bool) -> None:
+        """A read was handled: flush now if it was small and no batch is pending
+        (nothing gained by waiting a loop turn), else once in this turn."""
+        self.reading = False
+        if not self.dirty or self.scheduled:
+            return
+        if small and self.commit is None:  # durable storage: one commit per turn, as before
+            dirty = self.dirty
+            self.dirty = []
+            for sink in dirty:
+                sink.flush()
+        else:
             self.scheduled = True
             self.loop.call_soon(self.flush)
 
@@ -80,7 +107,7 @@ class BatchedSink:
     ) -> None:
         self.transport = transport
         self.flusher = flusher
-        self.buf: list[bytes] = []
+        self.buf: list[bytes] | None = None  # created by the first write after a flush
         self.pending = 0
         self.closing = False
         self.protocol = protocol
@@ -88,9 +115,16 @@ class BatchedSink:
     def write(self, data: bytes) -> None:
         if self.closing:
             return
-        if not self.buf:
-            self.flusher.mark(self)
-        self.buf.append(data)
+        buf = self.buf
+        if buf is None:
+            self.buf = [data]
+            flusher = self.flusher  # Flusher.mark, inlined: one call less per message
+            flusher.dirty.append(self)
+            if not flusher.scheduled and not flusher.reading:
+                flusher.scheduled = True
+                flusher.loop.call_soon(flusher.flush)
+        else:
+            buf.append(data)
         self.pending += len(data)
         if self.pending >= FLUSH_THRESHOLD:
             self.flush()
@@ -98,9 +132,10 @@ class BatchedSink:
     def writelines(self, parts: Any) -> None:
         if self.closing:
             return
-        if not self.buf:
-            self.flusher.mark(self)
         buf = self.buf
+        if buf is None:
+            buf = self.buf = []
+            self.flusher.mark(self)
         for part in parts:
             if part:
                 buf.append(part)
@@ -110,12 +145,14 @@ class BatchedSink:
 
     def flush(self) -> None:
         buf = self.buf
-        if not buf:
+        if buf is None:
+            return
+        self.buf = None
+        if not buf:  # writelines of empty parts only
             return
         commit = self.flusher.commit
         if commit is not None:
             commit()  # group commit: what these bytes acknowledge is stored first
-        self.buf = []
         self.pending = 0
         if self.transport.is_closing():
             return
@@ -146,7 +183,10 @@ class BatchedSink:
 
 
 class MQTTProtocol(asyncio.Protocol):
-    def __init__(self, broker: Broker, flusher: Flusher) -> None:
+    # No per-connection __dict__ (issue 17: memory per idle connection).
+    __slots__ = ("broker", "flusher", "decoder", "conn", "sink", "reading_paused")
+
+    def __init__(self, broker: BrokerCore, flusher: Flusher) -> None:
         self.broker = broker
         self.flusher = flusher
         self.decoder = Decoder(None, broker.settings.max_packet_size)
@@ -165,24 +205,30 @@ class MQTTProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         conn = self.conn
-        if conn is None or conn.state == 3:
+        if conn is None or conn.state == CLOSED:
             return
-        self.broker.stats.bytes_received += len(data)
+        size = len(data)
+        self.broker.stats.bytes_received += size
+        flusher = self.flusher
+        flusher.reading = True
         try:
-            pkts = self.decoder.feed(data)
-        except MQTTError as err:
-            if err.packets:
-                conn.packets_received(err.packets)
-            if conn.state != 3:
-                conn.protocol_violation(err, self.decoder.protocol_version)
-            return
-        except Exception as exc:  # the decoder promises MQTTError only; stay alive regardless
-            log.error("connection %s: decoder failure %r; closing", conn.peer, exc)
-            log.debug("decoder failure", exc_info=True)
-            conn.close(0x81)
-            return
-        if pkts:
-            conn.packets_received(pkts)
+            try:
+                pkts = self.decoder.feed(data)
+            except MQTTError as err:
+                if err.packets:
+                    conn.packets_received(err.packets)
+                if conn.state != CLOSED:
+                    conn.protocol_violation(err, self.decoder.protocol_version)
+                return
+            except Exception as exc:  # the decoder promises MQTTError only; stay alive anyway
+                log.error("connection %s: decoder failure %r; closing", conn.peer, exc)
+                log.debug("decoder failure", exc_info=True)
+                conn.close(0x81)
+                return
+            if pkts:
+                conn.packets_received(pkts)
+        finally:
+            flusher.end_read(size <= SMALL_READ)
 
     def eof_received(self) -> bool:
         return False  # close the transport; connection_lost follows

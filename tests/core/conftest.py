@@ -1,4 +1,4 @@
-"""Harness for core unit tests: a Broker with a FakeClock, fake sinks, packet objects.
+"""Harness for core unit tests: a BrokerCore with a FakeClock, fake sinks, packet objects.
 
 No sockets: a :class:`FakeClient` hands packet objects to the core connection
 and decodes what the core wrote to its sink with a client-side Decoder of the
@@ -31,8 +31,9 @@ from mqttfast.codec.packets import (
 )
 from mqttfast.core import connection as core_connection
 from mqttfast.core import handle_subscribe as core_handle_subscribe
+from mqttfast.core import outbound as core_outbound
 from mqttfast.core import subscriptions as core_subscriptions
-from mqttfast.core.broker import Broker, FakeClock
+from mqttfast.core.broker import BrokerCore, FakeClock
 from mqttfast.core.settings import BrokerSettings
 
 __all__ = [
@@ -86,7 +87,7 @@ class FakeSink:
 class FakeClient:
     """One connection to the core, speaking MQTT ``version`` with packet objects."""
 
-    def __init__(self, broker: Broker, impl: Any, version: int = 4) -> None:
+    def __init__(self, broker: BrokerCore, impl: Any, version: int = 4) -> None:
         self.broker = broker
         self.version = version
         self.sink = FakeSink()
@@ -190,7 +191,7 @@ def core_impl(impl: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     """Point the core at the twin under test (a twin not written yet: the active one)."""
     for name, module, attr in (
         ("encode", core_connection, "encode"),
-        ("publish_parts", core_connection, "publish_parts"),
+        ("publish_parts", core_outbound, "publish_parts"),
         ("TopicTree", core_subscriptions, "TopicTree"),
         ("validate_topic_filter", core_handle_subscribe, "validate_topic_filter"),
     ):
@@ -207,23 +208,23 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def make_broker(core_impl: Any, clock: FakeClock):  # type: ignore[no-untyped-def]
-    def make(**settings: Any) -> Broker:
+    def make(**settings: Any) -> BrokerCore:
         settings.setdefault("sys_interval", 0)
-        return Broker(BrokerSettings(**settings), clock=clock)
+        return BrokerCore(BrokerSettings(**settings), clock=clock)
 
     return make
 
 
 @pytest.fixture
-def broker(make_broker) -> Broker:  # type: ignore[no-untyped-def]
+def broker(make_broker) -> BrokerCore:  # type: ignore[no-untyped-def]
     return make_broker()
 
 
 @pytest.fixture
-def client(broker: Broker, core_impl: Any):  # type: ignore[no-untyped-def]
+def client(broker: BrokerCore, core_impl: Any):  # type: ignore[no-untyped-def]
     """Factory: client(version=4) -> FakeClient on the shared broker."""
 
-    def make(version: int = 4, b: Broker | None = None) -> FakeClient:
+    def make(version: int = 4, b: BrokerCore | None = None) -> FakeClient:
         return FakeClient(b or broker, core_impl, version)
 
     return make

@@ -24,14 +24,14 @@ WAIT = 10.0
 
 
 class InProcessBroker:
-    """The real Broker + MQTTServer on an event loop in a background thread."""
+    """The real BrokerCore + MQTTServer on an event loop in a background thread."""
 
     def __init__(self, hooks: SecurityHooks) -> None:
-        from mqttfast.core.broker import Broker
+        from mqttfast.core.broker import BrokerCore
         from mqttfast.transport.server import MQTTServer
 
         self.loop = asyncio.new_event_loop()
-        self.server = MQTTServer(Broker(hooks=hooks))
+        self.server = MQTTServer(BrokerCore(hooks=hooks))
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         fut = asyncio.run_coroutine_threadsafe(self.server.start("127.0.0.1", 0), self.loop)

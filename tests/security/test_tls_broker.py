@@ -19,10 +19,10 @@ WAIT = 10.0
 
 
 class TlsBroker:
-    """The real Broker and MQTTProtocol on a TLS listener (loop in a background thread)."""
+    """The real BrokerCore and MQTTProtocol on a TLS listener (loop in a background thread)."""
 
     def __init__(self, ctx) -> None:
-        from mqttfast.core.broker import Broker
+        from mqttfast.core.broker import BrokerCore
         from mqttfast.transport.tcp import Flusher, MQTTProtocol
 
         self.identities: list[str | None] = []
@@ -35,7 +35,7 @@ class TlsBroker:
                 super().connection_made(transport)
 
         self.loop = asyncio.new_event_loop()
-        self.broker = Broker()
+        self.broker = BrokerCore()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from ..loader import ADMIN_TOKEN_ENV
 
 if TYPE_CHECKING:
-    from mqttfast.core.broker import Broker
+    from mqttfast.core.broker import BrokerCore
 
     from ..schema import Config
 
@@ -45,7 +45,7 @@ class OpsServers:
         self.admin = self.metrics = None
 
 
-async def start_ops(broker: Broker, cfg: Config, codec: str = "") -> OpsServers:
+async def start_ops(broker: BrokerCore, cfg: Config, codec: str = "") -> OpsServers:
     """Start what ``cfg.metrics``/``cfg.admin`` enable; raises OSError (port in use ...)
     after closing whatever already started."""
     ops = OpsServers()

@@ -33,7 +33,7 @@ from mqttfast.core.subscriptions import split_shared
 from .httpd import HTTPServer, Request, Response, error, json_response
 
 if TYPE_CHECKING:
-    from mqttfast.core.broker import Broker
+    from mqttfast.core.broker import BrokerCore
     from mqttfast.core.session import Session
 
 log = logging.getLogger("mqttfast.admin")
@@ -57,7 +57,7 @@ class TopicCounter:
 
     MAX_TOPICS = 10_000
 
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: BrokerCore) -> None:
         self.broker = broker
         self.current: dict[str, int] = {}
         self.last: dict[str, int] = {}
@@ -166,7 +166,7 @@ class RateSampler:
 
     HISTORY = 120
 
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: BrokerCore) -> None:
         self.broker = broker
         self.history: list[dict[str, float]] = []
         self.prev = self._sample()
@@ -223,7 +223,7 @@ def _is_sys(topic: str) -> bool:
 
 
 def broker_stats(
-    broker: Broker, started: float, rates: RateSampler | None = None
+    broker: BrokerCore, started: float, rates: RateSampler | None = None
 ) -> dict[str, Any]:
     """Gauges at the top level; the core's counters, under their own names only, in
     ``counters``; per-second rates in ``rates``. Retained messages are counted without
@@ -266,7 +266,7 @@ def _limit(req: Request, default: int = 1000) -> int:
 
 
 class AdminAPI:
-    def __init__(self, broker: Broker, token: str) -> None:
+    def __init__(self, broker: BrokerCore, token: str) -> None:
         if not token:
             raise ValueError("the admin API needs a token")
         self.broker = broker

@@ -1,10 +1,10 @@
-"""Startup recovery: load the database into a fresh core Broker before it accepts connections.
+"""Startup recovery: load the database into a fresh core BrokerCore before it accepts connections.
 
 Order: retained messages, messages, sessions, subscriptions, deliveries
 (in-flight by packet id, then the queue, each in stored order), incoming
 QoS 2 ids. Then what expired while the broker was down goes, through the
 core's own code paths: expired retained and queued messages are dropped;
-sessions whose expiry passed end (``Broker.end_session``), publishing their
+sessions whose expiry passed end (``BrokerCore.end_session``), publishing their
 pending v5 delayed will to the subscribers just restored. A will whose delay
 passed while down is published by the first ``tick``.
 
@@ -28,12 +28,12 @@ from mqttfast.core.subscriptions import SubEntry, split_shared
 from .store import ALIVE_EVERY, SESSION_COLUMNS, decode_props
 
 if TYPE_CHECKING:
-    from mqttfast.core.broker import Broker
+    from mqttfast.core.broker import BrokerCore
 
     from .store import SQLiteStorage
 
 
-def load(store: SQLiteStorage, broker: Broker) -> dict[str, Any]:
+def load(store: SQLiteStorage, broker: BrokerCore) -> dict[str, Any]:
     db = store.db
     now = broker.clock()
     wall = time.time()
@@ -166,14 +166,13 @@ def load(store: SQLiteStorage, broker: Broker) -> dict[str, Any]:
         refs[mid] = refs.get(mid, 0) + 1
         if pid:
             d.state = state
-            session.inflight[pid] = d
+            session.set_inflight(pid, d)
             if pid > session.next_pid:
                 session.next_pid = pid
             counts["inflight"] += 1
         else:
             d.state = AWAIT_ACK
-            session.queue.append(d)
-            session.queued_bytes += len(msg.payload)
+            session.restore_queued(d)
             counts["queued"] += 1
     if orphans:
         for did in orphans:
@@ -191,7 +190,7 @@ def load(store: SQLiteStorage, broker: Broker) -> dict[str, Any]:
             store.p_qos2[(cid, pid)] = False
             store.dirty = True
             continue
-        session.awaiting_pubrel.add(pid)
+        session.await_pubrel(pid)
         counts["qos2_in"] += 1
 
     # Sessions whose expiry passed while down end now (their delayed will goes out).

@@ -43,7 +43,7 @@ from mqttfast.core.storage import Storage
 from .schema import PersistenceError, open_database
 
 if TYPE_CHECKING:
-    from mqttfast.core.broker import Broker
+    from mqttfast.core.broker import BrokerCore
     from mqttfast.core.message import Delivery, Message
     from mqttfast.core.session import Session
     from mqttfast.core.subscriptions import SubEntry
@@ -433,7 +433,7 @@ class SQLiteStorage(Storage):
         self.commits += 1
 
     # -- life cycle ------------------------------------------------------------
-    def recover(self, broker: Broker) -> dict[str, Any]:
+    def recover(self, broker: BrokerCore) -> dict[str, Any]:
         from .recovery import load
 
         self.clock = broker.clock

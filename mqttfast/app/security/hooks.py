@@ -4,7 +4,7 @@ Wiring, in the app layer::
 
     auth = Authenticator(password_file=..., acl_file=..., allow_anonymous=...,
                          plugins=[load_plugin(spec, options)])
-    broker = Broker(settings, hooks=SecurityHooks(auth))
+    broker = BrokerCore(settings, hooks=SecurityHooks(auth))
     loop.add_signal_handler(signal.SIGHUP, auth.reload)
 
 Notes for the integrator:

@@ -1,0 +1,180 @@
+"""The transport's write batching (transport/tcp.py): a message that arrives alone is
+answered in the same loop turn; under load (large reads) and outside reads, writes are
+flushed once per loop turn; with durable storage, never before the turn's commit.
+
+Real sockets (a socketpair) and a real event loop; a real core broker behind the
+protocol in the end-to-end test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+import pytest
+
+from mqttfast.codec import Decoder, encode
+from mqttfast.codec.packets import Connack, Connect, Publish, Suback, Subscribe, Subscription
+from mqttfast.core.broker import BrokerCore
+from mqttfast.core.states import ConnState
+from mqttfast.transport.tcp import SMALL_READ, BatchedSink, Flusher, MQTTProtocol
+
+pytestmark = pytest.mark.timeout(20)
+
+
+def run(coro_fn: Any) -> Any:
+    """Run an async test body on a fresh event loop (no pytest-asyncio here)."""
+
+    def test() -> None:
+        asyncio.run(coro_fn())
+
+    test.__name__ = coro_fn.__name__
+    test.__doc__ = coro_fn.__doc__
+    return test
+
+
+class _Peer(asyncio.Protocol):
+    """The far end of the socketpair: collects what arrives."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.event = asyncio.Event()
+
+    def data_received(self, data: bytes) -> None:
+        self.data += data
+        self.event.set()
+
+
+async def _pair() -> tuple[asyncio.Transport, _Peer, asyncio.Transport]:
+    loop = asyncio.get_running_loop()
+    a, b = socket.socketpair()
+    near, _ = await loop.connect_accepted_socket(asyncio.Protocol, a)
+    peer = _Peer()
+    far, _ = await loop.connect_accepted_socket(lambda: peer, b)
+    return near, peer, far  # type: ignore[return-value]
+
+
+def _sink(transport: asyncio.Transport, flusher: Flusher) -> BatchedSink:
+    proto: Any = MQTTProtocol(BrokerCore(), flusher)
+    return BatchedSink(transport, flusher, proto)
+
+
+@run
+async def test_small_read_flushes_before_the_loop_turns() -> None:
+    loop = asyncio.get_running_loop()
+    near, peer, far = await _pair()
+    flusher = Flusher(loop)
+    sink = _sink(near, flusher)
+    flusher.reading = True
+    sink.write(b"hello")
+    assert not flusher.scheduled  # inside a read nothing is scheduled yet
+    flusher.end_read(small=True)
+    # Handed to the transport now (uvloop/asyncio write straight to the socket when its
+    # buffer is empty), not one loop turn later.
+    assert not sink.buf and not flusher.scheduled and not flusher.dirty
+    await asyncio.wait_for(peer.event.wait(), 5)
+    assert bytes(peer.data) == b"hello"
+    near.close()
+    far.close()
+
+
+@run
+async def test_large_read_batches_until_the_next_turn() -> None:
+    loop = asyncio.get_running_loop()
+    near, peer, far = await _pair()
+    flusher = Flusher(loop)
+    sink = _sink(near, flusher)
+    flusher.reading = True
+    sink.write(b"a")
+    sink.write(b"b")
+    flusher.end_read(small=False)
+    assert flusher.scheduled and sink.buf == [b"a", b"b"]  # held for one writelines
+    await asyncio.sleep(0)
+    assert not sink.buf and not flusher.scheduled
+    await asyncio.wait_for(peer.event.wait(), 5)
+    assert bytes(peer.data) == b"ab"
+    near.close()
+    far.close()
+
+
+@run
+async def test_writes_outside_a_read_batch_per_turn() -> None:
+    loop = asyncio.get_running_loop()
+    near, _peer, far = await _pair()
+    flusher = Flusher(loop)
+    sink = _sink(near, flusher)
+    sink.write(b"x")  # e.g. a timer's PINGRESP-less write, or a drained queue
+    assert flusher.scheduled and sink.buf == [b"x"]
+    await asyncio.sleep(0)
+    assert not sink.buf
+    near.close()
+    far.close()
+
+
+@run
+async def test_durable_storage_keeps_one_commit_per_turn() -> None:
+    """With a commit hook (durable storage) a small read does not flush on its own: what
+    the bytes acknowledge is committed once per turn, before any of them leave."""
+    loop = asyncio.get_running_loop()
+    near, peer, far = await _pair()
+    flusher = Flusher(loop)
+    commits: list[int] = []
+    flusher.commit = lambda: commits.append(len(peer.data))  # nothing sent yet
+    sink = _sink(near, flusher)
+    flusher.reading = True
+    sink.write(b"ack")
+    flusher.end_read(small=True)
+    assert sink.buf == [b"ack"] and commits == []
+    await asyncio.sleep(0)
+    assert commits == [0] and not sink.buf  # one commit, before any byte was sent
+    near.close()
+    far.close()
+
+
+@run
+async def test_a_lone_publish_reaches_the_subscriber_within_its_read() -> None:
+    """End to end through the core: the subscriber's PUBLISH is handed to its transport
+    before the publisher's data_received returns (no extra loop turn)."""
+    loop = asyncio.get_running_loop()
+    broker = BrokerCore()
+    flusher = Flusher(loop)
+    protos = []
+    peers = []
+    for _ in range(2):
+        a, b = socket.socketpair()
+        proto = MQTTProtocol(broker, flusher)
+        await loop.connect_accepted_socket(lambda proto=proto: proto, a)
+        peer = _Peer()
+        await loop.connect_accepted_socket(lambda peer=peer: peer, b)
+        protos.append(proto)
+        peers.append(peer)
+    sub, pub = protos
+    for i, proto in enumerate(protos):
+        proto.data_received(encode(Connect(client_id=f"c{i}", keep_alive=0), 4))
+    sub.data_received(encode(Subscribe(1, [Subscription("t/#", 0)]), 4))
+    await asyncio.sleep(0.05)
+    assert all(p.conn is not None and p.conn.state == ConnState.CONNECTED for p in protos)
+    peers[0].data.clear()
+    peers[0].event.clear()
+    data = encode(Publish("t/1", b"x" * 16, 0), 4)
+    assert len(data) <= SMALL_READ
+    written_before_return: list[int] = []
+    orig = sub.sink.transport.write  # type: ignore[union-attr]
+
+    def spy(chunk: bytes) -> None:
+        written_before_return.append(len(chunk))
+        orig(chunk)
+
+    sub.sink.transport.write = spy  # type: ignore[union-attr, method-assign]
+    try:
+        pub.data_received(data)
+        assert written_before_return, "the subscriber's PUBLISH waited for another loop turn"
+    finally:
+        del sub.sink.transport.write  # type: ignore[union-attr]
+    await asyncio.wait_for(peers[0].event.wait(), 5)
+    pkts = Decoder(4).feed(bytes(peers[0].data))
+    assert [type(p) for p in pkts] == [Publish] and pkts[0].payload == b"x" * 16
+    assert not any(isinstance(p, (Connack, Suback)) for p in pkts)
+    for proto in protos:
+        proto.sink.close()  # type: ignore[union-attr]
