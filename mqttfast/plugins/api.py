@@ -377,6 +377,8 @@ def pause_connection(conn: Any) -> bool:
         return False
     blocked = conn.blocked_by
     if PLUGIN_PAUSE not in blocked:
+        if not isinstance(blocked, set):  # the core creates the set on first use
+            blocked = conn.blocked_by = set()
         blocked.add(PLUGIN_PAUSE)
         if len(blocked) == 1:
             conn.sink.pause_reading()
