@@ -25,7 +25,7 @@ from mqttfast.core.message import AWAIT_ACK, Delivery, Message
 from mqttfast.core.session import Session
 from mqttfast.core.subscriptions import SubEntry, split_shared
 
-from .store import ALIVE_EVERY, SESSION_COLUMNS, decode_props
+from .rows import ALIVE_EVERY, SESSION_COLUMNS, decode_props
 
 if TYPE_CHECKING:
     from mqttfast.core.broker import Broker

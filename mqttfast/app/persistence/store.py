@@ -37,9 +37,11 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from mqttfast.codec import Decoder, MQTTError, encode_publish
+from mqttfast.codec import MQTTError
 from mqttfast.core.storage import Storage
 
+from .recovery import load
+from .rows import ALIVE_EVERY, SESSION_INSERT, encode_props, session_row
 from .schema import PersistenceError, open_database
 
 if TYPE_CHECKING:
@@ -51,21 +53,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("mqttfast.persistence")
 
 DB_NAME = "mqttfast.db"
-ALIVE_EVERY = 10.0  # s: an idle broker still commits meta.alive this often
 LOCK_NAME = "mqttfast.lock"
-
-
-def encode_props(props: Any) -> bytes | None:
-    """MQTT 5 properties -> bytes, as the properties of a tiny v5 PUBLISH."""
-    if props is None:
-        return None
-    return encode_publish("p", b"", 0, False, False, 0, props, 5)
-
-
-def decode_props(blob: bytes | None) -> Any:
-    if blob is None:
-        return None
-    return Decoder(protocol_version=5).feed(blob)[0].properties
 
 
 class SQLiteStorage(Storage):
@@ -316,7 +304,7 @@ class SQLiteStorage(Storage):
                     db.executemany("INSERT OR REPLACE INTO retained VALUES (?,?,?,?,?)", puts)
             if self.p_sessions:
                 db.executemany(
-                    SESSION_INSERT, [_session_row(s, off) for s in self.p_sessions.values()]
+                    SESSION_INSERT, [session_row(s, off) for s in self.p_sessions.values()]
                 )
             if self.p_subs:
                 puts = []
@@ -434,8 +422,6 @@ class SQLiteStorage(Storage):
 
     # -- life cycle ------------------------------------------------------------
     def recover(self, broker: Broker) -> dict[str, Any]:
-        from .recovery import load
-
         self.clock = broker.clock
         try:
             counts = load(self, broker)
@@ -456,47 +442,3 @@ class SQLiteStorage(Storage):
             pass
         self.db.close()
         os.close(self._lock_fd)
-
-
-SESSION_COLUMNS = (
-    "client_id, expiry_interval, expires, will_topic, will_payload, will_qos, "
-    "will_retain, will_props, will_expires, will_at, username"
-)
-SESSION_INSERT = (
-    f"INSERT OR REPLACE INTO sessions ({SESSION_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
-)
-
-
-def _session_row(s: Session, off: float) -> tuple:
-    expires = None
-    if s.conn is None and s.expires_at is not None:
-        expires = s.expires_at + off
-    username = getattr(s, "username", None)
-    will = s.pending_will
-    if will is None:
-        return (
-            s.client_id,
-            s.expiry_interval,
-            expires,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            username,
-        )
-    return (
-        s.client_id,
-        s.expiry_interval,
-        expires,
-        will.topic,
-        will.payload,
-        will.qos,
-        int(will.retain),
-        encode_props(will.properties),
-        None if will.expires_at is None else will.expires_at + off,
-        None if s.will_at is None else s.will_at + off,
-        username,
-    )
