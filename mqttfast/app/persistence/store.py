@@ -35,10 +35,11 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from mqttfast.codec import MQTTError
-from mqttfast.core.storage import Storage
+from mqttfast.core.storage import MemoryStorage, Storage
 
 from .recovery import load
 from .rows import ALIVE_EVERY, SESSION_INSERT, encode_props, session_row
@@ -54,16 +55,25 @@ log = logging.getLogger("mqttfast.persistence")
 
 DB_NAME = "mqttfast.db"
 LOCK_NAME = "mqttfast.lock"
+ON_ERROR = ("stop", "degrade")
+GROUP_COMMIT_WINDOW = 0.002  # s: strict output is held this long for more changes to join
 
 
 class SQLiteStorage(Storage):
     durable = True
 
     def __init__(
-        self, data_dir: str, mode: str = "strict", interval: float = 1.0, window: float = 0.002
+        self,
+        data_dir: str,
+        mode: str = "strict",
+        interval: float = 1.0,
+        window: float = GROUP_COMMIT_WINDOW,
+        on_error: str = "stop",
     ) -> None:
         if mode not in ("strict", "relaxed"):
             raise ValueError(f"persistence mode {mode!r}")
+        if on_error not in ON_ERROR:
+            raise ValueError(f"persistence on_error {on_error!r} (stop or degrade)")
         self.mode = mode
         self.strict = mode == "strict"
         self.interval = interval
@@ -98,6 +108,20 @@ class SQLiteStorage(Storage):
         self.last_commit = time.monotonic()
         self.commits = 0
         self.closed = False
+        # Pipelining (strict): one batch is written by the writer thread while the loop
+        # collects the next; output waits in ``waiting`` (for the next batch) or on the
+        # batch in flight, and is released in order once its batch is durable.
+        self.on_error = on_error  # "stop" | "degrade": what a failed commit does
+        self.degraded = False
+        self.writer = ThreadPoolExecutor(1, thread_name_prefix="mqttfast-commit")
+        self.inflight: _Batch | None = None
+        self.waiting: list[Callable[[bool], None]] = []
+        self.loop: Any = None
+        self.flusher: Any = None
+        self.broker: Broker | None = None
+        self.stats: Any = None
+        # Tests: called in the writer thread with the batch's statements, before COMMIT.
+        self.before_commit: Callable[[list[tuple[str, list[Any]]]], None] | None = None
 
     @staticmethod
     def _lock(data_dir: str) -> int:
@@ -231,117 +255,264 @@ class SQLiteStorage(Storage):
         self.p_qos2[(session.client_id, pid)] = False
         self.dirty = self.sync = True
 
-    # -- commits ---------------------------------------------------------------
-    def flush(self) -> None:
+    # -- output gating (strict) and commits -------------------------------------
+    def bind_output(self, flusher: Any) -> None:
+        """Install this store's hooks on the transport's flusher (every start-up path
+        builds one, so every path gets the group-commit window and the pipelining)."""
+        self.flusher = flusher
+        self.loop = flusher.loop
         if self.strict:
-            if self.sync:
+            flusher.commit = None
+            flusher.delay = self.flush_delay
+            flusher.gate = self.gate
+        else:  # relaxed: nothing waits for the disk; commits start from here when due
+            flusher.commit = self._relaxed_due
+            flusher.delay = None
+            flusher.gate = None
+
+    def gate(self, release: Callable[[bool], None]) -> None:
+        """Strict: call ``release(True)`` once every change made so far is durable.
+        Releases run in call order, so a connection's bytes keep their order."""
+        if self.sync:  # this output relies on changes not yet cut into a batch
+            self.waiting.append(release)
+            if self.inflight is None:
+                self._start()
+        elif self.waiting:
+            self.waiting.append(release)
+        elif self.inflight is not None:
+            self.inflight.releases.append(release)
+        else:
+            release(True)
+
+    def flush(self) -> None:
+        """Commit now (per policy), synchronously: what is pending is durable on return."""
+        if self.strict:
+            if self.sync or self.waiting or self.inflight is not None:
                 self.commit()
         elif self.dirty and time.monotonic() - self.last_commit >= self.interval:
             self.commit()
 
     def flush_delay(self) -> float:
-        if not self.sync or not self.strict or self.window <= 0:
+        if not self.sync or self.window <= 0:
             return 0.0
+        if self.inflight is not None:
+            return 0.0  # the commit in flight is the window: output queues behind it
         now = time.monotonic()
         if self.sync_since is None:
             self.sync_since = now
             return self.window
         return self.sync_since + self.window - now
 
+    def _relaxed_due(self) -> None:
+        if self.dirty and self.inflight is None:
+            if time.monotonic() - self.last_commit >= self.interval:
+                self._start()
+
     def tick(self, now: float) -> None:
+        if self.closed or self.degraded or self.inflight is not None:
+            return
         since = time.monotonic() - self.last_commit
         if (
             self.dirty and ((self.strict and self.sync) or since >= self.interval)
         ) or since >= ALIVE_EVERY:
-            self.commit()  # the idle case refreshes meta.alive (see recovery)
+            if self.loop is None:
+                self.commit()
+            else:
+                self._start()  # the idle case refreshes meta.alive (see recovery)
+
+    def _start(self) -> None:
+        """Cut a batch of everything pending and hand it to the writer thread; the loop
+        goes on collecting the next batch meanwhile (pipelining)."""
+        batch = _Batch(self._cut(), self.waiting)
+        self.waiting = []
+        self.inflight = batch
+        loop = self.loop
+        assert loop is not None
+        batch.future = self.writer.submit(self._write, batch.ops)
+        batch.future.add_done_callback(lambda fut: loop.call_soon_threadsafe(self._finish, batch))
+
+    def _finish(self, batch: _Batch) -> None:
+        """On the loop thread: the batch is written (or failed); release its output."""
+        if batch.finished:
+            return
+        batch.finished = True
+        if self.inflight is batch:
+            self.inflight = None
+        assert batch.future is not None
+        err = batch.future.exception()
+        if err is not None:
+            self._failed(err, batch.releases)
+            return
+        self._committed()
+        for release in batch.releases:
+            release(True)
+        if self.waiting and self.inflight is None and not self.closed:
+            self._start()  # the next batch, collected while this one was written
+
+    def _drain(self) -> None:
+        """Wait for the batch in flight (if any) and release its output."""
+        batch = self.inflight
+        if batch is not None:
+            assert batch.future is not None
+            try:
+                batch.future.result()
+            except BaseException:
+                pass
+            self._finish(batch)
 
     def commit(self) -> None:
-        if self.closed:
+        """Synchronous commit of everything pending (start-up, shutdown, admin)."""
+        if self.closed or self.degraded:
             return
+        while self.inflight is not None:  # finishing one may start the next: wait for all
+            self._drain()
+            if self.degraded:
+                return
+        ops = self._cut()
+        waiting, self.waiting = self.waiting, []
         try:
-            self._commit()
-        except sqlite3.Error as err:
-            # The state the clients were (about to be) told is safe is not on disk.
+            self._write(ops)
+        except Exception as err:
+            self._failed(err, waiting)
+            return
+        self._committed()
+        for release in waiting:
+            release(True)
+
+    def _committed(self) -> None:
+        self.commits += 1
+        if self.stats is not None:
+            self.stats.persistence_commits += 1
+
+    def _failed(self, err: BaseException, releases: list[Callable[[bool], None]]) -> None:
+        """A commit failed: what it held was never acknowledged, and is not now."""
+        if self.stats is not None:
+            self.stats.persistence_errors += 1
+        held = releases + self.waiting
+        self.waiting = []
+        if self.on_error != "degrade":
             # Acknowledging anyway would be silent loss: stop hard, as a crash would;
             # what was committed before is intact and is recovered on the next start.
-            log.critical("persistence: cannot write %s: %s; exiting", self.path, err)
+            log.critical(
+                "persistence: cannot write %s (%s); output of %d connection(s) withheld; "
+                "exiting (persistence.on_error = stop)",
+                self.path,
+                err,
+                len(held),
+            )
             logging.shutdown()
             os._exit(1)
+        log.critical(
+            "persistence: cannot write %s (%s); output of %d connection(s) withheld and "
+            "those connections closed; PERSISTENCE IS OFF from now on: new messages are "
+            "acknowledged without being stored (persistence.on_error = degrade)",
+            self.path,
+            err,
+            len(held),
+        )
+        self.degraded = True
+        if self.stats is not None:
+            self.stats.persistence_degraded = 1
+        flusher = self.flusher
+        if flusher is not None:  # from now on output leaves at once
+            flusher.gate = flusher.delay = flusher.commit = None
+        broker = self.broker
+        if broker is not None:  # the core stops reporting changes (MemoryStorage: no-ops)
+            broker.storage = MemoryStorage()
+            broker.retained.storage = None
+        self._clear()
+        for release in held:
+            release(False)
 
-    def _commit(self) -> None:
+    def _write(self, ops: list[tuple[str, list[Any]]]) -> None:
+        """The writer thread (or the loop thread when nothing is in flight): one
+        transaction, fsynced at COMMIT in strict mode (synchronous=FULL)."""
+        db = self.db
+        db.execute("BEGIN")
+        try:
+            for sql, rows in ops:
+                db.executemany(sql, rows)
+            hook = self.before_commit
+            if hook is not None:
+                hook(ops)
+            db.execute("COMMIT")
+        except BaseException:
+            try:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            raise
+
+    def _cut(self) -> list[tuple[str, list[Any]]]:
+        """On the loop thread: the net pending changes as SQL statements with their rows
+        (built now, from objects the loop goes on changing); pending state is cleared."""
         off = time.time() - self.clock()
+        ops: list[tuple[str, list[Any]]] = []
         if self.moving:
             for d in self.moving.values():
                 self._forget(d)  # left the queue without being sent
             self.moving.clear()
-        db = self.db
-        db.execute("BEGIN")
-        try:
-            if self.deleted_sessions:
-                cids = [(c,) for c in self.deleted_sessions]
-                for table in ("sessions", "subscriptions", "deliveries", "qos2_in"):
-                    db.executemany(f"DELETE FROM {table} WHERE client_id = ?", cids)
-            if self.p_retained:
-                puts = []
-                dels = []
-                for topic, msg in self.p_retained.items():
-                    if msg is None:
-                        dels.append((topic,))
-                    else:
-                        exp = msg.expires_at
-                        puts.append(
-                            (
-                                topic,
-                                msg.payload,
-                                msg.qos,
-                                encode_props(msg.properties),
-                                None if exp is None else exp + off,
-                            )
+        if self.deleted_sessions:
+            cids = [(c,) for c in self.deleted_sessions]
+            for table in ("sessions", "subscriptions", "deliveries", "qos2_in"):
+                ops.append((f"DELETE FROM {table} WHERE client_id = ?", cids))
+        if self.p_retained:
+            puts = []
+            dels = []
+            for topic, msg in self.p_retained.items():
+                if msg is None:
+                    dels.append((topic,))
+                else:
+                    exp = msg.expires_at
+                    puts.append(
+                        (
+                            topic,
+                            msg.payload,
+                            msg.qos,
+                            encode_props(msg.properties),
+                            None if exp is None else exp + off,
                         )
-                if dels:
-                    db.executemany("DELETE FROM retained WHERE topic = ?", dels)
-                if puts:
-                    db.executemany("INSERT OR REPLACE INTO retained VALUES (?,?,?,?,?)", puts)
-            if self.p_sessions:
-                db.executemany(
-                    SESSION_INSERT, [session_row(s, off) for s in self.p_sessions.values()]
-                )
-            if self.p_subs:
-                puts = []
-                dels = []
-                for (cid, full), e in self.p_subs.items():
-                    if e is None:
-                        dels.append((cid, full))
-                    else:
-                        puts.append(
-                            (
-                                cid,
-                                full,
-                                e.qos,
-                                int(e.no_local),
-                                int(e.retain_as_published),
-                                e.retain_handling,
-                                e.sub_id,
-                            )
+                    )
+            if dels:
+                ops.append(("DELETE FROM retained WHERE topic = ?", dels))
+            if puts:
+                ops.append(("INSERT OR REPLACE INTO retained VALUES (?,?,?,?,?)", puts))
+        if self.p_sessions:
+            ops.append((SESSION_INSERT, [session_row(s, off) for s in self.p_sessions.values()]))
+        if self.p_subs:
+            puts = []
+            dels = []
+            for (cid, full), e in self.p_subs.items():
+                if e is None:
+                    dels.append((cid, full))
+                else:
+                    puts.append(
+                        (
+                            cid,
+                            full,
+                            e.qos,
+                            int(e.no_local),
+                            int(e.retain_as_published),
+                            e.retain_handling,
+                            e.sub_id,
                         )
-                if dels:
-                    db.executemany(
-                        "DELETE FROM subscriptions WHERE client_id = ? AND filter = ?", dels
                     )
-                if puts:
-                    db.executemany(
-                        "INSERT OR REPLACE INTO subscriptions VALUES (?,?,?,?,?,?,?)", puts
-                    )
-            msg_dels = []
-            if self.zero:
-                refs = self.refs
-                for sid in self.zero:
-                    if refs.get(sid) == 0:
-                        del refs[sid]
-                        if self.new_msgs.pop(sid, None) is None:
-                            msg_dels.append((sid,))
-            if self.new_msgs:
-                db.executemany(
+            if dels:
+                ops.append(("DELETE FROM subscriptions WHERE client_id = ? AND filter = ?", dels))
+            if puts:
+                ops.append(("INSERT OR REPLACE INTO subscriptions VALUES (?,?,?,?,?,?,?)", puts))
+        msg_dels = []
+        if self.zero:
+            refs = self.refs
+            for sid in self.zero:
+                if refs.get(sid) == 0:
+                    del refs[sid]
+                    if self.new_msgs.pop(sid, None) is None:
+                        msg_dels.append((sid,))
+        if self.new_msgs:
+            ops.append(
+                (
                     "INSERT OR REPLACE INTO messages VALUES (?,?,?,?,?,?,?,?)",
                     [
                         (
@@ -357,56 +528,55 @@ class SQLiteStorage(Storage):
                         for sid, m in self.new_msgs.items()
                     ],
                 )
-            if msg_dels:
-                db.executemany("DELETE FROM messages WHERE id = ?", msg_dels)
-            written = self.written
-            if self.p_deliv:
-                puts = []
-                dels = []
-                for did, row in self.p_deliv.items():
-                    if row is None:
-                        dels.append((did,))
-                        written.discard(did)
-                    else:
-                        cid, d, pid = row
-                        shared = d.shared
-                        puts.append(
-                            (
-                                did,
-                                cid,
-                                d.msg.sid,
-                                d.qos,
-                                int(d.retain),
-                                None if d.sub_ids is None else ",".join(map(str, d.sub_ids)),
-                                d.state,
-                                pid,
-                                None
-                                if shared is None
-                                else f"$share/{shared.group}/{shared.topic_filter}",
-                            )
+            )
+        if msg_dels:
+            ops.append(("DELETE FROM messages WHERE id = ?", msg_dels))
+        written = self.written
+        if self.p_deliv:
+            puts = []
+            dels = []
+            for did, row in self.p_deliv.items():
+                if row is None:
+                    dels.append((did,))
+                    written.discard(did)
+                else:
+                    cid, d, pid = row
+                    shared = d.shared
+                    puts.append(
+                        (
+                            did,
+                            cid,
+                            d.msg.sid,
+                            d.qos,
+                            int(d.retain),
+                            None if d.sub_ids is None else ",".join(map(str, d.sub_ids)),
+                            d.state,
+                            pid,
+                            None
+                            if shared is None
+                            else f"$share/{shared.group}/{shared.topic_filter}",
                         )
-                        written.add(did)
-                if dels:
-                    db.executemany("DELETE FROM deliveries WHERE id = ?", dels)
-                if puts:
-                    db.executemany(
-                        "INSERT OR REPLACE INTO deliveries VALUES (?,?,?,?,?,?,?,?,?)", puts
                     )
-            if self.p_qos2:
-                puts = [k for k, v in self.p_qos2.items() if v]
-                dels = [k for k, v in self.p_qos2.items() if not v]
-                if dels:
-                    db.executemany("DELETE FROM qos2_in WHERE client_id = ? AND pid = ?", dels)
-                if puts:
-                    db.executemany("INSERT OR REPLACE INTO qos2_in VALUES (?,?)", puts)
-            # When the broker was last known alive: after a crash, the sessions that were
-            # connected count their expiry from here (recovery.py).
-            db.execute("INSERT OR REPLACE INTO meta VALUES ('alive', ?)", (repr(time.time()),))
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
+                    written.add(did)
+            if dels:
+                ops.append(("DELETE FROM deliveries WHERE id = ?", dels))
+            if puts:
+                ops.append(("INSERT OR REPLACE INTO deliveries VALUES (?,?,?,?,?,?,?,?,?)", puts))
+        if self.p_qos2:
+            q_puts = [k for k, v in self.p_qos2.items() if v]
+            q_dels = [k for k, v in self.p_qos2.items() if not v]
+            if q_dels:
+                ops.append(("DELETE FROM qos2_in WHERE client_id = ? AND pid = ?", q_dels))
+            if q_puts:
+                ops.append(("INSERT OR REPLACE INTO qos2_in VALUES (?,?)", q_puts))
+        # When the broker was last known alive: after a crash, the sessions that were
+        # connected count their expiry from here (recovery.py).
+        ops.append(("INSERT OR REPLACE INTO meta VALUES ('alive', ?)", [(repr(time.time()),)]))
+        self._clear()
+        self.last_commit = time.monotonic()
+        return ops
+
+    def _clear(self) -> None:
         self.p_retained.clear()
         self.p_sessions.clear()
         self.deleted_sessions.clear()
@@ -417,12 +587,12 @@ class SQLiteStorage(Storage):
         self.zero.clear()
         self.dirty = self.sync = False
         self.sync_since = None
-        self.last_commit = time.monotonic()
-        self.commits += 1
 
     # -- life cycle ------------------------------------------------------------
     def recover(self, broker: Broker) -> dict[str, Any]:
         self.clock = broker.clock
+        self.broker = broker
+        self.stats = broker.stats
         try:
             counts = load(self, broker)
         except (sqlite3.Error, MQTTError, ValueError, TypeError) as err:
@@ -433,12 +603,27 @@ class SQLiteStorage(Storage):
     def close(self) -> None:
         if self.closed:
             return
-        if self.dirty:
-            self.commit()
+        if not self.degraded:
+            self.commit()  # waits for the batch in flight, then the rest
         self.closed = True
+        self.writer.shutdown(wait=True)
         try:
             self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.Error:
             pass
         self.db.close()
         os.close(self._lock_fd)
+
+
+class _Batch:
+    """One transaction on its way to the disk and the output that waits for it."""
+
+    __slots__ = ("ops", "releases", "future", "finished")
+
+    def __init__(
+        self, ops: list[tuple[str, list[Any]]], releases: list[Callable[[bool], None]]
+    ) -> None:
+        self.ops = ops
+        self.releases = releases
+        self.future: Future[None] | None = None
+        self.finished = False
