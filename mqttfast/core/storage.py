@@ -47,6 +47,8 @@ class Storage:
     """Interface and no-op implementation. ``durable`` is False: nothing survives."""
 
     durable = False
+    # What a failed commit does (app config persistence.on_error): "stop" or "degrade".
+    on_error = "stop"
 
     # -- retained messages (one per topic) -----------------------------------
     def retained_put(self, msg: Message) -> None: ...
