@@ -217,6 +217,8 @@ async def serve(settings, runtime=None) -> int:  # type: ignore[no-untyped-def]
             from mqttfast.app.config import Runtime
 
             runtime = Runtime.for_settings(settings)
+        # persistence.on_error (issue 17): what a failed commit does; the assembly owns this.
+        storage.on_error = runtime.cfg.persistence.on_error
         broker = Broker(settings, hooks=runtime.hooks, storage=storage)
         restored = storage.recover(broker)  # before accepting connections
     except PersistenceError as err:
