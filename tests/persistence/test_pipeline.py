@@ -127,9 +127,7 @@ def test_no_puback_before_its_commit_returns_and_order_is_kept(
     [MQTT-4.6.0-2], each for a message already visible in the committed database."""
     broker, entered, go = blocked
     sub = RawClient(broker.port, 5)
-    sub.connect(
-        "pipe-sub", clean_start=False, properties=Properties(session_expiry_interval=3600)
-    )
+    sub.connect("pipe-sub", clean_start=False, properties=Properties(session_expiry_interval=3600))
     sub.subscribe(("p/#", 1))
     sub.disconnect()
     pub = RawClient(broker.port, 5)
