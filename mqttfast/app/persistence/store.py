@@ -175,10 +175,10 @@ class SQLiteStorage(Storage):
         for d in session.queue:
             self._forget(d)
         self.p_sessions.pop(cid, None)
-        for key in [k for k in self.p_subs if k[0] == cid]:
-            del self.p_subs[key]
-        for key in [k for k in self.p_qos2 if k[0] == cid]:
-            del self.p_qos2[key]
+        for sub_key in [k for k in self.p_subs if k[0] == cid]:
+            del self.p_subs[sub_key]
+        for qos2_key in [k for k in self.p_qos2 if k[0] == cid]:
+            del self.p_qos2[qos2_key]
         self.deleted_sessions.add(cid)
         session.persisted = False
         self.dirty = self.sync = True
@@ -449,6 +449,8 @@ class SQLiteStorage(Storage):
         (built now, from objects the loop goes on changing); pending state is cleared."""
         off = time.time() - self.clock()
         ops: list[tuple[str, list[Any]]] = []
+        puts: list[tuple[Any, ...]]
+        dels: list[tuple[Any, ...]]
         if self.moving:
             for d in self.moving.values():
                 self._forget(d)  # left the queue without being sent
@@ -541,7 +543,7 @@ class SQLiteStorage(Storage):
                     written.discard(did)
                 else:
                     cid, d, pid = row
-                    shared = d.shared
+                    shared: Any = d.shared
                     puts.append(
                         (
                             did,
