@@ -431,7 +431,7 @@ class SQLiteStorage(Storage):
         db.execute("BEGIN")
         try:
             for sql, rows in ops:
-                db.executemany(sql, rows)
+                write_rows(db, sql, rows)
             hook = self.before_commit
             if hook is not None:
                 hook(ops)
@@ -615,6 +615,50 @@ class SQLiteStorage(Storage):
             pass
         self.db.close()
         os.close(self._lock_fd)
+
+
+# Rows go in multi-row statements: executemany steps (and releases the GIL) once per row,
+# and a writer thread that wants the GIL back per row waits on the busy event loop.
+CHUNKS = (256, 64, 16, 4, 1)  # few distinct statements: they stay in sqlite3's cache
+MAX_VARIABLES = 32766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
+_statements: dict[tuple[str, int], str] = {}
+
+
+def write_rows(db: sqlite3.Connection, sql: str, rows: list[Any]) -> None:
+    """``db.executemany(sql, rows)`` in few steps: ``INSERT ... VALUES (?,..)`` becomes
+    ``VALUES (..),(..),...`` and ``DELETE ... WHERE id = ?`` becomes ``id IN (?,...)``."""
+    if len(rows) < 4:
+        db.executemany(sql, rows)
+        return
+    if " VALUES (" in sql:
+        width = sql.count("?")
+    elif sql.endswith(" WHERE id = ?"):
+        width = 1
+    else:
+        db.executemany(sql, rows)
+        return
+    i = 0
+    n = len(rows)
+    for size in CHUNKS:
+        if size * width > MAX_VARIABLES:
+            continue
+        while n - i >= size:
+            key = (sql, size)
+            text = _statements.get(key)
+            if text is None:
+                text = _statements[key] = _widen(sql, size)
+            chunk = rows[i : i + size]
+            i += size
+            db.execute(
+                text, [v for row in chunk for v in row] if width > 1 else [r[0] for r in chunk]
+            )
+
+
+def _widen(sql: str, size: int) -> str:
+    if sql.endswith(" WHERE id = ?"):
+        return sql[: -len("= ?")] + "IN (" + ",".join("?" * size) + ")"
+    head, _, one = sql.partition(" VALUES ")
+    return f"{head} VALUES " + ",".join([one] * size)
 
 
 class _Batch:
