@@ -7,21 +7,28 @@ commit -- never reaches the disk. :meth:`flush` writes the net result in one
 transaction:
 
 * ``strict`` (default): ``synchronous=FULL`` (the WAL is fsynced). The
-  transport calls ``flush`` before it writes an event-loop turn's bytes; when
-  the turn made a change that an outgoing packet relies on, it is committed
-  first. So a PUBACK/PUBREC to a publisher, PUBCOMP (incoming QoS 2 id
-  released), SUBACK/UNSUBACK and CONNACK leave only after the state they
-  confirm is on disk, and an outgoing QoS 2 PUBLISH / PUBREL only after its
-  packet id / PUBREC-received state is ([MQTT-4.3.3-*], so exactly once holds
-  across a crash). Changes whose loss is harmless -- a delivery removed after
-  the subscriber's PUBACK or PUBCOMP, a QoS 1 message moved from the queue into
-  flight -- ride along with the next commit, or the periodic one (``tick``,
-  at most ``interval`` s later): a crash may re-deliver such a QoS 1 message
-  (allowed: at least once), never lose or duplicate a QoS 2 one.
-* ``relaxed``: committed at most every ``interval`` seconds (default 1 s),
-  ``synchronous=NORMAL``. Acknowledged state of the last ``interval`` seconds
-  is lost if the process dies; after a power cut also what the OS had not yet
-  written back. The database is consistent either way.
+  transport hands each event-loop turn's bytes to :meth:`SQLiteStorage.gate`
+  instead of the sockets (``bind_output``); they are released, in order, once
+  every change made before them is committed. So a PUBACK/PUBREC to a publisher,
+  PUBCOMP (incoming QoS 2 id released), SUBACK/UNSUBACK and CONNACK leave only
+  after the state they confirm is on disk, and an outgoing QoS 2 PUBLISH / PUBREL
+  only after its packet id / PUBREC-received state is ([MQTT-4.3.3-*], so
+  exactly once holds across a crash). Commits are grouped (output held up to
+  ``window`` s, 2 ms, when no commit is in flight) and pipelined: one batch is
+  written by the writer thread while the loop collects the next. Changes whose
+  loss is harmless -- a delivery removed after the subscriber's PUBACK or PUBCOMP,
+  a QoS 1 message moved from the queue into flight -- ride along with the next
+  commit, or the periodic one (``tick``, at most ``interval`` s later): a crash
+  may re-deliver such a QoS 1 message (allowed: at least once), never lose or
+  duplicate a QoS 2 one.
+* ``relaxed``: a commit starts every ``interval`` seconds (default 1 s), in the
+  writer thread, ``synchronous=NORMAL``; nothing waits for it. What was
+  acknowledged since the start of the last completed commit is lost if the
+  process dies; after a power cut also what the OS had not yet written back.
+  The database is consistent either way.
+
+A failed commit releases nothing that waited for it; ``on_error`` says whether
+the broker then exits ("stop") or serves on without persistence ("degrade").
 
 Messages are stored once (``messages``) and referenced by one ``deliveries``
 row per session; a message row is deleted when its last reference goes.
