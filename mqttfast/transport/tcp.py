@@ -55,8 +55,9 @@ class Flusher:
         self.commit: Any = None
         # Durable storage's group-commit wait (returns seconds to hold the output), or None.
         self.delay: Any = None
-        # Pipelined durable storage: gate(release) calls release(durable) once what the
-        # held bytes acknowledge is on disk (release(False): it never will be), or None.
+        # Pipelined durable storage: gate(conn, release) calls release(durable) once what
+        # the held bytes of core connection ``conn`` rely on is on disk, after that
+        # connection's earlier output (release(False): it never will be), or None.
         self.gate: Any = None
         if storage is not None:
             storage.bind_output(self)
@@ -127,7 +128,7 @@ class BatchedSink:
         if gate is not None:  # held until what these bytes acknowledge is durable
             self.held += self.pending
             self.pending = 0
-            gate(partial(self._release, buf))
+            gate(self.protocol.conn, partial(self._release, buf))
             return
         commit = self.flusher.commit
         if commit is not None:
@@ -164,7 +165,7 @@ class BatchedSink:
         self.closing = True
         gate = self.flusher.gate
         if gate is not None and self.held:
-            gate(self._close_after_release)  # after the held bytes, in order
+            gate(self.protocol.conn, self._close_after_release)  # after the held bytes
         else:
             self.transport.close()
 
