@@ -19,11 +19,12 @@ policy (group-commit window included):
   synchronous commit; the default for a durable backend: :meth:`flush`);
 * ``flusher.delay()`` -- seconds to hold the turn's output so that more changes
   join the pending commit (:meth:`flush_delay`);
-* ``flusher.gate(release)`` -- pipelined backends: the transport hands over the
-  bytes of a turn instead of writing them, and the backend calls
-  ``release(True)`` once what they acknowledge is durable (in the order the
-  gate was called), or ``release(False)`` if it never will be (the transport
-  then drops the bytes and the connection: nothing unstored is acknowledged).
+* ``flusher.gate(conn, release)`` -- pipelined backends: the transport hands
+  over the bytes of a turn for core connection ``conn`` instead of writing
+  them, and the backend calls ``release(True)`` once what they rely on is
+  durable (after that connection's earlier output), or ``release(False)`` if
+  it never will be (the transport then drops the bytes and the connection:
+  nothing unstored is acknowledged).
 
 A PUBACK/PUBREC (or anything else) therefore leaves only after the state that
 justifies it is committed ("strict"); a "relaxed" backend commits at most

@@ -149,3 +149,27 @@ def test_no_puback_before_its_commit_returns_and_order_is_kept(
     # The nine publishes that arrived during the first commit shared the next one.
     assert broker.storage.commits - start <= 3, broker.storage.commits - start
     pub.close()
+
+
+def test_outgoing_qos2_publish_waits_for_its_commit(
+    blocked: tuple[InProcessBroker, threading.Event, threading.Event],
+) -> None:
+    """[MQTT-4.3.3-*] exactly once across a restart: an outgoing QoS 2 PUBLISH to a
+    persistent session leaves only once its packet id is committed (a QoS 1 delivery
+    need not wait: at least once allows the re-send a crash may cause)."""
+    broker, entered, go = blocked
+    sub = RawClient(broker.port, 5)
+    sub.connect("q2-sub", clean_start=False, properties=Properties(session_expiry_interval=3600))
+    sub.subscribe(("q/#", 2))
+    pub = RawClient(broker.port, 5)
+    pub.connect("q2-pub")
+    pub.send_packet(Publish("q/x", b"exactly-once", qos=2, packet_id=1))
+    assert entered.wait(10), "the commit never started"
+    sub.expect_no_packet(0.5)
+    pub.expect_no_packet(0.1)  # nor the PUBREC
+    go.set()
+    got = sub.expect(Publish, timeout=5)
+    assert got.payload == b"exactly-once" and got.qos == 2
+    assert b"exactly-once" in stored_payloads(broker.storage.data_dir)
+    sub.close()
+    pub.close()
