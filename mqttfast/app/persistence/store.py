@@ -7,9 +7,11 @@ commit -- never reaches the disk. :meth:`flush` writes the net result in one
 transaction:
 
 * ``strict`` (default): ``synchronous=FULL`` (the WAL is fsynced). The
-  transport hands each event-loop turn's bytes to :meth:`SQLiteStorage.gate`
-  instead of the sockets (``bind_output``); they are released, in order, once
-  every change made before them is committed. So a PUBACK/PUBREC to a publisher,
+  transport hands each connection's bytes of a turn to :meth:`SQLiteStorage.gate`
+  instead of the socket (``bind_output``); those of a connection that pending
+  changes confirm something to are released, in the connection's order, once
+  the changes are committed (QoS 0/1 deliveries need not wait: at least once
+  allows the re-send a crash may cause). So a PUBACK/PUBREC to a publisher,
   PUBCOMP (incoming QoS 2 id released), SUBACK/UNSUBACK and CONNACK leave only
   after the state they confirm is on disk, and an outgoing QoS 2 PUBLISH / PUBREL
   only after its packet id / PUBREC-received state is ([MQTT-4.3.3-*], so
