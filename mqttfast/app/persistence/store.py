@@ -168,6 +168,8 @@ class SQLiteStorage(Storage):
 
     def _hold_client(self, client_id: str | None) -> None:
         self.dirty = self.sync = True
+        if not self.strict:
+            return  # relaxed: no output waits (and this runs once per delivery)
         broker = self.broker
         if broker is None:
             self.hold_all = True
@@ -220,7 +222,10 @@ class SQLiteStorage(Storage):
             del self.p_qos2[qos2_key]
         self.deleted_sessions.add(cid)
         session.persisted = False
-        self._hold(session.conn)
+        if session.conn is not None:
+            self._hold(session.conn)
+        else:  # ended by a clean start (whose CONNACK relies on it) or by expiry: rare
+            self._hold_all()
 
     def subscription_put(self, session: Session, entry: SubEntry) -> None:
         self.p_subs[(session.client_id, entry.full_filter)] = entry
