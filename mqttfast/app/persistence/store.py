@@ -117,6 +117,7 @@ class SQLiteStorage(Storage):
         self.sync = False  # a change that the next outgoing bytes rely on is pending
         self.last_commit = time.monotonic()
         self.commits = 0
+        self.last_done = 0.0  # when the last pipelined commit became durable
         self.closed = False
         # Pipelining (strict): one batch is written by the writer thread while the loop
         # collects the next; output waits in ``waiting`` (for the next batch) or on the
@@ -363,6 +364,8 @@ class SQLiteStorage(Storage):
         if self.inflight is not None:
             return 0.0  # the commit in flight is the window: output queues behind it
         now = time.monotonic()
+        if now - self.last_done < self.window:
+            return 0.0  # under load (a commit just ended) waiting only lengthens the pipeline
         if self.sync_since is None:
             self.sync_since = now
             return self.window
@@ -412,6 +415,7 @@ class SQLiteStorage(Storage):
             self._failed(err, batch.releases)
             return
         self._committed()
+        self.last_done = time.monotonic()
         for release in batch.releases:
             release(True)
         if self.waiting and self.inflight is None and not self.closed:
