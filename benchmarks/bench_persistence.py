@@ -3,6 +3,9 @@
 
     python3 benchmarks/bench_persistence.py [--duration 5] [--pairs 8] [--runs 1]
 
+"vs off" is the ratio of the medians; "per round" the median of the ratios of each
+round (cells are run round-robin, so both see the same load drift).
+
 Load: ``../shared/bench/mqtt-loadgen.c`` ("pairs" mode, QoS 1, window 64,
 64-byte payloads), compiled twice into /tmp: as is (clean sessions, which
 persistence must not touch) and with the CONNECT flags byte patched from
@@ -21,6 +24,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -160,7 +164,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--duration", type=float, default=5.0)
     ap.add_argument("--pairs", type=int, default=8)
-    ap.add_argument("--runs", type=int, default=1, help="median of this many runs per cell")
+    ap.add_argument("--runs", type=int, default=1, help="rounds; medians over them")
+    ap.add_argument("--no-mosquitto", action="store_true", help="mqttfast cells only")
     args = ap.parse_args()
     persistent_lg = build_loadgen(True)
     clean_lg = build_loadgen(False)
@@ -171,24 +176,36 @@ def main() -> int:
         ("mqttfast-off", clean_lg),
         ("mqttfast-strict", clean_lg),
     ]
-    if shutil.which("mosquitto") or os.path.exists("/usr/sbin/mosquitto"):
+    if not args.no_mosquitto and (
+        shutil.which("mosquitto") or os.path.exists("/usr/sbin/mosquitto")
+    ):
         cells += [("mosquitto-persist", persistent_lg), ("mosquitto-nopersist", persistent_lg)]
-    results: dict[tuple[str, str], float] = {}
-    for kind, lg in cells:
-        sessions = "persistent" if lg == persistent_lg else "clean"
-        rates = []
-        for _ in range(args.runs):
+    # Rounds interleave the cells (off, relaxed, strict, ... then again), so that the load
+    # of a shared machine drifting during the run hits every cell alike; the ratios are
+    # also taken per round (each cell against the off cell of the same round).
+    samples: dict[tuple[str, str], list[float]] = {}
+    for round_no in range(args.runs):
+        for kind, lg in cells:
+            sessions = "persistent" if lg == persistent_lg else "clean"
             r = run_cell(kind, lg, args)
-            rates.append(rate_of(r))
+            samples.setdefault((kind, sessions), []).append(rate_of(r))
             print(
-                f"  {kind:22s} {sessions:10s} {rates[-1]:10.0f} msg/s  (exit {r['exit']}, "
-                f"lost {r.get('lost', '?')}, broker cpu {r.get('broker_cpu_pct', '?')}%)",
+                f"  round {round_no + 1} {kind:22s} {sessions:10s} {rate_of(r):10.0f} msg/s  "
+                f"(exit {r['exit']}, lost {r.get('lost', '?')}, "
+                f"broker cpu {r.get('broker_cpu_pct', '?')}%)",
                 flush=True,
             )
-        rates.sort()
-        results[(kind, sessions)] = rates[len(rates) // 2]
+    results = {key: statistics.median(rates) for key, rates in samples.items()}
+    round_ratios: dict[tuple[str, str], float] = {}
+    for (kind, sessions), rates in samples.items():
+        base_kind = "mqttfast-off" if kind.startswith("mqttfast") else "mosquitto-nopersist"
+        base = samples.get((base_kind, sessions))
+        if base:
+            round_ratios[(kind, sessions)] = statistics.median(
+                rate / b for rate, b in zip(rates, base, strict=True)
+            )
     print(f"\nQoS 1, {args.pairs} pairs, window 64, 64 B, {args.duration:g} s per cell (median)")
-    print(f"{'broker':22s} {'sessions':10s} {'msg/s':>10s} {'vs off':>8s}")
+    print(f"{'broker':22s} {'sessions':10s} {'msg/s':>10s} {'vs off':>8s} {'per round':>10s}")
     for (kind, sessions), rate in results.items():
         base = (
             results.get(("mqttfast-off", sessions))
@@ -196,7 +213,9 @@ def main() -> int:
             else results.get(("mosquitto-nopersist", sessions))
         )
         ratio = f"{rate / base:.2f}" if base else "-"
-        print(f"{kind:22s} {sessions:10s} {rate:10.0f} {ratio:>8s}")
+        per_round = round_ratios.get((kind, sessions))
+        per = f"{per_round:.2f}" if per_round is not None else "-"
+        print(f"{kind:22s} {sessions:10s} {rate:10.0f} {ratio:>8s} {per:>10s}")
     strict = results.get(("mqttfast-strict", "persistent"))
     mosq = results.get(("mosquitto-persist", "persistent"))
     relaxed = results.get(("mqttfast-relaxed", "persistent"))

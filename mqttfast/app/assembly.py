@@ -130,7 +130,10 @@ class Assembly:
         hooks = self._security(plugins)
         try:
             self.storage = open_storage(
-                settings.persistence, settings.data_dir, settings.persistence_interval
+                settings.persistence,
+                settings.data_dir,
+                settings.persistence_interval,
+                on_error=cfg.persistence.on_error,
             )
         except PersistenceError as err:
             raise StartError(f"persistence.data_dir: {settings.data_dir}: {err}", 2) from None

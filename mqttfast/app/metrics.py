@@ -78,6 +78,18 @@ STAT_COUNTERS: tuple[tuple[str, str, str], ...] = (
         "Connections closed for no CONNECT within connect_timeout",
         "connect_timeouts",
     ),
+    ("mqttfast_persistence_commits", "Storage transactions committed", "persistence_commits"),
+    (
+        "mqttfast_persistence_errors",
+        "Storage commits that failed (disk error); nothing they held was acknowledged",
+        "persistence_errors",
+    ),
+    (
+        "mqttfast_persistence_degraded",
+        "1 once persistence was switched off after a disk error (on_error = degrade): "
+        "new messages are acknowledged without being stored",
+        "persistence_degraded",
+    ),
 )
 
 

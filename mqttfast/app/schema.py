@@ -283,6 +283,11 @@ class PersistenceConfig:
     interval: float = spec(
         1.0, lo=0, settings="persistence_interval", doc="relaxed mode: seconds between commits"
     )
+    on_error: str = spec(
+        "stop",
+        choices=("stop", "degrade"),
+        doc="a failed commit (disk error): stop (exit 1), or degrade (serve on, not storing)",
+    )
 
 
 @dataclass

@@ -30,6 +30,11 @@ class Stats:
         "connect_timeouts",
         # Sockets closed at accept for max_connections (global or per listener).
         "connections_refused",
+        # Durable storage: commits done, commits failed (disk errors), and times it
+        # gave up persisting after a failure (persistence.on_error = "degrade").
+        "persistence_commits",
+        "persistence_errors",
+        "persistence_degraded",
         # Per QoS (index 0..2): PUBLISH received (payload bytes) and sent (packet bytes).
         "publish_received_qos",
         "payload_bytes_received_qos",

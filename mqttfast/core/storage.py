@@ -10,13 +10,27 @@ Only *persistent* sessions are recorded: the backend decides in
 ``session.persisted = True``. Every per-message call site is guarded by that
 flag, so clean-session and QoS 0 traffic never reaches the backend.
 
-Group commit: the backend buffers changes in memory; the transport calls
-:meth:`Storage.flush` once per event-loop turn *before* it writes the bytes
-produced in that turn to the sockets. A PUBACK/PUBREC (or anything else) is
-therefore sent only after the state that justifies it is committed
-("strict"); a "relaxed" backend commits at most every N seconds instead.
-A strict backend may leave changes whose loss is harmless (a delivery
-removed after its PUBACK: at worst a QoS 1 duplicate) for a later commit.
+Group commit: the backend buffers changes in memory. The transport builds one
+output flusher and hands it to :meth:`Storage.bind_output`, where the backend
+installs its own hooks, so every way of starting a broker gets the backend's
+policy (group-commit window included):
+
+* ``flusher.commit()`` -- called before a turn's bytes are written (a
+  synchronous commit; the default for a durable backend: :meth:`flush`);
+* ``flusher.delay()`` -- seconds to hold the turn's output so that more changes
+  join the pending commit (:meth:`flush_delay`);
+* ``flusher.gate(conn, release)`` -- pipelined backends: the transport hands
+  over the bytes of a turn for core connection ``conn`` instead of writing
+  them, and the backend calls ``release(True)`` once what they rely on is
+  durable (after that connection's earlier output), or ``release(False)`` if
+  it never will be (the transport then drops the bytes and the connection:
+  nothing unstored is acknowledged).
+
+A PUBACK/PUBREC (or anything else) therefore leaves only after the state that
+justifies it is committed ("strict"); a "relaxed" backend commits at most
+every N seconds instead. A strict backend may leave changes whose loss is
+harmless (a delivery removed after its PUBACK: at worst a QoS 1 duplicate)
+for a later commit.
 """
 
 from __future__ import annotations
@@ -34,6 +48,8 @@ class Storage:
     """Interface and no-op implementation. ``durable`` is False: nothing survives."""
 
     durable = False
+    # What a failed commit does (app config persistence.on_error): "stop" or "degrade".
+    on_error = "stop"
 
     # -- retained messages (one per topic) -----------------------------------
     def retained_put(self, msg: Message) -> None: ...
@@ -65,6 +81,12 @@ class Storage:
     def qos2_delete(self, session: Session, pid: int) -> None: ...
 
     # -- life cycle ------------------------------------------------------------
+    def bind_output(self, flusher: Any) -> None:
+        """The transport's output flusher exists: install this backend's hooks on it."""
+        if self.durable:
+            flusher.commit = self.flush
+            flusher.delay = self.flush_delay
+
     def flush(self) -> None:
         """End of an event-loop turn, before socket writes: commit (per policy)."""
 

@@ -29,11 +29,9 @@ class MQTTServer:
 
     async def start(self, host: str, port: int) -> list[tuple[str, int]]:
         loop = asyncio.get_running_loop()
-        self.flusher = Flusher(loop)
         broker = self.broker
-        if broker.storage.durable:
-            self.flusher.commit = broker.storage.flush
-            self.flusher.delay = broker.storage.flush_delay
+        if self.flusher is None:  # the storage sets its hooks (commit, window, gate)
+            self.flusher = Flusher(loop, broker.storage)
         flusher = self.flusher
         server = await loop.create_server(
             lambda: MQTTProtocol(broker, flusher), host, port, reuse_address=True, backlog=1024
@@ -54,9 +52,7 @@ class MQTTServer:
         from .listeners import ConnectionGate, open_listener
 
         if self.flusher is None:
-            self.flusher = Flusher(asyncio.get_running_loop())
-            if self.broker.storage.durable:
-                self.flusher.commit = self.broker.storage.flush
+            self.flusher = Flusher(asyncio.get_running_loop(), self.broker.storage)
         gate = getattr(self, "gate", None)
         if gate is None:
             gate = self.gate = ConnectionGate(getattr(self.broker.settings, "max_connections", 0))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from mqttfast.codec import Decoder, MQTTError
@@ -49,11 +50,14 @@ def peer_string(transport: Any) -> str:
 
 
 class Flusher:
-    """Flushes every sink written to during this loop turn, with one call_soon."""
+    """Flushes every sink written to during this loop turn, with one call_soon.
 
-    __slots__ = ("loop", "dirty", "scheduled", "commit", "delay", "reading")
+    The broker's storage sets the durability hooks itself (``Storage.bind_output``,
+    called here), so every path that builds a flusher gets the storage's policy."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    __slots__ = ("loop", "dirty", "scheduled", "commit", "delay", "gate", "reading")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, storage: Any = None) -> None:
         self.loop = loop
         self.dirty: list[BatchedSink] = []
         self.scheduled = False
@@ -63,6 +67,12 @@ class Flusher:
         self.delay: Any = None
         # True inside MQTTProtocol.data_received: end_read decides how to flush.
         self.reading = False
+        # Pipelined durable storage: gate(conn, release) calls release(durable) once what
+        # the held bytes of core connection ``conn`` rely on is on disk, after that
+        # connection's earlier output (release(False): it never will be), or None.
+        self.gate: Any = None
+        if storage is not None:
+            storage.bind_output(self)
 
     def mark(self, sink: BatchedSink) -> None:
         self.dirty.append(sink)
@@ -76,7 +86,8 @@ class Flusher:
         self.reading = False
         if not self.dirty or self.scheduled:
             return
-        if small and self.commit is None:  # durable storage: one commit per turn, as before
+        if small and self.commit is None and self.gate is None:
+            # (durable storage: one commit or one gated batch per turn, as before)
             dirty = self.dirty
             self.dirty = []
             for sink in dirty:
@@ -100,7 +111,7 @@ class Flusher:
 
 
 class BatchedSink:
-    __slots__ = ("transport", "flusher", "buf", "pending", "closing", "protocol")
+    __slots__ = ("transport", "flusher", "buf", "pending", "held", "closing", "protocol")
 
     def __init__(
         self, transport: asyncio.Transport, flusher: Flusher, protocol: MQTTProtocol
@@ -109,6 +120,7 @@ class BatchedSink:
         self.flusher = flusher
         self.buf: list[bytes] | None = None  # created by the first write after a flush
         self.pending = 0
+        self.held = 0  # bytes handed to the storage's gate, not yet released
         self.closing = False
         self.protocol = protocol
 
@@ -150,10 +162,19 @@ class BatchedSink:
         self.buf = None
         if not buf:  # writelines of empty parts only
             return
+        gate = self.flusher.gate
+        if gate is not None:  # held until what these bytes acknowledge is durable
+            self.held += self.pending
+            self.pending = 0
+            gate(self.protocol.conn, partial(self._release, buf))
+            return
         commit = self.flusher.commit
         if commit is not None:
             commit()  # group commit: what these bytes acknowledge is stored first
         self.pending = 0
+        self._send(buf)
+
+    def _send(self, buf: list[bytes]) -> None:
         if self.transport.is_closing():
             return
         if len(buf) == 1:
@@ -161,12 +182,30 @@ class BatchedSink:
         else:
             self.transport.writelines(buf)
 
+    def _release(self, buf: list[bytes], durable: bool) -> None:
+        self.held -= sum(map(len, buf))
+        if durable:
+            self._send(buf)
+        else:  # never acknowledge what could not be stored: drop the bytes, and the client
+            self.closing = True
+            self.transport.abort()
+
+    def _close_after_release(self, durable: bool) -> None:
+        if durable:
+            self.transport.close()
+        else:
+            self.transport.abort()
+
     def close(self) -> None:
         if self.closing:
             return
         self.flush()
         self.closing = True
-        self.transport.close()
+        gate = self.flusher.gate
+        if gate is not None and self.held:
+            gate(self.protocol.conn, self._close_after_release)  # after the held bytes
+        else:
+            self.transport.close()
 
     def pause_reading(self) -> None:
         if not self.closing and not self.transport.is_closing():
@@ -179,7 +218,7 @@ class BatchedSink:
             self.transport.resume_reading()
 
     def get_write_buffer_size(self) -> int:
-        return self.transport.get_write_buffer_size() + self.pending
+        return self.transport.get_write_buffer_size() + self.pending + self.held
 
 
 class MQTTProtocol(asyncio.Protocol):

@@ -27,16 +27,32 @@ MODES = ("strict", "relaxed", "off")
 MODE_ALIASES = {"on": "strict", "true": "strict", "false": "off", "none": "off"}
 
 
-def open_storage(mode: str, data_dir: str = DEFAULT_DATA_DIR, interval: float = 1.0) -> Storage:
-    """The storage for ``mode``; PersistenceError when the data cannot be used."""
+def open_storage(
+    mode: str,
+    data_dir: str = DEFAULT_DATA_DIR,
+    interval: float = 1.0,
+    on_error: str = "stop",
+    window: float | None = None,
+) -> Storage:
+    """The storage for ``mode``; PersistenceError when the data cannot be used.
+
+    The returned storage carries its whole durability policy, the strict group-commit
+    window (``window`` s, default 2 ms) included: it installs it on the transport's
+    output itself (``Storage.bind_output``), whichever path starts the broker.
+    ``on_error``: "stop" (exit at once) or "degrade" (serve on, not persisting)
+    when a commit fails."""
     mode = MODE_ALIASES.get(mode, mode)
     if mode == "off":
         return MemoryStorage()
     if mode not in MODES:
         raise PersistenceError(f"unknown persistence mode {mode!r} (strict, relaxed or off)")
-    from .store import SQLiteStorage
+    from .store import GROUP_COMMIT_WINDOW, ON_ERROR, SQLiteStorage
 
-    return SQLiteStorage(data_dir, mode, interval)
+    if on_error not in ON_ERROR:
+        raise PersistenceError(f"unknown persistence.on_error {on_error!r} (stop or degrade)")
+    return SQLiteStorage(
+        data_dir, mode, interval, GROUP_COMMIT_WINDOW if window is None else window, on_error
+    )
 
 
 __all__ = [

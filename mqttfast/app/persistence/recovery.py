@@ -25,7 +25,7 @@ from mqttfast.core.message import AWAIT_ACK, Delivery, Message
 from mqttfast.core.session import Session
 from mqttfast.core.subscriptions import SubEntry, split_shared
 
-from .store import ALIVE_EVERY, SESSION_COLUMNS, decode_props
+from .rows import ALIVE_EVERY, SESSION_COLUMNS, decode_props
 
 if TYPE_CHECKING:
     from mqttfast.core.broker import BrokerCore
@@ -130,13 +130,13 @@ def load(store: SQLiteStorage, broker: BrokerCore) -> dict[str, Any]:
     for cid, full, qos, no_local, rap, rh, sub_id in db.execute(
         "SELECT client_id, filter, qos, no_local, rap, rh, sub_id FROM subscriptions"
     ):
-        session = sessions.get(cid)
-        if session is None:
-            store.subscription_delete(_Ghost(cid), full)  # orphan row
+        subscriber = sessions.get(cid)
+        if subscriber is None:
+            store.subscription_delete(_Ghost(cid), full)  # type: ignore[arg-type]  # orphan row
             continue
-        group, filt = split_shared(full)
-        entry = SubEntry(cid, filt, qos, bool(no_local), bool(rap), rh, sub_id, group)
-        broker.router.subscribe(session, entry)
+        group_name, filt = split_shared(full)
+        entry = SubEntry(cid, filt, qos, bool(no_local), bool(rap), rh, sub_id, group_name)
+        broker.router.subscribe(subscriber, entry)
         counts["subscriptions"] += 1
 
     refs = store.refs
@@ -146,33 +146,34 @@ def load(store: SQLiteStorage, broker: BrokerCore) -> dict[str, Any]:
         "SELECT id, client_id, msg_id, qos, retain, sub_ids, state, pid, shared "
         "FROM deliveries ORDER BY id"
     ):
-        session = sessions.get(cid)
-        msg = messages.get(mid)
-        if session is None or msg is None:
+        holder = sessions.get(cid)
+        stored = messages.get(mid)
+        if holder is None or stored is None:
             orphans.append(did)
             continue
-        if pid == 0 and msg.expires_at is not None and msg.expires_at <= now:
+        if pid == 0 and stored.expires_at is not None and stored.expires_at <= now:
             orphans.append(did)  # expired while queued [MQTT-3.3.2-5]
             counts["expired_messages"] += 1
             continue
         group = None
         if shared is not None:
             g, filt = split_shared(shared)
-            group = broker.subscriptions.groups.get((g, filt))
+            if g is not None:
+                group = broker.subscriptions.groups.get((g, filt))
         ids = tuple(int(x) for x in sub_ids.split(",")) if sub_ids else None
-        d = Delivery(msg, qos, bool(retain), ids, group)
+        d = Delivery(stored, qos, bool(retain), ids, group)
         d.sid = did
         written.add(did)
         refs[mid] = refs.get(mid, 0) + 1
         if pid:
             d.state = state
-            session.set_inflight(pid, d)
-            if pid > session.next_pid:
-                session.next_pid = pid
+            holder.set_inflight(pid, d)
+            if pid > holder.next_pid:
+                holder.next_pid = pid
             counts["inflight"] += 1
         else:
             d.state = AWAIT_ACK
-            session.restore_queued(d)
+            holder.restore_queued(d)
             counts["queued"] += 1
     if orphans:
         for did in orphans:
@@ -185,12 +186,12 @@ def load(store: SQLiteStorage, broker: BrokerCore) -> dict[str, Any]:
             store.dirty = True
 
     for cid, pid in db.execute("SELECT client_id, pid FROM qos2_in"):
-        session = sessions.get(cid)
-        if session is None:
+        receiver = sessions.get(cid)
+        if receiver is None:
             store.p_qos2[(cid, pid)] = False
             store.dirty = True
             continue
-        session.await_pubrel(pid)
+        receiver.await_pubrel(pid)
         counts["qos2_in"] += 1
 
     # Sessions whose expiry passed while down end now (their delayed will goes out).

@@ -7,21 +7,30 @@ commit -- never reaches the disk. :meth:`flush` writes the net result in one
 transaction:
 
 * ``strict`` (default): ``synchronous=FULL`` (the WAL is fsynced). The
-  transport calls ``flush`` before it writes an event-loop turn's bytes; when
-  the turn made a change that an outgoing packet relies on, it is committed
-  first. So a PUBACK/PUBREC to a publisher, PUBCOMP (incoming QoS 2 id
-  released), SUBACK/UNSUBACK and CONNACK leave only after the state they
-  confirm is on disk, and an outgoing QoS 2 PUBLISH / PUBREL only after its
-  packet id / PUBREC-received state is ([MQTT-4.3.3-*], so exactly once holds
-  across a crash). Changes whose loss is harmless -- a delivery removed after
-  the subscriber's PUBACK or PUBCOMP, a QoS 1 message moved from the queue into
-  flight -- ride along with the next commit, or the periodic one (``tick``,
-  at most ``interval`` s later): a crash may re-deliver such a QoS 1 message
-  (allowed: at least once), never lose or duplicate a QoS 2 one.
-* ``relaxed``: committed at most every ``interval`` seconds (default 1 s),
-  ``synchronous=NORMAL``. Acknowledged state of the last ``interval`` seconds
-  is lost if the process dies; after a power cut also what the OS had not yet
-  written back. The database is consistent either way.
+  transport hands each connection's bytes of a turn to :meth:`SQLiteStorage.gate`
+  instead of the socket (``bind_output``); those of a connection that pending
+  changes confirm something to are released, in the connection's order, once
+  the changes are committed (QoS 0/1 deliveries need not wait: at least once
+  allows the re-send a crash may cause). So a PUBACK/PUBREC to a publisher,
+  PUBCOMP (incoming QoS 2 id released), SUBACK/UNSUBACK and CONNACK leave only
+  after the state they confirm is on disk, and an outgoing QoS 2 PUBLISH / PUBREL
+  only after its packet id / PUBREC-received state is ([MQTT-4.3.3-*], so
+  exactly once holds across a crash). Commits are grouped (output held up to
+  ``window`` s, 2 ms, when no commit is in flight) and pipelined: one batch is
+  written by the writer thread while the loop collects the next. Changes whose
+  loss is harmless -- a delivery removed after the subscriber's PUBACK or PUBCOMP,
+  a QoS 1 message moved from the queue into flight -- ride along with the next
+  commit, or the periodic one (``tick``, at most ``interval`` s later): a crash
+  may re-deliver such a QoS 1 message (allowed: at least once), never lose or
+  duplicate a QoS 2 one.
+* ``relaxed``: a commit starts every ``interval`` seconds (default 1 s), in the
+  writer thread, ``synchronous=NORMAL``; nothing waits for it. What was
+  acknowledged since the start of the last completed commit is lost if the
+  process dies; after a power cut also what the OS had not yet written back.
+  The database is consistent either way.
+
+A failed commit releases nothing that waited for it; ``on_error`` says whether
+the broker then exits ("stop") or serves on without persistence ("degrade").
 
 Messages are stored once (``messages``) and referenced by one ``deliveries``
 row per session; a message row is deleted when its last reference goes.
@@ -35,11 +44,15 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from mqttfast.codec import Decoder, MQTTError, encode_publish
-from mqttfast.core.storage import Storage
+from mqttfast.codec import MQTTError
+from mqttfast.core.storage import MemoryStorage, Storage
 
+from .recovery import load
+from .rows import ALIVE_EVERY, SESSION_INSERT, encode_props, session_row
 from .schema import PersistenceError, open_database
 
 if TYPE_CHECKING:
@@ -51,31 +64,26 @@ if TYPE_CHECKING:
 log = logging.getLogger("mqttfast.persistence")
 
 DB_NAME = "mqttfast.db"
-ALIVE_EVERY = 10.0  # s: an idle broker still commits meta.alive this often
 LOCK_NAME = "mqttfast.lock"
-
-
-def encode_props(props: Any) -> bytes | None:
-    """MQTT 5 properties -> bytes, as the properties of a tiny v5 PUBLISH."""
-    if props is None:
-        return None
-    return encode_publish("p", b"", 0, False, False, 0, props, 5)
-
-
-def decode_props(blob: bytes | None) -> Any:
-    if blob is None:
-        return None
-    return Decoder(protocol_version=5).feed(blob)[0].properties
+ON_ERROR = ("stop", "degrade")
+GROUP_COMMIT_WINDOW = 0.002  # s: strict output is held this long for more changes to join
 
 
 class SQLiteStorage(Storage):
     durable = True
 
     def __init__(
-        self, data_dir: str, mode: str = "strict", interval: float = 1.0, window: float = 0.002
+        self,
+        data_dir: str,
+        mode: str = "strict",
+        interval: float = 1.0,
+        window: float = GROUP_COMMIT_WINDOW,
+        on_error: str = "stop",
     ) -> None:
         if mode not in ("strict", "relaxed"):
             raise ValueError(f"persistence mode {mode!r}")
+        if on_error not in ON_ERROR:
+            raise ValueError(f"persistence on_error {on_error!r} (stop or degrade)")
         self.mode = mode
         self.strict = mode == "strict"
         self.interval = interval
@@ -109,7 +117,26 @@ class SQLiteStorage(Storage):
         self.sync = False  # a change that the next outgoing bytes rely on is pending
         self.last_commit = time.monotonic()
         self.commits = 0
+        self.last_done = 0.0  # when the last pipelined commit became durable
         self.closed = False
+        # Pipelining (strict): one batch is written by the writer thread while the loop
+        # collects the next; output waits in ``waiting`` (for the next batch) or on the
+        # batch in flight, and is released in order once its batch is durable.
+        self.on_error = on_error  # "stop" | "degrade": what a failed commit does
+        self.degraded = False
+        self.writer = ThreadPoolExecutor(1, thread_name_prefix="mqttfast-commit")
+        self.inflight: _Batch | None = None
+        self.waiting: list[Callable[[bool], None]] = []
+        self.waiting_conns: set[Any] = set()  # connections with output in ``waiting``
+        self.hold: set[Any] = set()  # connections whose output relies on pending changes
+        self.hold_all = False  # a pending change that all output must wait for
+        self.held: dict[Any, int] = {}  # connection -> its outputs not yet released
+        self.loop: Any = None
+        self.flusher: Any = None
+        self.broker: BrokerCore | None = None
+        self.stats: Any = None
+        # Tests: called in the writer thread with the batch's statements, before COMMIT.
+        self.before_commit: Callable[[list[tuple[str, list[Any]]]], None] | None = None
 
     @staticmethod
     def _lock(data_dir: str) -> int:
@@ -129,32 +156,59 @@ class SQLiteStorage(Storage):
             ) from None
         return fd
 
+    # -- which output waits ------------------------------------------------------
+    # A change is committed promptly (``sync``) and the output of the connection that
+    # relies on it -- the publisher told PUBACK/PUBREC, the client told SUBACK or
+    # CONNACK, the subscriber of an outgoing QoS 2 message -- waits for that commit;
+    # other output (QoS 0/1 deliveries: at least once allows a re-send after a crash)
+    # is not held back by it. A change no connection accounts for holds everyone.
+    def _hold(self, conn: Any) -> None:
+        self.dirty = self.sync = True
+        if conn is not None:
+            self.hold.add(conn)
+
+    def _hold_client(self, client_id: str | None) -> None:
+        self.dirty = self.sync = True
+        if not self.strict:
+            return  # relaxed: no output waits (and this runs once per delivery)
+        broker = self.broker
+        if broker is None:
+            self.hold_all = True
+        elif client_id is not None:
+            session = broker.sessions.get(client_id)
+            if session is not None and session.conn is not None:
+                self.hold.add(session.conn)
+
+    def _hold_all(self) -> None:
+        self.dirty = self.sync = True
+        self.hold_all = True
+
     # -- retained ------------------------------------------------------------
     def retained_put(self, msg: Message) -> None:
         if msg.topic.startswith("$SYS/"):
             return  # regenerated by the broker; never worth a write
         self.p_retained[msg.topic] = msg
-        self.dirty = self.sync = True
+        self._hold_client(msg.origin)
 
     def retained_delete(self, topic: str) -> None:
         if topic.startswith("$SYS/"):
             return
         self.p_retained[topic] = None
-        self.dirty = self.sync = True
+        self._hold_all()
 
     # -- sessions ------------------------------------------------------------
     def session_update(self, session: Session) -> None:
         if session.expiry_interval > 0:
             session.persisted = True
             self.p_sessions[session.client_id] = session
-            self.dirty = self.sync = True
+            self._hold(session.conn)
         elif session.persisted:
             self.session_delete(session)
 
     def session_put(self, session: Session) -> None:
         if session.persisted:
             self.p_sessions[session.client_id] = session
-            self.dirty = self.sync = True
+            self._hold(session.conn)
 
     def session_delete(self, session: Session) -> None:
         cid = session.client_id
@@ -163,21 +217,24 @@ class SQLiteStorage(Storage):
         for d in session.queue:
             self._forget(d)
         self.p_sessions.pop(cid, None)
-        for key in [k for k in self.p_subs if k[0] == cid]:
-            del self.p_subs[key]
-        for key in [k for k in self.p_qos2 if k[0] == cid]:
-            del self.p_qos2[key]
+        for sub_key in [k for k in self.p_subs if k[0] == cid]:
+            del self.p_subs[sub_key]
+        for qos2_key in [k for k in self.p_qos2 if k[0] == cid]:
+            del self.p_qos2[qos2_key]
         self.deleted_sessions.add(cid)
         session.persisted = False
-        self.dirty = self.sync = True
+        if session.conn is not None:
+            self._hold(session.conn)
+        else:  # ended by a clean start (whose CONNACK relies on it) or by expiry: rare
+            self._hold_all()
 
     def subscription_put(self, session: Session, entry: SubEntry) -> None:
         self.p_subs[(session.client_id, entry.full_filter)] = entry
-        self.dirty = self.sync = True
+        self._hold(session.conn)
 
     def subscription_delete(self, session: Session, full_filter: str) -> None:
         self.p_subs[(session.client_id, full_filter)] = None
-        self.dirty = self.sync = True
+        self._hold(session.conn)
 
     # -- deliveries and messages ----------------------------------------------
     def delivery_put(self, session: Session, d: Delivery, pid: int) -> None:
@@ -189,7 +246,7 @@ class SQLiteStorage(Storage):
             self.p_deliv[did] = (session.client_id, d, pid)
             self.dirty = True
             if d.qos == 2:
-                self.sync = True
+                self._hold(session.conn)  # the PUBLISH / PUBREL waits
             return
         # A new delivery: on disk before the publisher is acknowledged.
         did = d.sid = self.next_deliv
@@ -206,7 +263,9 @@ class SQLiteStorage(Storage):
         else:
             self.refs[sid] = count + 1
         self.p_deliv[did] = (session.client_id, d, pid)
-        self.dirty = self.sync = True
+        self._hold_client(msg.origin)  # its PUBACK/PUBREC waits
+        if d.qos == 2:
+            self._hold(session.conn)  # exactly once: the packet id is stored before it
 
     def delivery_dequeue(self, session: Session, d: Delivery) -> None:
         if d.sid:
@@ -235,125 +294,302 @@ class SQLiteStorage(Storage):
 
     def qos2_put(self, session: Session, pid: int) -> None:
         self.p_qos2[(session.client_id, pid)] = True
-        self.dirty = self.sync = True
+        self._hold(session.conn)
 
     def qos2_delete(self, session: Session, pid: int) -> None:
         # Before PUBCOMP: a forgotten delete would swallow the publisher's next
         # message with this packet id as a re-send.
         self.p_qos2[(session.client_id, pid)] = False
-        self.dirty = self.sync = True
+        self._hold(session.conn)
 
-    # -- commits ---------------------------------------------------------------
-    def flush(self) -> None:
+    # -- output gating (strict) and commits -------------------------------------
+    def bind_output(self, flusher: Any) -> None:
+        """Install this store's hooks on the transport's flusher (every start-up path
+        builds one, so every path gets the group-commit window and the pipelining)."""
+        self.flusher = flusher
+        self.loop = flusher.loop
         if self.strict:
-            if self.sync:
+            flusher.commit = None
+            flusher.delay = self.flush_delay
+            flusher.gate = self.gate
+        else:  # relaxed: nothing waits for the disk; commits start from here when due
+            flusher.commit = self._relaxed_due
+            flusher.delay = None
+            flusher.gate = None
+
+    def gate(self, conn: Any, release: Callable[[bool], None]) -> None:
+        """Strict: the output of connection ``conn`` is ready. ``release(True)`` runs once
+        the changes it relies on are durable, and after the connection's earlier output
+        (whatever it relies on): a connection's bytes keep their order."""
+        inflight = self.inflight
+        if self.hold_all or conn in self.hold:  # relies on changes not yet in a batch
+            target = self.waiting
+            self.waiting_conns.add(conn)
+        elif inflight is not None and (inflight.hold_all or conn in inflight.hold):
+            target = inflight.releases
+        elif conn in self.held:  # behind its own earlier output
+            if conn in self.waiting_conns or inflight is None:
+                target = self.waiting
+            else:
+                target = inflight.releases
+        else:
+            release(True)
+            return
+        held = self.held
+        held[conn] = held.get(conn, 0) + 1
+        target.append(partial(self._release, conn, release))
+        if target is self.waiting and inflight is None:
+            self._start()
+
+    def _release(self, conn: Any, release: Callable[[bool], None], durable: bool) -> None:
+        held = self.held
+        count = held[conn] - 1
+        if count:
+            held[conn] = count
+        else:
+            del held[conn]
+        release(durable)
+
+    def flush(self) -> None:
+        """Commit now (per policy), synchronously: what is pending is durable on return."""
+        if self.strict:
+            if self.sync or self.waiting or self.inflight is not None:
                 self.commit()
         elif self.dirty and time.monotonic() - self.last_commit >= self.interval:
             self.commit()
 
     def flush_delay(self) -> float:
-        if not self.sync or not self.strict or self.window <= 0:
+        if not (self.hold or self.hold_all) or self.window <= 0:
             return 0.0
+        if self.inflight is not None:
+            return 0.0  # the commit in flight is the window: output queues behind it
         now = time.monotonic()
+        if now - self.last_done < self.window:
+            return 0.0  # under load (a commit just ended) waiting only lengthens the pipeline
         if self.sync_since is None:
             self.sync_since = now
             return self.window
         return self.sync_since + self.window - now
 
+    def _relaxed_due(self) -> None:
+        if self.dirty and self.inflight is None:
+            if time.monotonic() - self.last_commit >= self.interval:
+                self._start()
+
     def tick(self, now: float) -> None:
+        if self.closed or self.degraded or self.inflight is not None:
+            return
         since = time.monotonic() - self.last_commit
         if (
             self.dirty and ((self.strict and self.sync) or since >= self.interval)
         ) or since >= ALIVE_EVERY:
-            self.commit()  # the idle case refreshes meta.alive (see recovery)
+            if self.loop is None:
+                self.commit()
+            else:
+                self._start()  # the idle case refreshes meta.alive (see recovery)
+
+    def _start(self) -> None:
+        """Cut a batch of everything pending and hand it to the writer thread; the loop
+        goes on collecting the next batch meanwhile (pipelining)."""
+        batch = _Batch(self._cut(), self.waiting, self.hold, self.hold_all)
+        self.waiting = []
+        self.waiting_conns = set()
+        self.hold = set()
+        self.hold_all = False
+        self.inflight = batch
+        loop = self.loop
+        assert loop is not None
+        batch.future = self.writer.submit(self._write, batch.ops)
+        batch.future.add_done_callback(lambda fut: loop.call_soon_threadsafe(self._finish, batch))
+
+    def _finish(self, batch: _Batch) -> None:
+        """On the loop thread: the batch is written (or failed); release its output."""
+        if batch.finished:
+            return
+        batch.finished = True
+        if self.inflight is batch:
+            self.inflight = None
+        assert batch.future is not None
+        err = batch.future.exception()
+        if err is not None:
+            self._failed(err, batch.releases)
+            return
+        self._committed()
+        self.last_done = time.monotonic()
+        for release in batch.releases:
+            release(True)
+        if self.waiting and self.inflight is None and not self.closed:
+            self._start()  # the next batch, collected while this one was written
+
+    def _drain(self) -> None:
+        """Wait for the batch in flight (if any) and release its output."""
+        batch = self.inflight
+        if batch is not None:
+            assert batch.future is not None
+            try:
+                batch.future.result()
+            except BaseException:
+                pass
+            self._finish(batch)
 
     def commit(self) -> None:
-        if self.closed:
+        """Synchronous commit of everything pending (start-up, shutdown, admin)."""
+        if self.closed or self.degraded:
             return
+        while self.inflight is not None:  # finishing one may start the next: wait for all
+            self._drain()
+            if self.degraded:
+                return
+        ops = self._cut()
+        waiting, self.waiting = self.waiting, []
+        self.waiting_conns = set()
+        self.hold = set()
+        self.hold_all = False
         try:
-            self._commit()
-        except sqlite3.Error as err:
-            # The state the clients were (about to be) told is safe is not on disk.
+            self._write(ops)
+        except Exception as err:
+            self._failed(err, waiting)
+            return
+        self._committed()
+        for release in waiting:
+            release(True)
+
+    def _committed(self) -> None:
+        self.commits += 1
+        if self.stats is not None:
+            self.stats.persistence_commits += 1
+
+    def _failed(self, err: BaseException, releases: list[Callable[[bool], None]]) -> None:
+        """A commit failed: what it held was never acknowledged, and is not now."""
+        if self.stats is not None:
+            self.stats.persistence_errors += 1
+        held = releases + self.waiting
+        self.waiting = []
+        if self.on_error != "degrade":
             # Acknowledging anyway would be silent loss: stop hard, as a crash would;
             # what was committed before is intact and is recovered on the next start.
-            log.critical("persistence: cannot write %s: %s; exiting", self.path, err)
+            log.critical(
+                "persistence: cannot write %s (%s); output of %d connection(s) withheld; "
+                "exiting (persistence.on_error = stop)",
+                self.path,
+                err,
+                len(held),
+            )
             logging.shutdown()
             os._exit(1)
+        log.critical(
+            "persistence: cannot write %s (%s); output of %d connection(s) withheld and "
+            "those connections closed; PERSISTENCE IS OFF from now on: new messages are "
+            "acknowledged without being stored (persistence.on_error = degrade)",
+            self.path,
+            err,
+            len(held),
+        )
+        self.degraded = True
+        if self.stats is not None:
+            self.stats.persistence_degraded = 1
+        flusher = self.flusher
+        if flusher is not None:  # from now on output leaves at once
+            flusher.gate = flusher.delay = flusher.commit = None
+        broker = self.broker
+        if broker is not None:  # the core stops reporting changes (MemoryStorage: no-ops)
+            broker.storage = MemoryStorage()
+            broker.retained.storage = None
+        self._clear()
+        for release in held:
+            release(False)
 
-    def _commit(self) -> None:
+    def _write(self, ops: list[tuple[str, list[Any]]]) -> None:
+        """The writer thread (or the loop thread when nothing is in flight): one
+        transaction, fsynced at COMMIT in strict mode (synchronous=FULL)."""
+        db = self.db
+        db.execute("BEGIN")
+        try:
+            for sql, rows in ops:
+                write_rows(db, sql, rows)
+            hook = self.before_commit
+            if hook is not None:
+                hook(ops)
+            db.execute("COMMIT")
+        except BaseException:
+            try:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            raise
+
+    def _cut(self) -> list[tuple[str, list[Any]]]:
+        """On the loop thread: the net pending changes as SQL statements with their rows
+        (built now, from objects the loop goes on changing); pending state is cleared."""
         off = time.time() - self.clock()
+        ops: list[tuple[str, list[Any]]] = []
+        puts: list[tuple[Any, ...]]
+        dels: list[tuple[Any, ...]]
         if self.moving:
             for d in self.moving.values():
                 self._forget(d)  # left the queue without being sent
             self.moving.clear()
-        db = self.db
-        db.execute("BEGIN")
-        try:
-            if self.deleted_sessions:
-                cids = [(c,) for c in self.deleted_sessions]
-                for table in ("sessions", "subscriptions", "deliveries", "qos2_in"):
-                    db.executemany(f"DELETE FROM {table} WHERE client_id = ?", cids)
-            if self.p_retained:
-                puts = []
-                dels = []
-                for topic, msg in self.p_retained.items():
-                    if msg is None:
-                        dels.append((topic,))
-                    else:
-                        exp = msg.expires_at
-                        puts.append(
-                            (
-                                topic,
-                                msg.payload,
-                                msg.qos,
-                                encode_props(msg.properties),
-                                None if exp is None else exp + off,
-                            )
+        if self.deleted_sessions:
+            cids = [(c,) for c in self.deleted_sessions]
+            for table in ("sessions", "subscriptions", "deliveries", "qos2_in"):
+                ops.append((f"DELETE FROM {table} WHERE client_id = ?", cids))
+        if self.p_retained:
+            puts = []
+            dels = []
+            for topic, msg in self.p_retained.items():
+                if msg is None:
+                    dels.append((topic,))
+                else:
+                    exp = msg.expires_at
+                    puts.append(
+                        (
+                            topic,
+                            msg.payload,
+                            msg.qos,
+                            encode_props(msg.properties),
+                            None if exp is None else exp + off,
                         )
-                if dels:
-                    db.executemany("DELETE FROM retained WHERE topic = ?", dels)
-                if puts:
-                    db.executemany("INSERT OR REPLACE INTO retained VALUES (?,?,?,?,?)", puts)
-            if self.p_sessions:
-                db.executemany(
-                    SESSION_INSERT, [_session_row(s, off) for s in self.p_sessions.values()]
-                )
-            if self.p_subs:
-                puts = []
-                dels = []
-                for (cid, full), e in self.p_subs.items():
-                    if e is None:
-                        dels.append((cid, full))
-                    else:
-                        puts.append(
-                            (
-                                cid,
-                                full,
-                                e.qos,
-                                int(e.no_local),
-                                int(e.retain_as_published),
-                                e.retain_handling,
-                                e.sub_id,
-                            )
+                    )
+            if dels:
+                ops.append(("DELETE FROM retained WHERE topic = ?", dels))
+            if puts:
+                ops.append(("INSERT OR REPLACE INTO retained VALUES (?,?,?,?,?)", puts))
+        if self.p_sessions:
+            ops.append((SESSION_INSERT, [session_row(s, off) for s in self.p_sessions.values()]))
+        if self.p_subs:
+            puts = []
+            dels = []
+            for (cid, full), e in self.p_subs.items():
+                if e is None:
+                    dels.append((cid, full))
+                else:
+                    puts.append(
+                        (
+                            cid,
+                            full,
+                            e.qos,
+                            int(e.no_local),
+                            int(e.retain_as_published),
+                            e.retain_handling,
+                            e.sub_id,
                         )
-                if dels:
-                    db.executemany(
-                        "DELETE FROM subscriptions WHERE client_id = ? AND filter = ?", dels
                     )
-                if puts:
-                    db.executemany(
-                        "INSERT OR REPLACE INTO subscriptions VALUES (?,?,?,?,?,?,?)", puts
-                    )
-            msg_dels = []
-            if self.zero:
-                refs = self.refs
-                for sid in self.zero:
-                    if refs.get(sid) == 0:
-                        del refs[sid]
-                        if self.new_msgs.pop(sid, None) is None:
-                            msg_dels.append((sid,))
-            if self.new_msgs:
-                db.executemany(
+            if dels:
+                ops.append(("DELETE FROM subscriptions WHERE client_id = ? AND filter = ?", dels))
+            if puts:
+                ops.append(("INSERT OR REPLACE INTO subscriptions VALUES (?,?,?,?,?,?,?)", puts))
+        msg_dels = []
+        if self.zero:
+            refs = self.refs
+            for sid in self.zero:
+                if refs.get(sid) == 0:
+                    del refs[sid]
+                    if self.new_msgs.pop(sid, None) is None:
+                        msg_dels.append((sid,))
+        if self.new_msgs:
+            ops.append(
+                (
                     "INSERT OR REPLACE INTO messages VALUES (?,?,?,?,?,?,?,?)",
                     [
                         (
@@ -369,56 +605,55 @@ class SQLiteStorage(Storage):
                         for sid, m in self.new_msgs.items()
                     ],
                 )
-            if msg_dels:
-                db.executemany("DELETE FROM messages WHERE id = ?", msg_dels)
-            written = self.written
-            if self.p_deliv:
-                puts = []
-                dels = []
-                for did, row in self.p_deliv.items():
-                    if row is None:
-                        dels.append((did,))
-                        written.discard(did)
-                    else:
-                        cid, d, pid = row
-                        shared = d.shared
-                        puts.append(
-                            (
-                                did,
-                                cid,
-                                d.msg.sid,
-                                d.qos,
-                                int(d.retain),
-                                None if d.sub_ids is None else ",".join(map(str, d.sub_ids)),
-                                d.state,
-                                pid,
-                                None
-                                if shared is None
-                                else f"$share/{shared.group}/{shared.topic_filter}",
-                            )
+            )
+        if msg_dels:
+            ops.append(("DELETE FROM messages WHERE id = ?", msg_dels))
+        written = self.written
+        if self.p_deliv:
+            puts = []
+            dels = []
+            for did, row in self.p_deliv.items():
+                if row is None:
+                    dels.append((did,))
+                    written.discard(did)
+                else:
+                    cid, d, pid = row
+                    shared: Any = d.shared
+                    puts.append(
+                        (
+                            did,
+                            cid,
+                            d.msg.sid,
+                            d.qos,
+                            int(d.retain),
+                            None if d.sub_ids is None else ",".join(map(str, d.sub_ids)),
+                            d.state,
+                            pid,
+                            None
+                            if shared is None
+                            else f"$share/{shared.group}/{shared.topic_filter}",
                         )
-                        written.add(did)
-                if dels:
-                    db.executemany("DELETE FROM deliveries WHERE id = ?", dels)
-                if puts:
-                    db.executemany(
-                        "INSERT OR REPLACE INTO deliveries VALUES (?,?,?,?,?,?,?,?,?)", puts
                     )
-            if self.p_qos2:
-                puts = [k for k, v in self.p_qos2.items() if v]
-                dels = [k for k, v in self.p_qos2.items() if not v]
-                if dels:
-                    db.executemany("DELETE FROM qos2_in WHERE client_id = ? AND pid = ?", dels)
-                if puts:
-                    db.executemany("INSERT OR REPLACE INTO qos2_in VALUES (?,?)", puts)
-            # When the broker was last known alive: after a crash, the sessions that were
-            # connected count their expiry from here (recovery.py).
-            db.execute("INSERT OR REPLACE INTO meta VALUES ('alive', ?)", (repr(time.time()),))
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
+                    written.add(did)
+            if dels:
+                ops.append(("DELETE FROM deliveries WHERE id = ?", dels))
+            if puts:
+                ops.append(("INSERT OR REPLACE INTO deliveries VALUES (?,?,?,?,?,?,?,?,?)", puts))
+        if self.p_qos2:
+            q_puts = [k for k, v in self.p_qos2.items() if v]
+            q_dels = [k for k, v in self.p_qos2.items() if not v]
+            if q_dels:
+                ops.append(("DELETE FROM qos2_in WHERE client_id = ? AND pid = ?", q_dels))
+            if q_puts:
+                ops.append(("INSERT OR REPLACE INTO qos2_in VALUES (?,?)", q_puts))
+        # When the broker was last known alive: after a crash, the sessions that were
+        # connected count their expiry from here (recovery.py).
+        ops.append(("INSERT OR REPLACE INTO meta VALUES ('alive', ?)", [(repr(time.time()),)]))
+        self._clear()
+        self.last_commit = time.monotonic()
+        return ops
+
+    def _clear(self) -> None:
         self.p_retained.clear()
         self.p_sessions.clear()
         self.deleted_sessions.clear()
@@ -429,14 +664,12 @@ class SQLiteStorage(Storage):
         self.zero.clear()
         self.dirty = self.sync = False
         self.sync_since = None
-        self.last_commit = time.monotonic()
-        self.commits += 1
 
     # -- life cycle ------------------------------------------------------------
     def recover(self, broker: BrokerCore) -> dict[str, Any]:
-        from .recovery import load
-
         self.clock = broker.clock
+        self.broker = broker
+        self.stats = broker.stats
         try:
             counts = load(self, broker)
         except (sqlite3.Error, MQTTError, ValueError, TypeError) as err:
@@ -447,9 +680,10 @@ class SQLiteStorage(Storage):
     def close(self) -> None:
         if self.closed:
             return
-        if self.dirty:
-            self.commit()
+        if not self.degraded:
+            self.commit()  # waits for the batch in flight, then the rest
         self.closed = True
+        self.writer.shutdown(wait=True)
         try:
             self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.Error:
@@ -458,45 +692,65 @@ class SQLiteStorage(Storage):
         os.close(self._lock_fd)
 
 
-SESSION_COLUMNS = (
-    "client_id, expiry_interval, expires, will_topic, will_payload, will_qos, "
-    "will_retain, will_props, will_expires, will_at, username"
-)
-SESSION_INSERT = (
-    f"INSERT OR REPLACE INTO sessions ({SESSION_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
-)
+# Rows go in multi-row statements: executemany steps (and releases the GIL) once per row,
+# and a writer thread that wants the GIL back per row waits on the busy event loop.
+CHUNKS = (256, 64, 16, 4, 1)  # few distinct statements: they stay in sqlite3's cache
+MAX_VARIABLES = 32766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
+_statements: dict[tuple[str, int], str] = {}
 
 
-def _session_row(s: Session, off: float) -> tuple:
-    expires = None
-    if s.conn is None and s.expires_at is not None:
-        expires = s.expires_at + off
-    username = getattr(s, "username", None)
-    will = s.pending_will
-    if will is None:
-        return (
-            s.client_id,
-            s.expiry_interval,
-            expires,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            username,
-        )
-    return (
-        s.client_id,
-        s.expiry_interval,
-        expires,
-        will.topic,
-        will.payload,
-        will.qos,
-        int(will.retain),
-        encode_props(will.properties),
-        None if will.expires_at is None else will.expires_at + off,
-        None if s.will_at is None else s.will_at + off,
-        username,
-    )
+def write_rows(db: sqlite3.Connection, sql: str, rows: list[Any]) -> None:
+    """``db.executemany(sql, rows)`` in few steps: ``INSERT ... VALUES (?,..)`` becomes
+    ``VALUES (..),(..),...`` and ``DELETE ... WHERE id = ?`` becomes ``id IN (?,...)``."""
+    if len(rows) < 4:
+        db.executemany(sql, rows)
+        return
+    if " VALUES (" in sql:
+        width = sql.count("?")
+    elif sql.endswith(" WHERE id = ?"):
+        width = 1
+    else:
+        db.executemany(sql, rows)
+        return
+    i = 0
+    n = len(rows)
+    for size in CHUNKS:
+        if size * width > MAX_VARIABLES:
+            continue
+        while n - i >= size:
+            key = (sql, size)
+            text = _statements.get(key)
+            if text is None:
+                text = _statements[key] = _widen(sql, size)
+            chunk = rows[i : i + size]
+            i += size
+            db.execute(
+                text, [v for row in chunk for v in row] if width > 1 else [r[0] for r in chunk]
+            )
+
+
+def _widen(sql: str, size: int) -> str:
+    if sql.endswith(" WHERE id = ?"):
+        return sql[: -len("= ?")] + "IN (" + ",".join("?" * size) + ")"
+    head, _, one = sql.partition(" VALUES ")
+    return f"{head} VALUES " + ",".join([one] * size)
+
+
+class _Batch:
+    """One transaction on its way to the disk and the output that waits for it."""
+
+    __slots__ = ("ops", "releases", "hold", "hold_all", "future", "finished")
+
+    def __init__(
+        self,
+        ops: list[tuple[str, list[Any]]],
+        releases: list[Callable[[bool], None]],
+        hold: set[Any],
+        hold_all: bool,
+    ) -> None:
+        self.ops = ops
+        self.releases = releases
+        self.hold = hold  # connections whose output relies on this batch
+        self.hold_all = hold_all
+        self.future: Future[None] | None = None
+        self.finished = False
