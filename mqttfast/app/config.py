@@ -234,6 +234,11 @@ class MqttConfig:
     allow_zero_length_client_id: bool = spec(
         True, settings="allow_zero_length_client_id", doc="empty client ids get an assigned id"
     )
+    allow_control_characters: bool = spec(
+        False,
+        settings="allow_control_characters",
+        doc="accept U+0001-U+001F and U+007F-U+009F in topics, filters, client ids, user names",
+    )
     client_id_prefix: str = spec(
         "auto-", settings="client_id_prefix", doc="prefix of assigned client identifiers"
     )
