@@ -672,6 +672,22 @@ cdef object _decode_connect(const uint8_t *p, Py_ssize_t pos, Py_ssize_t end, in
                    will, props)
 
 
+cdef object _connect_level(const uint8_t *p, Py_ssize_t pos, Py_ssize_t end):
+    """The protocol version a CONNECT announces (3, 4 or 5), or None if it names none."""
+    cdef Py_ssize_t stop
+    cdef int level
+    if pos + 2 > end:
+        return None
+    stop = pos + 2 + ((p[pos] << 8) | p[pos + 1])
+    if stop >= end:
+        return None
+    name = PyBytes_FromStringAndSize(<char *>(p + pos + 2), stop - pos - 2)
+    level = p[stop]
+    if (name == b"MQTT" and (level == 4 or level == 5)) or (name == b"MQIsdp" and level == 3):
+        return level
+    return None
+
+
 cdef object _decode_connack(const uint8_t *p, Py_ssize_t pos, Py_ssize_t end, int version):
     cdef int ack_flags, reason
     if end - pos < 2 or (version != 5 and end - pos != 2):
@@ -1026,7 +1042,12 @@ cdef class Decoder:
             elif P_PUBACK <= ptype <= P_PUBCOMP:
                 out.append(_decode_ack(p, i, end, ptype, self._version))
             elif ptype == P_CONNECT:
-                pkt = _decode_connect(p, i, end, flags, self.allow_control_characters)
+                try:
+                    pkt = _decode_connect(p, i, end, flags, self.allow_control_characters)
+                except MQTTError:
+                    if self._protocol_version is None:  # answer in the client's version
+                        self.protocol_version = _connect_level(p, i, end)
+                    raise
                 if self._protocol_version is None:
                     self.protocol_version = pkt.protocol_version
                 self._connected = True

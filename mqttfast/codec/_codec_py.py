@@ -446,6 +446,20 @@ def _decode_connect(
     )
 
 
+def _connect_level(buf: Any, pos: int, end: int) -> int | None:
+    """The protocol version a CONNECT announces (3, 4 or 5), or None if it names none."""
+    if pos + 2 > end:
+        return None
+    stop = pos + 2 + ((buf[pos] << 8) | buf[pos + 1])
+    if stop >= end:
+        return None
+    name = bytes(buf[pos + 2 : stop])
+    level: int = buf[stop]
+    if (name == b"MQTT" and level in (4, 5)) or (name == b"MQIsdp" and level == 3):
+        return level
+    return None
+
+
 def _decode_connack(buf: Any, pos: int, end: int, flags: int, version: int) -> Connack:
     if end - pos < 2 or (version != 5 and end - pos != 2):
         raise MalformedPacket(f"CONNACK with remaining length {end - pos}")
@@ -711,7 +725,12 @@ class Decoder:
                 elif 4 <= ptype <= 7:
                     out.append(_decode_ack(buf, i, end, ptype, version))  # type: ignore[arg-type]
                 elif ptype == _CONNECT:
-                    pkt = _decode_connect(buf, i, end, flags, version, controls_ok)
+                    try:
+                        pkt = _decode_connect(buf, i, end, flags, version, controls_ok)
+                    except MQTTError:
+                        if version is None:  # so the server can answer in the client's version
+                            self.protocol_version = _connect_level(buf, i, end)
+                        raise
                     if version is None:
                         self.protocol_version = pkt.protocol_version
                     self._connected = True
