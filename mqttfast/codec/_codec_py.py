@@ -38,6 +38,7 @@ from __future__ import annotations
 import copy
 import operator
 import re
+from collections.abc import Callable
 from typing import Any
 
 from .constants import (
@@ -801,12 +802,11 @@ def _varint(value: int) -> bytes:
 
 
 def _binary(data: Any) -> bytes:
-    if type(data) is not bytes:
-        data = bytes(data)
-    n = len(data)
+    raw: bytes = data if type(data) is bytes else bytes(data)
+    n = len(raw)
     if n > 65535:
         raise ValueError(f"string or binary data of {n} bytes exceeds 65535")
-    return n.to_bytes(2, "big") + data
+    return n.to_bytes(2, "big") + raw
 
 
 def _string(text: str) -> bytes:
@@ -917,7 +917,7 @@ def _encode_publish_packet(p: Publish, version: int) -> bytes:
 def _encode_ack(p: Any, version: int) -> bytes:
     ptype = int(p.packet_type)
     first = 0x62 if ptype == _PUBREL else ptype << 4
-    pid = p.packet_id.to_bytes(2, "big")
+    pid: bytes = p.packet_id.to_bytes(2, "big")
     if version != 5 or (p.reason_code == 0 and _props_empty(p.properties)):
         return bytes((first, 2)) + pid
     if _props_empty(p.properties):
@@ -1027,7 +1027,7 @@ def _encode_auth(p: Auth, version: int) -> bytes:
     return _packet(0xF0, bytes((p.reason_code,)) + _properties(p.properties, _AUTH))
 
 
-_ENCODERS: dict[type, Any] = {
+_ENCODERS: dict[type, Callable[[Any, int], bytes]] = {
     Connect: _encode_connect,
     Connack: _encode_connack,
     Publish: _encode_publish_packet,
