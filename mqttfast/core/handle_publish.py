@@ -224,7 +224,8 @@ def _wrong_ack(conn: Connection, kind: str, pid: int, expected: int, qos: int) -
     acknowledgement answers: PUBACK only ends QoS 1 (4.3.2), PUBREC only answers a QoS 2
     PUBLISH, PUBCOMP only a PUBREL (4.3.3). A protocol error (0x82); ids not in flight
     at all are left to the handlers (late acks after a resend are normal)."""
-    d = conn.session.inflight.get(pid)
+    session = conn.session
+    d = session.inflight.get(pid) if session is not None else None
     if d is None or (d.qos == qos and d.state == expected):
         return False
     conn.violation(
