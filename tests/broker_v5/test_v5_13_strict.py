@@ -301,6 +301,30 @@ def test_refusing_connack_drops_reason_string_to_fit(tcp) -> None:
     assert small.expect_closed() is None
 
 
+def _disconnect_for_wildcard_publish(c: RawClient) -> Disconnect:
+    c.send_packet(Publish("a/+", b"x"))
+    pkt = c.expect(Disconnect)
+    assert c.expect_closed() is None
+    return pkt
+
+
+def test_disconnect_within_client_maximum_packet_size(v5) -> None:
+    """[MQTT-3.1.2-24] [MQTT-3.14.2-3] a DISCONNECT never exceeds the client's Maximum
+    Packet Size: its Reason String is left out when it would."""
+    c = v5("mps-disc", properties=Properties(maximum_packet_size=16))
+    pkt = _disconnect_for_wildcard_publish(c)
+    assert pkt.reason_code >= 0x80  # mqttfast: 0x90, mosquitto: 0x82
+    assert len(encode(pkt, 5)) <= 16
+
+
+@pytest.mark.mqttfast_only("the Reason String of a DISCONNECT is mqttfast's text")
+def test_disconnect_keeps_reason_string_when_it_fits(v5) -> None:
+    """The control case: with room for it the DISCONNECT carries the Reason String."""
+    c = v5("mps-disc-big", properties=Properties(maximum_packet_size=1024))
+    pkt = _disconnect_for_wildcard_publish(c)
+    assert pkt.reason_code == 0x90 and pkt.properties and pkt.properties.reason_string
+
+
 # ---------------------------------------------------------------- 5. 3.1 leniency stays 3.1-only
 
 
