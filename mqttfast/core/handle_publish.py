@@ -240,16 +240,17 @@ def handle_puback(conn: Connection, pkt: Puback) -> None:
     if conn.state != CONNECTED:
         conn.violation(ReasonCode.PROTOCOL_ERROR, "PUBACK before CONNACK")
         return
-    if _wrong_ack(conn, "PUBACK", pkt.packet_id, AWAIT_ACK, 1):
-        return
-    # An unknown id is ignored (a late ack after a redelivery, for instance).
-    conn.session.puback(pkt.packet_id, conn.broker.clock())
+    # An unknown id is ignored (a late ack after a redelivery, for instance); a known one
+    # in another state is checked only when the common case did not apply (hot path).
+    if not conn.session.puback(pkt.packet_id, conn.broker.clock()):
+        _wrong_ack(conn, "PUBACK", pkt.packet_id, AWAIT_ACK, 1)
 
 
 def handle_pubrec(conn: Connection, pkt: Pubrec) -> None:
     if conn.state != CONNECTED:
         conn.violation(ReasonCode.PROTOCOL_ERROR, "PUBREC before CONNACK")
         return
+    # Checked first: session.pubrec() would take a PUBREC awaiting PUBCOMP as a repeat.
     if _wrong_ack(conn, "PUBREC", pkt.packet_id, AWAIT_ACK, 2):
         return
     failed = pkt.reason_code >= 0x80
@@ -281,9 +282,8 @@ def handle_pubcomp(conn: Connection, pkt: Pubcomp) -> None:
     if conn.state != CONNECTED:
         conn.violation(ReasonCode.PROTOCOL_ERROR, "PUBCOMP before CONNACK")
         return
-    if _wrong_ack(conn, "PUBCOMP", pkt.packet_id, AWAIT_COMP, 2):
-        return
-    conn.session.pubcomp(pkt.packet_id, conn.broker.clock())
+    if not conn.session.pubcomp(pkt.packet_id, conn.broker.clock()):
+        _wrong_ack(conn, "PUBCOMP", pkt.packet_id, AWAIT_COMP, 2)
 
 
 def handle_pingreq(conn: Connection, pkt: object) -> None:
