@@ -250,8 +250,12 @@ def handle_pubrec(conn: Connection, pkt: Pubrec) -> None:
     if conn.state != CONNECTED:
         conn.violation(ReasonCode.PROTOCOL_ERROR, "PUBREC before CONNACK")
         return
-    # Checked first: session.pubrec() would take a PUBREC awaiting PUBCOMP as a repeat.
-    if _wrong_ack(conn, "PUBREC", pkt.packet_id, AWAIT_ACK, 2):
+    # Checked first (session.pubrec() would take a PUBREC awaiting PUBCOMP as a repeat),
+    # inline: one lookup on the QoS 2 path, the call only for a wrong acknowledgement.
+    session = conn.session
+    d = session.inflight.get(pkt.packet_id) if session is not None else None
+    if d is not None and (d.qos != 2 or d.state != AWAIT_ACK):
+        _wrong_ack(conn, "PUBREC", pkt.packet_id, AWAIT_ACK, 2)
         return
     failed = pkt.reason_code >= 0x80
     known = conn.session.pubrec(pkt.packet_id, failed, conn.broker.clock())
