@@ -322,7 +322,7 @@ def _decode_publish(
         raise MalformedPacket("topic length runs past the end of the PUBLISH")
     topic = _check_utf8(bytes(buf[pos + 2 : stop]))
     pos = stop
-    if not controls_ok:
+    if not controls_ok and not (topic.isascii() and topic.isprintable()):  # fast path
         _check_controls(topic, ReasonCode.MALFORMED_PACKET, MSG_CONTROL_TOPIC)
     if "+" in topic or "#" in topic:
         _check_topic_name(topic)
