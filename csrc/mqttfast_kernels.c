@@ -138,6 +138,23 @@ int mqf_utf8_has_discouraged(const uint8_t *s, size_t len)
     return 0;
 }
 
+int mqf_utf8_has_control(const uint8_t *s, size_t len)
+{
+    size_t i;
+    for (i = 0; i < len; i++) {
+        uint8_t c = s[i];
+        if (c < 0x20u) {
+            if (c != 0u)
+                return 1;
+        } else if (c == 0x7Fu) {
+            return 1;
+        } else if (c == 0xC2u && i + 1 < len && s[i + 1] >= 0x80u && s[i + 1] <= 0x9Fu) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* Shared prefix of the name and filter checks: empty, UTF-8, length, U+0000. */
 static int mqf_topic_common(const uint8_t *s, size_t len, int check_utf8)
 {

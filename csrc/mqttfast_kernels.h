@@ -57,6 +57,12 @@ int mqf_utf8_validate(const uint8_t *s, size_t len);
  * U+0001..U+001F, U+007F..U+009F, or a Unicode non-character. */
 int mqf_utf8_has_discouraged(const uint8_t *s, size_t len);
 
+/* 1 if well-formed UTF-8 s holds a C0 or C1 control character other than U+0000:
+ * U+0001..U+001F or U+007F..U+009F (1.5.4: SHOULD NOT be sent, MAY be treated as
+ * malformed). One pass over the bytes, no decoding: in valid UTF-8 the lead byte 0xC2
+ * followed by 0x80..0x9F is exactly U+0080..U+009F. */
+int mqf_utf8_has_control(const uint8_t *s, size_t len);
+
 /* Topic name / filter checks. check_utf8 = 0 skips the well-formedness check
  * when the caller already knows the bytes are valid UTF-8 (they came from a
  * Python str). Faults are reported in this order: empty, not UTF-8, too long,

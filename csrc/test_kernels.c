@@ -195,11 +195,54 @@ static void random_inputs(long iterations)
     }
 }
 
+/* Every scalar value, encoded alone and between ASCII, in an exact-size heap buffer:
+ * mqf_utf8_has_control says 1 exactly for U+0001..U+001F and U+007F..U+009F (1.5.4). */
+static void control_characters(void)
+{
+    uint32_t cp;
+    for (cp = 1; cp <= 0x10FFFFu; cp++) {
+        uint8_t enc[6];
+        size_t n = 0, i;
+        int want = cp <= 0x1Fu || (cp >= 0x7Fu && cp <= 0x9Fu);
+        if (cp >= 0xD800u && cp <= 0xDFFFu)
+            continue;
+        enc[n++] = 'a';
+        if (cp < 0x80u) {
+            enc[n++] = (uint8_t)cp;
+        } else if (cp < 0x800u) {
+            enc[n++] = (uint8_t)(0xC0u | (cp >> 6));
+            enc[n++] = (uint8_t)(0x80u | (cp & 0x3Fu));
+        } else if (cp < 0x10000u) {
+            enc[n++] = (uint8_t)(0xE0u | (cp >> 12));
+            enc[n++] = (uint8_t)(0x80u | ((cp >> 6) & 0x3Fu));
+            enc[n++] = (uint8_t)(0x80u | (cp & 0x3Fu));
+        } else {
+            enc[n++] = (uint8_t)(0xF0u | (cp >> 18));
+            enc[n++] = (uint8_t)(0x80u | ((cp >> 12) & 0x3Fu));
+            enc[n++] = (uint8_t)(0x80u | ((cp >> 6) & 0x3Fu));
+            enc[n++] = (uint8_t)(0x80u | (cp & 0x3Fu));
+        }
+        for (i = 0; i < 2; i++) { /* the character last in the buffer, then followed by 'b' */
+            size_t len = n + i;
+            uint8_t *buf = malloc(len);
+            memcpy(buf, enc, n);
+            if (i)
+                buf[n] = 'b';
+            CHECK(mqf_utf8_has_control(buf, len) == want, "control characters");
+            CHECK(mqf_utf8_has_control(buf + 1, len - 1) == want, "control characters, first");
+            free(buf);
+        }
+    }
+    CHECK(mqf_utf8_has_control((const uint8_t *)"a\0b", 3) == 0, "U+0000 is not counted here");
+    CHECK(mqf_utf8_has_control((const uint8_t *)"", 0) == 0, "empty");
+}
+
 int main(int argc, char **argv)
 {
     long iterations = argc > 1 ? atol(argv[1]) : 200000;
     uint32_t x;
     spec_vectors();
+    control_characters();
     for (x = 0; x <= MQF_VARINT_MAX - 9973u; x += 9973u) {
         uint8_t o[4];
         uint32_t y = 0;

@@ -211,6 +211,11 @@ class SessionsConfig:
 @dataclass
 class MqttConfig:
     maximum_qos: int = spec(2, lo=0, hi=2, settings="maximum_qos", doc="highest QoS granted")
+    allow_control_characters: bool = spec(
+        False,
+        settings="allow_control_characters",
+        doc="accept U+0001-U+001F and U+007F-U+009F in topics, filters, client ids, user names",
+    )
     retain_available: bool = spec(
         True, settings="retain_available", doc="retained messages allowed"
     )

@@ -23,6 +23,8 @@ import, the pure-Python twins otherwise or when ``MQTTFAST_NO_EXTENSIONS=1``.
 
 from __future__ import annotations
 
+from types import ModuleType
+
 from .._impl import NO_EXTENSIONS
 from .constants import *  # noqa: F403  (enums and limits, defined once)
 from .constants import (
@@ -59,14 +61,15 @@ from .packets import (
 )
 
 
-def _load_cython():  # type: ignore[no-untyped-def]
+def _load_cython() -> tuple[ModuleType, ModuleType, ModuleType]:
     # All three together or none: mixing twins would make IMPLEMENTATION lie.
-    from . import _codec, _matcher, _primitives
+    # (Compiled modules: mypy sees no source for them.)
+    from . import _codec, _matcher, _primitives  # type: ignore[attr-defined]
 
     return _primitives, _matcher, _codec
 
 
-def _load_python():  # type: ignore[no-untyped-def]
+def _load_python() -> tuple[ModuleType, ModuleType, ModuleType]:
     from . import _codec_py, _matcher_py, _primitives_py
 
     return _primitives_py, _matcher_py, _codec_py

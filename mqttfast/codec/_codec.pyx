@@ -20,7 +20,12 @@ from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_DecodeUTF8
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from libc.string cimport memchr, memcpy
 
-from mqttfast.codec._kernels cimport MQF_UTF8_INVALID, MQF_UTF8_NUL, mqf_utf8_validate
+from mqttfast.codec._kernels cimport (
+    MQF_UTF8_INVALID,
+    MQF_UTF8_NUL,
+    mqf_utf8_has_control,
+    mqf_utf8_validate,
+)
 
 from .constants import (
     AUTH_REASON_CODES,
@@ -38,7 +43,18 @@ from .constants import (
     PacketType,
     ReasonCode,
 )
-from .errors import MalformedPacket, MQTTError, PacketTooLarge, ProtocolError
+from .errors import (
+    MSG_CONTROL_CLIENT_ID,
+    MSG_CONTROL_FILTER,
+    MSG_CONTROL_TOPIC,
+    MSG_CONTROL_USERNAME,
+    MSG_CONTROL_WILL_TOPIC,
+    MSG_EMPTY_FILTER,
+    MalformedPacket,
+    MQTTError,
+    PacketTooLarge,
+    ProtocolError,
+)
 from .packets import (
     Auth,
     Connack,
@@ -101,6 +117,8 @@ cdef enum:
 
 cdef dict _NAMES = {int(t): t.name for t in PacketType}
 cdef object _TOPIC_NAME_INVALID = ReasonCode.TOPIC_NAME_INVALID
+cdef object _MALFORMED_PACKET = ReasonCode.MALFORMED_PACKET
+cdef object _CLIENT_IDENTIFIER_NOT_VALID = ReasonCode.CLIENT_IDENTIFIER_NOT_VALID
 cdef object _TOPIC_ALIAS_INVALID = ReasonCode.TOPIC_ALIAS_INVALID
 cdef object _UNSUPPORTED_PROTOCOL_VERSION = ReasonCode.UNSUPPORTED_PROTOCOL_VERSION
 
@@ -390,6 +408,23 @@ cdef inline int _check_topic_name(const uint8_t *s, Py_ssize_t n) except -1:
     return 0
 
 
+cdef inline int _check_controls(const uint8_t *s, Py_ssize_t n, object reason,
+                                str message) except -1:
+    """Refuse control characters (1.5.4) when the decoder is strict about them."""
+    if mqf_utf8_has_control(s, <size_t>n):
+        raise MQTTError(reason, message)
+    return 0
+
+
+cdef inline int _check_filter(const uint8_t *s, Py_ssize_t n, bint controls_ok) except -1:
+    """SUBSCRIBE / UNSUBSCRIBE filters: at least one character [MQTT-4.7.3-1]."""
+    if n == 0:
+        raise MalformedPacket(MSG_EMPTY_FILTER)
+    if not controls_ok:
+        _check_controls(s, n, _MALFORMED_PACKET, MSG_CONTROL_FILTER)
+    return 0
+
+
 cdef str _ptype_name(int ptype):
     return "will properties" if ptype == 0 else _NAMES.get(ptype, str(ptype))
 
@@ -492,7 +527,7 @@ cdef inline int _end_of(Py_ssize_t pos, Py_ssize_t end, int ptype) except -1:
 # ---------------------------------------------------------------- packet decoders
 
 cdef object _decode_publish(const uint8_t *p, Py_ssize_t pos, Py_ssize_t end, int flags,
-                            int version):
+                            int version, bint controls_ok):
     cdef int qos = (flags >> 1) & 3
     cdef Py_ssize_t tlen, stop
     cdef int packet_id = 0
@@ -504,6 +539,8 @@ cdef object _decode_publish(const uint8_t *p, Py_ssize_t pos, Py_ssize_t end, in
     if stop > end:
         raise MalformedPacket("topic length runs past the end of the PUBLISH")
     cdef str topic = _utf8(p + pos + 2, tlen)
+    if not controls_ok:
+        _check_controls(p + pos + 2, tlen, _MALFORMED_PACKET, MSG_CONTROL_TOPIC)
     _check_topic_name(p + pos + 2, tlen)
     pos = stop
     if qos:
@@ -555,10 +592,15 @@ cdef object _decode_ack(const uint8_t *p, Py_ssize_t pos, Py_ssize_t end, int pt
     return _new_ack(ptype, packet_id, reason, props)
 
 
-cdef object _decode_connect(const uint8_t *p, Py_ssize_t pos, Py_ssize_t end):
+cdef object _decode_connect(const uint8_t *p, Py_ssize_t pos, Py_ssize_t end, int flags,
+                            bint controls_ok):
     cdef str name = _read_utf8(p, &pos, end)
     cdef int level, cflags, keep_alive, will_flag, will_qos
     cdef bint will_retain
+    cdef Py_ssize_t start
+    if flags and name != "MQIsdp":
+        # Checked here, not with the first byte: MQTT 3.1 tolerates these bits.
+        raise MalformedPacket(f"reserved flag bits 0x{flags:X} in CONNECT [MQTT-2.1.3-1]")
     if pos >= end:
         raise MalformedPacket("CONNECT ends before the protocol level")
     level = p[pos]
@@ -579,7 +621,9 @@ cdef object _decode_connect(const uint8_t *p, Py_ssize_t pos, Py_ssize_t end):
     keep_alive = (p[pos + 1] << 8) | p[pos + 2]
     pos += 3
     if cflags & 0x01:
-        raise MalformedPacket("CONNECT reserved flag set [MQTT-3.1.2-3]")
+        if level != 3:
+            raise MalformedPacket("CONNECT reserved flag set [MQTT-3.1.2-3]")
+        cflags &= 0xFE  # MQTT 3.1 did not reserve it: ignored, as mosquitto does
     will_flag = cflags & 0x04
     will_qos = (cflags >> 3) & 3
     will_retain = (cflags & 0x20) != 0
@@ -593,7 +637,11 @@ cdef object _decode_connect(const uint8_t *p, Py_ssize_t pos, Py_ssize_t end):
     props = None
     if level == 5:
         props = _read_properties(p, &pos, end, P_CONNECT)
+    start = pos + 2
     client_id = _read_utf8(p, &pos, end)
+    if not controls_ok:
+        _check_controls(p + start, pos - start, _CLIENT_IDENTIFIER_NOT_VALID,
+                        MSG_CONTROL_CLIENT_ID)
     will = None
     cdef Py_ssize_t n
     if will_flag:
@@ -604,6 +652,8 @@ cdef object _decode_connect(const uint8_t *p, Py_ssize_t pos, Py_ssize_t end):
         will_topic = _utf8(p + pos, n)
         if n == 0:
             raise MQTTError(_TOPIC_NAME_INVALID, "empty will topic [MQTT-4.7.3-1]")
+        if not controls_ok:
+            _check_controls(p + pos, n, _MALFORMED_PACKET, MSG_CONTROL_WILL_TOPIC)
         _check_topic_name(p + pos, n)
         pos += n
         will_payload = _read_binary(p, &pos, end)
@@ -611,12 +661,31 @@ cdef object _decode_connect(const uint8_t *p, Py_ssize_t pos, Py_ssize_t end):
     username = None
     password = None
     if cflags & 0x80:
+        start = pos + 2
         username = _read_utf8(p, &pos, end)
+        if not controls_ok:
+            _check_controls(p + start, pos - start, _MALFORMED_PACKET, MSG_CONTROL_USERNAME)
     if cflags & 0x40:
         password = _read_binary(p, &pos, end)
     _end_of(pos, end, P_CONNECT)
     return Connect(client_id, level, (cflags & 0x02) != 0, keep_alive, username, password,
                    will, props)
+
+
+cdef object _connect_level(const uint8_t *p, Py_ssize_t pos, Py_ssize_t end):
+    """The protocol version a CONNECT announces (3, 4 or 5), or None if it names none."""
+    cdef Py_ssize_t stop
+    cdef int level
+    if pos + 2 > end:
+        return None
+    stop = pos + 2 + ((p[pos] << 8) | p[pos + 1])
+    if stop >= end:
+        return None
+    name = PyBytes_FromStringAndSize(<char *>(p + pos + 2), stop - pos - 2)
+    level = p[stop]
+    if (name == b"MQTT" and (level == 4 or level == 5)) or (name == b"MQIsdp" and level == 3):
+        return level
+    return None
 
 
 cdef object _decode_connack(const uint8_t *p, Py_ssize_t pos, Py_ssize_t end, int version):
@@ -642,7 +711,8 @@ cdef object _decode_connack(const uint8_t *p, Py_ssize_t pos, Py_ssize_t end, in
     return Connack(ack_flags != 0, reason, props)
 
 
-cdef object _decode_subscribe(const uint8_t *p, Py_ssize_t pos, Py_ssize_t end, int version):
+cdef object _decode_subscribe(const uint8_t *p, Py_ssize_t pos, Py_ssize_t end, int version,
+                              bint controls_ok):
     cdef int packet_id = _read_u16(p, &pos, end)
     cdef int opts, qos, retain_handling
     cdef bint no_local
@@ -651,8 +721,11 @@ cdef object _decode_subscribe(const uint8_t *p, Py_ssize_t pos, Py_ssize_t end, 
     if version == 5:
         props = _read_properties(p, &pos, end, P_SUBSCRIBE)
     cdef list subs = []
+    cdef Py_ssize_t start
     while pos < end:
+        start = pos + 2
         filt = _read_utf8(p, &pos, end)
+        _check_filter(p + start, pos - start, controls_ok)
         if pos >= end:
             raise MalformedPacket("SUBSCRIBE topic filter without subscription options")
         opts = p[pos]
@@ -698,15 +771,19 @@ cdef object _decode_suback(const uint8_t *p, Py_ssize_t pos, Py_ssize_t end, int
     return Suback(packet_id, codes, props)
 
 
-cdef object _decode_unsubscribe(const uint8_t *p, Py_ssize_t pos, Py_ssize_t end, int version):
+cdef object _decode_unsubscribe(const uint8_t *p, Py_ssize_t pos, Py_ssize_t end, int version,
+                                bint controls_ok):
     cdef int packet_id = _read_u16(p, &pos, end)
     _require_packet_id(packet_id, P_UNSUBSCRIBE)
     props = None
     if version == 5:
         props = _read_properties(p, &pos, end, P_UNSUBSCRIBE)
     cdef list filters = []
+    cdef Py_ssize_t start
     while pos < end:
+        start = pos + 2
         filters.append(_read_utf8(p, &pos, end))
+        _check_filter(p + start, pos - start, controls_ok)
     if not filters:
         raise ProtocolError("UNSUBSCRIBE without topic filters [MQTT-3.10.3-2]")
     return Unsubscribe(packet_id, filters, props)
@@ -784,17 +861,20 @@ cdef class Decoder:
     cdef object _protocol_version
     cdef int _version  # -1 while unknown
     cdef public object max_packet_size
+    cdef public bint allow_control_characters
     cdef Py_ssize_t _max
     cdef bytearray _buf
     cdef bint _server
     cdef bint _connected
     cdef object _error
 
-    def __init__(self, protocol_version=None, max_packet_size=MAX_PACKET_SIZE):
+    def __init__(self, protocol_version=None, max_packet_size=MAX_PACKET_SIZE,
+                 allow_control_characters=True):
         if protocol_version is not None and protocol_version not in (3, 4, 5):
             raise ValueError(f"unsupported protocol version {protocol_version!r}")
         self.protocol_version = protocol_version
         self.max_packet_size = max_packet_size
+        self.allow_control_characters = allow_control_characters
         self._buf = bytearray()
         self._server = protocol_version is None
         self._connected = False
@@ -957,11 +1037,17 @@ cdef class Decoder:
             if end > n:
                 return pos
             if ptype == P_PUBLISH:
-                out.append(_decode_publish(p, i, end, flags, self._version))
+                out.append(_decode_publish(p, i, end, flags, self._version,
+                                           self.allow_control_characters))
             elif P_PUBACK <= ptype <= P_PUBCOMP:
                 out.append(_decode_ack(p, i, end, ptype, self._version))
             elif ptype == P_CONNECT:
-                pkt = _decode_connect(p, i, end)
+                try:
+                    pkt = _decode_connect(p, i, end, flags, self.allow_control_characters)
+                except MQTTError:
+                    if self._protocol_version is None:  # answer in the client's version
+                        self.protocol_version = _connect_level(p, i, end)
+                    raise
                 if self._protocol_version is None:
                     self.protocol_version = pkt.protocol_version
                 self._connected = True
@@ -973,11 +1059,13 @@ cdef class Decoder:
             elif ptype == P_CONNACK:
                 out.append(_decode_connack(p, i, end, self._version))
             elif ptype == P_SUBSCRIBE:
-                out.append(_decode_subscribe(p, i, end, self._version))
+                out.append(_decode_subscribe(p, i, end, self._version,
+                                             self.allow_control_characters))
             elif ptype == P_SUBACK:
                 out.append(_decode_suback(p, i, end, self._version))
             elif ptype == P_UNSUBSCRIBE:
-                out.append(_decode_unsubscribe(p, i, end, self._version))
+                out.append(_decode_unsubscribe(p, i, end, self._version,
+                                               self.allow_control_characters))
             elif ptype == P_UNSUBACK:
                 out.append(_decode_unsuback(p, i, end, self._version))
             elif ptype == P_DISCONNECT:
@@ -1009,7 +1097,7 @@ cdef class Decoder:
                 raise MalformedPacket("PUBLISH with QoS 3 [MQTT-3.3.1-4]")
             if flags & 8 and not flags & 6:
                 raise MalformedPacket("DUP flag set on a QoS 0 PUBLISH [MQTT-3.3.1-2]")
-        elif flags != required:
+        elif flags != required and ptype != P_CONNECT:  # CONNECT: see _decode_connect
             raise MalformedPacket(
                 f"reserved flag bits 0x{flags:X} in {_NAMES[ptype]} [MQTT-2.1.3-1]")
         return 0

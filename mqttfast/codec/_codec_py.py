@@ -13,9 +13,19 @@ Choices the specifications leave open (documented here once):
 * ``properties`` is ``None`` when a packet carries none (an empty property
   section decodes to ``None``; encoding ``None`` or an empty ``Properties``
   writes a zero property length).
-* Topic *filters* are not validated by the decoder beyond MQTT UTF-8: MQTT 5
-  answers a bad filter with a per-filter SUBACK/UNSUBACK code (0x8F), which
-  is the broker's decision. Topic *names* (PUBLISH, will) are validated.
+* Topic *filters* are not validated by the decoder beyond MQTT UTF-8 and
+  being non-empty (an empty one is malformed [MQTT-4.7.3-1]): MQTT 5 answers
+  a bad filter with a per-filter SUBACK/UNSUBACK code (0x8F), which is the
+  broker's decision. Topic *names* (PUBLISH, will) are validated.
+* Control characters (U+0001..U+001F, U+007F..U+009F, 1.5.4) in topic names,
+  topic filters, the client identifier, the user name and the will topic are
+  malformed (0x81; 0x85 for the client identifier) when the decoder's
+  ``allow_control_characters`` is false. The codec's default is true (the
+  specification only says SHOULD NOT); the broker passes its stricter setting.
+* An MQTT 3.1 (MQIsdp) CONNECT may carry flag bits in its fixed header and the
+  reserved CONNECT flag: 3.1 did not call them errors (mosquitto accepts
+  them). MQTT 3.1.1 and 5.0 CONNECTs with them are malformed [MQTT-2.1.3-1]
+  [MQTT-3.1.2-3].
 * A server-side decoder (``protocol_version=None``) also rejects packets that
   only a server sends (CONNACK, SUBACK, UNSUBACK, PINGRESP) and a second
   CONNECT [MQTT-3.1.0-2], as protocol errors.
@@ -27,6 +37,8 @@ from __future__ import annotations
 
 import copy
 import operator
+import re
+from collections.abc import Callable
 from typing import Any
 
 from .constants import (
@@ -46,7 +58,18 @@ from .constants import (
     PropertyType,
     ReasonCode,
 )
-from .errors import MalformedPacket, MQTTError, PacketTooLarge, ProtocolError
+from .errors import (
+    MSG_CONTROL_CLIENT_ID,
+    MSG_CONTROL_FILTER,
+    MSG_CONTROL_TOPIC,
+    MSG_CONTROL_USERNAME,
+    MSG_CONTROL_WILL_TOPIC,
+    MSG_EMPTY_FILTER,
+    MalformedPacket,
+    MQTTError,
+    PacketTooLarge,
+    ProtocolError,
+)
 from .packets import (
     Auth,
     Connack,
@@ -88,6 +111,8 @@ _ACK_REASONS = {
     _PUBCOMP: PUBCOMP_REASON_CODES,
 }
 _NAMES = {int(t): t.name for t in PacketType}
+# C0 and C1 control characters but U+0000 (rejected by every string check) (1.5.4).
+_CONTROL = re.compile("[\x01-\x1f\x7f-\x9f]")
 
 _BYTE, _TWO, _FOUR, _VARINT, _UTF8, _BINARY, _PAIR = (
     int(t)
@@ -179,6 +204,12 @@ def _check_topic_name(topic: str) -> None:
         raise MQTTError(
             ReasonCode.TOPIC_NAME_INVALID, "wildcard character in a topic name [MQTT-3.3.2-2]"
         )
+
+
+def _check_controls(text: str, reason: int, message: str) -> None:
+    """Refuse control characters (1.5.4) when the decoder is strict about them."""
+    if _CONTROL.search(text) is not None:
+        raise MQTTError(reason, message)
 
 
 def _read_properties(buf: Any, pos: int, end: int, ptype: int) -> tuple[Properties | None, int]:
@@ -280,7 +311,9 @@ def _end_of(pos: int, end: int, ptype: int) -> None:
 # packet body (variable header and payload).
 
 
-def _decode_publish(buf: Any, pos: int, end: int, flags: int, version: int) -> Publish:
+def _decode_publish(
+    buf: Any, pos: int, end: int, flags: int, version: int, controls_ok: bool = True
+) -> Publish:
     qos = (flags >> 1) & 3
     if pos + 2 > end:
         raise MalformedPacket("topic length runs past the end of the PUBLISH")
@@ -289,6 +322,8 @@ def _decode_publish(buf: Any, pos: int, end: int, flags: int, version: int) -> P
         raise MalformedPacket("topic length runs past the end of the PUBLISH")
     topic = _check_utf8(bytes(buf[pos + 2 : stop]))
     pos = stop
+    if not controls_ok and not (topic.isascii() and topic.isprintable()):  # fast path
+        _check_controls(topic, ReasonCode.MALFORMED_PACKET, MSG_CONTROL_TOPIC)
     if "+" in topic or "#" in topic:
         _check_topic_name(topic)
     packet_id = 0
@@ -334,8 +369,13 @@ def _decode_ack(buf: Any, pos: int, end: int, ptype: int, version: int) -> Any:
     return _ACK_CLASSES[ptype](packet_id, reason, props)
 
 
-def _decode_connect(buf: Any, pos: int, end: int, flags: int, version: int | None) -> Connect:
+def _decode_connect(
+    buf: Any, pos: int, end: int, flags: int, version: int | None, controls_ok: bool = True
+) -> Connect:
     name, pos = _read_utf8(buf, pos, end)
+    if flags and name != "MQIsdp":
+        # Checked here, not with the first byte: MQTT 3.1 tolerates these bits.
+        raise MalformedPacket(f"reserved flag bits 0x{flags:X} in CONNECT [MQTT-2.1.3-1]")
     if pos >= end:
         raise MalformedPacket("CONNECT ends before the protocol level")
     level = buf[pos]
@@ -360,7 +400,9 @@ def _decode_connect(buf: Any, pos: int, end: int, flags: int, version: int | Non
     keep_alive = (buf[pos + 1] << 8) | buf[pos + 2]
     pos += 3
     if cflags & 0x01:
-        raise MalformedPacket("CONNECT reserved flag set [MQTT-3.1.2-3]")
+        if level != 3:
+            raise MalformedPacket("CONNECT reserved flag set [MQTT-3.1.2-3]")
+        cflags &= 0xFE  # MQTT 3.1 did not reserve it: ignored, as mosquitto does
     will_flag = cflags & 0x04
     will_qos = (cflags >> 3) & 3
     will_retain = bool(cflags & 0x20)
@@ -376,6 +418,8 @@ def _decode_connect(buf: Any, pos: int, end: int, flags: int, version: int | Non
     if level == 5:
         props, pos = _read_properties(buf, pos, end, _CONNECT)
     client_id, pos = _read_utf8(buf, pos, end)
+    if not controls_ok:
+        _check_controls(client_id, ReasonCode.CLIENT_IDENTIFIER_NOT_VALID, MSG_CONTROL_CLIENT_ID)
     will = None
     if will_flag:
         will_props = None
@@ -384,6 +428,8 @@ def _decode_connect(buf: Any, pos: int, end: int, flags: int, version: int | Non
         will_topic, pos = _read_utf8(buf, pos, end)
         if not will_topic:
             raise MQTTError(ReasonCode.TOPIC_NAME_INVALID, "empty will topic [MQTT-4.7.3-1]")
+        if not controls_ok:
+            _check_controls(will_topic, ReasonCode.MALFORMED_PACKET, MSG_CONTROL_WILL_TOPIC)
         _check_topic_name(will_topic)
         will_payload, pos = _read_binary(buf, pos, end)
         will = Will(will_topic, will_payload, will_qos, will_retain, will_props)
@@ -391,12 +437,28 @@ def _decode_connect(buf: Any, pos: int, end: int, flags: int, version: int | Non
     password = None
     if cflags & 0x80:
         username, pos = _read_utf8(buf, pos, end)
+        if not controls_ok:
+            _check_controls(username, ReasonCode.MALFORMED_PACKET, MSG_CONTROL_USERNAME)
     if cflags & 0x40:
         password, pos = _read_binary(buf, pos, end)
     _end_of(pos, end, _CONNECT)
     return Connect(
         client_id, level, bool(cflags & 0x02), keep_alive, username, password, will, props
     )
+
+
+def _connect_level(buf: Any, pos: int, end: int) -> int | None:
+    """The protocol version a CONNECT announces (3, 4 or 5), or None if it names none."""
+    if pos + 2 > end:
+        return None
+    stop = pos + 2 + ((buf[pos] << 8) | buf[pos + 1])
+    if stop >= end:
+        return None
+    name = bytes(buf[pos + 2 : stop])
+    level: int = buf[stop]
+    if (name == b"MQTT" and level in (4, 5)) or (name == b"MQIsdp" and level == 3):
+        return level
+    return None
 
 
 def _decode_connack(buf: Any, pos: int, end: int, flags: int, version: int) -> Connack:
@@ -421,7 +483,17 @@ def _decode_connack(buf: Any, pos: int, end: int, flags: int, version: int) -> C
     return Connack(bool(ack_flags), reason, props)
 
 
-def _decode_subscribe(buf: Any, pos: int, end: int, flags: int, version: int) -> Subscribe:
+def _check_filter(filt: str, controls_ok: bool) -> None:
+    """SUBSCRIBE / UNSUBSCRIBE filters: at least one character [MQTT-4.7.3-1]."""
+    if not filt:
+        raise MalformedPacket(MSG_EMPTY_FILTER)
+    if not controls_ok:
+        _check_controls(filt, ReasonCode.MALFORMED_PACKET, MSG_CONTROL_FILTER)
+
+
+def _decode_subscribe(
+    buf: Any, pos: int, end: int, flags: int, version: int, controls_ok: bool = True
+) -> Subscribe:
     packet_id, pos = _read_u16(buf, pos, end)
     _require_packet_id(packet_id, _SUBSCRIBE)
     props = None
@@ -430,6 +502,7 @@ def _decode_subscribe(buf: Any, pos: int, end: int, flags: int, version: int) ->
     subs: list[Subscription] = []
     while pos < end:
         filt, pos = _read_utf8(buf, pos, end)
+        _check_filter(filt, controls_ok)
         if pos >= end:
             raise MalformedPacket("SUBSCRIBE topic filter without subscription options")
         opts = buf[pos]
@@ -474,7 +547,9 @@ def _decode_suback(buf: Any, pos: int, end: int, flags: int, version: int) -> Su
     return Suback(packet_id, codes, props)
 
 
-def _decode_unsubscribe(buf: Any, pos: int, end: int, flags: int, version: int) -> Unsubscribe:
+def _decode_unsubscribe(
+    buf: Any, pos: int, end: int, flags: int, version: int, controls_ok: bool = True
+) -> Unsubscribe:
     packet_id, pos = _read_u16(buf, pos, end)
     _require_packet_id(packet_id, _UNSUBSCRIBE)
     props = None
@@ -483,6 +558,7 @@ def _decode_unsubscribe(buf: Any, pos: int, end: int, flags: int, version: int) 
     filters: list[str] = []
     while pos < end:
         filt, pos = _read_utf8(buf, pos, end)
+        _check_filter(filt, controls_ok)
         filters.append(filt)
     if not filters:
         raise ProtocolError("UNSUBSCRIBE without topic filters [MQTT-3.10.3-2]")
@@ -563,18 +639,32 @@ class Decoder:
     must be CONNECT [MQTT-3.1.0-1] and sets the version. ``max_packet_size``
     bounds the whole packet (fixed header included); a larger one raises
     :class:`PacketTooLarge` as soon as its fixed header is complete, before
-    its body is buffered. Both are plain attributes a caller may change.
+    its body is buffered. ``allow_control_characters`` false makes control
+    characters in topics, filters, client identifier, user name and will topic
+    malformed (1.5.4). All three are plain attributes a caller may change.
     """
 
-    __slots__ = ("protocol_version", "max_packet_size", "_buf", "_server", "_connected", "_error")
+    __slots__ = (
+        "protocol_version",
+        "max_packet_size",
+        "allow_control_characters",
+        "_buf",
+        "_server",
+        "_connected",
+        "_error",
+    )
 
     def __init__(
-        self, protocol_version: int | None = None, max_packet_size: int = MAX_PACKET_SIZE
+        self,
+        protocol_version: int | None = None,
+        max_packet_size: int = MAX_PACKET_SIZE,
+        allow_control_characters: bool = True,
     ) -> None:
         if protocol_version is not None and protocol_version not in (3, 4, 5):
             raise ValueError(f"unsupported protocol version {protocol_version!r}")
         self.protocol_version = protocol_version
         self.max_packet_size = max_packet_size
+        self.allow_control_characters = allow_control_characters
         self._buf = bytearray()
         self._server = protocol_version is None
         self._connected = False
@@ -596,6 +686,7 @@ class Decoder:
         out: list[Any] = []
         pos = 0
         n = len(buf)
+        controls_ok = self.allow_control_characters
         try:
             while pos < n:
                 b0 = buf[pos]
@@ -631,17 +722,25 @@ class Decoder:
                 if end > n:
                     break
                 if ptype == _PUBLISH:
-                    out.append(_decode_publish(buf, i, end, flags, version))  # type: ignore[arg-type]
+                    out.append(_decode_publish(buf, i, end, flags, version, controls_ok))  # type: ignore[arg-type]
                 elif 4 <= ptype <= 7:
                     out.append(_decode_ack(buf, i, end, ptype, version))  # type: ignore[arg-type]
                 elif ptype == _CONNECT:
-                    pkt = _decode_connect(buf, i, end, flags, version)
+                    try:
+                        pkt = _decode_connect(buf, i, end, flags, version, controls_ok)
+                    except MQTTError:
+                        if version is None:  # so the server can answer in the client's version
+                            self.protocol_version = _connect_level(buf, i, end)
+                        raise
                     if version is None:
                         self.protocol_version = pkt.protocol_version
                     self._connected = True
                     out.append(pkt)
                 elif ptype == _PINGREQ or ptype == _PINGRESP:
                     out.append(_decode_ping(buf, i, end, ptype, version))  # type: ignore[arg-type]
+                elif ptype == _SUBSCRIBE or ptype == _UNSUBSCRIBE:
+                    decode = _decode_subscribe if ptype == _SUBSCRIBE else _decode_unsubscribe
+                    out.append(decode(buf, i, end, flags, version, controls_ok))  # type: ignore[arg-type]
                 else:
                     out.append(_DECODERS[ptype](buf, i, end, flags, version))
                 pos = end
@@ -677,7 +776,7 @@ class Decoder:
                 raise MalformedPacket("PUBLISH with QoS 3 [MQTT-3.3.1-4]")
             if flags & 8 and not flags & 6:
                 raise MalformedPacket("DUP flag set on a QoS 0 PUBLISH [MQTT-3.3.1-2]")
-        elif flags != required:
+        elif flags != required and ptype != _CONNECT:  # CONNECT: see _decode_connect
             raise MalformedPacket(
                 f"reserved flag bits 0x{flags:X} in {_NAMES[ptype]} [MQTT-2.1.3-1]"
             )
@@ -703,12 +802,11 @@ def _varint(value: int) -> bytes:
 
 
 def _binary(data: Any) -> bytes:
-    if type(data) is not bytes:
-        data = bytes(data)
-    n = len(data)
+    raw: bytes = data if type(data) is bytes else bytes(data)
+    n = len(raw)
     if n > 65535:
         raise ValueError(f"string or binary data of {n} bytes exceeds 65535")
-    return n.to_bytes(2, "big") + data
+    return n.to_bytes(2, "big") + raw
 
 
 def _string(text: str) -> bytes:
@@ -819,7 +917,7 @@ def _encode_publish_packet(p: Publish, version: int) -> bytes:
 def _encode_ack(p: Any, version: int) -> bytes:
     ptype = int(p.packet_type)
     first = 0x62 if ptype == _PUBREL else ptype << 4
-    pid = p.packet_id.to_bytes(2, "big")
+    pid: bytes = p.packet_id.to_bytes(2, "big")
     if version != 5 or (p.reason_code == 0 and _props_empty(p.properties)):
         return bytes((first, 2)) + pid
     if _props_empty(p.properties):
@@ -929,7 +1027,7 @@ def _encode_auth(p: Auth, version: int) -> bytes:
     return _packet(0xF0, bytes((p.reason_code,)) + _properties(p.properties, _AUTH))
 
 
-_ENCODERS: dict[type, Any] = {
+_ENCODERS: dict[type, Callable[[Any, int], bytes]] = {
     Connect: _encode_connect,
     Connack: _encode_connack,
     Publish: _encode_publish_packet,

@@ -25,6 +25,7 @@ cdef extern from "mqttfast_kernels.h" nogil:
     int mqf_varint_size(uint32_t value)
     int mqf_utf8_validate(const uint8_t *s, size_t len)
     int mqf_utf8_has_discouraged(const uint8_t *s, size_t len)
+    int mqf_utf8_has_control(const uint8_t *s, size_t len)
     int mqf_topic_name_validate(const uint8_t *s, size_t len, int check_utf8)
     int mqf_topic_filter_validate(const uint8_t *s, size_t len, int check_utf8)
     int mqf_topic_matches(const uint8_t *f, size_t flen, const uint8_t *t, size_t tlen)

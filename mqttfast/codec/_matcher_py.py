@@ -89,16 +89,18 @@ class TopicTree:
         return is_new
 
     def _find(self, filt: str) -> _Node | None:
-        node: _Node | None = self._root
+        node = self._root
         for level in filt.split("/"):
+            found: _Node | None
             if level == "+":
-                node = node.plus
+                found = node.plus
             elif level == "#":
-                node = node.hash
+                found = node.hash
             else:
-                node = node.children.get(level) if node.children else None
-            if node is None:
+                found = node.children.get(level) if node.children else None
+            if found is None:
                 return None
+            node = found
         return node
 
     def get(self, filt: str, key: Hashable, default: Any = None) -> Any:

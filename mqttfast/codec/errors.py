@@ -65,3 +65,14 @@ class PacketTooLarge(MQTTError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.message, self.packets))
+
+
+# Messages both decoder twins raise word for word (defined once, here).
+# 1.5.4: control characters SHOULD NOT appear in UTF-8 strings and a receiver MAY treat
+# them as malformed; the broker does unless told otherwise (allow_control_characters).
+MSG_CONTROL_TOPIC = "control character in a topic name (1.5.4)"
+MSG_CONTROL_WILL_TOPIC = "control character in the will topic (1.5.4)"
+MSG_CONTROL_FILTER = "control character in a topic filter (1.5.4)"
+MSG_CONTROL_CLIENT_ID = "control character in the client identifier (1.5.4)"
+MSG_CONTROL_USERNAME = "control character in the user name (1.5.4)"
+MSG_EMPTY_FILTER = "empty topic filter [MQTT-4.7.3-1]"

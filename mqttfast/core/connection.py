@@ -234,6 +234,10 @@ class Connection:
             code = int(reason_code)
             if code not in DISCONNECT_REASON_CODES:
                 code = ReasonCode.PROTOCOL_ERROR if code < 0x80 else ReasonCode.UNSPECIFIED_ERROR
+            if properties is not None and self.max_packet_out:
+                # [MQTT-3.14.2-3] no Reason String that would exceed the client's limit.
+                if len(encode(Disconnect(code, properties), 5)) > self.max_packet_out:
+                    properties = None
             self.send_packet(Disconnect(code, properties))
         self.sink.close()
         self._teardown(publish_will=will, reason_code=reason_code, by="server")

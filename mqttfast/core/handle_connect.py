@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import secrets
 
+from mqttfast.codec import encode
 from mqttfast.codec.constants import SESSION_EXPIRY_NEVER, ReasonCode
 from mqttfast.codec.packets import Auth, Connack, Connect, Disconnect, Properties
 
@@ -12,6 +13,35 @@ from .connection import AUTH_WAIT, AUTHENTICATING, AWAIT_CONNECT, CONNECTED, Con
 from .hooks import AUTH_CONTINUE, AUTH_SUCCESS, AuthStep, connack_code_for
 
 log = logging.getLogger("mqttfast.core")
+
+
+def _send_connack(conn: Connection, ack: Connack) -> bool:
+    """Send ``ack`` within the client's Maximum Packet Size [MQTT-3.1.2-24]: the Reason
+    String and User Properties are dropped first ([MQTT-3.2.2-19], [MQTT-3.2.2-20]); if even
+    that CONNACK does not fit, nothing is sent and False returned (the caller closes)."""
+    limit = conn.max_packet_out
+    if limit and conn.v5:
+        size = len(encode(ack, 5))
+        props = ack.properties
+        if size > limit and props is not None:
+            props = props.copy()
+            props.reason_string = None
+            props.user_property = None
+            ack = Connack(ack.session_present, ack.reason_code, None if props.is_empty() else props)
+            size = len(encode(ack, 5))
+        if size > limit:
+            log.info(
+                "connection %s client %r: CONNACK of %d bytes exceeds the client's maximum "
+                "packet size %d; closing without it",
+                conn.peer,
+                conn.client_id,
+                size,
+                limit,
+                extra={"client_id": conn.client_id, "peer": conn.peer, "reason": "connack size"},
+            )
+            return False
+    conn.send_packet(ack)
+    return True
 
 
 def _refuse(conn: Connection, code: int, why: str, properties: Properties | None = None) -> None:
@@ -37,7 +67,7 @@ def _refuse(conn: Connection, code: int, why: str, properties: Properties | None
         # Request Problem Information (default 1) allows a Reason String (3.2.2.3.10).
         properties = properties or Properties()
         properties.reason_string = why[:200]
-    conn.send_packet(Connack(False, rc, properties if conn.v5 else None))
+    _send_connack(conn, Connack(False, rc, properties if conn.v5 else None))
     conn.close(None, will=False)
 
 
@@ -57,6 +87,8 @@ def handle_connect(conn: Connection, pkt: Connect) -> None:
     conn.client_id = cid
     if props is not None and props.request_problem_information == 0:
         conn.problem_info = False
+    if props is not None and props.maximum_packet_size:
+        conn.max_packet_out = props.maximum_packet_size  # bounds a refusing CONNACK too
 
     if not cid:
         if ver == 3:
@@ -360,7 +392,11 @@ def accept(conn: Connection, pkt: Connect, auth_data: bytes | None) -> None:
         if ack_props.is_empty():
             ack_props = None
     # MQTT 3.1 has no Session Present flag.
-    conn.send_packet(Connack(session_present and conn.protocol_version >= 4, 0, ack_props))
+    if not _send_connack(
+        conn, Connack(session_present and conn.protocol_version >= 4, 0, ack_props)
+    ):
+        conn.close(None, will=False)
+        return
     log.info(
         "client %s connected from %s (v%d, clean=%s, keepalive=%d)",
         cid,

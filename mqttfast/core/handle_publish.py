@@ -6,7 +6,7 @@ from mqttfast.codec.constants import ReasonCode
 from mqttfast.codec.packets import Puback, Pubcomp, Publish, Pubrec, Pubrel
 
 from .connection import CONNECTED, Connection, log
-from .message import Message, forwardable_properties
+from .message import AWAIT_ACK, AWAIT_COMP, Message, forwardable_properties
 
 _PINGRESP = b"\xd0\x00"
 
@@ -224,22 +224,47 @@ def handle_publish(conn: Connection, pkt: Publish) -> None:
         _ack(conn, Pubrec, 0x50, pid, rc)
 
 
+def _wrong_ack(conn: Connection, kind: str, pid: int, expected: int, qos: int) -> bool:
+    """True (and the connection closed) if ``pid`` is in flight but not in the state this
+    acknowledgement answers: PUBACK only ends QoS 1 (4.3.2), PUBREC only answers a QoS 2
+    PUBLISH, PUBCOMP only a PUBREL (4.3.3). A protocol error (0x82); ids not in flight
+    at all are left to the handlers (late acks after a resend are normal)."""
+    session = conn.session
+    d = session.inflight.get(pid) if session is not None else None
+    if d is None or (d.qos == qos and d.state == expected):
+        return False
+    conn.violation(
+        ReasonCode.PROTOCOL_ERROR,
+        f"{kind} for packet id {pid} in flight as QoS {d.qos}"
+        + (" awaiting PUBCOMP" if d.state == AWAIT_COMP else ""),
+    )
+    return True
+
+
 def handle_puback(conn: Connection, pkt: Puback) -> None:
     if conn.state != CONNECTED:
         conn.violation(ReasonCode.PROTOCOL_ERROR, "PUBACK before CONNACK")
         return
     session = conn.session
     assert session is not None  # CONNECTED
-    # An unknown id is ignored (a late ack after a redelivery, for instance).
-    session.puback(pkt.packet_id, conn.broker.clock())
+    # An unknown id is ignored (a late ack after a redelivery, for instance); a known one
+    # in another state is checked only when the common case did not apply (hot path).
+    if not session.puback(pkt.packet_id, conn.broker.clock()):
+        _wrong_ack(conn, "PUBACK", pkt.packet_id, AWAIT_ACK, 1)
 
 
 def handle_pubrec(conn: Connection, pkt: Pubrec) -> None:
     if conn.state != CONNECTED:
         conn.violation(ReasonCode.PROTOCOL_ERROR, "PUBREC before CONNACK")
         return
+    # Checked first (session.pubrec() would take a PUBREC awaiting PUBCOMP as a repeat),
+    # inline: one lookup on the QoS 2 path, the call only for a wrong acknowledgement.
     session = conn.session
     assert session is not None  # CONNECTED
+    d = session.inflight.get(pkt.packet_id)
+    if d is not None and (d.qos != 2 or d.state != AWAIT_ACK):
+        _wrong_ack(conn, "PUBREC", pkt.packet_id, AWAIT_ACK, 2)
+        return
     failed = pkt.reason_code >= 0x80
     known = session.pubrec(pkt.packet_id, failed, conn.broker.clock())
     if failed:
@@ -271,7 +296,8 @@ def handle_pubcomp(conn: Connection, pkt: Pubcomp) -> None:
         return
     session = conn.session
     assert session is not None  # CONNECTED
-    session.pubcomp(pkt.packet_id, conn.broker.clock())
+    if not session.pubcomp(pkt.packet_id, conn.broker.clock()):
+        _wrong_ack(conn, "PUBCOMP", pkt.packet_id, AWAIT_COMP, 2)
 
 
 def handle_pingreq(conn: Connection, pkt: object) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from mqttfast.codec import validate_topic_filter
 from mqttfast.codec.constants import SUBACK_FAILURE_311, ReasonCode
 from mqttfast.codec.errors import MQTTError
@@ -19,9 +21,22 @@ def _filter_error(filt: str) -> int:
     return 0
 
 
+def _bad_share(conn: Connection, filters: Iterable[str]) -> bool:
+    """A ``$share/`` filter without a share name or without a filter after it
+    ([MQTT-4.8.2-1], [MQTT-4.8.2-2]) is a protocol error for the whole packet (0x82),
+    not a per-filter refusal; True when the connection was closed for it."""
+    for full in filters:
+        if split_shared(full)[0] == "":
+            conn.violation(ReasonCode.PROTOCOL_ERROR, f"malformed shared subscription {full!r}")
+            return True
+    return False
+
+
 def handle_subscribe(conn: Connection, pkt: Subscribe) -> None:
     if conn.state != CONNECTED:
         conn.violation(ReasonCode.PROTOCOL_ERROR, "SUBSCRIBE before CONNACK")
+        return
+    if _bad_share(conn, (sub.topic_filter for sub in pkt.subscriptions)):
         return
     broker = conn.broker
     settings = broker.settings
@@ -121,6 +136,8 @@ def handle_subscribe(conn: Connection, pkt: Subscribe) -> None:
 def handle_unsubscribe(conn: Connection, pkt: Unsubscribe) -> None:
     if conn.state != CONNECTED:
         conn.violation(ReasonCode.PROTOCOL_ERROR, "UNSUBSCRIBE before CONNACK")
+        return
+    if _bad_share(conn, pkt.topic_filters):
         return
     broker = conn.broker
     session = conn.session

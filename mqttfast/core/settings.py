@@ -35,6 +35,10 @@ class BrokerSettings:
     topic_alias_maximum: int = 10  # aliases a v5 client may use toward us (CONNACK)
     outgoing_topic_aliases: bool = True  # assign aliases toward v5 clients that allow them
     maximum_qos: int = 2
+    # Control characters (U+0001-U+001F, U+007F-U+009F) in topic names, filters, client
+    # ids, user names and will topics: the spec says SHOULD NOT (1.5.4) and lets a
+    # receiver treat them as malformed, as mosquitto does; True accepts them.
+    allow_control_characters: bool = False
 
     # Output back-pressure (bytes per connection).
     output_high_water: int = 1024 * 1024  # above: publishers feeding this client are paused

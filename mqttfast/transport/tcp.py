@@ -35,6 +35,10 @@ FLUSH_THRESHOLD = 64 * 1024
 # A read at most this large flushes what it caused before data_received returns: at low
 # load a read holds one message; under load reads hold many and writes are batched.
 SMALL_READ = 512
+# After deciding to close, the write side is shut and the input read and dropped for up
+# to this long (or until the client closes): closing with unread input makes the kernel
+# send RST, and the client may then never read our DISCONNECT and its reason code.
+CLOSE_LINGER = 1.0
 
 
 def peer_string(transport: Any) -> str:
@@ -192,7 +196,7 @@ class BatchedSink:
 
     def _close_after_release(self, durable: bool) -> None:
         if durable:
-            self.transport.close()
+            self.protocol.linger(self.transport)
         else:
             self.transport.abort()
 
@@ -205,7 +209,7 @@ class BatchedSink:
         if gate is not None and self.held:
             gate(self.protocol.conn, self._close_after_release)  # after the held bytes
         else:
-            self.transport.close()
+            self.protocol.linger(self.transport)
 
     def pause_reading(self) -> None:
         if not self.closing and not self.transport.is_closing():
@@ -223,15 +227,34 @@ class BatchedSink:
 
 class MQTTProtocol(asyncio.Protocol):
     # No per-connection __dict__ (issue 17: memory per idle connection).
-    __slots__ = ("broker", "flusher", "decoder", "conn", "sink", "reading_paused")
+    __slots__ = ("broker", "flusher", "decoder", "conn", "sink", "reading_paused", "linger_timer")
 
     def __init__(self, broker: BrokerCore, flusher: Flusher) -> None:
         self.broker = broker
         self.flusher = flusher
-        self.decoder = Decoder(None, broker.settings.max_packet_size)
+        self.decoder = Decoder(
+            None, broker.settings.max_packet_size, broker.settings.allow_control_characters
+        )
         self.conn: Connection | None = None
         self.sink: BatchedSink | None = None
         self.reading_paused = False
+        self.linger_timer: asyncio.TimerHandle | None = None
+
+    def linger(self, transport: asyncio.Transport) -> None:
+        """Half-close: FIN after what is queued, keep reading (and dropping) until the client
+        closes or CLOSE_LINGER passes, then close (data_received ignores a closed connection)."""
+        if transport.is_closing() or not transport.can_write_eof():
+            transport.close()
+            return
+        try:
+            transport.write_eof()
+            if self.reading_paused:
+                self.reading_paused = False
+                transport.resume_reading()
+        except (OSError, RuntimeError):
+            transport.close()
+            return
+        self.linger_timer = self.flusher.loop.call_later(CLOSE_LINGER, transport.close)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         peer_s = peer_string(transport)
@@ -273,6 +296,9 @@ class MQTTProtocol(asyncio.Protocol):
         return False  # close the transport; connection_lost follows
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.linger_timer is not None:
+            self.linger_timer.cancel()
+            self.linger_timer = None
         if self.sink is not None:
             self.sink.closing = True
         conn = self.conn

@@ -354,6 +354,33 @@ class RawClient:
         except OSError:
             pass
 
+    def send_packets(self, pkts: Iterable[Any]) -> None:
+        """Encode ``pkts`` and send them in one write (one burst, as a fast client does)."""
+        self.sock.sendall(b"".join(encode(p, self.version) for p in pkts))
+
+    def expect_refused_connect(self, timeout: float = 2.0) -> int | None:
+        """After a CONNECT the server must refuse it: returns the CONNACK reason code, or
+        None when it closed without a CONNACK; either way the connection must end and no
+        other packet may arrive."""
+        deadline = time.monotonic() + timeout
+        code: int | None = None
+        while True:
+            while self.pending:
+                pkt = self.pending.popleft()
+                if isinstance(pkt, Connack) and code is None:
+                    assert pkt.reason_code != 0, f"CONNECT accepted: {pkt!r}"
+                    code = pkt.reason_code
+                    continue
+                raise AssertionError(f"expected a refusal and a close, got {pkt!r}")
+            if self.closed_by_peer:
+                return code
+            try:
+                self._read_more(deadline)
+            except TimeoutError:
+                raise AssertionError(
+                    f"the server did not close the connection within {timeout}s"
+                ) from None
+
     def __enter__(self) -> RawClient:
         return self
 
