@@ -174,13 +174,13 @@ cdef class _SlotFiller:
         Py_DECREF(obj)
         return obj
 
-    cdef inline void put(self, object obj, int i, object value):
+    cdef inline void put(self, object obj, int i, object value) noexcept:
         cdef PyObject **slot = <PyObject **>((<char *><PyObject *>obj) + self.offsets[i])
         Py_INCREF(value)
         Py_XDECREF(slot[0])
         slot[0] = <PyObject *>value
 
-    cdef inline void untrack(self, object obj):
+    cdef inline void untrack(self, object obj) noexcept:
         if self.gc:
             PyObject_GC_UnTrack(<void *>obj)
 
@@ -565,25 +565,35 @@ cdef object _read_properties(const uint8_t *p, Py_ssize_t *pos, Py_ssize_t end, 
 
 
 # ---------------------------------------------------------------- lazy PUBLISH properties
-# A decoded MQTT 5 PUBLISH keeps its (already validated) property bytes and builds the
-# Properties object the first time ``Publish.properties`` is read. Decoding a PUBLISH thus
-# creates one small bytes object for its properties instead of a 27-slot Properties plus
-# its strings, lists and tuples, and a packet that is only forwarded or counted never
-# builds them. Observable behaviour is the pure twin's: the same errors at decode time
+# A decoded MQTT 5 PUBLISH keeps a copy of its (already validated) property bytes, usually
+# inline in one small non-GC object, and builds the Properties object the first time
+# ``Publish.properties`` is read. Decoding thus creates no 27-slot Properties with its
+# strings, lists and tuples, and a packet that is only forwarded or counted never builds
+# them. Observable behaviour is the pure twin's: the same errors at decode time
 # (``_scan_properties`` checks everything), the same Properties on every read.
+
+DEF PENDING_INLINE = 64  # property sections up to this size need no bytes object
+
 
 @cython.final
 @cython.freelist(64)
+@cython.no_gc  # holds a bytes object at most: no cycle can run through it
 cdef class _PendingProperties:
-    """What the ``properties`` slot of a decoded Publish holds until it is first read."""
+    """What the ``properties`` slot of a decoded Publish holds until it is first read:
+    a copy of the property section body (without its length prefix), inline when it is
+    small (the usual case: no second allocation), else in a bytes object."""
 
-    cdef bytes raw  # the property section body, without its length prefix
+    cdef uint8_t small[PENDING_INLINE]
+    cdef Py_ssize_t n
+    cdef bytes raw  # None when the bytes are in ``small``
     cdef int ptype
 
     cdef object build(self):
         cdef object props = _new_properties()
-        _scan_properties(<const uint8_t *>PyBytes_AS_STRING(self.raw), 0, len(self.raw),
-                         self.ptype, props)
+        cdef const uint8_t *p = <const uint8_t *>&self.small[0]
+        if self.raw is not None:
+            p = <const uint8_t *>PyBytes_AS_STRING(self.raw)
+        _scan_properties(p, 0, self.n, self.ptype, props)
         return props
 
     def __reduce__(self):  # never leaves the slot; refuse rather than pickle internals
@@ -592,7 +602,11 @@ cdef class _PendingProperties:
 
 cdef inline object _pending(const uint8_t *p, Py_ssize_t n, int ptype):
     cdef _PendingProperties pend = _PendingProperties.__new__(_PendingProperties)
-    pend.raw = PyBytes_FromStringAndSize(<char *>p, n)
+    if n <= PENDING_INLINE:
+        memcpy(pend.small, p, n)
+    else:
+        pend.raw = PyBytes_FromStringAndSize(<char *>p, n)
+    pend.n = n
     pend.ptype = ptype
     return pend
 
