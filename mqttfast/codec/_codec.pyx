@@ -149,6 +149,7 @@ cdef class _SlotFiller:
         self.fast = self.count <= 32
         for i, name in enumerate(names):
             descr = cls.__dict__.get(name)
+            descr = getattr(descr, "member", descr)  # under a _LazyPropertiesField
             if not self.fast or type(descr).__name__ != "member_descriptor":
                 self.fast = False
                 break
@@ -173,13 +174,13 @@ cdef class _SlotFiller:
         Py_DECREF(obj)
         return obj
 
-    cdef inline void put(self, object obj, int i, object value):
+    cdef inline void put(self, object obj, int i, object value) noexcept:
         cdef PyObject **slot = <PyObject **>((<char *><PyObject *>obj) + self.offsets[i])
         Py_INCREF(value)
         Py_XDECREF(slot[0])
         slot[0] = <PyObject *>value
 
-    cdef inline void untrack(self, object obj):
+    cdef inline void untrack(self, object obj) noexcept:
         if self.gc:
             PyObject_GC_UnTrack(<void *>obj)
 
@@ -216,7 +217,6 @@ for _pid, (_name, _vtype, _allowed) in PROPERTY_TABLE.items():
     _PNAME[_pid] = _name
 # Encoding order: ascending property id.
 cdef tuple _ENCODE_IDS = tuple(sorted(PROPERTY_TABLE))
-cdef int _SLOT_TOPIC_ALIAS = _PROP_NAMES.index("topic_alias")
 
 
 cdef inline object _new_publish(str topic, bytes payload, int qos, bint retain, bint dup,
@@ -364,6 +364,16 @@ cdef inline int _read_u16(const uint8_t *p, Py_ssize_t *pos, Py_ssize_t end) exc
     return (p[q] << 8) | p[q + 1]
 
 
+cdef inline int _check_utf8(const uint8_t *s, Py_ssize_t n) except -1:
+    """MQTT UTF-8 (1.5.4) without building the string: the checks and errors of ``_utf8``."""
+    cdef int r = mqf_utf8_validate(s, <size_t>n)
+    if r == MQF_UTF8_INVALID:
+        raise MalformedPacket("ill-formed UTF-8 string [MQTT-1.5.4-1]")
+    if r == MQF_UTF8_NUL:
+        raise MalformedPacket("U+0000 in a UTF-8 string [MQTT-1.5.4-2]")
+    return 0
+
+
 cdef inline str _utf8(const uint8_t *s, Py_ssize_t n):
     """MQTT UTF-8 (1.5.4): well-formed, no surrogates, no U+0000."""
     cdef int r = mqf_utf8_validate(s, <size_t>n)
@@ -429,20 +439,30 @@ cdef str _ptype_name(int ptype):
     return "will properties" if ptype == 0 else _NAMES.get(ptype, str(ptype))
 
 
-cdef object _read_properties(const uint8_t *p, Py_ssize_t *pos, Py_ssize_t end, int ptype):
-    """The property section of an MQTT 5 packet (2.2.2); None when empty."""
-    cdef uint32_t length = _read_varint(p, pos, end)
-    cdef Py_ssize_t q = pos[0]
-    cdef Py_ssize_t stop = q + length
+cdef inline int _skip_utf8(const uint8_t *p, Py_ssize_t *pos, Py_ssize_t end) except -1:
+    """``_read_utf8`` without the string: same checks, same errors."""
+    cdef Py_ssize_t n = _read_len(p, pos, end)
+    _check_utf8(p + pos[0], n)
+    pos[0] += n
+    return 0
+
+
+cdef uint64_t _scan_properties(const uint8_t *p, Py_ssize_t q, Py_ssize_t stop, int ptype,
+                               object props) except? 0:
+    """Check the property section body ``p[q:stop]`` completely (2.2.2) and return the
+    set of identifiers seen (bit n: property n; never 0 for a non-empty section).
+
+    With ``props`` (an object from ``_new_properties``) also fill it in; with None build
+    no Python object at all: the lazy PUBLISH path validates at decode time with this
+    and builds the Properties on first access, from the same bytes, with this again.
+    Both ways run the same checks in the same order, so they raise the same errors.
+    """
     cdef uint32_t pid, ival
     cdef uint64_t seen = 0
     cdef int vtype
-    cdef object props, value, lst
-    if stop > end:
-        raise MalformedPacket("property length runs past the end of the packet")
-    if length == 0:
-        return None
-    props = _new_properties()
+    cdef Py_ssize_t n
+    cdef bint build = props is not None
+    cdef object lst
     while q < stop:
         pid = _read_varint(p, &q, stop)
         if pid >= 64 or _PTYPE[pid] == 0:
@@ -464,7 +484,8 @@ cdef object _read_properties(const uint8_t *p, Py_ssize_t *pos, Py_ssize_t end, 
             if ival > 1 and (pid == 0x01 or pid == 0x17 or pid == 0x19 or pid == 0x24
                              or pid == 0x25 or pid == 0x28 or pid == 0x29 or pid == 0x2A):
                 raise ProtocolError(f"property {_PNAME[pid]} must be 0 or 1, got {ival}")
-            value = ival
+            if build:
+                _prop_set(props, _PSLOT[pid], ival)
         elif vtype == TWO_T:
             ival = _read_u16(p, &q, stop)
             if ival == 0:
@@ -472,7 +493,8 @@ cdef object _read_properties(const uint8_t *p, Py_ssize_t *pos, Py_ssize_t end, 
                     raise MQTTError(_TOPIC_ALIAS_INVALID, "topic alias 0 (3.3.2.3.4)")
                 if pid == 0x21:
                     raise ProtocolError(f"property {_PNAME[pid]} must not be 0")
-            value = ival
+            if build:
+                _prop_set(props, _PSLOT[pid], ival)
         elif vtype == FOUR_T:
             if q + 4 > stop:
                 raise MalformedPacket("property value runs past the end of the properties")
@@ -481,22 +503,30 @@ cdef object _read_properties(const uint8_t *p, Py_ssize_t *pos, Py_ssize_t end, 
             q += 4
             if ival == 0 and pid == 0x27:
                 raise ProtocolError(f"property {_PNAME[pid]} must not be 0")
-            value = ival
+            if build:
+                _prop_set(props, _PSLOT[pid], ival)
         elif vtype == VARINT_T:
             ival = _read_varint(p, &q, stop)
             if ival == 0:
                 raise ProtocolError("subscription identifier 0 (3.3.2.3.8, 3.8.2.1.2)")
-            lst = _prop_get(props, _PSLOT[pid])
-            if lst is None:
-                _prop_set(props, _PSLOT[pid], [ival])
-            else:
-                lst.append(ival)
-            continue
+            if build:
+                lst = _prop_get(props, _PSLOT[pid])
+                if lst is None:
+                    _prop_set(props, _PSLOT[pid], [ival])
+                else:
+                    lst.append(ival)
         elif vtype == UTF8_T:
-            value = _read_utf8(p, &q, stop)
+            if build:
+                _prop_set(props, _PSLOT[pid], _read_utf8(p, &q, stop))
+            else:
+                _skip_utf8(p, &q, stop)
         elif vtype == BINARY_T:
-            value = _read_binary(p, &q, stop)
-        else:
+            if build:
+                _prop_set(props, _PSLOT[pid], _read_binary(p, &q, stop))
+            else:
+                n = _read_len(p, &q, stop)
+                q += n
+        elif build:
             key = _read_utf8(p, &q, stop)
             val = _read_utf8(p, &q, stop)
             lst = _prop_get(props, _PSLOT[pid])
@@ -504,12 +534,129 @@ cdef object _read_properties(const uint8_t *p, Py_ssize_t *pos, Py_ssize_t end, 
                 _prop_set(props, _PSLOT[pid], [(key, val)])
             else:
                 lst.append((key, val))
-            continue
-        _prop_set(props, _PSLOT[pid], value)
+        else:
+            _skip_utf8(p, &q, stop)
+            _skip_utf8(p, &q, stop)
     if (seen & ((<uint64_t>1) << 0x16)) and not (seen & ((<uint64_t>1) << 0x15)):
         raise ProtocolError("authentication data without an authentication method (3.1.2.11.10)")
+    return seen
+
+
+cdef inline Py_ssize_t _properties_end(const uint8_t *p, Py_ssize_t *pos,
+                                       Py_ssize_t end) except -1:
+    """Read the property length; ``pos`` moves to the first property, returns the end."""
+    cdef uint32_t length = _read_varint(p, pos, end)
+    cdef Py_ssize_t stop = pos[0] + length
+    if stop > end:
+        raise MalformedPacket("property length runs past the end of the packet")
+    return stop
+
+
+cdef object _read_properties(const uint8_t *p, Py_ssize_t *pos, Py_ssize_t end, int ptype):
+    """The property section of an MQTT 5 packet (2.2.2); None when empty."""
+    cdef Py_ssize_t stop = _properties_end(p, pos, end)
+    cdef object props
+    if stop == pos[0]:
+        return None
+    props = _new_properties()
+    _scan_properties(p, pos[0], stop, ptype, props)
     pos[0] = stop
     return props
+
+
+# ---------------------------------------------------------------- lazy PUBLISH properties
+# A decoded MQTT 5 PUBLISH keeps a copy of its (already validated) property bytes, usually
+# inline in one small non-GC object, and builds the Properties object the first time
+# ``Publish.properties`` is read. Decoding thus creates no 27-slot Properties with its
+# strings, lists and tuples, and a packet that is only forwarded or counted never builds
+# them. Observable behaviour is the pure twin's: the same errors at decode time
+# (``_scan_properties`` checks everything), the same Properties on every read.
+
+DEF PENDING_INLINE = 64  # property sections up to this size need no bytes object
+
+
+@cython.final
+@cython.freelist(64)
+@cython.no_gc  # holds a bytes object at most: no cycle can run through it
+cdef class _PendingProperties:
+    """What the ``properties`` slot of a decoded Publish holds until it is first read:
+    a copy of the property section body (without its length prefix), inline when it is
+    small (the usual case: no second allocation), else in a bytes object."""
+
+    cdef uint8_t small[PENDING_INLINE]
+    cdef Py_ssize_t n
+    cdef bytes raw  # None when the bytes are in ``small``
+    cdef int ptype
+
+    cdef object build(self):
+        cdef object props = _new_properties()
+        cdef const uint8_t *p = <const uint8_t *>&self.small[0]
+        if self.raw is not None:
+            p = <const uint8_t *>PyBytes_AS_STRING(self.raw)
+        _scan_properties(p, 0, self.n, self.ptype, props)
+        return props
+
+    def __reduce__(self):  # never leaves the slot; refuse rather than pickle internals
+        raise TypeError("pending properties cannot be pickled")
+
+
+cdef inline object _pending(const uint8_t *p, Py_ssize_t n, int ptype):
+    cdef _PendingProperties pend = _PendingProperties.__new__(_PendingProperties)
+    if n <= PENDING_INLINE:
+        memcpy(pend.small, p, n)
+    else:
+        pend.raw = PyBytes_FromStringAndSize(<char *>p, n)
+    pend.n = n
+    pend.ptype = ptype
+    return pend
+
+
+cdef object _publish_properties(object obj):
+    """``obj.properties`` for a Publish (or subclass), building pending properties once."""
+    cdef PyObject *raw = (<PyObject **>((<char *><PyObject *>obj) + _PUBLISH_F.offsets[6]))[0]
+    if raw == NULL:  # made with Publish.__new__ and never initialised
+        raise AttributeError("'Publish' object has no attribute 'properties'")
+    cdef object value = <object>raw
+    if type(value) is _PendingProperties:
+        value = (<_PendingProperties>value).build()
+        _PUBLISH_F.put(obj, 6, value)
+    return value
+
+
+@cython.final
+cdef class _LazyPropertiesField:
+    """Data descriptor installed as ``Publish.properties`` (over the dataclass's slot,
+    kept as ``member``): reads build pending properties, everything else is the slot's."""
+
+    cdef readonly object member
+
+    def __init__(self, member):
+        self.member = member
+
+    def __get__(self, obj, cls):
+        if obj is None:
+            return self
+        if type(obj) is Publish or isinstance(obj, Publish):
+            return _publish_properties(obj)
+        return self.member.__get__(obj, cls)  # raises the slot's TypeError
+
+    def __set__(self, obj, value):
+        if type(obj) is Publish:
+            _PUBLISH_F.put(obj, 6, value)
+        else:
+            self.member.__set__(obj, value)
+
+    def __delete__(self, obj):
+        self.member.__delete__(obj)
+
+
+# Install it only when Publish's slots are where _SlotFiller found them; otherwise the
+# decoder builds the Properties eagerly, as before.
+cdef bint _LAZY_PUBLISH = _PUBLISH_F.fast
+if _LAZY_PUBLISH:
+    _member = Publish.__dict__["properties"]
+    if type(_member) is not _LazyPropertiesField:
+        Publish.properties = _LazyPropertiesField(_member)
 
 
 cdef inline int _require_packet_id(int pid, int ptype) except -1:
@@ -532,6 +679,7 @@ cdef object _decode_publish(const uint8_t *p, Py_ssize_t pos, Py_ssize_t end, in
     cdef Py_ssize_t tlen, stop
     cdef int packet_id = 0
     cdef object props = None
+    cdef uint64_t seen = 0
     if pos + 2 > end:
         raise MalformedPacket("topic length runs past the end of the PUBLISH")
     tlen = (p[pos] << 8) | p[pos + 1]
@@ -554,8 +702,17 @@ cdef object _decode_publish(const uint8_t *p, Py_ssize_t pos, Py_ssize_t end, in
         if pos < end and p[pos] == 0:
             pos += 1
         else:
-            props = _read_properties(p, &pos, end, P_PUBLISH)
-        if tlen == 0 and (props is None or _prop_get(props, _SLOT_TOPIC_ALIAS) is None):
+            stop = _properties_end(p, &pos, end)
+            if stop > pos:
+                # Validate everything now (same errors as building would raise), build later.
+                seen = _scan_properties(p, pos, stop, P_PUBLISH, None)
+                if _LAZY_PUBLISH:
+                    props = _pending(p + pos, stop - pos, P_PUBLISH)
+                else:
+                    props = _new_properties()
+                    _scan_properties(p, pos, stop, P_PUBLISH, props)
+            pos = stop
+        if tlen == 0 and not (seen & ((<uint64_t>1) << 0x23)):  # no topic alias
             raise ProtocolError("empty topic name without a topic alias (3.3.2.1)")
     elif tlen == 0:
         raise MQTTError(_TOPIC_NAME_INVALID, "empty topic name [MQTT-4.7.3-1]")
@@ -1597,7 +1754,7 @@ def encode(packet, int protocol_version=4):
         if f.fast:  # read the fields straight from the slots
             topic, payload, qos, retain, dup, packet_id, props = (
                 f.get(packet, 0), f.get(packet, 1), f.get(packet, 2), f.get(packet, 3),
-                f.get(packet, 4), f.get(packet, 5), f.get(packet, 6))
+                f.get(packet, 4), f.get(packet, 5), _publish_properties(packet))
         else:
             topic, payload, qos, retain, dup, packet_id, props = (
                 packet.topic, packet.payload, packet.qos, packet.retain, packet.dup,

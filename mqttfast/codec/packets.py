@@ -8,6 +8,14 @@ version; the decoder/encoder is told it. Fields that only exist in MQTT 5
 
 ``properties`` is ``None`` when a packet carries no properties (always so
 before MQTT 5), which keeps the common path free of an extra allocation.
+
+``Publish.properties`` may be built lazily: when the compiled codec
+(``_codec``) is loaded it replaces this dataclass's slot descriptor with a
+data descriptor over the same slot, and its decoder stores the already
+validated property bytes there; the first read builds the ``Properties``
+(once, then it is an ordinary field). Nothing else changes: equality, repr,
+copy, pickle and assignment all go through the descriptor, and malformed
+properties are still refused while decoding.
 """
 
 from __future__ import annotations
