@@ -168,7 +168,56 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="bearer token of the admin API (or env MQTTFAST_ADMIN_TOKEN)",
     )
+    # -- workers and cluster (i16-workers wiring; re-homed by the config schema) --------
+    p.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        help="broker processes accepting on the same ports, joined over NATS; "
+        "0 = one per core (default 1; docs/workers.md)",
+    )
+    p.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="bind listeners with SO_REUSEPORT (Linux; set by --workers for its workers)",
+    )
+    p.add_argument("--worker-index", type=_positive_int, default=None, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--cluster",
+        metavar="URL[,URL...]",
+        default=None,
+        help="join the cluster on these NATS servers (needs mqttfast[cluster])",
+    )
+    p.add_argument("--node-id", default=None, help="this node's id in the cluster")
     return p
+
+
+def cluster_backplane(args: argparse.Namespace, settings):  # type: ignore[no-untyped-def]
+    """The Backplane for ``--cluster`` (None without it); exits 2 without mqttfast[cluster]."""
+    import os
+
+    if not getattr(args, "cluster", None):
+        return None
+    # The supervisor's own nats-server: credentials in the environment, not in `ps`.
+    from mqttfast.app.local_nats import CLUSTER_PASSWORD_ENV, CLUSTER_USER_ENV
+
+    try:
+        from mqttfast.cluster import Backplane, ClusterConfig
+    except ImportError as err:
+        print(
+            f"mqttfast: error: --cluster needs the cluster extra "
+            f"(pip install mqttfast[cluster]): {err}",
+            file=sys.stderr,
+        )
+        raise SystemExit(2) from None
+    cfg = ClusterConfig(
+        servers=[u.strip() for u in args.cluster.split(",") if u.strip()],
+        node_id=args.node_id,
+        user=os.environ.get(CLUSTER_USER_ENV) or None,
+        password=os.environ.get(CLUSTER_PASSWORD_ENV) or None,
+        data_dir=settings.data_dir,
+    )
+    return Backplane(cfg)
 
 
 def settings_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -218,6 +267,9 @@ async def serve(settings, runtime=None) -> int:  # type: ignore[no-untyped-def]
 
             runtime = Runtime.for_settings(settings)
         broker = Broker(settings, hooks=runtime.hooks, storage=storage)
+        backplane = getattr(runtime, "backplane", None)
+        if backplane is not None:  # cluster: wraps the router before storage recovery
+            backplane.attach(broker)
         restored = storage.recover(broker)  # before accepting connections
     except PersistenceError as err:
         print(f"mqttfast: error: {err}", file=sys.stderr)
@@ -238,6 +290,13 @@ async def serve(settings, runtime=None) -> int:  # type: ignore[no-untyped-def]
         storage.close()
         return 2
     server = MQTTServer(broker)
+    if backplane is not None:
+        try:  # connected to NATS before the first client is accepted
+            await backplane.start()
+        except Exception as err:
+            log.error("cannot join the cluster: %s", err)
+            storage.close()
+            return 1
     try:
         await runtime.start_listeners(server)  # every [[listener]] (config.py)
     except (OSError, ValueError) as err:
@@ -277,6 +336,11 @@ async def serve(settings, runtime=None) -> int:  # type: ignore[no-untyped-def]
         )  # bridges, server, plug-ins
     except TimeoutError:
         log.warning("shutdown took over %.0f s; exiting anyway", SHUTDOWN_TIMEOUT)
+    if backplane is not None:  # after the clients were told, before storage closes
+        try:
+            await asyncio.wait_for(backplane.stop(), SHUTDOWN_TIMEOUT)
+        except Exception as err:
+            log.warning("leaving the cluster: %s", err)
     storage.close()
     log.info("stopped")
     return 0
@@ -310,6 +374,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from mqttfast.app import config
 
     args, runtime = config.parse_args(build_parser(), argv)  # --config under the flags
+    if args.workers != 1:  # a supervisor and N worker processes (docs/workers.md)
+        from mqttfast.app.supervisor import main as supervise
+
+        return supervise(argv, (args, runtime))
+    if args.reuse_port:
+        from mqttfast.transport import listeners
+
+        listeners.reuse_port = True
     from mqttfast.app.admin import check_ops, ops_options
     from mqttfast.app.logging_setup import configure_logging
 
@@ -319,6 +391,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"mqttfast: error: {line}", file=sys.stderr)
         return 2
     settings = config.broker_settings(runtime.cfg, args)
+    runtime.backplane = cluster_backplane(args, settings)
     try:
         runtime.setup_security()
     except config.ConfigError as err:

@@ -324,6 +324,18 @@ class LoggingConfig:
 
 
 @dataclass
+class ServerConfig:
+    """Process model (mqttfast.app.supervisor, docs/workers.md)."""
+
+    workers: int = spec(
+        1, lo=0, flag="workers", doc="broker processes on the same ports; 0 = one per core"
+    )
+    reuse_port: bool = spec(
+        False, flag="reuse_port", doc="bind listeners with SO_REUSEPORT (set for workers)"
+    )
+
+
+@dataclass
 class MetricsConfig:
     """Prometheus endpoint (filled in by the metrics work)."""
 
@@ -368,6 +380,7 @@ LISTENER_CHECKS: dict[str, dict[str, Any]] = {
 }
 
 SECTIONS: dict[str, type] = {
+    "server": ServerConfig,
     "limits": LimitsConfig,
     "sessions": SessionsConfig,
     "mqtt": MqttConfig,
@@ -383,6 +396,7 @@ SECTIONS: dict[str, type] = {
 @dataclass
 class Config:
     listener: list[ListenerConfig] = field(default_factory=list)
+    server: ServerConfig = field(default_factory=ServerConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     sessions: SessionsConfig = field(default_factory=SessionsConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
@@ -876,6 +890,7 @@ class Runtime:
         self.hooks: Any = None
         self.listeners: list[Any] = []
         self.warnings: list[str] = []
+        self.backplane: Any = None  # mqttfast.cluster.Backplane with --cluster
 
     @classmethod
     def for_settings(cls, settings: Any) -> Runtime:
