@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -73,6 +74,7 @@ class Worker:
     fast_failures: int = 0
     last_exit: int | None = None
     task: asyncio.Task[None] | None = field(default=None, repr=False)
+    link_task: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @property
     def pid(self) -> int | None:
@@ -102,6 +104,7 @@ class Supervisor:
         self.exit_code = 0
         self.started = time.monotonic()
         self.env: dict[str, str] = {}
+        self.reports: dict[int, dict[str, float]] = {}  # $SYS figures per worker
 
     # -- start -----------------------------------------------------------------
     def worker_argv(self, i: int, url: str, metrics: int | None, admin: int | None) -> list[str]:
@@ -168,19 +171,38 @@ class Supervisor:
         return self.exit_code
 
     async def _spawn(self, w: Worker) -> None:
-        env = dict(os.environ, **self.env, **{WORKER_INDEX_ENV: str(w.index)})
-        w.proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "mqttfast",
-            *w.argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            env=env,
-            preexec_fn=die_with_parent,
-            # Own session: a Ctrl-C to the terminal's process group reaches the supervisor
-            # only, which stops the workers and then nats-server, in that order.
-            start_new_session=True,
-        )
+        from .worker_link import LINK_ENV
+
+        to_worker_r, to_worker_w = os.pipe()  # $SYS totals (mqttfast/app/worker_link.py)
+        from_worker_r, from_worker_w = os.pipe()
+        env = dict(os.environ, **self.env)
+        env[WORKER_INDEX_ENV] = str(w.index)
+        env[LINK_ENV] = f"{to_worker_r},{from_worker_w}"
+        try:
+            w.proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "mqttfast",
+                *w.argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                env=env,
+                pass_fds=(to_worker_r, from_worker_w),
+                preexec_fn=die_with_parent,
+                # Own session: a Ctrl-C to the terminal's process group reaches the supervisor
+                # only, which stops the workers and then nats-server, in that order.
+                start_new_session=True,
+            )
+        except BaseException:
+            os.close(to_worker_w)
+            os.close(from_worker_r)
+            raise
+        finally:  # the child's ends
+            os.close(to_worker_r)
+            os.close(from_worker_w)
+        os.set_blocking(to_worker_w, False)
+        if w.link_task is not None:
+            w.link_task.cancel()
+        w.link_task = asyncio.ensure_future(self._link(w, from_worker_r, to_worker_w))
         w.started_at = time.monotonic()
         w.starts += 1
         log.info("worker %d started (pid %d, node %s)", w.index, w.proc.pid, w.node_id)
@@ -221,6 +243,34 @@ class Supervisor:
                 log.error("cannot start worker %d: %s", w.index, err)
                 await asyncio.sleep(MAX_BACKOFF)
 
+    async def _link(self, w: Worker, read_fd: int, write_fd: int) -> None:
+        """A worker's $SYS figures in, the sum of the other workers' out (worker_link)."""
+        from .worker_link import sum_others
+
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", 0)
+        )
+        try:
+            while True:
+                line = await reader.readline()
+                if not line:
+                    return
+                try:
+                    figures = json.loads(line)
+                except ValueError:
+                    continue
+                self.reports[w.index] = figures
+                answer = json.dumps(sum_others(self.reports, w.index), separators=(",", ":"))
+                with contextlib.suppress(BlockingIOError, BrokenPipeError, OSError):
+                    os.write(write_fd, answer.encode() + b"\n")
+        finally:
+            self.reports.pop(w.index, None)
+            transport.close()
+            with contextlib.suppress(OSError):
+                os.close(write_fd)
+
     # -- signals -----------------------------------------------------------------
     def reload(self) -> None:
         log.info("SIGHUP: passing it to %d workers", self.count)
@@ -232,8 +282,9 @@ class Supervisor:
     async def _stop_workers(self) -> None:
         self.stopping = True
         for w in self.workers:
-            if w.task is not None:
-                w.task.cancel()
+            for task in (w.task, w.link_task):
+                if task is not None:
+                    task.cancel()
         live = [w for w in self.workers if w.proc is not None and w.proc.returncode is None]
         for w in live:
             with contextlib.suppress(ProcessLookupError):

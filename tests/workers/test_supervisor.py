@@ -213,3 +213,36 @@ def test_bad_worker_flags_exit_2(flags: list[str], message: str, tmp_path: Path)
     )
     assert r.returncode == 2, r.stderr
     assert message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_sys_figures_are_group_totals(make_group: Callable[..., Group]) -> None:
+    """$SYS on any worker counts the whole group: clients connected to every worker are in
+    ``$SYS/broker/clients/connected`` (each worker adds the others' figures, which the
+    supervisor sums; mqttfast/app/worker_link.py)."""
+    g = make_group(2, ["--sys-interval", "0.3"])
+    clients = connect_many(g.port, 11, "sys-")
+    watcher = RawClient(g.port)
+    try:
+        watcher.connect(client_id="sys-watcher")
+        workers = {c["worker"] for c in g.admin("/api/clients")["clients"]}
+        assert workers == {0, 1}
+        watcher.subscribe("$SYS/broker/clients/connected")
+        deadline = time.monotonic() + 15
+        seen = []
+        while time.monotonic() < deadline:
+            seen.append(watcher.recv_publish(timeout=5).payload)
+            if seen[-1] == b"12":
+                break
+        assert seen[-1] == b"12", seen  # 11 + the watcher, over both workers
+        for c in clients[:5]:
+            c.disconnect()
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            seen.append(watcher.recv_publish(timeout=5).payload)
+            if seen[-1] == b"7":
+                break
+        assert seen[-1] == b"7", seen
+    finally:
+        watcher.close()
+        for c in clients:
+            c.close()
