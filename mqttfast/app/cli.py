@@ -290,6 +290,9 @@ async def serve(settings, runtime=None) -> int:  # type: ignore[no-untyped-def]
         storage.close()
         return 2
     server = MQTTServer(broker)
+    link = getattr(runtime, "worker_link", None)
+    if link is not None:  # a --workers worker: $SYS figures are the group's totals
+        await link.start(broker)
     if backplane is not None:
         try:  # connected to NATS before the first client is accepted
             await backplane.start()
@@ -392,6 +395,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     settings = config.broker_settings(runtime.cfg, args)
     runtime.backplane = cluster_backplane(args, settings)
+    if args.worker_index is not None:
+        from mqttfast.app.worker_link import from_env
+
+        runtime.worker_link = from_env()
     try:
         runtime.setup_security()
     except config.ConfigError as err:

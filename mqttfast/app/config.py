@@ -891,6 +891,7 @@ class Runtime:
         self.listeners: list[Any] = []
         self.warnings: list[str] = []
         self.backplane: Any = None  # mqttfast.cluster.Backplane with --cluster
+        self.worker_link: Any = None  # mqttfast.app.worker_link.WorkerLink in a worker
 
     @classmethod
     def for_settings(cls, settings: Any) -> Runtime:
