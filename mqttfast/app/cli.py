@@ -168,7 +168,31 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="bearer token of the admin API (or env MQTTFAST_ADMIN_TOKEN)",
     )
+    # Cluster (issue 15, docs/cluster.md): flags over the [cluster] table.
+    p.add_argument("--cluster", metavar="URL[,URL...]", default=None, help="NATS servers")
+    p.add_argument("--node-id", default=None, help="cluster node id (default: kept in data dir)")
+    p.add_argument("--cluster-prefix", default=None, help="NATS subject prefix (default mqtt)")
     return p
+
+
+def cluster_config(runtime, args, settings):  # type: ignore[no-untyped-def]
+    """The ClusterConfig from [cluster] and the --cluster flags, or None (no import)."""
+    cc = getattr(runtime.cfg, "cluster", None)
+    if cc is None and not args.cluster:
+        return None
+    from mqttfast.cluster import ClusterConfig
+
+    if cc is None:
+        cc = ClusterConfig()
+    if args.cluster:
+        cc.servers = [u.strip() for u in args.cluster.split(",") if u.strip()]
+    if args.node_id:
+        cc.node_id = args.node_id
+    if args.cluster_prefix is not None:
+        cc.subject_prefix = args.cluster_prefix
+    cc.data_dir = settings.data_dir
+    cc.validate()
+    return cc
 
 
 def settings_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -218,6 +242,13 @@ async def serve(settings, runtime=None) -> int:  # type: ignore[no-untyped-def]
 
             runtime = Runtime.for_settings(settings)
         broker = Broker(settings, hooks=runtime.hooks, storage=storage)
+        backplane = None
+        if getattr(runtime, "cluster", None) is not None:
+            from mqttfast.cluster import Backplane
+
+            backplane = Backplane(runtime.cluster)
+            backplane.attach(broker)
+            broker.cluster = backplane  # status() for $SYS / metrics / admin
         restored = storage.recover(broker)  # before accepting connections
     except PersistenceError as err:
         print(f"mqttfast: error: {err}", file=sys.stderr)
@@ -237,6 +268,8 @@ async def serve(settings, runtime=None) -> int:  # type: ignore[no-untyped-def]
         print(f"mqttfast: config error: {err}", file=sys.stderr)
         storage.close()
         return 2
+    if backplane is not None:
+        await backplane.start()
     server = MQTTServer(broker)
     try:
         await runtime.start_listeners(server)  # every [[listener]] (config.py)
@@ -277,6 +310,8 @@ async def serve(settings, runtime=None) -> int:  # type: ignore[no-untyped-def]
         )  # bridges, server, plug-ins
     except TimeoutError:
         log.warning("shutdown took over %.0f s; exiting anyway", SHUTDOWN_TIMEOUT)
+    if backplane is not None:
+        await backplane.stop()
     storage.close()
     log.info("stopped")
     return 0
@@ -319,6 +354,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"mqttfast: error: {line}", file=sys.stderr)
         return 2
     settings = config.broker_settings(runtime.cfg, args)
+    try:
+        runtime.cluster = cluster_config(runtime, args, settings)
+    except ValueError as err:
+        print(f"mqttfast: config error: {err}", file=sys.stderr)
+        return 2
     try:
         runtime.setup_security()
     except config.ConfigError as err:
