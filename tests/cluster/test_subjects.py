@@ -65,8 +65,9 @@ def test_dollar_topics_not_matched_by_leading_wildcards() -> None:
 
 levels = st.one_of(
     st.sampled_from(["", "a", "b", ".", "a.b", " ", "*", ">", "$x", "é", "a b", "~", "/~"[1:]]),
-    st.text(min_size=0, max_size=4).filter(lambda s: "/" not in s and "\x00" not in s
-                                           and "+" not in s and "#" not in s),
+    st.text(min_size=0, max_size=4).filter(
+        lambda s: "/" not in s and "\x00" not in s and "+" not in s and "#" not in s
+    ),
 )
 topics = st.lists(levels, min_size=1, max_size=5).map("/".join).filter(bool)
 
