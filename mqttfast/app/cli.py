@@ -182,42 +182,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="bind listeners with SO_REUSEPORT (Linux; set by --workers for its workers)",
     )
     p.add_argument("--worker-index", type=_positive_int, default=None, help=argparse.SUPPRESS)
-    p.add_argument(
-        "--cluster",
-        metavar="URL[,URL...]",
-        default=None,
-        help="join the cluster on these NATS servers (needs mqttfast[cluster])",
-    )
-    p.add_argument("--node-id", default=None, help="this node's id in the cluster")
+    # Cluster (issue 15, docs/cluster.md): flags over the [cluster] table.
+    p.add_argument("--cluster", metavar="URL[,URL...]", default=None, help="NATS servers")
+    p.add_argument("--node-id", default=None, help="cluster node id (default: kept in data dir)")
+    p.add_argument("--cluster-prefix", default=None, help="NATS subject prefix (default mqtt)")
     return p
 
 
-def cluster_backplane(args: argparse.Namespace, settings):  # type: ignore[no-untyped-def]
-    """The Backplane for ``--cluster`` (None without it); exits 2 without mqttfast[cluster]."""
-    import os
-
-    if not getattr(args, "cluster", None):
+def cluster_config(runtime, args, settings):  # type: ignore[no-untyped-def]
+    """The ClusterConfig from [cluster] and the --cluster flags, or None (no import)."""
+    cc = getattr(runtime.cfg, "cluster", None)
+    if cc is None and not args.cluster:
         return None
-    # The supervisor's own nats-server: credentials in the environment, not in `ps`.
-    from mqttfast.app.local_nats import CLUSTER_PASSWORD_ENV, CLUSTER_USER_ENV
+    from mqttfast.cluster import ClusterConfig
 
-    try:
-        from mqttfast.cluster import Backplane, ClusterConfig
-    except ImportError as err:
-        print(
-            f"mqttfast: error: --cluster needs the cluster extra "
-            f"(pip install mqttfast[cluster]): {err}",
-            file=sys.stderr,
-        )
-        raise SystemExit(2) from None
-    cfg = ClusterConfig(
-        servers=[u.strip() for u in args.cluster.split(",") if u.strip()],
-        node_id=args.node_id,
-        user=os.environ.get(CLUSTER_USER_ENV) or None,
-        password=os.environ.get(CLUSTER_PASSWORD_ENV) or None,
-        data_dir=settings.data_dir,
-    )
-    return Backplane(cfg)
+    if cc is None:
+        cc = ClusterConfig()
+    if args.cluster:
+        cc.servers = [u.strip() for u in args.cluster.split(",") if u.strip()]
+    if args.node_id:
+        cc.node_id = args.node_id
+    if args.cluster_prefix is not None:
+        cc.subject_prefix = args.cluster_prefix
+    cc.data_dir = settings.data_dir
+    cc.validate()
+    return cc
 
 
 def settings_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -267,9 +256,13 @@ async def serve(settings, runtime=None) -> int:  # type: ignore[no-untyped-def]
 
             runtime = Runtime.for_settings(settings)
         broker = Broker(settings, hooks=runtime.hooks, storage=storage)
-        backplane = getattr(runtime, "backplane", None)
-        if backplane is not None:  # cluster: wraps the router before storage recovery
+        backplane = None
+        if getattr(runtime, "cluster", None) is not None:
+            from mqttfast.cluster import Backplane
+
+            backplane = Backplane(runtime.cluster)
             backplane.attach(broker)
+            broker.cluster = backplane  # status() for $SYS / metrics / admin
         restored = storage.recover(broker)  # before accepting connections
     except PersistenceError as err:
         print(f"mqttfast: error: {err}", file=sys.stderr)
@@ -289,17 +282,12 @@ async def serve(settings, runtime=None) -> int:  # type: ignore[no-untyped-def]
         print(f"mqttfast: config error: {err}", file=sys.stderr)
         storage.close()
         return 2
+    if backplane is not None:
+        await backplane.start()
     server = MQTTServer(broker)
     link = getattr(runtime, "worker_link", None)
     if link is not None:  # a --workers worker: $SYS figures are the group's totals
         await link.start(broker)
-    if backplane is not None:
-        try:  # connected to NATS before the first client is accepted
-            await backplane.start()
-        except Exception as err:
-            log.error("cannot join the cluster: %s", err)
-            storage.close()
-            return 1
     try:
         await runtime.start_listeners(server)  # every [[listener]] (config.py)
     except (OSError, ValueError) as err:
@@ -339,11 +327,8 @@ async def serve(settings, runtime=None) -> int:  # type: ignore[no-untyped-def]
         )  # bridges, server, plug-ins
     except TimeoutError:
         log.warning("shutdown took over %.0f s; exiting anyway", SHUTDOWN_TIMEOUT)
-    if backplane is not None:  # after the clients were told, before storage closes
-        try:
-            await asyncio.wait_for(backplane.stop(), SHUTDOWN_TIMEOUT)
-        except Exception as err:
-            log.warning("leaving the cluster: %s", err)
+    if backplane is not None:
+        await backplane.stop()
     storage.close()
     log.info("stopped")
     return 0
@@ -394,11 +379,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"mqttfast: error: {line}", file=sys.stderr)
         return 2
     settings = config.broker_settings(runtime.cfg, args)
-    runtime.backplane = cluster_backplane(args, settings)
-    if args.worker_index is not None:
+    try:
+        runtime.cluster = cluster_config(runtime, args, settings)
+    except ValueError as err:
+        print(f"mqttfast: config error: {err}", file=sys.stderr)
+        return 2
+    if args.worker_index is not None:  # started by mqttfast.app.supervisor (--workers)
+        from mqttfast.app.local_nats import cluster_credentials
         from mqttfast.app.worker_link import from_env
 
         runtime.worker_link = from_env()
+        cluster_credentials(runtime.cluster)  # the supervisor's own nats-server's
     try:
         runtime.setup_security()
     except config.ConfigError as err:

@@ -410,6 +410,8 @@ class Config:
     # mqttfast.app.bridge): lists of PluginSpec / BridgeConfig.
     plugin: list = field(default_factory=list)
     bridge: list = field(default_factory=list)
+    # [cluster] (issue 15): a mqttfast.cluster.ClusterConfig, or None (no cluster).
+    cluster: Any = None
     # Key paths present in the file ("limits.max_inflight"), for precedence.
     present: set[str] = field(default_factory=set)
     source: str = ""
@@ -556,6 +558,8 @@ def from_dict(data: dict[str, Any], source: str = "") -> Config:
             else:
                 from mqttfast.app.bridge import parse_bridge_tables as parse_tables
             getattr(cfg, key).extend(parse_tables(value, errors))
+        elif key == "cluster":
+            cfg.cluster = cluster_table(value, errors)
         elif key in SECTIONS:
             _fill(getattr(cfg, key), value, key, errors, present, _meta_checks)
         else:
@@ -565,6 +569,36 @@ def from_dict(data: dict[str, Any], source: str = "") -> Config:
     if errors:
         raise ConfigError(errors, source, cfg)
     return cfg
+
+
+def cluster_table(value: Any, errors: list[str]) -> Any:
+    """[cluster] -> mqttfast.cluster.ClusterConfig (issue 15; imported only when present)."""
+    if not isinstance(value, dict):
+        errors.append(f"cluster: expected a table, got {_describe(value)}")
+        return None
+    from mqttfast.cluster.config import ClusterConfig
+
+    names = {f.name for f in dataclasses.fields(ClusterConfig)} - {"data_dir"}
+    kwargs: dict[str, Any] = {}
+    for k, v in value.items():
+        if k not in names:
+            errors.append(f"cluster.{k}: unknown key")
+        elif k == "servers" and isinstance(v, str):
+            kwargs[k] = [s.strip() for s in v.split(",") if s.strip()]
+        elif k == "servers" and not (isinstance(v, list) and all(isinstance(s, str) for s in v)):
+            errors.append(f"cluster.servers: expected a list of nats:// URLs, got {_describe(v)}")
+        elif k == "replicas" and (not isinstance(v, int) or isinstance(v, bool)):
+            errors.append(f"cluster.replicas: expected an integer, got {_describe(v)}")
+        elif k not in ("servers", "replicas") and not isinstance(v, str):
+            errors.append(f"cluster.{k}: expected a string, got {_describe(v)}")
+        else:
+            kwargs[k] = v
+    cc = ClusterConfig(**kwargs)
+    try:
+        cc.validate()
+    except ValueError as err:
+        errors.append(str(err))
+    return cc
 
 
 def _check_listeners(cfg: Config, errors: list[str]) -> None:
@@ -890,7 +924,6 @@ class Runtime:
         self.hooks: Any = None
         self.listeners: list[Any] = []
         self.warnings: list[str] = []
-        self.backplane: Any = None  # mqttfast.cluster.Backplane with --cluster
         self.worker_link: Any = None  # mqttfast.app.worker_link.WorkerLink in a worker
 
     @classmethod

@@ -32,6 +32,7 @@ import sys
 import sysconfig
 import time
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger("mqttfast.supervisor")
 
@@ -76,6 +77,16 @@ def die_with_parent() -> None:
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
+def cluster_credentials(cluster: Any) -> None:
+    """In a worker: log in to the supervisor's nats-server with the credentials it put in
+    the environment (unless the cluster configuration has its own)."""
+    user = os.environ.get(CLUSTER_USER_ENV)
+    if cluster is None or not user or cluster.user or cluster.token or cluster.credentials:
+        return
+    cluster.user = user
+    cluster.password = os.environ.get(CLUSTER_PASSWORD_ENV)
 
 
 def _conf_string(text: str) -> str:
@@ -252,6 +263,7 @@ __all__ = [
     "NatsError",
     "find_nats_server",
     "die_with_parent",
+    "cluster_credentials",
     "NATS_SERVER_ENV",
     "CLUSTER_USER_ENV",
     "CLUSTER_PASSWORD_ENV",

@@ -1,0 +1,670 @@
+"""The cluster backplane: mqttfast nodes sharing one MQTT namespace over NATS + JetStream.
+
+* Routing (``ClusterRouter``): local subscribers are served by the core's LocalRouter
+  as on a single node; every accepted message is also published once on NATS (one
+  sender task, woken at most once per loop turn). A node subscribes on NATS only to
+  the subjects of the filters its clients hold (reference-counted), all in one queue
+  group named after the node, so NATS hands the node one copy of a message however
+  many of its filters overlap; the node then routes it through its own subscription
+  tree (QoS downgrade, no-local, subscription ids, ACL and plug-in checks happen there).
+  The connection is ``no_echo``: a node never gets its own messages back.
+* Shared subscriptions: one NATS queue subscription per (group, filter) on every node
+  holding a member, on a second connection (the publishing node must be a candidate
+  too); the node that NATS picks delivers to one local member.
+* Retained messages: a JetStream stream keeping one message per subject; every node
+  mirrors it into its local RetainedStore (ordered consumer), so subscribe-time
+  delivery stays synchronous and local.
+* Sessions: a JetStream KV bucket maps client id -> owning node. A CONNECT waits (as a
+  deferred authentication does) while the node asks the owner to give the session up:
+  the owner closes a live connection (v5 DISCONNECT 0x8E) and answers with a snapshot
+  of a persistent session (subscriptions, queued and in-flight messages, QoS 2 state).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import nats
+from nats.js.api import DeliverPolicy, StreamConfig
+from nats.js.errors import KeyNotFoundError
+
+from mqttfast.codec.constants import ReasonCode
+from mqttfast.core import wills
+from mqttfast.core.message import Message
+from mqttfast.core.router import LocalRouter
+from mqttfast.core.subscriptions import SubEntry, SubscriptionStore
+
+from .config import ClusterConfig
+from .subjects import filter_to_subjects, subject_to_topic, topic_to_subject
+from .wire import (
+    H_EXPIRES_WALL,
+    install_snapshot,
+    message_from,
+    message_headers,
+    session_snapshot,
+)
+
+log = logging.getLogger("mqttfast.cluster")
+
+CLAIM_TIMEOUT = 3.0  # seconds a CONNECT waits for the previous owner of its client id
+HEARTBEAT = 2.0  # seconds between node heartbeats (nodes_seen)
+
+
+def _token(text: str) -> str:
+    """A NATS-safe name for an arbitrary string (stream names, queue names, keys)."""
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+class ClusterRouter(LocalRouter):
+    """The core's Router for a cluster node; takes over the LocalRouter's state."""
+
+    def __init__(self, base: LocalRouter, bp: Backplane) -> None:
+        super().__init__(base.sessions, base.subscriptions, base.retained, base.retain_available)
+        self.queue_high_water = base.queue_high_water
+        self.receive_check = base.receive_check
+        self.deliver_check = base.deliver_check
+        self.bp = bp
+        # $share members live apart from the local trie: their messages come only from
+        # the NATS queue group, so a local publish cannot reach two members.
+        self.shared = SubscriptionStore()
+
+    def publish(self, msg: Message, now: float, publisher: Any = None) -> int:
+        count = LocalRouter.publish(self, msg, now, publisher)
+        bp = self.bp
+        if msg.topic.startswith("$SYS/"):
+            return count  # $SYS is per node
+        bp.outbox.append((0, msg, now))
+        if not bp.wake_pending:
+            bp.wake()
+        if count == 0 and bp.connected:
+            return 1  # other nodes may have subscribers: do not answer "no subscribers"
+        return count
+
+    def deliver_remote(self, msg: Message, now: float) -> None:
+        """A message from another node: local subscribers only, nothing stored."""
+        saved = self.retain_available
+        self.retain_available = False  # the retained mirror stores it, not this path
+        try:
+            LocalRouter.publish(self, msg, now, None)
+        finally:
+            self.retain_available = saved
+
+    def deliver_shared(self, group: str, topic_filter: str, msg: Message, now: float) -> None:
+        g = self.shared.groups.get((group, topic_filter))
+        if g is None:
+            return
+        picked = g.pick(self.sessions)
+        if picked is None:
+            return
+        session, entry = picked
+        rc = self.receive_check
+        if rc is not None and (
+            not rc(session, msg.topic)
+            or (self.deliver_check is not None and not self.deliver_check(session, msg))
+        ):
+            return
+        qos = entry.qos if entry.qos < msg.qos else msg.qos
+        sub_ids = (entry.sub_id,) if entry.sub_id is not None else None
+        session.deliver(
+            msg, qos, msg.retain and entry.retain_as_published, sub_ids, now, None, shared=g
+        )
+
+    def subscribe(self, session: Any, entry: SubEntry) -> bool:
+        if entry.group is None:
+            new = LocalRouter.subscribe(self, session, entry)
+            if new:
+                self.bp.interest_add(entry.topic_filter)
+            return new
+        session.subscriptions[entry.full_filter] = entry
+        new = self.shared.add(entry)
+        if new:
+            self.bp.share_add(entry.group, entry.topic_filter)
+        return new
+
+    def _remove(self, entry: SubEntry) -> bool:
+        if entry.group is None:
+            removed = self.subscriptions.remove(entry.client_id, entry.topic_filter, None)
+            if removed:
+                self.bp.interest_remove(entry.topic_filter)
+        else:
+            removed = self.shared.remove(entry.client_id, entry.topic_filter, entry.group)
+            if removed:
+                self.bp.share_remove(entry.group, entry.topic_filter)
+        return removed
+
+    def unsubscribe(self, session: Any, full_filter: str) -> bool:
+        entry = session.subscriptions.pop(full_filter, None)
+        return entry is not None and self._remove(entry)
+
+    def drop_session(self, session: Any) -> None:
+        for entry in list(session.subscriptions.values()):
+            self._remove(entry)
+        session.subscriptions.clear()
+
+
+class Backplane:
+    def __init__(self, cfg: ClusterConfig) -> None:
+        cfg.validate()
+        self.cfg = cfg
+        self.prefix = cfg.subject_prefix
+        self.ctl = f"_mqttfast.{cfg.subject_prefix or '_'}"
+        safe = _token(cfg.subject_prefix)[:12]
+        self.stream = f"MQTTFAST_{safe}_RETAINED"
+        self.bucket = f"mqttfast_{safe}_owners"
+        self.node_id = cfg.node_id or ""
+        self.core: Any = None
+        self.router: ClusterRouter | None = None
+        self.nc: Any = None  # publishes, node interest, control
+        self.nc_shared: Any = None  # shared-subscription queue groups
+        self.js: Any = None
+        self.kv: Any = None
+        self.connected = False
+        self.started = False
+        # (kind, payload, now) in order: 0 publish, 1 sub, 2 unsub, 3 share sub, 4 share unsub
+        self.outbox: list[tuple[int, Any, Any]] = []
+        self.wake_pending = False
+        self._event: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.interest: dict[str, int] = {}  # NATS subject -> filters of this node on it
+        self.subs: dict[str, Any] = {}  # NATS subject -> nats Subscription
+        self.shares: dict[tuple[str, str], int] = {}  # (group, filter) -> local members
+        self.share_subs: dict[tuple[str, str], list[Any]] = {}
+        self.nodes: dict[str, float] = {}  # node id -> last heartbeat (monotonic)
+        self.tasks: list[asyncio.Task] = []
+        self.retained_sub: Any = None
+        self.stats = {
+            "msgs_out": 0,
+            "bytes_out": 0,
+            "msgs_in": 0,
+            "bytes_in": 0,
+            "takeovers": 0,
+            "sessions_moved_in": 0,
+            "js_errors": 0,
+            "dropped_disconnected": 0,
+            "retained_in": 0,
+        }
+
+    # -- wiring ---------------------------------------------------------------
+
+    def attach(self, core: Any) -> None:
+        """Replace the core's router and wrap the connect step (no I/O)."""
+        self.core = core
+        router = ClusterRouter(core.router, self)
+        core.router = router
+        self.router = router
+        hooks = core.hooks
+        original: Callable[..., int | None] = hooks.begin_authenticate
+
+        def begin_authenticate(
+            client: Any, username: Any, password: Any, done: Callable[[int], None]
+        ) -> int | None:
+            def authenticated(code: int) -> None:
+                if code or not self.connected:
+                    done(code)
+                else:
+                    self._spawn(self._claim(client, done))
+
+            rc = original(client, username, password, authenticated)
+            if rc is None:
+                return None
+            if rc or not self.connected:
+                return rc
+            self._spawn(self._claim(client, done))
+            return None
+
+        hooks.begin_authenticate = begin_authenticate
+
+    def wake(self) -> None:
+        self.wake_pending = True
+        if self._event is not None:
+            self._event.set()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.append(task)
+        task.add_done_callback(self.tasks.remove)
+
+    # -- interest (called by ClusterRouter, synchronous) ------------------------
+
+    def interest_add(self, topic_filter: str) -> None:
+        for subject in filter_to_subjects(topic_filter, self.prefix):
+            n = self.interest.get(subject, 0)
+            self.interest[subject] = n + 1
+            if n == 0:
+                self.outbox.append((1, subject, None))
+        self.wake()
+
+    def interest_remove(self, topic_filter: str) -> None:
+        for subject in filter_to_subjects(topic_filter, self.prefix):
+            n = self.interest.get(subject, 0) - 1
+            if n <= 0:
+                self.interest.pop(subject, None)
+                self.outbox.append((2, subject, None))
+            else:
+                self.interest[subject] = n
+        self.wake()
+
+    def share_add(self, group: str, topic_filter: str) -> None:
+        key = (group, topic_filter)
+        n = self.shares.get(key, 0)
+        self.shares[key] = n + 1
+        if n == 0:
+            self.outbox.append((3, key, None))
+            self.wake()
+
+    def share_remove(self, group: str, topic_filter: str) -> None:
+        key = (group, topic_filter)
+        n = self.shares.get(key, 0) - 1
+        if n <= 0:
+            self.shares.pop(key, None)
+            self.outbox.append((4, key, None))
+            self.wake()
+        else:
+            self.shares[key] = n
+
+    # -- lifecycle ------------------------------------------------------------
+
+    async def start(self) -> None:
+        cfg = self.cfg
+        self.node_id = cfg.resolve_node_id()
+        self._loop = asyncio.get_running_loop()
+        self._event = asyncio.Event()
+        self.started = True
+        try:
+            await self._connect()
+        except Exception as exc:  # serve local clients; keep trying in the background
+            log.warning(
+                "cluster: NATS %s unreachable (%s); serving local clients, retrying",
+                ",".join(cfg.servers),
+                exc,
+            )
+            self._spawn(self._connect_later())
+        self._spawn(self._sender())
+        self._spawn(self._heartbeat())
+        log.info("cluster: node %s, subject prefix %r", self.node_id, self.prefix)
+
+    async def _connect_later(self) -> None:
+        while self.started and self.nc is None:
+            await asyncio.sleep(1.0)
+            try:
+                await self._connect()
+            except Exception:
+                continue
+            log.info("cluster: NATS reachable again; interest re-established")
+
+    def _options(self) -> dict[str, Any]:
+        cfg = self.cfg
+        opts: dict[str, Any] = {
+            "servers": cfg.servers,
+            "name": f"mqttfast-{self.node_id}",
+            "max_reconnect_attempts": -1,
+            "reconnect_time_wait": 0.5,
+            "connect_timeout": 2,
+            "ping_interval": 5,
+            "max_outstanding_pings": 2,
+            "allow_reconnect": True,
+            "disconnected_cb": self._on_disconnected,
+            "reconnected_cb": self._on_reconnected,
+            "error_cb": self._on_error,
+        }
+        if cfg.user is not None:
+            opts["user"] = cfg.user
+            opts["password"] = cfg.password
+        if cfg.token is not None:
+            opts["token"] = cfg.token
+        if cfg.credentials is not None:
+            opts["user_credentials"] = cfg.credentials
+        if cfg.tls_ca or cfg.tls_cert:
+            import ssl
+
+            ctx = ssl.create_default_context(cafile=cfg.tls_ca)
+            if cfg.tls_cert:
+                ctx.load_cert_chain(cfg.tls_cert, cfg.tls_key)
+            opts["tls"] = ctx
+        return opts
+
+    async def _connect(self) -> None:
+        nc = await nats.connect(no_echo=True, **self._options())
+        try:
+            shared = await nats.connect(**self._options())
+        except Exception:
+            await nc.close()
+            raise
+        js = nc.jetstream()
+        await self._ensure_stream(js)
+        kv = await self._ensure_kv(js)
+        await nc.subscribe(f"{self.ctl}.node.{self.node_id}.take", cb=self._on_take)
+        await nc.subscribe(f"{self.ctl}.hb", cb=self._on_heartbeat)
+        self.nc, self.nc_shared, self.js, self.kv = nc, shared, js, kv
+        # Interest held before NATS was reachable (a restart, or an outage at start).
+        for subject in self.interest:
+            self.subs[subject] = await nc.subscribe(
+                subject, queue=f"node-{self.node_id}", cb=self._on_message
+            )
+        for key in self.shares:
+            await self._share_subscribe(key)
+        await self._mirror_retained()
+        self.connected = True
+        self.wake()
+
+    async def _ensure_stream(self, js: Any) -> None:
+        config = StreamConfig(
+            name=self.stream,
+            subjects=[f"{self.ctl}.ret.>"],
+            max_msgs_per_subject=1,
+            num_replicas=self.cfg.replicas,
+        )
+        try:
+            await js.add_stream(config)
+        except Exception:
+            await js.update_stream(config)
+
+    async def _ensure_kv(self, js: Any) -> Any:
+        try:
+            return await js.key_value(self.bucket)
+        except Exception:
+            return await js.create_key_value(
+                bucket=self.bucket, history=1, replicas=self.cfg.replicas
+            )
+
+    async def _mirror_retained(self) -> None:
+        """Load every retained message (last per subject), then follow changes."""
+        info = await self.js.stream_info(self.stream)
+        done = asyncio.Event()
+        if info.state.messages == 0:
+            done.set()
+
+        async def on_retained(m: Any) -> None:
+            self._on_retained(m)
+            if not done.is_set() and m.metadata.num_pending == 0:
+                done.set()
+
+        self.retained_sub = await self.js.subscribe(
+            f"{self.ctl}.ret.>",
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
+            cb=on_retained,
+            pending_msgs_limit=-1,
+            pending_bytes_limit=-1,
+        )
+        try:
+            await asyncio.wait_for(done.wait(), 60.0)
+        except TimeoutError:
+            log.warning("cluster: retained messages still loading after 60 s")
+
+    async def stop(self) -> None:
+        self.started = False
+        self.connected = False
+        for task in list(self.tasks):
+            task.cancel()
+        for nc in (self.nc, self.nc_shared):
+            if nc is not None:
+                try:
+                    await asyncio.wait_for(nc.drain(), 2.0)
+                except Exception:
+                    try:
+                        await nc.close()
+                    except Exception:
+                        pass
+        self.nc = self.nc_shared = None
+
+    def status(self) -> dict[str, Any]:
+        now = time.monotonic()
+        alive = sorted(n for n, t in self.nodes.items() if now - t < 3 * HEARTBEAT)
+        return {
+            "connected": self.connected,
+            "node_id": self.node_id,
+            "nodes_seen": len(set(alive) | {self.node_id}),
+            "nodes": sorted(set(alive) | {self.node_id}),
+            "interest_subjects": len(self.interest),
+            "shared_groups": len(self.shares),
+            "msgs_out": self.stats["msgs_out"],
+            "bytes_out": self.stats["bytes_out"],
+            "msgs_in": self.stats["msgs_in"],
+            "bytes_in": self.stats["bytes_in"],
+            "takeovers": self.stats["takeovers"],
+            "sessions_moved_in": self.stats["sessions_moved_in"],
+            "js_errors": self.stats["js_errors"],
+            "dropped_disconnected": self.stats["dropped_disconnected"],
+        }
+
+    # -- NATS connection events -------------------------------------------------
+
+    async def _on_disconnected(self) -> None:
+        if self.connected:
+            log.warning("cluster: lost NATS; serving local clients only until it returns")
+        self.connected = False
+
+    async def _on_reconnected(self) -> None:
+        # nats-py re-sends every SUB on reconnect: interest is back as it was.
+        log.info(
+            "cluster: NATS reconnected (%s); %d interest subjects re-established",
+            self.nc.connected_url.netloc if self.nc and self.nc.connected_url else "?",
+            len(self.interest),
+        )
+        self.connected = self.nc is not None and self.nc.is_connected
+        self.wake()
+
+    async def _on_error(self, exc: Exception) -> None:
+        log.warning("cluster: NATS error: %s", exc)
+
+    # -- outgoing ---------------------------------------------------------------
+
+    async def _sender(self) -> None:
+        """The one task that talks to NATS for the router: wakes at most once per
+        loop turn and sends everything queued since, in order."""
+        event = self._event
+        assert event is not None
+        while True:
+            await event.wait()
+            event.clear()
+            self.wake_pending = False
+            nc = self.nc
+            if nc is None:
+                # Never connected yet: publications cannot wait (bounded memory);
+                # subscriptions are replayed from self.interest on connect.
+                self.stats["dropped_disconnected"] += sum(1 for k, _, _ in self.outbox if k == 0)
+                self.outbox.clear()
+                continue
+            batch, self.outbox = self.outbox, []
+            try:
+                await self._send(nc, batch)
+            except Exception as exc:
+                log.warning("cluster: NATS send failed (%s); %d items", exc, len(batch))
+
+    async def _send(self, nc: Any, batch: list[tuple[int, Any, Any]]) -> None:
+        prefix = self.prefix
+        stats = self.stats
+        for kind, item, now in batch:
+            if kind == 0:
+                msg = item
+                headers = message_headers(msg, now)
+                try:
+                    await nc.publish(
+                        topic_to_subject(msg.topic, prefix), msg.payload, headers=headers
+                    )
+                    if msg.retain:
+                        rh = headers or {}
+                        if msg.expires_at is not None:
+                            rh[H_EXPIRES_WALL] = repr(time.time() + (msg.expires_at - now))
+                        await nc.publish(
+                            f"{self.ctl}.ret.{topic_to_subject(msg.topic, '')}",
+                            msg.payload,
+                            headers=rh or None,
+                        )
+                except Exception as exc:
+                    stats["dropped_disconnected"] += 1
+                    if stats["dropped_disconnected"] in (1, 1000):
+                        log.warning("cluster: publish to NATS failed: %s", exc)
+                    continue
+                stats["msgs_out"] += 1
+                stats["bytes_out"] += len(msg.payload)
+            elif kind == 1:
+                if item in self.interest and item not in self.subs:
+                    self.subs[item] = await nc.subscribe(
+                        item, queue=f"node-{self.node_id}", cb=self._on_message
+                    )
+            elif kind == 2:
+                sub = self.subs.pop(item, None)
+                if sub is not None and item not in self.interest:
+                    await sub.unsubscribe()
+                elif sub is not None:
+                    self.subs[item] = sub
+            elif kind == 3:
+                if item in self.shares and item not in self.share_subs:
+                    await self._share_subscribe(item)
+            elif kind == 4:
+                subs = self.share_subs.pop(item, None)
+                if subs is not None and item not in self.shares:
+                    for sub in subs:
+                        await sub.unsubscribe()
+                elif subs is not None:
+                    self.share_subs[item] = subs
+
+    async def _share_subscribe(self, key: tuple[str, str]) -> None:
+        group, topic_filter = key
+        queue = f"share-{_token(group + chr(0) + topic_filter)}"
+        router = self.router
+        assert router is not None
+        prefix = self.prefix
+        stats = self.stats
+
+        async def on_shared(m: Any) -> None:
+            try:
+                topic = subject_to_topic(m.subject, prefix)
+            except ValueError:
+                return
+            stats["msgs_in"] += 1
+            stats["bytes_in"] += len(m.data)
+            now = self.core.clock()
+            router.deliver_shared(
+                group, topic_filter, message_from(topic, m.data, m.headers, now), now
+            )
+
+        self.share_subs[key] = [
+            await self.nc_shared.subscribe(s, queue=queue, cb=on_shared)
+            for s in filter_to_subjects(topic_filter, prefix)
+        ]
+
+    # -- incoming ---------------------------------------------------------------
+
+    async def _on_message(self, m: Any) -> None:
+        try:
+            topic = subject_to_topic(m.subject, self.prefix)
+        except ValueError:
+            return  # a NATS-native subject we cannot read as a topic
+        stats = self.stats
+        stats["msgs_in"] += 1
+        stats["bytes_in"] += len(m.data)
+        core = self.core
+        now = core.clock()
+        self.router.deliver_remote(message_from(topic, m.data, m.headers, now), now)  # type: ignore[union-attr]
+
+    def _on_retained(self, m: Any) -> None:
+        try:
+            topic = subject_to_topic(m.subject, self.ctl + ".ret")
+        except ValueError:
+            return
+        h = m.headers
+        now = self.core.clock()
+        msg = message_from(topic, m.data, h, now)
+        msg.retain = True
+        if h and H_EXPIRES_WALL in h:
+            left = float(h[H_EXPIRES_WALL]) - time.time()
+            if left <= 0:
+                self.core.retained.delete(topic)
+                return
+            msg.expires_at = now + left
+        self.stats["retained_in"] += 1
+        self.core.retained.store(msg)  # an empty payload deletes [MQTT-3.3.1-10]
+
+    async def _heartbeat(self) -> None:
+        while True:
+            nc = self.nc
+            if nc is not None and self.connected:
+                try:
+                    await nc.publish(f"{self.ctl}.hb", self.node_id.encode())
+                except Exception:
+                    pass
+            self._publish_sys()
+            await asyncio.sleep(HEARTBEAT)
+
+    def _publish_sys(self) -> None:
+        """$SYS/broker/cluster/<figure> on this node (retained, never forwarded)."""
+        core = self.core
+        if not core.settings.sys_interval:
+            return
+        for key, value in self.status().items():
+            if isinstance(value, bool):
+                value = int(value)
+            elif isinstance(value, list):
+                value = ",".join(value)
+            core.publish(f"$SYS/broker/cluster/{key}", str(value).encode(), 0, True)
+
+    async def _on_heartbeat(self, m: Any) -> None:
+        self.nodes[m.data.decode()] = time.monotonic()
+
+    # -- one live connection per client id, sessions that move ---------------------
+
+    async def _claim(self, conn: Any, done: Callable[[int], None]) -> None:
+        """Before CONNACK: become the owner of conn.client_id; take the session over
+        from its previous owner (closing its connection there)."""
+        cid = conn.client_id
+        key = _token(cid)
+        try:
+            owner = None
+            try:
+                entry = await self.kv.get(key)
+                owner = entry.value.decode() if entry.value else None
+            except KeyNotFoundError:
+                pass
+            if owner and owner != self.node_id:
+                clean = conn.pending_clean if hasattr(conn, "pending_clean") else False
+                try:
+                    reply = await self.nc.request(
+                        f"{self.ctl}.node.{owner}.take",
+                        (b"1" if clean else b"0") + cid.encode(),
+                        timeout=CLAIM_TIMEOUT,
+                    )
+                    if reply.data:
+                        self.stats["takeovers"] += 1
+                        if reply.data != b"-":
+                            install_snapshot(self.core, cid, reply.data)
+                            self.stats["sessions_moved_in"] += 1
+                except Exception as exc:  # owner gone (no responders / timeout)
+                    log.info("cluster: previous owner %s of %r did not answer: %s", owner, cid, exc)
+            await self.kv.put(key, self.node_id.encode())
+        except Exception as exc:
+            self.stats["js_errors"] += 1
+            log.warning("cluster: ownership of client %r not recorded: %s", cid, exc)
+        done(0)
+
+    async def _on_take(self, m: Any) -> None:
+        """Another node takes a client id: close it here and hand its session over."""
+        cid = m.data[1:].decode()
+        core = self.core
+        session = core.sessions.get(cid)
+        if session is None:
+            await m.respond(b"")
+            return
+        now = core.clock()
+        if session.conn is not None:
+            log.info("client %s: taken over by another node", cid)
+            session.conn.close(ReasonCode.SESSION_TAKEN_OVER)
+            self.stats["takeovers"] += 1
+        session = core.sessions.get(cid)  # ends here if it was not persistent
+        if session is None:
+            await m.respond(b"-")
+            return
+        # The client resumes elsewhere: a delayed will is cancelled as by a resume.
+        wills.cancel_pending(core, session)
+        data = session_snapshot(session, now)
+        session.inflight.clear()
+        session.queue.clear()
+        core.end_session(session, now)
+        await m.respond(data)
