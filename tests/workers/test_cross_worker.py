@@ -1,0 +1,141 @@
+"""Clients of different workers of one ``--workers`` group are one MQTT namespace: the
+workers form a cluster over the supervisor's nats-server (mqttfast/cluster)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+
+import pytest
+
+from tests.helpers.rawclient import NoPacket, RawClient
+
+from .group import Group
+from .test_supervisor import wait_for
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def clients_by_worker(g: Group, prefix: str, n: int = 12) -> dict[int, list[RawClient]]:
+    """Connect ``n`` clients and sort them by the worker the kernel gave them to."""
+    clients = {}
+    for i in range(n):
+        c = RawClient(g.port)
+        c.connect(client_id=f"{prefix}{i}")
+        clients[f"{prefix}{i}"] = c
+    where = {c["client_id"]: c["worker"] for c in g.admin("/api/clients")["clients"]}
+    out: dict[int, list[RawClient]] = {}
+    for cid, c in clients.items():
+        out.setdefault(where[cid], []).append(c)
+    assert set(out) == set(range(g.count)), f"not on every worker: {where}"
+    return out
+
+
+def wait_for_route(pub: RawClient, sub: RawClient, topic: str) -> None:
+    """Until a probe published on ``pub``'s worker reaches ``sub`` (the subscriber's
+    worker announces its interest on NATS asynchronously after the SUBACK)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        pub.publish(topic, b"probe", qos=0)
+        try:
+            if sub.recv_publish(timeout=0.3).payload == b"probe":
+                break
+        except NoPacket:
+            continue
+    else:
+        raise AssertionError(f"no route for {topic} between the workers within 10 s")
+    time.sleep(0.3)
+    while True:  # drain late probes
+        try:
+            sub.recv_publish(timeout=0.2)
+        except NoPacket:
+            return
+
+
+@pytest.mark.parametrize("qos", [0, 1, 2])
+def test_clients_on_different_workers_exchange_messages(
+    make_group: Callable[..., Group], qos: int
+) -> None:
+    g = make_group(2)
+    by_worker = clients_by_worker(g, f"x{qos}-")
+    try:
+        for sub_w, pub_w in ((0, 1), (1, 0)):
+            sub, pub = by_worker[sub_w][0], by_worker[pub_w][0]
+            topic = f"cross/{sub_w}/{pub_w}"
+            sub.subscribe((topic, qos))
+            wait_for_route(pub, sub, topic)
+            for i in range(50):
+                pub.publish(topic, f"m{i}".encode(), qos=qos)
+            got = [p.payload for p in sub.recv_publishes(50, timeout=10)]
+            assert got == [f"m{i}".encode() for i in range(50)]  # in order [MQTT-4.6.0-5]
+            sub.expect_no_packet(0.3)  # one copy each, however many workers
+    finally:
+        for cs in by_worker.values():
+            for c in cs:
+                c.close()
+
+
+def test_persistent_session_keeps_acknowledged_qos1_across_a_worker_kill(
+    make_group: Callable[..., Group],
+) -> None:
+    """A persistent-session subscriber's worker is killed (-9) and restarted: every QoS 1
+    message whose PUBACK the publisher got, before and after the kill, while the
+    subscriber was away, reaches it when it comes back (on whichever worker)."""
+    g = make_group(2)
+    by_worker = clients_by_worker(g, "p-")
+    sub_w, pub_w = 0, 1
+    pub = by_worker[pub_w][0]
+    sub = RawClient(g.port)
+    try:
+        # The persistent subscriber must land on sub_w: retry until the kernel puts it there.
+        for _ in range(50):
+            sub.connect(client_id="durable-sub", clean_start=False)
+            if g.admin("/api/clients/durable-sub").get("worker") == sub_w:
+                break
+            sub.disconnect()
+            sub.close()
+            sub = RawClient(g.port)
+        else:
+            raise AssertionError("the subscriber never landed on worker 0")
+        sub.subscribe(("durable/t", 1))
+        wait_for_route(pub, sub, "durable/t")
+        sent = []
+        for i in range(30):  # delivered live
+            pub.publish("durable/t", f"a{i}".encode(), qos=1)  # returns the PUBACK
+            sent.append(f"a{i}".encode())
+        received = [p.payload for p in sub.recv_publishes(30, timeout=10)]
+        sub.disconnect()
+        sub.close()
+        for i in range(30):  # stored for the offline session
+            pub.publish("durable/t", f"b{i}".encode(), qos=1)
+            sent.append(f"b{i}".encode())
+        pid = g.worker_pids()[sub_w]
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: g.worker_pids().get(sub_w) not in (None, pid), 20, "the restart")
+        g.wait_ready()
+        for i in range(30):  # after the restart
+            pub.publish("durable/t", f"c{i}".encode(), qos=1)
+            sent.append(f"c{i}".encode())
+        sub = RawClient(g.port)
+        connack = sub.connect(client_id="durable-sub", clean_start=False)
+        assert connack.session_present
+        deadline = time.monotonic() + 15
+        while len(set(received)) < len(sent) and time.monotonic() < deadline:
+            try:
+                received.append(sub.recv_publish(timeout=1).payload)
+            except NoPacket:
+                continue
+        missing = [m for m in sent if m not in set(received)]
+        back_on = g.admin("/api/clients/durable-sub").get("worker")
+        assert missing == [], (
+            f"{len(missing)} acknowledged messages lost (subscriber back on worker "
+            f"{back_on}): {missing[:10]}"
+        )
+        assert g.metric_values("mqttfast_supervisor_worker_restarts_total")[str(sub_w)] == 1
+    finally:
+        sub.close()
+        for cs in by_worker.values():
+            for c in cs:
+                c.close()
