@@ -394,15 +394,28 @@ def main(argv: Sequence[str], parsed: tuple[argparse.Namespace, Any] | None = No
         for line in err.errors:
             print(f"mqttfast: config error: {line}", file=sys.stderr)
         return 2
-    if args.cluster is None:
+    # --cluster or a [cluster] table with servers: the workers join that NATS; otherwise
+    # the supervisor runs its own.
+    file_cluster = getattr(runtime.cfg, "cluster", None)
+    cluster = args.cluster or (
+        ",".join(file_cluster.servers)
+        if file_cluster is not None and file_cluster.servers
+        else None
+    )
+    if cluster is None:
         try:
             from .local_nats import find_nats_server
 
             find_nats_server()
         except Exception as err:
             return _error(str(err))
-    node_base = args.node_id or socket.gethostname().split(".")[0] or "mqttfast"
-    sup = Supervisor(argv, count, args.data_dir, args.cluster, node_base, opts)
+    node_base = (
+        args.node_id
+        or getattr(file_cluster, "node_id", None)
+        or socket.gethostname().split(".")[0]
+        or "mqttfast"
+    )
+    sup = Supervisor(argv, count, args.data_dir, cluster, node_base, opts)
     try:
         return asyncio.run(sup.run())
     except KeyboardInterrupt:

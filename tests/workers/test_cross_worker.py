@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
+from mqttfast.app.local_nats import find_nats_server
+from tests.helpers.broker import REPO_ROOT, free_port, port_accepts
 from tests.helpers.rawclient import NoPacket, RawClient
 
 from .group import Group
@@ -139,3 +144,75 @@ def test_persistent_session_keeps_acknowledged_qos1_across_a_worker_kill(
         for cs in by_worker.values():
             for c in cs:
                 c.close()
+
+
+def test_workers_join_a_nats_given_with_cluster(
+    make_group: Callable[..., Group], tmp_path: Path
+) -> None:
+    """``--cluster URL``: no nats-server of the supervisor's own; the workers join the
+    given one (and it outlives the group)."""
+    nats_port = free_port()
+    nats = subprocess.Popen(
+        [
+            find_nats_server(),
+            "-a",
+            "127.0.0.1",
+            "-p",
+            str(nats_port),
+            "-js",
+            "-sd",
+            str(tmp_path / "js"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: port_accepts(nats_port), 15, "nats-server")
+        g = make_group(2, ["--cluster", f"nats://127.0.0.1:{nats_port}"])
+        assert g.nats_pid() is None
+        by_worker = clients_by_worker(g, "ext-")
+        sub, pub = by_worker[0][0], by_worker[1][0]
+        sub.subscribe(("ext/t", 1))
+        wait_for_route(pub, sub, "ext/t")
+        pub.publish("ext/t", b"via the given NATS", qos=1)
+        assert sub.recv_publish().payload == b"via the given NATS"
+        for cs in by_worker.values():
+            for c in cs:
+                c.close()
+        assert g.stop() == 0
+        assert nats.poll() is None  # not ours to stop
+    finally:
+        nats.terminate()
+        nats.wait(10)
+
+
+def test_workers_and_a_port_is_all_it_takes(tmp_path: Path) -> None:
+    """``mqttfast --workers 2 --port P`` and nothing else (the benchmark's command line;
+    plus ``--host 127.0.0.1``, tests stay on loopback): data under ./mqttfast-data, a
+    private nats-server, a clean SIGTERM."""
+    port = free_port()
+    log = open(tmp_path / "log", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mqttfast", "--workers", "2", "--port", str(port)]
+        + ["--host", "127.0.0.1"],
+        cwd=tmp_path,
+        env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for(lambda: port_accepts(port), 40, "the port")
+        with RawClient(port) as c:
+            c.connect(client_id="plain")
+            c.subscribe(("plain/t", 1))
+            c.publish("plain/t", b"hello", qos=1)
+            assert c.recv_publish().payload == b"hello"
+        data = tmp_path / "mqttfast-data"
+        assert (data / "w0").is_dir() and (data / "w1").is_dir()
+        assert (data / "nats" / "jetstream").is_dir()
+        assert ((data / "nats" / "nats.conf").stat().st_mode & 0o777) == 0o600
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(40) == 0
+        log.close()
+    assert "Traceback" not in (tmp_path / "log").read_text()
