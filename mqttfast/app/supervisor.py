@@ -73,6 +73,7 @@ class Worker:
     restarts: int = 0
     fast_failures: int = 0
     last_exit: int | None = None
+    ready: bool = False  # accepting connections (its first worker_link line)
     task: asyncio.Task[None] | None = field(default=None, repr=False)
     link_task: asyncio.Task[None] | None = field(default=None, repr=False)
 
@@ -105,6 +106,7 @@ class Supervisor:
         self.started = time.monotonic()
         self.env: dict[str, str] = {}
         self.reports: dict[int, dict[str, float]] = {}  # $SYS figures per worker
+        self.all_ready_logged = False
 
     # -- start -----------------------------------------------------------------
     def worker_argv(self, i: int, url: str, metrics: int | None, admin: int | None) -> list[str]:
@@ -204,6 +206,7 @@ class Supervisor:
             w.link_task.cancel()
         w.link_task = asyncio.ensure_future(self._link(w, from_worker_r, to_worker_w))
         w.started_at = time.monotonic()
+        w.ready = False
         w.starts += 1
         log.info("worker %d started (pid %d, node %s)", w.index, w.proc.pid, w.node_id)
 
@@ -245,7 +248,7 @@ class Supervisor:
 
     async def _link(self, w: Worker, read_fd: int, write_fd: int) -> None:
         """A worker's $SYS figures in, the sum of the other workers' out (worker_link)."""
-        from .worker_link import sum_others
+        from .worker_link import READY_KEY, sum_others
 
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader()
@@ -261,6 +264,9 @@ class Supervisor:
                     figures = json.loads(line)
                 except ValueError:
                     continue
+                if READY_KEY in figures:
+                    self._ready(w)
+                    continue
                 self.reports[w.index] = figures
                 answer = json.dumps(sum_others(self.reports, w.index), separators=(",", ":"))
                 with contextlib.suppress(BlockingIOError, BrokenPipeError, OSError):
@@ -270,6 +276,13 @@ class Supervisor:
             transport.close()
             with contextlib.suppress(OSError):
                 os.close(write_fd)
+
+    def _ready(self, w: Worker) -> None:
+        w.ready = True
+        log.info("worker %d ready (pid %s)", w.index, w.pid)
+        if not self.all_ready_logged and all(x.ready for x in self.workers):
+            self.all_ready_logged = True
+            log.info("supervisor: all %d workers ready", self.count)
 
     # -- signals -----------------------------------------------------------------
     def reload(self) -> None:
@@ -325,6 +338,7 @@ class Supervisor:
                     "worker": w.index,
                     "node_id": w.node_id,
                     "pid": w.pid,
+                    "ready": w.ready,
                     "restarts": w.restarts,
                     "last_exit": w.last_exit,
                 }

@@ -16,6 +16,9 @@ So the totals lag by at most one interval. Not summed: ``version``, ``uptime`` (
 worker's), ``retained messages/count`` (the cluster mirrors every retained message into
 every worker). ``clients/maximum`` is the sum of the workers' maxima (an upper bound).
 
+The worker's first line, ``{"__ready__": 1}`` at its first tick (ticks start with the
+first listener), tells the supervisor that it accepts connections.
+
 The supervisor passes the two pipe ends with ``pass_fds`` and names them in
 ``MQTTFAST_WORKER_LINK=<read fd>,<write fd>``; nothing else reads or writes them.
 """
@@ -37,6 +40,7 @@ log = logging.getLogger("mqttfast")
 
 LINK_ENV = "MQTTFAST_WORKER_LINK"
 SYS_PREFIX = "$SYS/broker/"
+READY_KEY = "__ready__"  # the worker's first line: its listeners are open
 NOT_SUMMED = frozenset({"version", "uptime", "retained messages/count"})
 
 
@@ -73,6 +77,14 @@ class GroupSysTopics(SysTopics):
         super().__init__(broker)
         self.link = link
         self.group_published: dict[str, bytes] = {}
+
+    def due(self, now: float) -> bool:
+        # Asked on every tick, and the ticks start with the first listener: the first
+        # call tells the supervisor that this worker accepts connections.
+        if not self.link.ready_sent:
+            self.link.ready_sent = True
+            self.link.send_line({READY_KEY: 1})
+        return super().due(now)
 
     def publish(self, now: float) -> None:
         router = self.broker.router
@@ -112,6 +124,7 @@ class WorkerLink:
         self.read_fd = read_fd
         self.write_fd = write_fd
         self.others: dict[str, float] = {}
+        self.ready_sent = False
         self._task: asyncio.Task[None] | None = None
 
     async def start(self, broker: Any) -> None:
@@ -138,6 +151,9 @@ class WorkerLink:
                 self.others = {k: v for k, v in data.items() if isinstance(v, (int, float))}
 
     def report(self, figures: dict[str, float | int]) -> None:
+        self.send_line(figures)
+
+    def send_line(self, figures: dict[str, float | int]) -> None:
         line = (json.dumps(figures, separators=(",", ":")) + "\n").encode()
         with contextlib.suppress(BlockingIOError, BrokenPipeError, OSError):
             os.write(self.write_fd, line)  # a full pipe drops one report, never blocks
@@ -154,4 +170,4 @@ def sum_others(reports: dict[int, dict[str, float]], me: int) -> dict[str, float
     return total
 
 
-__all__ = ["GroupSysTopics", "WorkerLink", "from_env", "sum_others", "LINK_ENV"]
+__all__ = ["GroupSysTopics", "WorkerLink", "from_env", "sum_others", "LINK_ENV", "READY_KEY"]

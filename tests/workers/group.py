@@ -101,7 +101,8 @@ class Group:
         return self
 
     def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
-        """Until the MQTT port accepts and every worker answers the group's /metrics."""
+        """Until the MQTT port accepts, every worker answers the group's /metrics and has
+        told the supervisor that its listeners are open."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.proc is not None
@@ -113,7 +114,9 @@ class Group:
                 except OSError:
                     ups = {}
                 if len(ups) == self.count and all(v == 1 for v in ups.values()):
-                    return
+                    group = self.admin("/api/group")
+                    if all(w.get("ready") for w in group.get("worker", [])):
+                        return
             time.sleep(0.1)
         raise AssertionError(f"group not ready in {timeout} s:\n{self.logs()}")
 

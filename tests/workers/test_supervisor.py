@@ -71,6 +71,8 @@ def test_workers_share_the_port_and_the_group_answers_for_all(
         # One HELP/TYPE per family although two workers report it (a valid exposition).
         assert text.count("# TYPE mqttfast_connections gauge") == 1
         assert g.admin("/api/stats").get("status") is None
+        assert "supervisor: all 2 workers ready" in g.logs()
+        assert [w["ready"] for w in g.admin("/api/group")["worker"]] == [True, True]
         client = g.admin("/api/clients/spread-3")
         assert client["client_id"] == "spread-3" and client["worker"] == on["spread-3"]
     finally:
@@ -105,6 +107,7 @@ def test_killed_worker_is_restarted_and_counted(make_group: Callable[..., Group]
     assert g.metric_values("mqttfast_supervisor_worker_restarts_total") == {"0": 0.0, "1": 1.0}
     assert "worker 1" in g.logs() and "signal SIGKILL" in g.logs()
     assert g.admin("/api/group")["worker"][1]["restarts"] == 1
+    wait_for(lambda: g.logs().count("worker 1 ready") == 2, 10, "worker 1 ready again")
     with RawClient(g.port) as c:
         c.connect(client_id="after-restart")
         c.subscribe(("x/y", 1))
