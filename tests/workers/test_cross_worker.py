@@ -216,3 +216,31 @@ def test_workers_and_a_port_is_all_it_takes(tmp_path: Path) -> None:
         assert proc.wait(40) == 0
         log.close()
     assert "Traceback" not in (tmp_path / "log").read_text()
+
+
+def test_killed_local_nats_server_is_restarted_and_the_workers_reconnect(
+    make_group: Callable[..., Group],
+) -> None:
+    """kill -9 of the supervisor's nats-server: it is started again on the same port
+    (counted), the workers' NATS clients reconnect, messages cross workers again."""
+    g = make_group(2)
+    by_worker = clients_by_worker(g, "n-")
+    try:
+        sub, pub = by_worker[0][0], by_worker[1][0]
+        sub.subscribe(("renats/t", 1))
+        wait_for_route(pub, sub, "renats/t")
+        old = g.nats_pid()
+        assert old is not None
+        os.kill(old, signal.SIGKILL)
+        wait_for(lambda: g.nats_pid() not in (None, old), 20, "a new nats-server")
+        text = wait_for(
+            lambda: "mqttfast_supervisor_nats_restarts_total 1" in g.metrics(), 10, "the count"
+        )
+        assert text
+        wait_for_route(pub, sub, "renats/t")  # bounded: raises if it never comes back
+        pub.publish("renats/t", b"after the restart", qos=1)
+        assert sub.recv_publish(timeout=5).payload == b"after the restart"
+    finally:
+        for cs in by_worker.values():
+            for c in cs:
+                c.close()
