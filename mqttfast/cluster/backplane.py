@@ -480,6 +480,7 @@ class Backplane:
     async def _send(self, nc: Any, batch: list[tuple[int, Any, Any]]) -> None:
         prefix = self.prefix
         stats = self.stats
+        shares_changed = False
         for kind, item, now in batch:
             if kind == 0:
                 msg = item
@@ -518,6 +519,7 @@ class Backplane:
             elif kind == 3:
                 if item in self.shares and item not in self.share_subs:
                     await self._share_subscribe(item)
+                    shares_changed = True
             elif kind == 4:
                 subs = self.share_subs.pop(item, None)
                 if subs is not None and item not in self.shares:
@@ -525,6 +527,13 @@ class Backplane:
                         await sub.unsubscribe()
                 elif subs is not None:
                     self.share_subs[item] = subs
+            if shares_changed and kind != 3:
+                # The queue subscriptions travel on the other connection: let the server
+                # have them before anything subscribed after them here.
+                shares_changed = False
+                await self.nc_shared.flush()
+        if shares_changed:
+            await self.nc_shared.flush()
 
     async def _share_subscribe(self, key: tuple[str, str]) -> None:
         group, topic_filter = key
