@@ -439,6 +439,7 @@ class Backplane:
         if self.connected:
             log.warning("cluster: lost NATS; serving local clients only until it returns")
         self.connected = False
+        self._publish_sys()
 
     async def _on_reconnected(self) -> None:
         # nats-py re-sends every SUB on reconnect: interest is back as it was.
@@ -448,6 +449,7 @@ class Backplane:
             len(self.interest),
         )
         self.connected = self.nc is not None and self.nc.is_connected
+        self._publish_sys()
         self.wake()
 
     async def _on_error(self, exc: Exception) -> None:
@@ -606,7 +608,7 @@ class Backplane:
     def _publish_sys(self) -> None:
         """$SYS/broker/cluster/<figure> on this node (retained, never forwarded)."""
         core = self.core
-        if not core.settings.sys_interval:
+        if core is None or not core.settings.sys_interval:
             return
         for key, value in self.status().items():
             if isinstance(value, bool):
