@@ -336,8 +336,13 @@ class Backplane:
             await nc.close()
             raise
         js = nc.jetstream()
-        await self._ensure_stream(js)
-        kv = await self._ensure_kv(js)
+        try:
+            await self._ensure_stream(js)
+            kv = await self._ensure_kv(js)
+        except Exception:  # e.g. a NATS cluster still electing its JetStream leader
+            await nc.close()
+            await shared.close()
+            raise
         await nc.subscribe(f"{self.ctl}.node.{self.node_id}.take", cb=self._on_take)
         await nc.subscribe(f"{self.ctl}.hb", cb=self._on_heartbeat)
         self.nc, self.nc_shared, self.js, self.kv = nc, shared, js, kv
