@@ -169,3 +169,32 @@ def test_delayed_will_fires_once_when_not_resumed(two_nodes) -> None:
     assert [m.payload for m in got] == [b"late"]
     assert watcher.quiet(1.0) == []
     watcher.close()
+
+
+def test_wills_of_a_dead_node_published_once_by_survivors(three_nodes) -> None:
+    """A node is killed -9: the wills of its clients are published by the survivors,
+    exactly once cluster-wide; a client that disconnected cleanly before has none."""
+    a, b, c = three_nodes
+    watchers = [Client(n.port) for n in (b, c)]
+    for w in watchers:
+        w.subscribe("deadwills/#", qos=1)
+    doomed = [
+        Client(a.port, client_id=f"doomed{i}", will=(f"deadwills/{i}", b"lost", 1, False))
+        for i in range(3)
+    ]
+    for d in doomed:
+        d.c.reconnect_delay_set(60, 60)  # stay away from the other nodes
+    polite = Client(a.port, client_id="polite", will=("deadwills/polite", b"no", 1, False))
+    polite.close()
+    time.sleep(1.0)  # wills recorded in JetStream after CONNACK
+    a.kill()
+    for w in watchers:
+        got = w.collect(3, timeout=20)
+        assert sorted(m.topic for m in got) == [f"deadwills/{i}" for i in range(3)]
+        extra = [(m.topic, m.payload) for m in w.quiet(3.0)]
+        assert extra == []  # once, from one survivor; not the polite one
+    assert "published 3 will(s) of node node1" in b.log_text() + c.log_text()
+    for w in watchers:
+        w.close()
+    for d in doomed:
+        d.c.loop_stop()
