@@ -595,7 +595,7 @@ def cluster_table(value: Any, errors: list[str]) -> Any:
             kwargs[k] = v
     cc = ClusterConfig(**kwargs)
     try:
-        cc.validate()
+        cc.validate(require_servers=False)  # --cluster may give them
     except ValueError as err:
         errors.append(str(err))
     return cc

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -35,9 +36,11 @@ from nats.js.errors import KeyNotFoundError
 
 from mqttfast.codec.constants import ReasonCode
 from mqttfast.core import wills
+from mqttfast.core.connection import CONNECTED
 from mqttfast.core.message import Message
 from mqttfast.core.router import LocalRouter
 from mqttfast.core.subscriptions import SubEntry, SubscriptionStore
+from mqttfast.core.wills import will_message
 
 from .config import ClusterConfig
 from .subjects import filter_to_subjects, subject_to_topic, topic_to_subject
@@ -45,7 +48,9 @@ from .wire import (
     H_EXPIRES_WALL,
     install_snapshot,
     message_from,
+    message_from_record,
     message_headers,
+    message_record,
     session_snapshot,
 )
 
@@ -156,6 +161,10 @@ class Backplane:
         safe = _token(cfg.subject_prefix)[:12]
         self.stream = f"MQTTFAST_{safe}_RETAINED"
         self.bucket = f"mqttfast_{safe}_owners"
+        self.wills_bucket = f"mqttfast_{safe}_wills"
+        self.wills_kv: Any = None
+        self.will_revs: dict[str, int] = {}  # client id -> revision of its will record here
+        self.dead_handled: set[str] = set()
         self.node_id = cfg.node_id or ""
         self.core: Any = None
         self.router: ClusterRouter | None = None
@@ -218,6 +227,8 @@ class Backplane:
             return None
 
         hooks.begin_authenticate = begin_authenticate
+        self._original_session_disconnected = core.session_disconnected
+        core.session_disconnected = self.session_disconnected
 
     def wake(self) -> None:
         self.wake_pending = True
@@ -336,11 +347,18 @@ class Backplane:
             await nc.close()
             raise
         js = nc.jetstream()
-        await self._ensure_stream(js)
-        kv = await self._ensure_kv(js)
+        try:
+            await self._ensure_stream(js)
+            kv = await self._ensure_kv(js, self.bucket)
+            wills_kv = await self._ensure_kv(js, self.wills_bucket)
+        except Exception:  # e.g. a NATS cluster still electing its JetStream leader
+            await nc.close()
+            await shared.close()
+            raise
         await nc.subscribe(f"{self.ctl}.node.{self.node_id}.take", cb=self._on_take)
         await nc.subscribe(f"{self.ctl}.hb", cb=self._on_heartbeat)
         self.nc, self.nc_shared, self.js, self.kv = nc, shared, js, kv
+        self.wills_kv = wills_kv
         # Interest held before NATS was reachable (a restart, or an outage at start).
         for subject in self.interest:
             self.subs[subject] = await nc.subscribe(
@@ -351,6 +369,9 @@ class Backplane:
         await self._mirror_retained()
         self.connected = True
         self.wake()
+        # Wills left by a previous run of this node id (killed, then restarted before the
+        # others noticed): those connections are gone.
+        self._spawn(self._publish_wills_of(self.node_id))
 
     async def _ensure_stream(self, js: Any) -> None:
         config = StreamConfig(
@@ -364,13 +385,11 @@ class Backplane:
         except Exception:
             await js.update_stream(config)
 
-    async def _ensure_kv(self, js: Any) -> Any:
+    async def _ensure_kv(self, js: Any, bucket: str) -> Any:
         try:
-            return await js.key_value(self.bucket)
+            return await js.key_value(bucket)
         except Exception:
-            return await js.create_key_value(
-                bucket=self.bucket, history=1, replicas=self.cfg.replicas
-            )
+            return await js.create_key_value(bucket=bucket, history=1, replicas=self.cfg.replicas)
 
     async def _mirror_retained(self) -> None:
         """Load every retained message (last per subject), then follow changes."""
@@ -439,6 +458,7 @@ class Backplane:
         if self.connected:
             log.warning("cluster: lost NATS; serving local clients only until it returns")
         self.connected = False
+        self._publish_sys()
 
     async def _on_reconnected(self) -> None:
         # nats-py re-sends every SUB on reconnect: interest is back as it was.
@@ -448,6 +468,7 @@ class Backplane:
             len(self.interest),
         )
         self.connected = self.nc is not None and self.nc.is_connected
+        self._publish_sys()
         self.wake()
 
     async def _on_error(self, exc: Exception) -> None:
@@ -480,6 +501,7 @@ class Backplane:
     async def _send(self, nc: Any, batch: list[tuple[int, Any, Any]]) -> None:
         prefix = self.prefix
         stats = self.stats
+        shares_changed = False
         for kind, item, now in batch:
             if kind == 0:
                 msg = item
@@ -518,6 +540,7 @@ class Backplane:
             elif kind == 3:
                 if item in self.shares and item not in self.share_subs:
                     await self._share_subscribe(item)
+                    shares_changed = True
             elif kind == 4:
                 subs = self.share_subs.pop(item, None)
                 if subs is not None and item not in self.shares:
@@ -525,6 +548,13 @@ class Backplane:
                         await sub.unsubscribe()
                 elif subs is not None:
                     self.share_subs[item] = subs
+            if shares_changed and kind != 3:
+                # The queue subscriptions travel on the other connection: let the server
+                # have them before anything subscribed after them here.
+                shares_changed = False
+                await self.nc_shared.flush()
+        if shares_changed:
+            await self.nc_shared.flush()
 
     async def _share_subscribe(self, key: tuple[str, str]) -> None:
         group, topic_filter = key
@@ -592,12 +622,24 @@ class Backplane:
                 except Exception:
                     pass
             self._publish_sys()
+            self._check_dead()
             await asyncio.sleep(HEARTBEAT)
+
+    def _check_dead(self) -> None:
+        if not self.connected:
+            return  # we may be the one cut off
+        now = time.monotonic()
+        for node, seen in list(self.nodes.items()):
+            if node != self.node_id and now - seen > 3 * HEARTBEAT:
+                if node not in self.dead_handled:
+                    self.dead_handled.add(node)
+                    log.warning("cluster: node %s silent for %.0f s: gone", node, now - seen)
+                    self._spawn(self._publish_wills_of(node))
 
     def _publish_sys(self) -> None:
         """$SYS/broker/cluster/<figure> on this node (retained, never forwarded)."""
         core = self.core
-        if not core.settings.sys_interval:
+        if core is None or not core.settings.sys_interval:
             return
         for key, value in self.status().items():
             if isinstance(value, bool):
@@ -607,7 +649,9 @@ class Backplane:
             core.publish(f"$SYS/broker/cluster/{key}", str(value).encode(), 0, True)
 
     async def _on_heartbeat(self, m: Any) -> None:
-        self.nodes[m.data.decode()] = time.monotonic()
+        node = m.data.decode()
+        self.nodes[node] = time.monotonic()
+        self.dead_handled.discard(node)
 
     # -- one live connection per client id, sessions that move ---------------------
 
@@ -642,7 +686,77 @@ class Backplane:
         except Exception as exc:
             self.stats["js_errors"] += 1
             log.warning("cluster: ownership of client %r not recorded: %s", cid, exc)
-        done(0)
+        done(0)  # CONNACK (accept() ran): conn.will is set now
+        if conn.will is not None and conn.session is not None and conn.state == CONNECTED:
+            await self._record_will(conn)
+
+    async def _record_will(self, conn: Any) -> None:
+        """Keep the will in JetStream so the survivors publish it if this node dies."""
+        cid = conn.client_id
+        w = conn.will
+        props = w.properties
+        delay = (props.will_delay_interval or 0) if props is not None else 0
+        msg = will_message(conn, self.core.clock())
+        if msg is None:
+            return
+        record = {"node": self.node_id, "cid": cid, "delay": delay}
+        record.update(message_record(msg, self.core.clock()))
+        try:
+            rev = await self.wills_kv.put(_token(cid), json.dumps(record).encode())
+            if conn.state == CONNECTED:
+                self.will_revs[cid] = rev
+            else:  # it went away while we were writing: no will to keep
+                await self._forget_will(cid, rev)
+        except Exception as exc:
+            self.stats["js_errors"] += 1
+            log.warning("cluster: will of %r not recorded: %s", cid, exc)
+
+    def _fire_will(self, msg: Message) -> None:
+        wills.publish_will(self.core, msg, self.core.clock())
+
+    def session_disconnected(self, session: Any, conn: Any, publish_will: bool) -> None:
+        """(wraps Broker.session_disconnected) the will is this node's business again."""
+        self._original_session_disconnected(session, conn, publish_will)
+        rev = self.will_revs.pop(session.client_id, None)
+        if rev is not None and self.wills_kv is not None:
+            self._spawn(self._forget_will(session.client_id, rev))
+
+    async def _forget_will(self, cid: str, rev: int) -> None:
+        try:
+            await self.wills_kv.delete(_token(cid), last=rev)
+        except Exception:
+            pass  # a newer record (the client is on another node now) stays
+
+    async def _publish_wills_of(self, node: str) -> None:
+        """Publish the recorded wills of a node that died; exactly once cluster-wide,
+        because only one survivor's revision-checked delete succeeds."""
+        kv = self.wills_kv
+        try:
+            keys = await kv.keys()
+        except Exception:
+            return  # none
+        published = 0
+        for key in keys:
+            try:
+                entry = await kv.get(key)
+                if not entry.value:
+                    continue
+                record = json.loads(entry.value)
+                if record.get("node") != node:
+                    continue
+                await kv.delete(key, last=entry.revision)
+            except Exception:
+                continue  # another survivor took it, or it changed
+            now = self.core.clock()
+            msg = message_from_record(record, now)
+            delay = record.get("delay", 0)
+            if delay:
+                asyncio.get_running_loop().call_later(delay, self._fire_will, msg)
+            else:
+                wills.publish_will(self.core, msg, now)
+            published += 1
+        if published:
+            log.warning("cluster: published %d will(s) of node %s", published, node)
 
     async def _on_take(self, m: Any) -> None:
         """Another node takes a client id: close it here and hand its session over."""

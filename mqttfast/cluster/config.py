@@ -25,9 +25,10 @@ class ClusterConfig:
     replicas: int = 1  # JetStream replicas of the streams / KV buckets it creates
     data_dir: str = "."  # where node-id lives (the broker's data dir)
 
-    def validate(self) -> None:
-        """ValueError naming the key for a value the backplane cannot use."""
-        if not self.servers:
+    def validate(self, require_servers: bool = True) -> None:
+        """ValueError naming the key for a value the backplane cannot use (servers may
+        come from --cluster after the table was read: require_servers=False then)."""
+        if require_servers and not self.servers:
             raise ValueError("cluster.servers: at least one nats:// URL is needed")
         for url in self.servers:
             if "://" not in url:

@@ -96,6 +96,15 @@ def message_from(topic: str, payload: bytes, h: dict[str, str] | None, now: floa
 # -- session snapshots (handed from the node that held a session to the one taking it) --
 
 
+def message_record(msg: Message, now: float) -> dict[str, Any]:
+    """A message as JSON-able data (wills kept in JetStream, session snapshots)."""
+    return _msg_dict(msg, now)
+
+
+def message_from_record(d: dict[str, Any], now: float) -> Message:
+    return _msg_from(d, now)
+
+
 def _msg_dict(msg: Message, now: float) -> dict[str, Any]:
     return {
         "t": msg.topic,

@@ -1,0 +1,200 @@
+"""One live connection per client id cluster-wide; persistent sessions that move
+between nodes; wills exactly once."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from .clients import Client, sync
+
+
+def test_takeover_from_another_node_v5(two_nodes) -> None:
+    """[MQTT-3.1.4-3] a CONNECT with a client id connected elsewhere takes over: the
+    first connection gets DISCONNECT 0x8E (Session taken over) even on another node."""
+    a, b = two_nodes
+    first = Client(a.port, client_id="dup-v5", v5=True)
+    second = Client(b.port, client_id="dup-v5", v5=True)
+    assert first.disconnected.wait(10)
+    assert first.disconnect_rc == 0x8E
+    assert second.connected.is_set() and not second.disconnected.is_set()
+    # The survivor works, and only once.
+    second.subscribe("to/dup", qos=1)
+    pub = Client(a.port)
+    sync(second, pub)
+    pub.publish("to/dup", b"x", qos=1)
+    assert second.get(5).payload == b"x"
+    first.c.loop_stop()
+    second.close()
+    pub.close()
+
+
+def test_takeover_from_another_node_311(two_nodes) -> None:
+    """3.1.1: the first connection is closed [MQTT-3.1.4-2]."""
+    a, b = two_nodes
+    first = Client(a.port, client_id="dup-311")
+    first.c.reconnect_delay_set(60, 60)  # paho must not come back by itself
+    Client(b.port, client_id="dup-311")
+    assert first.disconnected.wait(10)
+    assert "taken over by another node" in a.log_text()
+
+
+def test_persistent_session_resumes_on_another_node_311(three_nodes) -> None:
+    """Clean session 0 [MQTT-3.1.2-4]: subscriptions and the QoS 1/2 messages that
+    arrived while offline are there when the client comes back to another node."""
+    a, b, c = three_nodes
+    cl = Client(a.port, client_id="roamer", clean=False)
+    cl.subscribe("roam/#", qos=2)
+    pub = Client(c.port)
+    sync(cl, pub)
+    cl.close()
+    time.sleep(0.3)
+    for i in range(10):
+        pub.publish("roam/x", str(i).encode(), qos=1 if i % 2 else 2)
+    time.sleep(0.5)
+    back = Client(b.port, client_id="roamer", clean=False)
+    assert back.session_present is True
+    got = back.collect(10, timeout=10)
+    # paho hands a QoS 2 message over at PUBREL, so QoS 1 and 2 interleave; each QoS
+    # keeps the publishing order [MQTT-4.6.0-5].
+    assert sorted(int(m.payload) for m in got) == list(range(10))
+    assert [int(m.payload) for m in got if m.qos == 1] == [1, 3, 5, 7, 9]
+    assert [int(m.payload) for m in got if m.qos == 2] == [0, 2, 4, 6, 8]
+    # Its subscription lives on the new node now.
+    sync(back, pub)
+    pub.publish("roam/y", b"after", qos=1)
+    assert back.get(5).payload == b"after"
+    assert back.quiet(0.5) == []
+    back.close()
+    pub.close()
+
+
+def test_persistent_session_resumes_on_another_node_v5(three_nodes) -> None:
+    """Session Expiry > 0 [MQTT-3.1.2-23]: resumed on another node with Session Present."""
+    a, b, c = three_nodes
+    cl = Client(a.port, client_id="roamer5", v5=True, clean=True, session_expiry=300)
+    cl.subscribe("r5/#", qos=1)
+    pub = Client(c.port, v5=True)
+    sync(cl, pub)
+    cl.close()
+    time.sleep(0.3)
+    for i in range(5):
+        pub.publish("r5/x", str(i).encode(), qos=1)
+    time.sleep(0.5)
+    back = Client(b.port, client_id="roamer5", v5=True, clean=False, session_expiry=300)
+    assert back.session_present is True
+    assert [m.payload for m in back.collect(5)] == [str(i).encode() for i in range(5)]
+    back.close()
+    # Clean start on a third node: the session is gone everywhere [MQTT-3.1.2-4].
+    fresh = Client(c.port, client_id="roamer5", v5=True, clean=True, session_expiry=300)
+    assert fresh.session_present is False
+    fresh.close()
+    pub.close()
+
+
+def _drop(cl: Client) -> None:
+    """Lose the connection without DISCONNECT (the will fires)."""
+    sock = cl.c.socket()
+    cl.c.loop_stop()
+    sock.shutdown(socket.SHUT_RDWR)
+    sock.close()
+
+
+def test_will_fires_exactly_once_cluster_wide(three_nodes) -> None:
+    """[MQTT-3.1.2-8] the will of a connection lost without DISCONNECT is published once:
+    subscribers on every node get exactly one copy."""
+    a, b, c = three_nodes
+    subs = [Client(n.port) for n in (a, b, c)]
+    for s in subs:
+        s.subscribe("wills/#", qos=1)
+    dying = Client(a.port, client_id="dying", will=("wills/dying", b"gone", 1, False))
+    for s in subs:
+        sync(s, dying)
+    _drop(dying)
+    for s in subs:
+        got = s.collect(1, timeout=10)
+        assert [m.payload for m in got] == [b"gone"]
+        assert s.quiet(0.5) == []
+    for s in subs:
+        s.close()
+
+
+def test_delayed_will_cancelled_by_resume_on_another_node(three_nodes) -> None:
+    """[MQTT-3.1.3-9] a will delay longer than the time to reconnect: the session is
+    resumed (on another node) and the will is never published."""
+    a, b, c = three_nodes
+    watcher = Client(c.port)
+    watcher.subscribe("dw/#", qos=1)
+    wp = Properties(PacketTypes.WILLMESSAGE)
+    wp.WillDelayInterval = 3
+    cl = Client(
+        a.port,
+        client_id="delayed",
+        v5=True,
+        session_expiry=60,
+        will=("dw/delayed", b"late", 1, False),
+        will_props=wp,
+    )
+    sync(watcher, cl)
+    _drop(cl)
+    time.sleep(0.5)
+    back = Client(b.port, client_id="delayed", v5=True, clean=False, session_expiry=60)
+    assert back.session_present is True
+    assert watcher.quiet(4.0) == []
+    back.close()
+    watcher.close()
+
+
+def test_delayed_will_fires_once_when_not_resumed(two_nodes) -> None:
+    """[MQTT-3.1.3-9] will delay elapses without a reconnect: published once."""
+    a, b = two_nodes
+    watcher = Client(b.port)
+    watcher.subscribe("dw2/#", qos=1)
+    wp = Properties(PacketTypes.WILLMESSAGE)
+    wp.WillDelayInterval = 1
+    cl = Client(
+        a.port,
+        client_id="delayed2",
+        v5=True,
+        session_expiry=60,
+        will=("dw2/x", b"late", 1, False),
+        will_props=wp,
+    )
+    sync(watcher, cl)
+    _drop(cl)
+    got = watcher.collect(1, timeout=6)
+    assert [m.payload for m in got] == [b"late"]
+    assert watcher.quiet(1.0) == []
+    watcher.close()
+
+
+def test_wills_of_a_dead_node_published_once_by_survivors(three_nodes) -> None:
+    """A node is killed -9: the wills of its clients are published by the survivors,
+    exactly once cluster-wide; a client that disconnected cleanly before has none."""
+    a, b, c = three_nodes
+    watchers = [Client(n.port) for n in (b, c)]
+    for w in watchers:
+        w.subscribe("deadwills/#", qos=1)
+    doomed = [
+        Client(a.port, client_id=f"doomed{i}", will=(f"deadwills/{i}", b"lost", 1, False))
+        for i in range(3)
+    ]
+    for d in doomed:
+        d.c.reconnect_delay_set(60, 60)  # stay away from the other nodes
+    polite = Client(a.port, client_id="polite", will=("deadwills/polite", b"no", 1, False))
+    polite.close()
+    time.sleep(1.0)  # wills recorded in JetStream after CONNACK
+    a.kill()
+    for w in watchers:
+        got = w.collect(3, timeout=20)
+        assert sorted(m.topic for m in got) == [f"deadwills/{i}" for i in range(3)]
+        extra = [(m.topic, m.payload) for m in w.quiet(3.0)]
+        assert extra == []  # once, from one survivor; not the polite one
+    assert "published 3 will(s) of node node1" in b.log_text() + c.log_text()
+    for w in watchers:
+        w.close()
+    for d in doomed:
+        d.c.loop_stop()
