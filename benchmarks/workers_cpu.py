@@ -29,6 +29,7 @@ CELLS = {
     "pairs_qos1": ["pairs", "--qos", "1", "--pairs", "8", "--window", "64"],
     "pairs_qos1_rate": ["pairs", "--qos", "1", "--pairs", "8", "--rate", "2000"],
     "fanin_qos0": ["fanin", "--qos", "0", "--pubs", "4"],
+    "fanout_qos0": ["fanout", "--qos", "0", "--subs", "16"],
 }
 COMMON = ["--duration", "4", "--procs", "1"]
 
