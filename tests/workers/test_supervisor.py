@@ -249,3 +249,28 @@ def test_sys_figures_are_group_totals(make_group: Callable[..., Group]) -> None:
         watcher.close()
         for c in clients:
             c.close()
+
+
+def test_workers_from_the_config_file(tmp_path: Path) -> None:
+    """``[server] workers = 2`` in the file is the same as ``--workers 2``."""
+    from tests.helpers.broker import free_port
+
+    conf = tmp_path / "mqttfast.toml"
+    port = free_port()
+    conf.write_text(f'[server]\nworkers = 2\n[[listener]]\naddress = "127.0.0.1"\nport = {port}\n')
+    log = tmp_path / "log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mqttfast", "--config", str(conf)],
+            cwd=tmp_path,
+            env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_for(lambda: "all 2 workers ready" in log.read_text(), 40, "2 workers")
+            with RawClient(port) as c:
+                c.connect(client_id="from-file")
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(40) == 0
