@@ -390,6 +390,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         runtime.worker_link = from_env()
         cluster_credentials(runtime.cluster)  # the supervisor's own nats-server's
+        # The supervisor serves the public ones; a worker's are for it alone.
+        runtime.ops.metrics_host = runtime.ops.admin_host = "127.0.0.1"
     try:
         runtime.setup_security()
     except config.ConfigError as err:
