@@ -201,7 +201,8 @@ def test_workers_and_a_port_is_all_it_takes(tmp_path: Path) -> None:
         stderr=subprocess.STDOUT,
     )
     try:
-        wait_for(lambda: port_accepts(port), 40, "the port")
+        log_path = tmp_path / "log"
+        wait_for(lambda: "all 2 workers ready" in log_path.read_text(), 40, "both workers")
         with RawClient(port) as c:
             c.connect(client_id="plain")
             c.subscribe(("plain/t", 1))
