@@ -12,6 +12,7 @@ shape gets the same bytes objects (only the 2-byte packet id differs).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .message import Message
@@ -24,6 +25,10 @@ if TYPE_CHECKING:
 
 
 class Router(Protocol):
+    def hold_suback(self, conn: Connection, finish: Callable[[], None]) -> bool:
+        """True if the router calls ``finish`` (SUBACK, retained messages) later itself;
+        a cluster router does once the other nodes know a new interest. Local: False."""
+
     def publish(self, msg: Message, now: float, publisher: Connection | None = None) -> int:
         """Store if retained, deliver to every matching subscription; return how
         many subscriptions received it (PUBACK 0x10 when 0)."""
@@ -58,6 +63,9 @@ class LocalRouter:
         # Plug-ins' on_deliver(session, msg) -> bool; only consulted when receive_check is
         # set too (mqttfast.plugins sets both), so the loop keeps a single test.
         self.deliver_check: Any = None
+
+    def hold_suback(self, conn: Connection, finish: Callable[[], None]) -> bool:
+        return False  # one node: every interest is known at once
 
     def publish(self, msg: Message, now: float, publisher: Connection | None = None) -> int:
         if msg.retain and self.retain_available:
