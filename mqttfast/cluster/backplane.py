@@ -43,6 +43,7 @@ from mqttfast.core.subscriptions import SubEntry, SubscriptionStore
 from mqttfast.core.wills import will_message
 
 from .config import ClusterConfig
+from .fastpath import ANNOUNCE_TIMEOUT, Encoder, Inbound, Interest, write_raw
 from .subjects import filter_to_subjects, subject_to_topic, topic_to_subject
 from .wire import (
     H_EXPIRES_WALL,
@@ -83,12 +84,23 @@ class ClusterRouter(LocalRouter):
         bp = self.bp
         if msg.topic.startswith("$SYS/"):
             return count  # $SYS is per node
-        bp.outbox.append((0, msg, now))
+        view = bp.view
+        if view.send_all or view.wanted(msg.topic):
+            bp.outbox.append((0, msg, now))
+        elif msg.retain:
+            bp.outbox.append((5, msg, now))  # the retained stream only: nobody else wants it
+        else:
+            bp.stats["msgs_local_only"] += 1  # no other node wants it: not sent to NATS
+            return count
         if not bp.wake_pending:
             bp.wake()
         if count == 0 and bp.connected:
             return 1  # other nodes may have subscribers: do not answer "no subscribers"
         return count
+
+    def hold_suback(self, conn: Any, finish: Callable[[], None]) -> bool:
+        # SUBACK once every other node confirmed the new interest (fastpath.py).
+        return self.bp.view.hold(finish)
 
     def deliver_remote(self, msg: Message, now: float) -> None:
         """A message from another node: local subscribers only, nothing stored."""
@@ -174,7 +186,8 @@ class Backplane:
         self.kv: Any = None
         self.connected = False
         self.started = False
-        # (kind, payload, now) in order: 0 publish, 1 sub, 2 unsub, 3 share sub, 4 share unsub
+        # (kind, payload, now) in order: 0 publish, 1 sub, 2 unsub, 3 share sub, 4 share
+        # unsub, 5 retained-stream publish only (no other node wants the message)
         self.outbox: list[tuple[int, Any, Any]] = []
         self.wake_pending = False
         self._event: asyncio.Event | None = None
@@ -196,7 +209,12 @@ class Backplane:
             "js_errors": 0,
             "dropped_disconnected": 0,
             "retained_in": 0,
+            "msgs_local_only": 0,
         }
+        # The cheap data path (fastpath.py): who wants what, raw sends, inline receive.
+        self.view = Interest(self.node_id, self.ctl)
+        self.encoder = Encoder(self.prefix)
+        self.inbound = Inbound(self.prefix, self._on_data)
 
     # -- wiring ---------------------------------------------------------------
 
@@ -248,6 +266,7 @@ class Backplane:
             self.interest[subject] = n + 1
             if n == 0:
                 self.outbox.append((1, subject, None))
+        self.view.local_add(topic_filter)
         self.wake()
 
     def interest_remove(self, topic_filter: str) -> None:
@@ -258,6 +277,7 @@ class Backplane:
                 self.outbox.append((2, subject, None))
             else:
                 self.interest[subject] = n
+        self.view.local_remove(topic_filter)
         self.wake()
 
     def share_add(self, group: str, topic_filter: str) -> None:
@@ -265,6 +285,7 @@ class Backplane:
         n = self.shares.get(key, 0)
         self.shares[key] = n + 1
         if n == 0:
+            self.view.local_add(topic_filter, shared=True)
             self.outbox.append((3, key, None))
             self.wake()
 
@@ -273,6 +294,7 @@ class Backplane:
         n = self.shares.get(key, 0) - 1
         if n <= 0:
             self.shares.pop(key, None)
+            self.view.local_remove(topic_filter, shared=True)
             self.outbox.append((4, key, None))
             self.wake()
         else:
@@ -283,6 +305,7 @@ class Backplane:
     async def start(self) -> None:
         cfg = self.cfg
         self.node_id = cfg.resolve_node_id()
+        self.view.node_id = self.node_id
         self._loop = asyncio.get_running_loop()
         self._event = asyncio.Event()
         self.started = True
@@ -357,17 +380,23 @@ class Backplane:
             raise
         await nc.subscribe(f"{self.ctl}.node.{self.node_id}.take", cb=self._on_take)
         await nc.subscribe(f"{self.ctl}.hb", cb=self._on_heartbeat)
+        ctl, me = self.ctl, self.node_id
+        await nc.subscribe(f"{ctl}.int.d", cb=self._on_announce)
+        await nc.subscribe(f"{ctl}.int.q", cb=self._on_query)
+        await nc.subscribe(f"{ctl}.int.a.{me}", cb=self._on_confirm)
+        await nc.subscribe(f"{ctl}.int.r.{me}", cb=self._on_snapshot)
+        await nc.subscribe(f"{ctl}.int.bye", cb=self._on_bye)
+        self.inbound.install(nc)
         self.nc, self.nc_shared, self.js, self.kv = nc, shared, js, kv
         self.wills_kv = wills_kv
         # Interest held before NATS was reachable (a restart, or an outage at start).
         for subject in self.interest:
-            self.subs[subject] = await nc.subscribe(
-                subject, queue=f"node-{self.node_id}", cb=self._on_message
-            )
+            await self._subscribe_interest(nc, subject)
         for key in self.shares:
             await self._share_subscribe(key)
         await self._mirror_retained()
         self.connected = True
+        await self._announce_full()
         self.wake()
         # Wills left by a previous run of this node id (killed, then restarted before the
         # others noticed): those connections are gone.
@@ -418,7 +447,13 @@ class Backplane:
 
     async def stop(self) -> None:
         self.started = False
+        if self.nc is not None and self.connected:
+            try:  # the others drop our interest now, not after the heartbeat timeout
+                await self.nc.publish(f"{self.ctl}.int.bye", self.node_id.encode())
+            except Exception:
+                pass
         self.connected = False
+        self.view.connected = False
         for task in list(self.tasks):
             task.cancel()
         for nc in (self.nc, self.nc_shared):
@@ -450,6 +485,11 @@ class Backplane:
             "sessions_moved_in": self.stats["sessions_moved_in"],
             "js_errors": self.stats["js_errors"],
             "dropped_disconnected": self.stats["dropped_disconnected"],
+            # interest sharing (fastpath.py)
+            "msgs_local_only": self.stats["msgs_local_only"],
+            "remote_filters": self.view.remote_filters(),
+            "interest_peers": len(self.view.peers),
+            "interest_send_all": self.view.send_all,
         }
 
     # -- NATS connection events -------------------------------------------------
@@ -458,6 +498,7 @@ class Backplane:
         if self.connected:
             log.warning("cluster: lost NATS; serving local clients only until it returns")
         self.connected = False
+        self.view.connected = False
         self._publish_sys()
 
     async def _on_reconnected(self) -> None:
@@ -468,6 +509,9 @@ class Backplane:
             len(self.interest),
         )
         self.connected = self.nc is not None and self.nc.is_connected
+        if self.connected:
+            # Announcements may have been lost either way: full set out, everybody's in.
+            await self._announce_full()
         self._publish_sys()
         self.wake()
 
@@ -499,41 +543,35 @@ class Backplane:
                 log.warning("cluster: NATS send failed (%s); %d items", exc, len(batch))
 
     async def _send(self, nc: Any, batch: list[tuple[int, Any, Any]]) -> None:
-        prefix = self.prefix
         stats = self.stats
         shares_changed = False
+        parts: list[bytes] = []  # this turn's PUB/HPUB lines, one write
+        line = self.encoder.line
+        max_payload = nc.max_payload or (1 << 20)
         for kind, item, now in batch:
-            if kind == 0:
-                msg = item
-                headers = message_headers(msg, now)
-                try:
-                    await nc.publish(
-                        topic_to_subject(msg.topic, prefix), msg.payload, headers=headers
-                    )
-                    if msg.retain:
-                        rh = headers or {}
-                        if msg.expires_at is not None:
-                            rh[H_EXPIRES_WALL] = repr(time.time() + (msg.expires_at - now))
-                        await nc.publish(
-                            f"{self.ctl}.ret.{topic_to_subject(msg.topic, '')}",
-                            msg.payload,
-                            headers=rh or None,
-                        )
-                except Exception as exc:
+            if kind == 0 and not item.retain:
+                payload = item.payload
+                if len(payload) > max_payload:
                     stats["dropped_disconnected"] += 1
                     if stats["dropped_disconnected"] in (1, 1000):
-                        log.warning("cluster: publish to NATS failed: %s", exc)
+                        log.warning("cluster: message over NATS max_payload not forwarded")
                     continue
+                parts.append(line(item, now))
                 stats["msgs_out"] += 1
-                stats["bytes_out"] += len(msg.payload)
+                stats["bytes_out"] += len(payload)
+                continue
+            if parts:
+                await self._write(nc, parts)
+                parts = []
+            if kind == 0 or kind == 5:
+                await self._send_retained(nc, item, now, kind == 0)
             elif kind == 1:
                 if item in self.interest and item not in self.subs:
-                    self.subs[item] = await nc.subscribe(
-                        item, queue=f"node-{self.node_id}", cb=self._on_message
-                    )
+                    await self._subscribe_interest(nc, item)
             elif kind == 2:
                 sub = self.subs.pop(item, None)
                 if sub is not None and item not in self.interest:
+                    self.inbound.sids.discard(sub._id)
                     await sub.unsubscribe()
                 elif sub is not None:
                     self.subs[item] = sub
@@ -553,8 +591,106 @@ class Backplane:
                 # have them before anything subscribed after them here.
                 shares_changed = False
                 await self.nc_shared.flush()
+        if parts:
+            await self._write(nc, parts)
         if shares_changed:
             await self.nc_shared.flush()
+        if self.view.dirty() and self.connected:
+            # After this turn's SUBs on the same connection: nats-server has them before
+            # any other node can learn the interest.
+            await self._announce(nc, full=False)
+
+    async def _write(self, nc: Any, parts: list[bytes]) -> None:
+        try:
+            await write_raw(nc, b"".join(parts))
+        except Exception as exc:
+            self.stats["dropped_disconnected"] += len(parts)
+            log.warning("cluster: publish to NATS failed (%s); %d messages", exc, len(parts))
+
+    async def _send_retained(self, nc: Any, msg: Message, now: float, data: bool) -> None:
+        """A retained message: to the retained stream always, to the data subject when
+        some other node wants it (``data``)."""
+        headers = message_headers(msg, now)
+        try:
+            if data:
+                await nc.publish(
+                    topic_to_subject(msg.topic, self.prefix), msg.payload, headers=headers
+                )
+                self.stats["msgs_out"] += 1
+                self.stats["bytes_out"] += len(msg.payload)
+            rh = headers or {}
+            if msg.expires_at is not None:
+                rh[H_EXPIRES_WALL] = repr(time.time() + (msg.expires_at - now))
+            await nc.publish(
+                f"{self.ctl}.ret.{topic_to_subject(msg.topic, '')}", msg.payload, headers=rh or None
+            )
+        except Exception as exc:
+            self.stats["dropped_disconnected"] += 1
+            if self.stats["dropped_disconnected"] in (1, 1000):
+                log.warning("cluster: publish to NATS failed: %s", exc)
+
+    async def _subscribe_interest(self, nc: Any, subject: str) -> None:
+        sub = await nc.subscribe(subject, queue=f"node-{self.node_id}", cb=self._on_message)
+        self.subs[subject] = sub
+        self.inbound.sids.add(sub._id)  # handled inline (fastpath.Inbound)
+
+    # -- interest sharing (fastpath.Interest holds the state) -------------------
+
+    async def _announce(self, nc: Any, full: bool) -> None:
+        view = self.view
+        payload = view.next_announcement(full)
+        seq = view.seq
+        try:
+            await nc.publish(f"{self.ctl}.int.d", payload, reply=f"{self.ctl}.int.a.{self.node_id}")
+        except Exception as exc:
+            log.warning("cluster: interest announcement not sent: %s", exc)
+        assert self._loop is not None
+        self._loop.call_later(ANNOUNCE_TIMEOUT, view.give_up, seq)
+        view.release()  # nobody to wait for (no other node known)
+
+    async def _announce_full(self) -> None:
+        """(Re)connected: our whole set out, and everybody's in (until then, and for 1.5
+        heartbeat intervals, every message goes to NATS)."""
+        nc = self.nc
+        if nc is None:
+            return
+        view = self.view
+        view.connected = True
+        view.reset_view(time.monotonic(), 1.5 * HEARTBEAT)
+        await self._announce(nc, full=True)
+        await self._query(nc)
+
+    async def _query(self, nc: Any) -> None:
+        try:
+            await nc.publish(
+                f"{self.ctl}.int.q", self.node_id.encode(), reply=f"{self.ctl}.int.r.{self.node_id}"
+            )
+        except Exception:
+            pass
+
+    async def _on_announce(self, m: Any) -> None:
+        _node, seq = self.view.apply(m.data)
+        if m.reply and self.nc is not None:
+            await self.nc.publish(m.reply, f"{self.node_id} {seq}".encode())
+
+    async def _on_confirm(self, m: Any) -> None:
+        node, _, seq = m.data.decode().partition(" ")
+        peers = self.view.peers
+        peers[node] = max(peers.get(node, 0), int(seq))
+        self.view.release()
+
+    async def _on_query(self, m: Any) -> None:
+        view = self.view
+        view.peer_seen(m.data.decode())
+        if m.reply and self.nc is not None:
+            await self.nc.publish(m.reply, view.snapshot())
+
+    async def _on_snapshot(self, m: Any) -> None:
+        self.view.apply(m.data)
+        self.view.tick(time.monotonic())
+
+    async def _on_bye(self, m: Any) -> None:
+        self.view.drop_node(m.data.decode())
 
     async def _share_subscribe(self, key: tuple[str, str]) -> None:
         group, topic_filter = key
@@ -582,6 +718,14 @@ class Backplane:
         ]
 
     # -- incoming ---------------------------------------------------------------
+
+    def _on_data(self, topic: str, data: bytes, h: dict[str, str] | None) -> None:
+        """A message of an interest subscription, from nats-py's parser (no Msg, no task)."""
+        stats = self.stats
+        stats["msgs_in"] += 1
+        stats["bytes_in"] += len(data)
+        now = self.core.clock()
+        self.router.deliver_remote(message_from(topic, data, h, now), now)  # type: ignore[union-attr]
 
     async def _on_message(self, m: Any) -> None:
         try:
@@ -621,6 +765,7 @@ class Backplane:
                     await nc.publish(f"{self.ctl}.hb", self.node_id.encode())
                 except Exception:
                     pass
+            self.view.tick(time.monotonic())
             self._publish_sys()
             self._check_dead()
             await asyncio.sleep(HEARTBEAT)
@@ -634,6 +779,7 @@ class Backplane:
                 if node not in self.dead_handled:
                     self.dead_handled.add(node)
                     log.warning("cluster: node %s silent for %.0f s: gone", node, now - seen)
+                    self.view.drop_node(node)
                     self._spawn(self._publish_wills_of(node))
 
     def _publish_sys(self) -> None:
@@ -652,6 +798,8 @@ class Backplane:
         node = m.data.decode()
         self.nodes[node] = time.monotonic()
         self.dead_handled.discard(node)
+        if self.view.heard_of(node) and self.nc is not None:
+            await self._query(self.nc)  # a node whose filters we do not have
 
     # -- one live connection per client id, sessions that move ---------------------
 
