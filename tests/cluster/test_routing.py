@@ -219,3 +219,24 @@ def test_local_delivery_does_not_cross_nats(cluster) -> None:
     assert int(m.payload) == 0
     for cl in (sub, pub, stat):
         cl.close()
+
+
+def test_acl_applies_at_the_subscribers_node(cluster, tmp_path) -> None:
+    """The subscriber's node checks read access for messages from other nodes too:
+    its ACL lets anonymous clients read public/# only (the publisher's node has none)."""
+    acl = tmp_path / "acl"
+    acl.write_text("topic read public/#\ntopic read probe/#\n")
+    conf = tmp_path / "node.toml"
+    conf.write_text(f'[auth]\nallow_anonymous = true\nacl_file = "{acl}"\n')
+    a = cluster.add()
+    b = cluster.add(["--config", str(conf)])
+    sub = Client(b.port)
+    sub.subscribe("#", qos=1)
+    pub = Client(a.port)
+    sync(sub, pub)
+    pub.publish("secret/x", b"no", qos=1)
+    pub.publish("public/x", b"yes", qos=1)
+    got = sub.collect(1, timeout=10) + sub.quiet(0.7)
+    assert [(m.topic, m.payload) for m in got] == [("public/x", b"yes")]
+    sub.close()
+    pub.close()
