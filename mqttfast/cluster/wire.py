@@ -177,8 +177,14 @@ def install_snapshot(broker: Any, client_id: str, data: bytes) -> Any:
         broker.end_session(old, now)
     session = broker.new_session(client_id)
     session.expiry_interval = snap["expiry"]
+    storage = broker.storage
+    storage.session_update(session)  # durable here too when persistence is on
+    persisted = session.persisted
     for f, qos, nl, rap, rh, sid, group in snap["subs"]:
-        broker.router.subscribe(session, SubEntry(client_id, f, qos, nl, rap, rh, sid, group))
+        entry = SubEntry(client_id, f, qos, nl, rap, rh, sid, group)
+        broker.router.subscribe(session, entry)
+        if persisted:
+            storage.subscription_put(session, entry)
     for md, qos, retain, sub_ids, pid, state in snap["deliveries"]:
         msg = _msg_from(md, now)
         d = Delivery(msg, qos, retain, tuple(sub_ids) if sub_ids else None)
@@ -187,9 +193,14 @@ def install_snapshot(broker: Any, client_id: str, data: bytes) -> Any:
             d.state = state
             session.inflight[pid] = d
             session.next_pid = max(session.next_pid, pid)
+            if persisted:
+                storage.delivery_put(session, d, pid)
         else:
-            session.enqueue(d)
+            session.enqueue(d)  # stores it when persisted
     session.awaiting_pubrel.update(snap["pubrel"])
+    if persisted:
+        for pid in snap["pubrel"]:
+            storage.qos2_put(session, pid)
     # Offline until accept() resumes it (the will of the old connection is not ours).
     broker.offline.add(session)
     return session

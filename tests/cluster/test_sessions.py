@@ -6,6 +6,8 @@ from __future__ import annotations
 import socket
 import time
 
+import pytest
+
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -42,10 +44,12 @@ def test_takeover_from_another_node_311(two_nodes) -> None:
     assert "taken over by another node" in a.log_text()
 
 
-def test_persistent_session_resumes_on_another_node_311(three_nodes) -> None:
+@pytest.mark.parametrize("persistence", ["off", "strict"])
+def test_persistent_session_resumes_on_another_node_311(cluster, persistence) -> None:
     """Clean session 0 [MQTT-3.1.2-4]: subscriptions and the QoS 1/2 messages that
-    arrived while offline are there when the client comes back to another node."""
-    a, b, c = three_nodes
+    arrived while offline are there when the client comes back to another node (with
+    the nodes' SQLite persistence off and on)."""
+    a, b, c = (cluster.add(["--persistence", persistence]) for _ in range(3))
     cl = Client(a.port, client_id="roamer", clean=False)
     cl.subscribe("roam/#", qos=2)
     pub = Client(c.port)
