@@ -7,7 +7,6 @@ import socket
 import time
 
 import pytest
-
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
