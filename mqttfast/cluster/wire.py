@@ -8,6 +8,7 @@ import json
 import math
 from typing import Any
 
+from mqttfast.codec.constants import SESSION_EXPIRY_NEVER
 from mqttfast.codec.packets import Properties
 from mqttfast.core.message import Delivery, Message
 from mqttfast.core.subscriptions import SubEntry
@@ -201,6 +202,9 @@ def install_snapshot(broker: Any, client_id: str, data: bytes) -> Any:
     if persisted:
         for pid in snap["pubrel"]:
             storage.qos2_put(session, pid)
-    # Offline until accept() resumes it (the will of the old connection is not ours).
+    # Offline until accept() resumes it (the will of the old connection is not ours);
+    # expiring as any offline session if the connecting client went away meanwhile.
     broker.offline.add(session)
+    if session.expiry_interval != SESSION_EXPIRY_NEVER:
+        session.expires_at = now + session.expiry_interval
     return session
