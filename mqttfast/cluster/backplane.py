@@ -199,6 +199,7 @@ class Backplane:
         self.nodes: dict[str, float] = {}  # node id -> last heartbeat (monotonic)
         self.tasks: list[asyncio.Task] = []
         self.retained_sub: Any = None
+        self.retained_seq = 0  # stream sequence of the last retained change mirrored
         self.stats = {
             "msgs_out": 0,
             "bytes_out": 0,
@@ -545,7 +546,7 @@ class Backplane:
     async def _send(self, nc: Any, batch: list[tuple[int, Any, Any]]) -> None:
         stats = self.stats
         shares_changed = False
-        parts: list[bytes] = []  # this turn's PUB/HPUB lines, one write
+        parts: list[bytes] = []  # this turn's PUB/HPUB lines, one write (fastpath.py)
         line = self.encoder.line
         max_payload = nc.max_payload or (1 << 20)
         for kind, item, now in batch:
@@ -563,34 +564,20 @@ class Backplane:
             if parts:
                 await self._write(nc, parts)
                 parts = []
-            if kind == 0 or kind == 5:
-                await self._send_retained(nc, item, now, kind == 0)
-            elif kind == 1:
-                if item in self.interest and item not in self.subs:
-                    await self._subscribe_interest(nc, item)
-            elif kind == 2:
-                sub = self.subs.pop(item, None)
-                if sub is not None and item not in self.interest:
-                    self.inbound.sids.discard(sub._id)
-                    await sub.unsubscribe()
-                elif sub is not None:
-                    self.subs[item] = sub
-            elif kind == 3:
-                if item in self.shares and item not in self.share_subs:
-                    await self._share_subscribe(item)
-                    shares_changed = True
-            elif kind == 4:
-                subs = self.share_subs.pop(item, None)
-                if subs is not None and item not in self.shares:
-                    for sub in subs:
-                        await sub.unsubscribe()
-                elif subs is not None:
-                    self.share_subs[item] = subs
             if shares_changed and kind != 3:
                 # The queue subscriptions travel on the other connection: let the server
                 # have them before anything subscribed after them here.
                 shares_changed = False
                 await self.nc_shared.flush()
+            try:
+                await self._send_one(nc, kind, item, now)
+            except Exception as exc:  # e.g. the reconnect buffer is full: count, go on
+                if kind in (0, 5):
+                    stats["dropped_disconnected"] += 1
+                if kind not in (0, 5) or stats["dropped_disconnected"] in (1, 1000):
+                    log.warning("cluster: NATS operation failed: %r", exc)
+                continue
+            shares_changed = shares_changed or kind == 3
         if parts:
             await self._write(nc, parts)
         if shares_changed:
@@ -606,28 +593,6 @@ class Backplane:
         except Exception as exc:
             self.stats["dropped_disconnected"] += len(parts)
             log.warning("cluster: publish to NATS failed (%s); %d messages", exc, len(parts))
-
-    async def _send_retained(self, nc: Any, msg: Message, now: float, data: bool) -> None:
-        """A retained message: to the retained stream always, to the data subject when
-        some other node wants it (``data``)."""
-        headers = message_headers(msg, now)
-        try:
-            if data:
-                await nc.publish(
-                    topic_to_subject(msg.topic, self.prefix), msg.payload, headers=headers
-                )
-                self.stats["msgs_out"] += 1
-                self.stats["bytes_out"] += len(msg.payload)
-            rh = headers or {}
-            if msg.expires_at is not None:
-                rh[H_EXPIRES_WALL] = repr(time.time() + (msg.expires_at - now))
-            await nc.publish(
-                f"{self.ctl}.ret.{topic_to_subject(msg.topic, '')}", msg.payload, headers=rh or None
-            )
-        except Exception as exc:
-            self.stats["dropped_disconnected"] += 1
-            if self.stats["dropped_disconnected"] in (1, 1000):
-                log.warning("cluster: publish to NATS failed: %s", exc)
 
     async def _subscribe_interest(self, nc: Any, subject: str) -> None:
         sub = await nc.subscribe(subject, queue=f"node-{self.node_id}", cb=self._on_message)
@@ -692,6 +657,45 @@ class Backplane:
     async def _on_bye(self, m: Any) -> None:
         self.view.drop_node(m.data.decode())
 
+    async def _send_one(self, nc: Any, kind: int, item: Any, now: Any) -> None:
+        if kind == 0 or kind == 5:
+            # A retained message: to the retained stream always, to the data subject
+            # when some other node wants it (kind 0).
+            msg = item
+            headers = message_headers(msg, now)
+            if kind == 0:
+                await nc.publish(
+                    topic_to_subject(msg.topic, self.prefix), msg.payload, headers=headers
+                )
+                self.stats["msgs_out"] += 1
+                self.stats["bytes_out"] += len(msg.payload)
+            rh = headers or {}
+            if msg.expires_at is not None:
+                rh[H_EXPIRES_WALL] = repr(time.time() + (msg.expires_at - now))
+            await nc.publish(
+                f"{self.ctl}.ret.{topic_to_subject(msg.topic, '')}",
+                msg.payload,
+                headers=rh or None,
+            )
+        elif kind == 1:
+            if item in self.interest and item not in self.subs:
+                await self._subscribe_interest(nc, item)
+        elif kind == 2:
+            sub = self.subs.get(item)
+            if sub is not None and item not in self.interest:
+                del self.subs[item]
+                self.inbound.sids.discard(sub._id)
+                await sub.unsubscribe()
+        elif kind == 3:
+            if item in self.shares and item not in self.share_subs:
+                await self._share_subscribe(item)
+        elif kind == 4:
+            subs = self.share_subs.get(item)
+            if subs is not None and item not in self.shares:
+                del self.share_subs[item]
+                for sub in subs:
+                    await sub.unsubscribe()
+
     async def _share_subscribe(self, key: tuple[str, str]) -> None:
         group, topic_filter = key
         queue = f"share-{_token(group + chr(0) + topic_filter)}"
@@ -740,6 +744,7 @@ class Backplane:
         self.router.deliver_remote(message_from(topic, m.data, m.headers, now), now)  # type: ignore[union-attr]
 
     def _on_retained(self, m: Any) -> None:
+        self.retained_seq = m.metadata.sequence.stream
         try:
             topic = subject_to_topic(m.subject, self.ctl + ".ret")
         except ValueError:
@@ -805,38 +810,52 @@ class Backplane:
 
     async def _claim(self, conn: Any, done: Callable[[int], None]) -> None:
         """Before CONNACK: become the owner of conn.client_id; take the session over
-        from its previous owner (closing its connection there)."""
+        from its previous owner (closing its connection there). Bounded: a JetStream
+        that does not answer delays a CONNECT by CLAIM_TIMEOUT + 1 s at most, then the
+        client is served as on a single node."""
         cid = conn.client_id
-        key = _token(cid)
         try:
-            owner = None
-            try:
-                entry = await self.kv.get(key)
-                owner = entry.value.decode() if entry.value else None
-            except KeyNotFoundError:
-                pass
-            if owner and owner != self.node_id:
-                clean = conn.pending_clean if hasattr(conn, "pending_clean") else False
-                try:
-                    reply = await self.nc.request(
-                        f"{self.ctl}.node.{owner}.take",
-                        (b"1" if clean else b"0") + cid.encode(),
-                        timeout=CLAIM_TIMEOUT,
-                    )
-                    if reply.data:
-                        self.stats["takeovers"] += 1
-                        if reply.data != b"-":
-                            install_snapshot(self.core, cid, reply.data)
-                            self.stats["sessions_moved_in"] += 1
-                except Exception as exc:  # owner gone (no responders / timeout)
-                    log.info("cluster: previous owner %s of %r did not answer: %s", owner, cid, exc)
-            await self.kv.put(key, self.node_id.encode())
+            await asyncio.wait_for(self._claim_steps(cid), CLAIM_TIMEOUT + 1.0)
         except Exception as exc:
             self.stats["js_errors"] += 1
-            log.warning("cluster: ownership of client %r not recorded: %s", cid, exc)
+            log.warning("cluster: ownership of client %r not recorded: %r", cid, exc)
         done(0)  # CONNACK (accept() ran): conn.will is set now
         if conn.will is not None and conn.session is not None and conn.state == CONNECTED:
             await self._record_will(conn)
+
+    async def _claim_steps(self, cid: str) -> None:
+        key = _token(cid)
+        owner = None
+        try:
+            entry = await self.kv.get(key)
+            owner = entry.value.decode() if entry.value else None
+        except KeyNotFoundError:
+            pass
+        if owner and owner != self.node_id:
+            try:
+                reply = await self.nc.request(
+                    f"{self.ctl}.node.{owner}.take", cid.encode(), timeout=CLAIM_TIMEOUT
+                )
+                if reply.data:
+                    self.stats["takeovers"] += 1
+                    if reply.data != b"-":
+                        install_snapshot(self.core, cid, reply.data)
+                        self.stats["sessions_moved_in"] += 1
+            except Exception as exc:  # owner gone (no responders / timeout)
+                log.info("cluster: previous owner %s of %r did not answer: %r", owner, cid, exc)
+        await self.kv.put(key, self.node_id.encode())
+        await self._retained_caught_up()
+
+    async def _retained_caught_up(self, limit: float = 1.0) -> None:
+        """Read-your-writes for retained messages across nodes: before CONNACK, wait
+        (bounded) until this node's mirror holds everything the stream held when the
+        client connected, so a retained message acknowledged on another node before
+        this CONNECT is there for its SUBSCRIBE."""
+        info = await self.js.stream_info(self.stream)
+        last = info.state.last_seq
+        deadline = time.monotonic() + limit
+        while self.retained_seq < last and time.monotonic() < deadline:
+            await asyncio.sleep(0.002)
 
     async def _record_will(self, conn: Any) -> None:
         """Keep the will in JetStream so the survivors publish it if this node dies."""
@@ -908,7 +927,7 @@ class Backplane:
 
     async def _on_take(self, m: Any) -> None:
         """Another node takes a client id: close it here and hand its session over."""
-        cid = m.data[1:].decode()
+        cid = m.data.decode()
         core = self.core
         session = core.sessions.get(cid)
         if session is None:

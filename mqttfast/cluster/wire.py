@@ -8,6 +8,7 @@ import json
 import math
 from typing import Any
 
+from mqttfast.codec.constants import SESSION_EXPIRY_NEVER
 from mqttfast.codec.packets import Properties
 from mqttfast.core.message import Delivery, Message
 from mqttfast.core.subscriptions import SubEntry
@@ -177,8 +178,14 @@ def install_snapshot(broker: Any, client_id: str, data: bytes) -> Any:
         broker.end_session(old, now)
     session = broker.new_session(client_id)
     session.expiry_interval = snap["expiry"]
+    storage = broker.storage
+    storage.session_update(session)  # durable here too when persistence is on
+    persisted = session.persisted
     for f, qos, nl, rap, rh, sid, group in snap["subs"]:
-        broker.router.subscribe(session, SubEntry(client_id, f, qos, nl, rap, rh, sid, group))
+        entry = SubEntry(client_id, f, qos, nl, rap, rh, sid, group)
+        broker.router.subscribe(session, entry)
+        if persisted:
+            storage.subscription_put(session, entry)
     for md, qos, retain, sub_ids, pid, state in snap["deliveries"]:
         msg = _msg_from(md, now)
         d = Delivery(msg, qos, retain, tuple(sub_ids) if sub_ids else None)
@@ -187,9 +194,17 @@ def install_snapshot(broker: Any, client_id: str, data: bytes) -> Any:
             d.state = state
             session.inflight[pid] = d
             session.next_pid = max(session.next_pid, pid)
+            if persisted:
+                storage.delivery_put(session, d, pid)
         else:
-            session.enqueue(d)
+            session.enqueue(d)  # stores it when persisted
     session.awaiting_pubrel.update(snap["pubrel"])
-    # Offline until accept() resumes it (the will of the old connection is not ours).
+    if persisted:
+        for pid in snap["pubrel"]:
+            storage.qos2_put(session, pid)
+    # Offline until accept() resumes it (the will of the old connection is not ours);
+    # expiring as any offline session if the connecting client went away meanwhile.
     broker.offline.add(session)
+    if session.expiry_interval != SESSION_EXPIRY_NEVER:
+        session.expires_at = now + session.expiry_interval
     return session

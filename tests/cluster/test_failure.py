@@ -252,3 +252,26 @@ def test_nats_server_restart_in_three_server_nats_cluster(prefix: str, tmp_path)
             node.cleanup()
         for s in servers:
             s.cleanup()
+
+
+def test_admin_api_shows_node_id_and_cluster_nodes(cluster: Cluster) -> None:
+    """GET /api/stats of a node carries Backplane.status(): node id, nodes seen."""
+    import json
+
+    aport = free_port()
+    a = cluster.add(["--admin-port", str(aport), "--admin-token", "tok"])
+    cluster.add()
+    deadline = time.monotonic() + 15
+    status: dict = {}
+    while time.monotonic() < deadline:
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{aport}/api/stats", headers={"Authorization": "Bearer tok"}
+        )
+        with urllib.request.urlopen(req, timeout=5) as r:
+            status = json.loads(r.read())["cluster"]
+        if status["nodes_seen"] == 2:
+            break
+        time.sleep(0.5)
+    assert status["node_id"] == "node1" and status["connected"] is True
+    assert status["nodes"] == ["node1", "node2"]
+    assert a.running()

@@ -6,8 +6,12 @@ from __future__ import annotations
 import socket
 import time
 
+import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+
+from mqttfast.codec.packets import Puback, Pubcomp, Publish, Pubrec, Pubrel
+from tests.helpers.rawclient import RawClient
 
 from .clients import Client, sync
 
@@ -42,10 +46,12 @@ def test_takeover_from_another_node_311(two_nodes) -> None:
     assert "taken over by another node" in a.log_text()
 
 
-def test_persistent_session_resumes_on_another_node_311(three_nodes) -> None:
+@pytest.mark.parametrize("persistence", ["off", "strict"])
+def test_persistent_session_resumes_on_another_node_311(cluster, persistence) -> None:
     """Clean session 0 [MQTT-3.1.2-4]: subscriptions and the QoS 1/2 messages that
-    arrived while offline are there when the client comes back to another node."""
-    a, b, c = three_nodes
+    arrived while offline are there when the client comes back to another node (with
+    the nodes' SQLite persistence off and on)."""
+    a, b, c = (cluster.add(["--persistence", persistence]) for _ in range(3))
     cl = Client(a.port, client_id="roamer", clean=False)
     cl.subscribe("roam/#", qos=2)
     pub = Client(c.port)
@@ -198,3 +204,36 @@ def test_wills_of_a_dead_node_published_once_by_survivors(three_nodes) -> None:
         w.close()
     for d in doomed:
         d.c.loop_stop()
+
+
+def test_inflight_resent_with_dup_and_qos2_state_move_to_another_node(three_nodes) -> None:
+    """A persistent session moves with its in-flight state: an unacknowledged QoS 1
+    PUBLISH is re-sent with DUP=1 and the same packet id [MQTT-4.4.0-1]; a QoS 2 message
+    PUBRECed before the move gets PUBREL (not the PUBLISH again) [MQTT-4.3.3-*]; after
+    PUBCOMP nothing is delivered twice."""
+    a, b, c = three_nodes
+    first = RawClient(a.port)
+    first.connect("mover", clean_start=False)
+    first.subscribe(("mv/#", 2))
+    pub = Client(c.port)
+    sync_probe = Client(a.port)
+    sync(sync_probe, pub)  # node a's interest for mv/# was sent before the probe's
+    pub.publish("mv/1", b"q1", qos=1)
+    pub.publish("mv/2", b"q2", qos=2)
+    p1 = first.recv_until(Publish, 5, topic="mv/1")
+    p2 = first.recv_until(Publish, 5, topic="mv/2")
+    first.send_packet(Pubrec(packet_id=p2.packet_id))  # QoS 2 half done; QoS 1 not acked
+    first.recv_until(Pubrel, 5, packet_id=p2.packet_id)
+    first.close()
+    time.sleep(0.3)
+    again = RawClient(b.port)
+    assert again.connect("mover", clean_start=False).session_present
+    dup = again.recv_until(Publish, 5, topic="mv/1")
+    assert (dup.dup, dup.packet_id, dup.payload) == (True, p1.packet_id, b"q1")
+    again.recv_until(Pubrel, 5, packet_id=p2.packet_id)
+    again.send_packet(Pubcomp(packet_id=p2.packet_id))
+    again.send_packet(Puback(packet_id=dup.packet_id))
+    again.expect_no_packet(1.0)  # no second copy of either
+    again.close()
+    sync_probe.close()
+    pub.close()

@@ -167,6 +167,7 @@ def broker_stats(broker: Broker, started: float) -> dict[str, Any]:
         inflight += len(s.inflight)
         queued += len(s.queue)
     counters = st.as_dict()
+    cluster = getattr(broker, "cluster", None)  # issue 15: node id, nodes seen, figures
     return {
         "version": __version__,
         "uptime_seconds": round(time.monotonic() - started, 3),
@@ -183,6 +184,7 @@ def broker_stats(broker: Broker, started: float) -> dict[str, Any]:
         "messages_received": st.publish_received,
         "messages_sent": st.publish_sent,
         "counters": counters,
+        **({"cluster": cluster.status()} if cluster is not None else {}),
     }
 
 
