@@ -262,6 +262,7 @@ def cluster_metrics(status: dict) -> Iterator[Metric]:
     for key, doc in (
         ("nodes_seen", "Cluster nodes seen (heartbeats), this one included"),
         ("interest_subjects", "NATS subjects this node subscribes to for its clients"),
+        ("remote_filters", "Filters other nodes announced (interest sharing)"),
     ):
         yield GaugeMetricFamily(f"mqttfast_cluster_{key}", doc, value=status.get(key, 0))
     for key, doc in (
@@ -271,6 +272,7 @@ def cluster_metrics(status: dict) -> Iterator[Metric]:
         ("bytes_in", "Payload bytes received from the cluster"),
         ("takeovers", "Client sessions taken over between nodes"),
         ("js_errors", "JetStream errors"),
+        ("msgs_local_only", "Messages not published to NATS: no other node wanted them"),
     ):
         yield CounterMetricFamily(f"mqttfast_cluster_{key}", doc, value=status.get(key, 0))
 
