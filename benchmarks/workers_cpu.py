@@ -103,7 +103,9 @@ def run(mode: str, cell: str) -> None:
     broker = subprocess.Popen(argv, env=ENV)
     try:
         wait_port(port)
-        time.sleep(0.5 if mode == "single" else 3.0)  # every worker joined
+        # every worker joined; 5 s: past the first heartbeat intervals in which a node
+        # sends everything to NATS until it has heard every other node's interest
+        time.sleep(0.5 if mode == "single" else 5.0)
         pids = process_tree(broker.pid) + ([nats.pid] if nats else [])
         before = cpu_seconds(pids)
         bench = [sys.executable, "-m", "mqttfast", "bench", *CELLS[cell], *COMMON]

@@ -1,8 +1,11 @@
 """The cluster backplane: mqttfast nodes sharing one MQTT namespace over NATS + JetStream.
 
 * Routing (``ClusterRouter``): local subscribers are served by the core's LocalRouter
-  as on a single node; every accepted message is also published once on NATS (one
-  sender task, woken at most once per loop turn). A node subscribes on NATS only to
+  as on a single node; an accepted message is also published once on NATS when some
+  other node holds a matching filter (interest sharing, fastpath.py; a SUBACK waits
+  until the other nodes confirmed a new filter), by one sender task woken at most once
+  per loop turn that writes the turn's messages as raw protocol lines in one write;
+  messages from NATS are handled inline in nats-py's parser. A node subscribes on NATS only to
   the subjects of the filters its clients hold (reference-counted), all in one queue
   group named after the node, so NATS hands the node one copy of a message however
   many of its filters overlap; the node then routes it through its own subscription

@@ -366,7 +366,10 @@ class Inbound:
             sid: int, subject: bytes, reply: bytes, data: bytes, hdr: Any
         ) -> None:
             if sid in sids:
-                on_data(subject, data, hdr)
+                try:
+                    on_data(subject, data, hdr)
+                except Exception:  # never into nats-py's read loop (it would reconnect)
+                    log.exception("cluster: message from NATS on %r not delivered", subject)
             else:
                 await original(sid, subject, reply, data, hdr)
 
