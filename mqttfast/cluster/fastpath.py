@@ -36,17 +36,28 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from nats.protocol.parser import AWAITING_CONTROL_LINE
+
 from mqttfast.codec import TopicTree
 from mqttfast.core.message import Message
 
 from .subjects import subject_to_topic, topic_to_subject
-from .wire import message_headers
+from .wire import (
+    H_EXPIRY,
+    H_ORIGIN,
+    H_PROPS,
+    H_QOS,
+    H_RETAIN,
+    message_headers,
+    props_from_json,
+)
 
 log = logging.getLogger("mqttfast.cluster")
 
 ANNOUNCE_TIMEOUT = 2.0  # seconds a SUBACK waits for a node that does not confirm
 CACHE_MAX = 65536  # entries of each per-topic / per-subject cache before it is reset
 _LOCAL = "\x00local"  # tree key of this node's own $share filters
+_MAX_LINE = 1 << 16  # a "line" longer than this without CRLF is not NATS protocol
 
 
 class Interest:
@@ -347,37 +358,124 @@ async def write_raw(nc: Any, data: bytes) -> None:
     await nc._flush_pending()
 
 
-class Inbound:
-    """Interest-subscription messages handled inline in nats-py's parser callback."""
+# Decoded header fields of an MQTT message: (qos, retain, properties, expiry, origin).
+Fields = tuple[int, bool, Any, "int | None", "str | None"]
 
-    def __init__(self, prefix: str, handle: Callable[[str, bytes, dict[str, str] | None], None]):
+
+def decode_fields(raw: bytes) -> Fields:
+    h = parse_headers(raw)
+    expiry = h.get(H_EXPIRY)
+    origin = h.get(H_ORIGIN)
+    props = h.get(H_PROPS)
+    return (
+        int(h.get(H_QOS, "0")),
+        h.get(H_RETAIN) == "1",
+        props_from_json(props) if props else None,
+        int(expiry) if expiry is not None else None,
+        json.loads(origin) if origin is not None else None,
+    )
+
+
+class Inbound:
+    """Messages of the node's interest subscriptions, taken out of the byte stream
+    before nats-py's parser sees them: ``MSG``/``HMSG`` frames of those sids are cut
+    out of each read and handed over as (subject, payload, header bytes); every other
+    unit (PING, INFO, -ERR, JetStream and control messages) is given whole to nats-py's
+    own parser, so its state never holds half of one. Saves nats-py's regex per
+    control line, its ``del buf[:n]`` (a memmove of the rest of the read per message),
+    the ``Msg`` object and the subscription-queue task hop."""
+
+    def __init__(self, prefix: str, deliver: Callable[[Message, float], None], clock: Any):
         self.prefix = prefix
-        self.handle = handle
+        self.deliver = deliver
+        self.clock = clock
         self.sids: set[int] = set()
         self.topics: dict[bytes, str | None] = {}
-        self.headers: dict[bytes, dict[str, str]] = {}
+        self.fields: dict[bytes, Fields] = {}
+        self.rest = b""  # an incomplete unit at the end of the last read
+        self.errors = 0
 
     def install(self, nc: Any) -> None:
-        original = nc._process_msg
+        ps = nc._ps
+        original_parse = ps.parse
+        original_reset = ps.reset
+        original_process = nc._process_msg
         sids = self.sids
         on_data = self.on_data
+
+        def reset() -> None:  # nats-py reconnected: nothing of the old stream is valid
+            self.rest = b""
+            original_reset()
 
         async def process_msg(
             sid: int, subject: bytes, reply: bytes, data: bytes, hdr: Any
         ) -> None:
+            # Only reached for frames nats-py's parser got (before our first read).
             if sid in sids:
-                try:
-                    on_data(subject, data, hdr)
-                except Exception:  # never into nats-py's read loop (it would reconnect)
-                    log.exception("cluster: message from NATS on %r not delivered", subject)
+                on_data(subject, data, hdr)
             else:
-                await original(sid, subject, reply, data, hdr)
+                await original_process(sid, subject, reply, data, hdr)
 
+        async def parse(data: bytes = b"") -> None:
+            if ps.state != AWAITING_CONTROL_LINE:  # it holds a started payload: finish it
+                k = ps.needed + 2 - len(ps.buf)
+                if k > len(data):
+                    await original_parse(data)
+                    return
+                await original_parse(data[:k])
+                data = data[k:]
+            if ps.buf:  # a started control line
+                data = bytes(ps.buf) + data
+                ps.buf.clear()
+            if self.rest:
+                data = self.rest + data
+                self.rest = b""
+            n = len(data)
+            pos = 0
+            find = data.find
+            startswith = data.startswith
+            while pos < n:
+                eol = find(b"\r\n", pos)
+                if eol < 0:
+                    if n - pos > _MAX_LINE:  # not a protocol line: let nats-py say so
+                        await original_parse(data[pos:])
+                        pos = n
+                    break
+                if startswith(b"MSG ", pos) or startswith(b"HMSG ", pos):
+                    args = data[pos:eol].split()
+                    start = eol + 2
+                    end = start + int(args[-1])
+                    if end + 2 > n:
+                        break  # the payload is not all here yet
+                    if int(args[2]) in sids:
+                        if args[0] == b"HMSG":
+                            split = start + int(args[-2])
+                            hdr: bytes | None = data[start:split]
+                            start = split
+                        else:
+                            hdr = None
+                        try:
+                            on_data(args[1], data[start:end], hdr)
+                        except Exception:  # never into nats-py's read loop
+                            self.errors += 1
+                            if self.errors in (1, 1000):
+                                log.exception("cluster: message from NATS not delivered")
+                    else:
+                        await original_parse(data[pos : end + 2])
+                    pos = end + 2
+                else:
+                    await original_parse(data[pos : eol + 2])
+                    pos = eol + 2
+            if pos < n:
+                self.rest = data[pos:]
+
+        ps.reset = reset
+        ps.parse = parse
         nc._process_msg = process_msg
 
     def on_data(self, subject: bytes, data: bytes, hdr: bytes | None) -> None:
         topic = self.topics.get(subject, "")
-        if topic == "":
+        if topic == "":  # MQTT topics are never empty [MQTT-4.7.3-1]
             try:
                 topic = subject_to_topic(subject.decode(), self.prefix)
             except (ValueError, UnicodeDecodeError):
@@ -387,12 +485,18 @@ class Inbound:
             self.topics[subject] = topic
         if topic is None:
             return
-        h = None
-        if hdr:
-            h = self.headers.get(hdr)
-            if h is None:
-                h = parse_headers(hdr)
-                if len(self.headers) >= CACHE_MAX:
-                    self.headers.clear()
-                self.headers[hdr] = h
-        self.handle(topic, data, h)
+        now = self.clock()
+        if not hdr:
+            self.deliver(Message(topic, data), now)
+            return
+        f = self.fields.get(hdr)
+        if f is None:
+            f = decode_fields(hdr)
+            if len(self.fields) >= CACHE_MAX:
+                self.fields.clear()
+            self.fields[hdr] = f
+        qos, retain, props, expiry, origin = f
+        msg = Message(
+            topic, data, qos, retain, props, now + expiry if expiry is not None else None, origin
+        )
+        self.deliver(msg, now)
