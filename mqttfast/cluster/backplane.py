@@ -373,6 +373,7 @@ class Backplane:
         # Wills left by a previous run of this node id (killed, then restarted before the
         # others noticed): those connections are gone.
         self._spawn(self._publish_wills_of(self.node_id))
+        self._spawn(self._orphan_wills())
 
     async def _ensure_stream(self, js: Any) -> None:
         config = StreamConfig(
@@ -617,13 +618,13 @@ class Backplane:
     async def _heartbeat(self) -> None:
         while True:
             nc = self.nc
-            if nc is not None and self.connected:
-                try:
+            try:
+                if nc is not None and self.connected:
                     await nc.publish(f"{self.ctl}.hb", self.node_id.encode())
-                except Exception:
-                    pass
-            self._publish_sys()
-            self._check_dead()
+                self._publish_sys()
+                self._check_dead()
+            except Exception:  # a bug here must not stop the heartbeat
+                log.exception("cluster: heartbeat")
             await asyncio.sleep(HEARTBEAT)
 
     def _check_dead(self) -> None:
@@ -651,8 +652,41 @@ class Backplane:
 
     async def _on_heartbeat(self, m: Any) -> None:
         node = m.data.decode()
+        new = node not in self.nodes
         self.nodes[node] = time.monotonic()
         self.dead_handled.discard(node)
+        if new and self.nc is not None:
+            # A node we did not know (it just started): answer at once, so it knows us
+            # even if we die before our next beat.
+            await self.nc.publish(f"{self.ctl}.hb", self.node_id.encode())
+
+    async def _orphan_wills(self) -> None:
+        """Once, when this node has heard the others for a while: wills recorded by
+        nodes that are not alive (died before we started, or unseen) are published."""
+        await asyncio.sleep(3 * HEARTBEAT + 0.5)
+        kv = self.wills_kv
+        if kv is None or not self.connected:
+            return
+        try:
+            keys = await kv.keys()
+        except Exception:
+            return
+        now = time.monotonic()
+        owners: set[str] = set()
+        for key in keys:
+            try:
+                entry = await kv.get(key)
+                if entry.value:
+                    owners.add(json.loads(entry.value).get("node", ""))
+            except Exception:
+                continue
+        for node in owners:
+            seen = self.nodes.get(node)
+            if node and node != self.node_id and (seen is None or now - seen > 3 * HEARTBEAT):
+                if node not in self.dead_handled:
+                    self.dead_handled.add(node)
+                    log.warning("cluster: wills of node %s, which is not running, found", node)
+                    await self._publish_wills_of(node)
 
     # -- one live connection per client id, sessions that move ---------------------
 
