@@ -65,6 +65,32 @@ def _token(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
+class _InOrder:
+    """Stands in for the pending queue of this node's interest subscriptions in nats-py:
+    nats-py's reader puts every message there in wire order, and it is routed at once.
+    With one nats-py task per subscription instead, two overlapping subscriptions of the
+    node's queue group could reorder messages of one topic [MQTT-4.6.0-5]; this also
+    saves a task switch per message."""
+
+    def __init__(self, handler: Callable[[Any], None]) -> None:
+        self.handler = handler
+
+    def put_nowait(self, msg: Any) -> None:
+        self.handler(msg)
+
+    def qsize(self) -> int:
+        return 0
+
+    def empty(self) -> bool:
+        return True
+
+    def task_done(self) -> None:
+        pass
+
+    async def join(self) -> None:
+        return None
+
+
 class ClusterRouter(LocalRouter):
     """The core's Router for a cluster node; takes over the LocalRouter's state."""
 
@@ -187,6 +213,7 @@ class Backplane:
         self.tasks: list[asyncio.Task] = []
         self.retained_sub: Any = None
         self.retained_seq = 0  # stream sequence of the last retained change mirrored
+        self._in_order = _InOrder(self._on_message)
         self.stats = {
             "msgs_out": 0,
             "bytes_out": 0,
@@ -362,9 +389,7 @@ class Backplane:
         self.wills_kv = wills_kv
         # Interest held before NATS was reachable (a restart, or an outage at start).
         for subject in self.interest:
-            self.subs[subject] = await nc.subscribe(
-                subject, queue=f"node-{self.node_id}", cb=self._on_message
-            )
+            self.subs[subject] = await self._interest_subscribe(nc, subject)
         for key in self.shares:
             await self._share_subscribe(key)
         await self._mirror_retained()
@@ -539,9 +564,7 @@ class Backplane:
             self.stats["bytes_out"] += len(msg.payload)
         elif kind == 1:
             if item in self.interest and item not in self.subs:
-                self.subs[item] = await nc.subscribe(
-                    item, queue=f"node-{self.node_id}", cb=self._on_message
-                )
+                self.subs[item] = await self._interest_subscribe(nc, item)
         elif kind == 2:
             sub = self.subs.get(item)
             if sub is not None and item not in self.interest:
@@ -556,6 +579,13 @@ class Backplane:
                 del self.share_subs[item]
                 for sub in subs:
                     await sub.unsubscribe()
+
+    async def _interest_subscribe(self, nc: Any, subject: str) -> Any:
+        # No callback: nats-py starts no task; the pending queue is replaced by _InOrder
+        # (pending_bytes_limit 0: nothing accumulates, no slow-consumer accounting).
+        sub = await nc.subscribe(subject, queue=f"node-{self.node_id}", pending_bytes_limit=0)
+        sub._pending_queue = self._in_order
+        return sub
 
     async def _share_subscribe(self, key: tuple[str, str]) -> None:
         group, topic_filter = key
@@ -584,17 +614,21 @@ class Backplane:
 
     # -- incoming ---------------------------------------------------------------
 
-    async def _on_message(self, m: Any) -> None:
+    def _on_message(self, m: Any) -> None:
+        """A message for this node's interest (called by nats-py's reader, in order)."""
         try:
             topic = subject_to_topic(m.subject, self.prefix)
-        except ValueError:
-            return  # a NATS-native subject we cannot read as a topic
+            now = self.core.clock()
+            msg = message_from(topic, m.data, m.headers, now)
+        except (ValueError, KeyError, TypeError):
+            return  # a NATS-native subject or header we cannot read as MQTT
         stats = self.stats
         stats["msgs_in"] += 1
         stats["bytes_in"] += len(m.data)
-        core = self.core
-        now = core.clock()
-        self.router.deliver_remote(message_from(topic, m.data, m.headers, now), now)  # type: ignore[union-attr]
+        try:
+            self.router.deliver_remote(msg, now)  # type: ignore[union-attr]
+        except Exception:  # never into nats-py's reader
+            log.exception("cluster: delivering %r", topic)
 
     def _on_retained(self, m: Any) -> None:
         self.retained_seq = m.metadata.sequence.stream
