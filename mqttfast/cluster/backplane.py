@@ -69,6 +69,32 @@ def _token(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
+class _InOrder:
+    """Stands in for the pending queue of this node's interest subscriptions in nats-py:
+    nats-py's reader puts every message there in wire order, and it is routed at once.
+    With one nats-py task per subscription instead, two overlapping subscriptions of the
+    node's queue group could reorder messages of one topic [MQTT-4.6.0-5]; this also
+    saves a task switch per message."""
+
+    def __init__(self, handler: Callable[[Any], None]) -> None:
+        self.handler = handler
+
+    def put_nowait(self, msg: Any) -> None:
+        self.handler(msg)
+
+    def qsize(self) -> int:
+        return 0
+
+    def empty(self) -> bool:
+        return True
+
+    def task_done(self) -> None:
+        pass
+
+    async def join(self) -> None:
+        return None
+
+
 class ClusterRouter(LocalRouter):
     """The core's Router for a cluster node; takes over the LocalRouter's state."""
 
@@ -203,6 +229,7 @@ class Backplane:
         self.tasks: list[asyncio.Task] = []
         self.retained_sub: Any = None
         self.retained_seq = 0  # stream sequence of the last retained change mirrored
+        self._in_order = _InOrder(self._on_message)
         self.stats = {
             "msgs_out": 0,
             "bytes_out": 0,
@@ -405,6 +432,7 @@ class Backplane:
         # Wills left by a previous run of this node id (killed, then restarted before the
         # others noticed): those connections are gone.
         self._spawn(self._publish_wills_of(self.node_id))
+        self._spawn(self._orphan_wills())
 
     async def _ensure_stream(self, js: Any) -> None:
         config = StreamConfig(
@@ -598,9 +626,11 @@ class Backplane:
             log.warning("cluster: publish to NATS failed (%s); %d messages", exc, len(parts))
 
     async def _subscribe_interest(self, nc: Any, subject: str) -> None:
-        sub = await nc.subscribe(subject, queue=f"node-{self.node_id}", cb=self._on_message)
+        sub = await self._interest_subscribe(nc, subject)
         self.subs[subject] = sub
-        self.inbound.sids.add(sub._id)  # handled inline (fastpath.Inbound)
+        # Its frames are cut out of the byte stream (fastpath.Inbound), in wire order;
+        # _InOrder only serves what nats-py's parser had before Inbound was installed.
+        self.inbound.sids.add(sub._id)
 
     # -- interest sharing (fastpath.Interest holds the state) -------------------
 
@@ -699,6 +729,13 @@ class Backplane:
                 for sub in subs:
                     await sub.unsubscribe()
 
+    async def _interest_subscribe(self, nc: Any, subject: str) -> Any:
+        # No callback: nats-py starts no task; the pending queue is replaced by _InOrder
+        # (pending_bytes_limit 0: nothing accumulates, no slow-consumer accounting).
+        sub = await nc.subscribe(subject, queue=f"node-{self.node_id}", pending_bytes_limit=0)
+        sub._pending_queue = self._in_order
+        return sub
+
     async def _share_subscribe(self, key: tuple[str, str]) -> None:
         group, topic_filter = key
         queue = f"share-{_token(group + chr(0) + topic_filter)}"
@@ -737,17 +774,21 @@ class Backplane:
         stats["bytes_in"] += len(msg.payload)
         self.router.deliver_remote(msg, now)  # type: ignore[union-attr]
 
-    async def _on_message(self, m: Any) -> None:
+    def _on_message(self, m: Any) -> None:
+        """A message for this node's interest (called by nats-py's reader, in order)."""
         try:
             topic = subject_to_topic(m.subject, self.prefix)
-        except ValueError:
-            return  # a NATS-native subject we cannot read as a topic
+            now = self.core.clock()
+            msg = message_from(topic, m.data, m.headers, now)
+        except (ValueError, KeyError, TypeError):
+            return  # a NATS-native subject or header we cannot read as MQTT
         stats = self.stats
         stats["msgs_in"] += 1
         stats["bytes_in"] += len(m.data)
-        core = self.core
-        now = core.clock()
-        self.router.deliver_remote(message_from(topic, m.data, m.headers, now), now)  # type: ignore[union-attr]
+        try:
+            self.router.deliver_remote(msg, now)  # type: ignore[union-attr]
+        except Exception:  # never into nats-py's reader
+            log.exception("cluster: delivering %r", topic)
 
     def _on_retained(self, m: Any) -> None:
         self.retained_seq = m.metadata.sequence.stream
@@ -771,14 +812,14 @@ class Backplane:
     async def _heartbeat(self) -> None:
         while True:
             nc = self.nc
-            if nc is not None and self.connected:
-                try:
+            try:
+                if nc is not None and self.connected:
                     await nc.publish(f"{self.ctl}.hb", self.node_id.encode())
-                except Exception:
-                    pass
-            self.view.tick(time.monotonic())
-            self._publish_sys()
-            self._check_dead()
+                self.view.tick(time.monotonic())
+                self._publish_sys()
+                self._check_dead()
+            except Exception:  # a bug here must not stop the heartbeat
+                log.exception("cluster: heartbeat")
             await asyncio.sleep(HEARTBEAT)
 
     def _check_dead(self) -> None:
@@ -807,10 +848,43 @@ class Backplane:
 
     async def _on_heartbeat(self, m: Any) -> None:
         node = m.data.decode()
+        new = node not in self.nodes
         self.nodes[node] = time.monotonic()
         self.dead_handled.discard(node)
+        if new and self.nc is not None:
+            # A node we did not know (it just started): answer at once, so it knows us
+            # even if we die before our next beat.
+            await self.nc.publish(f"{self.ctl}.hb", self.node_id.encode())
         if self.view.heard_of(node) and self.nc is not None:
             await self._query(self.nc)  # a node whose filters we do not have
+
+    async def _orphan_wills(self) -> None:
+        """Once, when this node has heard the others for a while: wills recorded by
+        nodes that are not alive (died before we started, or unseen) are published."""
+        await asyncio.sleep(3 * HEARTBEAT + 0.5)
+        kv = self.wills_kv
+        if kv is None or not self.connected:
+            return
+        try:
+            keys = await kv.keys()
+        except Exception:
+            return
+        now = time.monotonic()
+        owners: set[str] = set()
+        for key in keys:
+            try:
+                entry = await kv.get(key)
+                if entry.value:
+                    owners.add(json.loads(entry.value).get("node", ""))
+            except Exception:
+                continue
+        for node in owners:
+            seen = self.nodes.get(node)
+            if node and node != self.node_id and (seen is None or now - seen > 3 * HEARTBEAT):
+                if node not in self.dead_handled:
+                    self.dead_handled.add(node)
+                    log.warning("cluster: wills of node %s, which is not running, found", node)
+                    await self._publish_wills_of(node)
 
     # -- one live connection per client id, sessions that move ---------------------
 

@@ -491,7 +491,10 @@ class Inbound:
             return
         f = self.fields.get(hdr)
         if f is None:
-            f = decode_fields(hdr)
+            try:
+                f = decode_fields(hdr)
+            except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+                return  # headers of a NATS-native publisher we cannot read as MQTT
             if len(self.fields) >= CACHE_MAX:
                 self.fields.clear()
             self.fields[hdr] = f

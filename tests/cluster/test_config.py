@@ -75,3 +75,27 @@ def test_bad_cluster_config_exits_2_naming_the_key(tmp_path) -> None:
         cwd=REPO_ROOT,
     )
     assert out.returncode == 2 and "cluster.node_id" in out.stderr
+
+
+def test_check_config_validates_the_cluster_table(tmp_path) -> None:
+    """`mqttfast check-config` reads [cluster] too: exit 2 naming the key, 0 when valid."""
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[cluster]\nservers = ["nats://127.0.0.1:4222"]\nnode_id = "a b"\n')
+    out = subprocess.run(
+        [sys.executable, "-m", "mqttfast", "check-config", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=REPO_ROOT,
+    )
+    assert out.returncode == 2 and "cluster.node_id" in out.stdout + out.stderr
+    good = tmp_path / "good.toml"
+    good.write_text('[cluster]\nservers = ["nats://127.0.0.1:4222"]\nreplicas = 3\n')
+    out = subprocess.run(
+        [sys.executable, "-m", "mqttfast", "check-config", str(good)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=REPO_ROOT,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr

@@ -3,13 +3,17 @@ between nodes; wills exactly once."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import socket
 import time
 
+import nats
 import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from mqttfast.cluster.backplane import _token
 from mqttfast.codec.packets import Puback, Pubcomp, Publish, Pubrec, Pubrel
 from tests.helpers.rawclient import RawClient
 
@@ -177,7 +181,35 @@ def test_delayed_will_fires_once_when_not_resumed(two_nodes) -> None:
     watcher.close()
 
 
-def test_wills_of_a_dead_node_published_once_by_survivors(three_nodes) -> None:
+def _wills_recorded(cluster, node: str, n: int, timeout: float = 15.0) -> bool:
+    """Wait until the wills KV bucket holds exactly ``n`` records of ``node``."""
+
+    async def count() -> int:
+        nc = await nats.connect(cluster.servers)
+        try:
+            kv = await nc.jetstream().key_value(f"mqttfast_{_token(cluster.prefix)[:12]}_wills")
+            try:
+                keys = await kv.keys()
+            except Exception:
+                return 0
+            mine = 0
+            for k in keys:
+                e = await kv.get(k)
+                if e.value and json.loads(e.value)["node"] == node:
+                    mine += 1
+            return mine
+        finally:
+            await nc.close()
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if asyncio.run(count()) == n:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_wills_of_a_dead_node_published_once_by_survivors(cluster, three_nodes) -> None:
     """A node is killed -9: the wills of its clients are published by the survivors,
     exactly once cluster-wide; a client that disconnected cleanly before has none."""
     a, b, c = three_nodes
@@ -192,11 +224,13 @@ def test_wills_of_a_dead_node_published_once_by_survivors(three_nodes) -> None:
         d.c.reconnect_delay_set(60, 60)  # stay away from the other nodes
     polite = Client(a.port, client_id="polite", will=("deadwills/polite", b"no", 1, False))
     polite.close()
-    time.sleep(1.0)  # wills recorded in JetStream after CONNACK
+    assert _wills_recorded(cluster, "node1", 3), "wills not recorded in JetStream"
     a.kill()
     for w in watchers:
         got = w.collect(3, timeout=20)
-        assert sorted(m.topic for m in got) == [f"deadwills/{i}" for i in range(3)]
+        assert sorted(m.topic for m in got) == [f"deadwills/{i}" for i in range(3)], (
+            b.log_text()[-3000:] + c.log_text()[-3000:]
+        )
         extra = [(m.topic, m.payload) for m in w.quiet(3.0)]
         assert extra == []  # once, from one survivor; not the polite one
     assert "published 3 will(s) of node node1" in b.log_text() + c.log_text()
