@@ -245,7 +245,8 @@ class Backplane:
         # The cheap data path (fastpath.py): who wants what, raw sends, inline receive.
         self.view = Interest(self.node_id, self.ctl)
         self.encoder = Encoder(self.prefix)
-        self.inbound = Inbound(self.prefix, self._on_data, self._now)
+        self.inbound = Inbound(self.prefix, self._on_data, self._now, self._commit_soon)
+        self._commit_pending = False
 
     # -- wiring ---------------------------------------------------------------
 
@@ -765,6 +766,20 @@ class Backplane:
 
     def _now(self) -> float:
         return float(self.core.clock())
+
+    def _commit_soon(self) -> None:
+        """Messages from NATS went into persistent sessions: commit them as a local
+        publish would be (strict: within the storage's batching window), not at the next
+        tick, so a node killed right after receiving them loses as little as possible."""
+        storage = self.core.storage
+        if self._commit_pending or not storage.durable or self._loop is None:
+            return
+        self._commit_pending = True
+        self._loop.call_later(max(0.0, storage.flush_delay()), self._commit)
+
+    def _commit(self) -> None:
+        self._commit_pending = False
+        self.core.storage.flush()
 
     def _on_data(self, msg: Message, now: float) -> None:
         """A message of an interest subscription, cut out of the NATS byte stream

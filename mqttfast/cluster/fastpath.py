@@ -385,10 +385,17 @@ class Inbound:
     control line, its ``del buf[:n]`` (a memmove of the rest of the read per message),
     the ``Msg`` object and the subscription-queue task hop."""
 
-    def __init__(self, prefix: str, deliver: Callable[[Message, float], None], clock: Any):
+    def __init__(
+        self,
+        prefix: str,
+        deliver: Callable[[Message, float], None],
+        clock: Any,
+        after: Callable[[], None] | None = None,
+    ):
         self.prefix = prefix
         self.deliver = deliver
         self.clock = clock
+        self.after = after  # once per read that delivered something (durable commit)
         self.sids: set[int] = set()
         self.topics: dict[bytes, str | None] = {}
         self.fields: dict[bytes, Fields] = {}
@@ -432,6 +439,7 @@ class Inbound:
                 self.rest = b""
             n = len(data)
             pos = 0
+            delivered = False
             find = data.find
             startswith = data.startswith
             while pos < n:
@@ -454,6 +462,7 @@ class Inbound:
                             start = split
                         else:
                             hdr = None
+                        delivered = True
                         try:
                             on_data(args[1], data[start:end], hdr)
                         except Exception:  # never into nats-py's read loop
@@ -468,6 +477,8 @@ class Inbound:
                     pos = eol + 2
             if pos < n:
                 self.rest = data[pos:]
+            if delivered and self.after is not None:
+                self.after()
 
         ps.reset = reset
         ps.parse = parse
