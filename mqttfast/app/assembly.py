@@ -71,7 +71,16 @@ def make_backplane(cfg: Config, data_dir: str) -> Any:
             2,
         ) from None
     fields = {f.name: getattr(c, f.name) for f in dataclasses.fields(c)}
-    return Backplane(ClusterConfig(**fields, data_dir=data_dir))
+    cluster = ClusterConfig(**fields, data_dir=data_dir)
+    if cfg.worker_index is not None:  # a --workers worker: the supervisor's nats-server
+        from .local_nats import cluster_credentials
+
+        cluster_credentials(cluster)
+    try:
+        cluster.validate()
+    except ValueError as err:
+        raise StartError(str(err), 2) from None
+    return Backplane(cluster)
 
 
 # ---------------------------------------------------------------------------- assembly
@@ -98,6 +107,7 @@ class Assembly:
         self.authenticator: Any = None
         self.plugin_hooks: Any = None  # mqttfast.plugins.manager.PluginHooks
         self.backplane: Any = None
+        self.worker_link: Any = None  # mqttfast.app.worker_link (a --workers worker)
         self.bridges: list[Any] = []
         self.ops: Any = None
         self.api: BrokerAPI | None = None
@@ -141,6 +151,7 @@ class Assembly:
         self.backplane = make_backplane(cfg, settings.data_dir)
         if self.backplane is not None:
             self.backplane.attach(core)  # before recovery: it wraps the core's router
+            core.cluster = self.backplane  # type: ignore[attr-defined]  # status() for $SYS, /metrics, admin
         try:
             restored = self.storage.recover(core)  # before accepting connections
         except PersistenceError as err:
@@ -164,6 +175,12 @@ class Assembly:
         self.api.bind(core)
         if self.backplane is not None:
             await self.backplane.start()
+        if cfg.worker_index is not None:  # a --workers worker: $SYS figures are the group's
+            from .worker_link import from_env
+
+            self.worker_link = from_env()
+            if self.worker_link is not None:
+                await self.worker_link.start(core)
         self.server = MQTTServer(core)
         await self._open_listeners()
         log.info(
@@ -205,6 +222,10 @@ class Assembly:
         assert server is not None
         configured = self.cfg.listener
         reuse = self.cfg.server.reuse_port
+        if reuse:  # --workers: every worker binds the same ports (SO_REUSEPORT)
+            from mqttfast.transport import listeners as transport_listeners
+
+            transport_listeners.reuse_port = True
         if not configured:
             await self._open_local_only(server)
             return

@@ -6,6 +6,7 @@ otherwise "ok" and 0."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Sequence
 
@@ -45,7 +46,25 @@ def deep_check(cfg: Config) -> list[str]:
         except PluginError as err:
             errors.append(str(err))
     errors.extend(check_ops(cfg))
+    errors.extend(_check_cluster(cfg))
     return errors
+
+
+def _check_cluster(cfg: Config) -> list[str]:
+    """[cluster] checked by the backplane's own rules (only when one is configured)."""
+    c = cfg.cluster
+    if not (c.servers or c.node_id):
+        return []
+    try:
+        from mqttfast.cluster import ClusterConfig  # type: ignore[import-not-found,unused-ignore]
+    except ImportError as err:
+        return [f"cluster.servers: the cluster backplane is not installed ({err})"]
+    fields = {f.name: getattr(c, f.name) for f in dataclasses.fields(c)}
+    try:
+        ClusterConfig(**fields).validate(require_servers=False)
+    except ValueError as err:
+        return [str(err)]
+    return []
 
 
 def main(argv: Sequence[str]) -> int:

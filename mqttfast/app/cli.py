@@ -344,13 +344,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in err.errors:
             print(f"mqttfast: config error: {_in_file(err.source, line)}", file=sys.stderr)
         return 2
-    if cfg.server.workers != 1:
-        try:  # several processes: the supervisor runs this command line in each
-            from mqttfast.app.supervisor import main as supervisor_main  # type: ignore[import-not-found,unused-ignore]
-        except ImportError as err:
-            print(f"mqttfast: error: server.workers: not available here ({err})", file=sys.stderr)
-            return 2
-        return int(supervisor_main(argv))
+    if cfg.server.workers != 1:  # a supervisor and N worker processes (docs/workers.md)
+        from mqttfast.app.supervisor import main as supervise
+
+        return int(supervise(argv, cfg))
+    if cfg.worker_index is not None:  # a worker: the supervisor serves the public endpoints
+        cfg.metrics.address = cfg.admin.address = "127.0.0.1"
     from .process import ProcessError, start_process
 
     try:  # become process.user before any file (pid, log, data) is opened or created

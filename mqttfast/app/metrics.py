@@ -260,6 +260,35 @@ class BrokerCollector:
                 "Worst event-loop timer lateness since the last scrape",
                 value=self.lag.take_worst(),
             )
+        cluster = getattr(self.broker, "cluster", None)
+        if cluster is not None:  # issue 15: only a cluster node has one
+            yield from cluster_metrics(cluster.status())
+
+
+def cluster_metrics(status: dict) -> Iterator[Metric]:
+    """Cluster figures (issue 15) from ``Backplane.status()``; only with [cluster]."""
+    node = str(status.get("node_id", ""))
+    up = GaugeMetricFamily(
+        "mqttfast_cluster_connected", "1 while the NATS connection is up", labels=["node"]
+    )
+    up.add_metric([node], 1 if status.get("connected") else 0)
+    yield up
+    for key, doc in (
+        ("nodes_seen", "Cluster nodes seen (heartbeats), this one included"),
+        ("interest_subjects", "NATS subjects this node subscribes to for its clients"),
+        ("remote_filters", "Filters other nodes announced (interest sharing)"),
+    ):
+        yield GaugeMetricFamily(f"mqttfast_cluster_{key}", doc, value=status.get(key, 0))
+    for key, doc in (
+        ("msgs_out", "Messages published to the cluster"),
+        ("bytes_out", "Payload bytes published to the cluster"),
+        ("msgs_in", "Messages received from the cluster"),
+        ("bytes_in", "Payload bytes received from the cluster"),
+        ("takeovers", "Client sessions taken over between nodes"),
+        ("js_errors", "JetStream errors"),
+        ("msgs_local_only", "Messages not published to NATS: no other node wanted them"),
+    ):
+        yield CounterMetricFamily(f"mqttfast_cluster_{key}", doc, value=status.get(key, 0))
 
 
 def make_registry(

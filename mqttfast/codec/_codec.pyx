@@ -33,13 +33,8 @@ from .constants import (
     DISCONNECT_REASON_CODES,
     MAX_PACKET_SIZE,
     PROPERTY_TABLE,
-    PUBACK_REASON_CODES,
-    PUBCOMP_REASON_CODES,
-    PUBREC_REASON_CODES,
-    PUBREL_REASON_CODES,
     SUBACK_REASON_CODES,
     UNSUBACK_REASON_CODES,
-    WILL_PROPERTIES,
     PacketType,
     ReasonCode,
 )
@@ -335,7 +330,8 @@ cdef inline int _prop_set(object props, int slot, object value) except -1:
 # ---------------------------------------------------------------- readers
 # All read from p[pos:end]; ``pos`` is advanced through a pointer.
 
-cdef inline uint32_t _read_varint(const uint8_t *p, Py_ssize_t *pos, Py_ssize_t end) except? 0xFFFFFFFF:
+cdef inline uint32_t _read_varint(
+        const uint8_t *p, Py_ssize_t *pos, Py_ssize_t end) except? 0xFFFFFFFF:
     cdef uint32_t value = 0
     cdef int shift = 0
     cdef int i

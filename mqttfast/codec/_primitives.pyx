@@ -12,7 +12,6 @@ from cpython.bytearray cimport PyByteArray_CheckExact, PyByteArray_AS_STRING, Py
 from cpython.unicode cimport PyUnicode_Check
 from cpython.long cimport PyLong_CheckExact
 from cpython.number cimport PyNumber_Index
-from cpython.ref cimport PyObject
 from libc.stdint cimport uint8_t, uint32_t
 from libc.string cimport memchr
 
@@ -139,7 +138,8 @@ def decode_utf8(buf):
         if memchr(p, 0, <size_t>n) != NULL:
             # Rare: let the kernel say which fault wins (ill-formed beats U+0000).
             r = mqf_utf8_validate(p, <size_t>n)
-            raise MalformedPacket(_py.MSG_UTF8_INVALID if r == MQF_UTF8_INVALID else _py.MSG_UTF8_NUL)
+            raise MalformedPacket(
+                _py.MSG_UTF8_INVALID if r == MQF_UTF8_INVALID else _py.MSG_UTF8_NUL)
         # CPython's strict decoder accepts exactly RFC 3629 UTF-8 (no overlongs,
         # no surrogates, nothing above U+10FFFF), the same set as
         # mqf_utf8_validate, and decoding is the one pass we need anyway.
@@ -158,7 +158,8 @@ def has_discouraged_code_points(str s):
     cdef bytes raw
     if p == NULL:
         raw = _surrogatepass(s)
-        return mqf_utf8_has_discouraged(<const uint8_t *>PyBytes_AS_STRING(raw), <size_t>PyBytes_GET_SIZE(raw)) != 0
+        return mqf_utf8_has_discouraged(
+            <const uint8_t *>PyBytes_AS_STRING(raw), <size_t>PyBytes_GET_SIZE(raw)) != 0
     return mqf_utf8_has_discouraged(p, <size_t>n) != 0
 
 

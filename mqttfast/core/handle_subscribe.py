@@ -117,20 +117,31 @@ def handle_subscribe(conn: Connection, pkt: Subscribe) -> None:
         # new subscription, 2 never; never for shared subscriptions (4.8.2).
         if group is None and (sub.retain_handling == 0 or (sub.retain_handling == 1 and new)):
             retained_jobs.append((entry, filt))
-    # [MQTT-3.8.4-1] SUBACK with one code per filter, in order [MQTT-3.9.3-1].
-    conn.send_packet(Suback(pkt.packet_id, codes))
-    if retained_jobs:
-        now = broker.clock()
-        receive = broker.filters.receive_check
-        for entry, filt in retained_jobs:
-            sub_ids = (entry.sub_id,) if entry.sub_id is not None else None
-            for msg in broker.router.retained_for(filt, now):
-                if receive is not None and not receive(session, msg.topic):
-                    continue  # ACL: a wildcard may overlap topics this client may not read
-                qos = msg.qos if msg.qos < entry.qos else entry.qos
-                # [MQTT-3.3.1-8] retained messages sent on subscribe carry RETAIN=1.
-                session.add_retained(msg, qos, sub_ids, now)
-        session.drain_backlog(now)
+    # A cluster router may hold the SUBACK until the other nodes know the new interest
+    # (so a publish started after the SUBACK reaches this subscriber); a LocalRouter
+    # answers at once.
+    hold = broker.router.hold_suback
+
+    def finish() -> None:
+        if conn.state != CONNECTED:
+            return
+        # [MQTT-3.8.4-1] SUBACK with one code per filter, in order [MQTT-3.9.3-1].
+        conn.send_packet(Suback(pkt.packet_id, codes))
+        if retained_jobs:
+            now = broker.clock()
+            receive = broker.filters.receive_check
+            for entry, filt in retained_jobs:
+                sub_ids = (entry.sub_id,) if entry.sub_id is not None else None
+                for msg in broker.router.retained_for(filt, now):
+                    if receive is not None and not receive(session, msg.topic):
+                        continue  # ACL: a wildcard may overlap topics this client may not read
+                    qos = msg.qos if msg.qos < entry.qos else entry.qos
+                    # [MQTT-3.3.1-8] retained messages sent on subscribe carry RETAIN=1.
+                    session.add_retained(msg, qos, sub_ids, now)
+            session.drain_backlog(now)
+
+    if not hold(conn, finish):
+        finish()
 
 
 def handle_unsubscribe(conn: Connection, pkt: Unsubscribe) -> None:

@@ -32,6 +32,7 @@ import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -87,7 +88,7 @@ class PublishRateLimiter:
         if tokens >= 0:
             return
         resume_at = now - tokens / rate
-        blocked: set[Any] = conn.blocked_by  # subscribers, and markers such as THROTTLE
+        blocked: AbstractSet[Any] = conn.blocked_by  # subscribers, and markers such as THROTTLE
         if conn in self.paused:
             self.paused[conn] = resume_at  # the rest of an already-read batch: more debt
             if THROTTLE in blocked:
@@ -97,7 +98,7 @@ class PublishRateLimiter:
             # throttle always ends on the timer.
         else:
             self.paused[conn] = resume_at
-            self.broker.stats.publish_throttled += 1  # type: ignore[attr-defined]
+            self.broker.stats.publish_throttled += 1
             log.debug(
                 "client %s (%s): publish rate over %s/s; reading paused %.2f s",
                 conn.client_id,

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from .session import Session
 
 
-_EMPTY_SUBS: Mapping[str, SubEntry] = MappingProxyType({})
+EMPTY_SUBSCRIPTIONS: Mapping[str, SubEntry] = MappingProxyType({})
 
 
 class DeliveryFilters:
@@ -61,6 +61,10 @@ class Router(Protocol):
     cluster backplane wrapping it) calls on a router. The delivery filters are not
     part of it: the core keeps them (``BrokerCore.filters``) and gives them to the
     LocalRouter it builds."""
+
+    def hold_suback(self, conn: Connection, finish: Callable[[], None]) -> bool:
+        """True if the router calls ``finish`` (SUBACK, retained messages) later itself;
+        a cluster router does once the other nodes know a new interest. Local: False."""
 
     def publish(self, msg: Message, now: float, publisher: Connection | None = None) -> int:
         """Store if retained, deliver to every matching subscription; return how
@@ -115,6 +119,9 @@ class LocalRouter:
     @deliver_check.setter
     def deliver_check(self, check: Callable[[Session, Message], bool] | None) -> None:
         self.filters.deliver_check = check
+
+    def hold_suback(self, conn: Connection, finish: Callable[[], None]) -> bool:
+        return False  # one node: every interest is known at once
 
     def publish(self, msg: Message, now: float, publisher: Connection | None = None) -> int:
         if msg.retain and self.retain_available:
@@ -185,7 +192,7 @@ class LocalRouter:
 
     def drop_session(self, session: Session) -> None:
         self.subscriptions.remove_all(session.subscriptions.values())
-        session.subscriptions = _EMPTY_SUBS
+        session.subscriptions = EMPTY_SUBSCRIPTIONS
 
     def retained_for(self, topic_filter: str, now: float) -> list[Message]:
         return self.retained.match(topic_filter, now)

@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +42,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("mqttfast.transport")
 
 PROTOCOLS = ("mqtt", "websockets")
+
+# Bind TCP listeners with SO_REUSEPORT, so several worker processes (mqttfast --workers N)
+# accept on the same ports and the kernel spreads connections over them. Set once at
+# start-up by the app (--reuse-port); Linux only (elsewhere open_listener says so).
+reuse_port = False
 
 # Called with the (TLS) transport; returns the client certificate's identity or None.
 IdentityFn = Callable[[Any], "str | None"]
@@ -238,6 +245,13 @@ async def open_listener(
     if cfg.unix_path:
         listener.server = await loop.create_unix_server(factory, cfg.unix_path, **kwargs)
     else:
+        if reuse_port:
+            if not hasattr(socket, "SO_REUSEPORT") or sys.platform != "linux":
+                raise ValueError(
+                    f"reuse_port (--workers) is unsupported on {sys.platform}: "
+                    "it needs SO_REUSEPORT load balancing (Linux)"
+                )
+            kwargs["reuse_port"] = True
         listener.server = await loop.create_server(
             factory, cfg.address or None, cfg.port, reuse_address=True, **kwargs
         )

@@ -238,6 +238,7 @@ def broker_stats(
     retained = broker.retained
     sys_msgs = [m for m in retained.match("$SYS/#", broker.clock()) if _is_sys(m.topic)]
     sys_bytes = sum(len(m.payload) for m in sys_msgs)
+    cluster = getattr(broker, "cluster", None)  # issue 15: node id, nodes seen, figures
     return {
         "version": __version__,
         "uptime_seconds": round(time.monotonic() - started, 3),
@@ -255,6 +256,7 @@ def broker_stats(
         "queued": queued,
         "rates": (rates or RateSampler(broker)).rates(),
         "counters": st.as_dict(),
+        **({"cluster": cluster.status()} if cluster is not None else {}),
     }
 
 

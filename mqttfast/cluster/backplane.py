@@ -1,0 +1,1049 @@
+"""The cluster backplane: mqttfast nodes sharing one MQTT namespace over NATS + JetStream.
+
+* Routing (``ClusterRouter``): local subscribers are served by the core's LocalRouter
+  as on a single node; an accepted message is also published once on NATS when some
+  other node holds a matching filter (interest sharing, fastpath.py; a SUBACK waits
+  until the other nodes confirmed a new filter), by one sender task woken at most once
+  per loop turn that writes the turn's messages as raw protocol lines in one write;
+  messages from NATS are handled inline in nats-py's parser. A node subscribes on NATS only to
+  the subjects of the filters its clients hold (reference-counted), all in one queue
+  group named after the node, so NATS hands the node one copy of a message however
+  many of its filters overlap; the node then routes it through its own subscription
+  tree (QoS downgrade, no-local, subscription ids, ACL and plug-in checks happen there).
+  The connection is ``no_echo``: a node never gets its own messages back.
+* Shared subscriptions: one NATS queue subscription per (group, filter) on every node
+  holding a member, on a second connection (the publishing node must be a candidate
+  too); the node that NATS picks delivers to one local member.
+* Retained messages: a JetStream stream keeping one message per subject; every node
+  mirrors it into its local RetainedStore (ordered consumer), so subscribe-time
+  delivery stays synchronous and local.
+* Sessions: a JetStream KV bucket maps client id -> owning node. A CONNECT waits (as a
+  deferred authentication does) while the node asks the owner to give the session up:
+  the owner closes a live connection (v5 DISCONNECT 0x8E) and answers with a snapshot
+  of a persistent session (subscriptions, queued and in-flight messages, QoS 2 state).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import nats
+from nats.js.api import DeliverPolicy, StreamConfig
+from nats.js.errors import KeyNotFoundError
+
+from mqttfast.codec.constants import ReasonCode
+from mqttfast.core import wills
+from mqttfast.core.connection import CONNECTED
+from mqttfast.core.message import Message
+from mqttfast.core.router import EMPTY_SUBSCRIPTIONS, LocalRouter
+from mqttfast.core.subscriptions import SubEntry, SubscriptionStore
+from mqttfast.core.wills import will_message
+
+from .config import ClusterConfig
+from .fastpath import ANNOUNCE_TIMEOUT, Encoder, Inbound, Interest, write_raw
+from .subjects import filter_to_subjects, subject_to_topic, topic_to_subject
+from .wire import (
+    H_EXPIRES_WALL,
+    install_snapshot,
+    message_from,
+    message_from_record,
+    message_headers,
+    message_record,
+    session_snapshot,
+)
+
+log = logging.getLogger("mqttfast.cluster")
+
+CLAIM_TIMEOUT = 3.0  # seconds a CONNECT waits for the previous owner of its client id
+HEARTBEAT = 2.0  # seconds between node heartbeats (nodes_seen)
+
+
+def _token(text: str) -> str:
+    """A NATS-safe name for an arbitrary string (stream names, queue names, keys)."""
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+class _InOrder:
+    """Stands in for the pending queue of this node's interest subscriptions in nats-py:
+    nats-py's reader puts every message there in wire order, and it is routed at once.
+    With one nats-py task per subscription instead, two overlapping subscriptions of the
+    node's queue group could reorder messages of one topic [MQTT-4.6.0-5]; this also
+    saves a task switch per message."""
+
+    def __init__(self, handler: Callable[[Any], None]) -> None:
+        self.handler = handler
+
+    def put_nowait(self, msg: Any) -> None:
+        self.handler(msg)
+
+    def qsize(self) -> int:
+        return 0
+
+    def empty(self) -> bool:
+        return True
+
+    def task_done(self) -> None:
+        pass
+
+    async def join(self) -> None:
+        return None
+
+
+class ClusterRouter(LocalRouter):
+    """The core's Router for a cluster node; takes over the LocalRouter's state."""
+
+    def __init__(self, base: LocalRouter, bp: Backplane) -> None:
+        # The core's delivery filters (ACL, plug-ins' on_deliver, queue water marks) are
+        # one shared object: a plug-in manager installed later changes them here too.
+        super().__init__(
+            base.sessions, base.subscriptions, base.retained, base.retain_available, base.filters
+        )
+        self.bp = bp
+        # $share members live apart from the local trie: their messages come only from
+        # the NATS queue group, so a local publish cannot reach two members.
+        self.shared = SubscriptionStore()
+
+    def publish(self, msg: Message, now: float, publisher: Any = None) -> int:
+        count = LocalRouter.publish(self, msg, now, publisher)
+        bp = self.bp
+        if msg.topic.startswith("$SYS/"):
+            return count  # $SYS is per node
+        view = bp.view
+        if view.send_all or view.wanted(msg.topic):
+            bp.outbox.append((0, msg, now))
+        elif msg.retain:
+            bp.outbox.append((5, msg, now))  # the retained stream only: nobody else wants it
+        else:
+            bp.stats["msgs_local_only"] += 1  # no other node wants it: not sent to NATS
+            return count
+        if not bp.wake_pending:
+            bp.wake()
+        if count == 0 and bp.connected:
+            return 1  # other nodes may have subscribers: do not answer "no subscribers"
+        return count
+
+    def hold_suback(self, conn: Any, finish: Callable[[], None]) -> bool:
+        # SUBACK once every other node confirmed the new interest (fastpath.py).
+        return self.bp.view.hold(finish)
+
+    def deliver_remote(self, msg: Message, now: float) -> None:
+        """A message from another node: local subscribers only, nothing stored."""
+        saved = self.retain_available
+        self.retain_available = False  # the retained mirror stores it, not this path
+        try:
+            LocalRouter.publish(self, msg, now, None)
+        finally:
+            self.retain_available = saved
+
+    def deliver_shared(self, group: str, topic_filter: str, msg: Message, now: float) -> None:
+        g = self.shared.groups.get((group, topic_filter))
+        if g is None:
+            return
+        picked = g.pick(self.sessions)
+        if picked is None:
+            return
+        session, entry = picked
+        rc = self.receive_check
+        if rc is not None and (
+            not rc(session, msg.topic)
+            or (self.deliver_check is not None and not self.deliver_check(session, msg))
+        ):
+            return
+        qos = entry.qos if entry.qos < msg.qos else msg.qos
+        sub_ids = (entry.sub_id,) if entry.sub_id is not None else None
+        session.deliver(
+            msg, qos, msg.retain and entry.retain_as_published, sub_ids, now, None, shared=g
+        )
+
+    def subscribe(self, session: Any, entry: SubEntry) -> bool:
+        if entry.group is None:
+            new = LocalRouter.subscribe(self, session, entry)
+            if new:
+                self.bp.interest_add(entry.topic_filter)
+            return new
+        session.set_subscription(entry)
+        new = self.shared.add(entry)
+        if new:
+            self.bp.share_add(entry.group, entry.topic_filter)
+        return new
+
+    def _remove(self, entry: SubEntry) -> bool:
+        if entry.group is None:
+            removed = self.subscriptions.remove(entry.client_id, entry.topic_filter, None)
+            if removed:
+                self.bp.interest_remove(entry.topic_filter)
+        else:
+            removed = self.shared.remove(entry.client_id, entry.topic_filter, entry.group)
+            if removed:
+                self.bp.share_remove(entry.group, entry.topic_filter)
+        return removed
+
+    def unsubscribe(self, session: Any, full_filter: str) -> bool:
+        entry = session.pop_subscription(full_filter)
+        return entry is not None and self._remove(entry)
+
+    def drop_session(self, session: Any) -> None:
+        for entry in list(session.subscriptions.values()):
+            self._remove(entry)
+        session.subscriptions = EMPTY_SUBSCRIPTIONS
+
+
+class Backplane:
+    def __init__(self, cfg: ClusterConfig) -> None:
+        cfg.validate()
+        self.cfg = cfg
+        self.prefix = cfg.subject_prefix
+        self.ctl = f"_mqttfast.{cfg.subject_prefix or '_'}"
+        safe = _token(cfg.subject_prefix)[:12]
+        self.stream = f"MQTTFAST_{safe}_RETAINED"
+        self.bucket = f"mqttfast_{safe}_owners"
+        self.wills_bucket = f"mqttfast_{safe}_wills"
+        self.wills_kv: Any = None
+        self.will_revs: dict[str, int] = {}  # client id -> revision of its will record here
+        self.dead_handled: set[str] = set()
+        self.node_id = cfg.node_id or ""
+        self.core: Any = None
+        self.router: ClusterRouter | None = None
+        self.nc: Any = None  # publishes, node interest, control
+        self.nc_shared: Any = None  # shared-subscription queue groups
+        self.js: Any = None
+        self.kv: Any = None
+        self.connected = False
+        self.started = False
+        # (kind, payload, now) in order: 0 publish, 1 sub, 2 unsub, 3 share sub, 4 share
+        # unsub, 5 retained-stream publish only (no other node wants the message)
+        self.outbox: list[tuple[int, Any, Any]] = []
+        self.wake_pending = False
+        self._event: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.interest: dict[str, int] = {}  # NATS subject -> filters of this node on it
+        self.subs: dict[str, Any] = {}  # NATS subject -> nats Subscription
+        self.shares: dict[tuple[str, str], int] = {}  # (group, filter) -> local members
+        self.share_subs: dict[tuple[str, str], list[Any]] = {}
+        self.nodes: dict[str, float] = {}  # node id -> last heartbeat (monotonic)
+        self.tasks: list[asyncio.Task] = []
+        self.retained_sub: Any = None
+        self.retained_seq = 0  # stream sequence of the last retained change mirrored
+        self._in_order = _InOrder(self._on_message)
+        self.stats = {
+            "msgs_out": 0,
+            "bytes_out": 0,
+            "msgs_in": 0,
+            "bytes_in": 0,
+            "takeovers": 0,
+            "sessions_moved_in": 0,
+            "js_errors": 0,
+            "dropped_disconnected": 0,
+            "retained_in": 0,
+            "msgs_local_only": 0,
+        }
+        # The cheap data path (fastpath.py): who wants what, raw sends, inline receive.
+        self.view = Interest(self.node_id, self.ctl)
+        self.encoder = Encoder(self.prefix)
+        self.inbound = Inbound(self.prefix, self._on_data, self._now, self._commit_soon)
+        self._commit_pending = False
+
+    # -- wiring ---------------------------------------------------------------
+
+    def attach(self, core: Any) -> None:
+        """Replace the core's router and wrap the connect step (no I/O)."""
+        self.core = core
+        router = ClusterRouter(core.router, self)
+        core.router = router
+        self.router = router
+        hooks = core.hooks
+        original: Callable[..., int | None] = hooks.begin_authenticate
+
+        def begin_authenticate(
+            client: Any, username: Any, password: Any, done: Callable[[int], None]
+        ) -> int | None:
+            def authenticated(code: int) -> None:
+                if code or not self.connected:
+                    done(code)
+                else:
+                    self._spawn(self._claim(client, done))
+
+            rc = original(client, username, password, authenticated)
+            if rc is None:
+                return None
+            if rc or not self.connected:
+                return rc
+            self._spawn(self._claim(client, done))
+            return None
+
+        hooks.begin_authenticate = begin_authenticate
+        self._original_session_disconnected = core.session_disconnected
+        core.session_disconnected = self.session_disconnected
+
+    def wake(self) -> None:
+        self.wake_pending = True
+        if self._event is not None:
+            self._event.set()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.append(task)
+        task.add_done_callback(self.tasks.remove)
+
+    # -- interest (called by ClusterRouter, synchronous) ------------------------
+
+    def interest_add(self, topic_filter: str) -> None:
+        for subject in filter_to_subjects(topic_filter, self.prefix):
+            n = self.interest.get(subject, 0)
+            self.interest[subject] = n + 1
+            if n == 0:
+                self.outbox.append((1, subject, None))
+        self.view.local_add(topic_filter)
+        self.wake()
+
+    def interest_remove(self, topic_filter: str) -> None:
+        for subject in filter_to_subjects(topic_filter, self.prefix):
+            n = self.interest.get(subject, 0) - 1
+            if n <= 0:
+                self.interest.pop(subject, None)
+                self.outbox.append((2, subject, None))
+            else:
+                self.interest[subject] = n
+        self.view.local_remove(topic_filter)
+        self.wake()
+
+    def share_add(self, group: str, topic_filter: str) -> None:
+        key = (group, topic_filter)
+        n = self.shares.get(key, 0)
+        self.shares[key] = n + 1
+        if n == 0:
+            self.view.local_add(topic_filter, shared=True)
+            self.outbox.append((3, key, None))
+            self.wake()
+
+    def share_remove(self, group: str, topic_filter: str) -> None:
+        key = (group, topic_filter)
+        n = self.shares.get(key, 0) - 1
+        if n <= 0:
+            self.shares.pop(key, None)
+            self.view.local_remove(topic_filter, shared=True)
+            self.outbox.append((4, key, None))
+            self.wake()
+        else:
+            self.shares[key] = n
+
+    # -- lifecycle ------------------------------------------------------------
+
+    async def start(self) -> None:
+        cfg = self.cfg
+        self.node_id = cfg.resolve_node_id()
+        self.view.node_id = self.node_id
+        self._loop = asyncio.get_running_loop()
+        self._event = asyncio.Event()
+        self.started = True
+        try:
+            await self._connect()
+        except Exception as exc:  # serve local clients; keep trying in the background
+            log.warning(
+                "cluster: NATS %s unreachable (%s); serving local clients, retrying",
+                ",".join(cfg.servers),
+                exc,
+            )
+            self._spawn(self._connect_later())
+        self._spawn(self._sender())
+        self._spawn(self._heartbeat())
+        log.info("cluster: node %s, subject prefix %r", self.node_id, self.prefix)
+
+    async def _connect_later(self) -> None:
+        while self.started and self.nc is None:
+            await asyncio.sleep(1.0)
+            try:
+                await self._connect()
+            except Exception:
+                continue
+            log.info("cluster: NATS reachable again; interest re-established")
+
+    def _options(self) -> dict[str, Any]:
+        cfg = self.cfg
+        opts: dict[str, Any] = {
+            "servers": cfg.servers,
+            "name": f"mqttfast-{self.node_id}",
+            "max_reconnect_attempts": -1,
+            "reconnect_time_wait": 0.5,
+            "connect_timeout": 2,
+            "ping_interval": 5,
+            "max_outstanding_pings": 2,
+            "allow_reconnect": True,
+            "disconnected_cb": self._on_disconnected,
+            "reconnected_cb": self._on_reconnected,
+            "error_cb": self._on_error,
+        }
+        if cfg.user is not None:
+            opts["user"] = cfg.user
+            opts["password"] = cfg.password
+        if cfg.token is not None:
+            opts["token"] = cfg.token
+        if cfg.credentials is not None:
+            opts["user_credentials"] = cfg.credentials
+        if cfg.tls_ca or cfg.tls_cert:
+            import ssl
+
+            ctx = ssl.create_default_context(cafile=cfg.tls_ca)
+            if cfg.tls_cert:
+                ctx.load_cert_chain(cfg.tls_cert, cfg.tls_key)
+            opts["tls"] = ctx
+        return opts
+
+    async def _connect(self) -> None:
+        nc = await nats.connect(no_echo=True, **self._options())
+        try:
+            shared = await nats.connect(**self._options())
+        except Exception:
+            await nc.close()
+            raise
+        js = nc.jetstream()
+        try:
+            await self._ensure_stream(js)
+            kv = await self._ensure_kv(js, self.bucket)
+            wills_kv = await self._ensure_kv(js, self.wills_bucket)
+        except Exception:  # e.g. a NATS cluster still electing its JetStream leader
+            await nc.close()
+            await shared.close()
+            raise
+        await nc.subscribe(f"{self.ctl}.node.{self.node_id}.take", cb=self._on_take)
+        await nc.subscribe(f"{self.ctl}.hb", cb=self._on_heartbeat)
+        ctl, me = self.ctl, self.node_id
+        await nc.subscribe(f"{ctl}.int.d", cb=self._on_announce)
+        await nc.subscribe(f"{ctl}.int.q", cb=self._on_query)
+        await nc.subscribe(f"{ctl}.int.a.{me}", cb=self._on_confirm)
+        await nc.subscribe(f"{ctl}.int.r.{me}", cb=self._on_snapshot)
+        await nc.subscribe(f"{ctl}.int.bye", cb=self._on_bye)
+        self.inbound.install(nc)
+        self.nc, self.nc_shared, self.js, self.kv = nc, shared, js, kv
+        self.wills_kv = wills_kv
+        # Interest held before NATS was reachable (a restart, or an outage at start).
+        for subject in self.interest:
+            await self._subscribe_interest(nc, subject)
+        for key in self.shares:
+            await self._share_subscribe(key)
+        await self._mirror_retained()
+        self.connected = True
+        await self._announce_full()
+        self.wake()
+        # Wills left by a previous run of this node id (killed, then restarted before the
+        # others noticed): those connections are gone.
+        self._spawn(self._publish_wills_of(self.node_id))
+        self._spawn(self._orphan_wills())
+
+    async def _ensure_stream(self, js: Any) -> None:
+        config = StreamConfig(
+            name=self.stream,
+            subjects=[f"{self.ctl}.ret.>"],
+            max_msgs_per_subject=1,
+            num_replicas=self.cfg.replicas,
+        )
+        try:
+            await js.add_stream(config)
+        except Exception:
+            await js.update_stream(config)
+
+    async def _ensure_kv(self, js: Any, bucket: str) -> Any:
+        try:
+            return await js.key_value(bucket)
+        except Exception:
+            return await js.create_key_value(bucket=bucket, history=1, replicas=self.cfg.replicas)
+
+    async def _mirror_retained(self) -> None:
+        """Load every retained message (last per subject), then follow changes."""
+        info = await self.js.stream_info(self.stream)
+        done = asyncio.Event()
+        if info.state.messages == 0:
+            done.set()
+
+        async def on_retained(m: Any) -> None:
+            self._on_retained(m)
+            if not done.is_set() and m.metadata.num_pending == 0:
+                done.set()
+
+        self.retained_sub = await self.js.subscribe(
+            f"{self.ctl}.ret.>",
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
+            cb=on_retained,
+            pending_msgs_limit=-1,
+            pending_bytes_limit=-1,
+        )
+        try:
+            await asyncio.wait_for(done.wait(), 60.0)
+        except TimeoutError:
+            log.warning("cluster: retained messages still loading after 60 s")
+
+    async def stop(self) -> None:
+        self.started = False
+        if self.nc is not None and self.connected:
+            try:  # the others drop our interest now, not after the heartbeat timeout
+                await self.nc.publish(f"{self.ctl}.int.bye", self.node_id.encode())
+            except Exception:
+                pass
+        self.connected = False
+        self.view.connected = False
+        for task in list(self.tasks):
+            task.cancel()
+        for nc in (self.nc, self.nc_shared):
+            if nc is not None:
+                try:
+                    await asyncio.wait_for(nc.drain(), 2.0)
+                except Exception:
+                    try:
+                        await nc.close()
+                    except Exception:
+                        pass
+        self.nc = self.nc_shared = None
+
+    def status(self) -> dict[str, Any]:
+        now = time.monotonic()
+        alive = sorted(n for n, t in self.nodes.items() if now - t < 3 * HEARTBEAT)
+        return {
+            "connected": self.connected,
+            "node_id": self.node_id,
+            "nodes_seen": len(set(alive) | {self.node_id}),
+            "nodes": sorted(set(alive) | {self.node_id}),
+            "interest_subjects": len(self.interest),
+            "shared_groups": len(self.shares),
+            "msgs_out": self.stats["msgs_out"],
+            "bytes_out": self.stats["bytes_out"],
+            "msgs_in": self.stats["msgs_in"],
+            "bytes_in": self.stats["bytes_in"],
+            "takeovers": self.stats["takeovers"],
+            "sessions_moved_in": self.stats["sessions_moved_in"],
+            "js_errors": self.stats["js_errors"],
+            "dropped_disconnected": self.stats["dropped_disconnected"],
+            # interest sharing (fastpath.py)
+            "msgs_local_only": self.stats["msgs_local_only"],
+            "remote_filters": self.view.remote_filters(),
+            "interest_peers": len(self.view.peers),
+            "interest_send_all": self.view.send_all,
+        }
+
+    # -- NATS connection events -------------------------------------------------
+
+    async def _on_disconnected(self) -> None:
+        if self.connected:
+            log.warning("cluster: lost NATS; serving local clients only until it returns")
+        self.connected = False
+        self.view.connected = False
+        self._publish_sys()
+
+    async def _on_reconnected(self) -> None:
+        # nats-py re-sends every SUB on reconnect: interest is back as it was.
+        log.info(
+            "cluster: NATS reconnected (%s); %d interest subjects re-established",
+            self.nc.connected_url.netloc if self.nc and self.nc.connected_url else "?",
+            len(self.interest),
+        )
+        self.connected = self.nc is not None and self.nc.is_connected
+        if self.connected:
+            # Announcements may have been lost either way: full set out, everybody's in.
+            await self._announce_full()
+        self._publish_sys()
+        self.wake()
+
+    async def _on_error(self, exc: Exception) -> None:
+        log.warning("cluster: NATS error: %s", exc)
+
+    # -- outgoing ---------------------------------------------------------------
+
+    async def _sender(self) -> None:
+        """The one task that talks to NATS for the router: wakes at most once per
+        loop turn and sends everything queued since, in order."""
+        event = self._event
+        assert event is not None
+        while True:
+            await event.wait()
+            event.clear()
+            self.wake_pending = False
+            nc = self.nc
+            if nc is None:
+                # Never connected yet: publications cannot wait (bounded memory);
+                # subscriptions are replayed from self.interest on connect.
+                self.stats["dropped_disconnected"] += sum(1 for k, _, _ in self.outbox if k == 0)
+                self.outbox.clear()
+                continue
+            batch, self.outbox = self.outbox, []
+            try:
+                await self._send(nc, batch)
+            except Exception as exc:
+                log.warning("cluster: NATS send failed (%s); %d items", exc, len(batch))
+
+    async def _send(self, nc: Any, batch: list[tuple[int, Any, Any]]) -> None:
+        stats = self.stats
+        shares_changed = False
+        parts: list[bytes] = []  # this turn's PUB/HPUB lines, one write (fastpath.py)
+        line = self.encoder.line
+        max_payload = nc.max_payload or (1 << 20)
+        for kind, item, now in batch:
+            if kind == 0 and not item.retain:
+                payload = item.payload
+                if len(payload) > max_payload:
+                    stats["dropped_disconnected"] += 1
+                    if stats["dropped_disconnected"] in (1, 1000):
+                        log.warning("cluster: message over NATS max_payload not forwarded")
+                    continue
+                parts.append(line(item, now))
+                stats["msgs_out"] += 1
+                stats["bytes_out"] += len(payload)
+                continue
+            if parts:
+                await self._write(nc, parts)
+                parts = []
+            if shares_changed and kind != 3:
+                # The queue subscriptions travel on the other connection: let the server
+                # have them before anything subscribed after them here.
+                shares_changed = False
+                await self.nc_shared.flush()
+            try:
+                await self._send_one(nc, kind, item, now)
+            except Exception as exc:  # e.g. the reconnect buffer is full: count, go on
+                if kind in (0, 5):
+                    stats["dropped_disconnected"] += 1
+                if kind not in (0, 5) or stats["dropped_disconnected"] in (1, 1000):
+                    log.warning("cluster: NATS operation failed: %r", exc)
+                continue
+            shares_changed = shares_changed or kind == 3
+        if parts:
+            await self._write(nc, parts)
+        if shares_changed:
+            await self.nc_shared.flush()
+        if self.view.dirty() and self.connected:
+            # After this turn's SUBs on the same connection: nats-server has them before
+            # any other node can learn the interest.
+            await self._announce(nc, full=False)
+
+    async def _write(self, nc: Any, parts: list[bytes]) -> None:
+        try:
+            await write_raw(nc, b"".join(parts))
+        except Exception as exc:
+            self.stats["dropped_disconnected"] += len(parts)
+            log.warning("cluster: publish to NATS failed (%s); %d messages", exc, len(parts))
+
+    async def _subscribe_interest(self, nc: Any, subject: str) -> None:
+        sub = await self._interest_subscribe(nc, subject)
+        self.subs[subject] = sub
+        # Its frames are cut out of the byte stream (fastpath.Inbound), in wire order;
+        # _InOrder only serves what nats-py's parser had before Inbound was installed.
+        self.inbound.sids.add(sub._id)
+
+    # -- interest sharing (fastpath.Interest holds the state) -------------------
+
+    async def _announce(self, nc: Any, full: bool) -> None:
+        view = self.view
+        payload = view.next_announcement(full)
+        seq = view.seq
+        try:
+            await nc.publish(f"{self.ctl}.int.d", payload, reply=f"{self.ctl}.int.a.{self.node_id}")
+        except Exception as exc:
+            log.warning("cluster: interest announcement not sent: %s", exc)
+        assert self._loop is not None
+        self._loop.call_later(ANNOUNCE_TIMEOUT, view.give_up, seq)
+        view.release()  # nobody to wait for (no other node known)
+
+    async def _announce_full(self) -> None:
+        """(Re)connected: our whole set out, and everybody's in (until then, and for 1.5
+        heartbeat intervals, every message goes to NATS)."""
+        nc = self.nc
+        if nc is None:
+            return
+        view = self.view
+        view.connected = True
+        view.reset_view(time.monotonic(), 1.5 * HEARTBEAT)
+        await self._announce(nc, full=True)
+        await self._query(nc)
+
+    async def _query(self, nc: Any) -> None:
+        try:
+            await nc.publish(
+                f"{self.ctl}.int.q", self.node_id.encode(), reply=f"{self.ctl}.int.r.{self.node_id}"
+            )
+        except Exception:
+            pass
+
+    async def _on_announce(self, m: Any) -> None:
+        _node, seq = self.view.apply(m.data)
+        if m.reply and self.nc is not None:
+            await self.nc.publish(m.reply, f"{self.node_id} {seq}".encode())
+
+    async def _on_confirm(self, m: Any) -> None:
+        node, _, seq = m.data.decode().partition(" ")
+        peers = self.view.peers
+        peers[node] = max(peers.get(node, 0), int(seq))
+        self.view.release()
+
+    async def _on_query(self, m: Any) -> None:
+        view = self.view
+        view.peer_seen(m.data.decode())
+        if m.reply and self.nc is not None:
+            await self.nc.publish(m.reply, view.snapshot())
+
+    async def _on_snapshot(self, m: Any) -> None:
+        self.view.apply(m.data)
+        self.view.tick(time.monotonic())
+
+    async def _on_bye(self, m: Any) -> None:
+        self.view.drop_node(m.data.decode())
+
+    async def _send_one(self, nc: Any, kind: int, item: Any, now: Any) -> None:
+        if kind == 0 or kind == 5:
+            # A retained message: to the retained stream always, to the data subject
+            # when some other node wants it (kind 0).
+            msg = item
+            headers = message_headers(msg, now)
+            if kind == 0:
+                await nc.publish(
+                    topic_to_subject(msg.topic, self.prefix), msg.payload, headers=headers
+                )
+                self.stats["msgs_out"] += 1
+                self.stats["bytes_out"] += len(msg.payload)
+            rh = headers or {}
+            if msg.expires_at is not None:
+                rh[H_EXPIRES_WALL] = repr(time.time() + (msg.expires_at - now))
+            await nc.publish(
+                f"{self.ctl}.ret.{topic_to_subject(msg.topic, '')}",
+                msg.payload,
+                headers=rh or None,
+            )
+        elif kind == 1:
+            if item in self.interest and item not in self.subs:
+                await self._subscribe_interest(nc, item)
+        elif kind == 2:
+            sub = self.subs.get(item)
+            if sub is not None and item not in self.interest:
+                del self.subs[item]
+                self.inbound.sids.discard(sub._id)
+                await sub.unsubscribe()
+        elif kind == 3:
+            if item in self.shares and item not in self.share_subs:
+                await self._share_subscribe(item)
+        elif kind == 4:
+            subs = self.share_subs.get(item)
+            if subs is not None and item not in self.shares:
+                del self.share_subs[item]
+                for sub in subs:
+                    await sub.unsubscribe()
+
+    async def _interest_subscribe(self, nc: Any, subject: str) -> Any:
+        # No callback: nats-py starts no task; the pending queue is replaced by _InOrder
+        # (pending_bytes_limit 0: nothing accumulates, no slow-consumer accounting).
+        sub = await nc.subscribe(subject, queue=f"node-{self.node_id}", pending_bytes_limit=0)
+        sub._pending_queue = self._in_order
+        return sub
+
+    async def _share_subscribe(self, key: tuple[str, str]) -> None:
+        group, topic_filter = key
+        queue = f"share-{_token(group + chr(0) + topic_filter)}"
+        router = self.router
+        assert router is not None
+        prefix = self.prefix
+        stats = self.stats
+
+        async def on_shared(m: Any) -> None:
+            try:
+                topic = subject_to_topic(m.subject, prefix)
+            except ValueError:
+                return
+            stats["msgs_in"] += 1
+            stats["bytes_in"] += len(m.data)
+            now = self.core.clock()
+            router.deliver_shared(
+                group, topic_filter, message_from(topic, m.data, m.headers, now), now
+            )
+
+        self.share_subs[key] = [
+            await self.nc_shared.subscribe(s, queue=queue, cb=on_shared)
+            for s in filter_to_subjects(topic_filter, prefix)
+        ]
+
+    # -- incoming ---------------------------------------------------------------
+
+    def _now(self) -> float:
+        return float(self.core.clock())
+
+    def _commit_soon(self) -> None:
+        """Messages from NATS went into persistent sessions: commit them as a local
+        publish would be (strict: within the storage's batching window), not at the next
+        tick, so a node killed right after receiving them loses as little as possible."""
+        storage = self.core.storage
+        if self._commit_pending or not storage.durable or self._loop is None:
+            return
+        self._commit_pending = True
+        self._loop.call_later(max(0.0, storage.flush_delay()), self._commit)
+
+    def _commit(self) -> None:
+        self._commit_pending = False
+        self.core.storage.flush()
+
+    def _on_data(self, msg: Message, now: float) -> None:
+        """A message of an interest subscription, cut out of the NATS byte stream
+        (fastpath.Inbound: no Msg object, no task)."""
+        stats = self.stats
+        stats["msgs_in"] += 1
+        stats["bytes_in"] += len(msg.payload)
+        self.router.deliver_remote(msg, now)  # type: ignore[union-attr]
+
+    def _on_message(self, m: Any) -> None:
+        """A message for this node's interest (called by nats-py's reader, in order)."""
+        try:
+            topic = subject_to_topic(m.subject, self.prefix)
+            now = self.core.clock()
+            msg = message_from(topic, m.data, m.headers, now)
+        except (ValueError, KeyError, TypeError):
+            return  # a NATS-native subject or header we cannot read as MQTT
+        stats = self.stats
+        stats["msgs_in"] += 1
+        stats["bytes_in"] += len(m.data)
+        try:
+            self.router.deliver_remote(msg, now)  # type: ignore[union-attr]
+        except Exception:  # never into nats-py's reader
+            log.exception("cluster: delivering %r", topic)
+
+    def _on_retained(self, m: Any) -> None:
+        self.retained_seq = m.metadata.sequence.stream
+        try:
+            topic = subject_to_topic(m.subject, self.ctl + ".ret")
+        except ValueError:
+            return
+        h = m.headers
+        now = self.core.clock()
+        msg = message_from(topic, m.data, h, now)
+        msg.retain = True
+        if h and H_EXPIRES_WALL in h:
+            left = float(h[H_EXPIRES_WALL]) - time.time()
+            if left <= 0:
+                self.core.retained.delete(topic)
+                return
+            msg.expires_at = now + left
+        self.stats["retained_in"] += 1
+        self.core.retained.store(msg)  # an empty payload deletes [MQTT-3.3.1-10]
+
+    async def _heartbeat(self) -> None:
+        while True:
+            nc = self.nc
+            try:
+                if nc is not None and self.connected:
+                    await nc.publish(f"{self.ctl}.hb", self.node_id.encode())
+                self.view.tick(time.monotonic())
+                self._publish_sys()
+                self._check_dead()
+            except Exception:  # a bug here must not stop the heartbeat
+                log.exception("cluster: heartbeat")
+            await asyncio.sleep(HEARTBEAT)
+
+    def _check_dead(self) -> None:
+        if not self.connected:
+            return  # we may be the one cut off
+        now = time.monotonic()
+        for node, seen in list(self.nodes.items()):
+            if node != self.node_id and now - seen > 3 * HEARTBEAT:
+                if node not in self.dead_handled:
+                    self.dead_handled.add(node)
+                    log.warning("cluster: node %s silent for %.0f s: gone", node, now - seen)
+                    self.view.drop_node(node)
+                    self._spawn(self._publish_wills_of(node))
+
+    def _publish_sys(self) -> None:
+        """$SYS/broker/cluster/<figure> on this node (retained, never forwarded)."""
+        core = self.core
+        if core is None or not core.settings.sys_interval:
+            return
+        for key, value in self.status().items():
+            if isinstance(value, bool):
+                value = int(value)
+            elif isinstance(value, list):
+                value = ",".join(value)
+            core.publish(f"$SYS/broker/cluster/{key}", str(value).encode(), 0, True)
+
+    async def _on_heartbeat(self, m: Any) -> None:
+        node = m.data.decode()
+        new = node not in self.nodes
+        self.nodes[node] = time.monotonic()
+        self.dead_handled.discard(node)
+        if new and self.nc is not None:
+            # A node we did not know (it just started): answer at once, so it knows us
+            # even if we die before our next beat.
+            await self.nc.publish(f"{self.ctl}.hb", self.node_id.encode())
+        if self.view.heard_of(node) and self.nc is not None:
+            await self._query(self.nc)  # a node whose filters we do not have
+
+    async def _orphan_wills(self) -> None:
+        """Once, when this node has heard the others for a while: wills recorded by
+        nodes that are not alive (died before we started, or unseen) are published."""
+        await asyncio.sleep(3 * HEARTBEAT + 0.5)
+        kv = self.wills_kv
+        if kv is None or not self.connected:
+            return
+        try:
+            keys = await kv.keys()
+        except Exception:
+            return
+        now = time.monotonic()
+        owners: set[str] = set()
+        for key in keys:
+            try:
+                entry = await kv.get(key)
+                if entry.value:
+                    owners.add(json.loads(entry.value).get("node", ""))
+            except Exception:
+                continue
+        for node in owners:
+            seen = self.nodes.get(node)
+            if node and node != self.node_id and (seen is None or now - seen > 3 * HEARTBEAT):
+                if node not in self.dead_handled:
+                    self.dead_handled.add(node)
+                    log.warning("cluster: wills of node %s, which is not running, found", node)
+                    await self._publish_wills_of(node)
+
+    # -- one live connection per client id, sessions that move ---------------------
+
+    async def _claim(self, conn: Any, done: Callable[[int], None]) -> None:
+        """Before CONNACK: become the owner of conn.client_id; take the session over
+        from its previous owner (closing its connection there). Bounded: a JetStream
+        that does not answer delays a CONNECT by CLAIM_TIMEOUT + 1 s at most, then the
+        client is served as on a single node."""
+        cid = conn.client_id
+        try:
+            await asyncio.wait_for(self._claim_steps(cid), CLAIM_TIMEOUT + 1.0)
+        except Exception as exc:
+            self.stats["js_errors"] += 1
+            log.warning("cluster: ownership of client %r not recorded: %r", cid, exc)
+        done(0)  # CONNACK (accept() ran): conn.will is set now
+        if conn.will is not None and conn.session is not None and conn.state == CONNECTED:
+            await self._record_will(conn)
+
+    async def _claim_steps(self, cid: str) -> None:
+        key = _token(cid)
+        owner = None
+        try:
+            entry = await self.kv.get(key)
+            owner = entry.value.decode() if entry.value else None
+        except KeyNotFoundError:
+            pass
+        if owner and owner != self.node_id:
+            try:
+                reply = await self.nc.request(
+                    f"{self.ctl}.node.{owner}.take", cid.encode(), timeout=CLAIM_TIMEOUT
+                )
+                if reply.data:
+                    self.stats["takeovers"] += 1
+                    if reply.data != b"-":
+                        install_snapshot(self.core, cid, reply.data)
+                        self.stats["sessions_moved_in"] += 1
+            except Exception as exc:  # owner gone (no responders / timeout)
+                log.info("cluster: previous owner %s of %r did not answer: %r", owner, cid, exc)
+        await self.kv.put(key, self.node_id.encode())
+        await self._retained_caught_up()
+
+    async def _retained_caught_up(self, limit: float = 1.0) -> None:
+        """Read-your-writes for retained messages across nodes: before CONNACK, wait
+        (bounded) until this node's mirror holds everything the stream held when the
+        client connected, so a retained message acknowledged on another node before
+        this CONNECT is there for its SUBSCRIBE."""
+        info = await self.js.stream_info(self.stream)
+        last = info.state.last_seq
+        deadline = time.monotonic() + limit
+        while self.retained_seq < last and time.monotonic() < deadline:
+            await asyncio.sleep(0.002)
+
+    async def _record_will(self, conn: Any) -> None:
+        """Keep the will in JetStream so the survivors publish it if this node dies."""
+        cid = conn.client_id
+        w = conn.will
+        props = w.properties
+        delay = (props.will_delay_interval or 0) if props is not None else 0
+        msg = will_message(conn, self.core.clock())
+        if msg is None:
+            return
+        record = {"node": self.node_id, "cid": cid, "delay": delay}
+        record.update(message_record(msg, self.core.clock()))
+        try:
+            rev = await self.wills_kv.put(_token(cid), json.dumps(record).encode())
+            if conn.state == CONNECTED:
+                self.will_revs[cid] = rev
+            else:  # it went away while we were writing: no will to keep
+                await self._forget_will(cid, rev)
+        except Exception as exc:
+            self.stats["js_errors"] += 1
+            log.warning("cluster: will of %r not recorded: %s", cid, exc)
+
+    def _fire_will(self, msg: Message) -> None:
+        wills.publish_will(self.core, msg, self.core.clock())
+
+    def session_disconnected(self, session: Any, conn: Any, publish_will: bool) -> None:
+        """(wraps Broker.session_disconnected) the will is this node's business again."""
+        self._original_session_disconnected(session, conn, publish_will)
+        rev = self.will_revs.pop(session.client_id, None)
+        if rev is not None and self.wills_kv is not None:
+            self._spawn(self._forget_will(session.client_id, rev))
+
+    async def _forget_will(self, cid: str, rev: int) -> None:
+        try:
+            await self.wills_kv.delete(_token(cid), last=rev)
+        except Exception:
+            pass  # a newer record (the client is on another node now) stays
+
+    async def _publish_wills_of(self, node: str) -> None:
+        """Publish the recorded wills of a node that died; exactly once cluster-wide,
+        because only one survivor's revision-checked delete succeeds."""
+        kv = self.wills_kv
+        try:
+            keys = await kv.keys()
+        except Exception:
+            return  # none
+        published = 0
+        for key in keys:
+            try:
+                entry = await kv.get(key)
+                if not entry.value:
+                    continue
+                record = json.loads(entry.value)
+                if record.get("node") != node:
+                    continue
+                await kv.delete(key, last=entry.revision)
+            except Exception:
+                continue  # another survivor took it, or it changed
+            now = self.core.clock()
+            msg = message_from_record(record, now)
+            delay = record.get("delay", 0)
+            if delay:
+                asyncio.get_running_loop().call_later(delay, self._fire_will, msg)
+            else:
+                wills.publish_will(self.core, msg, now)
+            published += 1
+        if published:
+            log.warning("cluster: published %d will(s) of node %s", published, node)
+
+    async def _on_take(self, m: Any) -> None:
+        """Another node takes a client id: close it here and hand its session over."""
+        cid = m.data.decode()
+        core = self.core
+        session = core.sessions.get(cid)
+        if session is None:
+            await m.respond(b"")
+            return
+        now = core.clock()
+        if session.conn is not None:
+            log.info("client %s: taken over by another node", cid)
+            session.conn.close(ReasonCode.SESSION_TAKEN_OVER)
+            self.stats["takeovers"] += 1
+        session = core.sessions.get(cid)  # ends here if it was not persistent
+        if session is None:
+            await m.respond(b"-")
+            return
+        # The client resumes elsewhere: a delayed will is cancelled as by a resume.
+        wills.cancel_pending(core, session)
+        data = session_snapshot(session, now)
+        # Moved to the client's new node: nothing of it is delivered or stored here.
+        session.inflight = {}
+        session.queue = ()
+        session.queued_bytes = 0
+        core.end_session(session, now)
+        await m.respond(data)

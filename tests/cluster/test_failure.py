@@ -1,0 +1,277 @@
+"""Failure behaviour: a node killed with SIGKILL under QoS 1 load, NATS going away and
+coming back. Counts (sent, acknowledged, received, duplicates) are asserted."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import threading
+import time
+import urllib.request
+from collections import Counter
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from tests.helpers.broker import free_port
+
+from .clients import Client, sync
+from .conftest import Cluster, NatsServer, Node
+from .haproxy import Haproxy
+
+
+def _node_of(nodes, client_id: str, timeout: float = 5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for node in nodes:
+            if f"client {client_id} connected" in node.log_text():
+                return node
+        time.sleep(0.05)
+    raise AssertionError(f"{client_id} not seen on any node")
+
+
+class CountingPublisher:
+    """paho QoS 1 publisher through the front; auto-reconnects, counts acknowledgements."""
+
+    def __init__(self, port: int, client_id: str) -> None:
+        self.c = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False
+        )
+        self.c.reconnect_delay_set(0.1, 0.5)
+        self.c.max_inflight_messages_set(20)
+        self.acked_mids: set[int] = set()  # mids < 65536: fine for a few thousand
+        self.mid_to_n: dict[int, int] = {}
+        self.c.on_publish = lambda c, u, mid, rc, props: self.acked_mids.add(mid)
+        self.connected = threading.Event()
+        self.c.on_connect = lambda *a: self.connected.set()
+        self.c.connect("127.0.0.1", port, 10)
+        self.c.loop_start()
+        assert self.connected.wait(10)
+
+    @property
+    def acked(self) -> set[int]:
+        return {self.mid_to_n[m] for m in list(self.acked_mids) if m in self.mid_to_n}
+
+    def publish(self, topic: str, n: int) -> None:
+        info = self.c.publish(topic, str(n).encode(), qos=1)
+        self.mid_to_n[info.mid] = n
+
+    def close(self) -> None:
+        self.c.disconnect()
+        self.c.loop_stop()
+
+
+@pytest.mark.timeout(120)
+def test_kill_9_node_under_qos1_load(three_nodes, cluster: Cluster) -> None:
+    """SIGKILL the publisher's node mid-stream: the publisher reconnects through haproxy
+    to a survivor; every acknowledged QoS 1 message reaches the persistent-session
+    subscribers (on the surviving nodes); duplicates are counted (QoS 1 allows them)."""
+    front = Haproxy([n.port for n in three_nodes]).start()
+    try:
+        subs = []
+        for i in range(2):  # round robin: two subscribers on two nodes
+            s = Client(front.port, client_id=f"fsub{i}", clean=False)
+            s.subscribe("load/#", qos=1)
+            subs.append(s)
+        sub_nodes = {_node_of(three_nodes, s.client_id) for s in subs}
+        pub = CountingPublisher(front.port, "fpub")
+        victim = _node_of(three_nodes, "fpub")
+        if victim in sub_nodes:  # make the victim the publisher's node, never a subscriber's
+            pub.close()
+            pub = CountingPublisher(front.port, "fpub2")
+            victim = _node_of(three_nodes, "fpub2")
+        assert victim not in sub_nodes
+        probe = Client(victim.port)
+        for s in subs:
+            sync(s, probe)
+        probe.close()
+        total = 3000
+        for n in range(total):
+            pub.publish("load/x", n)
+            if n == total // 3:
+                victim.kill()  # SIGKILL
+            if n % 50 == 0:
+                time.sleep(0.01)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(pub.acked) < total:
+            time.sleep(0.2)
+        received = [Counter(int(m.payload) for m in s.collect(10 * total, timeout=3)) for s in subs]
+        acked = set(pub.acked)
+        for got in received:
+            lost = acked - set(got)
+            dups = sum(v - 1 for v in got.values())
+            print(
+                f"sent={total} acked={len(acked)} received={len(got)} dups={dups} "
+                f"lost_acked={len(lost)}"
+            )
+            assert not lost, sorted(lost)[:20]
+        assert len(acked) == total  # paho re-sent what was not acknowledged
+        assert not victim.running()  # it really died mid-stream
+        pub.close()
+        for s in subs:
+            s.close()
+        for node in three_nodes:
+            if node is not victim:
+                assert node.running()
+                assert "Traceback" not in node.log_text()
+    finally:
+        front.stop()
+
+
+def _metrics(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        return r.read().decode()
+
+
+@pytest.mark.timeout(90)
+def test_node_survives_nats_outage_and_reestablishes_interest(prefix: str) -> None:
+    """NATS goes away: each node keeps serving its local clients, logs it, shows it in
+    /metrics and $SYS; when NATS is back, interest and cross-node routing return."""
+    nats_server = NatsServer().start()
+    c = Cluster(nats_server.url, prefix)
+    try:
+        mport = free_port()
+        a = c.add(["--metrics-port", str(mport)])
+        b = c.add()
+        remote = Client(b.port)
+        remote.subscribe("out/#", qos=1)
+        local = Client(a.port)
+        local.subscribe("out/#", qos=1)
+        pub = Client(a.port)
+        sync(remote, pub)
+        assert re.search(r"^mqttfast_cluster_connected\{node=\"node1\"\} 1", _metrics(mport), re.M)
+
+        nats_server.stop()
+        a.wait_for_log("lost NATS", timeout=15)
+        for i in range(20):  # local clients are still served, QoS 1 acknowledged
+            pub.publish("out/local", str(i).encode(), qos=1)
+        assert [int(m.payload) for m in local.collect(20)] == list(range(20))
+        assert re.search(r"^mqttfast_cluster_connected\{node=\"node1\"\} 0", _metrics(mport), re.M)
+        sysc = Client(a.port)
+        sysc.subscribe("$SYS/broker/cluster/connected", qos=0)
+        assert sysc.get(10).payload == b"0"
+        sysc.close()
+
+        nats_server.start()
+        a.wait_for_log("NATS reconnected", timeout=20)
+        b.wait_for_log("NATS reconnected", timeout=20)
+        remote.collect(100, timeout=1)  # whatever the outage let through
+        sync(remote, pub, timeout=20)  # interest re-established
+        pub.publish("out/back", b"again", qos=1)
+        assert remote.get(10).payload == b"again"
+        for cl in (remote, local, pub):
+            cl.close()
+        c.assert_no_tracebacks()
+    finally:
+        c.cleanup()
+        nats_server.cleanup()
+
+
+def _nats_cluster() -> list[NatsServer]:
+    """Three routed nats-servers, started together (JetStream needs a quorum)."""
+    cports = [free_port() for _ in range(3)]
+    servers = [
+        NatsServer(f"s{i}", cluster_port=cports[i], routes=[p for p in cports if p != cports[i]])
+        for i in range(3)
+    ]
+    for s in servers:
+        s.proc = subprocess.Popen(s.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for s in servers:
+        deadline = time.monotonic() + 15
+        while "Server is ready" not in s.log_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    return servers
+
+
+@pytest.mark.timeout(150)
+def test_nats_server_restart_in_three_server_nats_cluster(prefix: str, tmp_path) -> None:
+    """JetStream replicas 3 on a 3-server NATS cluster: the third NATS server (the nodes
+    use the other two) restarts under QoS 1 load; routing, retained messages (JetStream
+    R3) and client-id takeover keep working; no acknowledged message lost."""
+    servers = _nats_cluster()
+    conf = tmp_path / "r3.toml"
+    conf.write_text("[cluster]\nreplicas = 3\n")
+    nodes: list[Node] = []
+    try:
+        for i in range(2):
+            node = Node(
+                servers[i].url,
+                f"node{i + 1}",
+                prefix,
+                ["--config", str(conf), "--sys-interval", "0"],
+            )
+            nodes.append(node)
+            node.start(timeout=40)  # retries by itself until the JetStream leader exists
+        a, b = nodes
+        sub = Client(b.port, client_id="r3sub", clean=False)
+        sub.subscribe("r3/#", qos=1)
+        pub = CountingPublisher(a.port, "r3pub")
+        probe = Client(a.port)
+        sync(sub, probe, timeout=30)
+        total = 2000
+        for n in range(total):
+            pub.publish("r3/x", n)
+            if n == total // 3:
+                servers[2].stop()
+            if n == 2 * total // 3:
+                servers[2].start()
+            if n % 50 == 0:
+                time.sleep(0.01)
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline and len(pub.acked) < total:
+            time.sleep(0.2)
+        got = Counter(int(m.payload) for m in sub.collect(3 * total, timeout=3))
+        acked = pub.acked
+        dups = sum(v - 1 for v in got.values())
+        print(
+            f"sent={total} acked={len(acked)} received={len(got)} dups={dups} "
+            f"lost_acked={len(acked - set(got))}"
+        )
+        assert not (acked - set(got))
+        assert len(acked) == total
+        # JetStream (R3) still answers: a retained message and a takeover across nodes.
+        probe.publish("r3/retained", b"kept", qos=1, retain=True)
+        found = []
+        deadline = time.monotonic() + 10
+        while not found and time.monotonic() < deadline:
+            late = Client(b.port)
+            late.subscribe("r3/retained", qos=1)
+            found = late.collect(1, timeout=1)
+            late.close()
+        assert [m.payload for m in found] == [b"kept"]
+        first = Client(a.port, client_id="r3dup", v5=True)
+        second = Client(b.port, client_id="r3dup", v5=True)
+        assert first.disconnected.wait(10) and first.disconnect_rc == 0x8E
+        pub.close()
+        for cl in (sub, probe, second):
+            cl.close()
+        for node in nodes:
+            assert "Traceback" not in node.log_text()
+    finally:
+        for node in nodes:
+            node.cleanup()
+        for s in servers:
+            s.cleanup()
+
+
+def test_admin_api_shows_node_id_and_cluster_nodes(cluster: Cluster) -> None:
+    """GET /api/stats of a node carries Backplane.status(): node id, nodes seen."""
+    import json
+
+    aport = free_port()
+    a = cluster.add(["--admin-port", str(aport), "--admin-token", "tok"])
+    cluster.add()
+    deadline = time.monotonic() + 15
+    status: dict = {}
+    while time.monotonic() < deadline:
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{aport}/api/stats", headers={"Authorization": "Bearer tok"}
+        )
+        with urllib.request.urlopen(req, timeout=5) as r:
+            status = json.loads(r.read())["cluster"]
+        if status["nodes_seen"] == 2:
+            break
+        time.sleep(0.5)
+    assert status["node_id"] == "node1" and status["connected"] is True
+    assert status["nodes"] == ["node1", "node2"]
+    assert a.running()
