@@ -28,6 +28,8 @@ log = logging.getLogger("mqttfast")
 # codec looked up after the switch would then fail. Plug-ins are imported later
 # from their own paths, which must be readable by the user.
 PRELOAD_MODULES = (
+    "concurrent.futures.thread",  # the persistence writer thread (imported lazily)
+    "mqttfast.app.persistence.store",
     "asyncio",
     "gc",
     "json",
