@@ -431,12 +431,19 @@ def block_publisher(conn: Connection, publisher: Connection) -> None:
     if not paused:
         conn.blocking_since = conn.broker.clock()
     paused.add(publisher)
-    blocked = publisher.blocked_by
+    hold_reading(publisher, conn)
+
+
+def hold_reading(conn: Connection, holder: Any) -> None:
+    """Stop reading from ``conn`` on behalf of ``holder`` (a subscriber's connection, or
+    a marker such as the rate limiter's or the plug-ins'): reading stops with the first
+    holder and resumes when the last one lets go. The one place ``blocked_by`` is made."""
+    blocked = conn.blocked_by
     if not isinstance(blocked, set):
-        blocked = publisher.blocked_by = set()
-    blocked.add(conn)
+        blocked = conn.blocked_by = set()  # created on first use
+    blocked.add(holder)
     if len(blocked) == 1:
-        publisher.sink.pause_reading()
+        conn.sink.pause_reading()
 
 
 def release_publishers(conn: Connection) -> None:

@@ -36,6 +36,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .outbound import hold_reading
 from .states import CLOSED
 
 if TYPE_CHECKING:
@@ -106,11 +107,7 @@ class PublishRateLimiter:
                 rate,
                 resume_at - now,
             )
-        if not isinstance(blocked, set):
-            blocked = conn.blocked_by = set()  # created on first use (Connection.__init__)
-        blocked.add(THROTTLE)
-        if len(blocked) == 1:
-            conn.sink.pause_reading()
+        hold_reading(conn, THROTTLE)
 
     def tick(self, now: float) -> None:
         for conn, resume_at in list(self.paused.items()):

@@ -27,6 +27,7 @@ from mqttfast.codec.packets import Properties
 from mqttfast.core.broker import BrokerCore as CoreBroker
 from mqttfast.core.connection import CLOSED
 from mqttfast.core.message import Message, forwardable_properties
+from mqttfast.core.outbound import hold_reading
 from mqttfast.core.session import Session
 from mqttfast.core.subscriptions import SubEntry, split_shared
 
@@ -375,13 +376,8 @@ def pause_connection(conn: Any) -> bool:
     """Stop reading from ``conn`` (a core connection) on behalf of plug-ins."""
     if conn.sink is None or conn.state == CLOSED:
         return False
-    blocked = conn.blocked_by
-    if PLUGIN_PAUSE not in blocked:
-        if not isinstance(blocked, set):  # the core creates the set on first use
-            blocked = conn.blocked_by = set()
-        blocked.add(PLUGIN_PAUSE)
-        if len(blocked) == 1:
-            conn.sink.pause_reading()
+    if PLUGIN_PAUSE not in conn.blocked_by:
+        hold_reading(conn, PLUGIN_PAUSE)
     return True
 
 
