@@ -45,8 +45,9 @@ from mqttfast.core.router import EMPTY_SUBSCRIPTIONS, LocalRouter
 from mqttfast.core.subscriptions import SubEntry, SubscriptionStore
 from mqttfast.core.wills import will_message
 
+from .acks import AckGate
 from .config import ClusterConfig
-from .fastpath import ANNOUNCE_TIMEOUT, Encoder, Inbound, Interest, write_raw
+from .fastpath import ANNOUNCE_TIMEOUT, Encoder, Inbound, Interest, write_ping, write_raw
 from .subjects import filter_to_subjects, subject_to_topic, topic_to_subject
 from .wire import (
     H_EXPIRES_WALL,
@@ -122,6 +123,10 @@ class ClusterRouter(LocalRouter):
         else:
             bp.stats["msgs_local_only"] += 1  # no other node wants it: not sent to NATS
             return count
+        if msg.qos and publisher is not None and bp.connected:
+            # Its PUBACK/PUBREC waits until nats-server has it. (NATS unreachable: the
+            # node serves as a single node meanwhile; acknowledgements do not wait.)
+            bp.acks.hold(publisher)
         if not bp.wake_pending:
             bp.wake()
         if count == 0 and bp.connected:
@@ -131,6 +136,9 @@ class ClusterRouter(LocalRouter):
     def hold_suback(self, conn: Any, finish: Callable[[], None]) -> bool:
         # SUBACK once every other node confirmed the new interest (fastpath.py).
         return self.bp.view.hold(finish)
+
+    def bind_output(self, flusher: Any) -> None:
+        self.bp.acks.bind_output(flusher)
 
     def deliver_remote(self, msg: Message, now: float) -> None:
         """A message from another node: local subscribers only, nothing stored."""
@@ -248,6 +256,7 @@ class Backplane:
         self.encoder = Encoder(self.prefix)
         self.inbound = Inbound(self.prefix, self._on_data, self._now, self._commit_soon)
         self._commit_pending = False
+        self.acks = AckGate()  # acknowledgements leave once nats-server has the message
 
     # -- wiring ---------------------------------------------------------------
 
@@ -529,6 +538,15 @@ class Backplane:
     # -- NATS connection events -------------------------------------------------
 
     async def _on_disconnected(self) -> None:
+        # Sent but unconfirmed messages may be lost with the connection: the publishers
+        # waiting for them are disconnected unacknowledged and resend.
+        failed = self.acks.connection_lost()
+        if failed:
+            log.warning(
+                "cluster: NATS connection lost; %d publisher(s) disconnected with "
+                "unacknowledged messages (they resend)",
+                failed,
+            )
         if self.connected:
             log.warning("cluster: lost NATS; serving local clients only until it returns")
         self.connected = False
@@ -546,6 +564,8 @@ class Backplane:
         if self.connected:
             # Announcements may have been lost either way: full set out, everybody's in.
             await self._announce_full()
+            if self.acks.sent > self.acks.broken:  # sent while reconnecting: confirm them
+                await self._ping(self.nc, self.acks.sent)
         self._publish_sys()
         self.wake()
 
@@ -569,12 +589,27 @@ class Backplane:
                 # subscriptions are replayed from self.interest on connect.
                 self.stats["dropped_disconnected"] += sum(1 for k, _, _ in self.outbox if k == 0)
                 self.outbox.clear()
+                self.acks.take_batch()
+                self.acks.confirm_all()  # local delivery only (logged at start)
                 continue
             batch, self.outbox = self.outbox, []
+            acks = self.acks
+            no, ping = acks.take_batch()
             try:
                 await self._send(nc, batch)
             except Exception as exc:
                 log.warning("cluster: NATS send failed (%s); %d items", exc, len(batch))
+            acks.sent = no
+            if ping:
+                await self._ping(nc, no)
+
+    async def _ping(self, nc: Any, batch: int) -> None:
+        """PING after ``batch``; its PONG releases the acknowledgements waiting for it.
+        Not connected: the reconnect pings for everything sent meanwhile."""
+        try:
+            await write_ping(nc, self.acks.pong_for(batch))
+        except Exception as exc:
+            log.warning("cluster: NATS ping failed (%s)", exc)
 
     async def _send(self, nc: Any, batch: list[tuple[int, Any, Any]]) -> None:
         stats = self.stats
@@ -831,7 +866,13 @@ class Backplane:
             try:
                 if nc is not None and self.connected:
                     await nc.publish(f"{self.ctl}.hb", self.node_id.encode())
-                self.view.tick(time.monotonic())
+                now = time.monotonic()
+                self.view.tick(now)
+                if self.acks.expire(now):
+                    log.warning(
+                        "cluster: nats-server did not confirm messages in time; "
+                        "their publishers were disconnected unacknowledged"
+                    )
                 self._publish_sys()
                 self._check_dead()
             except Exception:  # a bug here must not stop the heartbeat

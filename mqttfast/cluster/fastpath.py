@@ -358,6 +358,20 @@ async def write_raw(nc: Any, data: bytes) -> None:
     await nc._flush_pending()
 
 
+async def write_ping(nc: Any, pong: Any) -> None:
+    """A PING behind everything written so far; ``pong.set_result`` runs on its PONG.
+    nats-py's own flush() writes its PING straight to the socket, possibly ahead of
+    commands still in its pending buffer: here that buffer is flushed first."""
+    if not nc.is_connected:
+        return
+    if nc._pending:
+        await nc._flush_pending(force_flush=True)
+        if not nc.is_connected:
+            return
+    nc._pongs.append(pong)
+    nc._transport.write(b"PING\r\n")
+
+
 # Decoded header fields of an MQTT message: (qos, retain, properties, expiry, origin).
 Fields = tuple[int, bool, Any, "int | None", "str | None"]
 

@@ -66,6 +66,10 @@ class Router(Protocol):
         """True if the router calls ``finish`` (SUBACK, retained messages) later itself;
         a cluster router does once the other nodes know a new interest. Local: False."""
 
+    def bind_output(self, flusher: Any) -> None:
+        """The transport built its output flusher (transport/tcp.py): a router may hold
+        acknowledgements there (a cluster router until NATS has the message). Local: no-op."""
+
     def publish(self, msg: Message, now: float, publisher: Connection | None = None) -> int:
         """Store if retained, deliver to every matching subscription; return how
         many subscriptions received it (PUBACK 0x10 when 0)."""
@@ -122,6 +126,9 @@ class LocalRouter:
 
     def hold_suback(self, conn: Connection, finish: Callable[[], None]) -> bool:
         return False  # one node: every interest is known at once
+
+    def bind_output(self, flusher: Any) -> None:
+        pass  # one node: an acknowledgement waits for nobody but the storage
 
     def publish(self, msg: Message, now: float, publisher: Connection | None = None) -> int:
         if msg.retain and self.retain_available:

@@ -27,12 +27,18 @@ class MQTTServer:
         self._tick_task: asyncio.Task | None = None
         self.flusher: Flusher | None = None
 
+    def _flusher(self, loop: asyncio.AbstractEventLoop) -> Flusher:
+        """The one output flusher of this server. The storage sets its hooks (commit,
+        window, gate), then the router (a cluster router holds acknowledgements)."""
+        if self.flusher is None:
+            self.flusher = Flusher(loop, self.broker.storage)
+            self.broker.router.bind_output(self.flusher)
+        return self.flusher
+
     async def start(self, host: str, port: int) -> list[tuple[str, int]]:
         loop = asyncio.get_running_loop()
         broker = self.broker
-        if self.flusher is None:  # the storage sets its hooks (commit, window, gate)
-            self.flusher = Flusher(loop, broker.storage)
-        flusher = self.flusher
+        flusher = self._flusher(loop)
         server = await loop.create_server(
             lambda: MQTTProtocol(broker, flusher), host, port, reuse_address=True, backlog=1024
         )
@@ -51,12 +57,11 @@ class MQTTServer:
         All listeners of this server share the global max_connections gate."""
         from .listeners import ConnectionGate, open_listener
 
-        if self.flusher is None:
-            self.flusher = Flusher(asyncio.get_running_loop(), self.broker.storage)
+        flusher = self._flusher(asyncio.get_running_loop())
         gate = getattr(self, "gate", None)
         if gate is None:
             gate = self.gate = ConnectionGate(getattr(self.broker.settings, "max_connections", 0))
-        listener = await open_listener(self.broker, self.flusher, cfg, gate, ssl_context, identity)
+        listener = await open_listener(self.broker, flusher, cfg, gate, ssl_context, identity)
         assert listener.server is not None  # open_listener started it
         self.servers.append(listener.server)
         if self._tick_task is None:

@@ -4,6 +4,7 @@ coming back. Counts (sent, acknowledged, received, duplicates) are asserted."""
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import threading
 import time
@@ -124,6 +125,37 @@ def _metrics(port: int) -> str:
 
 
 @pytest.mark.timeout(90)
+@pytest.mark.timeout(60)
+def test_puback_waits_until_nats_server_has_the_message(
+    two_nodes, nats_server: NatsServer, cluster: Cluster
+) -> None:
+    """[MQTT-4.3.2-2] a PUBACK means the broker took ownership; in a cluster that means
+    nats-server has the message (a node killed right after its PUBACK loses nothing).
+    nats-server frozen (SIGSTOP): no PUBACK for a message another node wants, and none
+    for the next one either, though only local clients want it ([MQTT-4.6.0-2]: PUBACKs
+    in the order of the PUBLISHes); both come once it runs again, the message arrives."""
+    a, b = two_nodes
+    remote = Client(b.port, client_id="held-sub", clean=False)
+    remote.subscribe("held/#", qos=1)
+    pub = Client(a.port)
+    sync(remote, pub)
+    assert nats_server.proc is not None
+    nats_server.proc.send_signal(signal.SIGSTOP)
+    try:
+        first = pub.c.publish("held/x", b"1", qos=1)
+        second = pub.c.publish("local-only/x", b"2", qos=1)
+        time.sleep(1.0)
+        assert not first.is_published() and not second.is_published()
+    finally:
+        nats_server.proc.send_signal(signal.SIGCONT)
+    first.wait_for_publish(10)
+    second.wait_for_publish(10)
+    assert first.is_published() and second.is_published()
+    assert remote.get(10).payload == b"1"
+    for cl in (remote, pub):
+        cl.close()
+
+
 def test_node_survives_nats_outage_and_reestablishes_interest(prefix: str) -> None:
     """NATS goes away: each node keeps serving its local clients, logs it, shows it in
     /metrics and $SYS; when NATS is back, interest and cross-node routing return."""

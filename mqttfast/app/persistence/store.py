@@ -321,6 +321,9 @@ class SQLiteStorage(Storage):
         """Strict: the output of connection ``conn`` is ready. ``release(True)`` runs once
         the changes it relies on are durable, and after the connection's earlier output
         (whatever it relies on): a connection's bytes keep their order."""
+        if self.degraded:  # (called by a cluster's gate in front of ours)
+            release(True)
+            return
         inflight = self.inflight
         if self.hold_all or conn in self.hold:  # relies on changes not yet in a batch
             target = self.waiting
@@ -490,7 +493,9 @@ class SQLiteStorage(Storage):
             self.stats.persistence_degraded = 1
         flusher = self.flusher
         if flusher is not None:  # from now on output leaves at once
-            flusher.gate = flusher.delay = flusher.commit = None
+            flusher.delay = flusher.commit = None
+            if flusher.gate == self.gate:  # (a cluster's gate in front keeps calling ours)
+                flusher.gate = None
         broker = self.broker
         if broker is not None:  # the core stops reporting changes (MemoryStorage: no-ops)
             broker.storage = MemoryStorage()
