@@ -269,7 +269,28 @@ class Connection:
         self.sink.write(data)
 
     def send_packet(self, pkt: Any) -> None:
-        self._write(encode(pkt, self.protocol_version))
+        data = encode(pkt, self.protocol_version)
+        limit = self.max_packet_out
+        if limit and len(data) > limit:
+            self._too_large_for_client(pkt, len(data))
+            return
+        self._write(data)
+
+    def _too_large_for_client(self, pkt: Any, size: int) -> None:
+        """[MQTT-3.1.2-24] a packet the client's Maximum Packet Size cannot take (a SUBACK
+        for many filters, say; Reason Strings are dropped before it comes to this) is not
+        sent: the client would wait for it forever, so the connection is closed."""
+        log.warning(
+            "client %s: %s of %d bytes exceeds its Maximum Packet Size (%d); closing",
+            self.client_id,
+            type(pkt).__name__.upper(),
+            size,
+            self.max_packet_out,
+        )
+        if isinstance(pkt, Disconnect) or self.max_packet_out < 4:
+            self.close(None)  # not even a bare DISCONNECT fits
+        else:
+            self.close(ReasonCode.IMPLEMENTATION_SPECIFIC_ERROR)
 
     def send_pubrel(self, pid: int) -> None:
         if self.v5:

@@ -24,6 +24,7 @@ from mqttfast.codec.packets import (
     Publish,
     Pubrec,
     Pubrel,
+    Suback,
     Subscribe,
     Subscription,
     Unsubscribe,
@@ -315,6 +316,21 @@ def test_disconnect_within_client_maximum_packet_size(v5) -> None:
     pkt = _disconnect_for_wildcard_publish(c)
     assert pkt.reason_code >= 0x80  # mqttfast: 0x90, mosquitto: 0x82
     assert len(encode(pkt, 5)) <= 16
+
+
+@pytest.mark.mqttfast_only("mosquitto 2.0.11 sends the oversized SUBACK")
+def test_suback_too_large_for_client_is_not_sent(v5) -> None:
+    """[MQTT-3.1.2-24] a SUBACK for 20 filters (25 bytes) is not sent to a client allowing
+    16: the connection closes instead (a bare DISCONNECT fits), never an oversized packet;
+    the same client subscribing to one filter gets its SUBACK."""
+    ok = v5("mps-suback-ok", properties=Properties(maximum_packet_size=16))
+    ok.send_packet(Subscribe(1, [Subscription("one/filter", 1)]))
+    assert ok.expect(Suback).reason_codes == [1]
+    c = v5("mps-suback", properties=Properties(maximum_packet_size=16))
+    c.send_packet(Subscribe(1, [Subscription(f"f/{i}", 0) for i in range(20)]))
+    pkt = c.expect(Disconnect)
+    assert len(encode(pkt, 5)) <= 16
+    assert c.expect_closed() is None
 
 
 @pytest.mark.mqttfast_only("the Reason String of a DISCONNECT is mqttfast's text")
