@@ -437,6 +437,11 @@ class ClusterConfigTable:
     tls_cert: str | None = spec(None, path=True, doc="client certificate toward NATS")
     tls_key: str | None = spec(None, path=True, doc="client key toward NATS")
     replicas: int = spec(1, lo=1, hi=5, doc="JetStream replicas of the streams and KV buckets")
+    ack_after_nats: bool = spec(
+        True,
+        doc="PUBACK/PUBREC once nats-server has a message other nodes want; "
+        "false: at once (a node killed -9 may lose what it acknowledged)",
+    )
 
 
 LISTENER_DOCS = {

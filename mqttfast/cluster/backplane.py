@@ -123,7 +123,7 @@ class ClusterRouter(LocalRouter):
         else:
             bp.stats["msgs_local_only"] += 1  # no other node wants it: not sent to NATS
             return count
-        if msg.qos and publisher is not None and bp.connected:
+        if msg.qos and publisher is not None and bp.connected and bp.ack_after_nats:
             # Its PUBACK/PUBREC waits until nats-server has it. (NATS unreachable: the
             # node serves as a single node meanwhile; acknowledgements do not wait.)
             bp.acks.hold(publisher)
@@ -257,6 +257,7 @@ class Backplane:
         self.inbound = Inbound(self.prefix, self._on_data, self._now, self._commit_soon)
         self._commit_pending = False
         self.acks = AckGate()  # acknowledgements leave once nats-server has the message
+        self.ack_after_nats = cfg.ack_after_nats
 
     # -- wiring ---------------------------------------------------------------
 
@@ -595,23 +596,24 @@ class Backplane:
             batch, self.outbox = self.outbox, []
             acks = self.acks
             no, ping = acks.take_batch()
+            # A PING follows the batch (in its last write when it can); its PONG releases
+            # the acknowledgements waiting for the batch (acks.py).
+            pong = acks.pong_for(no) if ping else None
             try:
-                await self._send(nc, batch)
+                await self._send(nc, batch, pong)
             except Exception as exc:
                 log.warning("cluster: NATS send failed (%s); %d items", exc, len(batch))
             acks.sent = no
-            if ping:
-                await self._ping(nc, no)
 
     async def _ping(self, nc: Any, batch: int) -> None:
-        """PING after ``batch``; its PONG releases the acknowledgements waiting for it.
-        Not connected: the reconnect pings for everything sent meanwhile."""
+        """PING after ``batch`` on its own. Not connected: the reconnect pings for
+        everything sent meanwhile."""
         try:
             await write_ping(nc, self.acks.pong_for(batch))
         except Exception as exc:
             log.warning("cluster: NATS ping failed (%s)", exc)
 
-    async def _send(self, nc: Any, batch: list[tuple[int, Any, Any]]) -> None:
+    async def _send(self, nc: Any, batch: list[tuple[int, Any, Any]], pong: Any = None) -> None:
         stats = self.stats
         shares_changed = False
         parts: list[bytes] = []  # this turn's PUB/HPUB lines, one write (fastpath.py)
@@ -647,7 +649,9 @@ class Backplane:
                 continue
             shares_changed = shares_changed or kind == 3
         if parts:
-            await self._write(nc, parts)
+            await self._write(nc, parts, pong)
+        elif pong is not None:
+            await write_ping(nc, pong)
         if shares_changed:
             await self.nc_shared.flush()
         if self.view.dirty() and self.connected:
@@ -655,9 +659,9 @@ class Backplane:
             # any other node can learn the interest.
             await self._announce(nc, full=False)
 
-    async def _write(self, nc: Any, parts: list[bytes]) -> None:
+    async def _write(self, nc: Any, parts: list[bytes], pong: Any = None) -> None:
         try:
-            await write_raw(nc, b"".join(parts))
+            await write_raw(nc, b"".join(parts), pong)
         except Exception as exc:
             self.stats["dropped_disconnected"] += len(parts)
             log.warning("cluster: publish to NATS failed (%s); %d messages", exc, len(parts))

@@ -23,6 +23,9 @@ class ClusterConfig:
     tls_cert: str | None = None
     tls_key: str | None = None
     replicas: int = 1  # JetStream replicas of the streams / KV buckets it creates
+    # QoS 1/2 acknowledgements wait until nats-server has the message (acks.py); False
+    # trades that guarantee for a NATS round trip less per acknowledgement.
+    ack_after_nats: bool = True
     data_dir: str = "."  # where node-id lives (the broker's data dir)
 
     def validate(self, require_servers: bool = True) -> None:

@@ -343,19 +343,24 @@ def parse_headers(raw: bytes) -> dict[str, str]:
     return h
 
 
-async def write_raw(nc: Any, data: bytes) -> None:
+async def write_raw(nc: Any, data: bytes, pong: Any = None) -> None:
     """One write of protocol lines on nats-py's connection. Directly on its transport
     when nothing of its own is pending (the order of what it wrote before is kept);
     otherwise behind its pending commands, flushed by its flusher (also how it buffers
-    while reconnecting)."""
+    while reconnecting). ``pong``: a PING follows the lines (see write_ping)."""
     if nc.is_connected and not nc._pending:
         transport = nc._transport
+        if pong is not None:
+            nc._pongs.append(pong)
+            data += b"PING\r\n"
         transport.write(data)
         await transport.drain()
         return
     nc._pending.append(data)
     nc._pending_data_size += len(data)
     await nc._flush_pending()
+    if pong is not None:
+        await write_ping(nc, pong)
 
 
 async def write_ping(nc: Any, pong: Any) -> None:

@@ -126,15 +126,20 @@ def _metrics(port: int) -> str:
 
 @pytest.mark.timeout(90)
 @pytest.mark.timeout(60)
+@pytest.mark.parametrize("ack_after_nats", [True, False], ids=["default", "ack-at-once"])
 def test_puback_waits_until_nats_server_has_the_message(
-    two_nodes, nats_server: NatsServer, cluster: Cluster
+    nats_server: NatsServer, cluster: Cluster, tmp_path, ack_after_nats: bool
 ) -> None:
     """[MQTT-4.3.2-2] a PUBACK means the broker took ownership; in a cluster that means
     nats-server has the message (a node killed right after its PUBACK loses nothing).
     nats-server frozen (SIGSTOP): no PUBACK for a message another node wants, and none
     for the next one either, though only local clients want it ([MQTT-4.6.0-2]: PUBACKs
-    in the order of the PUBLISHes); both come once it runs again, the message arrives."""
-    a, b = two_nodes
+    in the order of the PUBLISHes); both come once it runs again, the message arrives.
+    ``cluster.ack_after_nats = false`` (the lenient setting): both PUBACKs at once."""
+    conf = tmp_path / "node.toml"
+    conf.write_text(f"[cluster]\nack_after_nats = {str(ack_after_nats).lower()}\n")
+    a = cluster.add(["--config", str(conf)])
+    b = cluster.add()
     remote = Client(b.port, client_id="held-sub", clean=False)
     remote.subscribe("held/#", qos=1)
     pub = Client(a.port)
@@ -144,8 +149,13 @@ def test_puback_waits_until_nats_server_has_the_message(
     try:
         first = pub.c.publish("held/x", b"1", qos=1)
         second = pub.c.publish("local-only/x", b"2", qos=1)
-        time.sleep(1.0)
-        assert not first.is_published() and not second.is_published()
+        if ack_after_nats:
+            time.sleep(1.0)
+            assert not first.is_published() and not second.is_published()
+        else:
+            first.wait_for_publish(5)
+            second.wait_for_publish(5)
+            assert first.is_published() and second.is_published()
     finally:
         nats_server.proc.send_signal(signal.SIGCONT)
     first.wait_for_publish(10)
