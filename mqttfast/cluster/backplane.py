@@ -138,7 +138,8 @@ class ClusterRouter(LocalRouter):
         return self.bp.view.hold(finish)
 
     def bind_output(self, flusher: Any) -> None:
-        self.bp.acks.bind_output(flusher)
+        if self.bp.ack_after_nats:  # else acknowledgements wait for nobody: no gate
+            self.bp.acks.bind_output(flusher)
 
     def deliver_remote(self, msg: Message, now: float) -> None:
         """A message from another node: local subscribers only, nothing stored."""
@@ -713,6 +714,8 @@ class Backplane:
             await self.nc.publish(m.reply, f"{self.node_id} {seq}".encode())
 
     async def _on_confirm(self, m: Any) -> None:
+        if not m.data:  # nats-server's "no responders" status: no other node yet
+            return
         node, _, seq = m.data.decode().partition(" ")
         peers = self.view.peers
         peers[node] = max(peers.get(node, 0), int(seq))
@@ -725,6 +728,8 @@ class Backplane:
             await self.nc.publish(m.reply, view.snapshot())
 
     async def _on_snapshot(self, m: Any) -> None:
+        if not m.data:  # nats-server's "no responders" status: no other node yet
+            return
         self.view.apply(m.data)
         self.view.tick(time.monotonic())
 
