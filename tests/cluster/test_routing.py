@@ -245,6 +245,30 @@ def test_acl_applies_at_the_subscribers_node(cluster, tmp_path) -> None:
     pub.close()
 
 
+def test_plugin_on_deliver_applies_at_the_subscribers_node(cluster, tmp_path) -> None:
+    """A plug-in's on_deliver runs where the subscriber is, for messages from other nodes
+    too: node B's plug-in (tests/plugins/sample.py Recorder) skips hidden/# for its
+    subscriber; node A has no plug-in, so its own subscriber gets both messages."""
+    conf = tmp_path / "node.toml"
+    conf.write_text('[[plugin]]\nclass = "tests.plugins.sample:Recorder"\n')
+    a = cluster.add()
+    b = cluster.add(["--config", str(conf)])
+    sub_b = Client(b.port)
+    sub_b.subscribe("#", qos=1)
+    sub_a = Client(a.port)
+    sub_a.subscribe("#", qos=1)
+    pub = Client(a.port)
+    sync(sub_b, pub)
+    pub.publish("hidden/x", b"no", qos=1)
+    pub.publish("shown/x", b"yes", qos=1)
+    got_b = sub_b.collect(1, timeout=10) + sub_b.quiet(0.7)
+    assert [(m.topic, m.payload) for m in got_b] == [("shown/x", b"yes")]
+    got_a = [(m.topic, m.payload) for m in sub_a.collect(2, timeout=10)]
+    assert got_a == [("hidden/x", b"no"), ("shown/x", b"yes")]
+    for cl in (sub_a, sub_b, pub):
+        cl.close()
+
+
 def test_order_kept_with_overlapping_filters_under_volume(two_nodes) -> None:
     """[MQTT-4.6.0-5] messages of one topic from one publisher arrive in order although
     NATS hands them to the node through several overlapping subscriptions."""
