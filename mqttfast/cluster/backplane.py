@@ -34,6 +34,7 @@ from collections.abc import Callable
 from typing import Any
 
 import nats
+from nats.errors import NoRespondersError
 from nats.js.api import DeliverPolicy, StreamConfig
 from nats.js.errors import KeyNotFoundError
 
@@ -48,6 +49,7 @@ from mqttfast.core.wills import will_message
 from .acks import AckGate
 from .config import ClusterConfig
 from .fastpath import ANNOUNCE_TIMEOUT, Encoder, Inbound, Interest, write_ping, write_raw
+from .sessions import SessionRecords
 from .subjects import filter_to_subjects, subject_to_topic, topic_to_subject
 from .wire import (
     H_EXPIRES_WALL,
@@ -134,8 +136,25 @@ class ClusterRouter(LocalRouter):
         return count
 
     def hold_suback(self, conn: Any, finish: Callable[[], None]) -> bool:
-        # SUBACK once every other node confirmed the new interest (fastpath.py).
-        return self.bp.view.hold(finish)
+        # SUBACK once every other node confirmed the new interest (fastpath.py) and,
+        # for a persistent session, once its record names the new subscription
+        # (sessions.py), so an acknowledged subscription survives the node's death.
+        bp = self.bp
+        session = conn.session
+        if session is None or not session.expiry_interval:
+            return bp.view.hold(finish)
+        left = [2]
+
+        def part() -> None:
+            left[0] -= 1
+            if left[0] == 0:
+                finish()
+
+        if not bp.records.hold(session.client_id, part):
+            return bp.view.hold(finish)
+        if not bp.view.hold(part):
+            part()
+        return True
 
     def bind_output(self, flusher: Any) -> None:
         if self.bp.ack_after_nats:  # else acknowledgements wait for nobody: no gate
@@ -171,6 +190,7 @@ class ClusterRouter(LocalRouter):
         )
 
     def subscribe(self, session: Any, entry: SubEntry) -> bool:
+        self.bp.records.touch(session)
         if entry.group is None:
             new = LocalRouter.subscribe(self, session, entry)
             if new:
@@ -195,9 +215,13 @@ class ClusterRouter(LocalRouter):
 
     def unsubscribe(self, session: Any, full_filter: str) -> bool:
         entry = session.pop_subscription(full_filter)
-        return entry is not None and self._remove(entry)
+        if entry is None:
+            return False
+        self.bp.records.touch(session)
+        return self._remove(entry)
 
     def drop_session(self, session: Any) -> None:
+        self.bp.records.touch(session)
         for entry in list(session.subscriptions.values()):
             self._remove(entry)
         session.subscriptions = EMPTY_SUBSCRIPTIONS
@@ -213,6 +237,8 @@ class Backplane:
         self.stream = f"MQTTFAST_{safe}_RETAINED"
         self.bucket = f"mqttfast_{safe}_owners"
         self.wills_bucket = f"mqttfast_{safe}_wills"
+        # Persistent sessions recorded in JetStream, adopted when their node dies.
+        self.records = SessionRecords(self, f"mqttfast_{safe}_sessions")
         self.wills_kv: Any = None
         self.will_revs: dict[str, int] = {}  # client id -> revision of its will record here
         self.dead_handled: set[str] = set()
@@ -433,6 +459,7 @@ class Backplane:
         self.inbound.install(nc)
         self.nc, self.nc_shared, self.js, self.kv = nc, shared, js, kv
         self.wills_kv = wills_kv
+        await self.records.attach(js, self.cfg.replicas)
         # Interest held before NATS was reachable (a restart, or an outage at start).
         for subject in self.interest:
             await self._subscribe_interest(nc, subject)
@@ -446,6 +473,8 @@ class Backplane:
         # others noticed): those connections are gone.
         self._spawn(self._publish_wills_of(self.node_id))
         self._spawn(self._orphan_wills())
+        self._spawn(self.records.adopt_own())
+        self._spawn(self._orphan_sessions())
 
     async def _ensure_stream(self, js: Any) -> None:
         config = StreamConfig(
@@ -529,6 +558,7 @@ class Backplane:
             "takeovers": self.stats["takeovers"],
             "sessions_moved_in": self.stats["sessions_moved_in"],
             "js_errors": self.stats["js_errors"],
+            **self.records.status(),
             "dropped_disconnected": self.stats["dropped_disconnected"],
             # interest sharing (fastpath.py)
             "msgs_local_only": self.stats["msgs_local_only"],
@@ -899,6 +929,9 @@ class Backplane:
                     log.warning("cluster: node %s silent for %.0f s: gone", node, now - seen)
                     self.view.drop_node(node)
                     self._spawn(self._publish_wills_of(node))
+                    # Its persistent sessions, offline here from now on (sessions.py);
+                    # their expiry counts from its last heartbeat at the latest.
+                    self._spawn(self.records.adopt_node(node, time.time() - (now - seen)))
 
     def _publish_sys(self) -> None:
         """$SYS/broker/cluster/<figure> on this node (retained, never forwarded)."""
@@ -952,6 +985,12 @@ class Backplane:
                     log.warning("cluster: wills of node %s, which is not running, found", node)
                     await self._publish_wills_of(node)
 
+    async def _orphan_sessions(self) -> None:
+        """Once, as _orphan_wills: sessions recorded by nodes that are not alive."""
+        await asyncio.sleep(3 * HEARTBEAT + 0.5)
+        if self.connected:
+            await self.records.adopt_orphans(self.alive)
+
     # -- one live connection per client id, sessions that move ---------------------
 
     async def _claim(self, conn: Any, done: Callable[[int], None]) -> None:
@@ -966,6 +1005,8 @@ class Backplane:
             self.stats["js_errors"] += 1
             log.warning("cluster: ownership of client %r not recorded: %r", cid, exc)
         done(0)  # CONNACK (accept() ran): conn.will is set now
+        if conn.state == CONNECTED:
+            self.records.connected(conn)
         if conn.will is not None and conn.session is not None and conn.state == CONNECTED:
             await self._record_will(conn)
 
@@ -979,18 +1020,84 @@ class Backplane:
             pass
         if owner and owner != self.node_id:
             try:
-                reply = await self.nc.request(
-                    f"{self.ctl}.node.{owner}.take", cid.encode(), timeout=CLAIM_TIMEOUT
-                )
-                if reply.data:
-                    self.stats["takeovers"] += 1
-                    if reply.data != b"-":
-                        install_snapshot(self.core, cid, reply.data)
-                        self.stats["sessions_moved_in"] += 1
+                await self.take_from(owner, cid, raising=True)
             except Exception as exc:  # owner gone (no responders / timeout)
                 log.info("cluster: previous owner %s of %r did not answer: %r", owner, cid, exc)
+                if isinstance(exc, NoRespondersError) or not self.alive(owner):
+                    # Its node died: the session's record is adopted here (sessions.py).
+                    await self.records.adopt_on_connect(cid, owner)
         await self.kv.put(key, self.node_id.encode())
         await self._retained_caught_up()
+
+    async def take_from(self, owner: str, cid: str, raising: bool = False) -> bool:
+        """Ask ``owner`` to give client id ``cid`` up (closing its connection there);
+        install the session it hands over. True if a session moved here."""
+        try:
+            reply = await self.nc.request(
+                f"{self.ctl}.node.{owner}.take", cid.encode(), timeout=CLAIM_TIMEOUT
+            )
+        except Exception:
+            if raising:
+                raise
+            return False
+        if not reply.data:
+            return False
+        self.stats["takeovers"] += 1
+        if reply.data == b"-":
+            return False
+        try:
+            install_snapshot(self.core, cid, reply.data)
+        except Exception:  # a bug: said loudly, the CONNECT goes on with a new session
+            log.exception("cluster: session %r from node %s not installed", cid, owner)
+            return False
+        self.records.claimed(cid)
+        self.stats["sessions_moved_in"] += 1
+        return True
+
+    def key(self, cid: str) -> str:
+        return _token(cid)
+
+    def alive(self, node: str) -> bool:
+        """Heard from within the dead-node limit (and not declared dead since)."""
+        seen = self.nodes.get(node)
+        return (
+            seen is not None
+            and node not in self.dead_handled
+            and time.monotonic() - seen <= 3 * HEARTBEAT
+        )
+
+    async def own_after(self, cid: str, dead: str) -> None:
+        """Record this node as owner of ``cid`` if the dead node still is (adoption);
+        a client that reconnected meanwhile made its node the owner: that one stays."""
+        key = _token(cid)
+        try:
+            entry = await self.kv.get(key)
+            if entry.value is not None and entry.value.decode() != dead:
+                return
+            await self.kv.update(key, self.node_id.encode(), last=entry.revision)
+        except KeyNotFoundError:
+            try:
+                await self.kv.create(key, self.node_id.encode())
+            except Exception:
+                pass
+        except Exception:
+            pass  # changed meanwhile: the new owner stays
+
+    async def interest_known(self, limit: float = ANNOUNCE_TIMEOUT + 1.0) -> None:
+        """Wait (bounded) until the other nodes confirmed this node's interest."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+
+        def finish() -> None:
+            if not fut.done():
+                fut.set_result(None)
+
+        self.wake()
+        if self.view.hold(finish):
+            try:
+                await asyncio.wait_for(fut, limit)
+            except TimeoutError:
+                pass
 
     async def _retained_caught_up(self, limit: float = 1.0) -> None:
         """Read-your-writes for retained messages across nodes: before CONNACK, wait
@@ -1030,6 +1137,7 @@ class Backplane:
     def session_disconnected(self, session: Any, conn: Any, publish_will: bool) -> None:
         """(wraps Broker.session_disconnected) the will is this node's business again."""
         self._original_session_disconnected(session, conn, publish_will)
+        self.records.disconnected(session)
         rev = self.will_revs.pop(session.client_id, None)
         if rev is not None and self.wills_kv is not None:
             self._spawn(self._forget_will(session.client_id, rev))
@@ -1080,6 +1188,7 @@ class Backplane:
             await m.respond(b"")
             return
         now = core.clock()
+        self.records.release(cid)  # its record is the new owner's business now
         if session.conn is not None:
             log.info("client %s: taken over by another node", cid)
             session.conn.close(ReasonCode.SESSION_TAKEN_OVER)

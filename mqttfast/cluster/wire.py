@@ -164,6 +164,9 @@ def session_snapshot(session: Any, now: float) -> bytes:
             "deliveries": deliveries,
             "pubrel": sorted(session.awaiting_pubrel),
             "expiry": session.expiry_interval,
+            # An offline session's expiry keeps counting from its client's disconnect.
+            "left": (session.expires_at - now) if session.expires_at is not None else None,
+            "user": session.username,
         },
         ensure_ascii=True,
     ).encode()
@@ -198,7 +201,8 @@ def install_snapshot(broker: Any, client_id: str, data: bytes) -> Any:
                 storage.delivery_put(session, d, pid)
         else:
             session.enqueue(d)  # stores it when persisted
-    session.awaiting_pubrel.update(snap["pubrel"])
+    for pid in snap["pubrel"]:
+        session.await_pubrel(pid)
     if persisted:
         for pid in snap["pubrel"]:
             storage.qos2_put(session, pid)
@@ -206,5 +210,8 @@ def install_snapshot(broker: Any, client_id: str, data: bytes) -> Any:
     # expiring as any offline session if the connecting client went away meanwhile.
     broker.offline.add(session)
     if session.expiry_interval != SESSION_EXPIRY_NEVER:
-        session.expires_at = now + session.expiry_interval
+        left = snap.get("left")
+        session.expires_at = now + (session.expiry_interval if left is None else max(0.0, left))
+    if session.username is None:
+        session.username = snap.get("user")
     return session

@@ -1,0 +1,458 @@
+"""Persistent sessions that outlive the node holding them (kill -9 included).
+
+The durable part of every persistent session (clean session 0 / Session Expiry > 0)
+is recorded in a JetStream KV bucket, ``mqttfast_<hash(prefix)>_sessions``:
+hash(client id) -> JSON {client id, owning node, protocol version, expiry interval,
+wall time of the disconnect (None while connected), user name, subscriptions with
+their options}. nats-server's own MQTT listener keeps the same kind of record (one
+message per client in its ``$MQTT_sess`` stream); here the queued messages stay in the
+owning node's memory (or SQLite) and move by the takeover (backplane.py).
+
+* Written by the owning node when a persistent session connects, when its
+  subscriptions change (the SUBACK waits for the write, bounded) and when its client
+  disconnects; deleted when the session ends or expires. Never on the per-message path.
+  One writer task per node, coalescing: it writes the *current* state of each session
+  marked since its last pass, in order.
+* Writes are revision-checked (``update(last=rev)``) once this node knows the revision
+  it wrote: a node that lost a session to another one (adopted while it was cut off,
+  taken over) cannot overwrite the new owner's record; the write after a claim (CONNECT,
+  a take-over, an adoption) is unconditional, the claim having made this node owner.
+* When a node is declared dead (heartbeats, backplane._check_dead), every survivor goes
+  through the records naming it; for each, a revision-checked update naming itself
+  elects exactly one survivor, which recreates the session offline here with its
+  subscriptions (so QoS 1/2 messages published from then on are queued for it) and
+  records itself as owner of the client id. An expired session is deleted instead.
+  The client, reconnecting anywhere, gets it through the ordinary takeover.
+* A client that reconnects before that (its node's take subject has no responders):
+  the CONNECT adopts the record itself, with the same revision check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+
+from mqttfast.codec.constants import SESSION_EXPIRY_NEVER
+from mqttfast.core.subscriptions import SubEntry
+
+log = logging.getLogger("mqttfast.cluster")
+
+WRITE_WAIT = 2.0  # seconds a SUBACK waits at most for the session record
+ADOPT_BATCH = 64  # records adopted concurrently (KV round trips overlap)
+
+
+def expired(rec: dict[str, Any], since: float, now_wall: float) -> bool:
+    """Has the session of ``rec`` expired? Offline since its recorded disconnect, or
+    ``since`` (its node's death) when it was connected then."""
+    exp = rec.get("exp", 0)
+    if not exp:
+        return True
+    if exp == SESSION_EXPIRY_NEVER:
+        return False
+    start = rec.get("disc") or since
+    return bool(start + exp <= now_wall)
+
+
+class SessionRecords:
+    def __init__(self, bp: Any, bucket: str) -> None:
+        self.bp = bp
+        self.bucket = bucket
+        self.kv: Any = None
+        # client id -> revision of the record this node wrote last (0: this node claimed
+        # the session and has not written yet: the next write is unconditional).
+        self.owned: dict[str, int] = {}
+        self.dirty: dict[str, None] = {}  # client ids to write, in order
+        self.writing: str | None = None
+        self.version: dict[str, int] = {}  # client id -> MQTT protocol level
+        self.disc: dict[str, float] = {}  # client id -> wall time its client left
+        self.waiters: dict[str, list[Callable[[], None]]] = {}  # SUBACKs held
+        self.installing = False
+        self._event: asyncio.Event | None = None
+        self.stats = {"session_records": 0, "sessions_adopted": 0, "session_write_errors": 0}
+
+    # -- wiring -----------------------------------------------------------------
+
+    async def attach(self, js: Any, replicas: int) -> None:
+        """(backplane._connect) the bucket exists; the writer runs."""
+        try:
+            self.kv = await js.key_value(self.bucket)
+        except Exception:
+            self.kv = await js.create_key_value(bucket=self.bucket, history=1, replicas=replicas)
+        if self._event is None:
+            self._event = asyncio.Event()
+            self.bp._spawn(self._writer())
+        self._event.set()  # changes made while NATS was away
+
+    # -- hooks (synchronous, from the router and the backplane) -------------------
+
+    def touch(self, session: Any) -> None:
+        """A session's durable part may have changed (subscriptions, end)."""
+        cid = session.client_id
+        if self.installing or not (session.expiry_interval or cid in self.owned):
+            return
+        self.dirty[cid] = None
+        if self._event is not None:
+            self._event.set()
+
+    def connected(self, conn: Any) -> None:
+        """After CONNACK (the claim made this node owner of the client id)."""
+        session = conn.session
+        if session is None:
+            return
+        cid = session.client_id
+        self.disc.pop(cid, None)
+        if session.expiry_interval:
+            self.version[cid] = conn.protocol_version
+            self.owned[cid] = 0
+        self.touch(session)
+
+    def claimed(self, cid: str) -> None:
+        """A session was moved here by a take-over: ours, whatever the record says."""
+        self.owned[cid] = 0
+
+    def disconnected(self, session: Any) -> None:
+        """Its client left; the session lives on offline (its expiry counts from now)."""
+        cid = session.client_id
+        if self.bp.core.sessions.get(cid) is session:
+            self.disc[cid] = time.time()
+        self.touch(session)
+
+    def release(self, cid: str) -> None:
+        """The session moves to another node (take-over): its record is theirs now."""
+        self.owned.pop(cid, None)
+        self.dirty.pop(cid, None)
+        self.disc.pop(cid, None)
+        self.version.pop(cid, None)
+        self._wake_waiters(cid)
+
+    def hold(self, cid: str, finish: Callable[[], None]) -> bool:
+        """Hold a SUBACK until the record of ``cid`` has been written (bounded)."""
+        if self.kv is None or not self.bp.connected:
+            return False
+        if cid not in self.dirty and self.writing != cid:
+            return False
+        self.waiters.setdefault(cid, []).append(finish)
+        loop = asyncio.get_running_loop()
+        loop.call_later(WRITE_WAIT, self._give_up, cid, finish)
+        return True
+
+    def _give_up(self, cid: str, finish: Callable[[], None]) -> None:
+        waiting = self.waiters.get(cid)
+        if waiting and finish in waiting:
+            waiting.remove(finish)
+            if not waiting:
+                del self.waiters[cid]
+            log.warning("cluster: session record of %r not written in time; SUBACK sent", cid)
+            finish()
+
+    def _wake_waiters(self, cid: str) -> None:
+        for finish in self.waiters.pop(cid, ()):
+            try:
+                finish()
+            except Exception:
+                log.exception("cluster: SUBACK after the session record failed")
+
+    # -- the writer ---------------------------------------------------------------
+
+    def _record(self, session: Any) -> bytes:
+        cid = session.client_id
+        conn = session.conn
+        return json.dumps(
+            {
+                "cid": cid,
+                "node": self.bp.node_id,
+                "v": conn.protocol_version if conn is not None else self.version.get(cid, 4),
+                "exp": session.expiry_interval,
+                "disc": None if conn is not None else self.disc.get(cid),
+                "user": session.username,
+                "subs": [
+                    [
+                        e.topic_filter,
+                        e.qos,
+                        e.no_local,
+                        e.retain_as_published,
+                        e.retain_handling,
+                        e.sub_id,
+                        e.group,
+                    ]
+                    for e in session.subscriptions.values()
+                ],
+            },
+            ensure_ascii=True,
+        ).encode()
+
+    async def _writer(self) -> None:
+        event = self._event
+        assert event is not None
+        while True:
+            await event.wait()
+            event.clear()
+            while self.dirty and self.kv is not None and self.bp.connected:
+                cid = next(iter(self.dirty))
+                del self.dirty[cid]
+                self.writing = cid
+                try:
+                    await self._write(cid)
+                except Exception as exc:  # JetStream unavailable: retried when back
+                    self.stats["session_write_errors"] += 1
+                    self.bp.stats["js_errors"] += 1
+                    log.warning("cluster: session record of %r not written: %r", cid, exc)
+                    if cid not in self.dirty:
+                        self.dirty[cid] = None
+                    self.writing = None
+                    self._wake_waiters(cid)
+                    await asyncio.sleep(1.0)
+                    continue
+                self.writing = None
+                self._wake_waiters(cid)
+
+    async def _write(self, cid: str) -> None:
+        kv = self.kv
+        key = self.bp.key(cid)
+        session = self.bp.core.sessions.get(cid)
+        rev = self.owned.get(cid)
+        if session is not None and session.expiry_interval:
+            value = self._record(session)
+            if rev:
+                try:
+                    new = await kv.update(key, value, last=rev)
+                except KeyWrongLastSequenceError:
+                    self.owned.pop(cid, None)
+                    log.warning("cluster: session %r is recorded by another node now", cid)
+                    return
+            elif rev == 0:
+                new = await kv.put(key, value)
+            else:  # never claimed here (e.g. restored from SQLite): only if nobody has it
+                try:
+                    new = await kv.create(key, value)
+                except KeyWrongLastSequenceError:
+                    return
+                self.owned[cid] = new
+            if cid in self.owned:
+                self.owned[cid] = new
+            return
+        # Ended (or no longer persistent): the record goes, if it is still ours.
+        self.version.pop(cid, None)
+        self.disc.pop(cid, None)
+        if rev is None:
+            return
+        del self.owned[cid]
+        try:
+            await kv.delete(key, last=rev or None)
+        except KeyWrongLastSequenceError:
+            pass  # another node's now
+
+    # -- adoption -------------------------------------------------------------------
+
+    async def _scan(self) -> list[tuple[str, int, dict[str, Any]]]:
+        """Every current record: (key, revision, record)."""
+        watcher = await self.kv.watch(">", ignore_deletes=True)
+        out: list[tuple[str, int, dict[str, Any]]] = []
+        try:
+            while True:
+                entry = await watcher.updates(timeout=5.0)
+                if entry is None:
+                    break
+                if entry.value:
+                    try:
+                        out.append((entry.key, entry.revision, json.loads(entry.value)))
+                    except ValueError:
+                        continue
+        finally:
+            await watcher.stop()
+        return out
+
+    def _install(self, rec: dict[str, Any], since: float) -> bool:
+        """Recreate a recorded session offline here, with its subscriptions."""
+        core = self.bp.core
+        cid = rec["cid"]
+        old = core.sessions.get(cid)
+        if old is not None:
+            return False  # the client is here already: its own session wins
+        now = core.clock()
+        session = core.new_session(cid)
+        session.expiry_interval = rec["exp"]
+        session.username = rec.get("user")
+        storage = core.storage
+        storage.session_update(session)  # durable here too when persistence is on
+        self.installing = True
+        try:
+            for f, qos, nl, rap, rh, sid, group in rec["subs"]:
+                entry = SubEntry(cid, f, qos, nl, rap, rh, sid, group)
+                core.router.subscribe(session, entry)
+                if session.persisted:
+                    storage.subscription_put(session, entry)
+        finally:
+            self.installing = False
+        core.offline.add(session)
+        start = rec.get("disc") or since
+        self.disc[cid] = start
+        self.version[cid] = rec.get("v", 4)
+        if session.expiry_interval != SESSION_EXPIRY_NEVER:
+            left = start + session.expiry_interval - time.time()
+            session.expires_at = now + max(0.0, left)
+        if session.persisted:
+            storage.session_put(session)
+        return True
+
+    async def _adopt_one(self, key: str, rev: int, rec: dict[str, Any], since: float) -> int:
+        """1 if this node adopted the session, 0 if not (another node did, or expired)."""
+        kv = self.kv
+        if expired(rec, since, time.time()):
+            try:
+                await kv.delete(key, last=rev)
+                log.info("cluster: session %r of dead node %s had expired", rec["cid"], rec["node"])
+            except Exception:
+                pass
+            return 0
+        dead = rec["node"]
+        mine = dict(rec, node=self.bp.node_id, disc=rec.get("disc") or since)
+        try:
+            new = await kv.update(key, json.dumps(mine, ensure_ascii=True).encode(), last=rev)
+        except Exception:
+            return 0  # another survivor, or the client reconnecting, has it
+        # No await between the update and the install: a take-over request for this
+        # client id (a node that read the new record) finds the session here.
+        cid = rec["cid"]
+        if self._install(mine, since):
+            self.owned[cid] = new
+        else:
+            self.owned[cid] = new
+            self.touch(self.bp.core.sessions[cid])
+        await self.bp.own_after(cid, dead)
+        return 1
+
+    async def adopt_node(self, node: str, since: float) -> None:
+        """``node`` died (or is not running): adopt its recorded sessions; each goes to
+        one survivor (revision-checked update)."""
+        if self.kv is None:
+            return
+        try:
+            records = [r for r in await self._scan() if r[2].get("node") == node]
+        except Exception as exc:
+            self.bp.stats["js_errors"] += 1
+            log.warning("cluster: sessions of node %s not read: %r", node, exc)
+            return
+        if not records:
+            return
+        adopted = 0
+        for i in range(0, len(records), ADOPT_BATCH):
+            done = await asyncio.gather(
+                *(
+                    self._adopt_one(k, rev, rec, since)
+                    for k, rev, rec in records[i : i + ADOPT_BATCH]
+                )
+            )
+            adopted += sum(done)
+        if adopted:
+            self.stats["sessions_adopted"] += adopted
+            await self.bp.interest_known()
+            log.warning(
+                "cluster: adopted %d persistent session(s) of node %s (of %d recorded)",
+                adopted,
+                node,
+                len(records),
+            )
+
+    async def adopt_on_connect(self, cid: str, dead: str) -> Any:
+        """A CONNECT whose client id's owner is gone (no responders): take the record
+        over here, or fetch the session from the survivor that already adopted it.
+        Returns the installed session, or None."""
+        kv = self.kv
+        key = self.bp.key(cid)
+        for _ in range(3):
+            try:
+                entry = await kv.get(key)
+            except KeyNotFoundError:
+                return None
+            try:
+                rec = json.loads(entry.value)
+            except ValueError:
+                return None
+            holder = rec.get("node")
+            core = self.bp.core
+            if holder == self.bp.node_id:
+                return core.sessions.get(cid)
+            if holder != dead and self.bp.alive(holder):
+                # A survivor adopted it meanwhile: the ordinary take-over.
+                if await self.bp.take_from(holder, cid):
+                    return core.sessions.get(cid)
+                return None
+            since = time.time()
+            if expired(rec, since, since):
+                try:
+                    await kv.delete(key, last=entry.revision)
+                except Exception:
+                    pass
+                return None
+            mine = dict(rec, node=self.bp.node_id, disc=rec.get("disc") or since)
+            try:
+                new = await kv.update(
+                    key, json.dumps(mine, ensure_ascii=True).encode(), last=entry.revision
+                )
+            except KeyWrongLastSequenceError:
+                continue  # a survivor was quicker: read again
+            if self._install(mine, since):
+                self.stats["sessions_adopted"] += 1
+                log.info(
+                    "cluster: session %r of unreachable node %s adopted at CONNECT", cid, holder
+                )
+            self.owned[cid] = new
+            return core.sessions.get(cid)
+        return None
+
+    async def adopt_own(self) -> None:
+        """At start: the records this node id left (a previous run killed and restarted
+        before the others noticed; with persistence on, restored from SQLite)."""
+        if self.kv is None:
+            return
+        try:
+            records = await self._scan()
+        except Exception:
+            return
+        me = self.bp.node_id
+        core = self.bp.core
+        since = time.time()
+        n = 0
+        for key, rev, rec in records:
+            cid = rec.get("cid")
+            if rec.get("node") != me or cid is None:
+                continue
+            if cid in core.sessions:  # restored from SQLite: ours, at this revision
+                self.owned.setdefault(cid, rev)
+                continue
+            n += await self._adopt_one(key, rev, rec, since)
+        if n:
+            self.stats["sessions_adopted"] += n
+            await self.bp.interest_known()
+            log.warning("cluster: adopted %d persistent session(s) of this node's previous run", n)
+
+    async def adopt_orphans(self, alive: Callable[[str], bool]) -> None:
+        """Once, when this node has heard the others for a while: records of nodes that
+        are not running (died before this node started, or while nobody was up)."""
+        if self.kv is None:
+            return
+        try:
+            records = await self._scan()
+        except Exception:
+            return
+        me = self.bp.node_id
+        nodes: set[str] = {str(r[2].get("node")) for r in records if r[2].get("node")} - {me}
+        for node in sorted(n for n in nodes if not alive(n)):
+            log.warning("cluster: sessions of node %s, which is not running, found", node)
+            await self.adopt_node(node, time.time())
+
+    def status(self) -> dict[str, int]:
+        return {
+            "session_records": len(self.owned),
+            "sessions_adopted": self.stats["sessions_adopted"],
+        }
+
+
+__all__ = ["SessionRecords", "expired"]
