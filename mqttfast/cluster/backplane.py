@@ -21,6 +21,8 @@
   deferred authentication does) while the node asks the owner to give the session up:
   the owner closes a live connection (v5 DISCONNECT 0x8E) and answers with a snapshot
   of a persistent session (subscriptions, queued and in-flight messages, QoS 2 state).
+  The durable part of persistent sessions is also recorded in JetStream, and the
+  sessions of a node that dies are adopted by a survivor (sessions.py).
 """
 
 from __future__ import annotations
