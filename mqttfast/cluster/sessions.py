@@ -39,6 +39,7 @@ from typing import Any
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
 from mqttfast.codec.constants import SESSION_EXPIRY_NEVER
+from mqttfast.core import wills
 from mqttfast.core.subscriptions import SubEntry
 
 log = logging.getLogger("mqttfast.cluster")
@@ -191,7 +192,11 @@ class SessionRecords:
         event = self._event
         assert event is not None
         while True:
-            await event.wait()
+            try:
+                await asyncio.wait_for(event.wait(), 1.0)
+            except TimeoutError:
+                if not self.dirty:  # else: left over while NATS was away; retried now
+                    continue
             event.clear()
             while self.dirty and self.kv is not None and self.bp.connected:
                 cid = next(iter(self.dirty))
@@ -202,7 +207,8 @@ class SessionRecords:
                 except Exception as exc:  # JetStream unavailable: retried when back
                     self.stats["session_write_errors"] += 1
                     self.bp.stats["js_errors"] += 1
-                    log.warning("cluster: session record of %r not written: %r", cid, exc)
+                    if self.stats["session_write_errors"] % 100 == 1:  # not every second
+                        log.warning("cluster: session record of %r not written: %r", cid, exc)
                     if cid not in self.dirty:
                         self.dirty[cid] = None
                     self.writing = None
@@ -428,6 +434,20 @@ class SessionRecords:
                 self.owned.setdefault(cid, rev)
                 continue
             n += await self._adopt_one(key, rev, rec, since)
+        # Restored from SQLite but adopted by another node while this one was down: the
+        # session went on there (and its client follows the owner record there).
+        elsewhere = {
+            rec["cid"]
+            for _k, _r, rec in records
+            if rec.get("node") not in (me, None) and rec.get("cid") in core.sessions
+        }
+        now = core.clock()
+        for cid in elsewhere:
+            session = core.sessions.get(cid)
+            if session is not None and session.conn is None and cid not in self.owned:
+                log.warning("cluster: session %r was adopted by another node meanwhile", cid)
+                wills.cancel_pending(core, session)  # the survivors published it
+                core.end_session(session, now)
         if n:
             self.stats["sessions_adopted"] += n
             await self.bp.interest_known()

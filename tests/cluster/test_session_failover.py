@@ -17,6 +17,7 @@ from mqttfast.cluster.backplane import _token
 
 from .clients import Client, sync
 from .haproxy import Haproxy
+from .test_failure import _node_of
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -203,7 +204,7 @@ def test_reconnect_through_haproxy_before_adoption(cluster, three_nodes) -> None
         sub = Client(front.port, client_id="fohap", clean=False)
         sub.c.reconnect_delay_set(0.2, 0.5)
         sub.subscribe("hap/#", qos=1)
-        victim = next(n for n in three_nodes if "client fohap connected" in n.log_text())
+        victim = _node_of(three_nodes, "fohap")
         others = [n for n in three_nodes if n is not victim]
         sub.connected.clear()
         victim.kill()
@@ -221,3 +222,24 @@ def test_reconnect_through_haproxy_before_adoption(cluster, three_nodes) -> None
         pub.close()
     finally:
         front.stop()
+
+
+def test_adopted_session_expires_counting_from_the_disconnect(cluster, three_nodes) -> None:
+    """Session Expiry 12 s, client gone just before its node dies: the adopter keeps the
+    deadline of the disconnect (not 12 s from the adoption): the record is gone about
+    12 s after the disconnect and the client then finds no session."""
+    a, b, c = three_nodes
+    sub = Client(a.port, client_id="foexp12", v5=True, session_expiry=12)
+    sub.subscribe("foexp12/#", qos=1)
+    sub.close()
+    rec = _wait_record(cluster, "foexp12", lambda r: r is not None and r["disc"] is not None)
+    a.kill()
+    _wait_adopted([b, c], "node1", 1)
+    assert time.time() < rec["disc"] + 12  # adopted while still alive
+    _wait_record(cluster, "foexp12", lambda r: r is None, timeout=20)
+    # Expired at the deadline of the disconnect (+ the core's 1 s tick, + slack), not at
+    # adoption + 12 s (which is at least 6 s later: the death detection).
+    assert time.time() < rec["disc"] + 12 + 3.5
+    back = Client(b.port, client_id="foexp12", v5=True, clean=False, session_expiry=60)
+    assert back.session_present is False
+    back.close()
