@@ -81,11 +81,13 @@ def _stop(cl: Client) -> None:
     cl.c.loop_stop()
 
 
-def test_311_session_of_killed_node_adopted_and_resumed(cluster, three_nodes) -> None:
+@pytest.mark.parametrize("persistence", ["off", "strict"])
+def test_311_session_of_killed_node_adopted_and_resumed(cluster, persistence) -> None:
     """3.1.1 clean session 0, connected to A when A is killed -9: one survivor adopts the
     session; a QoS 1 message published on B afterwards is queued; the client comes back
-    on C: Session Present 1, the message arrives, its subscription lives on."""
-    a, b, c = three_nodes
+    on C: Session Present 1, the message arrives, its subscription lives on (with the
+    nodes' SQLite persistence off and on)."""
+    a, b, c = (cluster.add(["--persistence", persistence]) for _ in range(3))
     sub = Client(a.port, client_id="fo311", clean=False)
     sub.subscribe("fo/#", ("fo2/+", 2), qos=1)
     rec = _record(cluster, "fo311")  # the SUBACK waited for the record
@@ -243,3 +245,33 @@ def test_adopted_session_expires_counting_from_the_disconnect(cluster, three_nod
     back = Client(b.port, client_id="foexp12", v5=True, clean=False, session_expiry=60)
     assert back.session_present is False
     back.close()
+
+
+def test_node_restarted_at_once_adopts_its_own_sessions(cluster, three_nodes) -> None:
+    """A node killed and restarted under the same id before the others noticed (no
+    persistence): it adopts the sessions its previous run recorded; the client finds
+    its session (on any node) with the messages published after."""
+    a, b, c = three_nodes
+    sub = Client(a.port, client_id="forestart", clean=False)
+    sub.subscribe("restart/#", qos=1)
+    _stop(sub)
+    a.kill()
+    a.start()
+    deadline = time.monotonic() + 25
+    own = "adopted 1 persistent session(s) of this node's previous run"
+    while own not in a.log_text() and _adopted([b, c], "node1") == 0:
+        assert time.monotonic() < deadline, a.log_text()[-3000:]
+        time.sleep(0.1)
+    pub = Client(b.port)
+    for node in (a, b, c):  # whichever adopted it: its interest is known on B now
+        probe = Client(node.port)
+        sync(probe, pub)
+        probe.close()
+    for i in range(3):
+        pub.publish("restart/x", str(i).encode(), qos=1)
+    back = Client(c.port, client_id="forestart", clean=False)
+    assert back.session_present is True
+    assert [m.payload for m in back.collect(3, timeout=10)] == [b"0", b"1", b"2"]
+    assert back.quiet(0.3) == []
+    back.close()
+    pub.close()
