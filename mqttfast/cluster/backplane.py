@@ -1025,7 +1025,7 @@ class Backplane:
                 await self.take_from(owner, cid, raising=True)
             except Exception as exc:  # owner gone (no responders / timeout)
                 log.info("cluster: previous owner %s of %r did not answer: %r", owner, cid, exc)
-                if isinstance(exc, NoRespondersError) or not self.alive(owner):
+                if isinstance(exc, NoRespondersError) or owner in self.dead_handled:
                     # Its node died: the session's record is adopted here (sessions.py).
                     await self.records.adopt_on_connect(cid, owner)
         await self.kv.put(key, self.node_id.encode())

@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from nats.errors import NoRespondersError
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
 from mqttfast.codec.constants import SESSION_EXPIRY_NEVER
@@ -385,11 +386,17 @@ class SessionRecords:
             core = self.bp.core
             if holder == self.bp.node_id:
                 return core.sessions.get(cid)
-            if holder != dead and self.bp.alive(holder):
-                # A survivor adopted it meanwhile: the ordinary take-over.
-                if await self.bp.take_from(holder, cid):
-                    return core.sessions.get(cid)
-                return None
+            if holder != dead:
+                # A survivor adopted it meanwhile: the ordinary take-over (asked rather
+                # than judged by heartbeats: this node may have just started).
+                try:
+                    if await self.bp.take_from(holder, cid, raising=True):
+                        return core.sessions.get(cid)
+                    return None
+                except NoRespondersError:
+                    pass  # that node is gone too: adopted here below
+                except Exception:
+                    return None  # alive but slow: its session stays there
             since = time.time()
             if expired(rec, since, since):
                 try:
