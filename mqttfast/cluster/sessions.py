@@ -150,7 +150,9 @@ class SessionRecords:
             waiting.remove(finish)
             if not waiting:
                 del self.waiters[cid]
-            log.warning("cluster: session record of %r not written in time; SUBACK sent", cid)
+            self.stats["late_subacks"] = n = self.stats.get("late_subacks", 0) + 1
+            if n % 100 == 1:  # JetStream slow or away: not once per SUBSCRIBE
+                log.warning("cluster: session record of %r not written in time; SUBACK sent", cid)
             finish()
 
     def _wake_waiters(self, cid: str) -> None:
@@ -217,7 +219,8 @@ class SessionRecords:
                     await asyncio.sleep(1.0)
                     continue
                 self.writing = None
-                self._wake_waiters(cid)
+                if cid not in self.dirty:  # else a newer change (the SUBACK's) is to come
+                    self._wake_waiters(cid)
 
     async def _write(self, cid: str) -> None:
         kv = self.kv
