@@ -277,6 +277,8 @@ def cluster_metrics(status: dict) -> Iterator[Metric]:
         ("nodes_seen", "Cluster nodes seen (heartbeats), this one included"),
         ("interest_subjects", "NATS subjects this node subscribes to for its clients"),
         ("remote_filters", "Filters other nodes announced (interest sharing)"),
+        ("session_records", "Persistent sessions of this node recorded in JetStream"),
+        ("acks_waiting", "Client outputs held until nats-server confirms their messages"),
     ):
         yield GaugeMetricFamily(f"mqttfast_cluster_{key}", doc, value=status.get(key, 0))
     for key, doc in (
@@ -287,6 +289,8 @@ def cluster_metrics(status: dict) -> Iterator[Metric]:
         ("takeovers", "Client sessions taken over between nodes"),
         ("js_errors", "JetStream errors"),
         ("msgs_local_only", "Messages not published to NATS: no other node wanted them"),
+        ("sessions_adopted", "Persistent sessions of dead nodes adopted by this node"),
+        ("ack_timeouts", "Publishers disconnected: nats-server did not confirm in time"),
     ):
         yield CounterMetricFamily(f"mqttfast_cluster_{key}", doc, value=status.get(key, 0))
 

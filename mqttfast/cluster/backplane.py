@@ -562,6 +562,9 @@ class Backplane:
             "js_errors": self.stats["js_errors"],
             **self.records.status(),
             "dropped_disconnected": self.stats["dropped_disconnected"],
+            # acknowledgements waiting for nats-server (acks.py)
+            "acks_waiting": len(self.acks.waiting),
+            "ack_timeouts": self.acks.timeouts,
             # interest sharing (fastpath.py)
             "msgs_local_only": self.stats["msgs_local_only"],
             "remote_filters": self.view.remote_filters(),
