@@ -111,6 +111,9 @@ class Listener:
         self.refused = 0
         self.server: asyncio.base_events.Server | None = None
         self._last_refusal_log = 0.0
+        # The client certificate's identity, for use_identity_as_username (set by
+        # open_listener; here rather than on each connection's protocol: issue 17).
+        self.identity: IdentityFn | None = None
 
     def admit(self) -> bool:
         """Count a new socket in, or refuse it (over the listener's or the global limit)."""
@@ -151,33 +154,35 @@ class ListenerProtocol(MQTTProtocol):
     certificate identity (``use_identity_as_username``). Adds nothing to the
     per-packet path (``data_received`` is MQTTProtocol's)."""
 
-    __slots__ = ("listener", "identity", "gated", "counted")
+    # Two slots (issue 17: memory per idle connection): the certificate identity function
+    # is the listener's, and ``counted`` also says whether this protocol counts at all.
+    __slots__ = ("listener", "counted")
 
     def __init__(
         self,
         broker: BrokerCore,
         flusher: Flusher,
         listener: Listener,
-        identity: IdentityFn | None,
         gated: bool = True,
     ) -> None:
         super().__init__(broker, flusher)
         self.listener = listener
-        self.identity = identity
-        self.gated = gated  # False when an outer (WebSocket) protocol counts the socket
-        self.counted = False
+        # False: not counted yet; True: counted in the listener (released at close); None:
+        # never counted here (gated=False: an outer WebSocket protocol counts the socket).
+        self.counted: bool | None = False if gated else None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        if self.gated:
+        if self.counted is not None:
             if not self.listener.admit():
                 self.broker.stats.connections_refused += 1
                 transport.close()
                 return
             self.counted = True
         super().connection_made(transport)
-        if self.identity is not None and self.conn is not None:
+        identity = self.listener.identity
+        if identity is not None and self.conn is not None:
             # "" = the listener wants an identity but the client has none: refused at CONNECT.
-            self.conn.cert_identity = self.identity(transport) or ""
+            self.conn.cert_identity = identity(transport) or ""
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.counted:
@@ -226,17 +231,18 @@ async def open_listener(
         raise ValueError(f"unknown listener protocol {cfg.protocol!r}")
     loop = asyncio.get_running_loop()
     listener = Listener(cfg, gate)
+    listener.identity = identity
     if cfg.protocol == "websockets":
         # A frame may carry several packets; bound it a little above the packet limit.
         max_frame = broker.settings.max_packet_size + 65536
 
         def factory() -> asyncio.Protocol:
-            inner = ListenerProtocol(broker, flusher, listener, identity, gated=False)
+            inner = ListenerProtocol(broker, flusher, listener, gated=False)
             return GatedWebSocketProtocol(inner, listener, cfg.path, max_frame)
     else:
 
         def factory() -> asyncio.Protocol:
-            return ListenerProtocol(broker, flusher, listener, identity)
+            return ListenerProtocol(broker, flusher, listener)
 
     kwargs: dict[str, Any] = {"backlog": 1024}
     if ssl_context is not None:
