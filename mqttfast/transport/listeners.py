@@ -154,30 +154,23 @@ class ListenerProtocol(MQTTProtocol):
     certificate identity (``use_identity_as_username``). Adds nothing to the
     per-packet path (``data_received`` is MQTTProtocol's)."""
 
-    # Two slots (issue 17: memory per idle connection): the certificate identity function
-    # is the listener's, and ``counted`` also says whether this protocol counts at all.
-    __slots__ = ("listener", "counted")
+    # One slot (issue 17: memory per idle connection): the certificate identity function
+    # is the listener's, and whether this socket is counted in the listener follows from
+    # ``gated`` and the sink (made only for an admitted socket).
+    __slots__ = ("listener",)
 
-    def __init__(
-        self,
-        broker: BrokerCore,
-        flusher: Flusher,
-        listener: Listener,
-        gated: bool = True,
-    ) -> None:
+    # False in WebSocketInnerProtocol: an outer WebSocket protocol counts the socket.
+    gated = True
+
+    def __init__(self, broker: BrokerCore, flusher: Flusher, listener: Listener) -> None:
         super().__init__(broker, flusher)
         self.listener = listener
-        # False: not counted yet; True: counted in the listener (released at close); None:
-        # never counted here (gated=False: an outer WebSocket protocol counts the socket).
-        self.counted: bool | None = False if gated else None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        if self.counted is not None:
-            if not self.listener.admit():
-                self.broker.stats.connections_refused += 1
-                transport.close()
-                return
-            self.counted = True
+        if self.gated and not self.listener.admit():
+            self.broker.stats.connections_refused += 1
+            transport.close()  # no sink: connection_lost releases nothing
+            return
         super().connection_made(transport)
         identity = self.listener.identity
         if identity is not None and self.conn is not None:
@@ -185,10 +178,17 @@ class ListenerProtocol(MQTTProtocol):
             self.conn.cert_identity = identity(transport) or ""
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.counted:
-            self.counted = False
+        # An admitted socket has a sink (MQTTProtocol.connection_made makes it first).
+        if self.gated and self.sink is not None:
             self.listener.release()
         super().connection_lost(exc)
+
+
+class WebSocketInnerProtocol(ListenerProtocol):
+    """The MQTT protocol inside a WebSocket: the outer protocol counts the socket."""
+
+    __slots__ = ()
+    gated = False
 
 
 class GatedWebSocketProtocol(WebSocketProtocol):
@@ -237,7 +237,7 @@ async def open_listener(
         max_frame = broker.settings.max_packet_size + 65536
 
         def factory() -> asyncio.Protocol:
-            inner = ListenerProtocol(broker, flusher, listener, gated=False)
+            inner = WebSocketInnerProtocol(broker, flusher, listener)
             return GatedWebSocketProtocol(inner, listener, cfg.path, max_frame)
     else:
 

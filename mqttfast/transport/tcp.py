@@ -122,7 +122,18 @@ class Flusher:
 
 
 class BatchedSink:
-    __slots__ = ("transport", "flusher", "buf", "pending", "held", "closing", "protocol")
+    # reading_paused is the protocol's state, kept here: the sink's size class (96 bytes)
+    # has room for it, the protocol's (80 without it) does not (issue 17).
+    __slots__ = (
+        "transport",
+        "flusher",
+        "buf",
+        "pending",
+        "held",
+        "closing",
+        "protocol",
+        "reading_paused",
+    )
 
     def __init__(
         self, transport: asyncio.Transport, flusher: Flusher, protocol: MQTTProtocol
@@ -134,6 +145,7 @@ class BatchedSink:
         self.held = 0  # bytes handed to the storage's gate, not yet released
         self.closing = False
         self.protocol = protocol
+        self.reading_paused = False
 
     def write(self, data: bytes) -> None:
         if self.closing:
@@ -221,11 +233,11 @@ class BatchedSink:
     def pause_reading(self) -> None:
         if not self.closing and not self.transport.is_closing():
             self.transport.pause_reading()
-            self.protocol.reading_paused = True
+            self.reading_paused = True
 
     def resume_reading(self) -> None:
-        if self.protocol.reading_paused and not self.transport.is_closing():
-            self.protocol.reading_paused = False
+        if self.reading_paused and not self.transport.is_closing():
+            self.reading_paused = False
             self.transport.resume_reading()
 
     def get_write_buffer_size(self) -> int:
@@ -236,7 +248,7 @@ class MQTTProtocol(asyncio.Protocol):
     # No per-connection __dict__ (issue 17: memory per idle connection).
     # (No linger timer kept: cancelling it at connection_lost only spared a close() of an
     # already closed transport, and a slot is 8 bytes on every connection.)
-    __slots__ = ("broker", "flusher", "decoder", "conn", "sink", "reading_paused")
+    __slots__ = ("broker", "flusher", "decoder", "conn", "sink")
 
     def __init__(self, broker: BrokerCore, flusher: Flusher) -> None:
         self.broker = broker
@@ -246,7 +258,6 @@ class MQTTProtocol(asyncio.Protocol):
         )
         self.conn: Connection | None = None
         self.sink: BatchedSink | None = None
-        self.reading_paused = False
 
     def linger(self, transport: asyncio.Transport) -> None:
         """Half-close: FIN after what is queued, keep reading (and dropping) until the client
@@ -256,8 +267,9 @@ class MQTTProtocol(asyncio.Protocol):
             return
         try:
             transport.write_eof()
-            if self.reading_paused:
-                self.reading_paused = False
+            sink = self.sink
+            if sink is not None and sink.reading_paused:
+                sink.reading_paused = False
                 transport.resume_reading()
         except (OSError, RuntimeError):
             transport.close()
@@ -269,12 +281,13 @@ class MQTTProtocol(asyncio.Protocol):
         return peer_string(self.sink.transport) if self.sink is not None else "?"
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        # The sink first: ListenerProtocol takes "has a sink" as "admitted, release at close".
+        self.sink = BatchedSink(transport, self.flusher, self)
         peer: Any = self if type(transport).__name__ in _STABLE_PEER else peer_string(transport)
         settings = self.broker.settings
         transport.set_write_buffer_limits(
             high=settings.output_high_water, low=settings.output_high_water // 2
         )
-        self.sink = BatchedSink(transport, self.flusher, self)
         self.conn = self.broker.connection_made(self.sink, peer)
 
     def data_received(self, data: bytes) -> None:
