@@ -3,9 +3,9 @@
     python3 benchmarks/memory_breakdown.py [--conns 2000] [--out FILE]
 
 Runs the broker in this process (uvloop, a listener opened as the CLI opens it, default
-settings, persistence off), lets the C load generator open N MQTT 3.1.1 connections
-(``connections --conns N --hold H``: CONNECT, keep alive 0, then idle), and while they
-are held prints:
+settings, persistence off), lets the project's load generator open N MQTT 3.1.1 connections
+(``mqttfast bench connections --conns N --hold H --keepalive K``: CONNECT, keep alive 0 by
+default, then idle), and while they are held prints:
 
 - ``sys.getsizeof`` of every per-connection object of one sample connection (protocol and
   its ``__dict__``, sink, decoder, transport, Connection, Session and each container they
@@ -20,8 +20,8 @@ import argparse
 import asyncio
 import gc
 import json
+import os
 import sys
-import tempfile
 import tracemalloc
 from pathlib import Path
 from types import MappingProxyType
@@ -67,10 +67,16 @@ def breakdown(proto: Any) -> dict[str, int]:
         # A shared empty default (one frozenset for all) costs nothing per connection.
         shared = isinstance(v, frozenset) and not v
         out[f"Connection.{name}"] = 0 if (v is None or shared) else sys.getsizeof(v)
-    out["peer str"] = sys.getsizeof(conn.peer)
+    # Made on demand (not held) when the connection keeps the transport's peer source.
+    held_peer = getattr(conn, "_peer", conn.peer)
+    out["peer str"] = sys.getsizeof(held_peer) if isinstance(held_peer, str) else 0
+    rare = getattr(conn, "_rare", None)
+    out["Connection._rare (rarely used fields)"] = 0 if rare is None else sys.getsizeof(rare)
     out["client_id str"] = sys.getsizeof(conn.client_id)
     if session is not None:
         out["Session"] = size_of(session)
+        rare = getattr(session, "_rare", None)
+        out["Session._rare"] = 0 if rare is None else sys.getsizeof(rare)
         for name in ("subscriptions", "inflight", "queue", "awaiting_pubrel"):
             v = getattr(session, name, None)
             # A shared empty default (one object for all sessions) costs nothing per session.
@@ -83,7 +89,7 @@ def breakdown(proto: Any) -> dict[str, int]:
     return out
 
 
-async def measure(n: int, hold: float, loadgen: Path, trace: bool) -> dict[str, Any]:
+async def measure(n: int, hold: float, trace: bool, keepalive: int = 0) -> dict[str, Any]:
     from mqttfast.core.broker import BrokerCore
     from mqttfast.core.settings import BrokerSettings
     from mqttfast.transport import tcp
@@ -112,7 +118,10 @@ async def measure(n: int, hold: float, loadgen: Path, trace: bool) -> dict[str, 
     sessions0 = sys.getsizeof(broker.sessions)
     conns0 = sys.getsizeof(broker.connections)
     proc = await asyncio.create_subprocess_exec(
-        str(loadgen),
+        sys.executable,
+        "-m",
+        "mqttfast",
+        "bench",
         "connections",
         "--conns",
         str(n),
@@ -120,6 +129,9 @@ async def measure(n: int, hold: float, loadgen: Path, trace: bool) -> dict[str, 
         str(hold),
         "--port",
         str(port),
+        "--keepalive",
+        str(keepalive),
+        env={**os.environ, "PYTHONPATH": str(REPO)},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -160,12 +172,10 @@ async def measure(n: int, hold: float, loadgen: Path, trace: bool) -> dict[str, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    from compare_brokers import DEFAULT_LOADGEN, compile_loadgen
-
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--conns", type=int, default=2000)
     p.add_argument("--hold", type=float, default=8)
-    p.add_argument("--loadgen", default=None)
+    p.add_argument("--keepalive", type=int, default=0, help="clients' keep alive (s)")
     p.add_argument("--out", default=None)
     p.add_argument("--trace", action="store_true", help="tracemalloc figures (then no RSS figure)")
     a = p.parse_args(argv)
@@ -173,12 +183,10 @@ def main(argv: list[str] | None = None) -> int:
 
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    work = Path(tempfile.mkdtemp(prefix="mqttfast-mem-"))
-    loadgen = compile_loadgen(Path(a.loadgen) if a.loadgen else DEFAULT_LOADGEN, work)
     from mqttfast.transport.server import new_event_loop
 
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
-        res = runner.run(measure(a.conns, a.hold, loadgen, a.trace))
+        res = runner.run(measure(a.conns, a.hold, a.trace, a.keepalive))
     print(f"{res['conns']} idle connections")
     for k, v in res["objects_bytes"].items():
         print(f"  {k:38} {v:6d} B")

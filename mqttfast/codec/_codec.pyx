@@ -13,6 +13,7 @@ import copy
 
 cimport cython
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.bytearray cimport PyByteArray_FromStringAndSize
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_DECREF, Py_INCREF, Py_XDECREF
@@ -1011,14 +1012,17 @@ cdef class Decoder:
     its body is buffered. Both are plain attributes a caller may change.
     """
 
-    cdef object _protocol_version
+    # One per connection, so kept small (issue 17: 104 -> 80 bytes): the four C ints side
+    # by side (no padding); protocol_version is read back from _version, and the limit as a
+    # C integer is worked out per _parse call instead of kept.
     cdef int _version  # -1 while unknown
-    cdef public object max_packet_size
     cdef public bint allow_control_characters
-    cdef Py_ssize_t _max
-    cdef bytearray _buf
     cdef bint _server
     cdef bint _connected
+    cdef public object max_packet_size
+    # The start of an incomplete packet; None while there is none, so an idle connection's
+    # decoder holds no buffer (issue 17). Never an empty bytearray.
+    cdef bytearray _buf
     cdef object _error
 
     def __init__(self, protocol_version=None, max_packet_size=MAX_PACKET_SIZE,
@@ -1028,24 +1032,23 @@ cdef class Decoder:
         self.protocol_version = protocol_version
         self.max_packet_size = max_packet_size
         self.allow_control_characters = allow_control_characters
-        self._buf = bytearray()
+        self._buf = None
         self._server = protocol_version is None
         self._connected = False
         self._error = None
 
     @property
     def protocol_version(self):
-        return self._protocol_version
+        return None if self._version < 0 else self._version
 
     @protocol_version.setter
     def protocol_version(self, value):
-        self._protocol_version = value
         self._version = -1 if value is None else value
 
     @property
     def buffered(self):
         """Bytes held back as the start of an incomplete packet."""
-        return len(self._buf)
+        return 0 if self._buf is None else len(self._buf)
 
     def feed(self, data):
         """Add ``data`` (any bytes-like) and return the packets it completes."""
@@ -1056,17 +1059,14 @@ cdef class Decoder:
             err = copy.copy(self._error)
             err.packets = []
             raise err
-        # The limit is a plain attribute: read it once per call, as a C integer.
-        limit = self.max_packet_size
-        self._max = limit if limit < MAX_PACKET_SIZE else MAX_PACKET_SIZE
-        if not self._buf:
+        if self._buf is None:
             # Nothing pending: parse straight from the caller's buffer.
             PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
             try:
                 try:
                     consumed = self._parse(<const uint8_t *>view.buf, view.len, out)
                     if consumed < view.len:
-                        self._buf += PyBytes_FromStringAndSize(
+                        self._buf = PyByteArray_FromStringAndSize(
                             <char *>view.buf + consumed, view.len - consumed)
                 finally:
                     PyBuffer_Release(&view)
@@ -1088,8 +1088,15 @@ cdef class Decoder:
             self._fail(err, out)
             raise
         if consumed:
-            del self._buf[:consumed]
+            self._consume(consumed)
         return out
+
+    cdef inline void _consume(self, Py_ssize_t consumed):
+        """Drop ``consumed`` bytes from the front of the buffer; no buffer once it is empty."""
+        if consumed >= len(self._buf):
+            self._buf = None
+        else:
+            del self._buf[:consumed]
 
     cdef Py_ssize_t _missing(self):
         """Bytes still missing for the packet held in the buffer, once its fixed header is
@@ -1129,7 +1136,7 @@ cdef class Decoder:
                     return out
                 consumed = self._parse(<const uint8_t *>view.buf + need, view.len - need, out)
                 if consumed < view.len - need:
-                    self._buf += PyBytes_FromStringAndSize(
+                    self._buf = PyByteArray_FromStringAndSize(
                         <char *>view.buf + need + consumed, view.len - need - consumed)
             finally:
                 PyBuffer_Release(&view)
@@ -1147,11 +1154,11 @@ cdef class Decoder:
         finally:
             PyBuffer_Release(&view)
         if consumed:
-            del self._buf[:consumed]
+            self._consume(consumed)
         return 0
 
     cdef void _fail(self, object err, list out):
-        self._buf.clear()
+        self._buf = None
         err.packets = out
         self._error = err
 
@@ -1160,6 +1167,9 @@ cdef class Decoder:
         cdef uint32_t rl
         cdef int ptype, flags, shift
         cdef uint8_t b
+        # The limit is a plain attribute: read it once per call, as a C integer.
+        limit = self.max_packet_size
+        cdef Py_ssize_t max_size = limit if limit < MAX_PACKET_SIZE else MAX_PACKET_SIZE
         while pos < n:
             b = p[pos]
             ptype = b >> 4
@@ -1183,7 +1193,7 @@ cdef class Decoder:
                     raise MalformedPacket("remaining length longer than four bytes")
                 shift += 7
             end = i + rl
-            if end - pos > self._max:
+            if end - pos > max_size:
                 raise PacketTooLarge(
                     f"{_NAMES[ptype]} of {end - pos} bytes exceeds the maximum packet "
                     f"size {self.max_packet_size}")
@@ -1198,10 +1208,10 @@ cdef class Decoder:
                 try:
                     pkt = _decode_connect(p, i, end, flags, self.allow_control_characters)
                 except MQTTError:
-                    if self._protocol_version is None:  # answer in the client's version
+                    if self._version < 0:  # answer in the client's version
                         self.protocol_version = _connect_level(p, i, end)
                     raise
-                if self._protocol_version is None:
+                if self._version < 0:
                     self.protocol_version = pkt.protocol_version
                 self._connected = True
                 out.append(pkt)

@@ -665,7 +665,9 @@ class Decoder:
         self.protocol_version = protocol_version
         self.max_packet_size = max_packet_size
         self.allow_control_characters = allow_control_characters
-        self._buf = bytearray()
+        # The start of an incomplete packet; None while there is none, so an idle
+        # connection's decoder holds no buffer (issue 17: memory per idle connection).
+        self._buf: bytearray | None = None
         self._server = protocol_version is None
         self._connected = False
         self._error: MQTTError | None = None
@@ -673,7 +675,7 @@ class Decoder:
     @property
     def buffered(self) -> int:
         """Bytes held back as the start of an incomplete packet."""
-        return len(self._buf)
+        return 0 if self._buf is None else len(self._buf)
 
     def feed(self, data: Any) -> list[Any]:
         """Add ``data`` (any bytes-like) and return the packets it completes."""
@@ -682,7 +684,10 @@ class Decoder:
             err.packets = []
             raise err
         buf = self._buf
-        buf += data
+        if buf is None:
+            buf = bytearray(data)
+        else:
+            buf += data
         out: list[Any] = []
         pos = 0
         n = len(buf)
@@ -752,6 +757,7 @@ class Decoder:
         finally:
             if pos:
                 del buf[:pos]
+            self._buf = buf if buf else None
         return out
 
     def _check_header(self, ptype: int, flags: int, version: int | None) -> None:

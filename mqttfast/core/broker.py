@@ -16,7 +16,7 @@ from mqttfast.codec.constants import SESSION_EXPIRY_NEVER, ReasonCode
 from mqttfast.codec.packets import Properties
 
 from . import wills
-from .connection import Connection
+from .connection import Connection, PeerSource
 from .handlers import HANDLERS, Handler
 from .hooks import Hooks
 from .message import Message, forwardable_properties
@@ -106,7 +106,7 @@ class BrokerCore:
 
     # -- transport seam -----------------------------------------------------
 
-    def connection_made(self, sink: Sink, peer: str = "?") -> Connection:
+    def connection_made(self, sink: Sink, peer: str | PeerSource = "?") -> Connection:
         conn = Connection(self, sink, peer)
         self.pending.add(conn)
         return conn

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Set as AbstractSet
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from mqttfast.codec import encode
 from mqttfast.codec.constants import CONNACK_REASON_CODES, DISCONNECT_REASON_CODES, ReasonCode
@@ -22,6 +22,7 @@ from mqttfast.codec.errors import MQTTError
 from mqttfast.codec.packets import Connack, Disconnect, Properties, Pubrel, Will
 
 from . import outbound
+from .rare import Rare, rare_store
 from .sink import Sink
 from .states import AUTH_WAIT, AUTHENTICATING, AWAIT_CONNECT, CLOSED, CONNECTED, ConnState
 
@@ -32,16 +33,55 @@ if TYPE_CHECKING:
 log = logging.getLogger("mqttfast.core")
 
 _NOBODY: frozenset[Any] = frozenset()
+_LIMITS: dict[float, float] = {0.0: 0.0}  # keep alive limits, shared (Connection.keepalive_limit)
+
+
+class PeerSource(Protocol):
+    """What a transport may give instead of the peer's address string: it makes the
+    string when asked (logs, the admin API), so an idle connection does not hold one."""
+
+    def peer_name(self) -> str: ...
+
 
 # Re-exported for the handle_* modules (the states are ConnState members).
 __all__ = ["AUTH_WAIT", "AUTHENTICATING", "AWAIT_CONNECT", "CLOSED", "CONNECTED", "Connection"]
+
+
+# The Connection fields most connections never change from their defaults (v5 topic
+# aliases, the will, enhanced authentication, back-pressure bookkeeping, ...): kept in one
+# object created by the first write of a non-default value (rare.py; issue 17: 120 bytes
+# less per idle connection).
+_Rare = rare_store(
+    "ConnectionRare",
+    {
+        # Topic aliases (v5 only), created on first use.
+        "alias_out_max": 0,  # the client's Topic Alias Maximum
+        "aliases_out": None,  # dict[str, int]
+        "next_alias": 1,
+        "aliases_in": None,  # dict[int, str]
+        "will": None,
+        "will_delay": 0,
+        "connect_expiry": 0,  # Session Expiry from CONNECT (for the DISCONNECT rule)
+        "problem_info": True,
+        "blocking_since": 0.0,  # when we first paused a publisher (0 = we pause none)
+        "stuck": False,  # paused publishers longer than allowed: stop pausing
+        "auth_method": None,
+        "auth_state": None,
+        "pending_connect": None,
+        "assigned_id": False,
+        # Set by a listener with use_identity_as_username: the client certificate's
+        # identity ("" = none); None = the listener does not use certificates as usernames.
+        "cert_identity": None,
+        "held": None,  # packets behind a CONNECT in AUTH_WAIT
+    },
+)
 
 
 class Connection:
     __slots__ = (
         "broker",
         "sink",
-        "peer",
+        "_peer",
         "state",
         "protocol_version",
         "v5",
@@ -51,35 +91,40 @@ class Connection:
         "created_at",
         "last_rx",
         "keep_alive",
-        "keepalive_limit",
+        "_keepalive_limit",
         "send_window",
         "max_packet_out",
-        "alias_out_max",
-        "aliases_out",
-        "next_alias",
-        "aliases_in",
-        "will",
-        "will_delay",
-        "connect_expiry",
-        "problem_info",
         "congested",
         "paused_publishers",
         "blocked_by",
-        "blocking_since",
-        "stuck",
-        "auth_method",
-        "auth_state",
-        "pending_connect",
-        "assigned_id",
-        "cert_identity",
-        "held",
+        "_rare",
         "__weakref__",
     )
 
-    def __init__(self, broker: BrokerCore, sink: Sink, peer: str = "?") -> None:
+    # The fields kept in _rare (see _Rare above).
+    alias_out_max: Rare[int] = Rare(_Rare, "alias_out_max")
+    aliases_out: Rare[dict[str, int] | None] = Rare(_Rare, "aliases_out")
+    next_alias: Rare[int] = Rare(_Rare, "next_alias")
+    aliases_in: Rare[dict[int, str] | None] = Rare(_Rare, "aliases_in")
+    will: Rare[Will | None] = Rare(_Rare, "will")
+    will_delay: Rare[int] = Rare(_Rare, "will_delay")
+    connect_expiry: Rare[int] = Rare(_Rare, "connect_expiry")
+    problem_info: Rare[bool] = Rare(_Rare, "problem_info")
+    blocking_since: Rare[float] = Rare(_Rare, "blocking_since")
+    stuck: Rare[bool] = Rare(_Rare, "stuck")
+    auth_method: Rare[str | None] = Rare(_Rare, "auth_method")
+    auth_state: Rare[Any] = Rare(_Rare, "auth_state")
+    pending_connect: Rare[Any] = Rare(_Rare, "pending_connect")
+    assigned_id: Rare[bool] = Rare(_Rare, "assigned_id")
+    cert_identity: Rare[str | None] = Rare(_Rare, "cert_identity")
+    held: Rare[list[Any] | None] = Rare(_Rare, "held")
+
+    def __init__(self, broker: BrokerCore, sink: Sink, peer: str | PeerSource = "?") -> None:
         self.broker = broker
         self.sink = sink
-        self.peer = peer
+        # The peer's address as a string, or an object that makes it on demand (the TCP
+        # transport: a string per idle connection is ~64 bytes, and only logs read it).
+        self._peer = peer
         self.state: ConnState = AWAIT_CONNECT
         self.protocol_version = 4
         self.v5 = False
@@ -90,33 +135,43 @@ class Connection:
         self.created_at = now
         self.last_rx = now
         self.keep_alive = 0
-        self.keepalive_limit = 0.0  # seconds of silence tolerated; 0 = none
+        self._keepalive_limit = 0.0  # seconds of silence tolerated; 0 = none
         self.send_window = broker.settings.inflight_window
         self.max_packet_out = 0  # client's Maximum Packet Size; 0 = no limit
-        self.alias_out_max = 0
-        # Topic aliases (v5 only), created on first use.
-        self.aliases_out: dict[str, int] | None = None
-        self.next_alias = 1
-        self.aliases_in: dict[int, str] | None = None
-        self.will: Will | None = None
-        self.will_delay = 0
-        self.connect_expiry = 0  # Session Expiry from CONNECT (for DISCONNECT rule)
-        self.problem_info = True
         self.congested = False
         # Back-pressure (outbound.py); the shared empty default is replaced by a set on
         # first use (an empty set is 216 bytes, and most connections never need one).
         self.paused_publishers: AbstractSet[Connection] = _NOBODY  # publishers paused by us
         self.blocked_by: AbstractSet[Any] = _NOBODY  # subscribers (or the rate limit) pausing us
-        self.blocking_since = 0.0  # when we first paused a publisher (0 = we pause none)
-        self.stuck = False  # paused publishers longer than allowed: stop pausing
-        self.auth_method: str | None = None
-        self.auth_state: Any = None
-        self.pending_connect: Any = None
-        self.assigned_id = False
-        # Set by a listener with use_identity_as_username: the client certificate's
-        # identity ("" = none); None = the listener does not use certificates as usernames.
-        self.cert_identity: str | None = None
-        self.held: list[Any] | None = None  # packets behind a CONNECT in AUTH_WAIT
+        self._rare: Any = None  # a _Rare holding the fields above, once one is set
+
+    @property
+    def keepalive_limit(self) -> float:
+        """Seconds of silence tolerated (1.5x the keep alive [MQTT-3.1.2-24]); 0 = none."""
+        return self._keepalive_limit
+
+    @keepalive_limit.setter
+    def keepalive_limit(self, value: float) -> None:
+        # One float object per distinct limit, shared by every connection (a float is 24
+        # bytes, and nearly all clients use one of a few keep alives).
+        limit = _LIMITS.get(value)
+        if limit is None:
+            limit = float(value)
+            if len(_LIMITS) < 1024:
+                _LIMITS[limit] = limit
+        self._keepalive_limit = limit
+        if limit:  # last_rx is kept only while it is read (below): start from now
+            self.last_rx = self.broker.clock()
+
+    @property
+    def peer(self) -> str:
+        """ "host:port" (or what the transport calls its peer); made on demand for TCP."""
+        peer = self._peer
+        return peer if type(peer) is str else peer.peer_name()  # type: ignore[union-attr]
+
+    @peer.setter
+    def peer(self, value: str) -> None:
+        self._peer = value
 
     def __repr__(self) -> str:
         return f"<Connection {self.client_id or '-'} {self.peer}>"
@@ -124,14 +179,17 @@ class Connection:
     # -- transport-facing ---------------------------------------------------
 
     def packets_received(self, pkts: Any) -> None:
-        self.last_rx = self.broker.clock()
+        if self._keepalive_limit:
+            # Only the keep alive check reads it (a new float is 24 bytes per connection).
+            self.last_rx = self.broker.clock()
         handlers = self.broker.handlers
         for pkt in pkts:
             if self.state >= CLOSED:
                 if self.state == CLOSED:
                     return
-                held = self.held  # AUTH_WAIT: handled once the CONNECT is accepted
-                assert held is not None
+                rare = self._rare  # AUTH_WAIT: handled once the CONNECT is accepted
+                assert rare is not None and rare.held is not None
+                held = rare.held
                 held.append(pkt)
                 continue
             handler = handlers.get(type(pkt))
@@ -322,8 +380,8 @@ class Connection:
                     self.broker.settings.connect_timeout,
                 )
                 self.close(None, will=False)
-        elif self.keepalive_limit and not self.blocked_by:
-            if now - self.last_rx > self.keepalive_limit:
+        elif self._keepalive_limit and not self.blocked_by:
+            if now - self.last_rx > self._keepalive_limit:
                 # [MQTT-3.1.2-24] 1.5x the keep alive without a control packet.
                 log.info("client %s (%s): keep alive timeout; closing", self.client_id, self.peer)
                 self.close(ReasonCode.KEEP_ALIVE_TIMEOUT)

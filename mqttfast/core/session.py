@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import outbound
 from .message import AWAIT_ACK, AWAIT_COMP, Delivery, Message
+from .rare import Rare, rare_store
 from .subscriptions import SubEntry
 
 log = logging.getLogger("mqttfast.core")
@@ -39,6 +40,24 @@ _NO_IDS: frozenset[int] = frozenset()
 _EMPTY: Mapping[Any, Any] = MappingProxyType({})
 
 
+# Session fields a connected clean session never changes from their defaults (expiry
+# while offline, a delayed will, the retained backlog, the drop count): kept in one object
+# created by the first write of a non-default value (rare.py; issue 17).
+_Rare = rare_store(
+    "SessionRare",
+    {
+        "expiry_interval": 0,
+        "expires_at": None,  # set while offline
+        "pending_will": None,  # v5 delayed will
+        "will_at": None,
+        "dropped": 0,
+        # Retained messages owed for a SUBSCRIBE, fed out as the window and the output
+        # buffer allow (a '#' over 100,000 retained must neither drop nor flood).
+        "backlog": None,
+    },
+)
+
+
 class Session:
     __slots__ = (
         "client_id",
@@ -49,16 +68,20 @@ class Session:
         "queue",
         "queued_bytes",
         "awaiting_pubrel",
-        "expiry_interval",
-        "expires_at",
         "conn",
-        "pending_will",
-        "will_at",
-        "dropped",
-        "created_at",
         "persisted",
         "username",
-        "backlog",
+        "_rare",
+    )
+
+    # The fields kept in _rare (see _Rare above).
+    expiry_interval: Rare[int] = Rare(_Rare, "expiry_interval")
+    expires_at: Rare[float | None] = Rare(_Rare, "expires_at")
+    pending_will: Rare[Message | None] = Rare(_Rare, "pending_will")
+    will_at: Rare[float | None] = Rare(_Rare, "will_at")
+    dropped: Rare[int] = Rare(_Rare, "dropped")
+    backlog: Rare[deque[tuple[Message, int, tuple[int, ...] | None]] | None] = Rare(
+        _Rare, "backlog"
     )
 
     def __init__(self, client_id: str, broker: BrokerCore) -> None:
@@ -74,20 +97,11 @@ class Session:
         self.queue: deque[Delivery] | tuple[()] = ()
         self.queued_bytes = 0
         self.awaiting_pubrel: AbstractSet[int] = _NO_IDS  # incoming QoS 2 ids
-        self.expiry_interval = 0
-        self.expires_at: float | None = None  # set while offline
         self.conn: Connection | None = None
-        self.pending_will: Message | None = None  # v5 delayed will
-        self.will_at: float | None = None
-        self.dropped = 0
-        self.created_at = broker.clock()
         self.persisted = False  # recorded by broker.storage (set by the storage itself)
-        self.username: str | None = None
-        # Retained messages owed for a SUBSCRIBE, fed out as the window and the output
-        # buffer allow (a '#' over 100,000 retained must neither drop nor flood).
-        self.backlog: deque[tuple[Message, int, tuple[int, ...] | None]] | None = (
-            None  # of the last connection (for authorise_receive)
-        )
+        self.username: str | None = None  # of the last connection (for authorise_receive)
+        self._rare: Any = None  # a _Rare holding the fields above, once one is set
+        # (No created_at: nothing read it, and a float is 24 bytes per session.)
 
     # -- outgoing -----------------------------------------------------------
 

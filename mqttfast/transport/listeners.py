@@ -111,6 +111,9 @@ class Listener:
         self.refused = 0
         self.server: asyncio.base_events.Server | None = None
         self._last_refusal_log = 0.0
+        # The client certificate's identity, for use_identity_as_username (set by
+        # open_listener; here rather than on each connection's protocol: issue 17).
+        self.identity: IdentityFn | None = None
 
     def admit(self) -> bool:
         """Count a new socket in, or refuse it (over the listener's or the global limit)."""
@@ -151,39 +154,41 @@ class ListenerProtocol(MQTTProtocol):
     certificate identity (``use_identity_as_username``). Adds nothing to the
     per-packet path (``data_received`` is MQTTProtocol's)."""
 
-    __slots__ = ("listener", "identity", "gated", "counted")
+    # One slot (issue 17: memory per idle connection): the certificate identity function
+    # is the listener's, and whether this socket is counted in the listener follows from
+    # ``gated`` and the sink (made only for an admitted socket).
+    __slots__ = ("listener",)
 
-    def __init__(
-        self,
-        broker: BrokerCore,
-        flusher: Flusher,
-        listener: Listener,
-        identity: IdentityFn | None,
-        gated: bool = True,
-    ) -> None:
+    # False in WebSocketInnerProtocol: an outer WebSocket protocol counts the socket.
+    gated = True
+
+    def __init__(self, broker: BrokerCore, flusher: Flusher, listener: Listener) -> None:
         super().__init__(broker, flusher)
         self.listener = listener
-        self.identity = identity
-        self.gated = gated  # False when an outer (WebSocket) protocol counts the socket
-        self.counted = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        if self.gated:
-            if not self.listener.admit():
-                self.broker.stats.connections_refused += 1
-                transport.close()
-                return
-            self.counted = True
+        if self.gated and not self.listener.admit():
+            self.broker.stats.connections_refused += 1
+            transport.close()  # no sink: connection_lost releases nothing
+            return
         super().connection_made(transport)
-        if self.identity is not None and self.conn is not None:
+        identity = self.listener.identity
+        if identity is not None and self.conn is not None:
             # "" = the listener wants an identity but the client has none: refused at CONNECT.
-            self.conn.cert_identity = self.identity(transport) or ""
+            self.conn.cert_identity = identity(transport) or ""
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.counted:
-            self.counted = False
+        # An admitted socket has a sink (MQTTProtocol.connection_made makes it first).
+        if self.gated and self.sink is not None:
             self.listener.release()
         super().connection_lost(exc)
+
+
+class WebSocketInnerProtocol(ListenerProtocol):
+    """The MQTT protocol inside a WebSocket: the outer protocol counts the socket."""
+
+    __slots__ = ()
+    gated = False
 
 
 class GatedWebSocketProtocol(WebSocketProtocol):
@@ -226,17 +231,18 @@ async def open_listener(
         raise ValueError(f"unknown listener protocol {cfg.protocol!r}")
     loop = asyncio.get_running_loop()
     listener = Listener(cfg, gate)
+    listener.identity = identity
     if cfg.protocol == "websockets":
         # A frame may carry several packets; bound it a little above the packet limit.
         max_frame = broker.settings.max_packet_size + 65536
 
         def factory() -> asyncio.Protocol:
-            inner = ListenerProtocol(broker, flusher, listener, identity, gated=False)
+            inner = WebSocketInnerProtocol(broker, flusher, listener)
             return GatedWebSocketProtocol(inner, listener, cfg.path, max_frame)
     else:
 
         def factory() -> asyncio.Protocol:
-            return ListenerProtocol(broker, flusher, listener, identity)
+            return ListenerProtocol(broker, flusher, listener)
 
     kwargs: dict[str, Any] = {"backlog": 1024}
     if ssl_context is not None:

@@ -53,6 +53,13 @@ def peer_string(transport: Any) -> str:
     return f"unix:{sock}" if isinstance(sock, str) and sock else "unix:?"
 
 
+# Transports that keep the peer's address after the socket is closed (uvloop's TCP transport
+# in its C struct, asyncio's in its extra dict): their connections make the peer string on
+# demand (issue 17: memory per idle connection). TLS and unix transports may forget it at
+# close, when the "connection lost" log line needs it: those get the string up front.
+_STABLE_PEER = frozenset(("TCPTransport", "_SelectorSocketTransport"))
+
+
 class Flusher:
     """Flushes every sink written to during this loop turn, with one call_soon.
 
@@ -115,7 +122,18 @@ class Flusher:
 
 
 class BatchedSink:
-    __slots__ = ("transport", "flusher", "buf", "pending", "held", "closing", "protocol")
+    # reading_paused is the protocol's state, kept here: the sink's size class (96 bytes)
+    # has room for it, the protocol's (80 without it) does not (issue 17).
+    __slots__ = (
+        "transport",
+        "flusher",
+        "buf",
+        "pending",
+        "held",
+        "closing",
+        "protocol",
+        "reading_paused",
+    )
 
     def __init__(
         self, transport: asyncio.Transport, flusher: Flusher, protocol: MQTTProtocol
@@ -127,6 +145,7 @@ class BatchedSink:
         self.held = 0  # bytes handed to the storage's gate, not yet released
         self.closing = False
         self.protocol = protocol
+        self.reading_paused = False
 
     def write(self, data: bytes) -> None:
         if self.closing:
@@ -214,11 +233,11 @@ class BatchedSink:
     def pause_reading(self) -> None:
         if not self.closing and not self.transport.is_closing():
             self.transport.pause_reading()
-            self.protocol.reading_paused = True
+            self.reading_paused = True
 
     def resume_reading(self) -> None:
-        if self.protocol.reading_paused and not self.transport.is_closing():
-            self.protocol.reading_paused = False
+        if self.reading_paused and not self.transport.is_closing():
+            self.reading_paused = False
             self.transport.resume_reading()
 
     def get_write_buffer_size(self) -> int:
@@ -227,7 +246,9 @@ class BatchedSink:
 
 class MQTTProtocol(asyncio.Protocol):
     # No per-connection __dict__ (issue 17: memory per idle connection).
-    __slots__ = ("broker", "flusher", "decoder", "conn", "sink", "reading_paused", "linger_timer")
+    # (No linger timer kept: cancelling it at connection_lost only spared a close() of an
+    # already closed transport, and a slot is 8 bytes on every connection.)
+    __slots__ = ("broker", "flusher", "decoder", "conn", "sink")
 
     def __init__(self, broker: BrokerCore, flusher: Flusher) -> None:
         self.broker = broker
@@ -237,8 +258,6 @@ class MQTTProtocol(asyncio.Protocol):
         )
         self.conn: Connection | None = None
         self.sink: BatchedSink | None = None
-        self.reading_paused = False
-        self.linger_timer: asyncio.TimerHandle | None = None
 
     def linger(self, transport: asyncio.Transport) -> None:
         """Half-close: FIN after what is queued, keep reading (and dropping) until the client
@@ -248,22 +267,28 @@ class MQTTProtocol(asyncio.Protocol):
             return
         try:
             transport.write_eof()
-            if self.reading_paused:
-                self.reading_paused = False
+            sink = self.sink
+            if sink is not None and sink.reading_paused:
+                sink.reading_paused = False
                 transport.resume_reading()
         except (OSError, RuntimeError):
             transport.close()
             return
-        self.linger_timer = self.flusher.loop.call_later(CLOSE_LINGER, transport.close)
+        self.flusher.loop.call_later(CLOSE_LINGER, transport.close)  # no-op once closed
+
+    def peer_name(self) -> str:
+        """The peer's address (core.connection.PeerSource), made when asked."""
+        return peer_string(self.sink.transport) if self.sink is not None else "?"
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        peer_s = peer_string(transport)
+        # The sink first: ListenerProtocol takes "has a sink" as "admitted, release at close".
+        self.sink = BatchedSink(transport, self.flusher, self)
+        peer: Any = self if type(transport).__name__ in _STABLE_PEER else peer_string(transport)
         settings = self.broker.settings
         transport.set_write_buffer_limits(
             high=settings.output_high_water, low=settings.output_high_water // 2
         )
-        self.sink = BatchedSink(transport, self.flusher, self)
-        self.conn = self.broker.connection_made(self.sink, peer_s)
+        self.conn = self.broker.connection_made(self.sink, peer)
 
     def data_received(self, data: bytes) -> None:
         conn = self.conn
@@ -296,9 +321,6 @@ class MQTTProtocol(asyncio.Protocol):
         return False  # close the transport; connection_lost follows
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.linger_timer is not None:
-            self.linger_timer.cancel()
-            self.linger_timer = None
         if self.sink is not None:
             self.sink.closing = True
         conn = self.conn
