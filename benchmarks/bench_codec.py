@@ -6,8 +6,9 @@ Run (pytest-benchmark, groups per operation):
     python3 -m pytest benchmarks/bench_codec.py -q -p no:cacheprovider \
         -o python_files='bench_*.py' --benchmark-columns=min,median,ops --benchmark-sort=name
 
-Or print per-packet medians and the ratios directly:
-    python3 benchmarks/bench_codec.py
+Or print per-packet medians and the ratios directly (ROUNDS rounds of BATCH packets per
+cell and run, median of RUNS runs; defaults 200 and 5):
+    python3 benchmarks/bench_codec.py [ROUNDS [RUNS]]
 
 Each benchmarked call handles a batch of BATCH packets (decode: one ``feed`` of a
 stream of BATCH packets; encode: BATCH ``encode`` calls), so divide by BATCH for
@@ -267,23 +268,33 @@ def median_ns_per_packet(fn: Callable[[], Any], rounds: int) -> float:
 
 def main() -> None:
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 200
-    print(f"median ns per packet over {rounds} rounds of {BATCH} packets")
+    runs = int(sys.argv[2]) if len(sys.argv) > 2 else 5
+    print(
+        f"median ns per packet: each run takes the median of {rounds} rounds of {BATCH} "
+        f"packets; the table shows the median of {runs} runs (every cell measured once "
+        "per run, so drift of the machine's load reaches all three implementations)"
+    )
+    cells = [(op, v) for op in OPERATIONS for v in (4, 5)]
+    samples: dict[tuple[str, int, str], list[float]] = {}
+    for _ in range(runs):
+        for op, version in cells:
+            for o, v, impl in CELLS:
+                if o == op and v == version:
+                    ns = median_ns_per_packet(OPERATIONS[op](impl, version), rounds)
+                    samples.setdefault((op, version, impl), []).append(ns)
     print(
         f"{'operation':36} {'MQTT':5} {'cython':>8} {'python':>8} {'mqtt5':>8} "
         f"{'py/cy':>6} {'mqtt5/cy':>8}"
     )
-    for op in OPERATIONS:
-        for version in (4, 5):
-            row = {
-                impl: median_ns_per_packet(OPERATIONS[op](impl, version), rounds)
-                for o, v, impl in CELLS
-                if o == op and v == version
-            }
-            cy, py, m5 = row["cython"], row["python"], row.get("mqtt5")
-            m5_abs = f"{m5:8.0f}" if m5 else "       -"
-            m5_ratio = f"{m5 / cy:8.2f}" if m5 else "       -"
-            label = "5.0" if version == 5 else "3.1.1"
-            print(f"{op:36} {label:5} {cy:8.0f} {py:8.0f} {m5_abs} {py / cy:6.1f} {m5_ratio}")
+    for op, version in cells:
+        cy = statistics.median(samples[(op, version, "cython")])
+        py = statistics.median(samples[(op, version, "python")])
+        m5s = samples.get((op, version, "mqtt5"))
+        m5 = statistics.median(m5s) if m5s else None
+        m5_abs = f"{m5:8.0f}" if m5 else "       -"
+        m5_ratio = f"{m5 / cy:8.2f}" if m5 else "       -"
+        label = "5.0" if version == 5 else "3.1.1"
+        print(f"{op:36} {label:5} {cy:8.0f} {py:8.0f} {m5_abs} {py / cy:6.1f} {m5_ratio}")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from cpython.object cimport PyObject
 from cpython.ref cimport Py_DECREF, Py_INCREF, Py_XDECREF
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_DecodeUTF8
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
-from libc.string cimport memchr, memcpy
+from libc.string cimport memchr, memcmp, memcpy, memset
 
 from mqttfast.codec._kernels cimport (
     MQF_UTF8_INVALID,
@@ -84,6 +84,9 @@ cdef extern from "Python.h":
         allocfunc tp_alloc
     int T_OBJECT_EX
     void PyObject_GC_UnTrack(void *op)
+    bint PyUnicode_IS_COMPACT_ASCII(object o)
+    void *PyUnicode_DATA(object o)
+    Py_ssize_t PyUnicode_GET_LENGTH(object o)
 
 DEF BYTE_T = 1
 DEF TWO_T = 2
@@ -370,14 +373,62 @@ cdef inline int _check_utf8(const uint8_t *s, Py_ssize_t n) except -1:
     return 0
 
 
+# ---------------------------------------------------------------- string cache
+# Topics, content types and user property names repeat from one packet to the next; a
+# small direct-mapped cache of recently decoded short ASCII strings hands back the same
+# str object instead of building (and later freeing) a new one. A hit also skips the
+# UTF-8 check (identical bytes passed it when the entry was made) and the str's hash is
+# already computed when the broker uses the topic as a dict key. Only strings that passed
+# ``mqf_utf8_validate`` enter it; a collision merely costs a miss (entries are compared
+# byte for byte). Equality is all the pure twin promises, so identity is not observable.
+
+DEF STR_CACHE_SIZE = 512   # entries; a power of two
+DEF STR_CACHE_MAX = 64     # longest string cached, in bytes
+
+cdef PyObject *_STR_CACHE[STR_CACHE_SIZE]  # owned references, NULL when empty
+memset(_STR_CACHE, 0, sizeof(_STR_CACHE))
+
+
+cdef inline uint32_t _str_slot(const uint8_t *s, Py_ssize_t n) noexcept:
+    """Hash of s[0:n] (n <= STR_CACHE_MAX) one 8-byte word at a time, into a slot number."""
+    cdef uint64_t h = <uint64_t>n * <uint64_t>0x9E3779B97F4A7C15ULL
+    cdef uint64_t w
+    cdef Py_ssize_t i = 0
+    while i + 8 <= n:
+        memcpy(&w, s + i, 8)
+        h = (h ^ w) * <uint64_t>0xFF51AFD7ED558CCDULL
+        i += 8
+    if i < n:
+        w = 0
+        memcpy(&w, s + i, n - i)
+        h = (h ^ w) * <uint64_t>0xC4CEB9FE1A85EC53ULL
+    return <uint32_t>(h >> 40) & (STR_CACHE_SIZE - 1)
+
+
 cdef inline str _utf8(const uint8_t *s, Py_ssize_t n):
     """MQTT UTF-8 (1.5.4): well-formed, no surrogates, no U+0000."""
+    cdef uint32_t slot = 0
+    cdef PyObject *hit
+    cdef str text
+    if n <= STR_CACHE_MAX:
+        slot = _str_slot(s, n)
+        hit = _STR_CACHE[slot]
+        if (hit != NULL and PyUnicode_GET_LENGTH(<object>hit) == n
+                and memcmp(PyUnicode_DATA(<object>hit), s, n) == 0):
+            return <str>hit
     cdef int r = mqf_utf8_validate(s, <size_t>n)
     if r == MQF_UTF8_INVALID:
         raise MalformedPacket("ill-formed UTF-8 string [MQTT-1.5.4-1]")
     if r == MQF_UTF8_NUL:
         raise MalformedPacket("U+0000 in a UTF-8 string [MQTT-1.5.4-2]")
-    return PyUnicode_DecodeUTF8(<char *>s, n, NULL)
+    text = PyUnicode_DecodeUTF8(<char *>s, n, NULL)
+    if n <= STR_CACHE_MAX and PyUnicode_IS_COMPACT_ASCII(text):
+        # ASCII only: then its length in characters equals n and its data is the bytes,
+        # which is what the comparison above relies on.
+        Py_INCREF(text)
+        Py_XDECREF(_STR_CACHE[slot])
+        _STR_CACHE[slot] = <PyObject *>text
+    return text
 
 
 cdef inline Py_ssize_t _read_len(const uint8_t *p, Py_ssize_t *pos, Py_ssize_t end) except -1:
