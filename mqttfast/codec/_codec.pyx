@@ -386,12 +386,15 @@ DEF STR_CACHE_SIZE = 512   # entries; a power of two
 DEF STR_CACHE_MAX = 64     # longest string cached, in bytes
 
 cdef PyObject *_STR_CACHE[STR_CACHE_SIZE]  # owned references, NULL when empty
+cdef uint64_t _STR_HASH[STR_CACHE_SIZE]    # the full hash of each entry's bytes
 memset(_STR_CACHE, 0, sizeof(_STR_CACHE))
+memset(_STR_HASH, 0, sizeof(_STR_HASH))
 
 
-cdef inline uint32_t _str_slot(const uint8_t *s, Py_ssize_t n) noexcept:
-    """Hash of s[0:n] (n <= STR_CACHE_MAX) one 8-byte word at a time, into a slot number."""
-    cdef uint64_t h = <uint64_t>n * <uint64_t>0x9E3779B97F4A7C15ULL
+cdef inline uint64_t _str_hash(const uint8_t *s, Py_ssize_t n) noexcept:
+    """Hash of s[0:n] (n <= STR_CACHE_MAX), one 8-byte word at a time; the top bits pick
+    the slot, all of them are compared before the bytes are."""
+    cdef uint64_t h = <uint64_t>(n + 1) * <uint64_t>0x9E3779B97F4A7C15ULL
     cdef uint64_t w
     cdef Py_ssize_t i = 0
     while i + 8 <= n:
@@ -402,18 +405,20 @@ cdef inline uint32_t _str_slot(const uint8_t *s, Py_ssize_t n) noexcept:
         w = 0
         memcpy(&w, s + i, n - i)
         h = (h ^ w) * <uint64_t>0xC4CEB9FE1A85EC53ULL
-    return <uint32_t>(h >> 40) & (STR_CACHE_SIZE - 1)
+    return h ^ (h >> 29)
 
 
 cdef inline str _utf8(const uint8_t *s, Py_ssize_t n):
     """MQTT UTF-8 (1.5.4): well-formed, no surrogates, no U+0000."""
+    cdef uint64_t h = 0
     cdef uint32_t slot = 0
     cdef PyObject *hit
     cdef str text
     if n <= STR_CACHE_MAX:
-        slot = _str_slot(s, n)
+        h = _str_hash(s, n)
+        slot = <uint32_t>(h >> 40) & (STR_CACHE_SIZE - 1)
         hit = _STR_CACHE[slot]
-        if (hit != NULL and PyUnicode_GET_LENGTH(<object>hit) == n
+        if (_STR_HASH[slot] == h and hit != NULL and PyUnicode_GET_LENGTH(<object>hit) == n
                 and memcmp(PyUnicode_DATA(<object>hit), s, n) == 0):
             return <str>hit
     cdef int r = mqf_utf8_validate(s, <size_t>n)
@@ -428,6 +433,7 @@ cdef inline str _utf8(const uint8_t *s, Py_ssize_t n):
         Py_INCREF(text)
         Py_XDECREF(_STR_CACHE[slot])
         _STR_CACHE[slot] = <PyObject *>text
+        _STR_HASH[slot] = h
     return text
 
 
