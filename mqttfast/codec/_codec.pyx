@@ -18,7 +18,7 @@ from cpython.object cimport PyObject
 from cpython.ref cimport Py_DECREF, Py_INCREF, Py_XDECREF
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_DecodeUTF8
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
-from libc.string cimport memchr, memcmp, memcpy, memset
+from libc.string cimport memchr, memcpy, memset
 
 from mqttfast.codec._kernels cimport (
     MQF_UTF8_INVALID,
@@ -87,6 +87,8 @@ cdef extern from "Python.h":
     bint PyUnicode_IS_COMPACT_ASCII(object o)
     void *PyUnicode_DATA(object o)
     Py_ssize_t PyUnicode_GET_LENGTH(object o)
+    Py_ssize_t Py_REFCNT(object o)
+    void Py_SET_REFCNT(object o, Py_ssize_t n)
 
 DEF BYTE_T = 1
 DEF TWO_T = 2
@@ -298,10 +300,14 @@ cdef inline object _new_properties():
     if not f.fast:
         return Properties()
     cdef object obj = f.new()
+    cdef PyObject *none = <PyObject *>None
     # Values are scalars, str, bytes or lists of them: no cycle through it.
     f.untrack(obj)
+    # Every slot of a new object is NULL: store None in each without put()'s decref, and
+    # count None's new references in one addition rather than a chain of 27 increments.
     for i in range(f.count):
-        f.put(obj, i, None)
+        (<PyObject **>((<char *><PyObject *>obj) + f.offsets[i]))[0] = none
+    Py_SET_REFCNT(None, Py_REFCNT(None) + f.count)
     return obj
 
 
@@ -408,6 +414,23 @@ cdef inline uint64_t _str_hash(const uint8_t *s, Py_ssize_t n) noexcept:
     return h ^ (h >> 29)
 
 
+cdef inline bint _same_bytes(const uint8_t *a, const uint8_t *b, Py_ssize_t n) noexcept:
+    """a[0:n] == b[0:n] for the short strings of the cache, inline (no libc call)."""
+    cdef uint64_t x, y
+    cdef Py_ssize_t i = 0
+    while i + 8 <= n:
+        memcpy(&x, a + i, 8)
+        memcpy(&y, b + i, 8)
+        if x != y:
+            return False
+        i += 8
+    while i < n:
+        if a[i] != b[i]:
+            return False
+        i += 1
+    return True
+
+
 cdef inline str _utf8(const uint8_t *s, Py_ssize_t n):
     """MQTT UTF-8 (1.5.4): well-formed, no surrogates, no U+0000."""
     cdef uint64_t h = 0
@@ -419,7 +442,7 @@ cdef inline str _utf8(const uint8_t *s, Py_ssize_t n):
         slot = <uint32_t>(h >> 40) & (STR_CACHE_SIZE - 1)
         hit = _STR_CACHE[slot]
         if (_STR_HASH[slot] == h and hit != NULL and PyUnicode_GET_LENGTH(<object>hit) == n
-                and memcmp(PyUnicode_DATA(<object>hit), s, n) == 0):
+                and _same_bytes(<const uint8_t *>PyUnicode_DATA(<object>hit), s, n)):
             return <str>hit
     cdef int r = mqf_utf8_validate(s, <size_t>n)
     if r == MQF_UTF8_INVALID:
@@ -689,12 +712,12 @@ cdef class _LazyPropertiesField:
     def __get__(self, obj, cls):
         if obj is None:
             return self
-        if type(obj) is Publish or isinstance(obj, Publish):
+        if type(obj) is _PUBLISH_F.cls or isinstance(obj, Publish):
             return _publish_properties(obj)
         return self.member.__get__(obj, cls)  # raises the slot's TypeError
 
     def __set__(self, obj, value):
-        if type(obj) is Publish:
+        if type(obj) is _PUBLISH_F.cls:
             _PUBLISH_F.put(obj, 6, value)
         else:
             self.member.__set__(obj, value)
