@@ -605,11 +605,14 @@ cdef uint64_t _scan_properties(const uint8_t *p, Py_ssize_t q, Py_ssize_t stop, 
         elif build:
             key = _read_utf8(p, &q, stop)
             val = _read_utf8(p, &q, stop)
+            pair = (key, val)
+            # Two str: CPython's own collector would untrack it on its first pass.
+            PyObject_GC_UnTrack(<void *>pair)
             lst = _prop_get(props, _PSLOT[pid])
             if lst is None:
-                _prop_set(props, _PSLOT[pid], [(key, val)])
+                _prop_set(props, _PSLOT[pid], [pair])
             else:
-                lst.append((key, val))
+                lst.append(pair)
         else:
             _skip_utf8(p, &q, stop)
             _skip_utf8(p, &q, stop)
