@@ -257,13 +257,20 @@ def test_decoders_agree_on_the_benchmark_input() -> None:
 # ---------------------------------------------------------------- script mode
 
 
-def median_ns_per_packet(fn: Callable[[], Any], rounds: int) -> float:
-    samples = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - start) / BATCH * 1e9)
-    return statistics.median(samples)
+def medians_ns_per_packet(fns: dict[str, Callable[[], Any]], rounds: int) -> dict[str, float]:
+    """Median ns per packet of each implementation's callable over ``rounds`` rounds. The
+    implementations take turns round by round (in a rotating order), so a burst of load
+    from elsewhere on the machine falls on all of them alike, not on whichever ran then."""
+    for fn in fns.values():
+        fn()  # warm up
+    names = list(fns)
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            start = time.perf_counter()
+            fns[name]()
+            samples[name].append((time.perf_counter() - start) / BATCH * 1e9)
+    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 def main() -> None:
@@ -271,30 +278,34 @@ def main() -> None:
     runs = int(sys.argv[2]) if len(sys.argv) > 2 else 5
     print(
         f"median ns per packet: each run takes the median of {rounds} rounds of {BATCH} "
-        f"packets; the table shows the median of {runs} runs (every cell measured once "
-        "per run, so drift of the machine's load reaches all three implementations)"
+        "packets (the implementations of a row take turns round by round); the table shows "
+        f"the median of {runs} runs, the ratios are the medians of the runs' ratios"
     )
-    cells = [(op, v) for op in OPERATIONS for v in (4, 5)]
-    samples: dict[tuple[str, int, str], list[float]] = {}
+    rows = [(op, v) for op in OPERATIONS for v in (4, 5)]
+    samples: dict[tuple[str, int], list[dict[str, float]]] = {row: [] for row in rows}
     for _ in range(runs):
-        for op, version in cells:
-            for o, v, impl in CELLS:
-                if o == op and v == version:
-                    ns = median_ns_per_packet(OPERATIONS[op](impl, version), rounds)
-                    samples.setdefault((op, version, impl), []).append(ns)
+        for op, version in rows:
+            fns = {
+                impl: OPERATIONS[op](impl, version)
+                for o, v, impl in CELLS
+                if o == op and v == version
+            }
+            samples[(op, version)].append(medians_ns_per_packet(fns, rounds))
     print(
         f"{'operation':36} {'MQTT':5} {'cython':>8} {'python':>8} {'mqtt5':>8} "
         f"{'py/cy':>6} {'mqtt5/cy':>8}"
     )
-    for op, version in cells:
-        cy = statistics.median(samples[(op, version, "cython")])
-        py = statistics.median(samples[(op, version, "python")])
-        m5s = samples.get((op, version, "mqtt5"))
-        m5 = statistics.median(m5s) if m5s else None
-        m5_abs = f"{m5:8.0f}" if m5 else "       -"
-        m5_ratio = f"{m5 / cy:8.2f}" if m5 else "       -"
+    for op, version in rows:
+        runs_ = samples[(op, version)]
+        cy = statistics.median(r["cython"] for r in runs_)
+        py = statistics.median(r["python"] for r in runs_)
+        py_ratio = statistics.median(r["python"] / r["cython"] for r in runs_)
+        m5_abs = m5_ratio = "       -"
+        if "mqtt5" in runs_[0]:
+            m5_abs = f"{statistics.median(r['mqtt5'] for r in runs_):8.0f}"
+            m5_ratio = f"{statistics.median(r['mqtt5'] / r['cython'] for r in runs_):8.2f}"
         label = "5.0" if version == 5 else "3.1.1"
-        print(f"{op:36} {label:5} {cy:8.0f} {py:8.0f} {m5_abs} {py / cy:6.1f} {m5_ratio}")
+        print(f"{op:36} {label:5} {cy:8.0f} {py:8.0f} {m5_abs} {py_ratio:6.1f} {m5_ratio}")
 
 
 if __name__ == "__main__":
