@@ -312,7 +312,7 @@ def main() -> None:
     runs = int(sys.argv[2]) if len(sys.argv) > 2 else 5
     print(
         f"median ns per packet: each run takes the median of {rounds} rounds of {BATCH} "
-        "packets (the implementations of a row take turns round by round); the table shows "
+        "packets (Cython and mqtt5 take turns round by round); the table shows "
         f"the median of {runs} runs, the ratios are the medians of the runs' ratios"
     )
     rows = [(op, v) for op in OPERATIONS for v in (4, 5)]
@@ -324,7 +324,11 @@ def main() -> None:
                 for o, v, impl in CELLS
                 if o == op and v == version
             }
-            samples[(op, version)].append(medians_ns_per_packet(fns, rounds))
+            # The pure twin takes its turns alone: ~40x slower, its rounds would sweep the
+            # CPU caches between the two compiled implementations' rounds.
+            result = medians_ns_per_packet({"python": fns.pop("python")}, rounds)
+            result.update(medians_ns_per_packet(fns, rounds))
+            samples[(op, version)].append(result)
     print(
         f"{'operation':36} {'MQTT':5} {'cython':>8} {'python':>8} {'mqtt5':>8} "
         f"{'py/cy':>6} {'mqtt5/cy':>8}"
