@@ -369,8 +369,28 @@ cdef inline int _read_u16(const uint8_t *p, Py_ssize_t *pos, Py_ssize_t end) exc
     return (p[q] << 8) | p[q + 1]
 
 
+cdef inline bint _plain_ascii(const uint8_t *s, Py_ssize_t n) noexcept:
+    """True when s[0:n] is ASCII without U+0000, hence valid MQTT UTF-8: the short strings
+    of a property section, checked inline (False sends the caller to the full check)."""
+    cdef uint64_t w
+    cdef Py_ssize_t i = 0
+    while i + 8 <= n:
+        memcpy(&w, s + i, 8)
+        if (w & <uint64_t>0x8080808080808080ULL) or (
+                (w - <uint64_t>0x0101010101010101ULL) & ~w & <uint64_t>0x8080808080808080ULL):
+            return False
+        i += 8
+    while i < n:
+        if s[i] == 0 or s[i] >= 0x80:
+            return False
+        i += 1
+    return True
+
+
 cdef inline int _check_utf8(const uint8_t *s, Py_ssize_t n) except -1:
     """MQTT UTF-8 (1.5.4) without building the string: the checks and errors of ``_utf8``."""
+    if n <= 64 and _plain_ascii(s, n):
+        return 0
     cdef int r = mqf_utf8_validate(s, <size_t>n)
     if r == MQF_UTF8_INVALID:
         raise MalformedPacket("ill-formed UTF-8 string [MQTT-1.5.4-1]")
@@ -540,7 +560,11 @@ cdef uint64_t _scan_properties(const uint8_t *p, Py_ssize_t q, Py_ssize_t stop, 
     cdef bint build = props is not None
     cdef object lst
     while q < stop:
-        pid = _read_varint(p, &q, stop)
+        if p[q] < 0x80:  # every property identifier so far is one byte (q < stop here)
+            pid = p[q]
+            q += 1
+        else:
+            pid = _read_varint(p, &q, stop)
         if pid >= 64 or _PTYPE[pid] == 0:
             raise MalformedPacket(f"unknown property identifier 0x{pid:02X} (2.2.2.2)")
         if not (_PALLOWED[pid] >> ptype) & 1:

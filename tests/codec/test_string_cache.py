@@ -94,3 +94,23 @@ def test_subscription_filters(impl: Any) -> None:
     packets = [Subscribe(i + 1, [subs[i], subs[-1 - i]]) for i in range(600)]
     for version in (4, 5):
         assert roundtrip(impl, packets, version) == packets
+
+
+@pytest.mark.parametrize("bad", [b"\x00", b"\x80", b"\xc3", b"\xff", b"\xed\xa0\x80"])
+@pytest.mark.parametrize("where", [0, 3, 7, 8, 15, 16, 23])
+def test_bad_byte_anywhere_in_a_property_string_is_refused(
+    impl: Any, bad: bytes, where: int
+) -> None:
+    """The word-at-a-time ASCII check of property strings lets no bad byte through, on
+    either side of an 8-byte word boundary (content type of 24 bytes, one replaced)."""
+    good = b"application/octet-stre!"
+    value = good[:where] + bad + good[where + len(bad) :]
+    props = b"\x03" + len(value).to_bytes(2, "big") + value
+    body = b"\x00\x03a/b" + b"\x00\x01" + bytes([len(props)]) + props + b"payload"
+    packet = bytes([0x32, len(body)]) + body
+    with pytest.raises(MalformedPacket):
+        impl.Decoder(5).feed(packet)
+    ok = b"\x03" + len(good).to_bytes(2, "big") + good
+    body = b"\x00\x03a/b" + b"\x00\x01" + bytes([len(ok)]) + ok + b"payload"
+    (pkt,) = impl.Decoder(5).feed(bytes([0x32, len(body)]) + body)
+    assert pkt.properties.content_type == good.decode()
