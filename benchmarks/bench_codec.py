@@ -6,8 +6,9 @@ Run (pytest-benchmark, groups per operation):
     python3 -m pytest benchmarks/bench_codec.py -q -p no:cacheprovider \
         -o python_files='bench_*.py' --benchmark-columns=min,median,ops --benchmark-sort=name
 
-Or print per-packet medians and the ratios directly:
-    python3 benchmarks/bench_codec.py
+Or print per-packet medians and the ratios directly (ROUNDS rounds of BATCH packets per
+cell and run, median of RUNS runs; defaults 200 and 5):
+    python3 benchmarks/bench_codec.py [ROUNDS [RUNS]]
 
 Each benchmarked call handles a batch of BATCH packets (decode: one ``feed`` of a
 stream of BATCH packets; encode: BATCH ``encode`` calls), so divide by BATCH for
@@ -22,7 +23,10 @@ read all" also reads every field, properties included, for all three.
 
 The "64-byte PUBLISH" is a QoS 1 PUBLISH with a 64-byte payload on topic
 ``bench/topic/0001``; the 5.0 variant carries message expiry, content type and
-one user property.
+one user property. Every packet of a batch is the same, so the Cython twin's cache of
+recent short strings always hits (topic, content type, user property name and value:
+no str built); with more distinct strings than its 512 entries a miss costs it ~9 ns
+per string more than without the cache (sensors/NNNN/temperature, 1,000 topics).
 """
 
 from __future__ import annotations
@@ -175,6 +179,36 @@ def op_decode_publish_read_all(impl: str, version: int) -> Callable[[], Any]:
     return run
 
 
+def op_decode_publish_many_topics(impl: str, version: int) -> Callable[[], Any]:
+    """As "decode 64-byte PUBLISH", but each packet of the batch has its own topic
+    (``bench/topic/0000`` to ``0999``): more distinct strings than the Cython twin's string
+    cache holds, so it misses on every topic (the worst case for that cache)."""
+    topics = [f"bench/topic/{i:04d}" for i in range(BATCH)]
+    if impl == "mqtt5":
+        import mqtt5
+
+        data = b"".join(
+            mqtt5.PublishPacket(
+                t,
+                PAYLOAD,
+                qos=mqtt5.QoS.AT_LEAST_ONCE,
+                packet_id=4242,
+                message_expiry_interval=60,
+                content_type="application/octet-stream",
+                user_properties=[("trace", "abc123")],
+            ).write()
+            for t in topics
+        )
+        return lambda: mqtt5_decode_all(data)
+    codec = load(impl)
+    props = PROPS if version == 5 else None
+    data = b"".join(
+        codec.encode(Publish(t, PAYLOAD, 1, False, False, 4242, props), version) for t in topics
+    )
+    Decoder = codec.Decoder
+    return lambda: Decoder(version).feed(data)
+
+
 def op_encode_publish(impl: str, version: int) -> Callable[[], Any]:
     if impl == "mqtt5":
         packet5 = mqtt5_packet()
@@ -215,6 +249,7 @@ def op_frame_mixed_stream(impl: str, version: int) -> Callable[[], Any]:
 OPERATIONS = {
     "decode 64-byte PUBLISH": op_decode_publish,
     "decode 64-byte PUBLISH, read all": op_decode_publish_read_all,
+    "decode 64-byte PUBLISH, 1,000 topics": op_decode_publish_many_topics,
     "encode 64-byte PUBLISH": op_encode_publish,
     "publish_parts (fan-out encode)": op_encode_publish_fanout,
     "frame mixed stream": op_frame_mixed_stream,
@@ -256,34 +291,59 @@ def test_decoders_agree_on_the_benchmark_input() -> None:
 # ---------------------------------------------------------------- script mode
 
 
-def median_ns_per_packet(fn: Callable[[], Any], rounds: int) -> float:
-    samples = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - start) / BATCH * 1e9)
-    return statistics.median(samples)
+def medians_ns_per_packet(fns: dict[str, Callable[[], Any]], rounds: int) -> dict[str, float]:
+    """Median ns per packet of each implementation's callable over ``rounds`` rounds. The
+    implementations take turns round by round (in a rotating order), so a burst of load
+    from elsewhere on the machine falls on all of them alike, not on whichever ran then."""
+    for fn in fns.values():
+        fn()  # warm up
+    names = list(fns)
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            start = time.perf_counter()
+            fns[name]()
+            samples[name].append((time.perf_counter() - start) / BATCH * 1e9)
+    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 def main() -> None:
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 200
-    print(f"median ns per packet over {rounds} rounds of {BATCH} packets")
+    runs = int(sys.argv[2]) if len(sys.argv) > 2 else 5
+    print(
+        f"median ns per packet: each run takes the median of {rounds} rounds of {BATCH} "
+        "packets (Cython and mqtt5 take turns round by round); the table shows "
+        f"the median of {runs} runs, the ratios are the medians of the runs' ratios"
+    )
+    rows = [(op, v) for op in OPERATIONS for v in (4, 5)]
+    samples: dict[tuple[str, int], list[dict[str, float]]] = {row: [] for row in rows}
+    for _ in range(runs):
+        for op, version in rows:
+            fns = {
+                impl: OPERATIONS[op](impl, version)
+                for o, v, impl in CELLS
+                if o == op and v == version
+            }
+            # The pure twin takes its turns alone: ~40x slower, its rounds would sweep the
+            # CPU caches between the two compiled implementations' rounds.
+            result = medians_ns_per_packet({"python": fns.pop("python")}, rounds)
+            result.update(medians_ns_per_packet(fns, rounds))
+            samples[(op, version)].append(result)
     print(
         f"{'operation':36} {'MQTT':5} {'cython':>8} {'python':>8} {'mqtt5':>8} "
         f"{'py/cy':>6} {'mqtt5/cy':>8}"
     )
-    for op in OPERATIONS:
-        for version in (4, 5):
-            row = {
-                impl: median_ns_per_packet(OPERATIONS[op](impl, version), rounds)
-                for o, v, impl in CELLS
-                if o == op and v == version
-            }
-            cy, py, m5 = row["cython"], row["python"], row.get("mqtt5")
-            m5_abs = f"{m5:8.0f}" if m5 else "       -"
-            m5_ratio = f"{m5 / cy:8.2f}" if m5 else "       -"
-            label = "5.0" if version == 5 else "3.1.1"
-            print(f"{op:36} {label:5} {cy:8.0f} {py:8.0f} {m5_abs} {py / cy:6.1f} {m5_ratio}")
+    for op, version in rows:
+        runs_ = samples[(op, version)]
+        cy = statistics.median(r["cython"] for r in runs_)
+        py = statistics.median(r["python"] for r in runs_)
+        py_ratio = statistics.median(r["python"] / r["cython"] for r in runs_)
+        m5_abs = m5_ratio = "       -"
+        if "mqtt5" in runs_[0]:
+            m5_abs = f"{statistics.median(r['mqtt5'] for r in runs_):8.0f}"
+            m5_ratio = f"{statistics.median(r['mqtt5'] / r['cython'] for r in runs_):8.2f}"
+        label = "5.0" if version == 5 else "3.1.1"
+        print(f"{op:36} {label:5} {cy:8.0f} {py:8.0f} {m5_abs} {py_ratio:6.1f} {m5_ratio}")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from cpython.object cimport PyObject
 from cpython.ref cimport Py_DECREF, Py_INCREF, Py_XDECREF
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_DecodeUTF8
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
-from libc.string cimport memchr, memcpy
+from libc.string cimport memchr, memcpy, memset
 
 from mqttfast.codec._kernels cimport (
     MQF_UTF8_INVALID,
@@ -85,6 +85,11 @@ cdef extern from "Python.h":
         allocfunc tp_alloc
     int T_OBJECT_EX
     void PyObject_GC_UnTrack(void *op)
+    bint PyUnicode_IS_COMPACT_ASCII(object o)
+    void *PyUnicode_DATA(object o)
+    Py_ssize_t PyUnicode_GET_LENGTH(object o)
+    Py_ssize_t Py_REFCNT(object o)
+    void Py_SET_REFCNT(object o, Py_ssize_t n)
 
 DEF BYTE_T = 1
 DEF TWO_T = 2
@@ -296,10 +301,14 @@ cdef inline object _new_properties():
     if not f.fast:
         return Properties()
     cdef object obj = f.new()
+    cdef PyObject *none = <PyObject *>None
     # Values are scalars, str, bytes or lists of them: no cycle through it.
     f.untrack(obj)
+    # Every slot of a new object is NULL: store None in each without put()'s decref, and
+    # count None's new references in one addition rather than a chain of 27 increments.
     for i in range(f.count):
-        f.put(obj, i, None)
+        (<PyObject **>((<char *><PyObject *>obj) + f.offsets[i]))[0] = none
+    Py_SET_REFCNT(None, Py_REFCNT(None) + f.count)
     return obj
 
 
@@ -361,8 +370,28 @@ cdef inline int _read_u16(const uint8_t *p, Py_ssize_t *pos, Py_ssize_t end) exc
     return (p[q] << 8) | p[q + 1]
 
 
+cdef inline bint _plain_ascii(const uint8_t *s, Py_ssize_t n) noexcept:
+    """True when s[0:n] is ASCII without U+0000, hence valid MQTT UTF-8: the short strings
+    of a property section, checked inline (False sends the caller to the full check)."""
+    cdef uint64_t w
+    cdef Py_ssize_t i = 0
+    while i + 8 <= n:
+        memcpy(&w, s + i, 8)
+        if (w & <uint64_t>0x8080808080808080ULL) or (
+                (w - <uint64_t>0x0101010101010101ULL) & ~w & <uint64_t>0x8080808080808080ULL):
+            return False
+        i += 8
+    while i < n:
+        if s[i] == 0 or s[i] >= 0x80:
+            return False
+        i += 1
+    return True
+
+
 cdef inline int _check_utf8(const uint8_t *s, Py_ssize_t n) except -1:
     """MQTT UTF-8 (1.5.4) without building the string: the checks and errors of ``_utf8``."""
+    if n <= 64 and _plain_ascii(s, n):
+        return 0
     cdef int r = mqf_utf8_validate(s, <size_t>n)
     if r == MQF_UTF8_INVALID:
         raise MalformedPacket("ill-formed UTF-8 string [MQTT-1.5.4-1]")
@@ -371,14 +400,85 @@ cdef inline int _check_utf8(const uint8_t *s, Py_ssize_t n) except -1:
     return 0
 
 
+# ---------------------------------------------------------------- string cache
+# Topics, content types and user property names repeat from one packet to the next; a
+# small direct-mapped cache of recently decoded short ASCII strings hands back the same
+# str object instead of building (and later freeing) a new one. A hit also skips the
+# UTF-8 check (identical bytes passed it when the entry was made) and the str's hash is
+# already computed when the broker uses the topic as a dict key. Only strings that passed
+# ``mqf_utf8_validate`` enter it; a collision merely costs a miss (entries are compared
+# byte for byte). Equality is all the pure twin promises, so identity is not observable.
+
+DEF STR_CACHE_SIZE = 512   # entries; a power of two
+DEF STR_CACHE_MAX = 64     # longest string cached, in bytes
+
+cdef PyObject *_STR_CACHE[STR_CACHE_SIZE]  # owned references, NULL when empty
+cdef uint64_t _STR_HASH[STR_CACHE_SIZE]    # the full hash of each entry's bytes
+memset(_STR_CACHE, 0, sizeof(_STR_CACHE))
+memset(_STR_HASH, 0, sizeof(_STR_HASH))
+
+
+cdef inline uint64_t _str_hash(const uint8_t *s, Py_ssize_t n) noexcept:
+    """Hash of s[0:n] (n <= STR_CACHE_MAX), one 8-byte word at a time; the top bits pick
+    the slot, all of them are compared before the bytes are."""
+    cdef uint64_t h = <uint64_t>(n + 1) * <uint64_t>0x9E3779B97F4A7C15ULL
+    cdef uint64_t w
+    cdef Py_ssize_t i = 0
+    while i + 8 <= n:
+        memcpy(&w, s + i, 8)
+        h = (h ^ w) * <uint64_t>0xFF51AFD7ED558CCDULL
+        i += 8
+    if i < n:
+        w = 0
+        memcpy(&w, s + i, n - i)
+        h = (h ^ w) * <uint64_t>0xC4CEB9FE1A85EC53ULL
+    return h ^ (h >> 29)
+
+
+cdef inline bint _same_bytes(const uint8_t *a, const uint8_t *b, Py_ssize_t n) noexcept:
+    """a[0:n] == b[0:n] for the short strings of the cache, inline (no libc call)."""
+    cdef uint64_t x, y
+    cdef Py_ssize_t i = 0
+    while i + 8 <= n:
+        memcpy(&x, a + i, 8)
+        memcpy(&y, b + i, 8)
+        if x != y:
+            return False
+        i += 8
+    while i < n:
+        if a[i] != b[i]:
+            return False
+        i += 1
+    return True
+
+
 cdef inline str _utf8(const uint8_t *s, Py_ssize_t n):
     """MQTT UTF-8 (1.5.4): well-formed, no surrogates, no U+0000."""
+    cdef uint64_t h = 0
+    cdef uint32_t slot = 0
+    cdef PyObject *hit
+    cdef str text
+    if n <= STR_CACHE_MAX:
+        h = _str_hash(s, n)
+        slot = <uint32_t>(h >> 40) & (STR_CACHE_SIZE - 1)
+        hit = _STR_CACHE[slot]
+        if (_STR_HASH[slot] == h and hit != NULL and PyUnicode_GET_LENGTH(<object>hit) == n
+                and _same_bytes(<const uint8_t *>PyUnicode_DATA(<object>hit), s, n)):
+            return <str>hit
     cdef int r = mqf_utf8_validate(s, <size_t>n)
     if r == MQF_UTF8_INVALID:
         raise MalformedPacket("ill-formed UTF-8 string [MQTT-1.5.4-1]")
     if r == MQF_UTF8_NUL:
         raise MalformedPacket("U+0000 in a UTF-8 string [MQTT-1.5.4-2]")
-    return PyUnicode_DecodeUTF8(<char *>s, n, NULL)
+    text = PyUnicode_DecodeUTF8(<char *>s, n, NULL)
+    if n <= STR_CACHE_MAX and PyUnicode_IS_COMPACT_ASCII(text):
+        # ASCII only: then its length in characters equals n and its data is the bytes,
+        # which is what the comparison above relies on.
+        Py_INCREF(text)
+        Py_XDECREF(_STR_CACHE[slot])
+        _STR_CACHE[slot] = <PyObject *>text
+        _STR_HASH[slot] = h
+    return text
 
 
 cdef inline Py_ssize_t _read_len(const uint8_t *p, Py_ssize_t *pos, Py_ssize_t end) except -1:
@@ -461,7 +561,11 @@ cdef uint64_t _scan_properties(const uint8_t *p, Py_ssize_t q, Py_ssize_t stop, 
     cdef bint build = props is not None
     cdef object lst
     while q < stop:
-        pid = _read_varint(p, &q, stop)
+        if p[q] < 0x80:  # every property identifier so far is one byte (q < stop here)
+            pid = p[q]
+            q += 1
+        else:
+            pid = _read_varint(p, &q, stop)
         if pid >= 64 or _PTYPE[pid] == 0:
             raise MalformedPacket(f"unknown property identifier 0x{pid:02X} (2.2.2.2)")
         if not (_PALLOWED[pid] >> ptype) & 1:
@@ -526,11 +630,14 @@ cdef uint64_t _scan_properties(const uint8_t *p, Py_ssize_t q, Py_ssize_t stop, 
         elif build:
             key = _read_utf8(p, &q, stop)
             val = _read_utf8(p, &q, stop)
+            pair = (key, val)
+            # Two str: CPython's own collector would untrack it on its first pass.
+            PyObject_GC_UnTrack(<void *>pair)
             lst = _prop_get(props, _PSLOT[pid])
             if lst is None:
-                _prop_set(props, _PSLOT[pid], [(key, val)])
+                _prop_set(props, _PSLOT[pid], [pair])
             else:
-                lst.append((key, val))
+                lst.append(pair)
         else:
             _skip_utf8(p, &q, stop)
             _skip_utf8(p, &q, stop)
@@ -633,12 +740,12 @@ cdef class _LazyPropertiesField:
     def __get__(self, obj, cls):
         if obj is None:
             return self
-        if type(obj) is Publish or isinstance(obj, Publish):
+        if type(obj) is _PUBLISH_F.cls or isinstance(obj, Publish):
             return _publish_properties(obj)
         return self.member.__get__(obj, cls)  # raises the slot's TypeError
 
     def __set__(self, obj, value):
-        if type(obj) is Publish:
+        if type(obj) is _PUBLISH_F.cls:
             _PUBLISH_F.put(obj, 6, value)
         else:
             self.member.__set__(obj, value)
