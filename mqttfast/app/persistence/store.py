@@ -107,9 +107,10 @@ class SQLiteStorage(Storage):
         self.p_subs: dict[tuple[str, str], SubEntry | None] = {}
         self.p_deliv: dict[int, tuple[str, Delivery, int] | None] = {}
         self.p_qos2: dict[tuple[str, int], bool] = {}
-        self.new_msgs: dict[int, Message] = {}
         self.zero: set[int] = set()
-        # What is on disk (or pending insert): delivery ids, message reference counts.
+        # What is on disk or in a batch: delivery ids, and per message id the number of
+        # such deliveries. A delivery that goes before its batch is cut costs two dict
+        # operations: its message gets an id and a row only when a delivery row is cut.
         self.written: set[int] = set()
         self.refs: dict[int, int] = {}
         self.moving: dict[int, Delivery] = {}  # dequeued, not yet re-recorded in flight
@@ -132,6 +133,7 @@ class SQLiteStorage(Storage):
         self.hold_all = False  # a pending change that all output must wait for
         self.held: dict[Any, int] = {}  # connection -> its outputs not yet released
         self.loop: Any = None
+        self.timer: Any = None  # relaxed: the next commit's timer (asyncio.TimerHandle)
         self.flusher: Any = None
         self.broker: BrokerCore | None = None
         self.stats: Any = None
@@ -248,24 +250,17 @@ class SQLiteStorage(Storage):
             if d.qos == 2:
                 self._hold(session.conn)  # the PUBLISH / PUBREL waits
             return
-        # A new delivery: on disk before the publisher is acknowledged.
+        # A new delivery: on disk before the publisher is acknowledged. Its message is
+        # counted (and given a row) when the delivery is cut into a batch (_cut).
         did = d.sid = self.next_deliv
         self.next_deliv += 1
-        msg = d.msg
-        sid = msg.sid
-        if not sid:
-            sid = msg.sid = self.next_msg
-            self.next_msg += 1
-        count = self.refs.get(sid)
-        if count is None:
-            self.refs[sid] = 1
-            self.new_msgs[sid] = msg
-        else:
-            self.refs[sid] = count + 1
         self.p_deliv[did] = (session.client_id, d, pid)
-        self._hold_client(msg.origin)  # its PUBACK/PUBREC waits
-        if d.qos == 2:
-            self._hold(session.conn)  # exactly once: the packet id is stored before it
+        if self.strict:
+            self._hold_client(d.msg.origin)  # its PUBACK/PUBREC waits
+            if d.qos == 2:
+                self._hold(session.conn)  # exactly once: the packet id is stored before it
+        else:
+            self.dirty = True  # relaxed: nothing waits
 
     def delivery_dequeue(self, session: Session, d: Delivery) -> None:
         if d.sid:
@@ -273,9 +268,13 @@ class SQLiteStorage(Storage):
             self.dirty = True
 
     def delivery_remove(self, session: Session, d: Delivery) -> None:
-        if d.sid:
-            self._forget(d)
-            self.dirty = True
+        did = d.sid
+        if did:
+            d.sid = 0
+            if did in self.written:
+                self._unwrite(did, d)
+            else:  # never cut into a batch: forgotten in memory, nothing to write
+                self.p_deliv.pop(did, None)
 
     def _forget(self, d: Delivery) -> None:
         did = d.sid
@@ -283,9 +282,15 @@ class SQLiteStorage(Storage):
             return
         d.sid = 0
         if did in self.written:
-            self.p_deliv[did] = None
+            self._unwrite(did, d)
         else:
             self.p_deliv.pop(did, None)
+
+    def _unwrite(self, did: int, d: Delivery) -> None:
+        """The row of delivery ``did`` (on disk or in a batch) goes; so does its message's
+        when no other delivery row refers to it."""
+        self.p_deliv[did] = None
+        self.dirty = True
         sid = d.msg.sid
         count = self.refs[sid] - 1
         self.refs[sid] = count
@@ -312,10 +317,35 @@ class SQLiteStorage(Storage):
             flusher.commit = None
             flusher.delay = self.flush_delay
             flusher.gate = self.gate
-        else:  # relaxed: nothing waits for the disk; commits start from here when due
-            flusher.commit = self._relaxed_due
+        else:
+            # relaxed: nothing waits for the disk, and no hook runs per write: a timer
+            # starts the commits (the transport keeps its same-turn flush of small reads).
+            flusher.commit = None
             flusher.delay = None
             flusher.gate = None
+            self._arm(self.interval)
+
+    def _arm(self, wait: float) -> None:
+        loop = self.loop
+        if loop is not None and self.timer is None:
+            self.timer = loop.call_later(wait, self._relaxed_timer)
+
+    def _relaxed_timer(self) -> None:
+        """relaxed: a commit starts every ``interval`` s while there are changes."""
+        self.timer = None
+        if self.closed or self.degraded:
+            return
+        if not self.dirty:
+            self._arm(self.interval)  # the first change is committed within an interval
+            return
+        wait = self.interval - (time.monotonic() - self.last_commit)
+        if wait <= 0:
+            if self.inflight is None:
+                self._start()
+                wait = self.interval
+            else:  # the previous commit is still being written: look again soon
+                wait = self.interval / 10
+        self._arm(wait)
 
     def gate(self, conn: Any, release: Callable[[bool], None]) -> None:
         """Strict: the output of connection ``conn`` is ready. ``release(True)`` runs once
@@ -584,51 +614,48 @@ class SQLiteStorage(Storage):
                 ops.append(("DELETE FROM subscriptions WHERE client_id = ? AND filter = ?", dels))
             if puts:
                 ops.append(("INSERT OR REPLACE INTO subscriptions VALUES (?,?,?,?,?,?,?)", puts))
-        msg_dels = []
-        if self.zero:
-            refs = self.refs
-            for sid in self.zero:
-                if refs.get(sid) == 0:
-                    del refs[sid]
-                    if self.new_msgs.pop(sid, None) is None:
-                        msg_dels.append((sid,))
-        if self.new_msgs:
-            ops.append(
-                (
-                    "INSERT OR REPLACE INTO messages VALUES (?,?,?,?,?,?,?,?)",
-                    [
-                        (
-                            sid,
-                            m.topic,
-                            m.payload,
-                            m.qos,
-                            int(m.retain),
-                            encode_props(m.properties),
-                            None if m.expires_at is None else m.expires_at + off,
-                            m.origin,
-                        )
-                        for sid, m in self.new_msgs.items()
-                    ],
-                )
-            )
-        if msg_dels:
-            ops.append(("DELETE FROM messages WHERE id = ?", msg_dels))
         written = self.written
+        refs = self.refs
+        msg_puts: list[tuple[Any, ...]] = []
+        msg_dels = []
+        d_puts: list[tuple[Any, ...]] = []
+        d_dels: list[tuple[Any, ...]] = []
         if self.p_deliv:
-            puts = []
-            dels = []
             for did, row in self.p_deliv.items():
                 if row is None:
-                    dels.append((did,))
+                    d_dels.append((did,))
                     written.discard(did)
                 else:
                     cid, d, pid = row
+                    m = d.msg
+                    sid = m.sid
+                    if did not in written:  # a new row: one more reference to its message
+                        written.add(did)
+                        count = refs.get(sid) if sid else None
+                        if count is None:  # the message has no row (yet, or any more)
+                            if not sid:
+                                sid = m.sid = self.next_msg
+                                self.next_msg += 1
+                            count = 0
+                            msg_puts.append(
+                                (
+                                    sid,
+                                    m.topic,
+                                    m.payload,
+                                    m.qos,
+                                    int(m.retain),
+                                    encode_props(m.properties),
+                                    None if m.expires_at is None else m.expires_at + off,
+                                    m.origin,
+                                )
+                            )
+                        refs[sid] = count + 1
                     shared: Any = d.shared
-                    puts.append(
+                    d_puts.append(
                         (
                             did,
                             cid,
-                            d.msg.sid,
+                            sid,
                             d.qos,
                             int(d.retain),
                             None if d.sub_ids is None else ",".join(map(str, d.sub_ids)),
@@ -639,11 +666,19 @@ class SQLiteStorage(Storage):
                             else f"$share/{shared.group}/{shared.topic_filter}",
                         )
                     )
-                    written.add(did)
-            if dels:
-                ops.append(("DELETE FROM deliveries WHERE id = ?", dels))
-            if puts:
-                ops.append(("INSERT OR REPLACE INTO deliveries VALUES (?,?,?,?,?,?,?,?,?)", puts))
+        if self.zero:  # after the new rows: a message may have got a reference back
+            for sid in self.zero:
+                if refs.get(sid) == 0:
+                    del refs[sid]
+                    msg_dels.append((sid,))
+        if msg_puts:
+            ops.append(("INSERT OR REPLACE INTO messages VALUES (?,?,?,?,?,?,?,?)", msg_puts))
+        if msg_dels:
+            ops.append(("DELETE FROM messages WHERE id = ?", msg_dels))
+        if d_dels:
+            ops.append(("DELETE FROM deliveries WHERE id = ?", d_dels))
+        if d_puts:
+            ops.append(("INSERT OR REPLACE INTO deliveries VALUES (?,?,?,?,?,?,?,?,?)", d_puts))
         if self.p_qos2:
             q_puts = [k for k, v in self.p_qos2.items() if v]
             q_dels = [k for k, v in self.p_qos2.items() if not v]
@@ -665,7 +700,6 @@ class SQLiteStorage(Storage):
         self.p_subs.clear()
         self.p_deliv.clear()
         self.p_qos2.clear()
-        self.new_msgs.clear()
         self.zero.clear()
         self.dirty = self.sync = False
         self.sync_since = None
@@ -688,6 +722,9 @@ class SQLiteStorage(Storage):
         if not self.degraded:
             self.commit()  # waits for the batch in flight, then the rest
         self.closed = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         self.writer.shutdown(wait=True)
         try:
             self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
