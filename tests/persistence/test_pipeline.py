@@ -70,8 +70,10 @@ class InProcessBroker:
     """A strict broker on an event loop in a thread, on a real socket, whose storage
     runs ``hook(ops)`` in the writer thread just before each COMMIT."""
 
-    def __init__(self, data_dir: Path, hook: Callable[[list[Any]], None]) -> None:
-        self.storage = SQLiteStorage(str(data_dir), "strict")
+    def __init__(
+        self, data_dir: Path, hook: Callable[[list[Any]], None], window: float = 0.002
+    ) -> None:
+        self.storage = SQLiteStorage(str(data_dir), "strict", window=window)
         self.storage.before_commit = hook
         self.core = BrokerCore(BrokerSettings(), storage=self.storage)
         self.storage.recover(self.core)
@@ -174,3 +176,59 @@ def test_outgoing_qos2_publish_waits_for_its_commit(
     assert b"exactly-once" in stored_payloads(broker.storage.data_dir)
     sub.close()
     pub.close()
+
+
+def test_puback_waits_for_the_commit_while_the_online_subscriber_has_not_acked(
+    blocked: tuple[InProcessBroker, threading.Event, threading.Event],
+) -> None:
+    """Ack-or-commit: the subscriber is online and got the message (QoS 1 deliveries do
+    not wait for the disk) but has not acknowledged it: the publisher's PUBACK waits for
+    the commit holding the message."""
+    broker, entered, go = blocked
+    sub = RawClient(broker.port, 5)
+    sub.connect("on-sub", clean_start=False, properties=Properties(session_expiry_interval=3600))
+    sub.subscribe(("o/#", 1))
+    pub = RawClient(broker.port, 5)
+    pub.connect("on-pub")
+    pub.send_packet(Publish("o/x", b"unacked", qos=1, packet_id=1))
+    got = sub.expect(Publish, timeout=5)
+    assert got.payload == b"unacked"
+    assert entered.wait(10), "the commit of the unacknowledged delivery never started"
+    pub.expect_no_packet(0.5)  # neither committed nor acknowledged by the subscriber
+    go.set()
+    assert pub.expect(Puback, timeout=5).packet_id == 1
+    assert b"unacked" in stored_payloads(broker.storage.data_dir)
+    sub.close()
+    pub.close()
+
+
+def test_puback_needs_no_commit_once_the_subscriber_acked(tmp_path: Path) -> None:
+    """Ack-or-commit: a delivery acknowledged by its (persistent) subscriber before it was
+    written owes nothing to the disk: the publisher's PUBACK leaves without a commit, and
+    the message is never written (with a 2 s window, no commit starts meanwhile)."""
+    writes: list[Any] = []
+    broker = InProcessBroker(tmp_path / "data", writes.append, window=2.0)
+    try:
+        sub = RawClient(broker.port, 5)
+        sub.connect(
+            "ak-sub", clean_start=False, properties=Properties(session_expiry_interval=3600)
+        )
+        sub.subscribe(("a/#", 1))
+        pub = RawClient(broker.port, 5)
+        pub.connect("ak-pub")
+        time.sleep(0.2)
+        start = broker.storage.commits
+        pub.send_packet(Publish("a/x", b"acked-first", qos=1, packet_id=7))
+        got = sub.expect(Publish, timeout=5)
+        assert got.payload == b"acked-first"
+        sub.send_packet(Puback(got.packet_id))
+        assert pub.expect(Puback, timeout=1.5).packet_id == 7
+        assert broker.storage.commits == start
+        assert not any(
+            sql.startswith("INSERT OR REPLACE INTO messages") for ops in writes for sql, _ in ops
+        )
+        sub.close()
+        pub.close()
+    finally:
+        broker.close()
+    assert b"acked-first" not in stored_payloads(str(tmp_path / "data"))
