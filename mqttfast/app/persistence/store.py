@@ -11,7 +11,10 @@ transaction:
   instead of the socket (``bind_output``); those of a connection that pending
   changes confirm something to are released, in the connection's order, once
   the changes are committed (QoS 0/1 deliveries need not wait: at least once
-  allows the re-send a crash may cause). So a PUBACK/PUBREC to a publisher,
+  allows the re-send a crash may cause). A publisher's PUBACK/PUBREC waits for
+  each new delivery of its message to be committed *or* acknowledged by its
+  subscriber (ack-or-commit: a session that acknowledged its copy is owed
+  nothing, so that copy is never written). So a PUBACK/PUBREC to a publisher,
   PUBCOMP (incoming QoS 2 id released), SUBACK/UNSUBACK and CONNACK leave only
   after the state they confirm is on disk, and an outgoing QoS 2 PUBLISH / PUBREL
   only after its packet id / PUBREC-received state is ([MQTT-4.3.3-*], so
