@@ -145,6 +145,7 @@ class SQLiteStorage(Storage):
         self.groups: dict[Any, _Group] = {}
         self.dgroup: dict[int, _Group] = {}
         self.group_waits = 0  # outputs waiting for a group
+        self.after_commit: list[_Group] = []  # settled when the next batch is durable
         self.group_timer: Any = None
         self.loop: Any = None
         self.timer: Any = None  # relaxed: the next commit's timer (asyncio.TimerHandle)
@@ -307,7 +308,7 @@ class SQLiteStorage(Storage):
             if self.dgroup:
                 group = self.dgroup.pop(did, None)
                 if group is not None:  # acknowledged before committed: nothing owed
-                    self._group_done(group)
+                    self._removed_fresh(group, d)
 
     def _forget(self, d: Delivery) -> None:
         did = d.sid
@@ -320,7 +321,18 @@ class SQLiteStorage(Storage):
             self.p_deliv.pop(did, None)
         group = self.dgroup.pop(did, None)
         if group is not None:
+            self._removed_fresh(group, d)
+
+    def _removed_fresh(self, group: _Group, d: Delivery) -> None:
+        """A new delivery went before it was committed. Acknowledged (or expired, or
+        refused): its session is owed nothing. But one that came through a shared
+        subscription may be leaving only to go to another member of the group (its
+        session ended, 4.8.2): that new delivery is put now, in the next batch, and the
+        publisher's output must not leave before that batch is durable."""
+        if d.shared is None:
             self._group_done(group)
+        else:
+            self.after_commit.append(group)
 
     def _unwrite(self, did: int, d: Delivery) -> None:
         """The row of delivery ``did`` (on disk or in a batch) goes; so does its message's
@@ -529,6 +541,8 @@ class SQLiteStorage(Storage):
         batch = _Batch(self._cut(), self.waiting, self.hold, self.hold_all)
         batch.dids = self.cut_dids
         self.cut_dids = []
+        batch.after = self.after_commit
+        self.after_commit = []
         self.waiting = []
         self.hold = set()
         self.hold_all = False
@@ -554,14 +568,14 @@ class SQLiteStorage(Storage):
         self.last_done = time.monotonic()
         for release in batch.releases:
             release(True)
-        self._committed_dids(batch.dids)
+        self._committed_dids(batch.dids, batch.after)
         if self.inflight is None and not self.closed:
             if self.waiting:
                 self._start()  # the next batch, collected while this one was written
             elif self.group_waits and self.group_timer is None:
                 self.group_timer = self.loop.call_later(self.window, self._group_due)
 
-    def _committed_dids(self, dids: list[int]) -> None:
+    def _committed_dids(self, dids: list[int], after: list[_Group]) -> None:
         """New deliveries are durable: their publishers' outputs need not wait for them."""
         dgroup = self.dgroup
         if dgroup:
@@ -569,6 +583,8 @@ class SQLiteStorage(Storage):
                 group = dgroup.pop(did, None)
                 if group is not None:
                     self._group_done(group)
+        for group in after:
+            self._group_done(group)
 
     def _drain(self) -> None:
         """Wait for the batch in flight (if any) and release its output."""
@@ -591,6 +607,7 @@ class SQLiteStorage(Storage):
                 return
         ops = self._cut()
         dids, self.cut_dids = self.cut_dids, []
+        after, self.after_commit = self.after_commit, []
         waiting, self.waiting = self.waiting, []
         self.hold = set()
         self.hold_all = False
@@ -602,7 +619,7 @@ class SQLiteStorage(Storage):
         self._committed()
         for release in waiting:
             release(True)
-        self._committed_dids(dids)
+        self._committed_dids(dids, after)
 
     def _committed(self) -> None:
         self.commits += 1
@@ -654,6 +671,7 @@ class SQLiteStorage(Storage):
             self._fail_conn(conn)
         self.groups.clear()
         self.dgroup.clear()
+        self.after_commit = []
         self.group_waits = 0
 
     def _write(self, ops: list[tuple[str, list[Any]]]) -> None:
@@ -929,7 +947,7 @@ class _Group:
 class _Batch:
     """One transaction on its way to the disk and the output that waits for it."""
 
-    __slots__ = ("ops", "releases", "hold", "hold_all", "future", "finished", "dids")
+    __slots__ = ("ops", "releases", "hold", "hold_all", "future", "finished", "dids", "after")
 
     def __init__(
         self,
@@ -945,3 +963,4 @@ class _Batch:
         self.future: Future[None] | None = None
         self.finished = False
         self.dids: list[int] = []  # new deliveries in it
+        self.after: list[_Group] = []  # groups settled by it (see _removed_fresh)
