@@ -232,3 +232,51 @@ def test_puback_needs_no_commit_once_the_subscriber_acked(tmp_path: Path) -> Non
     finally:
         broker.close()
     assert b"acked-first" not in stored_payloads(str(tmp_path / "data"))
+
+
+def test_shared_delivery_moved_to_another_member_holds_the_puback(tmp_path: Path) -> None:
+    """Ack-or-commit must not count a shared-subscription delivery that leaves its session
+    only to go to another member (4.8.2) as acknowledged: the publisher's PUBACK waits for
+    the commit of the new member's copy. (With a 1 s window nothing is committed when x
+    goes: without this the PUBACK left at once, before anything was stored.)"""
+    writes: list[Any] = []
+    broker = InProcessBroker(tmp_path / "data", writes.append, window=1.0)
+    persist = Properties(session_expiry_interval=3600)
+    try:
+        y = RawClient(broker.port, 5)
+        y.connect("sh-y", clean_start=False, properties=persist)
+        y.subscribe(("$share/g/s/#", 1))
+        y.disconnect()
+        x = RawClient(broker.port, 5)
+        x.connect(
+            "sh-x",
+            clean_start=False,
+            properties=Properties(session_expiry_interval=3600, receive_maximum=1),
+        )
+        x.subscribe(("$share/g/s/#", 1))
+        other = RawClient(broker.port, 5)
+        other.connect("sh-other")
+        pub = RawClient(broker.port, 5)
+        pub.connect("sh-pub")
+        time.sleep(1.5)  # the sessions' and subscriptions' commits are done
+        other.send_packet(Publish("s/0", b"fills-x-window", qos=1, packet_id=1))
+        assert x.expect(Publish, timeout=5).payload == b"fills-x-window"  # not acked
+        pub.send_packet(Publish("s/1", b"moved", qos=1, packet_id=2))
+        x.expect_no_packet(0.2)  # queued at x (receive maximum 1), preferred to offline y
+        x.close()  # x's queued shared message goes to y's queue
+        ack = pub.expect(Puback, timeout=5)
+        assert ack.packet_id == 2
+        assert b"moved" in stored_payloads(broker.storage.data_dir), "PUBACK before commit"
+        pub.close()
+        other.close()
+    finally:
+        broker.close()
+    db = sqlite3.connect(f"file:{tmp_path}/data/mqttfast.db?mode=ro", uri=True)
+    try:
+        rows = db.execute(
+            "SELECT m.payload FROM deliveries d JOIN messages m ON m.id = d.msg_id "
+            "WHERE d.client_id = 'sh-y'"
+        ).fetchall()
+    finally:
+        db.close()
+    assert rows == [(b"moved",)]
