@@ -207,7 +207,7 @@ def test_puback_needs_no_commit_once_the_subscriber_acked(tmp_path: Path) -> Non
     written owes nothing to the disk: the publisher's PUBACK leaves without a commit, and
     the message is never written (with a 2 s window, no commit starts meanwhile)."""
     writes: list[Any] = []
-    broker = InProcessBroker(tmp_path / "data", writes.append, window=2.0)
+    broker = InProcessBroker(tmp_path / "data", writes.append)
     try:
         sub = RawClient(broker.port, 5)
         sub.connect(
@@ -217,12 +217,13 @@ def test_puback_needs_no_commit_once_the_subscriber_acked(tmp_path: Path) -> Non
         pub = RawClient(broker.port, 5)
         pub.connect("ak-pub")
         time.sleep(0.2)
+        broker.storage.window = 2.0  # (set now: the CONNACKs above waited for it)
         start = broker.storage.commits
         pub.send_packet(Publish("a/x", b"acked-first", qos=1, packet_id=7))
         got = sub.expect(Publish, timeout=5)
         assert got.payload == b"acked-first"
         sub.send_packet(Puback(got.packet_id))
-        assert pub.expect(Puback, timeout=1.5).packet_id == 7
+        assert pub.expect(Puback, timeout=5).packet_id == 7
         assert broker.storage.commits == start
         assert not any(
             sql.startswith("INSERT OR REPLACE INTO messages") for ops in writes for sql, _ in ops
@@ -240,7 +241,7 @@ def test_shared_delivery_moved_to_another_member_holds_the_puback(tmp_path: Path
     the commit of the new member's copy. (With a 1 s window nothing is committed when x
     goes: without this the PUBACK left at once, before anything was stored.)"""
     writes: list[Any] = []
-    broker = InProcessBroker(tmp_path / "data", writes.append, window=1.0)
+    broker = InProcessBroker(tmp_path / "data", writes.append)
     persist = Properties(session_expiry_interval=3600)
     try:
         y = RawClient(broker.port, 5)
@@ -258,7 +259,8 @@ def test_shared_delivery_moved_to_another_member_holds_the_puback(tmp_path: Path
         other.connect("sh-other")
         pub = RawClient(broker.port, 5)
         pub.connect("sh-pub")
-        time.sleep(1.5)  # the sessions' and subscriptions' commits are done
+        time.sleep(0.5)  # the sessions' and subscriptions' commits are done
+        broker.storage.window = 1.0  # (set now: the CONNACKs above waited for it)
         other.send_packet(Publish("s/0", b"fills-x-window", qos=1, packet_id=1))
         assert x.expect(Publish, timeout=5).payload == b"fills-x-window"  # not acked
         pub.send_packet(Publish("s/1", b"moved", qos=1, packet_id=2))
