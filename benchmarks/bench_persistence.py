@@ -32,13 +32,26 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-LOADGEN_SRC = REPO.parent / "shared" / "bench" / "mqtt-loadgen.c"
+# ``../shared/bench`` next to the checkout; a git worktree (``/work/wt/<branch>``) sits
+# one level deeper than the main checkout, so the parents of both are tried.
+LOADGEN_CANDIDATES = [p / "shared" / "bench" / "mqtt-loadgen.c" for p in REPO.parents[:3]]
 CLEAN_FLAGS = b"*p++ = 4; *p++ = 0x02;"
 PERSISTENT_FLAGS = b"*p++ = 4; *p++ = 0x00;"
 
 
-def build_loadgen(persistent: bool) -> str:
-    src = LOADGEN_SRC.read_bytes()
+def find_loadgen() -> Path:
+    for path in LOADGEN_CANDIDATES:
+        if path.is_file():
+            return path
+    raise SystemExit(
+        "error: mqtt-loadgen.c not found (looked in "
+        + ", ".join(map(str, LOADGEN_CANDIDATES))
+        + "); pass --c-source PATH"
+    )
+
+
+def build_loadgen(source: Path, persistent: bool) -> str:
+    src = source.read_bytes()
     if persistent:
         assert src.count(CLEAN_FLAGS) == 1, "loadgen CONNECT encoding changed; update the patch"
         src = src.replace(CLEAN_FLAGS, PERSISTENT_FLAGS)
@@ -166,16 +179,23 @@ def main() -> int:
     ap.add_argument("--pairs", type=int, default=8)
     ap.add_argument("--runs", type=int, default=1, help="rounds; medians over them")
     ap.add_argument("--no-mosquitto", action="store_true", help="mqttfast cells only")
+    ap.add_argument(
+        "--persistent-only",
+        action="store_true",
+        help="skip the clean-session cells (persistent subscriber sessions only)",
+    )
+    ap.add_argument("--c-source", type=Path, default=None, help="path to mqtt-loadgen.c")
     args = ap.parse_args()
-    persistent_lg = build_loadgen(True)
-    clean_lg = build_loadgen(False)
+    source = args.c_source or find_loadgen()
+    persistent_lg = build_loadgen(source, True)
+    clean_lg = build_loadgen(source, False)
     cells = [
         ("mqttfast-off", persistent_lg),
         ("mqttfast-relaxed", persistent_lg),
         ("mqttfast-strict", persistent_lg),
-        ("mqttfast-off", clean_lg),
-        ("mqttfast-strict", clean_lg),
     ]
+    if not args.persistent_only:
+        cells += [("mqttfast-off", clean_lg), ("mqttfast-strict", clean_lg)]
     if not args.no_mosquitto and (
         shutil.which("mosquitto") or os.path.exists("/usr/sbin/mosquitto")
     ):

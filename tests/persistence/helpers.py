@@ -28,12 +28,19 @@ class DurableBroker:
         self.proc = BrokerProcess(
             ["--data-dir", str(self.data_dir), *self.extra_args], port=self.port
         )
-        self.proc.start()
-        # One CONNECT round trip: the broker's event loop is running, so its SIGTERM
-        # handler is installed (a SIGTERM right after bind would otherwise kill it).
-        with RawClient(self.port, 4) as c:
-            c.connect("")
-            c.disconnect()
+        try:
+            self.proc.start()
+            # One CONNECT round trip: the broker's event loop is running, so its SIGTERM
+            # handler is installed (a SIGTERM right after bind would otherwise kill it).
+            with RawClient(self.port, 4) as c:
+                c.connect("")
+                c.disconnect()
+        except BaseException:
+            # A failed start must not leave the broker running (nor its data dir locked):
+            # kill it, keep its log for the failure message.
+            self.proc.kill()
+            self._finish()
+            raise
         return self
 
     def _finish(self) -> None:

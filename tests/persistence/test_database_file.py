@@ -197,3 +197,41 @@ def test_session_user_name_is_stored(tmp_path) -> None:
     finally:
         b.close()
     assert db_rows(data, "SELECT client_id, username FROM sessions") == [("named", "alice")]
+
+
+def test_failed_start_does_not_leak_the_broker(tmp_path: Path) -> None:
+    """DurableBroker.start() whose handshake fails (anonymous CONNECT refused: a password
+    file is set) kills the broker it started: its data directory is free again (the
+    broker holds an exclusive lock on mqttfast.lock while it runs)."""
+    import fcntl
+    import os
+    import subprocess
+    import sys
+    import time
+
+    pwfile = tmp_path / "passwd"
+    subprocess.run(
+        [sys.executable, "-m", "mqttfast", "passwd", "-c", "-b", str(pwfile), "u", "p"],
+        check=True,
+        timeout=30,
+        capture_output=True,
+    )
+    broker = DurableBroker(tmp_path / "data", ["--password-file", str(pwfile)])
+    try:
+        with pytest.raises(AssertionError):
+            broker.start()
+        assert broker.proc is None
+        fd = os.open(tmp_path / "data" / "mqttfast.lock", os.O_RDWR)
+        try:
+            deadline = time.monotonic() + 5
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline, "the broker of a failed start still runs"
+                    time.sleep(0.05)
+        finally:
+            os.close(fd)
+    finally:
+        broker.close()

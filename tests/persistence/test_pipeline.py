@@ -70,8 +70,10 @@ class InProcessBroker:
     """A strict broker on an event loop in a thread, on a real socket, whose storage
     runs ``hook(ops)`` in the writer thread just before each COMMIT."""
 
-    def __init__(self, data_dir: Path, hook: Callable[[list[Any]], None]) -> None:
-        self.storage = SQLiteStorage(str(data_dir), "strict")
+    def __init__(
+        self, data_dir: Path, hook: Callable[[list[Any]], None], window: float = 0.002
+    ) -> None:
+        self.storage = SQLiteStorage(str(data_dir), "strict", window=window)
         self.storage.before_commit = hook
         self.core = BrokerCore(BrokerSettings(), storage=self.storage)
         self.storage.recover(self.core)
@@ -174,3 +176,109 @@ def test_outgoing_qos2_publish_waits_for_its_commit(
     assert b"exactly-once" in stored_payloads(broker.storage.data_dir)
     sub.close()
     pub.close()
+
+
+def test_puback_waits_for_the_commit_while_the_online_subscriber_has_not_acked(
+    blocked: tuple[InProcessBroker, threading.Event, threading.Event],
+) -> None:
+    """Ack-or-commit: the subscriber is online and got the message (QoS 1 deliveries do
+    not wait for the disk) but has not acknowledged it: the publisher's PUBACK waits for
+    the commit holding the message."""
+    broker, entered, go = blocked
+    sub = RawClient(broker.port, 5)
+    sub.connect("on-sub", clean_start=False, properties=Properties(session_expiry_interval=3600))
+    sub.subscribe(("o/#", 1))
+    pub = RawClient(broker.port, 5)
+    pub.connect("on-pub")
+    pub.send_packet(Publish("o/x", b"unacked", qos=1, packet_id=1))
+    got = sub.expect(Publish, timeout=5)
+    assert got.payload == b"unacked"
+    assert entered.wait(10), "the commit of the unacknowledged delivery never started"
+    pub.expect_no_packet(0.5)  # neither committed nor acknowledged by the subscriber
+    go.set()
+    assert pub.expect(Puback, timeout=5).packet_id == 1
+    assert b"unacked" in stored_payloads(broker.storage.data_dir)
+    sub.close()
+    pub.close()
+
+
+def test_puback_needs_no_commit_once_the_subscriber_acked(tmp_path: Path) -> None:
+    """Ack-or-commit: a delivery acknowledged by its (persistent) subscriber before it was
+    written owes nothing to the disk: the publisher's PUBACK leaves without a commit, and
+    the message is never written (with a 2 s window, no commit starts meanwhile)."""
+    writes: list[Any] = []
+    broker = InProcessBroker(tmp_path / "data", writes.append)
+    try:
+        sub = RawClient(broker.port, 5)
+        sub.connect(
+            "ak-sub", clean_start=False, properties=Properties(session_expiry_interval=3600)
+        )
+        sub.subscribe(("a/#", 1))
+        pub = RawClient(broker.port, 5)
+        pub.connect("ak-pub")
+        time.sleep(0.2)
+        broker.storage.window = 2.0  # (set now: the CONNACKs above waited for it)
+        start = broker.storage.commits
+        pub.send_packet(Publish("a/x", b"acked-first", qos=1, packet_id=7))
+        got = sub.expect(Publish, timeout=5)
+        assert got.payload == b"acked-first"
+        sub.send_packet(Puback(got.packet_id))
+        assert pub.expect(Puback, timeout=5).packet_id == 7
+        assert broker.storage.commits == start
+        assert not any(
+            sql.startswith("INSERT OR REPLACE INTO messages") for ops in writes for sql, _ in ops
+        )
+        sub.close()
+        pub.close()
+    finally:
+        broker.close()
+    assert b"acked-first" not in stored_payloads(str(tmp_path / "data"))
+
+
+def test_shared_delivery_moved_to_another_member_holds_the_puback(tmp_path: Path) -> None:
+    """Ack-or-commit must not count a shared-subscription delivery that leaves its session
+    only to go to another member (4.8.2) as acknowledged: the publisher's PUBACK waits for
+    the commit of the new member's copy. (With a 1 s window nothing is committed when x
+    goes: without this the PUBACK left at once, before anything was stored.)"""
+    writes: list[Any] = []
+    broker = InProcessBroker(tmp_path / "data", writes.append)
+    persist = Properties(session_expiry_interval=3600)
+    try:
+        y = RawClient(broker.port, 5)
+        y.connect("sh-y", clean_start=False, properties=persist)
+        y.subscribe(("$share/g/s/#", 1))
+        y.disconnect()
+        x = RawClient(broker.port, 5)
+        x.connect(
+            "sh-x",
+            clean_start=False,
+            properties=Properties(session_expiry_interval=3600, receive_maximum=1),
+        )
+        x.subscribe(("$share/g/s/#", 1))
+        other = RawClient(broker.port, 5)
+        other.connect("sh-other")
+        pub = RawClient(broker.port, 5)
+        pub.connect("sh-pub")
+        time.sleep(0.5)  # the sessions' and subscriptions' commits are done
+        broker.storage.window = 1.0  # (set now: the CONNACKs above waited for it)
+        other.send_packet(Publish("s/0", b"fills-x-window", qos=1, packet_id=1))
+        assert x.expect(Publish, timeout=5).payload == b"fills-x-window"  # not acked
+        pub.send_packet(Publish("s/1", b"moved", qos=1, packet_id=2))
+        x.expect_no_packet(0.2)  # queued at x (receive maximum 1), preferred to offline y
+        x.close()  # x's queued shared message goes to y's queue
+        ack = pub.expect(Puback, timeout=5)
+        assert ack.packet_id == 2
+        assert b"moved" in stored_payloads(broker.storage.data_dir), "PUBACK before commit"
+        pub.close()
+        other.close()
+    finally:
+        broker.close()
+    db = sqlite3.connect(f"file:{tmp_path}/data/mqttfast.db?mode=ro", uri=True)
+    try:
+        rows = db.execute(
+            "SELECT m.payload FROM deliveries d JOIN messages m ON m.id = d.msg_id "
+            "WHERE d.client_id = 'sh-y'"
+        ).fetchall()
+    finally:
+        db.close()
+    assert rows == [(b"moved",)]

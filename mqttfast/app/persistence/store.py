@@ -11,7 +11,10 @@ transaction:
   instead of the socket (``bind_output``); those of a connection that pending
   changes confirm something to are released, in the connection's order, once
   the changes are committed (QoS 0/1 deliveries need not wait: at least once
-  allows the re-send a crash may cause). So a PUBACK/PUBREC to a publisher,
+  allows the re-send a crash may cause). A publisher's PUBACK/PUBREC waits for
+  each new delivery of its message to be committed *or* acknowledged by its
+  subscriber (ack-or-commit: a session that acknowledged its copy is owed
+  nothing, so that copy is never written). So a PUBACK/PUBREC to a publisher,
   PUBCOMP (incoming QoS 2 id released), SUBACK/UNSUBACK and CONNACK leave only
   after the state they confirm is on disk, and an outgoing QoS 2 PUBLISH / PUBREL
   only after its packet id / PUBREC-received state is ([MQTT-4.3.3-*], so
@@ -43,6 +46,7 @@ import logging
 import os
 import sqlite3
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
@@ -107,9 +111,10 @@ class SQLiteStorage(Storage):
         self.p_subs: dict[tuple[str, str], SubEntry | None] = {}
         self.p_deliv: dict[int, tuple[str, Delivery, int] | None] = {}
         self.p_qos2: dict[tuple[str, int], bool] = {}
-        self.new_msgs: dict[int, Message] = {}
         self.zero: set[int] = set()
-        # What is on disk (or pending insert): delivery ids, message reference counts.
+        # What is on disk or in a batch: delivery ids, and per message id the number of
+        # such deliveries. A delivery that goes before its batch is cut costs two dict
+        # operations: its message gets an id and a row only when a delivery row is cut.
         self.written: set[int] = set()
         self.refs: dict[int, int] = {}
         self.moving: dict[int, Delivery] = {}  # dequeued, not yet re-recorded in flight
@@ -127,11 +132,24 @@ class SQLiteStorage(Storage):
         self.writer = ThreadPoolExecutor(1, thread_name_prefix="mqttfast-commit")
         self.inflight: _Batch | None = None
         self.waiting: list[Callable[[bool], None]] = []
-        self.waiting_conns: set[Any] = set()  # connections with output in ``waiting``
         self.hold: set[Any] = set()  # connections whose output relies on pending changes
         self.hold_all = False  # a pending change that all output must wait for
-        self.held: dict[Any, int] = {}  # connection -> its outputs not yet released
+        # Each connection's outputs not yet released, in order (a connection's bytes keep
+        # their order whatever each output waits for).
+        self.outq: dict[Any, deque[_Out]] = {}
+        # Ack-or-commit: a publisher's acknowledgement of a QoS 1/2 message for persistent
+        # sessions waits until each new delivery of it is either committed or acknowledged
+        # by its subscriber (then nothing is owed to it: nothing to store). The deliveries
+        # put since a connection's last output form its open group; its next output waits
+        # for that group. A fresh delivery maps to its group until one of the two happens.
+        self.groups: dict[Any, _Group] = {}
+        self.dgroup: dict[int, _Group] = {}
+        self.group_waits = 0  # outputs waiting for a group
+        self.after_commit: list[_Group] = []  # settled when the next batch is durable
+        self.group_timer: Any = None
         self.loop: Any = None
+        self.timer: Any = None  # relaxed: the next commit's timer (asyncio.TimerHandle)
+        self.cut_dids: list[int] = []  # new deliveries in the batch being cut
         self.flusher: Any = None
         self.broker: BrokerCore | None = None
         self.stats: Any = None
@@ -248,24 +266,31 @@ class SQLiteStorage(Storage):
             if d.qos == 2:
                 self._hold(session.conn)  # the PUBLISH / PUBREL waits
             return
-        # A new delivery: on disk before the publisher is acknowledged.
+        # A new delivery: on disk before the publisher is acknowledged. Its message is
+        # counted (and given a row) when the delivery is cut into a batch (_cut).
         did = d.sid = self.next_deliv
         self.next_deliv += 1
-        msg = d.msg
-        sid = msg.sid
-        if not sid:
-            sid = msg.sid = self.next_msg
-            self.next_msg += 1
-        count = self.refs.get(sid)
-        if count is None:
-            self.refs[sid] = 1
-            self.new_msgs[sid] = msg
-        else:
-            self.refs[sid] = count + 1
         self.p_deliv[did] = (session.client_id, d, pid)
-        self._hold_client(msg.origin)  # its PUBACK/PUBREC waits
-        if d.qos == 2:
-            self._hold(session.conn)  # exactly once: the packet id is stored before it
+        self.dirty = True
+        if self.strict:
+            # Its publisher's PUBACK/PUBREC waits until it is committed or acknowledged.
+            origin = d.msg.origin
+            broker = self.broker
+            conn = None
+            if origin is not None and broker is not None:
+                owner = broker.sessions.get(origin)
+                if owner is not None:
+                    conn = owner.conn
+            if conn is not None:
+                group = self.groups.get(conn)
+                if group is None:
+                    group = self.groups[conn] = _Group()
+                group.count += 1
+                self.dgroup[did] = group
+            else:  # no local publisher connection: committed promptly all the same
+                self._hold_client(origin)
+            if d.qos == 2:
+                self._hold(session.conn)  # exactly once: the packet id is stored before it
 
     def delivery_dequeue(self, session: Session, d: Delivery) -> None:
         if d.sid:
@@ -273,9 +298,17 @@ class SQLiteStorage(Storage):
             self.dirty = True
 
     def delivery_remove(self, session: Session, d: Delivery) -> None:
-        if d.sid:
-            self._forget(d)
-            self.dirty = True
+        did = d.sid
+        if did:
+            d.sid = 0
+            if did in self.written:
+                self._unwrite(did, d)
+            else:  # never cut into a batch: forgotten in memory, nothing to write
+                self.p_deliv.pop(did, None)
+            if self.dgroup:
+                group = self.dgroup.pop(did, None)
+                if group is not None:  # acknowledged before committed: nothing owed
+                    self._removed_fresh(group, d)
 
     def _forget(self, d: Delivery) -> None:
         did = d.sid
@@ -283,9 +316,29 @@ class SQLiteStorage(Storage):
             return
         d.sid = 0
         if did in self.written:
-            self.p_deliv[did] = None
+            self._unwrite(did, d)
         else:
             self.p_deliv.pop(did, None)
+        group = self.dgroup.pop(did, None)
+        if group is not None:
+            self._removed_fresh(group, d)
+
+    def _removed_fresh(self, group: _Group, d: Delivery) -> None:
+        """A new delivery went before it was committed. Acknowledged (or expired, or
+        refused): its session is owed nothing. But one that came through a shared
+        subscription may be leaving only to go to another member of the group (its
+        session ended, 4.8.2): that new delivery is put now, in the next batch, and the
+        publisher's output must not leave before that batch is durable."""
+        if d.shared is None:
+            self._group_done(group)
+        else:
+            self.after_commit.append(group)
+
+    def _unwrite(self, did: int, d: Delivery) -> None:
+        """The row of delivery ``did`` (on disk or in a batch) goes; so does its message's
+        when no other delivery row refers to it."""
+        self.p_deliv[did] = None
+        self.dirty = True
         sid = d.msg.sid
         count = self.refs[sid] - 1
         self.refs[sid] = count
@@ -312,51 +365,139 @@ class SQLiteStorage(Storage):
             flusher.commit = None
             flusher.delay = self.flush_delay
             flusher.gate = self.gate
-        else:  # relaxed: nothing waits for the disk; commits start from here when due
-            flusher.commit = self._relaxed_due
+        else:
+            # relaxed: nothing waits for the disk, and no hook runs per write: a timer
+            # starts the commits (the transport keeps its same-turn flush of small reads).
+            flusher.commit = None
             flusher.delay = None
             flusher.gate = None
+            self._arm(self.interval)
+
+    def _arm(self, wait: float) -> None:
+        loop = self.loop
+        if loop is not None and self.timer is None:
+            self.timer = loop.call_later(wait, self._relaxed_timer)
+
+    def _relaxed_timer(self) -> None:
+        """relaxed: a commit starts every ``interval`` s while there are changes."""
+        self.timer = None
+        if self.closed or self.degraded:
+            return
+        if not self.dirty:
+            self._arm(self.interval)  # the first change is committed within an interval
+            return
+        wait = self.interval - (time.monotonic() - self.last_commit)
+        if wait <= 0:
+            if self.inflight is None:
+                self._start()
+                wait = self.interval
+            else:  # the previous commit is still being written: look again soon
+                wait = self.interval / 10
+        self._arm(wait)
 
     def gate(self, conn: Any, release: Callable[[bool], None]) -> None:
         """Strict: the output of connection ``conn`` is ready. ``release(True)`` runs once
-        the changes it relies on are durable, and after the connection's earlier output
-        (whatever it relies on): a connection's bytes keep their order."""
+        the changes it relies on are durable (or, for new deliveries, acknowledged by
+        their subscribers), and after the connection's earlier output (whatever it
+        relies on): a connection's bytes keep their order."""
         if self.degraded:  # (called by a cluster's gate in front of ours)
             release(True)
             return
+        out: _Out | None = None
+        start = False
         inflight = self.inflight
         if self.hold_all or conn in self.hold:  # relies on changes not yet in a batch
-            target = self.waiting
-            self.waiting_conns.add(conn)
+            out = _Out(conn, release)
+            self.waiting.append(partial(self._out_done, out))
+            start = inflight is None
         elif inflight is not None and (inflight.hold_all or conn in inflight.hold):
-            target = inflight.releases
-        elif conn in self.held:  # behind its own earlier output
-            if conn in self.waiting_conns or inflight is None:
-                target = self.waiting
-            else:
-                target = inflight.releases
-        else:
-            release(True)
-            return
-        held = self.held
-        held[conn] = held.get(conn, 0) + 1
-        target.append(partial(self._release, conn, release))
-        if target is self.waiting and inflight is None:
+            out = _Out(conn, release)
+            inflight.releases.append(partial(self._out_done, out))
+        group = self.groups.pop(conn, None) if self.groups else None
+        if group is not None and group.count:
+            if out is None:
+                out = _Out(conn, release)
+                out.wait = 0
+            out.wait += 1
+            group.out = out
+            self.group_waits += 1
+            if not start and inflight is None and self.group_timer is None:
+                # Subscribers usually acknowledge within a few ms: commit what is still
+                # unacknowledged after the window.
+                self.group_timer = self.loop.call_later(self.window, self._group_due)
+        queue = self.outq.get(conn)
+        if out is None:
+            if not queue:
+                release(True)
+                return
+            out = _Out(conn, release)  # behind the connection's earlier output
+            out.wait = 0
+        if queue is None:
+            queue = self.outq[conn] = deque()
+        queue.append(out)
+        if start:
             self._start()
 
-    def _release(self, conn: Any, release: Callable[[bool], None], durable: bool) -> None:
-        held = self.held
-        count = held[conn] - 1
-        if count:
-            held[conn] = count
-        else:
-            del held[conn]
-        release(durable)
+    def _out_done(self, out: _Out, durable: bool) -> None:
+        """The batch an output waited for is durable (or failed)."""
+        if out.release is None:
+            return  # its connection failed already
+        if not durable:
+            self._fail_conn(out.conn)
+            return
+        out.wait -= 1
+        if out.wait == 0:
+            self._drain_conn(out.conn)
+
+    def _group_done(self, group: _Group) -> None:
+        """One delivery of ``group`` is committed or acknowledged."""
+        count = group.count - 1
+        group.count = count
+        if count == 0:
+            out = group.out
+            if out is not None:
+                group.out = None
+                self.group_waits -= 1
+                if out.release is not None:
+                    out.wait -= 1
+                    if out.wait == 0:
+                        self._drain_conn(out.conn)
+
+    def _drain_conn(self, conn: Any) -> None:
+        queue = self.outq.get(conn)
+        while queue and queue[0].wait == 0:
+            out = queue.popleft()
+            release = out.release
+            out.release = None
+            assert release is not None
+            release(True)
+        if not queue:
+            self.outq.pop(conn, None)
+
+    def _fail_conn(self, conn: Any) -> None:
+        """Never send what could not be stored: every held output of ``conn`` goes (the
+        transport then drops the connection)."""
+        queue = self.outq.pop(conn, None)
+        if queue:
+            for out in queue:
+                release = out.release
+                out.release = None
+                if release is not None:
+                    release(False)
+
+    def _group_due(self) -> None:
+        """Outputs still wait for unacknowledged deliveries: commit them."""
+        self.group_timer = None
+        if self.closed or self.degraded or not self.group_waits:
+            return
+        if self.inflight is None:
+            self._start()
+        # else: _finish starts the next batch
 
     def flush(self) -> None:
         """Commit now (per policy), synchronously: what is pending is durable on return."""
         if self.strict:
-            if self.sync or self.waiting or self.inflight is not None:
+            if self.sync or self.group_waits or self.waiting or self.inflight is not None:
                 self.commit()
         elif self.dirty and time.monotonic() - self.last_commit >= self.interval:
             self.commit()
@@ -384,7 +525,8 @@ class SQLiteStorage(Storage):
             return
         since = time.monotonic() - self.last_commit
         if (
-            self.dirty and ((self.strict and self.sync) or since >= self.interval)
+            self.dirty
+            and ((self.strict and (self.sync or self.group_waits)) or since >= self.interval)
         ) or since >= ALIVE_EVERY:
             if self.loop is None:
                 self.commit()
@@ -394,9 +536,14 @@ class SQLiteStorage(Storage):
     def _start(self) -> None:
         """Cut a batch of everything pending and hand it to the writer thread; the loop
         goes on collecting the next batch meanwhile (pipelining)."""
+        if self.groups:  # settled open groups of connections gone quiet (or closed)
+            self.groups = {c: g for c, g in self.groups.items() if g.count}
         batch = _Batch(self._cut(), self.waiting, self.hold, self.hold_all)
+        batch.dids = self.cut_dids
+        self.cut_dids = []
+        batch.after = self.after_commit
+        self.after_commit = []
         self.waiting = []
-        self.waiting_conns = set()
         self.hold = set()
         self.hold_all = False
         self.inflight = batch
@@ -421,8 +568,23 @@ class SQLiteStorage(Storage):
         self.last_done = time.monotonic()
         for release in batch.releases:
             release(True)
-        if self.waiting and self.inflight is None and not self.closed:
-            self._start()  # the next batch, collected while this one was written
+        self._committed_dids(batch.dids, batch.after)
+        if self.inflight is None and not self.closed:
+            if self.waiting:
+                self._start()  # the next batch, collected while this one was written
+            elif self.group_waits and self.group_timer is None:
+                self.group_timer = self.loop.call_later(self.window, self._group_due)
+
+    def _committed_dids(self, dids: list[int], after: list[_Group]) -> None:
+        """New deliveries are durable: their publishers' outputs need not wait for them."""
+        dgroup = self.dgroup
+        if dgroup:
+            for did in dids:
+                group = dgroup.pop(did, None)
+                if group is not None:
+                    self._group_done(group)
+        for group in after:
+            self._group_done(group)
 
     def _drain(self) -> None:
         """Wait for the batch in flight (if any) and release its output."""
@@ -444,8 +606,9 @@ class SQLiteStorage(Storage):
             if self.degraded:
                 return
         ops = self._cut()
+        dids, self.cut_dids = self.cut_dids, []
+        after, self.after_commit = self.after_commit, []
         waiting, self.waiting = self.waiting, []
-        self.waiting_conns = set()
         self.hold = set()
         self.hold_all = False
         try:
@@ -456,6 +619,7 @@ class SQLiteStorage(Storage):
         self._committed()
         for release in waiting:
             release(True)
+        self._committed_dids(dids, after)
 
     def _committed(self) -> None:
         self.commits += 1
@@ -503,6 +667,12 @@ class SQLiteStorage(Storage):
         self._clear()
         for release in held:
             release(False)
+        for conn in list(self.outq):  # outputs that waited for new deliveries too
+            self._fail_conn(conn)
+        self.groups.clear()
+        self.dgroup.clear()
+        self.after_commit = []
+        self.group_waits = 0
 
     def _write(self, ops: list[tuple[str, list[Any]]]) -> None:
         """The writer thread (or the loop thread when nothing is in flight): one
@@ -584,51 +754,50 @@ class SQLiteStorage(Storage):
                 ops.append(("DELETE FROM subscriptions WHERE client_id = ? AND filter = ?", dels))
             if puts:
                 ops.append(("INSERT OR REPLACE INTO subscriptions VALUES (?,?,?,?,?,?,?)", puts))
-        msg_dels = []
-        if self.zero:
-            refs = self.refs
-            for sid in self.zero:
-                if refs.get(sid) == 0:
-                    del refs[sid]
-                    if self.new_msgs.pop(sid, None) is None:
-                        msg_dels.append((sid,))
-        if self.new_msgs:
-            ops.append(
-                (
-                    "INSERT OR REPLACE INTO messages VALUES (?,?,?,?,?,?,?,?)",
-                    [
-                        (
-                            sid,
-                            m.topic,
-                            m.payload,
-                            m.qos,
-                            int(m.retain),
-                            encode_props(m.properties),
-                            None if m.expires_at is None else m.expires_at + off,
-                            m.origin,
-                        )
-                        for sid, m in self.new_msgs.items()
-                    ],
-                )
-            )
-        if msg_dels:
-            ops.append(("DELETE FROM messages WHERE id = ?", msg_dels))
         written = self.written
+        refs = self.refs
+        cut_dids = self.cut_dids
+        msg_puts: list[tuple[Any, ...]] = []
+        msg_dels = []
+        d_puts: list[tuple[Any, ...]] = []
+        d_dels: list[tuple[Any, ...]] = []
         if self.p_deliv:
-            puts = []
-            dels = []
             for did, row in self.p_deliv.items():
                 if row is None:
-                    dels.append((did,))
+                    d_dels.append((did,))
                     written.discard(did)
                 else:
                     cid, d, pid = row
+                    m = d.msg
+                    sid = m.sid
+                    if did not in written:  # a new row: one more reference to its message
+                        written.add(did)
+                        cut_dids.append(did)
+                        count = refs.get(sid) if sid else None
+                        if count is None:  # the message has no row (yet, or any more)
+                            if not sid:
+                                sid = m.sid = self.next_msg
+                                self.next_msg += 1
+                            count = 0
+                            msg_puts.append(
+                                (
+                                    sid,
+                                    m.topic,
+                                    m.payload,
+                                    m.qos,
+                                    int(m.retain),
+                                    encode_props(m.properties),
+                                    None if m.expires_at is None else m.expires_at + off,
+                                    m.origin,
+                                )
+                            )
+                        refs[sid] = count + 1
                     shared: Any = d.shared
-                    puts.append(
+                    d_puts.append(
                         (
                             did,
                             cid,
-                            d.msg.sid,
+                            sid,
                             d.qos,
                             int(d.retain),
                             None if d.sub_ids is None else ",".join(map(str, d.sub_ids)),
@@ -639,11 +808,19 @@ class SQLiteStorage(Storage):
                             else f"$share/{shared.group}/{shared.topic_filter}",
                         )
                     )
-                    written.add(did)
-            if dels:
-                ops.append(("DELETE FROM deliveries WHERE id = ?", dels))
-            if puts:
-                ops.append(("INSERT OR REPLACE INTO deliveries VALUES (?,?,?,?,?,?,?,?,?)", puts))
+        if self.zero:  # after the new rows: a message may have got a reference back
+            for sid in self.zero:
+                if refs.get(sid) == 0:
+                    del refs[sid]
+                    msg_dels.append((sid,))
+        if msg_puts:
+            ops.append(("INSERT OR REPLACE INTO messages VALUES (?,?,?,?,?,?,?,?)", msg_puts))
+        if msg_dels:
+            ops.append(("DELETE FROM messages WHERE id = ?", msg_dels))
+        if d_dels:
+            ops.append(("DELETE FROM deliveries WHERE id = ?", d_dels))
+        if d_puts:
+            ops.append(("INSERT OR REPLACE INTO deliveries VALUES (?,?,?,?,?,?,?,?,?)", d_puts))
         if self.p_qos2:
             q_puts = [k for k, v in self.p_qos2.items() if v]
             q_dels = [k for k, v in self.p_qos2.items() if not v]
@@ -665,7 +842,6 @@ class SQLiteStorage(Storage):
         self.p_subs.clear()
         self.p_deliv.clear()
         self.p_qos2.clear()
-        self.new_msgs.clear()
         self.zero.clear()
         self.dirty = self.sync = False
         self.sync_since = None
@@ -688,6 +864,10 @@ class SQLiteStorage(Storage):
         if not self.degraded:
             self.commit()  # waits for the batch in flight, then the rest
         self.closed = True
+        for timer in (self.timer, self.group_timer):
+            if timer is not None:
+                timer.cancel()
+        self.timer = self.group_timer = None
         self.writer.shutdown(wait=True)
         try:
             self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -741,10 +921,33 @@ def _widen(sql: str, size: int) -> str:
     return f"{head} VALUES " + ",".join([one] * size)
 
 
+class _Out:
+    """One output of a connection handed to the gate: released when ``wait`` (the batch
+    and/or the group it waits for) is 0 and the connection's earlier outputs are out."""
+
+    __slots__ = ("conn", "release", "wait")
+
+    def __init__(self, conn: Any, release: Callable[[bool], None]) -> None:
+        self.conn = conn
+        self.release: Callable[[bool], None] | None = release
+        self.wait = 1
+
+
+class _Group:
+    """New deliveries put since a connection's last output: that output waits until each
+    is committed or acknowledged by its subscriber."""
+
+    __slots__ = ("count", "out")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.out: _Out | None = None
+
+
 class _Batch:
     """One transaction on its way to the disk and the output that waits for it."""
 
-    __slots__ = ("ops", "releases", "hold", "hold_all", "future", "finished")
+    __slots__ = ("ops", "releases", "hold", "hold_all", "future", "finished", "dids", "after")
 
     def __init__(
         self,
@@ -759,3 +962,5 @@ class _Batch:
         self.hold_all = hold_all
         self.future: Future[None] | None = None
         self.finished = False
+        self.dids: list[int] = []  # new deliveries in it
+        self.after: list[_Group] = []  # groups settled by it (see _removed_fresh)
