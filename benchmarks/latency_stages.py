@@ -1,19 +1,22 @@
 """Where a message's time goes inside mqttfast at low load (issue 17), stage by stage.
 
     python3 benchmarks/latency_stages.py [--rate 2000] [--duration 6] [--out FILE]
+                                         [--c-source PATH/mqtt-loadgen.c]
 
 Starts one mqttfast broker (the CLI path, uvloop, same flags as compare_brokers.py) in a
 child process whose transport is instrumented with ``time.perf_counter_ns`` wrappers, runs
-the C load generator (``pairs --pairs 4 --qos 0 --rate R``, the latency cell of
-compare_brokers.py) against it, then prints the p50/p99 of each stage:
+the project's load generator (``mqttfast bench pairs --pairs 4 --qos 0 --rate R``, the
+latency cell of compare_brokers.py; ``--c-source PATH/mqtt-loadgen.c`` drives it with that
+C load generator instead, as a yardstick) against it, then prints the p50/p99 of each stage:
 
   decode   data_received entry -> Decoder.feed returned
   core     Decoder.feed returned -> first byte handed to the subscriber's sink
            (handler, authorisation, routing, encoding)
-  tail     first sink write -> data_received returns (the rest of the core's work)
+  tail     first sink write -> its flush (the rest of the core's work; 0 when a small
+           read's first write goes straight to the socket)
   wait     data_received returned -> the sink is flushed (0 when flushed in the same turn;
            else the loop turn that ran the call_soon flush)
-  send     flush start -> transport.write returned (the send syscall)
+  send     flush start (or the direct write) -> transport.write returned (the send syscall)
   total    data_received entry -> transport.write returned
 
 and the load generator's end-to-end p50/p99 (socket to socket, both kernels included).
@@ -102,13 +105,30 @@ def serve(port: int, out: str) -> int:
         if not sink.buf and id(sink) not in pending:
             pending[id(sink)] = (state["t0"], state["t1"], clock())
 
+    def direct(orig: Any, sink: Any, data: Any) -> bool:
+        """A small read's first write goes straight to the socket (tcp.BatchedSink.write):
+        no tail, no wait; send is the write call."""
+        if sink.buf is not None or not getattr(sink.flusher, "direct", False):
+            return False
+        tw = clock()
+        orig(sink, data)
+        t_sent = clock()
+        t0, t1 = state["t0"], state["t1"]
+        for k, v in (("decode", t1 - t0), ("core", tw - t1), ("tail", 0), ("wait", 0)):
+            stages[k].append(v)
+        stages["send"].append(t_sent - tw)
+        totals.append(t_sent - t0)
+        return True
+
     def write(self: Any, data: bytes) -> None:
-        note_write(self)
-        orig_write(self, data)
+        if not direct(orig_write, self, data):
+            note_write(self)
+            orig_write(self, data)
 
     def writelines(self: Any, parts: Any) -> None:
-        note_write(self)
-        orig_writelines(self, parts)
+        if not direct(orig_writelines, self, parts):
+            note_write(self)
+            orig_writelines(self, parts)
 
     def flush(self: Any) -> None:
         rec = pending.pop(id(self), None)
@@ -159,10 +179,14 @@ def serve(port: int, out: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from compare_brokers import DEFAULT_LOADGEN, compile_loadgen, free_port
+    from compare_brokers import bench_env, compile_c, free_port
 
     work = Path(tempfile.mkdtemp(prefix="mqttfast-stages-run-"))
-    loadgen = compile_loadgen(Path(args.loadgen) if args.loadgen else DEFAULT_LOADGEN, work)
+    lg_args = ["pairs", "--pairs", "4", "--qos", "0", "--rate", str(args.rate)]
+    if args.c_source:
+        loadgen = [str(compile_c(Path(args.c_source).resolve(), work)), *lg_args]
+    else:
+        loadgen = [sys.executable, "-m", "mqttfast", "bench", *lg_args, "--json"]
     port = free_port()
     raw = work / "stages.json"
     env = dict(os.environ)
@@ -183,23 +207,12 @@ def run(args: argparse.Namespace) -> int:
             except OSError:
                 time.sleep(0.1)
         lg = subprocess.run(
-            [
-                str(loadgen),
-                "pairs",
-                "--pairs",
-                "4",
-                "--qos",
-                "0",
-                "--rate",
-                str(args.rate),
-                "--port",
-                str(port),
-                "--duration",
-                str(args.duration),
-            ],
+            [*loadgen, "--port", str(port), "--duration", str(args.duration)],
             capture_output=True,
             text=True,
             timeout=args.duration + 60,
+            env=bench_env(),
+            cwd=work,
         )
         line = next((ln for ln in reversed(lg.stdout.splitlines()) if ln.startswith("{")), "{}")
         e2e = json.loads(line)
@@ -231,7 +244,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--rate", type=int, default=2000)
     p.add_argument("--duration", type=float, default=6)
-    p.add_argument("--loadgen", default=None)
+    p.add_argument(
+        "--c-source", default=None, help="mqtt-loadgen.c: drive with the C load generator"
+    )
     p.add_argument("--out", default=None)
     p.add_argument("--serve", nargs=2, metavar=("PORT", "OUT"), help=argparse.SUPPRESS)
     a = p.parse_args(argv)

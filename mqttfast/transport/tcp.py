@@ -5,11 +5,12 @@ decoded packets to the core connection and gives the core a :class:`BatchedSink`
 whose writes are collected and flushed once per event-loop turn (one
 ``writelines`` per connection per turn, however many messages fan out).
 
-Batching only under load: a small read (a message that arrived alone) is answered in
-the same loop turn, at the end of its ``data_received``, instead of one loop turn
-later through ``call_soon`` (issue 17: that turn was the largest stage of the latency
-at low load). Large reads, and writes made outside a read (timers, drained output),
-keep the once-per-turn flush.
+Batching only under load: a small read (a message that arrived alone) is answered at
+once, instead of one loop turn later through ``call_soon`` (issue 17: that turn was the
+largest stage of the latency at low load): the first write to each sink during a small
+read goes straight to the socket (as mosquitto does), later ones to that sink are
+flushed at the end of its ``data_received``. Large reads, and writes made outside a
+read (timers, drained output), keep the once-per-turn flush.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ class Flusher:
     The broker's storage sets the durability hooks itself (``Storage.bind_output``,
     called here), so every path that builds a flusher gets the storage's policy."""
 
-    __slots__ = ("loop", "dirty", "scheduled", "commit", "delay", "gate", "reading")
+    __slots__ = ("loop", "dirty", "scheduled", "commit", "delay", "gate", "reading", "direct")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, storage: Any = None) -> None:
         self.loop = loop
@@ -78,6 +79,9 @@ class Flusher:
         self.delay: Any = None
         # True inside MQTTProtocol.data_received: end_read decides how to flush.
         self.reading = False
+        # True while a small read is handled without durable storage: a sink's first write
+        # is sent at once (BatchedSink.write), not after the rest of the read's work.
+        self.direct = False
         # Pipelined durable storage: gate(conn, release) calls release(durable) once what
         # the held bytes of core connection ``conn`` rely on is on disk, after that
         # connection's earlier output (release(False): it never will be), or None.
@@ -94,11 +98,10 @@ class Flusher:
     def end_read(self, small: bool) -> None:
         """A read was handled: flush now if it was small and no batch is pending
         (nothing gained by waiting a loop turn), else once in this turn."""
-        self.reading = False
+        self.reading = self.direct = False
         if not self.dirty or self.scheduled:
             return
         if small and self.commit is None and self.gate is None:
-            # (durable storage: one commit or one gated batch per turn, as before)
             dirty = self.dirty
             self.dirty = []
             for sink in dirty:
@@ -152,8 +155,15 @@ class BatchedSink:
             return
         buf = self.buf
         if buf is None:
-            self.buf = [data]
-            flusher = self.flusher  # Flusher.mark, inlined: one call less per message
+            flusher = self.flusher
+            if flusher.direct and not self.transport.is_closing():
+                # A small read's first write to this sink: to the socket now. Later writes
+                # during this read queue behind it (empty buffer marked dirty: end_read).
+                self.transport.write(data)
+                self.buf = []
+                flusher.dirty.append(self)
+                return
+            self.buf = [data]  # Flusher.mark, inlined below: one call less per message
             flusher.dirty.append(self)
             if not flusher.scheduled and not flusher.reading:
                 flusher.scheduled = True
@@ -169,6 +179,11 @@ class BatchedSink:
             return
         buf = self.buf
         if buf is None:
+            if self.flusher.direct and not self.transport.is_closing():
+                self.transport.writelines(parts)  # as in write(): a small read's first
+                self.buf = []
+                self.flusher.dirty.append(self)
+                return
             buf = self.buf = []
             self.flusher.mark(self)
         for part in parts:
@@ -298,6 +313,8 @@ class MQTTProtocol(asyncio.Protocol):
         self.broker.stats.bytes_received += size
         flusher = self.flusher
         flusher.reading = True
+        # (durable storage: one commit or one gated batch per turn, as before)
+        flusher.direct = size <= SMALL_READ and flusher.commit is None and flusher.gate is None
         try:
             try:
                 pkts = self.decoder.feed(data)

@@ -1,6 +1,7 @@
 """The transport's write batching (transport/tcp.py): a message that arrives alone is
-answered in the same loop turn; under load (large reads) and outside reads, writes are
-flushed once per loop turn; with durable storage, never before the turn's commit.
+answered at once (a small read's first write per sink goes straight to the socket);
+under load (large reads) and outside reads, writes are flushed once per loop turn; with
+durable storage, never before the turn's commit.
 
 Real sockets (a socketpair) and a real event loop; a real core broker behind the
 protocol in the end-to-end test.
@@ -75,6 +76,57 @@ async def test_small_read_flushes_before_the_loop_turns() -> None:
     assert not sink.buf and not flusher.scheduled and not flusher.dirty
     await asyncio.wait_for(peer.event.wait(), 5)
     assert bytes(peer.data) == b"hello"
+    near.close()
+    far.close()
+
+
+@run
+async def test_small_read_sends_its_first_write_at_once_and_keeps_order() -> None:
+    """During a small read (data_received sets ``direct``) a sink's first write goes to
+    the socket before the rest of the read's work; later writes to it in that read are
+    held and follow at end_read, in order."""
+    loop = asyncio.get_running_loop()
+    near, peer, far = await _pair()
+    flusher = Flusher(loop)
+    sink = _sink(near, flusher)
+    handed: list[bytes] = []
+    orig_write, orig_writelines = near.write, near.writelines
+    inside = [False]  # the loop's writelines may call write itself: record the outer call
+
+    def spy_write(chunk: bytes) -> None:
+        if not inside[0]:
+            handed.append(bytes(chunk))
+        orig_write(chunk)
+
+    def spy_writelines(parts: Any) -> None:
+        handed.append(b"".join(parts))
+        inside[0] = True
+        try:
+            orig_writelines(parts)
+        finally:
+            inside[0] = False
+
+    near.write = spy_write  # type: ignore[method-assign]
+    near.writelines = spy_writelines  # type: ignore[method-assign]
+    flusher.reading = flusher.direct = True
+    sink.write(b"one")
+    assert handed == [b"one"]  # not waiting for the end of the read
+    sink.write(b"two")
+    sink.writelines((b"3", b"4"))
+    assert handed == [b"one"] and sink.buf == [b"two", b"3", b"4"]
+    flusher.end_read(small=True)
+    assert b"".join(handed) == b"onetwo34" and not sink.buf and not flusher.dirty
+    assert not flusher.direct and not flusher.scheduled
+    # A QoS 1/2 PUBLISH (writelines) as a small read's first write goes out at once too.
+    other = _sink(near, flusher)
+    flusher.reading = flusher.direct = True
+    other.writelines((b"h", b"id", b"t"))
+    assert handed[-1] == b"hidt"
+    flusher.end_read(small=True)
+    while len(peer.data) < len(b"onetwo34hidt"):
+        peer.event.clear()
+        await asyncio.wait_for(peer.event.wait(), 5)
+    assert bytes(peer.data) == b"onetwo34hidt"
     near.close()
     far.close()
 
@@ -176,5 +228,46 @@ async def test_a_lone_publish_reaches_the_subscriber_within_its_read() -> None:
     pkts = Decoder(4).feed(bytes(peers[0].data))
     assert [type(p) for p in pkts] == [Publish] and pkts[0].payload == b"x" * 16
     assert not any(isinstance(p, (Connack, Suback)) for p in pkts)
+    for proto in protos:
+        proto.sink.close()  # type: ignore[union-attr]
+
+
+@run
+async def test_durable_storage_holds_a_small_reads_first_write_for_the_commit() -> None:
+    """With a commit hook, data_received does not send a small read's output directly:
+    the subscriber's PUBLISH leaves after the turn's commit, not inside the read."""
+    loop = asyncio.get_running_loop()
+    broker = BrokerCore()
+    flusher = Flusher(loop)
+    commits: list[int] = []
+    protos = []
+    peers = []
+    for _ in range(2):
+        a, b = socket.socketpair()
+        proto = MQTTProtocol(broker, flusher)
+        await loop.connect_accepted_socket(lambda proto=proto: proto, a)
+        peer = _Peer()
+        await loop.connect_accepted_socket(lambda peer=peer: peer, b)
+        protos.append(proto)
+        peers.append(peer)
+    sub, pub = protos
+    for i, proto in enumerate(protos):
+        proto.data_received(encode(Connect(client_id=f"c{i}", keep_alive=0), 4))
+    sub.data_received(encode(Subscribe(1, [Subscription("t/#", 0)]), 4))
+    await asyncio.sleep(0.05)
+    flusher.commit = lambda: commits.append(1)
+    written: list[int] = []
+    orig = sub.sink.transport.write  # type: ignore[union-attr]
+
+    def spy(chunk: bytes) -> None:
+        written.append(len(commits))  # how many commits had run when it was sent
+        orig(chunk)
+
+    sub.sink.transport.write = spy  # type: ignore[union-attr, method-assign]
+    pub.data_received(encode(Publish("t/1", b"y" * 16, 0), 4))
+    assert written == [] and not flusher.direct
+    await asyncio.sleep(0)
+    assert written == [1]  # sent after the commit of its turn
+    del sub.sink.transport.write  # type: ignore[union-attr]
     for proto in protos:
         proto.sink.close()  # type: ignore[union-attr]
