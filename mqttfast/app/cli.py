@@ -355,10 +355,10 @@ def short_sched_slice(micros: int | None = None) -> bool:
     nr = _SYS_SCHED_SETATTR.get(platform.machine())
     if micros <= 0 or nr is None or not sys.platform.startswith("linux"):
         return False
-    import ctypes
-    import struct
-
     try:
+        import ctypes  # (preloaded before a privilege drop: process.PRELOAD_MODULES)
+        import struct
+
         libc = ctypes.CDLL(None, use_errno=True)
         nice = os.getpriority(os.PRIO_PROCESS, 0)  # kept: sched_setattr sets it too
         # struct sched_attr, version 0: size, policy (SCHED_OTHER), flags, nice,
@@ -367,7 +367,7 @@ def short_sched_slice(micros: int | None = None) -> bool:
             struct.pack("IIQiIQQQ", 48, 0, 0, nice, 0, micros * 1000, 0, 0), 48
         )
         return int(libc.syscall(nr, 0, attr, 0)) == 0
-    except (OSError, AttributeError):
+    except (ImportError, OSError, AttributeError):
         return False
 
 

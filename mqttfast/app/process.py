@@ -29,6 +29,7 @@ log = logging.getLogger("mqttfast")
 # from their own paths, which must be readable by the user.
 PRELOAD_MODULES = (
     "concurrent.futures.thread",  # the persistence writer thread (imported lazily)
+    "ctypes",  # cli.short_sched_slice, called after the drop
     "mqttfast.app.persistence.store",
     "asyncio",
     "gc",
