@@ -6,11 +6,12 @@
 "vs off" is the ratio of the medians; "per round" the median of the ratios of each
 round (cells are run round-robin, so both see the same load drift).
 
-Load: ``../shared/bench/mqtt-loadgen.c`` ("pairs" mode, QoS 1, window 64,
-64-byte payloads), compiled twice into /tmp: as is (clean sessions, which
-persistence must not touch) and with the CONNECT flags byte patched from
-Clean Session=1 to 0, so every subscriber holds a *persistent* session and
-every QoS 1 message really goes through the storage. Each broker run gets a
+Load: ``mqttfast bench pairs`` (this repository; QoS 1, window 64, 64-byte
+payloads), once with clean sessions (which persistence must not touch) and once
+with ``--persistent`` (Clean Session 0), so every subscriber holds a *persistent*
+session and every QoS 1 message really goes through the storage. ``--c-source
+PATH/mqtt-loadgen.c`` uses that C load generator instead (compiled twice into /tmp,
+the second time with the CONNECT flags byte patched from Clean Session=1 to 0). Each broker run gets a
 fresh data directory. mosquitto (Debian) is run with ``persistence true``
 (it snapshots to disk every ``autosave_interval`` s, i.e. it is comparable
 to ``relaxed``, not to ``strict``) when installed.
@@ -32,22 +33,22 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-# ``../shared/bench`` next to the checkout; a git worktree (``/work/wt/<branch>``) sits
-# one level deeper than the main checkout, so the parents of both are tried.
-LOADGEN_CANDIDATES = [p / "shared" / "bench" / "mqtt-loadgen.c" for p in REPO.parents[:3]]
+# --c-source: the CONNECT flags byte of that C generator, patched for persistent sessions.
 CLEAN_FLAGS = b"*p++ = 4; *p++ = 0x02;"
 PERSISTENT_FLAGS = b"*p++ = 4; *p++ = 0x00;"
 
 
-def find_loadgen() -> Path:
-    for path in LOADGEN_CANDIDATES:
-        if path.is_file():
-            return path
-    raise SystemExit(
-        "error: mqtt-loadgen.c not found (looked in "
-        + ", ".join(map(str, LOADGEN_CANDIDATES))
-        + "); pass --c-source PATH"
-    )
+BENCH_PERSISTENT = "mqttfast-bench-persistent"
+BENCH_CLEAN = "mqttfast-bench-clean"
+
+
+def loadgen_command(loadgen: str) -> list[str]:
+    """The command line start of a load generator: ``mqttfast bench`` (its JSON line), or
+    a compiled C generator's path."""
+    if loadgen in (BENCH_PERSISTENT, BENCH_CLEAN):
+        cmd = [sys.executable, "-m", "mqttfast", "bench", "--json"]
+        return [*cmd, "--persistent"] if loadgen == BENCH_PERSISTENT else cmd
+    return [loadgen]
 
 
 def build_loadgen(source: Path, persistent: bool) -> str:
@@ -132,7 +133,7 @@ def run_cell(kind: str, loadgen: str, args: argparse.Namespace) -> dict:
         try:
             res = subprocess.run(
                 [
-                    loadgen,
+                    *loadgen_command(loadgen),
                     "pairs",
                     "--pairs",
                     str(args.pairs),
@@ -152,6 +153,7 @@ def run_cell(kind: str, loadgen: str, args: argparse.Namespace) -> dict:
                 capture_output=True,
                 text=True,
                 timeout=args.duration + 120,
+                env=dict(os.environ, PYTHONPATH=str(REPO)),
             )
             line = [ln for ln in res.stdout.splitlines() if ln.startswith("{")][-1]
             out = json.loads(line)
@@ -186,9 +188,11 @@ def main() -> int:
     )
     ap.add_argument("--c-source", type=Path, default=None, help="path to mqtt-loadgen.c")
     args = ap.parse_args()
-    source = args.c_source or find_loadgen()
-    persistent_lg = build_loadgen(source, True)
-    clean_lg = build_loadgen(source, False)
+    if args.c_source is not None:
+        persistent_lg = build_loadgen(args.c_source, True)
+        clean_lg = build_loadgen(args.c_source, False)
+    else:  # the project's own load generator (the default: reruns from the repository)
+        persistent_lg, clean_lg = BENCH_PERSISTENT, BENCH_CLEAN
     cells = [
         ("mqttfast-off", persistent_lg),
         ("mqttfast-relaxed", persistent_lg),

@@ -152,3 +152,38 @@ def test_no_broker_is_one_line_and_exit_1() -> None:
     r = bench("fanin", "--duration", "1", "--port", str(free_port()), timeout=30)
     assert r.returncode == 1
     assert "Connection refused" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.broker_args("--sys-interval", "1")
+@pytest.mark.parametrize("persistent", [True, False], ids=["persistent", "clean"])
+def test_persistent_flag_leaves_sessions_behind(broker, persistent: bool) -> None:
+    """``--persistent`` connects with Clean Session 0 (benchmarks/bench_persistence.py
+    relies on it): after the run the broker keeps the 6 sessions as disconnected clients
+    ($SYS/broker/clients/disconnected); without it none."""
+    import queue
+
+    import paho.mqtt.client as mqtt
+
+    flags = ["--persistent"] if persistent else []
+    r = bench(
+        "pairs", "--pairs", "3", "--qos", "1", "--count", "50", *flags,
+        "--port", str(broker.port), "--json",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    values: queue.Queue[int] = queue.Queue()
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    c.on_message = lambda _c, _u, m: values.put(int(m.payload))
+    c.connect("127.0.0.1", broker.port)
+    c.subscribe("$SYS/broker/clients/disconnected")
+    c.loop_start()
+    try:
+        expected = 6 if persistent else 0
+        seen = []
+        for _ in range(4):  # the retained value, then fresh ones every second
+            seen.append(values.get(timeout=5))
+            if seen[-1] == expected and len(seen) > 1:
+                break
+        assert seen[-1] == expected, seen
+    finally:
+        c.loop_stop()
+        c.disconnect()

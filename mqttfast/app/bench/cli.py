@@ -126,6 +126,12 @@ def build_parser() -> OneLineParser:
     p.add_argument("--procs", type=int, default=2, help="worker processes (default 2)")
     p.add_argument("--drain", type=float, default=5.0, help="seconds to wait for the last messages")
     p.add_argument("--keepalive", type=int, default=60)
+    p.add_argument(
+        "--persistent",
+        action="store_true",
+        help="connect with Clean Session 0: every session persists (a broker's storage is "
+        "exercised by every QoS 1/2 message)",
+    )
     p.add_argument("--json", action="store_true", help="also print the result as one JSON line")
     return p
 
@@ -319,6 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_ahead=a.max_ahead,
         drain=a.drain,
         keepalive=a.keepalive,
+        persistent=a.persistent,
         hold=a.hold,
         rate_per_pub=(a.rate / npubs) if (a.rate and npubs) else 0.0,
         connect_timeout=10.0,

@@ -235,7 +235,7 @@ class Worker:
                 Connect(
                     client_id=client.client_id,
                     keep_alive=cfg["keepalive"],
-                    clean_start=True,
+                    clean_start=not cfg.get("persistent", False),
                     username=cfg["username"],
                     password=self.password,
                 ),
