@@ -313,8 +313,11 @@ class MQTTProtocol(asyncio.Protocol):
         self.broker.stats.bytes_received += size
         flusher = self.flusher
         flusher.reading = True
+        # Small: a read of whole small packets, not the tail of a large one (its message
+        # then leaves in the turn's batch, as large messages always do).
+        small = size <= SMALL_READ and not self.decoder.buffered
         # (durable storage: one commit or one gated batch per turn, as before)
-        flusher.direct = size <= SMALL_READ and flusher.commit is None and flusher.gate is None
+        flusher.direct = small and flusher.commit is None and flusher.gate is None
         try:
             try:
                 pkts = self.decoder.feed(data)
@@ -332,7 +335,7 @@ class MQTTProtocol(asyncio.Protocol):
             if pkts:
                 conn.packets_received(pkts)
         finally:
-            flusher.end_read(size <= SMALL_READ)
+            flusher.end_read(small)
 
     def eof_received(self) -> bool:
         return False  # close the transport; connection_lost follows
