@@ -5,9 +5,10 @@ backed-up subscriber pauses reading from the publishers that feed it).
 The router calls :func:`fan_out` for the normal subscriptions a message matched and
 ``session.deliver`` (this module's :func:`deliver`) for shared ones; sessions call
 :func:`pump` when the window opens (acknowledgement, reconnect, output drained). The
-state lives in slots of :class:`Connection` (``congested``, ``paused_publishers``,
-``blocked_by``, ``blocking_since``, ``stuck``, ``send_window``) and :class:`Session`
-(``queue``, ``inflight``, ``backlog``); only this module changes it. Connection and
+state lives in :class:`Connection` (slots ``congested``, ``paused_publishers``,
+``blocked_by``, ``send_window``; ``blocking_since`` and ``stuck`` in its on-demand side
+object, core/rare.py) and :class:`Session` (``queue``, ``inflight``, ``backlog``); only
+this module changes it. Connection and
 Session expose these functions as methods (class attributes, so no extra call).
 
 Back-pressure in one paragraph: a subscriber whose transport buffer is over its high
