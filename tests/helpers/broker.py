@@ -18,6 +18,7 @@ implementation.
 from __future__ import annotations
 
 import os
+import random
 import re
 import shutil
 import signal
@@ -42,16 +43,27 @@ def mosquitto_mode() -> bool:
     return os.environ.get("MQTTFAST_TEST_BROKER", "").strip().lower() == "mosquitto"
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now.
+# Below Linux's ephemeral range (32768-60999): a port picked from the ephemeral range
+# could be taken by any test's outgoing connection before the broker binds it (seen
+# in CI: "address already in use" for a TLS listener written into a config file).
+_PORTS = (20000, 32767)
 
-    The kernel picks it (bind to port 0), so parallel xdist workers get
-    different ports; start() retries with a new port in the rare case that
-    someone else grabbed it in between.
-    """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now, picked at random
+    below the ephemeral range (outgoing connections never take it); start() still
+    retries with a new port if another test grabbed it in between."""
+    for _ in range(200):
+        port = random.randint(*_PORTS)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:  # crowded: the kernel's pick
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return int(s.getsockname()[1])
 
 
 def port_accepts(port: int, host: str = "127.0.0.1", timeout: float = 0.2) -> bool:
