@@ -43,6 +43,8 @@ from mqttfast.codec.constants import SESSION_EXPIRY_NEVER
 from mqttfast.core import wills
 from mqttfast.core.subscriptions import SubEntry
 
+from .wire import subscription_rows
+
 log = logging.getLogger("mqttfast.cluster")
 
 WRITE_WAIT = 2.0  # seconds a SUBACK waits at most for the session record
@@ -175,18 +177,7 @@ class SessionRecords:
                 "exp": session.expiry_interval,
                 "disc": None if conn is not None else self.disc.get(cid),
                 "user": session.username,
-                "subs": [
-                    [
-                        e.topic_filter,
-                        e.qos,
-                        e.no_local,
-                        e.retain_as_published,
-                        e.retain_handling,
-                        e.sub_id,
-                        e.group,
-                    ]
-                    for e in session.subscriptions.values()
-                ],
+                "subs": subscription_rows(session),
             },
             ensure_ascii=True,
         ).encode()

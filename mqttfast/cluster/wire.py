@@ -130,8 +130,10 @@ def _msg_from(d: dict[str, Any], now: float) -> Message:
     )
 
 
-def session_snapshot(session: Any, now: float) -> bytes:
-    subs = [
+def subscription_rows(session: Any) -> list[list[Any]]:
+    """A session's subscriptions with their options, as the snapshot and the JetStream
+    session record (sessions.py) both carry them."""
+    return [
         [
             e.topic_filter,
             e.qos,
@@ -143,6 +145,10 @@ def session_snapshot(session: Any, now: float) -> bytes:
         ]
         for e in session.subscriptions.values()
     ]
+
+
+def session_snapshot(session: Any, now: float) -> bytes:
+    subs = subscription_rows(session)
     # In-flight first (they were sent before anything queued), then the queue.
     deliveries = [
         [
