@@ -214,7 +214,7 @@ class MqttConfig:
     allow_control_characters: bool = spec(
         False,
         settings="allow_control_characters",
-        doc="accept U+0001-U+001F and U+007F-U+009F in topics, filters, client ids, user names",
+        doc="accept U+0001-U+001F and U+007F-U+009F in topics, filters, client ids, user names, response topics",
     )
     retain_available: bool = spec(
         True, settings="retain_available", doc="retained messages allowed"

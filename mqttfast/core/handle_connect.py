@@ -11,6 +11,7 @@ from mqttfast.codec.packets import Auth, Connack, Connect, Disconnect, Propertie
 
 from .connection import AUTH_WAIT, AUTHENTICATING, AWAIT_CONNECT, CONNECTED, Connection
 from .hooks import AUTH_CONTINUE, AUTH_SUCCESS, AuthStep, connack_code_for
+from .message import response_topic_error
 
 log = logging.getLogger("mqttfast.core")
 
@@ -129,6 +130,12 @@ def handle_connect(conn: Connection, pkt: Connect) -> None:
         if will.retain and not settings.retain_available:
             return _refuse(conn, ReasonCode.RETAIN_NOT_SUPPORTED, "will retain not supported")
         wp = will.properties
+        rt = wp.response_topic if wp is not None else None
+        if rt is not None:
+            # The will is published as a PUBLISH carrying it: the same rules apply.
+            problem = response_topic_error(rt, settings.allow_control_characters)
+            if problem is not None:
+                return _refuse(conn, problem[0], f"will {problem[1]}")
         if wp is not None and wp.payload_format_indicator == 1:
             try:
                 will.payload.decode("utf-8")

@@ -6,7 +6,13 @@ from mqttfast.codec.constants import ReasonCode
 from mqttfast.codec.packets import Puback, Pubcomp, Publish, Pubrec, Pubrel
 
 from .connection import CONNECTED, Connection, log
-from .message import AWAIT_ACK, AWAIT_COMP, Message, forwardable_properties
+from .message import (
+    AWAIT_ACK,
+    AWAIT_COMP,
+    Message,
+    forwardable_properties,
+    response_topic_error,
+)
 
 _PINGRESP = b"\xd0\x00"
 
@@ -104,10 +110,11 @@ def handle_publish(conn: Connection, pkt: Publish) -> None:
             conn.violation(ReasonCode.PROTOCOL_ERROR, "PUBLISH with subscription identifier")
             return
         rt = props.response_topic
-        if rt is not None and ("+" in rt or "#" in rt or not rt):
-            # [MQTT-3.3.2-14] the Response Topic is a Topic Name: no wildcards.
-            conn.violation(ReasonCode.PROTOCOL_ERROR, "response topic with wildcards")
-            return
+        if rt is not None:
+            problem = response_topic_error(rt, settings.allow_control_characters)
+            if problem is not None:
+                conn.violation(*problem)
+                return
         alias = props.topic_alias
         if alias is not None:
             # [MQTT-3.3.2-8/9] 0 or above our Topic Alias Maximum is invalid.

@@ -8,6 +8,9 @@ packet id) lives in :class:`Delivery`.
 
 from __future__ import annotations
 
+import re
+
+from mqttfast.codec.constants import ReasonCode
 from mqttfast.codec.packets import Properties
 
 # Delivery states of an outgoing QoS 1/2 message (4.3.2, 4.3.3).
@@ -48,6 +51,22 @@ class Message:
         return (
             f"Message({self.topic!r}, {self.payload[:32]!r}, qos={self.qos}, retain={self.retain})"
         )
+
+
+# C0 and C1 controls (1.5.4), as the codec refuses them in topic names.
+_CONTROL = re.compile("[\x01-\x1f\x7f-\x9f]")
+
+
+def response_topic_error(topic: str, allow_control: bool) -> tuple[int, str] | None:
+    """Why a Response Topic (of a PUBLISH or a will) is refused, or None. It is a Topic
+    Name: not empty, no wildcards [MQTT-3.3.2-14]; control characters are refused as in
+    any topic name unless allow_control_characters (1.5.4: a receiver MAY treat them as
+    malformed)."""
+    if not topic or "+" in topic or "#" in topic:
+        return ReasonCode.PROTOCOL_ERROR, "response topic with wildcards or empty"
+    if not allow_control and _CONTROL.search(topic) is not None:
+        return ReasonCode.MALFORMED_PACKET, "control character in the response topic (1.5.4)"
+    return None
 
 
 _STRIPPED = ("topic_alias", "subscription_identifier", "message_expiry_interval")

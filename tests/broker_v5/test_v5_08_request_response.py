@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mqttfast.codec.packets import Properties, Puback, Publish
+from mqttfast.codec.packets import Properties, Puback, Publish, Will
 from tests.helpers.rawclient import ConnectionClosed
 
 USER_PROPS = [("b", "2"), ("a", "1"), ("a", "1"), ("a", "0"), ("ключ", "значение ✓"), ("", "")]
@@ -133,3 +133,34 @@ def test_response_topic_with_wildcard_is_protocol_error(v5):
         Publish(topic="rtw/t", payload=b"x", properties=Properties(response_topic="reply/+"))
     )
     assert c.expect_closed() == 0x82
+
+
+def test_response_topic_with_control_character_is_malformed(v5):
+    """1.5.4: a receiver MAY treat a UTF-8 string holding control characters as malformed;
+    the broker does for topic names by default, and the Response Topic is a Topic Name
+    (3.3.2.3.5): DISCONNECT 0x81, nothing forwarded."""
+    sub = v5("rtc-sub")
+    sub.subscribe("rtc/#")
+    c = v5("rtc")
+    c.send_packet(
+        Publish(topic="rtc/t", payload=b"x", properties=Properties(response_topic="reply\x07x"))
+    )
+    assert c.expect_closed() == 0x81
+    sub.expect_no_packet(0.5)
+
+
+@pytest.mark.parametrize(
+    ("response_topic", "code"),
+    [("reply/#", 0x82), ("reply\x1bx", 0x81)],
+    ids=["wildcard", "control-character"],
+)
+def test_will_response_topic_checked_at_connect(v5, response_topic, code):
+    """[MQTT-3.3.2-14] the will is published as a PUBLISH carrying its Response Topic, so
+    the CONNECT is refused (CONNACK 0x82 for a wildcard, 0x81 for a control character
+    (1.5.4)) instead of a will the server could not send as the specification requires."""
+    c = v5(
+        "rtwill",
+        will=Will("rtwill/t", b"gone", properties=Properties(response_topic=response_topic)),
+        expect_rc=None,
+    )
+    assert c.connack.reason_code == code
