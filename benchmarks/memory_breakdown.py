@@ -155,7 +155,7 @@ async def measure(n: int, hold: float, trace: bool, keepalive: int = 0) -> dict[
     parts["broker.sessions dict (per conn)"] = (sys.getsizeof(broker.sessions) - sessions0) // max(
         1, got
     )
-    parts["broker.connections set (per conn)"] = (
+    parts["broker.connections dict (per conn)"] = (
         sys.getsizeof(broker.connections) - conns0
     ) // max(1, got)
     tracemalloc.stop()

@@ -308,7 +308,7 @@ class Connection:
         was_connected = self.state == CONNECTED
         self.state = CLOSED
         broker = self.broker
-        broker.connections.discard(self)
+        broker.connections.pop(self, None)
         broker.pending.discard(self)
         self.release_publishers()
         self.unblock()
