@@ -586,17 +586,19 @@ class SessionRecords:
         rec: dict[str, Any] | None = None
         rev = 0
         try:
-            if session.expiry_interval:
-                try:
-                    entry = await self.kv.get(key)
-                    rec, rev = json.loads(entry.value), entry.revision
-                except KeyNotFoundError:
-                    pass
             try:
                 oentry = await bp.kv.get(key)
                 owner, orev = (oentry.value or b"").decode() or None, oentry.revision
             except KeyNotFoundError:
                 owner, orev = None, 0
+            # A clean session here: a record only if an older session of its client id
+            # was adopted elsewhere (its owner changed).
+            if session.expiry_interval or owner not in (me, None):
+                try:
+                    entry = await self.kv.get(key)
+                    rec, rev = json.loads(entry.value), entry.revision
+                except KeyNotFoundError:
+                    pass
         except Exception as exc:
             bp.stats["js_errors"] += 1
             log.info("cluster: session %r not reconciled yet: %r", cid, exc)
@@ -673,6 +675,11 @@ class SessionRecords:
             except Exception as exc:
                 log.warning("cluster: owner of %r changed during the reconcile: %r", cid, exc)
         if not session.expiry_interval:
+            if rec is not None:  # an older session's, ended now (its copy is gone)
+                try:
+                    await self.kv.delete(key, last=rev)
+                except Exception:
+                    pass  # written meanwhile: a newer session's
             return
         if rec is not None and rec.get("node") == me:
             # Still ours: the revision is known again, and what changed during the

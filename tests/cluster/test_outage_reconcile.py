@@ -26,7 +26,8 @@ pytestmark = pytest.mark.timeout(60)
 RECONCILED = re.compile(
     r"reconciled (\d+) session\(s\) after the NATS outage: (\d+) kept, (\d+) reclaimed "
     r"\((\d+) message\(s\) in\), (\d+) closed here \(client on another node\), (\d+) dropped "
-    r"here \(held by another node\); (\d+) message\(s\) moved out, (\d+) not movable"
+    r"here \(held by another node\); (\d+) message\(s\) moved out, (\d+) not movable "
+    r"\(lost\), (\d+) discarded"
 )
 
 
@@ -126,7 +127,8 @@ def _outage(relay: Relay, a: Node, b: Node) -> None:
 
 def _reconciled(a: Node, timeout: float = 20.0) -> tuple[int, ...]:
     """The counts of node 1's reconcile log line (checked, kept, reclaimed, messages
-    in, closed, dropped, messages out, lost); exactly one reconcile per reconnect."""
+    in, closed, dropped, messages out, lost, discarded); exactly one reconcile per
+    reconnect."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         found = RECONCILED.findall(a.log_text())
@@ -196,7 +198,7 @@ def test_adopted_session_reclaimed_with_messages_queued_at_the_adopter(cluster, 
         pub.publish("rc/x", f"out{i}".encode(), qos=1)  # queued at node 2 (adopted)
     assert sub.quiet(0.3) == []  # node 1 cannot get them while cut off
     relay.mend()
-    assert _reconciled(a) == (1, 0, 1, 5, 0, 0, 0, 0)
+    assert _reconciled(a) == (1, 0, 1, 5, 0, 0, 0, 0, 0)
     got = sub.collect(5, timeout=10)
     assert [m.payload for m in got] == [f"out{i}".encode() for i in range(5)]
     assert sub.quiet(0.5) == []
@@ -228,7 +230,7 @@ def test_client_reconnected_elsewhere_keeps_its_session(cluster, cut_pair) -> No
     pub.publish("mv/x", b"during", qos=1)
     assert new.get(5).payload == b"during"
     relay.mend()
-    assert _reconciled(a) == (1, 0, 0, 0, 1, 0, 0, 0)
+    assert _reconciled(a) == (1, 0, 0, 0, 1, 0, 0, 0, 0)
     assert old.disconnected.wait(10)
     assert old.disconnect_rc == 0x8E
     assert not new.disconnected.is_set()
@@ -259,7 +261,7 @@ def test_offline_copy_gives_way_and_its_messages_move(cluster, cut_pair) -> None
         pub.publish("off/b", f"b{i}".encode(), qos=1)  # queued in node 2's copy
     relay.mend()
     # rc-off dropped here (3 messages moved to node 2), the publisher's session kept
-    assert _reconciled(a) == (2, 1, 0, 0, 0, 1, 3, 0)
+    assert _reconciled(a) == (2, 1, 0, 0, 0, 1, 3, 0, 0)
     back = Client(b.port, client_id="rc-off", clean=False)
     assert back.session_present is True
     got = back.collect(6, timeout=10)
@@ -269,4 +271,33 @@ def test_offline_copy_gives_way_and_its_messages_move(cluster, cut_pair) -> None
     assert _record(cluster, "rc-off")["node"] == "node2"
     back.close()
     local.close()
+    pub.close()
+
+
+def test_clean_start_during_the_outage_ends_the_older_copy(cluster, cut_pair) -> None:
+    """3.1.1: the client (clean session 0) leaves node 1, node 1 is cut off, node 2
+    adopts the session and queues 2 messages for it; the client comes back to node 1
+    with clean session 1 (Session Present 0 [MQTT-3.2.2-1]). When NATS is back the
+    older copy on node 2 ends, its 2 messages are not delivered to the new session,
+    the session record goes, and node 1 owns the client id."""
+    relay, a, b = cut_pair
+    old = Client(a.port, client_id="rc-fresh", clean=False)
+    old.subscribe("fr/#", qos=1)
+    old.close()
+    pub = Client(b.port)
+    _outage(relay, a, b)
+    pub.publish("fr/x", b"old1", qos=1)
+    pub.publish("fr/x", b"old2", qos=1)
+    new = Client(a.port, client_id="rc-fresh", clean=True)
+    assert new.session_present is False
+    relay.mend()
+    assert _reconciled(a) == (1, 0, 1, 0, 0, 0, 0, 0, 2)
+    assert new.quiet(0.5) == []
+    assert _record(cluster, "rc-fresh") is None
+    new.close()
+    # Nothing of the older session anywhere: back on node 2 (clean session 0), none.
+    again = Client(b.port, client_id="rc-fresh", clean=False)
+    assert again.session_present is False
+    assert again.quiet(0.5) == []
+    again.close()
     pub.close()
