@@ -32,6 +32,7 @@ import hashlib
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -66,6 +67,8 @@ from .wire import (
 log = logging.getLogger("mqttfast.cluster")
 
 CLAIM_TIMEOUT = 3.0  # seconds a CONNECT waits for the previous owner of its client id
+LIVE = b"live"  # a reclaim's answer: the client is connected on the answering node
+RECENT_MAX = 100_000  # messages remembered for de-duplication while reconciling
 HEARTBEAT = 2.0  # seconds between node heartbeats (nodes_seen)
 
 
@@ -244,6 +247,13 @@ class Backplane:
         self.wills_kv: Any = None
         self.will_revs: dict[str, int] = {}  # client id -> revision of its will record here
         self.dead_handled: set[str] = set()
+        # After a NATS outage: (topic, payload) of the messages received from NATS since
+        # it was lost, until the sessions are reconciled (a copy held elsewhere has them
+        # too: not merged twice); when NATS came back (heartbeats are heard afresh).
+        self.recent: Counter[tuple[str, bytes]] | None = None
+        self.reconnected_at = 0.0
+        self._reconciling = False
+        self._reconcile_again = False
         self.node_id = cfg.node_id or ""
         self.core: Any = None
         self.router: ClusterRouter | None = None
@@ -403,7 +413,10 @@ class Backplane:
                 continue
             log.info("cluster: NATS reachable again; interest re-established")
 
-    def _options(self) -> dict[str, Any]:
+    def _options(self, main: bool = True) -> dict[str, Any]:
+        """nats-py options; the connection events of the main connection drive the
+        node's state (the shared-subscription connection follows it, its own events
+        only logged: else every outage would be handled twice)."""
         cfg = self.cfg
         opts: dict[str, Any] = {
             "servers": cfg.servers,
@@ -414,8 +427,8 @@ class Backplane:
             "ping_interval": 5,
             "max_outstanding_pings": 2,
             "allow_reconnect": True,
-            "disconnected_cb": self._on_disconnected,
-            "reconnected_cb": self._on_reconnected,
+            "disconnected_cb": self._on_disconnected if main else self._on_shared_event,
+            "reconnected_cb": self._on_reconnected if main else self._on_shared_event,
             "error_cb": self._on_error,
         }
         if cfg.user is not None:
@@ -437,7 +450,7 @@ class Backplane:
     async def _connect(self) -> None:
         nc = await nats.connect(no_echo=True, **self._options())
         try:
-            shared = await nats.connect(**self._options())
+            shared = await nats.connect(**self._options(main=False))
         except Exception:
             await nc.close()
             raise
@@ -451,6 +464,8 @@ class Backplane:
             await shared.close()
             raise
         await nc.subscribe(f"{self.ctl}.node.{self.node_id}.take", cb=self._on_take)
+        await nc.subscribe(f"{self.ctl}.node.{self.node_id}.reclaim", cb=self._on_reclaim)
+        await nc.subscribe(f"{self.ctl}.node.{self.node_id}.merge", cb=self._on_merge)
         await nc.subscribe(f"{self.ctl}.hb", cb=self._on_heartbeat)
         ctl, me = self.ctl, self.node_id
         await nc.subscribe(f"{ctl}.int.d", cb=self._on_announce)
@@ -586,6 +601,13 @@ class Backplane:
             )
         if self.connected:
             log.warning("cluster: lost NATS; serving local clients only until it returns")
+        # Other nodes may adopt this node's sessions meanwhile, its clients may reconnect
+        # elsewhere: record writes wait for the reconcile when NATS is back.
+        self.records.paused = True
+        if self.records.before is None and self.core is not None:
+            self.records.before = dict(self.core.sessions)
+        if self.recent is None:
+            self.recent = Counter()
         self.connected = False
         self.view.connected = False
         self._publish_sys()
@@ -599,12 +621,58 @@ class Backplane:
         )
         self.connected = self.nc is not None and self.nc.is_connected
         if self.connected:
+            # The others' heartbeats did not reach us meanwhile: heard afresh from now.
+            self.reconnected_at = time.monotonic()
             # Announcements may have been lost either way: full set out, everybody's in.
             await self._announce_full()
             if self.acks.sent > self.acks.broken:  # sent while reconnecting: confirm them
                 await self._ping(self.nc, self.acks.sent)
+            self._spawn(self._reconcile())
         self._publish_sys()
         self.wake()
+
+    async def _reconcile(self) -> None:
+        """NATS is back: who holds which session is settled (sessions.reconcile), once
+        the others know this node's interest again (what they publish from then on comes
+        here too, so nothing falls between the adopter's copy and this one)."""
+        if self._reconciling:
+            self._reconcile_again = True
+            return
+        self._reconciling = True
+        try:
+            while True:
+                self._reconcile_again = False
+                await self.interest_known()
+                if self.connected:
+                    await self.records.reconcile()
+                if not self._reconcile_again:
+                    break
+        except Exception:
+            log.exception("cluster: reconcile after the NATS outage")
+        finally:
+            self._reconciling = False
+            if self.connected:  # else the next reconnect does it again
+                self.recent = None
+                self.records.resume()
+
+    def seen_recently(self, msg: Message) -> bool:
+        """Was ``msg`` received from NATS here since NATS was lost? (counted once)"""
+        recent = self.recent
+        if not recent:
+            return False
+        key = (msg.topic, bytes(msg.payload))
+        n = recent.get(key, 0)
+        if n <= 0:
+            return False
+        recent[key] = n - 1
+        return True
+
+    async def _on_shared_event(self) -> None:
+        nc = self.nc_shared
+        log.info(
+            "cluster: shared-subscription connection %s",
+            "up" if nc is not None and nc.is_connected else "down",
+        )
 
     async def _on_error(self, exc: Exception) -> None:
         log.warning("cluster: NATS error: %s", exc)
@@ -867,6 +935,9 @@ class Backplane:
         stats = self.stats
         stats["msgs_in"] += 1
         stats["bytes_in"] += len(msg.payload)
+        recent = self.recent
+        if recent is not None and len(recent) < RECENT_MAX:
+            recent[(msg.topic, bytes(msg.payload))] += 1
         self.router.deliver_remote(msg, now)  # type: ignore[union-attr]
 
     def _on_message(self, m: Any) -> None:
@@ -880,6 +951,9 @@ class Backplane:
         stats = self.stats
         stats["msgs_in"] += 1
         stats["bytes_in"] += len(m.data)
+        recent = self.recent
+        if recent is not None and len(recent) < RECENT_MAX:
+            recent[(msg.topic, bytes(msg.payload))] += 1
         try:
             self.router.deliver_remote(msg, now)  # type: ignore[union-attr]
         except Exception:  # never into nats-py's reader
@@ -927,7 +1001,9 @@ class Backplane:
         if not self.connected:
             return  # we may be the one cut off
         now = time.monotonic()
+        back = self.reconnected_at
         for node, seen in list(self.nodes.items()):
+            seen = max(seen, back)
             if node != self.node_id and now - seen > 3 * HEARTBEAT:
                 if node not in self.dead_handled:
                     self.dead_handled.add(node)
@@ -1079,6 +1155,8 @@ class Backplane:
             entry = await self.kv.get(key)
             if entry.value is not None and entry.value.decode() != dead:
                 return
+            if cid not in self.core.sessions:
+                return  # handed back meanwhile (its node, back from a NATS outage)
             await self.kv.update(key, self.node_id.encode(), last=entry.revision)
         except KeyNotFoundError:
             try:
@@ -1186,22 +1264,25 @@ class Backplane:
 
     async def _on_take(self, m: Any) -> None:
         """Another node takes a client id: close it here and hand its session over."""
-        cid = m.data.decode()
+        await m.respond(self._give_up(m.data.decode()))
+
+    def _give_up(self, cid: str, will: bool = True) -> bytes:
+        """The session of ``cid`` leaves this node: a live connection is closed (v5
+        DISCONNECT 0x8E), the session ends here. Returns its snapshot; b"" if there was
+        none, b"-" if it was not persistent."""
         core = self.core
         session = core.sessions.get(cid)
         if session is None:
-            await m.respond(b"")
-            return
+            return b""
         now = core.clock()
         self.records.release(cid)  # its record is the new owner's business now
         if session.conn is not None:
             log.info("client %s: taken over by another node", cid)
-            session.conn.close(ReasonCode.SESSION_TAKEN_OVER)
+            session.conn.close(ReasonCode.SESSION_TAKEN_OVER, will=will)
             self.stats["takeovers"] += 1
         session = core.sessions.get(cid)  # ends here if it was not persistent
         if session is None:
-            await m.respond(b"-")
-            return
+            return b"-"
         # The client resumes elsewhere: a delayed will is cancelled as by a resume.
         wills.cancel_pending(core, session)
         data = session_snapshot(session, now)
@@ -1210,4 +1291,100 @@ class Backplane:
         session.queue = ()
         session.queued_bytes = 0
         core.end_session(session, now)
-        await m.respond(data)
+        return data
+
+    # -- after a NATS outage (sessions.reconcile) ----------------------------------
+
+    async def reclaim_from(self, node: str, cid: str) -> bytes | None:
+        """Ask ``node`` for its copy of ``cid``'s session, unless its client is connected
+        there (LIVE). b"": it has none; None: no answer."""
+        try:
+            reply = await self.nc.request(
+                f"{self.ctl}.node.{node}.reclaim", cid.encode(), timeout=CLAIM_TIMEOUT
+            )
+        except Exception as exc:
+            log.info("cluster: node %s did not answer for session %r: %r", node, cid, exc)
+            return None
+        if reply.data and reply.data not in (LIVE, b"-"):
+            self.stats["sessions_moved_in"] += 1
+        return bytes(reply.data) if reply.data != b"-" else b""
+
+    async def _on_reclaim(self, m: Any) -> None:
+        """A node back from a NATS outage holds the live client of a session this node
+        adopted meanwhile: hand it over, unless the client is connected here too (it
+        reconnected here during the outage: this one stays, the other is closed)."""
+        cid = m.data.decode()
+        session = self.core.sessions.get(cid)
+        if session is None:
+            await m.respond(b"")
+        elif session.conn is not None:
+            await m.respond(LIVE)
+        else:
+            log.info("cluster: session %r goes back to the node holding its client", cid)
+            await m.respond(self._give_up(cid))
+
+    async def hand_over(self, cid: str, node: str, closing: bool = False) -> tuple[int, int]:
+        """``node`` holds the session of ``cid``: the copy here ends (its live connection
+        closed, 0x8E, no will: the client is connected there) and its undelivered
+        QoS 1/2 messages are pushed to ``node``'s copy. Returns (moved, lost)."""
+        if closing:
+            log.warning("cluster: client %s reconnected on node %s during the outage", cid, node)
+        data = self._give_up(cid, will=False)
+        if len(data) <= 1:
+            return 0, 0
+        snap = json.loads(data)
+        # Not what this node got from NATS since the outage: the other copy got it too.
+        core = self.core
+        now = core.clock()
+        keep = [
+            d
+            for d in snap["deliveries"]
+            if not (d[4] and d[5] != 1) and not self.seen_recently(message_from_record(d[0], now))
+        ]
+        if not keep:
+            return 0, 0
+        payload = cid.encode() + b"\0" + json.dumps({"deliveries": keep}).encode()
+        try:
+            reply = await self.nc.request(
+                f"{self.ctl}.node.{node}.merge", payload, timeout=CLAIM_TIMEOUT
+            )
+            moved = int(reply.data or b"0") if reply.data != b"-" else 0
+        except Exception as exc:
+            log.warning("cluster: messages of %r not moved to node %s: %r", cid, node, exc)
+            moved = 0
+        if moved < len(keep):
+            log.warning(
+                "cluster: %d queued message(s) of session %r lost (node %s did not take them)",
+                len(keep) - moved,
+                cid,
+                node,
+            )
+        return moved, len(keep) - moved
+
+    async def _on_merge(self, m: Any) -> None:
+        """Messages of another copy of a session held here (a node back from a NATS
+        outage whose copy lost): queued (or sent) after what the session has."""
+        cid, _, data = m.data.partition(b"\0")
+        session = self.core.sessions.get(cid.decode())
+        if session is None:
+            await m.respond(b"-")
+            return
+        n = self.records.merge(session, data)
+        log.info("cluster: %d message(s) of session %r merged from another node", n, cid.decode())
+        await m.respond(str(n).encode())
+
+    def drop_stale(self, cid: str) -> int:
+        """The session of ``cid`` ended elsewhere during an outage: the copy here goes.
+        Returns the number of its undelivered QoS 1/2 messages (lost)."""
+        data = self._give_up(cid, will=False)
+        if len(data) <= 1:
+            return 0
+        lost = len(json.loads(data)["deliveries"])
+        if lost:
+            log.warning(
+                "cluster: session %r ended on another node during the outage; %d queued "
+                "message(s) dropped with it",
+                cid,
+                lost,
+            )
+        return lost

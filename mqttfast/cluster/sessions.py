@@ -25,6 +25,23 @@ owning node's memory (or SQLite) and move by the takeover (backplane.py).
   The client, reconnecting anywhere, gets it through the ordinary takeover.
 * A client that reconnects before that (its node's take subject has no responders):
   the CONNECT adopts the record itself, with the same revision check.
+* A node cut off from NATS (not dead: it kept serving its clients) may have had its
+  sessions adopted meanwhile, or its clients may have reconnected elsewhere. When NATS
+  is back it reconciles (``reconcile``; record writes wait until it is done): for every
+  session it holds it reads the record and the owner of the client id, then
+  - its client is connected here, nobody else has a live connection for it: this node
+    reclaims it (the holder hands its copy over with the messages queued there during
+    the outage, merged here without what this node received itself since) and records
+    itself as owner, revision-checked;
+  - the client is connected on the other node: the local connection is closed (v5
+    DISCONNECT 0x8E Session taken over, no will), the local copy's undelivered QoS 1/2
+    messages are pushed to that node's session, the local copy ends;
+  - its client is offline here and the record names another node: that node's copy
+    wins, the local queued messages are pushed to it, the local copy ends.
+  What cannot be pushed (the other node does not answer) is logged with a count.
+  nats-server's MQTT listener has no such step because its sessions and their messages
+  live only in JetStream ($MQTT_sess, $MQTT_msgs streams); here the messages live in
+  the nodes' memory, so the two copies are merged instead.
 """
 
 from __future__ import annotations
@@ -41,14 +58,16 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
 from mqttfast.codec.constants import SESSION_EXPIRY_NEVER
 from mqttfast.core import wills
+from mqttfast.core.message import AWAIT_ACK
 from mqttfast.core.subscriptions import SubEntry
 
-from .wire import subscription_rows
+from .wire import message_from_record, subscription_rows
 
 log = logging.getLogger("mqttfast.cluster")
 
 WRITE_WAIT = 2.0  # seconds a SUBACK waits at most for the session record
 ADOPT_BATCH = 64  # records adopted concurrently (KV round trips overlap)
+RECONCILE_TRIES = 5  # rounds (1 s apart) for sessions JetStream did not answer about
 
 
 def expired(rec: dict[str, Any], since: float, now_wall: float) -> bool:
@@ -77,8 +96,18 @@ class SessionRecords:
         self.disc: dict[str, float] = {}  # client id -> wall time its client left
         self.waiters: dict[str, list[Callable[[], None]]] = {}  # SUBACKs held
         self.installing = False
+        # NATS was lost: writes wait until the reconnect reconciled who holds what.
+        self.paused = False
+        # The sessions held when NATS was lost (client id -> session object), until the
+        # reconcile: one not there (or another object) was begun during the outage.
+        self.before: dict[str, Any] | None = None
         self._event: asyncio.Event | None = None
-        self.stats = {"session_records": 0, "sessions_adopted": 0, "session_write_errors": 0}
+        self.stats = {
+            "session_records": 0,
+            "sessions_adopted": 0,
+            "session_write_errors": 0,
+            "sessions_reconciled": 0,
+        }
 
     # -- wiring -----------------------------------------------------------------
 
@@ -137,7 +166,7 @@ class SessionRecords:
 
     def hold(self, cid: str, finish: Callable[[], None]) -> bool:
         """Hold a SUBACK until the record of ``cid`` has been written (bounded)."""
-        if self.kv is None or not self.bp.connected:
+        if self.kv is None or not self.bp.connected or self.paused:
             return False
         if cid not in self.dirty and self.writing != cid:
             return False
@@ -192,7 +221,7 @@ class SessionRecords:
                 if not self.dirty:  # else: left over while NATS was away; retried now
                     continue
             event.clear()
-            while self.dirty and self.kv is not None and self.bp.connected:
+            while self.dirty and self.kv is not None and self.bp.connected and not self.paused:
                 cid = next(iter(self.dirty))
                 del self.dirty[cid]
                 self.writing = cid
@@ -469,10 +498,225 @@ class SessionRecords:
             log.warning("cluster: sessions of node %s, which is not running, found", node)
             await self.adopt_node(node, time.time())
 
+    # -- after a NATS outage -----------------------------------------------------------
+
+    def resume(self) -> None:
+        """(backplane) the reconcile is done: the writer goes on."""
+        self.paused = False
+        self.before = None
+        if self._event is not None:
+            self._event.set()
+
+    def merge(self, session: Any, data: bytes) -> int:
+        """Deliver into ``session`` (live or offline here) the messages of another copy
+        of it (a snapshot, wire.session_snapshot), in their order, after what the
+        session has; those this node received from NATS itself since it lost NATS are
+        left out (both copies got them). Returns the number merged."""
+        snap = json.loads(data)
+        core = self.bp.core
+        now = core.clock()
+        seen = self.bp.seen_recently
+        n = 0
+        for md, qos, retain, sub_ids, pid, state in snap.get("deliveries", ()):
+            if pid and state != AWAIT_ACK:
+                continue  # PUBREC received there: the client has it
+            msg = message_from_record(md, now)
+            if seen(msg):
+                continue
+            session.deliver(msg, qos, retain, tuple(sub_ids) if sub_ids else None, now)
+            n += 1
+        return n
+
+    async def reconcile(self) -> dict[str, int]:
+        """(backplane, NATS back after an outage) every session this node holds against
+        its record and the owner of its client id; see the module docstring."""
+        bp = self.bp
+        counts = dict.fromkeys(
+            ("checked", "kept", "reclaimed", "closed", "dropped", "in", "out", "lost", "stale"),
+            0,
+        )
+        if self.kv is None:
+            return counts
+        cids = [c for c, s in bp.core.sessions.items() if s.expiry_interval or s.conn is not None]
+        failed: list[str] = []
+        for _ in range(RECONCILE_TRIES):
+            failed = []
+            for i in range(0, len(cids), ADOPT_BATCH):
+                done = await asyncio.gather(
+                    *(self._reconcile_one(c, counts) for c in cids[i : i + ADOPT_BATCH])
+                )
+                failed += [c for c, ok in zip(cids[i : i + ADOPT_BATCH], done) if not ok]
+            if not failed or not bp.connected:
+                break
+            cids = failed  # JetStream not ready yet (e.g. nats-server just restarted)
+            await asyncio.sleep(1.0)
+        if failed:
+            log.warning(
+                "cluster: %d session(s) not reconciled (JetStream unavailable)", len(failed)
+            )
+        changed = counts["reclaimed"] + counts["closed"] + counts["dropped"]
+        self.stats["sessions_reconciled"] += changed
+        log.log(
+            logging.WARNING if changed else logging.INFO,
+            "cluster: reconciled %d session(s) after the NATS outage: %d kept, %d reclaimed "
+            "(%d message(s) in), %d closed here (client on another node), %d dropped here "
+            "(held by another node); %d message(s) moved out, %d not movable (lost), "
+            "%d discarded (older copy of a session started afresh here)",
+            counts["checked"],
+            counts["kept"],
+            counts["reclaimed"],
+            counts["in"],
+            counts["closed"],
+            counts["dropped"],
+            counts["out"],
+            counts["lost"],
+            counts["stale"],
+        )
+        return counts
+
+    async def _reconcile_one(self, cid: str, counts: dict[str, int]) -> bool:
+        """False: JetStream did not answer (tried again)."""
+        bp = self.bp
+        core = bp.core
+        me = bp.node_id
+        key = bp.key(cid)
+        session = core.sessions.get(cid)
+        if session is None:
+            return True
+        rec: dict[str, Any] | None = None
+        rev = 0
+        try:
+            try:
+                oentry = await bp.kv.get(key)
+                owner, orev = (oentry.value or b"").decode() or None, oentry.revision
+            except KeyNotFoundError:
+                owner, orev = None, 0
+            # A clean session here: a record only if an older session of its client id
+            # was adopted elsewhere (its owner changed).
+            if session.expiry_interval or owner not in (me, None):
+                try:
+                    entry = await self.kv.get(key)
+                    rec, rev = json.loads(entry.value), entry.revision
+                except KeyNotFoundError:
+                    pass
+        except Exception as exc:
+            bp.stats["js_errors"] += 1
+            log.info("cluster: session %r not reconciled yet: %r", cid, exc)
+            return False
+        if core.sessions.get(cid) is not session:
+            return True  # taken over meanwhile (a CONNECT elsewhere): settled
+        counts["checked"] += 1
+        holder = rec.get("node") if rec else None
+        if session.conn is None:
+            if holder and holder != me:
+                # Adopted (or resumed) elsewhere while this node was cut off: that
+                # copy wins; what was queued here goes to it.
+                moved, lost = await bp.hand_over(cid, holder)
+                counts["dropped"] += 1
+                counts["out"] += moved
+                counts["lost"] += lost
+            elif holder is None and owner and owner != me:
+                # No record and the client id is another node's: the session was
+                # ended there (a clean start); the copy here is stale.
+                lost = bp.drop_stale(cid)
+                counts["dropped"] += 1
+                counts["lost"] += lost
+            else:
+                await self._own(cid, session, key, rec, rev, owner, orev)
+                counts["kept"] += 1
+            return True
+        # A session begun here during the outage (its client was answered Session
+        # Present 0: a clean start, or its session was out of reach): the other copy is
+        # an older session of that client id; it ends there, its messages are not merged.
+        before = self.before
+        fresh = before is not None and before.get(cid) is not session
+        reclaimed = False
+        for node in dict.fromkeys(n for n in (owner, holder) if n and n != me):
+            reply = await bp.reclaim_from(node, cid)
+            if core.sessions.get(cid) is not session or session.conn is None:
+                return True  # its client went (or moved) meanwhile: settled by that
+            if reply == b"live":
+                # The client reconnected there during the outage: one live connection.
+                moved, lost = await bp.hand_over(cid, node, closing=True)
+                counts["closed"] += 1
+                counts["out"] += moved
+                counts["lost"] += lost
+                return True
+            if reply and fresh:
+                counts["stale"] += len(json.loads(reply).get("deliveries", ()))
+                reclaimed = True
+            elif reply:
+                counts["in"] += self.merge(session, reply)
+                reclaimed = True
+        await self._own(cid, session, key, rec, rev, owner, orev)
+        counts["reclaimed" if reclaimed else "kept"] += 1
+        return True
+
+    async def _own(
+        self,
+        cid: str,
+        session: Any,
+        key: str,
+        rec: dict[str, Any] | None,
+        rev: int,
+        owner: str | None,
+        orev: int,
+    ) -> None:
+        """This node holds ``cid``: its record and the owner of the client id say so
+        (revision-checked against what the reconcile read)."""
+        bp = self.bp
+        me = bp.node_id
+        if owner != me:
+            try:
+                if orev:
+                    await bp.kv.update(key, me.encode(), last=orev)
+                else:
+                    await bp.kv.create(key, me.encode())
+            except Exception as exc:
+                log.warning("cluster: owner of %r changed during the reconcile: %r", cid, exc)
+        if not session.expiry_interval:
+            if rec is not None:  # an older session's, ended now (its copy is gone)
+                try:
+                    await self.kv.delete(key, last=rev)
+                except Exception:
+                    pass  # written meanwhile: a newer session's
+            return
+        if rec is not None and rec.get("node") == me:
+            # Still ours: the revision is known again, and what changed during the
+            # outage (still marked) is written by the writer, revision-checked.
+            self.owned[cid] = rev
+            return
+        self.dirty.pop(cid, None)
+        for _ in range(3):
+            if bp.core.sessions.get(cid) is not session:
+                return
+            value = self._record(session)
+            try:
+                new = await (
+                    self.kv.update(key, value, last=rev) if rev else self.kv.create(key, value)
+                )
+            except KeyWrongLastSequenceError:
+                # Written meanwhile (the former holder's last write racing its release):
+                # read again; this node has the live client.
+                try:
+                    rev = (await self.kv.get(key)).revision
+                except KeyNotFoundError:
+                    rev = 0
+                continue
+            except Exception as exc:
+                self.dirty[cid] = None  # retried by the writer
+                self.owned[cid] = 0
+                log.warning("cluster: session record of %r not written: %r", cid, exc)
+                return
+            self.owned[cid] = new
+            return
+        log.warning("cluster: session record of %r kept changing; not recorded", cid)
+
     def status(self) -> dict[str, int]:
         return {
             "session_records": len(self.owned),
             "sessions_adopted": self.stats["sessions_adopted"],
+            "sessions_reconciled": self.stats["sessions_reconciled"],
         }
 
 
