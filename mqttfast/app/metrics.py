@@ -290,6 +290,10 @@ def cluster_metrics(status: dict) -> Iterator[Metric]:
         ("js_errors", "JetStream errors"),
         ("msgs_local_only", "Messages not published to NATS: no other node wanted them"),
         ("sessions_adopted", "Persistent sessions of dead nodes adopted by this node"),
+        (
+            "sessions_reconciled",
+            "Sessions settled after a NATS outage (reclaimed, closed, dropped here)",
+        ),
         ("ack_timeouts", "Publishers disconnected: nats-server did not confirm in time"),
     ):
         yield CounterMetricFamily(f"mqttfast_cluster_{key}", doc, value=status.get(key, 0))

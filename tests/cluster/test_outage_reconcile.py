@@ -160,25 +160,6 @@ def _wait_sys(node: Node, figure: str, want: bytes, timeout: float = 10.0) -> No
     raise AssertionError(f"{figure} on {node.node_id}: {last!r}, not {want!r}")
 
 
-def _wait_sys(node: Node, figure: str, want: bytes, timeout: float = 10.0) -> None:
-    """$SYS/broker/cluster/<figure> of ``node`` (republished every 2 s) reaches ``want``."""
-    c = Client(node.port)
-    c.subscribe(f"$SYS/broker/cluster/{figure}", qos=0)
-    deadline = time.monotonic() + timeout
-    last = None
-    try:
-        while time.monotonic() < deadline:
-            try:
-                last = c.get(timeout=max(0.1, deadline - time.monotonic())).payload
-            except Exception:
-                break
-            if last == want:
-                return
-    finally:
-        c.close()
-    raise AssertionError(f"{figure} on {node.node_id}: {last!r}, not {want!r}")
-
-
 def test_adopted_session_reclaimed_with_messages_queued_at_the_adopter(cluster, cut_pair) -> None:
     """The persistent subscriber stays connected to node 1 through the outage; node 2
     adopts its session and queues the QoS 1 messages published on node 2 meanwhile.
