@@ -129,6 +129,21 @@ class Flusher:
             self.scheduled = True
             self.loop.call_soon(self.flush)
 
+    def flush_now(self) -> None:
+        """Send what is pending now, when nothing waits for storage (a cluster node's
+        small read from NATS: fastpath.Inbound). A flush already scheduled still runs,
+        for what is written after this; with durable storage: nothing (its turn)."""
+        if (
+            self.dirty
+            and self.commit is None
+            and self.delay is None
+            and (self.gate is None or self.gated is not None)
+        ):
+            dirty = self.dirty
+            self.dirty = []
+            for sink in dirty:
+                sink.flush()
+
     def flush(self) -> None:
         delay = self.delay
         if delay is not None:
