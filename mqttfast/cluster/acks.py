@@ -14,6 +14,14 @@ output of a connection whose acknowledgements wait for an unconfirmed batch is h
 in order, and released when the PONG comes, or dropped with the connection
 (``release(False)``: the client resends what was not acknowledged) if NATS does not
 answer within :data:`ACK_WAIT_LIMIT`.
+
+Only those connections' output goes through the gate (issue 16): without a storage's
+gate behind this one, the transport is told which connections to gate (``flusher.gated``
+is :attr:`AckGate.need`): a connection is in it from the turn an acknowledgement of it
+waits until that batch is confirmed, so it holds every connection with output held
+here (nothing of a connection overtakes its held bytes). Every other connection (a
+QoS 0 subscriber, a publisher whose messages no other node wants) is written as on a
+single node: a small read's reply directly, the rest in the same turn, no gate call.
 """
 
 from __future__ import annotations
@@ -52,7 +60,9 @@ class AckGate:
         self.batch_no = 0  # the batch the outbox is filling
         self.confirmed = -1  # every batch up to this one is in nats-server
         self.ping_due = False  # the batch being filled holds a message somebody waits for
-        self.need: dict[Any, int] = {}  # core connection -> last batch its output waits for
+        # core connection -> last batch its output waits for; the transport's ``gated``
+        # (bind_output): changed in place only, never rebound.
+        self.need: dict[Any, int] = {}
         self.waiting: list[tuple[int, Any, Release, float]] = []
         self.inner: Callable[[Any, Release], None] | None = None  # a strict storage's gate
         self.sent = -1  # the last batch written out in full
@@ -64,6 +74,8 @@ class AckGate:
         """Take the transport's output gate, keeping the storage's as the next step."""
         self.inner = flusher.gate
         flusher.gate = self.gate
+        if self.inner is None:  # else every output goes on to the storage's gate
+            flusher.gated = self.need
 
     # -- the router's side (synchronous) ------------------------------------------------
 
@@ -119,6 +131,11 @@ class AckGate:
             if need.get(conn, batch + 1) <= batch:
                 del need[conn]
             self._pass(conn, release)
+        if need:
+            # Connections held whose output never came to the gate (closed before their
+            # acknowledgement was flushed): no longer gated, and not kept alive here.
+            for conn in [c for c, n in need.items() if n <= batch]:
+                del need[conn]
 
     def confirm_all(self) -> None:
         """Nothing is in flight any more (never connected: local delivery only)."""

@@ -58,6 +58,10 @@ ANNOUNCE_TIMEOUT = 2.0  # seconds a SUBACK waits for a node that does not confir
 CACHE_MAX = 65536  # entries of each per-topic / per-subject cache before it is reset
 _LOCAL = "\x00local"  # tree key of this node's own $share filters
 _MAX_LINE = 1 << 16  # a "line" longer than this without CRLF is not NATS protocol
+HEADS_MAX = 4096  # cached MSG lines (one per subject and size)
+# A read from NATS at most this large (a few messages: low load) has what it wrote to
+# clients flushed at once (Inbound.flusher); larger ones leave in the loop turn's batch.
+SMALL_NATS_READ = 4096
 
 
 class Interest:
@@ -418,8 +422,15 @@ class Inbound:
         self.sids: set[int] = set()
         self.topics: dict[bytes, str | None] = {}
         self.fields: dict[bytes, Fields] = {}
+        # MSG/HMSG control line -> (subject, sid, header bytes or -1, total bytes): a
+        # stream of similar messages repeats its lines (no split and int() per message).
+        self.heads: dict[bytes, tuple[bytes, int, int, int]] = {}
         self.rest = b""  # an incomplete unit at the end of the last read
         self.errors = 0
+        # The transport's output flusher (transport/tcp.py), or None: when set, what the
+        # messages of a small read from NATS wrote to clients is flushed at the end of
+        # that read (as a small MQTT read's output), not one loop turn later.
+        self.flusher: Any = None
 
     def install(self, nc: Any) -> None:
         ps = nc._ps
@@ -438,7 +449,7 @@ class Inbound:
         ) -> None:
             # Only reached for frames nats-py's parser got (before our first read).
             if sid in sids:
-                on_data(subject, data, hdr)
+                on_data(subject, data, hdr, self.clock())
             else:
                 await original_process(sid, subject, reply, data, hdr)
 
@@ -459,8 +470,10 @@ class Inbound:
             n = len(data)
             pos = 0
             delivered = False
+            now = 0.0
             find = data.find
             startswith = data.startswith
+            heads = self.heads
             while pos < n:
                 eol = find(b"\r\n", pos)
                 if eol < 0:
@@ -468,42 +481,62 @@ class Inbound:
                         await original_parse(data[pos:])
                         pos = n
                     break
-                if startswith(b"MSG ", pos) or startswith(b"HMSG ", pos):
-                    args = data[pos:eol].split()
-                    start = eol + 2
-                    end = start + int(args[-1])
-                    if end + 2 > n:
-                        break  # the payload is not all here yet
-                    if int(args[2]) in sids:
-                        if args[0] == b"HMSG":
-                            split = start + int(args[-2])
-                            hdr: bytes | None = data[start:split]
-                            start = split
-                        else:
-                            hdr = None
-                        delivered = True
-                        try:
-                            on_data(args[1], data[start:end], hdr)
-                        except Exception:  # never into nats-py's read loop
-                            self.errors += 1
-                            if self.errors in (1, 1000):
-                                log.exception("cluster: message from NATS not delivered")
+                line = data[pos:eol]
+                head = heads.get(line)
+                if head is None:
+                    if not (startswith(b"MSG ", pos) or startswith(b"HMSG ", pos)):
+                        await original_parse(data[pos : eol + 2])
+                        pos = eol + 2
+                        continue
+                    args = line.split()
+                    head = (
+                        args[1],
+                        int(args[2]),
+                        int(args[-2]) if args[0] == b"HMSG" else -1,
+                        int(args[-1]),
+                    )
+                    if head[1] in sids:  # (not JetStream's, each with its own reply)
+                        if len(heads) >= HEADS_MAX:
+                            heads.clear()
+                        heads[line] = head
+                subject, sid, hsize, size = head
+                start = eol + 2
+                end = start + size
+                if end + 2 > n:
+                    break  # the payload is not all here yet
+                if sid in sids:
+                    if hsize >= 0:
+                        split = start + hsize
+                        hdr: bytes | None = data[start:split]
+                        start = split
                     else:
-                        await original_parse(data[pos : end + 2])
-                    pos = end + 2
+                        hdr = None
+                    if not delivered:
+                        delivered = True
+                        now = self.clock()  # one clock reading per read
+                    try:
+                        on_data(subject, data[start:end], hdr, now)
+                    except Exception:  # never into nats-py's read loop
+                        self.errors += 1
+                        if self.errors in (1, 1000):
+                            log.exception("cluster: message from NATS not delivered")
                 else:
-                    await original_parse(data[pos : eol + 2])
-                    pos = eol + 2
+                    await original_parse(data[pos : end + 2])
+                pos = end + 2
             if pos < n:
                 self.rest = data[pos:]
-            if delivered and self.after is not None:
-                self.after()
+            if delivered:
+                if self.after is not None:
+                    self.after()
+                flusher = self.flusher
+                if flusher is not None and n <= SMALL_NATS_READ:
+                    flusher.flush_now()
 
         ps.reset = reset
         ps.parse = parse
         nc._process_msg = process_msg
 
-    def on_data(self, subject: bytes, data: bytes, hdr: bytes | None) -> None:
+    def on_data(self, subject: bytes, data: bytes, hdr: bytes | None, now: float) -> None:
         topic = self.topics.get(subject, "")
         if topic == "":  # MQTT topics are never empty [MQTT-4.7.3-1]
             try:
@@ -515,7 +548,6 @@ class Inbound:
             self.topics[subject] = topic
         if topic is None:
             return
-        now = self.clock()
         if not hdr:
             self.deliver(Message(topic, data), now)
             return

@@ -68,7 +68,9 @@ class Router(Protocol):
 
     def bind_output(self, flusher: Any) -> None:
         """The transport built its output flusher (transport/tcp.py): a router may hold
-        acknowledgements there (a cluster router until NATS has the message). Local: no-op."""
+        acknowledgements there (a cluster router until NATS has the message: its gate in
+        front of the storage's, and, when it is the only one, ``flusher.gated``, the
+        connections whose output it may hold). Local: no-op."""
 
     def publish(self, msg: Message, now: float, publisher: Connection | None = None) -> int:
         """Store if retained, deliver to every matching subscription; return how

@@ -11,6 +11,10 @@ largest stage of the latency at low load): the first write to each sink during a
 read goes straight to the socket (as mosquitto does), later ones to that sink are
 flushed at the end of its ``data_received``. Large reads, and writes made outside a
 read (timers, drained output), keep the once-per-turn flush.
+
+Durable storage (``commit``, or a strict store's ``gate``) turns both off: its output
+waits for the turn's commit. A cluster's acknowledgement gate (cluster/acks.py) only for
+the connections it holds (``Flusher.gated``, issue 16): the others are sent as above.
 """
 
 from __future__ import annotations
@@ -67,7 +71,17 @@ class Flusher:
     The broker's storage sets the durability hooks itself (``Storage.bind_output``,
     called here), so every path that builds a flusher gets the storage's policy."""
 
-    __slots__ = ("loop", "dirty", "scheduled", "commit", "delay", "gate", "reading", "direct")
+    __slots__ = (
+        "loop",
+        "dirty",
+        "scheduled",
+        "commit",
+        "delay",
+        "gate",
+        "gated",
+        "reading",
+        "direct",
+    )
 
     def __init__(self, loop: asyncio.AbstractEventLoop, storage: Any = None) -> None:
         self.loop = loop
@@ -86,6 +100,11 @@ class Flusher:
         # the held bytes of core connection ``conn`` rely on is on disk, after that
         # connection's earlier output (release(False): it never will be), or None.
         self.gate: Any = None
+        # None: every connection's output goes through ``gate``. Else the connections
+        # whose output must (``conn in gated``): a cluster's acknowledgement gate, alone,
+        # holds only some connections' output; the others' is sent as on a single node
+        # (a small read's direct write, the same-turn flush), with no gate call.
+        self.gated: Any = None
         if storage is not None:
             storage.bind_output(self)
 
@@ -101,7 +120,7 @@ class Flusher:
         self.reading = self.direct = False
         if not self.dirty or self.scheduled:
             return
-        if small and self.commit is None and self.gate is None:
+        if small and self.commit is None and (self.gate is None or self.gated is not None):
             dirty = self.dirty
             self.dirty = []
             for sink in dirty:
@@ -109,6 +128,21 @@ class Flusher:
         else:
             self.scheduled = True
             self.loop.call_soon(self.flush)
+
+    def flush_now(self) -> None:
+        """Send what is pending now, when nothing waits for storage (a cluster node's
+        small read from NATS: fastpath.Inbound). A flush already scheduled still runs,
+        for what is written after this; with durable storage: nothing (its turn)."""
+        if (
+            self.dirty
+            and self.commit is None
+            and self.delay is None
+            and (self.gate is None or self.gated is not None)
+        ):
+            dirty = self.dirty
+            self.dirty = []
+            for sink in dirty:
+                sink.flush()
 
     def flush(self) -> None:
         delay = self.delay
@@ -156,9 +190,14 @@ class BatchedSink:
         buf = self.buf
         if buf is None:
             flusher = self.flusher
-            if flusher.direct and not self.transport.is_closing():
+            if (
+                flusher.direct
+                and (flusher.gated is None or self.protocol.conn not in flusher.gated)
+                and not self.transport.is_closing()
+            ):
                 # A small read's first write to this sink: to the socket now. Later writes
                 # during this read queue behind it (empty buffer marked dirty: end_read).
+                # (Not for a connection whose output the gate holds: it queues behind.)
                 self.transport.write(data)
                 self.buf = []
                 flusher.dirty.append(self)
@@ -179,10 +218,15 @@ class BatchedSink:
             return
         buf = self.buf
         if buf is None:
-            if self.flusher.direct and not self.transport.is_closing():
+            flusher = self.flusher
+            if (
+                flusher.direct
+                and (flusher.gated is None or self.protocol.conn not in flusher.gated)
+                and not self.transport.is_closing()
+            ):
                 self.transport.writelines(parts)  # as in write(): a small read's first
                 self.buf = []
-                self.flusher.dirty.append(self)
+                flusher.dirty.append(self)
                 return
             buf = self.buf = []
             self.flusher.mark(self)
@@ -200,8 +244,10 @@ class BatchedSink:
         self.buf = None
         if not buf:  # writelines of empty parts only
             return
-        gate = self.flusher.gate
-        if gate is not None:  # held until what these bytes acknowledge is durable
+        flusher = self.flusher
+        gate = flusher.gate
+        if gate is not None and (flusher.gated is None or self.protocol.conn in flusher.gated):
+            # held until what these bytes acknowledge is durable (in nats-server)
             self.held += self.pending
             self.pending = 0
             gate(self.protocol.conn, partial(self._release, buf))
@@ -316,8 +362,11 @@ class MQTTProtocol(asyncio.Protocol):
         # Small: a read of whole small packets, not the tail of a large one (its message
         # then leaves in the turn's batch, as large messages always do).
         small = size <= SMALL_READ and not self.decoder.buffered
-        # (durable storage: one commit or one gated batch per turn, as before)
-        flusher.direct = small and flusher.commit is None and flusher.gate is None
+        # (durable storage: one commit or one gated batch per turn, as before; a cluster's
+        # gate alone only for the connections it holds: BatchedSink.write)
+        flusher.direct = (
+            small and flusher.commit is None and (flusher.gate is None or flusher.gated is not None)
+        )
         try:
             try:
                 pkts = self.decoder.feed(data)

@@ -166,6 +166,57 @@ def test_puback_waits_until_nats_server_has_the_message(
         cl.close()
 
 
+@pytest.mark.timeout(60)
+def test_only_a_connection_whose_ack_waits_is_held(
+    nats_server: NatsServer, cluster: Cluster
+) -> None:
+    """Issue 16: the acknowledgement gate holds the output of the connections whose
+    PUBACK waits for nats-server, and of no other. nats-server frozen (SIGSTOP): the
+    PUBACK of a message another node wants waits ([MQTT-4.3.2-2], as above), but on the
+    same node a QoS 0 subscriber gets local messages at once (also a QoS 0 one from the
+    held publisher: only that publisher's own output waits), and another publisher's
+    PUBACK for a message only local clients want comes at once."""
+    mport = free_port()
+    a = cluster.add(["--metrics-port", str(mport)])
+    b = cluster.add()
+    remote = Client(b.port, client_id="held-sub2")
+    remote.subscribe("held/#", qos=1)
+    pub = Client(a.port)
+    sync(remote, pub)
+    local = Client(a.port)
+    local.subscribe("local/#", qos=0)
+    other = Client(a.port)
+    # Node a knows every node's interest (not "publish everything" any more, its first
+    # seconds): a message only local clients want is not sent to NATS.
+    deadline = time.monotonic() + 15
+    while not re.search(r"^mqttfast_cluster_msgs_local_only_total\S* [1-9]", _metrics(mport), re.M):
+        assert time.monotonic() < deadline, "node a still sends every message to NATS"
+        other.publish("local/warm", b"w", qos=1)
+        time.sleep(0.2)
+    local.collect(100, timeout=0.3)
+    assert nats_server.proc is not None
+    nats_server.proc.send_signal(signal.SIGSTOP)
+    try:
+        first = pub.c.publish("held/x", b"1", qos=1)
+        pub.c.publish("local/from-held", b"q0", qos=0)
+        start = time.monotonic()
+        second = other.c.publish("local/x", b"2", qos=1)
+        second.wait_for_publish(5)
+        assert second.is_published() and time.monotonic() - start < 1.0
+        got = local.collect(2, timeout=2)
+        assert sorted(m.payload for m in got) == [b"2", b"q0"]
+        assert time.monotonic() - start < 1.0
+        time.sleep(0.3)
+        assert not first.is_published()  # still waiting for nats-server
+    finally:
+        nats_server.proc.send_signal(signal.SIGCONT)
+    first.wait_for_publish(10)
+    assert first.is_published()
+    assert remote.get(10).payload == b"1"
+    for cl in (remote, pub, local, other):
+        cl.close()
+
+
 def test_node_survives_nats_outage_and_reestablishes_interest(prefix: str) -> None:
     """NATS goes away: each node keeps serving its local clients, logs it, shows it in
     /metrics and $SYS; when NATS is back, interest and cross-node routing return."""

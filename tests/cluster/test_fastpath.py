@@ -92,3 +92,71 @@ def test_a_reset_forgets_a_half_received_frame() -> None:
     nc._ps.reset()  # what nats-py does on reconnect
     asyncio.run(nc._ps.parse(frame))
     assert [(m.topic, m.payload) for m in got] == [("a/b", b"payload")]
+
+
+def test_a_cached_line_follows_the_current_sids() -> None:
+    """A MSG line seen before (cached per line) is still checked against the current
+    interest sids: after an unsubscribe its frames go to nats-py's own parser."""
+    nc = NATS()
+    got: list[Message] = []
+    others: list[bytes] = []
+    inbound = Inbound("p", lambda msg, now: got.append(msg), lambda: 0.0)
+    inbound.sids.add(MINE)
+
+    async def process_msg(sid: int, subject: bytes, reply: bytes, data: bytes, hdr: Any) -> None:
+        others.append(data)
+
+    nc._process_msg = process_msg
+    inbound.install(nc)
+    frame = wire("data", "a/b", b"same", 0)
+    asyncio.run(nc._ps.parse(frame + frame))
+    inbound.sids.discard(MINE)
+    asyncio.run(nc._ps.parse(frame))
+    assert [m.payload for m in got] == [b"same", b"same"] and others == [b"same"]
+
+
+def test_a_small_read_from_nats_reaches_the_clients_within_the_read() -> None:
+    """With the transport's flusher (Inbound.flusher), what the messages of a small read
+    from NATS write to a client is handed to its socket before the read's parse returns
+    (not one loop turn later); a large read's output leaves in the turn's flush."""
+    import socket
+
+    from mqttfast.core.broker import BrokerCore
+    from mqttfast.transport.tcp import BatchedSink, Flusher, MQTTProtocol
+
+    async def body() -> None:
+        loop = asyncio.get_running_loop()
+        a, b = socket.socketpair()
+        near, _ = await loop.connect_accepted_socket(asyncio.Protocol, a)
+        far, _ = await loop.connect_accepted_socket(asyncio.Protocol, b)
+        flusher = Flusher(loop)
+        sink = BatchedSink(near, flusher, MQTTProtocol(BrokerCore(), flusher))  # type: ignore[arg-type]
+        handed: list[bytes] = []
+        orig_write = near.write
+
+        def spy_write(chunk: bytes) -> None:
+            handed.append(bytes(chunk))
+            orig_write(chunk)
+
+        def spy_writelines(parts: Any) -> None:
+            handed.append(b"".join(parts))
+            orig_write(b"".join(parts))
+
+        near.write = spy_write  # type: ignore[method-assign]
+        near.writelines = spy_writelines  # type: ignore[method-assign]
+        nc = NATS()
+        inbound = Inbound("p", lambda msg, now: sink.write(msg.payload), lambda: 0.0)
+        inbound.sids.add(MINE)
+        inbound.flusher = flusher
+        inbound.install(nc)
+        await nc._ps.parse(wire("data", "a/b", b"one", 0))
+        assert handed == [b"one"]
+        big = b"".join(wire("data", "a/b", b"x" * 100, 0) for _ in range(60))
+        await nc._ps.parse(big)
+        assert handed == [b"one"] and flusher.scheduled
+        await asyncio.sleep(0)
+        assert handed == [b"one", b"x" * 6000]
+        near.close()
+        far.close()
+
+    asyncio.run(body())

@@ -15,8 +15,19 @@ from typing import Any
 
 import pytest
 
+from mqttfast.cluster.acks import AckGate
 from mqttfast.codec import Decoder, encode
-from mqttfast.codec.packets import Connack, Connect, Publish, Suback, Subscribe, Subscription
+from mqttfast.codec.packets import (
+    Connack,
+    Connect,
+    Pingreq,
+    Pingresp,
+    Puback,
+    Publish,
+    Suback,
+    Subscribe,
+    Subscription,
+)
 from mqttfast.core.broker import BrokerCore
 from mqttfast.core.states import ConnState
 from mqttfast.transport.tcp import SMALL_READ, BatchedSink, Flusher, MQTTProtocol
@@ -270,4 +281,108 @@ async def test_durable_storage_holds_a_small_reads_first_write_for_the_commit() 
     assert written == [1]  # sent after the commit of its turn
     del sub.sink.transport.write  # type: ignore[union-attr]
     for proto in protos:
+        proto.sink.close()  # type: ignore[union-attr]
+
+
+async def _connected(broker: BrokerCore, flusher: Flusher, n: int) -> tuple[list, list]:
+    """``n`` MQTT connections on socketpairs, CONNECTed (3.1.1), their peers' data cleared."""
+    loop = asyncio.get_running_loop()
+    protos: list[MQTTProtocol] = []
+    peers: list[_Peer] = []
+    for i in range(n):
+        a, b = socket.socketpair()
+        proto = MQTTProtocol(broker, flusher)
+        await loop.connect_accepted_socket(lambda proto=proto: proto, a)
+        peer = _Peer()
+        await loop.connect_accepted_socket(lambda peer=peer: peer, b)
+        proto.data_received(encode(Connect(client_id=f"g{i}", keep_alive=0), 4))
+        protos.append(proto)
+        peers.append(peer)
+    await asyncio.sleep(0.05)
+    assert all(p.conn is not None and p.conn.state == ConnState.CONNECTED for p in protos)
+    return protos, peers
+
+
+def _spy(proto: MQTTProtocol) -> list[bytes]:
+    """What is handed to the connection's transport (write or writelines), in order."""
+    handed: list[bytes] = []
+    transport: Any = proto.sink.transport  # type: ignore[union-attr]
+    orig_write, orig_writelines = transport.write, transport.writelines
+    inside = [False]
+
+    def spy_write(chunk: bytes) -> None:
+        if not inside[0]:
+            handed.append(bytes(chunk))
+        orig_write(chunk)
+
+    def spy_writelines(parts: Any) -> None:
+        handed.append(b"".join(parts))
+        inside[0] = True
+        try:
+            orig_writelines(parts)
+        finally:
+            inside[0] = False
+
+    transport.write = spy_write
+    transport.writelines = spy_writelines
+    return handed
+
+
+@run
+async def test_cluster_ack_gate_holds_only_the_connections_it_waits_for() -> None:
+    """Issue 16. A cluster's acknowledgement gate (cluster/acks.py), alone on the flusher,
+    holds the output of a connection whose PUBACK waits for nats-server, and nothing else:
+    the subscriber of the held publisher's message, and a publisher with no acknowledgement
+    waiting, are answered within the read as on a single node (direct write). The held
+    connection's later output (a PINGRESP) stays behind its PUBACK [MQTT-4.6.0-2] until the
+    batch is confirmed. (Before: every connection lost the direct write with a gate.)"""
+    loop = asyncio.get_running_loop()
+    broker = BrokerCore()
+    flusher = Flusher(loop)
+    acks = AckGate()
+    acks.bind_output(flusher)  # as ClusterRouter.bind_output does (no storage gate)
+    assert flusher.gate == acks.gate
+    (sub, held, free), peers = await _connected(broker, flusher, 3)
+    sub.data_received(encode(Subscribe(1, [Subscription("t/#", 0)]), 4))
+    await asyncio.sleep(0.05)
+    for peer in peers:
+        peer.data.clear()
+    to_sub, to_held, to_free = _spy(sub), _spy(held), _spy(free)
+
+    # A QoS 1 message another node wants: the router holds its publisher's acknowledgement
+    # for the batch being filled (ClusterRouter.publish -> AckGate.hold), then the core
+    # writes the PUBACK.
+    acks.hold(held.conn)
+    held.data_received(encode(Publish("t/1", b"a", 1, packet_id=5), 4))
+    assert len(to_sub) == 1, "the subscriber's PUBLISH waited although nothing of it is held"
+    assert to_held == [] and len(acks.waiting) == 1  # the PUBACK waits for the PONG
+    held.data_received(encode(Pingreq(), 4))
+    assert to_held == []  # behind the held PUBACK, never before it
+
+    # A publisher with nothing waiting: its PUBACK leaves within its read, no gate call.
+    free.data_received(encode(Publish("t/2", b"b", 1, packet_id=6), 4))
+    assert len(to_free) == 1 and len(to_sub) == 2 and len(acks.waiting) == 2
+
+    acks.take_batch()
+    acks.confirm(0)  # nats-server's PONG for the batch
+    assert not acks.waiting and held.conn not in acks.need
+    while len(peers[1].data) < 6 or len(peers[2].data) < 4:
+        await asyncio.sleep(0.01)
+    got = Decoder(4).feed(bytes(peers[1].data))
+    assert [type(p) for p in got] == [Puback, Pingresp] and got[0].packet_id == 5
+    got = Decoder(4).feed(bytes(peers[2].data))
+    assert [type(p) for p in got] == [Puback] and got[0].packet_id == 6
+    got = Decoder(4).feed(bytes(peers[0].data))
+    assert [p.payload for p in got] == [b"a", b"b"]
+
+    # Released: the connection is written directly again.
+    held.data_received(encode(Pingreq(), 4))
+    assert to_held[-1] == encode(Pingresp(), 4)
+    # A held connection that closed before its acknowledgement was flushed is not kept.
+    gone = object()
+    acks.hold(gone)
+    acks.take_batch()
+    acks.confirm(1)
+    assert gone not in acks.need
+    for proto in (sub, held, free):
         proto.sink.close()  # type: ignore[union-attr]
