@@ -162,6 +162,9 @@ class ClusterRouter(LocalRouter):
         return True
 
     def bind_output(self, flusher: Any) -> None:
+        # Client output caused by a small read from NATS leaves at the end of that read
+        # (fastpath.Inbound), as the transport does for a small read from a client.
+        self.bp.inbound.flusher = flusher
         if self.bp.ack_after_nats:  # else acknowledgements wait for nobody: no gate
             self.bp.acks.bind_output(flusher)
 
