@@ -15,6 +15,11 @@ the second time with the CONNECT flags byte patched from Clean Session=1 to 0). 
 fresh data directory. mosquitto (Debian) is run with ``persistence true``
 (it snapshots to disk every ``autosave_interval`` s, i.e. it is comparable
 to ``relaxed``, not to ``strict``) when installed.
+
+``--base PATH`` adds the mqttfast cells once more with the broker imported from another
+checkout (``base:mqttfast-off`` ...), interleaved in the same rounds: a before/after
+comparison in one run ("vs off" then compares within each tree). Each row also shows the
+broker's CPU time per message (median), which a shared machine disturbs less than msg/s.
 """
 
 from __future__ import annotations
@@ -83,7 +88,13 @@ def wait_port(port: int, proc: subprocess.Popen, timeout: float = 15.0) -> None:
     raise RuntimeError("broker did not listen")
 
 
-def start_broker(kind: str, port: int, workdir: Path) -> subprocess.Popen:
+def split_kind(kind: str) -> tuple[str, str]:
+    """``base:mqttfast-off`` -> (``base:``, ``mqttfast-off``); no prefix: the repository."""
+    prefix, _, name = kind.rpartition(":")
+    return (prefix + ":" if prefix else ""), name
+
+
+def start_broker(kind: str, port: int, workdir: Path, tree: Path = REPO) -> subprocess.Popen:
     if kind.startswith("mosquitto"):
         persist = kind == "mosquitto-persist"
         conf = workdir / "mosquitto.conf"
@@ -113,7 +124,7 @@ def start_broker(kind: str, port: int, workdir: Path) -> subprocess.Popen:
             "--max-queued-messages",
             "100000",
         ]
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = dict(os.environ, PYTHONPATH=str(tree))
     proc = subprocess.Popen(
         cmd,
         cwd=workdir,
@@ -129,7 +140,9 @@ def start_broker(kind: str, port: int, workdir: Path) -> subprocess.Popen:
 def run_cell(kind: str, loadgen: str, args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-persist-") as tmp:
         port = free_port()
-        proc = start_broker(kind, port, Path(tmp))
+        prefix, name = split_kind(kind)
+        tree = args.base if prefix else REPO
+        proc = start_broker(name, port, Path(tmp), tree)
         try:
             res = subprocess.run(
                 [
@@ -187,6 +200,12 @@ def main() -> int:
         help="skip the clean-session cells (persistent subscriber sessions only)",
     )
     ap.add_argument("--c-source", type=Path, default=None, help="path to mqtt-loadgen.c")
+    ap.add_argument(
+        "--base",
+        type=Path,
+        default=None,
+        help="another checkout: its mqttfast cells run too (prefix base:), same rounds",
+    )
     args = ap.parse_args()
     if args.c_source is not None:
         persistent_lg = build_loadgen(args.c_source, True)
@@ -200,6 +219,8 @@ def main() -> int:
     ]
     if not args.persistent_only:
         cells += [("mqttfast-off", clean_lg), ("mqttfast-strict", clean_lg)]
+    if args.base is not None:
+        cells += [("base:" + kind, lg) for kind, lg in cells]
     if not args.no_mosquitto and (
         shutil.which("mosquitto") or os.path.exists("/usr/sbin/mosquitto")
     ):
@@ -208,13 +229,17 @@ def main() -> int:
     # of a shared machine drifting during the run hits every cell alike; the ratios are
     # also taken per round (each cell against the off cell of the same round).
     samples: dict[tuple[str, str], list[float]] = {}
+    cpu_us: dict[tuple[str, str], list[float]] = {}  # broker CPU us per message
     for round_no in range(args.runs):
         for kind, lg in cells:
             sessions = "persistent" if lg == persistent_lg else "clean"
             r = run_cell(kind, lg, args)
             samples.setdefault((kind, sessions), []).append(rate_of(r))
+            cpu = r.get("broker_cpu_pct")
+            if isinstance(cpu, (int, float)) and rate_of(r) > 0:
+                cpu_us.setdefault((kind, sessions), []).append(cpu * 1e4 / rate_of(r))
             print(
-                f"  round {round_no + 1} {kind:22s} {sessions:10s} {rate_of(r):10.0f} msg/s  "
+                f"  round {round_no + 1} {kind:27s} {sessions:10s} {rate_of(r):10.0f} msg/s  "
                 f"(exit {r['exit']}, lost {r.get('lost', '?')}, "
                 f"broker cpu {r.get('broker_cpu_pct', '?')}%)",
                 flush=True,
@@ -222,24 +247,33 @@ def main() -> int:
     results = {key: statistics.median(rates) for key, rates in samples.items()}
     round_ratios: dict[tuple[str, str], float] = {}
     for (kind, sessions), rates in samples.items():
-        base_kind = "mqttfast-off" if kind.startswith("mqttfast") else "mosquitto-nopersist"
+        prefix, name = split_kind(kind)
+        base_kind = prefix + (
+            "mqttfast-off" if name.startswith("mqttfast") else "mosquitto-nopersist"
+        )
         base = samples.get((base_kind, sessions))
         if base:
             round_ratios[(kind, sessions)] = statistics.median(
                 rate / b for rate, b in zip(rates, base, strict=True)
             )
     print(f"\nQoS 1, {args.pairs} pairs, window 64, 64 B, {args.duration:g} s per cell (median)")
-    print(f"{'broker':22s} {'sessions':10s} {'msg/s':>10s} {'vs off':>8s} {'per round':>10s}")
+    print(
+        f"{'broker':27s} {'sessions':10s} {'msg/s':>10s} {'vs off':>8s} {'per round':>10s} "
+        f"{'cpu us/msg':>10s}"
+    )
     for (kind, sessions), rate in results.items():
+        prefix, name = split_kind(kind)
         base = (
-            results.get(("mqttfast-off", sessions))
-            if kind.startswith("mqttfast")
-            else results.get(("mosquitto-nopersist", sessions))
+            results.get((prefix + "mqttfast-off", sessions))
+            if name.startswith("mqttfast")
+            else results.get((prefix + "mosquitto-nopersist", sessions))
         )
         ratio = f"{rate / base:.2f}" if base else "-"
         per_round = round_ratios.get((kind, sessions))
         per = f"{per_round:.2f}" if per_round is not None else "-"
-        print(f"{kind:22s} {sessions:10s} {rate:10.0f} {ratio:>8s} {per:>10s}")
+        us = cpu_us.get((kind, sessions))
+        cpu_text = f"{statistics.median(us):.2f}" if us else "-"
+        print(f"{kind:27s} {sessions:10s} {rate:10.0f} {ratio:>8s} {per:>10s} {cpu_text:>10s}")
     strict = results.get(("mqttfast-strict", "persistent"))
     mosq = results.get(("mosquitto-persist", "persistent"))
     relaxed = results.get(("mqttfast-relaxed", "persistent"))

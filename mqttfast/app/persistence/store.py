@@ -76,6 +76,13 @@ GROUP_COMMIT_WINDOW = 0.002  # s: strict output is held this long for more chang
 class SQLiteStorage(Storage):
     durable = True
 
+    def __new__(cls, data_dir: str, mode: str = "strict", *args: Any, **kwargs: Any) -> Any:
+        # relaxed gets its own per-message calls as plain methods of a subclass (an
+        # instance attribute shadowing a method would defeat the call sites' caches).
+        if cls is SQLiteStorage and mode == "relaxed":
+            cls = RelaxedSQLiteStorage
+        return super().__new__(cls)
+
     def __init__(
         self,
         data_dir: str,
@@ -155,6 +162,10 @@ class SQLiteStorage(Storage):
         self.stats: Any = None
         # Tests: called in the writer thread with the batch's statements, before COMMIT.
         self.before_commit: Callable[[list[tuple[str, list[Any]]]], None] | None = None
+        # relaxed (RelaxedSQLiteStorage): the deliveries put (session, packet id) or
+        # dequeued (None) since the last cut, and the rows of removed ones.
+        self.r_pend: dict[Delivery, tuple[Session, int] | None] = {}
+        self.r_gone: list[tuple[int, Message]] = []  # (row id, message) of rows to delete
 
     @staticmethod
     def _lock(data_dir: str) -> int:
@@ -323,6 +334,42 @@ class SQLiteStorage(Storage):
         if group is not None:
             self._removed_fresh(group, d)
 
+    # -- relaxed: the per-message calls (installed by __init__) -----------------
+    def _r_collect(self) -> None:
+        """At the cut (relaxed): turn the noted changes into ``p_deliv`` entries; new
+        deliveries get their ids now, in the order they were first put."""
+        p_deliv = self.p_deliv
+        gone = self.r_gone
+        if self.r_pend:
+            nd = self.next_deliv
+            for d, v in self.r_pend.items():
+                did = d.sid
+                if v is None:  # left the queue and was not sent
+                    if did:
+                        d.sid = 0
+                        gone.append((did, d.msg))
+                    continue
+                if not did:
+                    did = d.sid = nd
+                    nd += 1
+                p_deliv[did] = (v[0].client_id, d, v[1])
+            self.next_deliv = nd
+            self.r_pend.clear()
+        if gone:
+            refs = self.refs
+            zero = self.zero
+            for did, msg in gone:
+                p_deliv[did] = None
+                sid = msg.sid
+                count = refs[sid] - 1
+                refs[sid] = count
+                if count == 0:
+                    zero.add(sid)
+            gone.clear()
+
+    def _pending(self) -> bool:
+        return self.dirty or bool(self.r_pend) or bool(self.r_gone)
+
     def _removed_fresh(self, group: _Group, d: Delivery) -> None:
         """A new delivery went before it was committed. Acknowledged (or expired, or
         refused): its session is owed nothing. But one that came through a shared
@@ -383,7 +430,7 @@ class SQLiteStorage(Storage):
         self.timer = None
         if self.closed or self.degraded:
             return
-        if not self.dirty:
+        if not self._pending():
             self._arm(self.interval)  # the first change is committed within an interval
             return
         wait = self.interval - (time.monotonic() - self.last_commit)
@@ -499,7 +546,7 @@ class SQLiteStorage(Storage):
         if self.strict:
             if self.sync or self.group_waits or self.waiting or self.inflight is not None:
                 self.commit()
-        elif self.dirty and time.monotonic() - self.last_commit >= self.interval:
+        elif self._pending() and time.monotonic() - self.last_commit >= self.interval:
             self.commit()
 
     def flush_delay(self) -> float:
@@ -516,7 +563,7 @@ class SQLiteStorage(Storage):
         return self.sync_since + self.window - now
 
     def _relaxed_due(self) -> None:
-        if self.dirty and self.inflight is None:
+        if self._pending() and self.inflight is None:
             if time.monotonic() - self.last_commit >= self.interval:
                 self._start()
 
@@ -525,7 +572,7 @@ class SQLiteStorage(Storage):
             return
         since = time.monotonic() - self.last_commit
         if (
-            self.dirty
+            self._pending()
             and ((self.strict and (self.sync or self.group_waits)) or since >= self.interval)
         ) or since >= ALIVE_EVERY:
             if self.loop is None:
@@ -701,6 +748,8 @@ class SQLiteStorage(Storage):
         ops: list[tuple[str, list[Any]]] = []
         puts: list[tuple[Any, ...]]
         dels: list[tuple[Any, ...]]
+        if not self.strict:
+            self._r_collect()
         if self.moving:
             for d in self.moving.values():
                 self._forget(d)  # left the queue without being sent
@@ -843,6 +892,8 @@ class SQLiteStorage(Storage):
         self.p_deliv.clear()
         self.p_qos2.clear()
         self.zero.clear()
+        self.r_pend.clear()
+        self.r_gone.clear()
         self.dirty = self.sync = False
         self.sync_since = None
 
@@ -875,6 +926,35 @@ class SQLiteStorage(Storage):
             pass
         self.db.close()
         os.close(self._lock_fd)
+
+
+class RelaxedSQLiteStorage(SQLiteStorage):
+    """``relaxed``: nothing waits for a commit, so the per-message calls only note what
+    changed, keyed by the Delivery itself: one dict operation each. Ids, rows and
+    reference counts are made at the cut (``_r_collect``, once per ``interval``) for
+    what is still held then; a delivery put and acknowledged between two cuts never
+    reaches the disk. ``d.sid`` != 0 means the delivery has a row (on disk or in a
+    batch)."""
+
+    def delivery_put(self, session: Session, d: Delivery, pid: int) -> None:
+        self.r_pend[d] = (session, pid)
+
+    def delivery_dequeue(self, session: Session, d: Delivery) -> None:
+        self.r_pend[d] = None  # sent: put again in flight; else (expired, too large) gone
+
+    def delivery_remove(self, session: Session, d: Delivery) -> None:
+        did = d.sid
+        if did:
+            d.sid = 0
+            self.r_gone.append((did, d.msg))
+        self.r_pend.pop(d, None)
+
+    def _forget(self, d: Delivery) -> None:
+        did = d.sid
+        if did:
+            d.sid = 0
+            self.r_gone.append((did, d.msg))
+        self.r_pend.pop(d, None)
 
 
 # Rows go in multi-row statements: executemany steps (and releases the GIL) once per row,
