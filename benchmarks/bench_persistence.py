@@ -36,6 +36,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 # --c-source: the CONNECT flags byte of that C generator, patched for persistent sessions.
@@ -188,6 +189,71 @@ def rate_of(result: dict) -> float:
     raise KeyError(f"no rate in {result}")
 
 
+def storage_calls(rounds: int = 9, n: int = 50_000) -> None:
+    """``--calls``: the loop thread's cost of the storage calls one QoS 1 message makes
+    for a persistent subscriber (best of ``rounds``, us per message; the call sites' own
+    ``session.persisted`` test and attribute loads included). Queued: put (queued),
+    put (in flight), remove (PUBACK) (and dequeue, in a tree whose core still calls it);
+    direct: put (in flight), remove."""
+    sys.path.insert(0, str(REPO))
+    from mqttfast.app.persistence.store import SQLiteStorage
+    from mqttfast.core.message import Delivery, Message
+    from mqttfast.core.storage import MemoryStorage
+
+    class Broker:
+        storage: object
+
+    class Session:
+        client_id = "bench"
+        conn = None
+        persisted = True
+        broker = Broker()
+
+    session = Session()
+    msg = Message("bench/t", b"x" * 64, 1, False)
+    dequeue = hasattr(MemoryStorage, "delivery_dequeue")
+
+    def queued(ds: list) -> None:
+        s = session
+        for d in ds:
+            if s.persisted:
+                s.broker.storage.delivery_put(s, d, 0)
+            if dequeue and s.persisted:  # (a core before issue 17's relaxed change)
+                s.broker.storage.delivery_dequeue(s, d)
+            if s.persisted:
+                s.broker.storage.delivery_put(s, d, 7)
+            if s.persisted:
+                s.broker.storage.delivery_remove(s, d)
+
+    def direct(ds: list) -> None:
+        s = session
+        for d in ds:
+            if s.persisted:
+                s.broker.storage.delivery_put(s, d, 7)
+            if s.persisted:
+                s.broker.storage.delivery_remove(s, d)
+
+    def best(fn: Any) -> float:
+        times = []
+        for _ in range(rounds):
+            ds = [Delivery(msg, 1, False, None) for _ in range(n)]
+            t = time.perf_counter()
+            fn(ds)
+            times.append(time.perf_counter() - t)
+        return min(times) / n * 1e6
+
+    with tempfile.TemporaryDirectory(prefix="bench-calls-") as tmp:
+        stores: list[tuple[str, Any]] = [("no-op (MemoryStorage)", MemoryStorage())]
+        for mode in ("relaxed", "strict"):
+            stores.append((mode, SQLiteStorage(os.path.join(tmp, mode), mode)))
+        print(f"storage calls per QoS 1 message, us (best of {rounds} x {n}; {REPO})")
+        for name, store in stores:
+            Session.broker.storage = store
+            print(f"  {name:22s} queued {best(queued):6.3f}   direct {best(direct):6.3f}")
+            if hasattr(store, "close"):
+                store.close()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--duration", type=float, default=5.0)
@@ -206,7 +272,15 @@ def main() -> int:
         default=None,
         help="another checkout: its mqttfast cells run too (prefix base:), same rounds",
     )
+    ap.add_argument(
+        "--calls",
+        action="store_true",
+        help="only time the storage calls of one message (loop thread, us), then exit",
+    )
     args = ap.parse_args()
+    if args.calls:
+        storage_calls()
+        return 0
     if args.c_source is not None:
         persistent_lg = build_loadgen(args.c_source, True)
         clean_lg = build_loadgen(args.c_source, False)

@@ -8,8 +8,8 @@ Each test runs a real broker process on a real SQLite file and reads the file
   restart does not send it again;
 * a delivery committed and then acknowledged is deleted by the next commit (and a
   restart after that commit does not resend it);
-* a committed queued delivery that expires in the queue is deleted when it leaves the
-  queue unsent [MQTT-3.3.2-5], without a restart;
+* a committed queued delivery that leaves the queue unsent (expired [MQTT-3.3.2-5], too
+  large for the client) is deleted by the next commit, without a restart;
 * queued deliveries keep their order, and the move of the first ones into flight is
   committed: after a ``kill -9`` they are resent first, with DUP=1 [MQTT-4.4.0-1], then
   the rest in publish order [MQTT-4.6.0-6].
@@ -120,9 +120,10 @@ def test_committed_then_acknowledged_is_deleted_by_the_next_commit(durable) -> N
     assert _drain(sub) == []
 
 
-def test_expired_in_the_queue_is_deleted_without_a_restart(durable) -> None:
-    """[MQTT-3.3.2-5] an expired queued message is not sent; its committed row goes
-    when it leaves the queue, with the next commit."""
+def test_dropped_from_the_queue_is_deleted_without_a_restart(durable) -> None:
+    """Queued messages that leave the queue unsent go with the next commit, no restart
+    needed: one expired [MQTT-3.3.2-5], one larger than the client's Maximum Packet Size
+    [MQTT-3.1.2-25] (both "treated as delivered")."""
     b = durable("--persistence", "relaxed")
     sub, _ = persistent("sub-exp", b.port)
     sub.subscribe(("exp/#", 1))
@@ -130,14 +131,20 @@ def test_expired_in_the_queue_is_deleted_without_a_restart(durable) -> None:
     pub = b.client()
     pub.connect("pub-exp")
     pub.publish("exp/x", b"short", qos=1, properties=Properties(message_expiry_interval=1))
+    pub.publish("exp/x", b"L" * 300, qos=1)
     pub.publish("exp/x", b"kept", qos=1)
     published = time.monotonic()
     wait_for(
-        lambda: [p for p, _ in rows_of(b.data_dir, "sub-exp")] == [b"short", b"kept"],
-        "both queued deliveries committed",
+        lambda: [p for p, _ in rows_of(b.data_dir, "sub-exp")] == [b"short", b"L" * 300, b"kept"],
+        "the 3 queued deliveries committed",
     )
     time.sleep(max(0.0, published + 1.3 - time.monotonic()))
-    sub, connack = persistent("sub-exp", b.port)
+    sub = RawClient(b.port, version=5)
+    connack = sub.connect(
+        "sub-exp",
+        clean_start=False,
+        properties=Properties(session_expiry_interval=3600, maximum_packet_size=200),
+    )
     assert connack.session_present
     assert [p.payload for p in _drain(sub)] == [b"kept"]
     wait_for(
@@ -145,7 +152,7 @@ def test_expired_in_the_queue_is_deleted_without_a_restart(durable) -> None:
             rows_of(b.data_dir, "sub-exp") == []
             and query(b.data_dir, "SELECT count(*) FROM messages") == [(0,)]
         ),
-        "the expired and the acknowledged delivery deleted",
+        "the expired, the too large and the acknowledged delivery deleted",
     )
 
 

@@ -124,7 +124,6 @@ class SQLiteStorage(Storage):
         # operations: its message gets an id and a row only when a delivery row is cut.
         self.written: set[int] = set()
         self.refs: dict[int, int] = {}
-        self.moving: dict[int, Delivery] = {}  # dequeued, not yet re-recorded in flight
         self.dirty = False
         self.sync = False  # a change that the next outgoing bytes rely on is pending
         self.last_commit = time.monotonic()
@@ -162,9 +161,9 @@ class SQLiteStorage(Storage):
         self.stats: Any = None
         # Tests: called in the writer thread with the batch's statements, before COMMIT.
         self.before_commit: Callable[[list[tuple[str, list[Any]]]], None] | None = None
-        # relaxed (RelaxedSQLiteStorage): the deliveries put (session, packet id) or
-        # dequeued (None) since the last cut, and the rows of removed ones.
-        self.r_pend: dict[Delivery, tuple[Session, int] | None] = {}
+        # relaxed (RelaxedSQLiteStorage): the deliveries put since the last cut (their
+        # session and packet id), and the rows of removed ones.
+        self.r_pend: dict[Delivery, tuple[Session, int]] = {}
         self.r_gone: list[tuple[int, Message]] = []  # (row id, message) of rows to delete
 
     @staticmethod
@@ -271,7 +270,6 @@ class SQLiteStorage(Storage):
         if did:
             # An update: moved from the queue into flight, or PUBREC received. Only
             # QoS 2 must be on disk before the PUBLISH / PUBREL goes out.
-            self.moving.pop(did, None)
             self.p_deliv[did] = (session.client_id, d, pid)
             self.dirty = True
             if d.qos == 2:
@@ -303,11 +301,6 @@ class SQLiteStorage(Storage):
             if d.qos == 2:
                 self._hold(session.conn)  # exactly once: the packet id is stored before it
 
-    def delivery_dequeue(self, session: Session, d: Delivery) -> None:
-        if d.sid:
-            self.moving[d.sid] = d
-            self.dirty = True
-
     def delivery_remove(self, session: Session, d: Delivery) -> None:
         did = d.sid
         if did:
@@ -334,7 +327,7 @@ class SQLiteStorage(Storage):
         if group is not None:
             self._removed_fresh(group, d)
 
-    # -- relaxed: the per-message calls (installed by __init__) -----------------
+    # -- relaxed (the per-message calls: RelaxedSQLiteStorage) ------------------
     def _r_collect(self) -> None:
         """At the cut (relaxed): turn the noted changes into ``p_deliv`` entries; new
         deliveries get their ids now, in the order they were first put."""
@@ -344,11 +337,6 @@ class SQLiteStorage(Storage):
             nd = self.next_deliv
             for d, v in self.r_pend.items():
                 did = d.sid
-                if v is None:  # left the queue and was not sent
-                    if did:
-                        d.sid = 0
-                        gone.append((did, d.msg))
-                    continue
                 if not did:
                     did = d.sid = nd
                     nd += 1
@@ -750,10 +738,6 @@ class SQLiteStorage(Storage):
         dels: list[tuple[Any, ...]]
         if not self.strict:
             self._r_collect()
-        if self.moving:
-            for d in self.moving.values():
-                self._forget(d)  # left the queue without being sent
-            self.moving.clear()
         if self.deleted_sessions:
             cids = [(c,) for c in self.deleted_sessions]
             for table in ("sessions", "subscriptions", "deliveries", "qos2_in"):
@@ -938,9 +922,6 @@ class RelaxedSQLiteStorage(SQLiteStorage):
 
     def delivery_put(self, session: Session, d: Delivery, pid: int) -> None:
         self.r_pend[d] = (session, pid)
-
-    def delivery_dequeue(self, session: Session, d: Delivery) -> None:
-        self.r_pend[d] = None  # sent: put again in flight; else (expired, too large) gone
 
     def delivery_remove(self, session: Session, d: Delivery) -> None:
         did = d.sid
