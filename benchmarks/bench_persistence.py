@@ -15,6 +15,11 @@ the second time with the CONNECT flags byte patched from Clean Session=1 to 0). 
 fresh data directory. mosquitto (Debian) is run with ``persistence true``
 (it snapshots to disk every ``autosave_interval`` s, i.e. it is comparable
 to ``relaxed``, not to ``strict``) when installed.
+
+``--base PATH`` adds the mqttfast cells once more with the broker imported from another
+checkout (``base:mqttfast-off`` ...), interleaved in the same rounds: a before/after
+comparison in one run ("vs off" then compares within each tree). Each row also shows the
+broker's CPU time per message (median), which a shared machine disturbs less than msg/s.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 # --c-source: the CONNECT flags byte of that C generator, patched for persistent sessions.
@@ -83,7 +89,13 @@ def wait_port(port: int, proc: subprocess.Popen, timeout: float = 15.0) -> None:
     raise RuntimeError("broker did not listen")
 
 
-def start_broker(kind: str, port: int, workdir: Path) -> subprocess.Popen:
+def split_kind(kind: str) -> tuple[str, str]:
+    """``base:mqttfast-off`` -> (``base:``, ``mqttfast-off``); no prefix: the repository."""
+    prefix, _, name = kind.rpartition(":")
+    return (prefix + ":" if prefix else ""), name
+
+
+def start_broker(kind: str, port: int, workdir: Path, tree: Path = REPO) -> subprocess.Popen:
     if kind.startswith("mosquitto"):
         persist = kind == "mosquitto-persist"
         conf = workdir / "mosquitto.conf"
@@ -113,7 +125,7 @@ def start_broker(kind: str, port: int, workdir: Path) -> subprocess.Popen:
             "--max-queued-messages",
             "100000",
         ]
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = dict(os.environ, PYTHONPATH=str(tree))
     proc = subprocess.Popen(
         cmd,
         cwd=workdir,
@@ -129,7 +141,9 @@ def start_broker(kind: str, port: int, workdir: Path) -> subprocess.Popen:
 def run_cell(kind: str, loadgen: str, args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-persist-") as tmp:
         port = free_port()
-        proc = start_broker(kind, port, Path(tmp))
+        prefix, name = split_kind(kind)
+        tree = args.base if prefix else REPO
+        proc = start_broker(name, port, Path(tmp), tree)
         try:
             res = subprocess.run(
                 [
@@ -175,6 +189,71 @@ def rate_of(result: dict) -> float:
     raise KeyError(f"no rate in {result}")
 
 
+def storage_calls(rounds: int = 9, n: int = 50_000) -> None:
+    """``--calls``: the loop thread's cost of the storage calls one QoS 1 message makes
+    for a persistent subscriber (best of ``rounds``, us per message; the call sites' own
+    ``session.persisted`` test and attribute loads included). Queued: put (queued),
+    put (in flight), remove (PUBACK) (and dequeue, in a tree whose core still calls it);
+    direct: put (in flight), remove."""
+    sys.path.insert(0, str(REPO))
+    from mqttfast.app.persistence.store import SQLiteStorage
+    from mqttfast.core.message import Delivery, Message
+    from mqttfast.core.storage import MemoryStorage
+
+    class Broker:
+        storage: object
+
+    class Session:
+        client_id = "bench"
+        conn = None
+        persisted = True
+        broker = Broker()
+
+    session = Session()
+    msg = Message("bench/t", b"x" * 64, 1, False)
+    dequeue = hasattr(MemoryStorage, "delivery_dequeue")
+
+    def queued(ds: list) -> None:
+        s = session
+        for d in ds:
+            if s.persisted:
+                s.broker.storage.delivery_put(s, d, 0)
+            if dequeue and s.persisted:  # (a core before issue 17's relaxed change)
+                s.broker.storage.delivery_dequeue(s, d)
+            if s.persisted:
+                s.broker.storage.delivery_put(s, d, 7)
+            if s.persisted:
+                s.broker.storage.delivery_remove(s, d)
+
+    def direct(ds: list) -> None:
+        s = session
+        for d in ds:
+            if s.persisted:
+                s.broker.storage.delivery_put(s, d, 7)
+            if s.persisted:
+                s.broker.storage.delivery_remove(s, d)
+
+    def best(fn: Any) -> float:
+        times = []
+        for _ in range(rounds):
+            ds = [Delivery(msg, 1, False, None) for _ in range(n)]
+            t = time.perf_counter()
+            fn(ds)
+            times.append(time.perf_counter() - t)
+        return min(times) / n * 1e6
+
+    with tempfile.TemporaryDirectory(prefix="bench-calls-") as tmp:
+        stores: list[tuple[str, Any]] = [("no-op (MemoryStorage)", MemoryStorage())]
+        for mode in ("relaxed", "strict"):
+            stores.append((mode, SQLiteStorage(os.path.join(tmp, mode), mode)))
+        print(f"storage calls per QoS 1 message, us (best of {rounds} x {n}; {REPO})")
+        for name, store in stores:
+            Session.broker.storage = store
+            print(f"  {name:22s} queued {best(queued):6.3f}   direct {best(direct):6.3f}")
+            if hasattr(store, "close"):
+                store.close()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--duration", type=float, default=5.0)
@@ -187,7 +266,21 @@ def main() -> int:
         help="skip the clean-session cells (persistent subscriber sessions only)",
     )
     ap.add_argument("--c-source", type=Path, default=None, help="path to mqtt-loadgen.c")
+    ap.add_argument(
+        "--base",
+        type=Path,
+        default=None,
+        help="another checkout: its mqttfast cells run too (prefix base:), same rounds",
+    )
+    ap.add_argument(
+        "--calls",
+        action="store_true",
+        help="only time the storage calls of one message (loop thread, us), then exit",
+    )
     args = ap.parse_args()
+    if args.calls:
+        storage_calls()
+        return 0
     if args.c_source is not None:
         persistent_lg = build_loadgen(args.c_source, True)
         clean_lg = build_loadgen(args.c_source, False)
@@ -200,6 +293,8 @@ def main() -> int:
     ]
     if not args.persistent_only:
         cells += [("mqttfast-off", clean_lg), ("mqttfast-strict", clean_lg)]
+    if args.base is not None:
+        cells += [("base:" + kind, lg) for kind, lg in cells]
     if not args.no_mosquitto and (
         shutil.which("mosquitto") or os.path.exists("/usr/sbin/mosquitto")
     ):
@@ -208,13 +303,17 @@ def main() -> int:
     # of a shared machine drifting during the run hits every cell alike; the ratios are
     # also taken per round (each cell against the off cell of the same round).
     samples: dict[tuple[str, str], list[float]] = {}
+    cpu_us: dict[tuple[str, str], list[float]] = {}  # broker CPU us per message
     for round_no in range(args.runs):
         for kind, lg in cells:
             sessions = "persistent" if lg == persistent_lg else "clean"
             r = run_cell(kind, lg, args)
             samples.setdefault((kind, sessions), []).append(rate_of(r))
+            cpu = r.get("broker_cpu_pct")
+            if isinstance(cpu, (int, float)) and rate_of(r) > 0:
+                cpu_us.setdefault((kind, sessions), []).append(cpu * 1e4 / rate_of(r))
             print(
-                f"  round {round_no + 1} {kind:22s} {sessions:10s} {rate_of(r):10.0f} msg/s  "
+                f"  round {round_no + 1} {kind:27s} {sessions:10s} {rate_of(r):10.0f} msg/s  "
                 f"(exit {r['exit']}, lost {r.get('lost', '?')}, "
                 f"broker cpu {r.get('broker_cpu_pct', '?')}%)",
                 flush=True,
@@ -222,24 +321,33 @@ def main() -> int:
     results = {key: statistics.median(rates) for key, rates in samples.items()}
     round_ratios: dict[tuple[str, str], float] = {}
     for (kind, sessions), rates in samples.items():
-        base_kind = "mqttfast-off" if kind.startswith("mqttfast") else "mosquitto-nopersist"
+        prefix, name = split_kind(kind)
+        base_kind = prefix + (
+            "mqttfast-off" if name.startswith("mqttfast") else "mosquitto-nopersist"
+        )
         base = samples.get((base_kind, sessions))
         if base:
             round_ratios[(kind, sessions)] = statistics.median(
                 rate / b for rate, b in zip(rates, base, strict=True)
             )
     print(f"\nQoS 1, {args.pairs} pairs, window 64, 64 B, {args.duration:g} s per cell (median)")
-    print(f"{'broker':22s} {'sessions':10s} {'msg/s':>10s} {'vs off':>8s} {'per round':>10s}")
+    print(
+        f"{'broker':27s} {'sessions':10s} {'msg/s':>10s} {'vs off':>8s} {'per round':>10s} "
+        f"{'cpu us/msg':>10s}"
+    )
     for (kind, sessions), rate in results.items():
+        prefix, name = split_kind(kind)
         base = (
-            results.get(("mqttfast-off", sessions))
-            if kind.startswith("mqttfast")
-            else results.get(("mosquitto-nopersist", sessions))
+            results.get((prefix + "mqttfast-off", sessions))
+            if name.startswith("mqttfast")
+            else results.get((prefix + "mosquitto-nopersist", sessions))
         )
         ratio = f"{rate / base:.2f}" if base else "-"
         per_round = round_ratios.get((kind, sessions))
         per = f"{per_round:.2f}" if per_round is not None else "-"
-        print(f"{kind:22s} {sessions:10s} {rate:10.0f} {ratio:>8s} {per:>10s}")
+        us = cpu_us.get((kind, sessions))
+        cpu_text = f"{statistics.median(us):.2f}" if us else "-"
+        print(f"{kind:27s} {sessions:10s} {rate:10.0f} {ratio:>8s} {per:>10s} {cpu_text:>10s}")
     strict = results.get(("mqttfast-strict", "persistent"))
     mosq = results.get(("mosquitto-persist", "persistent"))
     relaxed = results.get(("mqttfast-relaxed", "persistent"))

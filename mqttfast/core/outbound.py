@@ -298,8 +298,10 @@ def send_new(
 ) -> None:
     """Put a QoS 1/2 message in flight: packet id, record, write."""
     parts = encode_publish(conn, d.msg, d.qos, d.retain, d.sub_ids, False, now, cache)
-    if parts is None:
-        return  # too large for this client or expired: treated as delivered
+    if parts is None:  # too large for this client or expired: treated as delivered
+        if session.persisted:  # a queued one was recorded
+            session.broker.storage.delivery_remove(session, d)
+        return
     pid = session.alloc_pid()
     session.set_inflight(pid, d)
     if session.persisted:
@@ -357,13 +359,13 @@ def pump(session: Session, now: float) -> None:
         while queue and len(session.inflight) < window and not over_hard_limit(conn):
             d = queue.popleft()
             session.queued_bytes -= len(d.msg.payload)
-            if storage is not None:
-                storage.delivery_dequeue(session, d)  # re-recorded in flight if sent
             msg = d.msg
             if msg.expires_at is not None and now >= msg.expires_at:
                 session.broker.stats.dropped_expired += 1
+                if storage is not None:
+                    storage.delivery_remove(session, d)
                 continue
-            send_new(session, conn, d, now, None)
+            send_new(session, conn, d, now, None)  # recorded in flight (or removed)
     # backlog and stuck live in the side objects (rare.py): reading them through the
     # descriptor costs ~75 ns, and this runs once per QoS 1/2 message; without a side
     # object both are at their defaults (no backlog, not stuck).

@@ -69,12 +69,14 @@ class Storage:
     def subscription_delete(self, session: Session, full_filter: str) -> None: ...
 
     # -- outgoing QoS 1/2 (queued: pid 0; in flight: the packet id) ----------
-    def delivery_put(self, session: Session, d: Delivery, pid: int) -> None: ...
-    def delivery_remove(self, session: Session, d: Delivery) -> None: ...
+    def delivery_put(self, session: Session, d: Delivery, pid: int) -> None:
+        """``d`` is queued (pid 0) or in flight (its packet id, state ``d.state``): a new
+        delivery, or one that moved from the queue into flight, or PUBREC received."""
 
-    def delivery_dequeue(self, session: Session, d: Delivery) -> None:
-        """``d`` left the queue: it is re-recorded in flight by the delivery_put that
-        follows if it is sent, and counts as removed otherwise (expired, too large)."""
+    def delivery_remove(self, session: Session, d: Delivery) -> None:
+        """``d`` is gone: acknowledged, or dropped unsent (expired in the queue, too large
+        for the client), or given to another member of its shared subscription. Also
+        called for a delivery never put (a new one too large): then a no-op."""
 
     # -- incoming QoS 2 packet ids awaiting PUBREL ---------------------------
     def qos2_put(self, session: Session, pid: int) -> None: ...

@@ -76,6 +76,13 @@ GROUP_COMMIT_WINDOW = 0.002  # s: strict output is held this long for more chang
 class SQLiteStorage(Storage):
     durable = True
 
+    def __new__(cls, data_dir: str, mode: str = "strict", *args: Any, **kwargs: Any) -> Any:
+        # relaxed gets its own per-message calls as plain methods of a subclass (an
+        # instance attribute shadowing a method would defeat the call sites' caches).
+        if cls is SQLiteStorage and mode == "relaxed":
+            cls = RelaxedSQLiteStorage
+        return super().__new__(cls)
+
     def __init__(
         self,
         data_dir: str,
@@ -117,7 +124,6 @@ class SQLiteStorage(Storage):
         # operations: its message gets an id and a row only when a delivery row is cut.
         self.written: set[int] = set()
         self.refs: dict[int, int] = {}
-        self.moving: dict[int, Delivery] = {}  # dequeued, not yet re-recorded in flight
         self.dirty = False
         self.sync = False  # a change that the next outgoing bytes rely on is pending
         self.last_commit = time.monotonic()
@@ -155,6 +161,10 @@ class SQLiteStorage(Storage):
         self.stats: Any = None
         # Tests: called in the writer thread with the batch's statements, before COMMIT.
         self.before_commit: Callable[[list[tuple[str, list[Any]]]], None] | None = None
+        # relaxed (RelaxedSQLiteStorage): the deliveries put since the last cut (their
+        # session and packet id), and the rows of removed ones.
+        self.r_pend: dict[Delivery, tuple[Session, int]] = {}
+        self.r_gone: list[tuple[int, Message]] = []  # (row id, message) of rows to delete
 
     @staticmethod
     def _lock(data_dir: str) -> int:
@@ -260,7 +270,6 @@ class SQLiteStorage(Storage):
         if did:
             # An update: moved from the queue into flight, or PUBREC received. Only
             # QoS 2 must be on disk before the PUBLISH / PUBREL goes out.
-            self.moving.pop(did, None)
             self.p_deliv[did] = (session.client_id, d, pid)
             self.dirty = True
             if d.qos == 2:
@@ -292,11 +301,6 @@ class SQLiteStorage(Storage):
             if d.qos == 2:
                 self._hold(session.conn)  # exactly once: the packet id is stored before it
 
-    def delivery_dequeue(self, session: Session, d: Delivery) -> None:
-        if d.sid:
-            self.moving[d.sid] = d
-            self.dirty = True
-
     def delivery_remove(self, session: Session, d: Delivery) -> None:
         did = d.sid
         if did:
@@ -322,6 +326,37 @@ class SQLiteStorage(Storage):
         group = self.dgroup.pop(did, None)
         if group is not None:
             self._removed_fresh(group, d)
+
+    # -- relaxed (the per-message calls: RelaxedSQLiteStorage) ------------------
+    def _r_collect(self) -> None:
+        """At the cut (relaxed): turn the noted changes into ``p_deliv`` entries; new
+        deliveries get their ids now, in the order they were first put."""
+        p_deliv = self.p_deliv
+        gone = self.r_gone
+        if self.r_pend:
+            nd = self.next_deliv
+            for d, v in self.r_pend.items():
+                did = d.sid
+                if not did:
+                    did = d.sid = nd
+                    nd += 1
+                p_deliv[did] = (v[0].client_id, d, v[1])
+            self.next_deliv = nd
+            self.r_pend.clear()
+        if gone:
+            refs = self.refs
+            zero = self.zero
+            for did, msg in gone:
+                p_deliv[did] = None
+                sid = msg.sid
+                count = refs[sid] - 1
+                refs[sid] = count
+                if count == 0:
+                    zero.add(sid)
+            gone.clear()
+
+    def _pending(self) -> bool:
+        return self.dirty or bool(self.r_pend) or bool(self.r_gone)
 
     def _removed_fresh(self, group: _Group, d: Delivery) -> None:
         """A new delivery went before it was committed. Acknowledged (or expired, or
@@ -383,7 +418,7 @@ class SQLiteStorage(Storage):
         self.timer = None
         if self.closed or self.degraded:
             return
-        if not self.dirty:
+        if not self._pending():
             self._arm(self.interval)  # the first change is committed within an interval
             return
         wait = self.interval - (time.monotonic() - self.last_commit)
@@ -499,7 +534,7 @@ class SQLiteStorage(Storage):
         if self.strict:
             if self.sync or self.group_waits or self.waiting or self.inflight is not None:
                 self.commit()
-        elif self.dirty and time.monotonic() - self.last_commit >= self.interval:
+        elif self._pending() and time.monotonic() - self.last_commit >= self.interval:
             self.commit()
 
     def flush_delay(self) -> float:
@@ -516,7 +551,7 @@ class SQLiteStorage(Storage):
         return self.sync_since + self.window - now
 
     def _relaxed_due(self) -> None:
-        if self.dirty and self.inflight is None:
+        if self._pending() and self.inflight is None:
             if time.monotonic() - self.last_commit >= self.interval:
                 self._start()
 
@@ -525,7 +560,7 @@ class SQLiteStorage(Storage):
             return
         since = time.monotonic() - self.last_commit
         if (
-            self.dirty
+            self._pending()
             and ((self.strict and (self.sync or self.group_waits)) or since >= self.interval)
         ) or since >= ALIVE_EVERY:
             if self.loop is None:
@@ -701,10 +736,8 @@ class SQLiteStorage(Storage):
         ops: list[tuple[str, list[Any]]] = []
         puts: list[tuple[Any, ...]]
         dels: list[tuple[Any, ...]]
-        if self.moving:
-            for d in self.moving.values():
-                self._forget(d)  # left the queue without being sent
-            self.moving.clear()
+        if not self.strict:
+            self._r_collect()
         if self.deleted_sessions:
             cids = [(c,) for c in self.deleted_sessions]
             for table in ("sessions", "subscriptions", "deliveries", "qos2_in"):
@@ -843,6 +876,8 @@ class SQLiteStorage(Storage):
         self.p_deliv.clear()
         self.p_qos2.clear()
         self.zero.clear()
+        self.r_pend.clear()
+        self.r_gone.clear()
         self.dirty = self.sync = False
         self.sync_since = None
 
@@ -875,6 +910,32 @@ class SQLiteStorage(Storage):
             pass
         self.db.close()
         os.close(self._lock_fd)
+
+
+class RelaxedSQLiteStorage(SQLiteStorage):
+    """``relaxed``: nothing waits for a commit, so the per-message calls only note what
+    changed, keyed by the Delivery itself: one dict operation each. Ids, rows and
+    reference counts are made at the cut (``_r_collect``, once per ``interval``) for
+    what is still held then; a delivery put and acknowledged between two cuts never
+    reaches the disk. ``d.sid`` != 0 means the delivery has a row (on disk or in a
+    batch)."""
+
+    def delivery_put(self, session: Session, d: Delivery, pid: int) -> None:
+        self.r_pend[d] = (session, pid)
+
+    def delivery_remove(self, session: Session, d: Delivery) -> None:
+        did = d.sid
+        if did:
+            d.sid = 0
+            self.r_gone.append((did, d.msg))
+        self.r_pend.pop(d, None)
+
+    def _forget(self, d: Delivery) -> None:
+        did = d.sid
+        if did:
+            d.sid = 0
+            self.r_gone.append((did, d.msg))
+        self.r_pend.pop(d, None)
 
 
 # Rows go in multi-row statements: executemany steps (and releases the GIL) once per row,
