@@ -62,6 +62,23 @@ def cmdline(pid: int) -> list[str]:
         return []
 
 
+def describe(pid: int) -> str:
+    """What a process that should have ended is doing: its command line, its state and,
+    where readable, its kernel stack (for a failure report)."""
+    parts = [f"pid {pid}: {' '.join(cmdline(pid))[:200]}"]
+    for name in ("status", "stack"):
+        try:
+            text = Path(f"/proc/{pid}/{name}").read_text()
+        except OSError:
+            continue
+        if name == "status":
+            text = "".join(
+                ln for ln in text.splitlines(True) if ln.startswith(("State", "Threads"))
+            )
+        parts.append(text.strip())
+    return "\n".join(parts)
+
+
 class Group:
     def __init__(self, tmp: Path, workers: int = 2, extra: list[str] | None = None) -> None:
         self.tmp = tmp

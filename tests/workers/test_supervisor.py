@@ -16,7 +16,7 @@ import pytest
 from tests.helpers.broker import REPO_ROOT
 from tests.helpers.rawclient import RawClient
 
-from .group import Group, alive, descendants_of
+from .group import Group, alive, descendants_of, describe
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -142,7 +142,14 @@ def test_killed_supervisor_leaves_no_orphans(make_group: Callable[..., Group]) -
     assert len(family) == 3
     g.proc.kill()
     g.proc.wait(10)
-    wait_for(lambda: not [p for p in family if alive(p)], 30, "the orphans to end")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and [p for p in family if alive(p)]:
+        time.sleep(0.1)
+    left = [p for p in family if alive(p)]
+    # Name what survived (once seen in a loaded fresh-clone run, not reproduced since).
+    assert not left, "still running 30 s after the supervisor died:\n" + "\n".join(
+        describe(p) for p in left
+    )
 
 
 def _passwd(path: Path, user: str, password: str, create: bool = False) -> None:
