@@ -100,25 +100,7 @@ async def test_small_read_sends_its_first_write_at_once_and_keeps_order() -> Non
     near, peer, far = await _pair()
     flusher = Flusher(loop)
     sink = _sink(near, flusher)
-    handed: list[bytes] = []
-    orig_write, orig_writelines = near.write, near.writelines
-    inside = [False]  # the loop's writelines may call write itself: record the outer call
-
-    def spy_write(chunk: bytes) -> None:
-        if not inside[0]:
-            handed.append(bytes(chunk))
-        orig_write(chunk)
-
-    def spy_writelines(parts: Any) -> None:
-        handed.append(b"".join(parts))
-        inside[0] = True
-        try:
-            orig_writelines(parts)
-        finally:
-            inside[0] = False
-
-    near.write = spy_write  # type: ignore[method-assign]
-    near.writelines = spy_writelines  # type: ignore[method-assign]
+    handed = _record_writes(near)
     flusher.reading = flusher.direct = True
     sink.write(b"one")
     assert handed == [b"one"]  # not waiting for the end of the read
@@ -303,10 +285,10 @@ async def _connected(broker: BrokerCore, flusher: Flusher, n: int) -> tuple[list
     return protos, peers
 
 
-def _spy(proto: MQTTProtocol) -> list[bytes]:
-    """What is handed to the connection's transport (write or writelines), in order."""
+def _record_writes(transport: Any) -> list[bytes]:
+    """What is handed to ``transport`` (write or writelines), in order; the loop's
+    writelines may call write itself, so only the outer call is recorded."""
     handed: list[bytes] = []
-    transport: Any = proto.sink.transport  # type: ignore[union-attr]
     orig_write, orig_writelines = transport.write, transport.writelines
     inside = [False]
 
@@ -326,6 +308,11 @@ def _spy(proto: MQTTProtocol) -> list[bytes]:
     transport.write = spy_write
     transport.writelines = spy_writelines
     return handed
+
+
+def _spy(proto: MQTTProtocol) -> list[bytes]:
+    """What is handed to the connection's transport, in order."""
+    return _record_writes(proto.sink.transport)  # type: ignore[union-attr]
 
 
 @run
