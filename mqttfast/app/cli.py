@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import atexit
+import faulthandler
 import importlib
 import logging
 import signal
@@ -45,6 +46,12 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 log = logging.getLogger("mqttfast")
 
 SHUTDOWN_TIMEOUT = 5.0  # seconds for server.stop() on SIGTERM/SIGINT
+# After the bounded stop, asyncio.run still cancels leftover tasks and the interpreter
+# still finalises; a hang there (a library task that ignores cancellation) would keep a
+# process alive that its supervisor or init system believes gone. Past this many seconds
+# after the stop request, faulthandler's own thread (no GIL needed) prints where every
+# thread is and _exit()s.
+HARD_EXIT_AFTER = SHUTDOWN_TIMEOUT + 10.0
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -292,6 +299,7 @@ async def serve(cfg: Config) -> int:
         pass
     await stop.wait()
     log.info("shutting down")
+    faulthandler.dump_traceback_later(HARD_EXIT_AFTER, exit=True)
     try:  # bounded: v5 clients get DISCONNECT 0x8B, wills go out, output is flushed
         await asyncio.wait_for(assembly.stop(), SHUTDOWN_TIMEOUT)
     except TimeoutError:

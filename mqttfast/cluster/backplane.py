@@ -648,6 +648,7 @@ class Backplane:
                 await self.interest_known()
                 if self.connected:
                     await self.records.reconcile()
+                    await self._settle_wills()
                 if not self._reconcile_again:
                     break
         except Exception:
@@ -1216,6 +1217,46 @@ class Backplane:
         except Exception as exc:
             self.stats["js_errors"] += 1
             log.warning("cluster: will of %r not recorded: %s", cid, exc)
+
+    async def _settle_wills(self) -> None:
+        """After an outage long enough for the others to take this node for dead, one of
+        them published the wills it had recorded (_publish_wills_of). A client of those
+        that is still connected here must not fire its will a second time on an unclean
+        disconnect: a will is published once [MQTT-3.1.2-8], so it is dropped here. The
+        wills of connections made during the outage (not recorded then) are recorded."""
+        fired = 0
+        for cid, rev in list(self.will_revs.items()):
+            try:
+                entry = await self.wills_kv.get(_token(cid))
+                kept = bool(entry.value) and entry.revision == rev
+            except KeyNotFoundError:  # deleted (tombstone) by the survivor that published it
+                kept = False
+            except Exception as exc:  # cannot tell: keep it (the survivors may too)
+                log.warning("cluster: will of %r not checked: %s", cid, exc)
+                continue
+            if kept:
+                continue
+            del self.will_revs[cid]
+            session = self.core.sessions.get(cid)
+            conn = session.conn if session is not None else None
+            if conn is not None and conn.will is not None:
+                conn.will = None
+                fired += 1
+        if fired:
+            log.warning(
+                "cluster: %d will(s) of clients still connected here were published by "
+                "another node during the NATS outage; they will not be published again",
+                fired,
+            )
+        for session in list(self.core.sessions.values()):
+            conn = session.conn
+            if (
+                conn is not None
+                and conn.will is not None
+                and conn.state == CONNECTED
+                and conn.client_id not in self.will_revs
+            ):
+                await self._record_will(conn)
 
     def _fire_will(self, msg: Message) -> None:
         wills.publish_will(self.core, msg, self.core.clock())

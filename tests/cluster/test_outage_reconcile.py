@@ -20,6 +20,7 @@ from tests.helpers.broker import free_port
 from .clients import Client, sync
 from .conftest import Cluster, Node
 from .test_session_failover import _record, _wait_adopted
+from .test_sessions import _drop
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -282,3 +283,31 @@ def test_clean_start_during_the_outage_ends_the_older_copy(cluster, cut_pair) ->
     assert again.quiet(0.5) == []
     again.close()
     pub.close()
+
+
+def test_a_will_published_during_the_outage_is_not_published_again(cluster, cut_pair) -> None:
+    """[MQTT-3.1.2-8] a will is published once. Node 2 takes node 1 for dead during the
+    outage and publishes the wills node 1 recorded, although their client is still
+    connected to node 1. When that client later goes away without DISCONNECT, node 1
+    must not publish the will a second time. A will set on a connection made during the
+    outage (not recorded then) is recorded when NATS is back: node 1 dying later, node 2
+    publishes it."""
+    relay, a, b = cut_pair
+    watcher = Client(b.port)
+    watcher.subscribe("ow/#", qos=1)
+    early = Client(a.port, client_id="ow-early", clean=False, will=("ow/early", b"w1", 1, False))
+    sync(watcher, early)
+    _outage(relay, a, b)
+    assert [m.payload for m in watcher.collect(1, timeout=10)] == [b"w1"]
+    late = Client(a.port, client_id="ow-late", will=("ow/late", b"w2", 1, False))
+    relay.mend()
+    _reconciled(a)
+    a.wait_for_log("1 will(s) of clients still connected here", timeout=10)
+    sync(watcher, early)
+    _drop(early)
+    assert watcher.quiet(1.5) == []  # no second w1
+    a.kill()  # node 1 dies: node 2 publishes the will recorded after the outage
+    assert [m.payload for m in watcher.collect(1, timeout=20)] == [b"w2"]
+    assert watcher.quiet(0.5) == []
+    watcher.close()
+    late.c.loop_stop()
