@@ -983,9 +983,13 @@ class Backplane:
         self.core.retained.store(msg)  # an empty payload deletes [MQTT-3.3.1-10]
 
     async def _heartbeat(self) -> None:
+        last = time.monotonic()
         while True:
             nc = self.nc
             try:
+                gap = time.monotonic() - last
+                if gap > 3 * HEARTBEAT and self.connected:  # the others may think us dead
+                    self._stalled(gap)
                 if nc is not None and self.connected:
                     await nc.publish(f"{self.ctl}.hb", self.node_id.encode())
                 now = time.monotonic()
@@ -999,7 +1003,32 @@ class Backplane:
                 self._check_dead()
             except Exception:  # a bug here must not stop the heartbeat
                 log.exception("cluster: heartbeat")
+            last = time.monotonic()
             await asyncio.sleep(HEARTBEAT)
+
+    def _stalled(self, gap: float) -> None:
+        """This process did not run for ``gap`` seconds (SIGSTOP, a paused VM, a blocking
+        call) while its NATS connection stayed up: long enough for the others to take it
+        for dead, publish its wills and adopt its sessions, with nothing telling it so.
+        Its sessions are settled as after a NATS outage (_reconcile)."""
+        log.warning(
+            "cluster: this node did not run for %.1f s (the others take a node for dead "
+            "after %.0f s); reconciling its sessions as after a NATS outage",
+            gap,
+            3 * HEARTBEAT,
+        )
+        self.records.paused = True  # record writes wait for the reconcile
+        if self.records.before is None and self.core is not None:
+            self.records.before = dict(self.core.sessions)
+        if self.recent is None:
+            self.recent = Counter()
+        # The others' heartbeats queued meanwhile are not read yet: heard afresh from now.
+        self.reconnected_at = time.monotonic()
+        self._spawn(self._after_stall())
+
+    async def _after_stall(self) -> None:
+        await self._announce_full()  # the others dropped this node's interest
+        await self._reconcile()
 
     def _check_dead(self) -> None:
         if not self.connected:

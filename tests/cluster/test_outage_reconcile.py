@@ -9,6 +9,7 @@ fault injector: nats-server and both nodes are untouched)."""
 from __future__ import annotations
 
 import re
+import signal
 import socket
 import threading
 import time
@@ -311,3 +312,35 @@ def test_a_will_published_during_the_outage_is_not_published_again(cluster, cut_
     assert watcher.quiet(0.5) == []
     watcher.close()
     late.c.loop_stop()
+
+
+def test_a_node_that_stalled_reconciles_like_after_an_outage(cluster, cut_pair) -> None:
+    """Node 1 is stopped (SIGSTOP) for longer than the dead-node detection while its NATS
+    connection stays up: node 2 adopts its persistent session and queues the QoS 1
+    messages published meanwhile. When node 1 runs again nothing tells it that, except
+    the time that passed: it reconciles as after an outage, reclaims the session with
+    those messages (in order, once each [MQTT-4.6.0-5]) and owns the record again."""
+    _relay, a, b = cut_pair
+    sub = Client(a.port, client_id="st-keep", clean=False)
+    sub.subscribe("st/#", qos=1)
+    pub = Client(b.port)
+    sync(sub, pub)
+    a.signal(signal.SIGSTOP)
+    try:
+        _wait_adopted([b], "node1", 1, timeout=20)
+        for i in range(5):
+            pub.publish("st/x", f"s{i}".encode(), qos=1)  # queued at node 2 (adopted)
+    finally:
+        a.signal(signal.SIGCONT)
+    a.wait_for_log("did not run for", timeout=10)
+    assert _reconciled(a) == (1, 0, 1, 5, 0, 0, 0, 0, 0)
+    got = sub.collect(5, timeout=10)
+    assert [m.payload for m in got] == [f"s{i}".encode() for i in range(5)]
+    assert sub.quiet(0.5) == []
+    assert _record(cluster, "st-keep")["node"] == "node1"
+    sync(sub, pub)
+    pub.publish("st/x", b"after", qos=1)
+    assert [m.payload for m in sub.collect(1, timeout=5)] == [b"after"]
+    assert sub.quiet(0.5) == []
+    sub.close()
+    pub.close()
