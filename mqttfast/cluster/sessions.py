@@ -57,7 +57,6 @@ from nats.errors import NoRespondersError
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
 from mqttfast.codec.constants import SESSION_EXPIRY_NEVER
-from mqttfast.core import wills
 from mqttfast.core.message import AWAIT_ACK
 from mqttfast.core.subscriptions import SubEntry
 
@@ -465,19 +464,26 @@ class SessionRecords:
                 continue
             n += await self._adopt_one(key, rev, rec, since)
         # Restored from SQLite but adopted by another node while this one was down: the
-        # session went on there (and its client follows the owner record there).
+        # session went on there (and its client follows the owner record there). The
+        # messages it had queued here, acknowledged to their publishers and kept on
+        # disk, go to that copy (the adopter has only what was published after).
         elsewhere = {
-            rec["cid"]
+            rec["cid"]: rec["node"]
             for _k, _r, rec in records
             if rec.get("node") not in (me, None) and rec.get("cid") in core.sessions
         }
-        now = core.clock()
-        for cid in elsewhere:
+        for cid, holder in elsewhere.items():
             session = core.sessions.get(cid)
             if session is not None and session.conn is None and cid not in self.owned:
-                log.warning("cluster: session %r was adopted by another node meanwhile", cid)
-                wills.cancel_pending(core, session)  # the survivors published it
-                core.end_session(session, now)
+                moved, lost = await self.bp.hand_over(cid, holder)
+                log.warning(
+                    "cluster: session %r was adopted by node %s while this node was down; "
+                    "%d message(s) restored here moved there, %d lost",
+                    cid,
+                    holder,
+                    moved,
+                    lost,
+                )
         if n:
             self.stats["sessions_adopted"] += n
             await self.bp.interest_known()

@@ -275,3 +275,39 @@ def test_node_restarted_at_once_adopts_its_own_sessions(cluster, three_nodes) ->
     assert back.quiet(0.3) == []
     back.close()
     pub.close()
+
+
+def test_messages_kept_on_disk_follow_a_session_adopted_while_its_node_was_down(
+    cluster,
+) -> None:
+    """Node 1 (--persistence strict) holds an offline session with 3 acknowledged QoS 1
+    messages on disk when it is killed -9; node 2 adopts the session and queues the 2
+    published after. Node 1 restarts from its SQLite file: the record names node 2, so
+    the restored copy ends here, and its 3 messages move to node 2's copy instead of
+    being dropped. The client, back on node 2, gets all 5, once each."""
+    a = cluster.add(["--persistence", "strict"])
+    b = cluster.add()
+    sub = Client(a.port, client_id="disk-follow", clean=False)
+    sub.subscribe("df/#", qos=1)
+    pub = Client(b.port)
+    sync(sub, pub)
+    sub.close()
+    for i in range(3):
+        pub.publish("df/x", f"before{i}".encode(), qos=1)  # acknowledged: on node 1's disk
+    probe = Client(a.port)
+    sync(probe, pub)  # node 1 has processed the 3 (same publisher, same order on NATS)
+    probe.close()
+    time.sleep(0.5)  # and committed them (a batch commit follows within milliseconds)
+    a.kill()
+    _wait_adopted([b], "node1", 1)
+    for i in range(2):
+        pub.publish("df/x", f"after{i}".encode(), qos=1)  # queued at node 2
+    a.start()
+    a.wait_for_log("3 message(s) restored here moved there, 0 lost", timeout=20)
+    back = Client(b.port, client_id="disk-follow", clean=False)
+    assert back.session_present is True
+    got = sorted(m.payload for m in back.collect(5, timeout=10))
+    assert got == sorted([b"before0", b"before1", b"before2", b"after0", b"after1"])
+    assert back.quiet(0.5) == []
+    back.close()
+    pub.close()
