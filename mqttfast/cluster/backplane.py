@@ -42,7 +42,7 @@ from nats.js.api import DeliverPolicy, StreamConfig
 from nats.js.errors import KeyNotFoundError
 
 from mqttfast.codec.constants import ReasonCode
-from mqttfast.core import wills
+from mqttfast.core import outbound, wills
 from mqttfast.core.connection import CONNECTED
 from mqttfast.core.message import Message
 from mqttfast.core.router import EMPTY_SUBSCRIPTIONS, LocalRouter
@@ -52,6 +52,7 @@ from mqttfast.core.wills import will_message
 from .acks import AckGate
 from .config import ClusterConfig
 from .fastpath import ANNOUNCE_TIMEOUT, Encoder, Inbound, Interest, write_ping, write_raw
+from .pressure import Pressure
 from .sessions import SessionRecords
 from .subjects import filter_to_subjects, subject_to_topic, topic_to_subject
 from .wire import (
@@ -172,8 +173,11 @@ class ClusterRouter(LocalRouter):
         """A message from another node: local subscribers only, nothing stored."""
         saved = self.retain_available
         self.retain_available = False  # the retained mirror stores it, not this path
+        origin = msg.origin
+        # Its publisher is on another node: paused from here as a local one would be.
+        publisher: Any = self.bp.pressure.publisher(origin) if origin is not None else None
         try:
-            LocalRouter.publish(self, msg, now, None)
+            LocalRouter.publish(self, msg, now, publisher)
         finally:
             self.retain_available = saved
 
@@ -196,6 +200,9 @@ class ClusterRouter(LocalRouter):
         session.deliver(
             msg, qos, msg.retain and entry.retain_as_published, sub_ids, now, None, shared=g
         )
+        if msg.origin is not None:  # a backed-up member pauses the remote publisher
+            publisher: Any = self.bp.pressure.publisher(msg.origin)
+            outbound.delivered_shared(session, publisher, self.filters.queue_high_water)
 
     def subscribe(self, session: Any, entry: SubEntry) -> bool:
         self.bp.records.touch(session)
@@ -299,6 +306,7 @@ class Backplane:
         self.inbound = Inbound(self.prefix, self._on_data, self._now, self._commit_soon)
         self._commit_pending = False
         self.acks = AckGate()  # acknowledgements leave once nats-server has the message
+        self.pressure = Pressure(self.node_id, self._publish_pressure)
         self.ack_after_nats = cfg.ack_after_nats
 
     # -- wiring ---------------------------------------------------------------
@@ -470,6 +478,7 @@ class Backplane:
         await nc.subscribe(f"{self.ctl}.node.{self.node_id}.reclaim", cb=self._on_reclaim)
         await nc.subscribe(f"{self.ctl}.node.{self.node_id}.merge", cb=self._on_merge)
         await nc.subscribe(f"{self.ctl}.hb", cb=self._on_heartbeat)
+        await nc.subscribe(f"{self.ctl}.bp", cb=self._on_pressure)
         ctl, me = self.ctl, self.node_id
         await nc.subscribe(f"{ctl}.int.d", cb=self._on_announce)
         await nc.subscribe(f"{ctl}.int.q", cb=self._on_query)
@@ -580,6 +589,9 @@ class Backplane:
             "js_errors": self.stats["js_errors"],
             **self.records.status(),
             "dropped_disconnected": self.stats["dropped_disconnected"],
+            # back-pressure across nodes (pressure.py)
+            **self.pressure.stats,
+            "publishers_paused_by_others": self.pressure.paused_here(),
             # acknowledgements waiting for nats-server (acks.py)
             "acks_waiting": len(self.acks.waiting),
             "ack_timeouts": self.acks.timeouts,
@@ -613,6 +625,8 @@ class Backplane:
             self.recent = Counter()
         self.connected = False
         self.view.connected = False
+        if self.core is not None:  # no release from the others can reach us now
+            self.pressure.release_all(self.core.clock())
         self._publish_sys()
 
     async def _on_reconnected(self) -> None:
@@ -841,7 +855,19 @@ class Backplane:
         self.view.tick(time.monotonic())
 
     async def _on_bye(self, m: Any) -> None:
-        self.view.drop_node(m.data.decode())
+        node = m.data.decode()
+        self.view.drop_node(node)
+        self.pressure.release_node(node, self.core.clock())
+
+    def _publish_pressure(self, data: bytes) -> None:
+        """(pressure.py) pause or release a publisher on another node, after this turn's
+        messages (the outbox keeps the order)."""
+        self.outbox.append((6, (f"{self.ctl}.bp", data), None))
+        if not self.wake_pending:
+            self.wake()
+
+    async def _on_pressure(self, m: Any) -> None:
+        self.pressure.received(m.data, self.core, self.core.clock())
 
     async def _send_one(self, nc: Any, kind: int, item: Any, now: Any) -> None:
         if kind == 0 or kind == 5:
@@ -875,6 +901,8 @@ class Backplane:
         elif kind == 3:
             if item in self.shares and item not in self.share_subs:
                 await self._share_subscribe(item)
+        elif kind == 6:  # a control message (pressure.py)
+            await nc.publish(item[0], item[1])
         elif kind == 4:
             subs = self.share_subs.get(item)
             if subs is not None and item not in self.shares:
@@ -1001,6 +1029,7 @@ class Backplane:
                     )
                 self._publish_sys()
                 self._check_dead()
+                self.pressure.expire(self.core.clock())
             except Exception:  # a bug here must not stop the heartbeat
                 log.exception("cluster: heartbeat")
             last = time.monotonic()
@@ -1042,6 +1071,7 @@ class Backplane:
                     self.dead_handled.add(node)
                     log.warning("cluster: node %s silent for %.0f s: gone", node, now - seen)
                     self.view.drop_node(node)
+                    self.pressure.release_node(node, self.core.clock())
                     self._spawn(self._publish_wills_of(node))
                     # Its persistent sessions, offline here from now on (sessions.py);
                     # their expiry counts from its last heartbeat at the latest.

@@ -453,6 +453,20 @@ def hold_reading(conn: Connection, holder: Any) -> None:
         conn.sink.pause_reading()
 
 
+def let_go(conn: Connection, holder: Any, now: float) -> bool:
+    """Undo ``hold_reading(conn, holder)``: reading resumes once nobody else holds it.
+    False if ``holder`` did not hold it (released already, or ``unblock`` cleared it)."""
+    blocked = conn.blocked_by
+    if holder not in blocked:
+        return False
+    assert isinstance(blocked, set)  # non-empty: created by hold_reading
+    blocked.discard(holder)
+    if not blocked and conn.state != CLOSED and conn.sink is not None:
+        conn.last_rx = now  # it could not send PINGREQ while paused
+        conn.sink.resume_reading()
+    return True
+
+
 def release_publishers(conn: Connection) -> None:
     """Resume every publisher this connection paused (unless another still pauses it)."""
     paused = conn.paused_publishers

@@ -36,7 +36,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .outbound import hold_reading
+from .outbound import hold_reading, let_go
 from .states import CLOSED
 
 if TYPE_CHECKING:
@@ -115,12 +115,7 @@ class PublishRateLimiter:
                 del self.paused[conn]
             elif now >= resume_at:
                 del self.paused[conn]
-                blocked = conn.blocked_by
-                if isinstance(blocked, set):
-                    blocked.discard(THROTTLE)
-                if not blocked:
-                    conn.last_rx = now  # it could not send PINGREQ while paused
-                    conn.sink.resume_reading()
+                let_go(conn, THROTTLE, now)
 
 
 # ---------------------------------------------------------------------------- failed logins

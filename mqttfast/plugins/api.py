@@ -27,7 +27,7 @@ from mqttfast.codec.packets import Properties
 from mqttfast.core.broker import BrokerCore as CoreBroker
 from mqttfast.core.connection import CLOSED
 from mqttfast.core.message import Message, forwardable_properties
-from mqttfast.core.outbound import hold_reading
+from mqttfast.core.outbound import hold_reading, let_go
 from mqttfast.core.session import Session
 from mqttfast.core.subscriptions import SubEntry, split_shared
 
@@ -383,14 +383,7 @@ def pause_connection(conn: Any) -> bool:
 
 def resume_connection(conn: Any) -> bool:
     """Undo :func:`pause_connection`; reading resumes once nothing else holds it."""
-    blocked = conn.blocked_by
-    if PLUGIN_PAUSE not in blocked:
-        return False
-    blocked.discard(PLUGIN_PAUSE)
-    if not blocked and conn.state != CLOSED and conn.sink is not None:
-        conn.last_rx = conn.broker.clock()  # it could not send PINGREQ while paused
-        conn.sink.resume_reading()
-    return True
+    return let_go(conn, PLUGIN_PAUSE, conn.broker.clock())
 
 
 __all__ = [
