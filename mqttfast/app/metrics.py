@@ -279,6 +279,7 @@ def cluster_metrics(status: dict) -> Iterator[Metric]:
         ("remote_filters", "Filters other nodes announced (interest sharing)"),
         ("session_records", "Persistent sessions of this node recorded in JetStream"),
         ("acks_waiting", "Client outputs held until nats-server confirms their messages"),
+        ("publishers_paused_by_others", "Local publishers paused for subscribers elsewhere"),
     ):
         yield GaugeMetricFamily(f"mqttfast_cluster_{key}", doc, value=status.get(key, 0))
     for key, doc in (
@@ -295,6 +296,8 @@ def cluster_metrics(status: dict) -> Iterator[Metric]:
             "Sessions settled after a NATS outage (reclaimed, closed, dropped here)",
         ),
         ("ack_timeouts", "Publishers disconnected: nats-server did not confirm in time"),
+        ("remote_pauses_sent", "Publishers on other nodes paused for a subscriber here"),
+        ("remote_pauses_applied", "Local publishers paused on another node's request"),
     ):
         yield CounterMetricFamily(f"mqttfast_cluster_{key}", doc, value=status.get(key, 0))
 

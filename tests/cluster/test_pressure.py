@@ -5,12 +5,16 @@ acknowledged QoS 1 messages dropped. Real nats-server, real node processes, paho
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
 import pytest
 
+from tests.helpers.broker import free_port
+
 from .clients import Client, sync
+from .test_failure import _metrics
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -34,7 +38,8 @@ def test_a_slow_subscriber_pauses_a_publisher_on_another_node(cluster) -> None:
     messages there (paused at 100). Every message arrives, once, in order [MQTT-4.6.0-5];
     node 2 dropped none; node 1 paused its publisher on node 2's request. Before
     pressure.py node 2 dropped most of them (queue full)."""
-    a = cluster.add()
+    mport = free_port()
+    a = cluster.add(["--metrics-port", str(mport)])
     b = cluster.add(["--max-queued-messages", "200", "--max-inflight", "10"])
     sub = Client(b.port, client_id="slow-sub")
     sub.subscribe("bp/#", qos=1)
@@ -58,6 +63,9 @@ def test_a_slow_subscriber_pauses_a_publisher_on_another_node(cluster) -> None:
     assert got == [str(i).encode() for i in range(COUNT)], (len(got), len(set(got)))
     assert _stat(b, "remote_pauses_sent") > 0
     assert _stat(a, "remote_pauses_applied") > 0
+    assert re.search(
+        r"^mqttfast_cluster_remote_pauses_applied_total\S* [1-9]", _metrics(mport), re.M
+    )
     assert "dropped" not in b.log_text()
     sub.close()
     pub.close()
