@@ -519,6 +519,25 @@ class Mosquitto(Broker):
 
 
 @dataclass
+class UvloopFloor(Broker):
+    """benchmarks/brokers/uvloop_floor.py: the latency floor of Python + uvloop (issue 17).
+    Only with ``--brokers uvloop_floor`` (QoS 0 exact-topic forwarding: the latency cell)."""
+
+    def probe(self) -> None:
+        self.version = "benchmarks/brokers/uvloop_floor.py"
+        self.config = {
+            "persistence": "none",
+            "other": "a yardstick, not a broker: QoS 0 exact topics, no checks",
+        }
+
+    def spawn(self) -> None:
+        port = free_port()
+        self.ports.append(port)
+        script = Path(__file__).resolve().parent / "brokers" / "uvloop_floor.py"
+        self.popen([sys.executable, str(script), str(port)], "main")
+
+
+@dataclass
 class Amqtt(Broker):
     exe: str | None = None
 
@@ -650,6 +669,7 @@ ALL_KINDS = (
     "amqtt",
     "aedes",
     "nats_mqtt",
+    "uvloop_floor",
 )
 
 
@@ -691,6 +711,8 @@ def candidates(a: argparse.Namespace, workdir: Path) -> list[Broker]:
         Aedes("aedes", "aedes", workdir),
         NatsServer("nats_mqtt", "nats-server MQTT", workdir),
     ]
+    if "uvloop_floor" in a.brokers.split(","):  # a yardstick: only when asked for
+        out.append(UvloopFloor("uvloop_floor", "Python + uvloop floor", workdir))
     return out
 
 

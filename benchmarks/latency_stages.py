@@ -97,6 +97,10 @@ def serve(port: int, out: str) -> int:
         def protocol_version(self) -> Any:
             return self.real.protocol_version
 
+        @property
+        def buffered(self) -> Any:
+            return self.real.buffered
+
     orig_write = tcp.BatchedSink.write
     orig_writelines = tcp.BatchedSink.writelines
     orig_flush = tcp.BatchedSink.flush

@@ -135,7 +135,10 @@ class LocalRouter:
     def publish(self, msg: Message, now: float, publisher: Connection | None = None) -> int:
         if msg.retain and self.retain_available:
             self.retained.store(msg)
-        normal, shared = self.subscriptions.match(msg.topic)
+        subscriptions = self.subscriptions
+        # SubscriptionStore.match's cache hit, inlined (one frame less per message)
+        hit = subscriptions.cache.get(msg.topic)
+        normal, shared = hit if hit is not None else subscriptions.match(msg.topic)
         if not normal and not shared:
             return 0
         sessions = self.sessions

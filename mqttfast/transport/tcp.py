@@ -124,7 +124,10 @@ class Flusher:
             dirty = self.dirty
             self.dirty = []
             for sink in dirty:
-                sink.flush()
+                if sink.buf:
+                    sink.flush()
+                else:  # only a direct write (BatchedSink.flush of nothing, inlined)
+                    sink.buf = None
         else:
             self.scheduled = True
             self.loop.call_soon(self.flush)

@@ -327,6 +327,32 @@ def test_client_cannot_publish_to_sys(client):
     assert s.received() == []
 
 
+def test_publish_authorisation_follows_the_hooks_in_place(client, broker):
+    """The default hooks are not called per PUBLISH (they allow all); hooks that override
+    authorise_publish are, also when set after clients connected (the plug-in manager
+    replaces broker.hooks), and a refused QoS 0 message reaches nobody."""
+    from mqttfast.core.hooks import Hooks
+
+    s = client(4)
+    s.connect("s")
+    s.subscribe("t/#")
+    p = client(4)
+    p.connect("p")
+    p.publish("t/open", b"1")
+    asked = []
+
+    class NoSecrets(Hooks):
+        def authorise_publish(self, client, topic, qos, retain):  # type: ignore[no-untyped-def]
+            asked.append(topic)
+            return not topic.startswith("t/secret")
+
+    broker.hooks = NoSecrets()
+    p.publish("t/secret", b"2")
+    p.publish("t/public", b"3")
+    assert asked == ["t/secret", "t/public"]
+    assert [m.payload for m in s.publishes()] == [b"1", b"3"]
+
+
 def test_fanout_encodes_once_per_shape(client):
     """The same head bytes are written to every subscriber of one shape."""
     subs = []
