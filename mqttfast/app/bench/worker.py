@@ -39,6 +39,7 @@ from mqttfast.codec import (
     encode_publish,
 )
 
+from ..heap import MiB, steady_heap
 from . import hist
 
 C = TypeVar("C", bound="Client")
@@ -490,36 +491,6 @@ def raise_fd_limit() -> None:
             pass
 
 
-# glibc mallopt parameters (malloc.h).
-_M_TRIM_THRESHOLD = -1
-_M_MMAP_THRESHOLD = -3
-
-
-def steady_heap() -> bool:
-    """Keep freed read buffers in the heap (glibc only; False when not done).
-
-    Each read hands the loop a new bytes object of up to 256 KiB. With glibc's dynamic
-    thresholds such buffers come from the top of the heap and a heap top of 512 KiB free
-    is given back to the kernel, so with 16 KiB payloads a subscriber's heap grew and
-    shrank by a read's worth every few messages: 4.6 page faults and half of this
-    process's CPU per message received (perf stat, 16 KiB fan-in; 0.07 faults and half
-    the CPU with these settings). A load generator that spends its CPU on page faults
-    measures the machine's page-fault cost rather than the broker."""
-    import ctypes
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(None)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
-        return False
-    # Fixed thresholds (setting them turns glibc's dynamic adjustment off): buffers up
-    # to 4 MiB from the heap, and up to 64 MiB of free heap top kept.
-    return bool(mallopt(_M_MMAP_THRESHOLD, 4 << 20)) and bool(mallopt(_M_TRIM_THRESHOLD, 64 << 20))
-
-
 def worker_main(
     widx: int,
     cfg: dict,
@@ -531,7 +502,9 @@ def worker_main(
 ) -> None:
     """Process entry point: run the clients, put ("ready", i) then ("result", i, dict)."""
     raise_fd_limit()
-    steady_heap()
+    # A load generator that spends its CPU on page faults measures the machine's
+    # page-fault cost rather than the broker (mqttfast/app/heap.py).
+    steady_heap(trim=64 * MiB)
     try:
         import uvloop  # the event loop the broker uses too, when installed
 
