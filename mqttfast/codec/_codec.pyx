@@ -13,7 +13,12 @@ import copy
 
 cimport cython
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
-from cpython.bytearray cimport PyByteArray_FromStringAndSize
+from cpython.bytearray cimport (
+    PyByteArray_AS_STRING,
+    PyByteArray_FromStringAndSize,
+    PyByteArray_GET_SIZE,
+    PyByteArray_Resize,
+)
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_DECREF, Py_INCREF, Py_XDECREF
@@ -1233,12 +1238,12 @@ cdef class Decoder:
         try:
             try:
                 if view.len < need:
-                    self._buf += PyBytes_FromStringAndSize(<char *>view.buf, view.len)
+                    self._append(<const char *>view.buf, view.len)
                     return out
-                self._buf += PyBytes_FromStringAndSize(<char *>view.buf, need)
+                self._append(<const char *>view.buf, need)
                 self._parse_buffer(out)
                 if self._buf:  # cannot happen for a well-formed header; stay exact anyway
-                    self._buf += PyBytes_FromStringAndSize(<char *>view.buf + need, view.len - need)
+                    self._append(<const char *>view.buf + need, view.len - need)
                     self._parse_buffer(out)
                     return out
                 consumed = self._parse(<const uint8_t *>view.buf + need, view.len - need, out)
@@ -1251,6 +1256,15 @@ cdef class Decoder:
             self._fail(err, out)
             raise
         return out
+
+    cdef int _append(self, const char *p, Py_ssize_t n) except -1:
+        """Copy p[0:n] onto the end of the buffer: once, in place (``+= bytes(...)`` made
+        a temporary bytes object first, copying each byte of a packet that spans reads
+        twice; 16 KiB payloads end up here for every read that ends inside a packet)."""
+        cdef Py_ssize_t old = PyByteArray_GET_SIZE(self._buf)
+        PyByteArray_Resize(self._buf, old + n)
+        memcpy(PyByteArray_AS_STRING(self._buf) + old, p, n)
+        return 0
 
     cdef int _parse_buffer(self, list out) except -1:
         cdef Py_buffer view

@@ -159,6 +159,26 @@ def test_large_stream_of_publishes(impl: Any) -> None:
     assert len(out) == 5000 and all(p == pkt for p in out)
 
 
+@pytest.mark.parametrize("read", [1000, 4096, 16000, 16400, 65536])
+def test_large_payloads_spanning_reads(impl: Any, read: int) -> None:
+    """16 KiB payloads cut by reads of several sizes (the body of a packet completed
+    piecewise, then the rest of that read parsed on): the same packets, in order, and the
+    bytes held back are exactly the incomplete packet's; the caller's chunks are reused."""
+    pkts = [Publish(f"big/{i}", bytes([i]) * 16384) for i in range(12)]
+    data = encode_all(impl, pkts, 4)
+    dec = impl.Decoder(4)
+    out: list[Any] = []
+    chunk = bytearray(read)
+    for i in range(0, len(data), read):
+        part = data[i : i + read]
+        chunk[: len(part)] = part
+        out += dec.feed(memoryview(chunk)[: len(part)])
+        chunk[:] = bytes(read)  # later reads land in the same buffer
+        done = sum(len(impl.encode(p, 4)) for p in out)
+        assert dec.buffered == min(i + read, len(data)) - done
+    assert out == pkts
+
+
 def test_remaining_length_split_across_feeds(impl: Any) -> None:
     """A 3-byte remaining length arriving one byte at a time (2.2.3)."""
     pkt = Publish("t", b"z" * 20000)
