@@ -427,6 +427,8 @@ class Inbound:
         self.heads: dict[bytes, tuple[bytes, int, int, int]] = {}
         self.rest = b""  # an incomplete unit at the end of the last read
         self.errors = 0
+        self.msgs = 0  # messages handed to deliver, and their payload bytes
+        self.bytes = 0
         # The transport's output flusher (transport/tcp.py), or None: when set, what the
         # messages of a small read from NATS wrote to clients is flushed at the end of
         # that read (as a small MQTT read's output), not one loop turn later.
@@ -474,6 +476,11 @@ class Inbound:
             find = data.find
             startswith = data.startswith
             heads = self.heads
+            topics = self.topics
+            fields = self.fields
+            deliver = self.deliver
+            count = 0
+            nbytes = 0
             while pos < n:
                 eol = find(b"\r\n", pos)
                 if eol < 0:
@@ -505,17 +512,41 @@ class Inbound:
                 if end + 2 > n:
                     break  # the payload is not all here yet
                 if sid in sids:
-                    if hsize >= 0:
-                        split = start + hsize
-                        hdr: bytes | None = data[start:split]
-                        start = split
-                    else:
-                        hdr = None
                     if not delivered:
                         delivered = True
                         now = self.clock()  # one clock reading per read
+                    # on_data, inlined (a call less per message on the hot path)
+                    topic = topics.get(subject, "")
+                    if topic == "":
+                        topic = self.topic_of(subject)
                     try:
-                        on_data(subject, data[start:end], hdr, now)
+                        if topic is None:
+                            pass
+                        elif hsize < 0:
+                            count += 1
+                            nbytes += size
+                            deliver(Message(topic, data[start:end]), now)
+                        else:
+                            split = start + hsize
+                            f = fields.get(data[start:split])
+                            if f is None:
+                                f = self.fields_of(data[start:split])
+                            if f is not None:
+                                qos, retain, props, expiry, origin = f
+                                count += 1
+                                nbytes += end - split
+                                deliver(
+                                    Message(
+                                        topic,
+                                        data[split:end],
+                                        qos,
+                                        retain,
+                                        props,
+                                        now + expiry if expiry is not None else None,
+                                        origin,
+                                    ),
+                                    now,
+                                )
                     except Exception:  # never into nats-py's read loop
                         self.errors += 1
                         if self.errors in (1, 1000):
@@ -525,6 +556,9 @@ class Inbound:
                 pos = end + 2
             if pos < n:
                 self.rest = data[pos:]
+            if count:
+                self.msgs += count
+                self.bytes += nbytes
             if delivered:
                 if self.after is not None:
                     self.after()
@@ -536,32 +570,53 @@ class Inbound:
         ps.parse = parse
         nc._process_msg = process_msg
 
+    def topic_of(self, subject: bytes) -> str | None:
+        """The MQTT topic of a subject not in the cache (cached now), or None."""
+        try:  # (MQTT topics are never empty [MQTT-4.7.3-1]: "" marks a cache miss)
+            topic: str | None = subject_to_topic(subject.decode(), self.prefix)
+        except (ValueError, UnicodeDecodeError):
+            topic = None  # a NATS-native subject we cannot read as a topic
+        if len(self.topics) >= CACHE_MAX:
+            self.topics.clear()
+        self.topics[subject] = topic
+        return topic
+
+    def fields_of(self, hdr: bytes) -> Fields | None:
+        """The decoded fields of a header block not in the cache (cached now), or None."""
+        try:
+            f = decode_fields(hdr)
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+            return None  # headers of a NATS-native publisher we cannot read as MQTT
+        if len(self.fields) >= CACHE_MAX:
+            self.fields.clear()
+        self.fields[hdr] = f
+        return f
+
     def on_data(self, subject: bytes, data: bytes, hdr: bytes | None, now: float) -> None:
+        """One message nats-py's own parser got (the read loop inlines the same)."""
         topic = self.topics.get(subject, "")
-        if topic == "":  # MQTT topics are never empty [MQTT-4.7.3-1]
-            try:
-                topic = subject_to_topic(subject.decode(), self.prefix)
-            except (ValueError, UnicodeDecodeError):
-                topic = None  # a NATS-native subject we cannot read as a topic
-            if len(self.topics) >= CACHE_MAX:
-                self.topics.clear()
-            self.topics[subject] = topic
+        if topic == "":
+            topic = self.topic_of(subject)
         if topic is None:
             return
         if not hdr:
-            self.deliver(Message(topic, data), now)
-            return
-        f = self.fields.get(hdr)
-        if f is None:
-            try:
-                f = decode_fields(hdr)
-            except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-                return  # headers of a NATS-native publisher we cannot read as MQTT
-            if len(self.fields) >= CACHE_MAX:
-                self.fields.clear()
-            self.fields[hdr] = f
-        qos, retain, props, expiry, origin = f
-        msg = Message(
-            topic, data, qos, retain, props, now + expiry if expiry is not None else None, origin
-        )
+            msg = Message(topic, data)
+        else:
+            f = self.fields.get(hdr)
+            if f is None:
+                f = self.fields_of(hdr)
+                if f is None:
+                    return
+            qos, retain, props, expiry, origin = f
+            msg = Message(
+                topic,
+                data,
+                qos,
+                retain,
+                props,
+                now + expiry if expiry is not None else None,
+                origin,
+            )
+        self.msgs += 1
+        self.bytes += len(data)
         self.deliver(msg, now)
