@@ -509,6 +509,7 @@ class Backplane:
         await nc.subscribe(f"{ctl}.int.r.{me}", cb=self._on_snapshot)
         await nc.subscribe(f"{ctl}.int.bye", cb=self._on_bye)
         self.inbound.install(nc)
+        self.inbound.take_reads(nc)
         self.nc, self.nc_shared, self.js, self.kv = nc, shared, js, kv
         self.wills_kv = wills_kv
         await self.records.attach(js, self.cfg.replicas)
@@ -658,6 +659,7 @@ class Backplane:
         )
         self.connected = self.nc is not None and self.nc.is_connected
         if self.connected:
+            self.inbound.take_reads(self.nc)  # a new socket: its reads inline again
             # The others' heartbeats did not reach us meanwhile: heard afresh from now.
             self.reconnected_at = time.monotonic()
             # Announcements may have been lost either way: full set out, everybody's in.
