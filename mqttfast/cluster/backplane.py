@@ -71,6 +71,7 @@ CLAIM_TIMEOUT = 3.0  # seconds a CONNECT waits for the previous owner of its cli
 LIVE = b"live"  # a reclaim's answer: the client is connected on the answering node
 RECENT_MAX = 100_000  # messages remembered for de-duplication while reconciling
 HEARTBEAT = 2.0  # seconds between node heartbeats (nodes_seen)
+_local_publish = LocalRouter.publish
 
 
 def _token(text: str) -> str:
@@ -102,6 +103,20 @@ class _InOrder:
 
     async def join(self) -> None:
         return None
+
+
+class _NatsOut:
+    """Stands in a client sink in the transport flusher's list of outputs to flush: its
+    flush writes the outbox to NATS (Backplane.flush_direct) where the transport flushes
+    a small read's client output, at the end of that read."""
+
+    __slots__ = ("bp",)
+
+    def __init__(self, bp: Backplane) -> None:
+        self.bp = bp
+
+    def flush(self) -> None:
+        self.bp.flush_direct()
 
 
 class ClusterRouter(LocalRouter):
@@ -136,7 +151,16 @@ class ClusterRouter(LocalRouter):
             # node serves as a single node meanwhile; acknowledgements do not wait.)
             bp.acks.hold(publisher)
         if not bp.wake_pending:
-            bp.wake()
+            flusher = bp.flusher
+            if flusher is not None and flusher.direct:
+                # A small client read (low load): written to NATS at the end of this read,
+                # with the client output it caused (Backplane.flush_direct), not by the
+                # sender task a loop turn later. Larger reads: the sender's turn batch.
+                if not bp.direct_pending:
+                    bp.direct_pending = True
+                    flusher.dirty.append(bp.nats_out)
+            else:
+                bp.wake()
         if count == 0 and bp.connected:
             return 1  # other nodes may have subscribers: do not answer "no subscribers"
         return count
@@ -166,6 +190,7 @@ class ClusterRouter(LocalRouter):
         # Client output caused by a small read from NATS leaves at the end of that read
         # (fastpath.Inbound), as the transport does for a small read from a client.
         self.bp.inbound.flusher = flusher
+        self.bp.flusher = flusher
         if self.bp.ack_after_nats:  # else acknowledgements wait for nobody: no gate
             self.bp.acks.bind_output(flusher)
 
@@ -277,6 +302,12 @@ class Backplane:
         # unsub, 5 retained-stream publish only (no other node wants the message)
         self.outbox: list[tuple[int, Any, Any]] = []
         self.wake_pending = False
+        # Direct sends (flush_direct): the transport's flusher (bind_output), whether the
+        # outbox is in its list for this read, whether the sender task is inside a batch.
+        self.flusher: Any = None
+        self.direct_pending = False
+        self.nats_out = _NatsOut(self)
+        self.sending = False
         self._event: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.interest: dict[str, int] = {}  # NATS subject -> filters of this node on it
@@ -299,6 +330,7 @@ class Backplane:
             "dropped_disconnected": 0,
             "retained_in": 0,
             "msgs_local_only": 0,
+            "writes_direct": 0,
         }
         # The cheap data path (fastpath.py): who wants what, raw sends, inline receive.
         self.view = Interest(self.node_id, self.ctl)
@@ -486,6 +518,7 @@ class Backplane:
         await nc.subscribe(f"{ctl}.int.r.{me}", cb=self._on_snapshot)
         await nc.subscribe(f"{ctl}.int.bye", cb=self._on_bye)
         self.inbound.install(nc)
+        self.inbound.take_reads(nc)
         self.nc, self.nc_shared, self.js, self.kv = nc, shared, js, kv
         self.wills_kv = wills_kv
         await self.records.attach(js, self.cfg.replicas)
@@ -582,8 +615,8 @@ class Backplane:
             "shared_groups": len(self.shares),
             "msgs_out": self.stats["msgs_out"],
             "bytes_out": self.stats["bytes_out"],
-            "msgs_in": self.stats["msgs_in"],
-            "bytes_in": self.stats["bytes_in"],
+            "msgs_in": self.stats["msgs_in"] + self.inbound.msgs,
+            "bytes_in": self.stats["bytes_in"] + self.inbound.bytes,
             "takeovers": self.stats["takeovers"],
             "sessions_moved_in": self.stats["sessions_moved_in"],
             "js_errors": self.stats["js_errors"],
@@ -597,6 +630,8 @@ class Backplane:
             "ack_timeouts": self.acks.timeouts,
             # interest sharing (fastpath.py)
             "msgs_local_only": self.stats["msgs_local_only"],
+            # NATS writes made at the end of a small client read (not by the sender task)
+            "writes_direct": self.stats["writes_direct"],
             "remote_filters": self.view.remote_filters(),
             "interest_peers": len(self.view.peers),
             "interest_send_all": self.view.send_all,
@@ -638,6 +673,7 @@ class Backplane:
         )
         self.connected = self.nc is not None and self.nc.is_connected
         if self.connected:
+            self.inbound.take_reads(self.nc)  # a new socket: its reads inline again
             # The others' heartbeats did not reach us meanwhile: heard afresh from now.
             self.reconnected_at = time.monotonic()
             # Announcements may have been lost either way: full set out, everybody's in.
@@ -721,11 +757,63 @@ class Backplane:
             # A PING follows the batch (in its last write when it can); its PONG releases
             # the acknowledgements waiting for the batch (acks.py).
             pong = acks.pong_for(no) if ping else None
+            self.sending = True  # flush_direct must not overtake this batch
             try:
                 await self._send(nc, batch, pong)
             except Exception as exc:
                 log.warning("cluster: NATS send failed (%s); %d items", exc, len(batch))
+            finally:
+                self.sending = False
             acks.sent = no
+
+    def flush_direct(self) -> None:
+        """The end of a small client read that published (ClusterRouter.publish): its
+        messages go to NATS now, in one write on the socket (with the ack gate's PING),
+        as the sender would write them one loop turn later. Anything else (subscription
+        changes, retained messages, a batch of the sender still being written, nats-py's
+        own pending output, no connection): the sender task, as before."""
+        self.direct_pending = False
+        outbox = self.outbox
+        if not outbox or self.wake_pending:
+            return
+        nc = self.nc
+        if (
+            self.sending
+            or nc is None
+            or not nc.is_connected
+            or nc._pending
+            or self.view.dirty()
+            or any(kind or item.retain for kind, item, _now in outbox)
+        ):
+            self.wake()
+            return
+        max_payload = nc.max_payload or (1 << 20)
+        if any(len(item.payload) > max_payload for _k, item, _n in outbox):
+            self.wake()  # the sender counts and logs it
+            return
+        self.outbox = []
+        acks = self.acks
+        no, ping = acks.take_batch()
+        line = self.encoder.line
+        stats = self.stats
+        parts = []
+        size = 0
+        for _kind, msg, now in outbox:
+            parts.append(line(msg, now))
+            size += len(msg.payload)
+        if ping:
+            nc._pongs.append(acks.pong_for(no))
+            parts.append(b"PING\r\n")
+        try:
+            nc._transport.write(b"".join(parts))
+        except Exception as exc:
+            stats["dropped_disconnected"] += len(outbox)
+            log.warning("cluster: publish to NATS failed (%s); %d messages", exc, len(outbox))
+        else:
+            stats["msgs_out"] += len(outbox)
+            stats["bytes_out"] += size
+            stats["writes_direct"] += 1
+        acks.sent = no
 
     async def _ping(self, nc: Any, batch: int) -> None:
         """PING after ``batch`` on its own. Not connected: the reconnect pings for
@@ -740,22 +828,27 @@ class Backplane:
         shares_changed = False
         parts: list[bytes] = []  # this turn's PUB/HPUB lines, one write (fastpath.py)
         line = self.encoder.line
+        append = parts.append
         max_payload = nc.max_payload or (1 << 20)
+        size = 0  # payload bytes in parts
         for kind, item, now in batch:
             if kind == 0 and not item.retain:
-                payload = item.payload
-                if len(payload) > max_payload:
+                n = len(item.payload)
+                if n > max_payload:
                     stats["dropped_disconnected"] += 1
                     if stats["dropped_disconnected"] in (1, 1000):
                         log.warning("cluster: message over NATS max_payload not forwarded")
                     continue
-                parts.append(line(item, now))
-                stats["msgs_out"] += 1
-                stats["bytes_out"] += len(payload)
+                append(line(item, now))
+                size += n
                 continue
             if parts:
+                stats["msgs_out"] += len(parts)
+                stats["bytes_out"] += size
                 await self._write(nc, parts)
                 parts = []
+                append = parts.append
+                size = 0
             if shares_changed and kind != 3:
                 # The queue subscriptions travel on the other connection: let the server
                 # have them before anything subscribed after them here.
@@ -771,6 +864,8 @@ class Backplane:
                 continue
             shares_changed = shares_changed or kind == 3
         if parts:
+            stats["msgs_out"] += len(parts)
+            stats["bytes_out"] += size
             await self._write(nc, parts, pong)
         elif pong is not None:
             await write_ping(nc, pong)
@@ -963,14 +1058,14 @@ class Backplane:
 
     def _on_data(self, msg: Message, now: float) -> None:
         """A message of an interest subscription, cut out of the NATS byte stream
-        (fastpath.Inbound: no Msg object, no task)."""
-        stats = self.stats
-        stats["msgs_in"] += 1
-        stats["bytes_in"] += len(msg.payload)
+        (fastpath.Inbound: no Msg object, no task; it counts msgs_in/bytes_in)."""
         recent = self.recent
         if recent is not None and len(recent) < RECENT_MAX:
             recent[(msg.topic, bytes(msg.payload))] += 1
-        self.router.deliver_remote(msg, now)  # type: ignore[union-attr]
+        if msg.retain:
+            self.router.deliver_remote(msg, now)  # type: ignore[union-attr]
+        else:  # nothing to keep out of the retained store: the local route, as is
+            _local_publish(self.router, msg, now, None)  # type: ignore[arg-type]
 
     def _on_message(self, m: Any) -> None:
         """A message for this node's interest (called by nats-py's reader, in order)."""

@@ -21,15 +21,20 @@
 * **Send** (``Encoder`` + ``write_raw``): one loop turn's messages become raw
   ``PUB``/``HPUB`` protocol lines joined into one write on nats-py's connection
   (behind anything it has pending, so a SUB written before stays before), with the
-  subject and the header block cached per topic / per header shape.
+  subject and the header block cached per topic / per header shape. A small client
+  read's messages are written at the end of that read (Backplane.flush_direct), not by
+  the sender task a loop turn later; larger reads keep the one write per loop turn.
 
-* **Receive** (``install_inline``): messages of the node's interest subscriptions are
-  handled inside nats-py's parser callback, without its ``Msg`` object and
-  subscription-queue task per message; subject -> topic and header blocks are cached.
+* **Receive** (``Inbound``): messages of the node's interest subscriptions are cut out
+  of the socket's reads in its data_received callback (``take_reads``), without
+  nats-py's StreamReader/read-loop hop, its ``Msg`` object and subscription-queue task
+  per message; every other unit goes on to nats-py's parser; subject -> topic and
+  header blocks are cached.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -427,6 +432,13 @@ class Inbound:
         self.heads: dict[bytes, tuple[bytes, int, int, int]] = {}
         self.rest = b""  # an incomplete unit at the end of the last read
         self.errors = 0
+        self.msgs = 0  # messages handed to deliver, and their payload bytes
+        self.bytes = 0
+        self.busy = False  # nats-py's read loop is inside parse (it may await)
+        # Reads taken in the socket's callback (take_reads): on once the stream is at a
+        # unit boundary; the incomplete unit at the end of the last such read.
+        self.inline = False
+        self.inline_rest = b""
         # The transport's output flusher (transport/tcp.py), or None: when set, what the
         # messages of a small read from NATS wrote to clients is flushed at the end of
         # that read (as a small MQTT read's output), not one loop turn later.
@@ -442,6 +454,8 @@ class Inbound:
 
         def reset() -> None:  # nats-py reconnected: nothing of the old stream is valid
             self.rest = b""
+            self.inline = False
+            self.inline_rest = b""
             original_reset()
 
         async def process_msg(
@@ -467,101 +481,241 @@ class Inbound:
             if self.rest:
                 data = self.rest + data
                 self.rest = b""
-            n = len(data)
-            pos = 0
-            delivered = False
-            now = 0.0
-            find = data.find
-            startswith = data.startswith
-            heads = self.heads
-            while pos < n:
-                eol = find(b"\r\n", pos)
-                if eol < 0:
-                    if n - pos > _MAX_LINE:  # not a protocol line: let nats-py say so
-                        await original_parse(data[pos:])
-                        pos = n
-                    break
-                line = data[pos:eol]
-                head = heads.get(line)
-                if head is None:
-                    if not (startswith(b"MSG ", pos) or startswith(b"HMSG ", pos)):
-                        await original_parse(data[pos : eol + 2])
-                        pos = eol + 2
-                        continue
-                    args = line.split()
-                    head = (
-                        args[1],
-                        int(args[2]),
-                        int(args[-2]) if args[0] == b"HMSG" else -1,
-                        int(args[-1]),
-                    )
-                    if head[1] in sids:  # (not JetStream's, each with its own reply)
-                        if len(heads) >= HEADS_MAX:
-                            heads.clear()
-                        heads[line] = head
-                subject, sid, hsize, size = head
-                start = eol + 2
-                end = start + size
-                if end + 2 > n:
-                    break  # the payload is not all here yet
-                if sid in sids:
-                    if hsize >= 0:
-                        split = start + hsize
-                        hdr: bytes | None = data[start:split]
-                        start = split
-                    else:
-                        hdr = None
-                    if not delivered:
-                        delivered = True
-                        now = self.clock()  # one clock reading per read
-                    try:
-                        on_data(subject, data[start:end], hdr, now)
-                    except Exception:  # never into nats-py's read loop
-                        self.errors += 1
-                        if self.errors in (1, 1000):
-                            log.exception("cluster: message from NATS not delivered")
-                else:
-                    await original_parse(data[pos : end + 2])
-                pos = end + 2
-            if pos < n:
-                self.rest = data[pos:]
-            if delivered:
-                if self.after is not None:
-                    self.after()
-                flusher = self.flusher
-                if flusher is not None and n <= SMALL_NATS_READ:
-                    flusher.flush_now()
+            self.busy = True
+            try:
+                others: list[bytes] = []
+                pos = self.scan(data, others)
+                if pos < len(data):
+                    self.rest = data[pos:]
+                for unit in others:
+                    await original_parse(unit)
+            finally:
+                self.busy = False
 
         ps.reset = reset
         ps.parse = parse
         nc._process_msg = process_msg
 
+    def take_reads(self, nc: Any) -> bool:
+        """Handle the socket's reads in its data_received callback (after install, on
+        every (re)connection): saves the hop through nats-py's StreamReader and its read
+        loop task (a loop turn per read, issue 16). Only TCP/TLS connections of nats-py."""
+        transport = getattr(nc._transport, "_io_writer", None)
+        reader = getattr(nc._transport, "_io_reader", None)
+        if transport is None or reader is None:
+            return False
+        sock = transport.transport
+        proto = sock.get_protocol()
+        if isinstance(proto, _InlineReads):
+            return True
+        if not isinstance(proto, asyncio.StreamReaderProtocol):
+            return False
+        self.inline = False
+        self.inline_rest = b""
+        sock.set_protocol(_InlineReads(self, proto, reader, nc._ps))
+        return True
+
+    def scan(self, data: bytes, others: list[bytes]) -> int:
+        """Deliver the messages of the interest sids in ``data`` (whole units from its
+        start); every other whole unit is appended to ``others``, in order, for nats-py's
+        parser. Returns where an incomplete unit at the end starts (``len(data)``: none)."""
+        sids = self.sids
+        n = len(data)
+        pos = 0
+        delivered = False
+        now = 0.0
+        find = data.find
+        startswith = data.startswith
+        heads = self.heads
+        topics = self.topics
+        fields = self.fields
+        deliver = self.deliver
+        count = 0
+        nbytes = 0
+        while pos < n:
+            eol = find(b"\r\n", pos)
+            if eol < 0:
+                if n - pos > _MAX_LINE:  # not a protocol line: let nats-py say so
+                    others.append(data[pos:])
+                    pos = n
+                break
+            line = data[pos:eol]
+            head = heads.get(line)
+            if head is None:
+                if not (startswith(b"MSG ", pos) or startswith(b"HMSG ", pos)):
+                    others.append(data[pos : eol + 2])
+                    pos = eol + 2
+                    continue
+                args = line.split()
+                head = (
+                    args[1],
+                    int(args[2]),
+                    int(args[-2]) if args[0] == b"HMSG" else -1,
+                    int(args[-1]),
+                )
+                if head[1] in sids:  # (not JetStream's, each with its own reply)
+                    if len(heads) >= HEADS_MAX:
+                        heads.clear()
+                    heads[line] = head
+            subject, sid, hsize, size = head
+            start = eol + 2
+            end = start + size
+            if end + 2 > n:
+                break  # the payload is not all here yet
+            if sid in sids:
+                if not delivered:
+                    delivered = True
+                    now = self.clock()  # one clock reading per read
+                # on_data, inlined (a call less per message on the hot path)
+                topic = topics.get(subject, "")
+                if topic == "":
+                    topic = self.topic_of(subject)
+                try:
+                    if topic is None:
+                        pass
+                    elif hsize < 0:
+                        count += 1
+                        nbytes += size
+                        deliver(Message(topic, data[start:end]), now)
+                    else:
+                        split = start + hsize
+                        f = fields.get(data[start:split])
+                        if f is None:
+                            f = self.fields_of(data[start:split])
+                        if f is not None:
+                            qos, retain, props, expiry, origin = f
+                            count += 1
+                            nbytes += end - split
+                            deliver(
+                                Message(
+                                    topic,
+                                    data[split:end],
+                                    qos,
+                                    retain,
+                                    props,
+                                    now + expiry if expiry is not None else None,
+                                    origin,
+                                ),
+                                now,
+                            )
+                except Exception:  # never into nats-py's read loop
+                    self.errors += 1
+                    if self.errors in (1, 1000):
+                        log.exception("cluster: message from NATS not delivered")
+            else:
+                others.append(data[pos : end + 2])
+            pos = end + 2
+        if count:
+            self.msgs += count
+            self.bytes += nbytes
+        if delivered:
+            if self.after is not None:
+                self.after()
+            flusher = self.flusher
+            if flusher is not None and n <= SMALL_NATS_READ:
+                flusher.flush_now()
+        return pos
+
+    def topic_of(self, subject: bytes) -> str | None:
+        """The MQTT topic of a subject not in the cache (cached now), or None."""
+        try:  # (MQTT topics are never empty [MQTT-4.7.3-1]: "" marks a cache miss)
+            topic: str | None = subject_to_topic(subject.decode(), self.prefix)
+        except (ValueError, UnicodeDecodeError):
+            topic = None  # a NATS-native subject we cannot read as a topic
+        if len(self.topics) >= CACHE_MAX:
+            self.topics.clear()
+        self.topics[subject] = topic
+        return topic
+
+    def fields_of(self, hdr: bytes) -> Fields | None:
+        """The decoded fields of a header block not in the cache (cached now), or None."""
+        try:
+            f = decode_fields(hdr)
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+            return None  # headers of a NATS-native publisher we cannot read as MQTT
+        if len(self.fields) >= CACHE_MAX:
+            self.fields.clear()
+        self.fields[hdr] = f
+        return f
+
     def on_data(self, subject: bytes, data: bytes, hdr: bytes | None, now: float) -> None:
+        """One message nats-py's own parser got (the read loop inlines the same)."""
         topic = self.topics.get(subject, "")
-        if topic == "":  # MQTT topics are never empty [MQTT-4.7.3-1]
-            try:
-                topic = subject_to_topic(subject.decode(), self.prefix)
-            except (ValueError, UnicodeDecodeError):
-                topic = None  # a NATS-native subject we cannot read as a topic
-            if len(self.topics) >= CACHE_MAX:
-                self.topics.clear()
-            self.topics[subject] = topic
+        if topic == "":
+            topic = self.topic_of(subject)
         if topic is None:
             return
         if not hdr:
-            self.deliver(Message(topic, data), now)
-            return
-        f = self.fields.get(hdr)
-        if f is None:
-            try:
-                f = decode_fields(hdr)
-            except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-                return  # headers of a NATS-native publisher we cannot read as MQTT
-            if len(self.fields) >= CACHE_MAX:
-                self.fields.clear()
-            self.fields[hdr] = f
-        qos, retain, props, expiry, origin = f
-        msg = Message(
-            topic, data, qos, retain, props, now + expiry if expiry is not None else None, origin
-        )
+            msg = Message(topic, data)
+        else:
+            f = self.fields.get(hdr)
+            if f is None:
+                f = self.fields_of(hdr)
+                if f is None:
+                    return
+            qos, retain, props, expiry, origin = f
+            msg = Message(
+                topic,
+                data,
+                qos,
+                retain,
+                props,
+                now + expiry if expiry is not None else None,
+                origin,
+            )
+        self.msgs += 1
+        self.bytes += len(data)
         self.deliver(msg, now)
+
+
+class _InlineReads(asyncio.Protocol):
+    """The protocol of nats-py's socket while Inbound takes its reads: the messages of
+    the interest sids are delivered inside data_received (with a small read's client
+    output flushed there too, Inbound.scan); every other unit goes on, whole and in
+    order, to nats-py's StreamReader and read loop as before. The switch waits for a
+    read that starts at a unit boundary (nothing of the stream held by the read loop)."""
+
+    def __init__(self, inbound: Inbound, proto: Any, reader: Any, ps: Any) -> None:
+        self.inbound = inbound
+        self.proto = proto  # nats-py's StreamReaderProtocol: everything else goes there
+        self.reader = reader
+        self.ps = ps
+
+    def connection_made(self, transport: Any) -> None:
+        self.proto.connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.proto.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.proto.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.proto.resume_writing()
+
+    def eof_received(self) -> bool | None:
+        return self.proto.eof_received()
+
+    def data_received(self, data: bytes) -> None:
+        ib = self.inbound
+        if not ib.inline:
+            ps = self.ps
+            if (
+                self.reader._buffer
+                or ib.busy
+                or ib.rest
+                or ps.buf
+                or ps.state != AWAITING_CONTROL_LINE
+            ):
+                self.proto.data_received(data)  # the read loop holds part of the stream
+                return
+            ib.inline = True
+        if ib.inline_rest:
+            data = ib.inline_rest + data
+            ib.inline_rest = b""
+        others: list[bytes] = []
+        pos = ib.scan(data, others)
+        if pos < len(data):
+            ib.inline_rest = data[pos:]
+        if others:
+            self.proto.data_received(b"".join(others))

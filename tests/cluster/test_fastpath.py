@@ -160,3 +160,64 @@ def test_a_small_read_from_nats_reaches_the_clients_within_the_read() -> None:
         far.close()
 
     asyncio.run(body())
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(frames, max_size=25),
+    st.lists(st.integers(0, 2000), max_size=8),
+    st.lists(st.booleans(), min_size=10, max_size=10),
+    st.integers(1, 64),
+    st.integers(0, 2000),
+)
+def test_reads_taken_in_the_socket_callback_reach_the_right_place(
+    frames_: list, cuts: list[int], drains: list[bool], chunk: int, pre: int
+) -> None:
+    """Inbound.take_reads: the socket's reads are cut in data_received; the interest
+    frames are delivered there, every other unit reaches nats-py's parser through its
+    StreamReader, whole and in order, whenever its read loop runs (and in small pieces),
+    from a stream split anywhere; the switch waits for a unit boundary."""
+    from mqttfast.cluster.fastpath import _InlineReads
+
+    nc = NATS()
+    got: list[Message] = []
+    inbound = Inbound("p", lambda msg, now: got.append(msg), lambda: 100.0)
+    inbound.sids.add(MINE)
+    others: list[Any] = []
+    pings: list[int] = []
+
+    async def process_msg(sid: int, subject: bytes, reply: bytes, data: bytes, hdr: Any) -> None:
+        others.append((sid, subject, data))
+
+    async def process_ping() -> None:
+        pings.append(1)
+
+    nc._process_msg = process_msg
+    nc._process_ping = process_ping
+    inbound.install(nc)
+    stream = b"".join(wire(*f) for f in frames_)
+    pre %= len(stream) + 1  # what nats-py's reader got before the switch
+    points = sorted({pre + c % (len(stream) - pre + 1) for c in cuts} | {pre, len(stream)})
+
+    async def feed() -> None:
+        reader = asyncio.StreamReader()
+        proto = asyncio.StreamReaderProtocol(reader)
+        proto.data_received(stream[:pre])
+        reads = _InlineReads(inbound, proto, reader, nc._ps)
+
+        async def read_loop() -> None:  # nats-py's, in pieces of ``chunk`` bytes
+            while reader._buffer:  # type: ignore[attr-defined]
+                await nc._ps.parse(await reader.read(chunk))
+
+        for i, (a, b) in enumerate(itertools.pairwise(points)):
+            reads.data_received(stream[a:b])
+            if drains[i % len(drains)]:
+                await read_loop()
+        await read_loop()
+
+    asyncio.run(feed())
+    want = [f for f in frames_ if f[0] == "data"]
+    assert [(m.topic, m.payload, m.qos) for m in got] == [(t, p, q) for _, t, p, q in want]
+    assert [(s, d) for s, _, d in others] == [(OTHER, f[2]) for f in frames_ if f[0] == "other"]
+    assert len(pings) == sum(1 for f in frames_ if f[0] == "ping")
+    assert inbound.rest == b"" and inbound.inline_rest == b"" and not nc._ps.buf
