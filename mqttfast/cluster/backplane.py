@@ -1065,7 +1065,10 @@ class Backplane:
         if msg.retain:
             self.router.deliver_remote(msg, now)  # type: ignore[union-attr]
         else:  # nothing to keep out of the retained store: the local route, as is
-            _local_publish(self.router, msg, now, None)  # type: ignore[arg-type]
+            origin = msg.origin
+            # Its publisher is on another node: paused from here as a local one would be.
+            publisher = self.pressure.publisher(origin) if origin is not None else None
+            _local_publish(self.router, msg, now, publisher)  # type: ignore[arg-type]
 
     def _on_message(self, m: Any) -> None:
         """A message for this node's interest (called by nats-py's reader, in order)."""
