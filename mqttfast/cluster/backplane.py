@@ -111,6 +111,7 @@ class _NatsOut:
     a small read's client output, at the end of that read."""
 
     __slots__ = ("bp",)
+    buf = True  # Flusher.end_read calls flush only for a sink with something buffered
 
     def __init__(self, bp: Backplane) -> None:
         self.bp = bp
