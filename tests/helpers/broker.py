@@ -259,6 +259,12 @@ class BrokerProcess:
                 time.sleep(0.05)
         return self
 
+    def spawn(self) -> BrokerProcess:
+        """Start the process without waiting for anything (a test that signals it
+        while it is still starting)."""
+        self._spawn()
+        return self
+
     def _spawn(self) -> None:
         log = open(self.log_path, "ab")
         try:

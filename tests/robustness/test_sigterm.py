@@ -18,12 +18,11 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from mqttfast.app.cli import HARD_EXIT_AFTER
-from tests.helpers.broker import REPO_ROOT, free_port
+from tests.helpers.broker import REPO_ROOT, BrokerProcess
 
 SLOW_START = """
 import os, time
@@ -61,50 +60,29 @@ def _sigterm_when_marked(tmp_path: Path, plugin: str, wait: float) -> tuple[int,
     conf = tmp_path / "broker.toml"
     conf.write_text('[[plugin]]\nclass = "testplug_mod:TestPlugin"\n')
     marker = tmp_path / "marked"
-    env = dict(
-        os.environ,
-        PYTHONPATH=os.pathsep.join([str(REPO_ROOT), str(tmp_path)]),
-        TESTPLUG_MARKER=str(marker),
-        PYTHONUNBUFFERED="1",
-    )
-    log = open(tmp_path / "broker.log", "wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mqttfast",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(free_port()),
-            "--persistence",
-            "off",
-            "--config",
-            str(conf),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        env=env,
-        cwd=tmp_path,
-    )
-    log.close()
+    broker = BrokerProcess(
+        ["--persistence", "off", "--config", str(conf)],
+        env={
+            "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(tmp_path)]),
+            "TESTPLUG_MARKER": str(marker),
+        },
+        workdir=tmp_path,
+    ).spawn()
+    assert broker.proc is not None
     try:
         deadline = time.monotonic() + 20
         while not marker.exists():
-            assert proc.poll() is None, (tmp_path / "broker.log").read_text()
+            assert broker.running(), broker.log_text()
             assert time.monotonic() < deadline, "the plug-in never wrote its marker"
             time.sleep(0.01)
-        proc.send_signal(signal.SIGTERM)
+        broker.signal(signal.SIGTERM)
         try:
-            rc = proc.wait(wait)
+            rc: int | None = broker.proc.wait(wait)
         except subprocess.TimeoutExpired:
             rc = None
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
-    text = (tmp_path / "broker.log").read_text()
+        broker.cleanup()  # kills it if still running; the log is in tmp_path
+    text = broker.log_text()
     assert rc is not None, f"still running {wait:.0f} s after SIGTERM; log:\n{text}"
     return rc, text
 
