@@ -49,12 +49,32 @@ def mosquitto_mode() -> bool:
 _PORTS = (20000, 32767)
 
 
+def _worker_slice() -> tuple[int, int]:
+    """This pytest-xdist worker's own part of ``_PORTS``: two workers never pick the
+    same port (seen in CI: a broker that lost the race for its port, while the test
+    talked to another worker's broker that held it)."""
+    name = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    index = int(name[2:]) if name.startswith("gw") and name[2:].isdigit() else 0
+    size = (_PORTS[1] - _PORTS[0] + 1) // max(count, 1)
+    low = _PORTS[0] + (index % max(count, 1)) * size
+    return low, low + size - 1
+
+
+_cursor: list[int] = []  # the next port to try in this process's slice
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now, picked at random
-    below the ephemeral range (outgoing connections never take it); start() still
-    retries with a new port if another test grabbed it in between."""
-    for _ in range(200):
-        port = random.randint(*_PORTS)
+    """A TCP port on 127.0.0.1 that nothing listens on right now, from this test
+    worker's own slice below the ephemeral range, never the same one twice in a row
+    (a test that picks several ports before starting anything gets distinct ones);
+    start() still retries with a new port if the port was taken in between."""
+    low, high = _worker_slice()
+    if not _cursor:
+        _cursor.append(random.randint(low, high))
+    for _ in range(high - low + 1):
+        port = _cursor[0]
+        _cursor[0] = low if port >= high else port + 1
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             try:
                 s.bind(("127.0.0.1", port))
@@ -222,7 +242,7 @@ class BrokerProcess:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
                     break
-                if port_accepts(self.port):
+                if port_accepts(self.port) and self._owns_port():
                     return self
                 time.sleep(0.02)
             if self.proc.poll() is None:
@@ -240,6 +260,14 @@ class BrokerProcess:
                 f"{self.kind} exited with {self.proc.returncode} during start; log:\n{log}"
             )
         raise AssertionError("unreachable")
+
+    def _owns_port(self) -> bool:
+        """The process that accepted is this broker, not another one that held the
+        port first (mqttfast logs "listening on" once its listeners are bound; a
+        bind failure makes it exit, which the caller sees next turn)."""
+        if self.kind != "mqttfast":
+            return True
+        return "listening on" in self.log_text()
 
     def _start_configured(self, timeout: float) -> BrokerProcess:
         self._spawn()
