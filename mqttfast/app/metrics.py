@@ -298,6 +298,9 @@ def cluster_metrics(status: dict) -> Iterator[Metric]:
         ("ack_timeouts", "Publishers disconnected: nats-server did not confirm in time"),
         ("remote_pauses_sent", "Publishers on other nodes paused for a subscriber here"),
         ("remote_pauses_applied", "Local publishers paused on another node's request"),
+        ("shared_moved_out", "Shared-subscription messages given to a member on another node"),
+        ("shared_moved_in", "Shared-subscription messages taken from another node"),
+        ("shared_kept", "Shared-subscription messages no other node took (kept here)"),
     ):
         yield CounterMetricFamily(f"mqttfast_cluster_{key}", doc, value=status.get(key, 0))
 

@@ -54,6 +54,7 @@ from .config import ClusterConfig
 from .fastpath import ANNOUNCE_TIMEOUT, Encoder, Inbound, Interest, write_ping, write_raw
 from .pressure import Pressure
 from .sessions import SessionRecords
+from .shared import SharedMoves, move_filter
 from .subjects import filter_to_subjects, subject_to_topic, topic_to_subject
 from .wire import (
     H_EXPIRES_WALL,
@@ -215,20 +216,85 @@ class ClusterRouter(LocalRouter):
         if picked is None:
             return
         session, entry = picked
+        if session.conn is None and self.bp.connected:
+            # Every member here is away: a member online on another node first, as a
+            # single node would prefer one (shared.py); else back to this one.
+            self.bp.move_shared([((group, topic_filter), msg)], None)
+            return
+        if self._give(g, session, entry, msg, now) and msg.origin is not None:
+            # a backed-up member pauses the remote publisher
+            publisher: Any = self.bp.pressure.publisher(msg.origin)
+            outbound.delivered_shared(session, publisher, self.filters.queue_high_water)
+
+    def _give(self, g: Any, session: Any, entry: SubEntry, msg: Message, now: float) -> bool:
+        """One shared message to the member picked (its ACL and plug-in checks first)."""
         rc = self.receive_check
         if rc is not None and (
             not rc(session, msg.topic)
             or (self.deliver_check is not None and not self.deliver_check(session, msg))
         ):
-            return
+            return False
         qos = entry.qos if entry.qos < msg.qos else msg.qos
         sub_ids = (entry.sub_id,) if entry.sub_id is not None else None
         session.deliver(
             msg, qos, msg.retain and entry.retain_as_published, sub_ids, now, None, shared=g
         )
-        if msg.origin is not None:  # a backed-up member pauses the remote publisher
-            publisher: Any = self.bp.pressure.publisher(msg.origin)
-            outbound.delivered_shared(session, publisher, self.filters.queue_high_water)
+        return True
+
+    def redistribute(self, deliveries: list[Any], exclude: str, now: float) -> None:
+        """A departed member's shared messages (4.8.2): to a member online here as on a
+        single node, else to the group's members on the other nodes (shared.py)."""
+        bp = self.bp
+        if not bp.connected:
+            LocalRouter.redistribute(self, deliveries, exclude, now)
+            return
+        sessions = self.sessions
+        here = []
+        away = []
+        for d in deliveries:
+            g = d.shared
+            online = any(
+                cid != exclude and (s := sessions.get(cid)) is not None and s.conn is not None
+                for cid in g.order
+            )
+            if online:
+                here.append(d)
+            else:  # (the group may have no member left here: members elsewhere may)
+                away.append(((g.group, g.topic_filter), d.msg))
+        if here:
+            LocalRouter.redistribute(self, here, exclude, now)
+        if away:
+            bp.move_shared(away, exclude)
+
+    def take_moved(
+        self,
+        group: str,
+        topic_filter: str,
+        msg: Message,
+        departed: str | None,
+        anyone: bool,
+        now: float,
+    ) -> bool:
+        """A message moved from another node (shared.py): given to a member here other
+        than ``departed``, online only unless ``anyone``. False: none fits here."""
+        g = self.shared.groups.get((group, topic_filter))
+        if g is None:
+            return False
+        picked = g.pick(self.sessions, exclude=departed)
+        if picked is None:
+            return False
+        session, entry = picked
+        if session.conn is None and not anyone:
+            return False
+        self._give(g, session, entry, msg, now)
+        return True  # refused by an ACL or plug-in: dropped, as on a single node
+
+    def keep_moved(self, key: tuple[str, str], msg: Message, departed: str | None) -> None:
+        """No other node took it: a member here (online or not) as on a single node."""
+        g = self.shared.groups.get(key)
+        picked = g.pick(self.sessions, exclude=departed) if g is not None else None
+        if picked is not None:
+            self._give(g, picked[0], picked[1], msg, self.bp.core.clock())
 
     def subscribe(self, session: Any, entry: SubEntry) -> bool:
         self.bp.records.touch(session)
@@ -340,6 +406,7 @@ class Backplane:
         self._commit_pending = False
         self.acks = AckGate()  # acknowledgements leave once nats-server has the message
         self.pressure = Pressure(self.node_id, self._publish_pressure)
+        self.moves = SharedMoves(self.ctl, self._now)  # shared messages between nodes
         self.ack_after_nats = cfg.ack_after_nats
 
     # -- wiring ---------------------------------------------------------------
@@ -583,6 +650,7 @@ class Backplane:
             log.warning("cluster: retained messages still loading after 60 s")
 
     async def stop(self) -> None:
+        await self.moves.finish()  # shared messages of clients that left at shutdown
         self.started = False
         if self.nc is not None and self.connected:
             try:  # the others drop our interest now, not after the heartbeat timeout
@@ -625,6 +693,8 @@ class Backplane:
             "dropped_disconnected": self.stats["dropped_disconnected"],
             # back-pressure across nodes (pressure.py)
             **self.pressure.stats,
+            # shared-subscription messages moved between nodes (shared.py)
+            **self.moves.stats,
             "publishers_paused_by_others": self.pressure.paused_here(),
             # acknowledgements waiting for nats-server (acks.py)
             "acks_waiting": len(self.acks.waiting),
@@ -1015,7 +1085,7 @@ class Backplane:
 
     async def _share_subscribe(self, key: tuple[str, str]) -> None:
         group, topic_filter = key
-        queue = f"share-{_token(group + chr(0) + topic_filter)}"
+        queue = f"share-{self._share_token(key)}"
         router = self.router
         assert router is not None
         prefix = self.prefix
@@ -1033,10 +1103,32 @@ class Backplane:
                 group, topic_filter, message_from(topic, m.data, m.headers, now), now
             )
 
-        self.share_subs[key] = [
+        subs = [
             await self.nc_shared.subscribe(s, queue=queue, cb=on_shared)
             for s in filter_to_subjects(topic_filter, prefix)
         ]
+        # Messages moved between the group's members (shared.py), in the same queue.
+        token = self._share_token(key)
+        on_move = self.moves.handler(group, topic_filter, token, router.take_moved)
+        subs.append(
+            await self.nc_shared.subscribe(move_filter(self.ctl, token), queue=queue, cb=on_move)
+        )
+        self.share_subs[key] = subs
+
+    @staticmethod
+    def _share_token(key: tuple[str, str]) -> str:
+        return _token(key[0] + chr(0) + key[1])
+
+    def move_shared(self, items: list[tuple[tuple[str, str], Message]], departed: Any) -> None:
+        """Shared messages to a member on another node (shared.py), in order."""
+        router = self.router
+        assert router is not None
+        nc = self.nc_shared
+        if nc is None or not self.connected:
+            for key, msg in items:
+                router.keep_moved(key, msg, departed)
+            return
+        self.moves.send(nc, self._share_token, items, departed, router.keep_moved)
 
     # -- incoming ---------------------------------------------------------------
 

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
+
+from mqttfast.codec.packets import Properties
+from tests.helpers.rawclient import RawClient
+
 from .clients import Client, sync
 
 
@@ -54,4 +59,94 @@ def test_shared_member_on_publishing_node_is_a_candidate(two_nodes) -> None:
     assert sorted(int(x.payload) for x in m.collect(50)) == list(range(50))
     assert m.quiet(0.3) == []
     for cl in (m, pub, other):
+        cl.close()
+
+
+def _raw_member(port: int, client_id: str, **connect: object) -> RawClient:
+    """An MQTT 5 member that never acknowledges: 5 messages in flight, the rest queued
+    for it on its node (Receive Maximum 5)."""
+    m = RawClient(port, version=5)
+    m.connect(client_id, properties=Properties(receive_maximum=5), **connect)
+    assert m.subscribe(("$share/g/mv/t", 1)).reason_codes == [1]
+    return m
+
+
+def _counts(msgs: list) -> Counter:
+    return Counter(int(m.payload) for m in msgs)
+
+
+@pytest.mark.timeout(60)
+def test_a_departed_members_messages_go_to_a_member_on_another_node(two_nodes) -> None:
+    """4.8.2 (as the single-node broker does): the QoS 1 messages of a member that leaves
+    unacknowledged (in flight and queued) go to another member, here the only other one,
+    on another node. Each message reaches the group once."""
+    a, b = two_nodes
+    m1 = _raw_member(a.port, "mv-1")
+    m2 = Client(b.port, v5=True)
+    m2.subscribe("$share/g/mv/t", qos=1)
+    pub = Client(b.port)
+    n = 100
+    for i in range(n):
+        pub.publish("mv/t", str(i).encode(), qos=1)
+    held = m1.recv_publishes(5, ack=False)  # NATS gave node a about half of them
+    assert len(held) == 5
+    m1.close()  # no PUBACK ever: its session (clean start, expiry 0) ends
+    got = _counts(m2.collect(n, timeout=15))
+    assert sorted(got) == list(range(n)), sorted(set(range(n)) - set(got))[:20]
+    assert set(got.values()) == {1}, [k for k, v in got.items() if v > 1]
+    assert m2.quiet(0.3) == []
+    for cl in (m2, pub):
+        cl.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_member_node_leaving_moves_its_members_messages(two_nodes) -> None:
+    """Issue 15: "a member's node leaving moves undelivered QoS 1 messages as the
+    single-node broker does": node a stops (SIGTERM) while its member holds
+    unacknowledged messages; they reach the member on node b, once each."""
+    a, b = two_nodes
+    m1 = _raw_member(a.port, "mv-leave")
+    m2 = Client(b.port, v5=True)
+    m2.subscribe("$share/g/mv/t", qos=1)
+    pub = Client(b.port)
+    n = 100
+    for i in range(n):
+        pub.publish("mv/t", str(i).encode(), qos=1)
+    assert len(m1.recv_publishes(5, ack=False)) == 5
+    a.stop()  # SIGTERM: clients get DISCONNECT 0x8B, then the node leaves NATS
+    got = _counts(m2.collect(n, timeout=15))
+    assert sorted(got) == list(range(n)), sorted(set(range(n)) - set(got))[:20]
+    assert set(got.values()) == {1}
+    assert "Traceback" not in a.log_text()
+    m1.close()
+    for cl in (m2, pub):
+        cl.close()
+
+
+@pytest.mark.timeout(60)
+def test_an_online_member_elsewhere_is_preferred_to_an_absent_one(two_nodes) -> None:
+    """4.8.2 as on a single node: while a member is online, messages are not queued for
+    an offline persistent member (here the only member on the node NATS may pick)."""
+    a, b = two_nodes
+    away = RawClient(a.port, version=5)
+    away.connect("mv-away", clean_start=True, properties=Properties(session_expiry_interval=300))
+    assert away.subscribe(("$share/g/mv/t", 1)).reason_codes == [1]
+    away.disconnect()
+    away.close()
+    m2 = Client(b.port, v5=True)
+    m2.subscribe("$share/g/mv/t", qos=1)
+    pub = Client(a.port)
+    n = 60
+    for i in range(n):
+        pub.publish("mv/t", str(i).encode(), qos=1)
+    got = _counts(m2.collect(n, timeout=15))
+    assert sorted(got) == list(range(n)), sorted(set(range(n)) - set(got))[:20]
+    back = RawClient(a.port, version=5)
+    connack = back.connect(
+        "mv-away", clean_start=False, properties=Properties(session_expiry_interval=300)
+    )
+    assert connack.session_present
+    back.expect_no_packet(0.5)  # nothing was queued for it
+    back.close()
+    for cl in (m2, pub):
         cl.close()
