@@ -124,7 +124,6 @@ def _metrics(port: int) -> str:
         return r.read().decode()
 
 
-@pytest.mark.timeout(90)
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("ack_after_nats", [True, False], ids=["default", "ack-at-once"])
 def test_puback_waits_until_nats_server_has_the_message(
