@@ -17,6 +17,7 @@ implementation.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import re
@@ -84,6 +85,44 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:  # crowded: the kernel's pick
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _listening_inodes(port: int) -> set[str]:
+    """Socket inodes listening on TCP ``port`` (any address), from /proc/net/tcp{,6}."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            f = line.split()
+            if len(f) > 9 and f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f[9])
+    return inodes
+
+
+def owns_listening_port(pid: int, port: int) -> bool:
+    """Does ``pid`` or one of its descendants hold the socket listening on ``port``?"""
+    if not Path("/proc/net/tcp").exists():
+        return True
+    wanted = {f"socket:[{inode}]" for inode in _listening_inodes(port)}
+    if not wanted:
+        return False
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            for fd in os.listdir(f"/proc/{p}/fd"):
+                with contextlib.suppress(OSError):
+                    if os.readlink(f"/proc/{p}/fd/{fd}") in wanted:
+                        return True
+            for task in os.listdir(f"/proc/{p}/task"):
+                children = Path(f"/proc/{p}/task/{task}/children").read_text().split()
+                todo.extend(int(c) for c in children)
+        except OSError:
+            continue  # gone meanwhile
+    return False
 
 
 def port_accepts(port: int, host: str = "127.0.0.1", timeout: float = 0.2) -> bool:
@@ -262,12 +301,11 @@ class BrokerProcess:
         raise AssertionError("unreachable")
 
     def _owns_port(self) -> bool:
-        """The process that accepted is this broker, not another one that held the
-        port first (mqttfast logs "listening on" once its listeners are bound; a
-        bind failure makes it exit, which the caller sees next turn)."""
-        if self.kind != "mqttfast":
-            return True
-        return "listening on" in self.log_text()
+        """The process that accepted is this broker (or a child of it), not another one
+        that held the port first: its listening socket is among this process's open
+        files. (Linux /proc; elsewhere, assumed.)"""
+        assert self.proc is not None
+        return owns_listening_port(self.proc.pid, self.port)
 
     def _start_configured(self, timeout: float) -> BrokerProcess:
         self._spawn()
