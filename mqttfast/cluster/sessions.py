@@ -351,6 +351,8 @@ class SessionRecords:
         cid = rec["cid"]
         if self._install(mine, since):
             self.owned[cid] = new
+            # What the dead node held for it, from the JetStream journal (journal.py).
+            await self.bp.journal.replay(cid)
         else:
             self.owned[cid] = new
             self.touch(self.bp.core.sessions[cid])
@@ -438,6 +440,9 @@ class SessionRecords:
                 log.info(
                     "cluster: session %r of unreachable node %s adopted at CONNECT", cid, holder
                 )
+                self.owned[cid] = new
+                # Before CONNACK: what the dead node held for it (journal.py).
+                await self.bp.journal.replay(cid)
             self.owned[cid] = new
             return core.sessions.get(cid)
         return None
