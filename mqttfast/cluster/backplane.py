@@ -391,6 +391,7 @@ class Backplane:
             return None
 
         hooks.begin_authenticate = begin_authenticate
+        self.progress.install(core)  # PUBREL of journaled QoS 2 after its record
         self._original_session_disconnected = core.session_disconnected
         core.session_disconnected = self.session_disconnected
 

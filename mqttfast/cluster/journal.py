@@ -34,6 +34,7 @@ import datetime
 import json
 import logging
 import time
+from collections import Counter
 from typing import Any
 
 from nats.js.api import (
@@ -47,6 +48,7 @@ from nats.js.api import (
 
 from mqttfast.codec import TopicTree
 from mqttfast.core import outbound
+from mqttfast.core.message import Delivery
 
 from .fastpath import CACHE_MAX, encode_headers
 from .subjects import filter_to_subjects, subject_to_topic, topic_to_subject
@@ -60,6 +62,7 @@ ID_HEAD = b"NATS/1.0\r\nMqtt-Id: "  # a journaled message's header block starts 
 LATER_PASSES = (1.0, 11.0)
 FETCH = 512
 LIVE_MAX = 1_000_000  # ids remembered while adopted sessions are replayed
+REPLAYED_MAX = 200_000  # replayed messages remembered for de-duplication (all sessions)
 
 
 def split_id(mid: str) -> tuple[str, int]:
@@ -90,6 +93,11 @@ class Journal:
         # installed; those went to it live and are not replayed.
         self.live: set[str] | None = None
         self.recording = 0
+        # client id -> what was replayed into its session (ids, and (topic, payload) for
+        # copies without an id): a copy of the same session handed over later (its dead
+        # node restarted from SQLite, which keeps no id) is not merged twice (``already``).
+        self.replayed: dict[str, Counter[Any]] = {}
+        self.replayed_n = 0
         self.subjects: dict[str, bytes] = {}
         self.ack_sub: Any = None
         self.ack_subject = b""  # reply subject prefix of the journal writes (+ batch)
@@ -171,6 +179,32 @@ class Journal:
         if self.live is not None:
             self._live(mid)
         return mid
+
+    def _remember(self, cid: str, mid: str, msg: Any) -> None:
+        if self.replayed_n >= REPLAYED_MAX:
+            self.replayed.clear()
+            self.replayed_n = 0
+        seen = self.replayed.setdefault(cid, Counter())
+        seen[mid] += 1
+        seen[(msg.topic, bytes(msg.payload))] += 1
+        self.replayed_n += 1
+
+    def already(self, cid: str, msg: Any) -> bool:
+        """Was ``msg`` (a message of another copy of session ``cid``) replayed into it
+        from the journal? Counted once."""
+        seen = self.replayed.get(cid)
+        if not seen:
+            return False
+        mid = getattr(msg, "mid", None)
+        key: Any = (msg.topic, bytes(msg.payload))
+        if mid is not None:
+            if seen[mid] <= 0:
+                return False
+            seen[mid] -= 1
+        elif seen[key] <= 0:
+            return False
+        seen[key] -= 1
+        return True
 
     def _live(self, mid: str) -> None:
         live = self.live
@@ -273,7 +307,7 @@ class Journal:
         except Exception as exc:
             log.warning("cluster: progress of session %r not read: %r", cid, exc)
             prog = None
-        state: dict[str, Any] = {"seq": 0, "ids": set(), "start": 0.0}
+        state: dict[str, Any] = {"seq": 0, "ids": set(), "start": 0.0, "first": True}
         wall = time.time()
         start = wall - self.max_age
         if prog is not None and prog.get("since"):
@@ -384,6 +418,12 @@ class Journal:
         router = core.router
         last = prog.get("last", {}) if prog else {}
         held = {o: set(cs) for o, cs in (prog.get("held", {}) if prog else {}).items()}
+        # In flight on the old node (packet id, state): restored as such by the first
+        # pass while the session is offline here (re-sent with DUP, or the PUBREL).
+        infl: dict[str, dict[int, tuple[int, int]]] = {}
+        if prog and state.pop("first", False) and session.conn is None:
+            for o, rows in prog.get("infl", {}).items():
+                infl[o] = {c: (pid, st) for c, pid, st in rows}
         ids: set[str] = state["ids"]
         live = self.live
         n = 0
@@ -409,6 +449,12 @@ class Journal:
                 continue
             now = core.clock()
             msg = message_from(topic, m.data, h, now)
+            was = infl.get(origin, {}).get(c)
+            if was is not None and self._restore(session, msg, was, now):
+                ids.add(mid)
+                self._remember(cid, mid, msg)
+                n += 1
+                continue
             if msg.expires_at is not None:
                 ts = m.metadata.timestamp
                 if ts is not None:  # the expiry counts from the publish
@@ -416,6 +462,7 @@ class Journal:
                 if msg.expired(now):
                     continue
             ids.add(mid)
+            self._remember(cid, mid, msg)
             normal, _shared = router.subscriptions.match(topic)
             targets = [t for t in normal if t.client_id == cid]
             if not targets:
@@ -435,6 +482,37 @@ class Journal:
             n += 1
         self.stats["journal_replayed"] += n
         return n
+
+    def _restore(self, session: Any, msg: Any, was: tuple[int, int], now: float) -> bool:
+        """Put ``msg`` back in flight under its old packet id and state."""
+        pid, st = was
+        if pid in session.inflight:
+            return False  # the id is taken here: delivered anew instead
+        router = self.bp.core.router
+        targets = [
+            t for t in router.subscriptions.match(msg.topic)[0] if t.client_id == session.client_id
+        ]
+        if not targets:
+            return False
+        t = targets[0]
+        if t.no_local and msg.origin == session.client_id:
+            t = t.without_no_local()
+            if t is None:
+                return False
+        check = router.filters.receive_check
+        if check is not None and not check(session, msg.topic):
+            return False
+        qos = t.qos if t.qos < msg.qos else msg.qos
+        if not qos:
+            return False
+        d = Delivery(msg, qos, msg.retain and t.retain_as_published, t.sub_ids)
+        d.state = st
+        session.set_inflight(pid, d)
+        if session.persisted:
+            self.bp.core.storage.delivery_put(session, d, pid)
+        if pid > session.next_pid:
+            session.next_pid = pid
+        return True
 
 
 __all__ = ["Journal", "split_id", "ID_HEAD"]

@@ -527,12 +527,17 @@ class SessionRecords:
         core = self.bp.core
         now = core.clock()
         seen = self.bp.seen_recently
+        already = self.bp.journal.already
+        cid = session.client_id
         n = 0
         for md, qos, retain, sub_ids, pid, state in snap.get("deliveries", ()):
             if pid and state != AWAIT_ACK:
                 continue  # PUBREC received there: the client has it
             msg = message_from_record(md, now)
             if seen(msg):
+                continue
+            if already(cid, msg):
+                n += 1  # replayed from the journal here (journal.py): it is here once
                 continue
             session.deliver(msg, qos, retain, tuple(sub_ids) if sub_ids else None, now)
             n += 1

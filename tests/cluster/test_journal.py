@@ -88,6 +88,68 @@ def test_subscribers_node_killed_under_qos1_load_loses_no_acknowledged_message(
         front.stop()
 
 
+class _Qos2Publisher(CountingPublisher):
+    def publish(self, topic: str, n: int) -> None:
+        info = self.c.publish(topic, str(n).encode(), qos=2)
+        self.mid_to_n[info.mid] = n
+
+
+@pytest.mark.timeout(150)
+def test_subscribers_node_killed_under_qos2_load_no_loss_no_duplicate(
+    three_nodes, cluster: Cluster
+) -> None:
+    """As above with QoS 2 end to end: QoS 2 publisher on A, QoS 2 subscriptions of
+    persistent sessions (3.1.1 and v5 with Session Expiry) on B, B SIGKILLed mid-stream
+    and not restarted. Every acknowledged message arrives, and none twice [MQTT-4.3.3]:
+    a PUBREL of B left only once "PUBREC received, packet id P" was in JetStream, so the
+    adopter re-sends either the PUBLISH or the PUBREL, never both."""
+    a, b, _c = three_nodes
+    front = Haproxy([n.port for n in three_nodes]).start()
+    try:
+        subs = [
+            Client(b.port, client_id="jq2sub311", clean=False),
+            Client(b.port, client_id="jq2sub5", v5=True, clean=False, session_expiry=600),
+        ]
+        for s in subs:
+            s.subscribe("jq2/#", qos=2)
+        pub = _Qos2Publisher(a.port, "jq2pub")
+        probe = Client(a.port)
+        for s in subs:
+            sync(s, probe)
+        probe.close()
+        total = 3000
+        for n in range(total):
+            pub.publish("jq2/x", n)
+            if n == total // 3:
+                b.kill()
+                for s in subs:
+                    _reconnect(s, front.port)
+                    assert s.session_present
+            if n % 50 == 0:
+                time.sleep(0.01)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(pub.acked) < total:
+            time.sleep(0.2)
+        acked = set(pub.acked)
+        for s in subs:
+            g = _counts(s)
+            lost = acked - set(g)
+            dups = {k: v for k, v in g.items() if v > 1}
+            print(
+                f"{s.client_id}: sent={total} acked={len(acked)} received={len(g)} "
+                f"dups={sum(v - 1 for v in dups.values())} lost_acked={len(lost)}"
+            )
+            assert not lost, sorted(lost)[:20]
+            assert not dups, sorted(dups)[:20]
+        assert len(acked) == total
+        assert not b.running()
+        pub.close()
+        for s in subs:
+            s.close()
+    finally:
+        front.stop()
+
+
 @pytest.mark.timeout(120)
 def test_offline_session_queue_survives_its_nodes_kill_9(three_nodes, cluster: Cluster) -> None:
     """Messages queued for an OFFLINE persistent session on node B (acknowledged to the
