@@ -298,6 +298,10 @@ def cluster_metrics(status: dict) -> Iterator[Metric]:
         ("ack_timeouts", "Publishers disconnected: nats-server did not confirm in time"),
         ("remote_pauses_sent", "Publishers on other nodes paused for a subscriber here"),
         ("remote_pauses_applied", "Local publishers paused on another node's request"),
+        ("journal_writes", "QoS 1/2 messages written to the JetStream journal"),
+        ("journal_errors", "Journal or progress writes refused or unanswered (publishers dropped)"),
+        ("journal_replayed", "Journaled messages replayed into adopted sessions"),
+        ("progress_writes", "Progress records of persistent sessions written to JetStream"),
     ):
         yield CounterMetricFamily(f"mqttfast_cluster_{key}", doc, value=status.get(key, 0))
 

@@ -687,6 +687,7 @@ class Backplane:
             self.records.before = dict(self.core.sessions)
         if self.recent is None:
             self.recent = Counter()
+            self.journal.outage()
         self.connected = False
         self.view.connected = False
         if self.core is not None:  # no release from the others can reach us now
@@ -736,6 +737,7 @@ class Backplane:
             self._reconciling = False
             if self.connected:  # else the next reconnect does it again
                 self.recent = None
+                self.journal.before_outage = None
                 self.records.resume()
 
     def seen_recently(self, msg: Message) -> bool:
@@ -1208,6 +1210,7 @@ class Backplane:
             self.records.before = dict(self.core.sessions)
         if self.recent is None:
             self.recent = Counter()
+            self.journal.outage()
         # The others' heartbeats queued meanwhile are not read yet: heard afresh from now.
         self.reconnected_at = time.monotonic()
         self._spawn(self._after_stall())

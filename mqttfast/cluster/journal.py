@@ -98,6 +98,9 @@ class Journal:
         # node restarted from SQLite, which keeps no id) is not merged twice (``already``).
         self.replayed: dict[str, Counter[Any]] = {}
         self.replayed_n = 0
+        # NATS lost (or this node stalled): the highest ids per origin that had reached
+        # this node then, until the reconcile (``here_before_outage``).
+        self.before_outage: dict[str, int] | None = None
         self.subjects: dict[str, bytes] = {}
         self.ack_sub: Any = None
         self.ack_subject = b""  # reply subject prefix of the journal writes (+ batch)
@@ -205,6 +208,24 @@ class Journal:
             return False
         seen[key] -= 1
         return True
+
+    def outage(self) -> None:
+        if self.before_outage is None:
+            self.before_outage = dict(self.last)
+
+    def here_before_outage(self, msg: Any) -> bool:
+        """Did journaled ``msg`` reach this node before it lost NATS? Then a copy of a
+        session adopted elsewhere meanwhile (replayed there from the journal) brings it
+        back, and this node's own copy had it (delivered, or still holds it)."""
+        before = self.before_outage
+        mid = getattr(msg, "mid", None)
+        if before is None or mid is None:
+            return False
+        try:
+            origin, c = split_id(mid)
+        except ValueError:
+            return False
+        return c <= before.get(origin, 0)
 
     def _live(self, mid: str) -> None:
         live = self.live

@@ -534,7 +534,7 @@ class SessionRecords:
             if pid and state != AWAIT_ACK:
                 continue  # PUBREC received there: the client has it
             msg = message_from_record(md, now)
-            if seen(msg):
+            if seen(msg) or self.bp.journal.here_before_outage(msg):
                 continue
             if already(cid, msg):
                 n += 1  # replayed from the journal here (journal.py): it is here once
