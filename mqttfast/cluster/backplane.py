@@ -144,7 +144,7 @@ class ClusterRouter(LocalRouter):
             return count  # $SYS is per node
         view = bp.view
         journal = bp.journal
-        if msg.qos and journal.on and journal.wanted(msg.topic):
+        if msg.qos and journal.on and bp.connected and journal.wanted(msg.topic):
             # A persistent session (here or elsewhere) may receive it: journaled in
             # JetStream too (journal.py), its acknowledgement waits for the PubAck.
             msg.mid = journal.next_id()

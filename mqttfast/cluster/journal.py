@@ -48,7 +48,7 @@ from nats.js.api import (
 
 from mqttfast.codec import TopicTree
 from mqttfast.core import outbound
-from mqttfast.core.message import Delivery
+from mqttfast.core.message import AWAIT_COMP, Delivery
 
 from .fastpath import CACHE_MAX, encode_headers
 from .subjects import filter_to_subjects, subject_to_topic, topic_to_subject
@@ -88,10 +88,11 @@ class Journal:
         # origin -> highest counter of a journaled message received (or published) here;
         # messages from one origin reach a node in order (one NATS connection each way).
         self.last: dict[str, int] = {}
-        # While an adopted session is being replayed: the ids of journaled messages that
-        # reached this node (or were published here) since its subscriptions were
-        # installed; those went to it live and are not replayed.
-        self.live: set[str] | None = None
+        # While adopted sessions are being replayed: id -> arrival number of the journaled
+        # messages that reached this node (or were published here); those that came
+        # after a session's subscriptions were installed went to it live: not replayed.
+        self.live: dict[str, int] | None = None
+        self.arrivals = 0
         self.recording = 0
         # client id -> what was replayed into its session (ids, and (topic, payload) for
         # copies without an id): a copy of the same session handed over later (its dead
@@ -233,7 +234,8 @@ class Journal:
         if len(live) >= LIVE_MAX:  # bounded: older ids go (those may come twice)
             live.clear()
             log.warning("cluster: journal replay de-duplication set full; cleared")
-        live.add(mid)
+        self.arrivals += 1
+        live[mid] = self.arrivals
 
     def seen(self, mid: str) -> None:
         """A journaled message reached this node from NATS."""
@@ -321,14 +323,21 @@ class Journal:
         # From now (the subscriptions are installed, no await since): what reaches this
         # node went to the session live.
         if self.live is None:
-            self.live = set()
+            self.live = {}
         self.recording += 1
+        installed = self.arrivals
         try:
             prog = await self.bp.progress.read(cid)
         except Exception as exc:
             log.warning("cluster: progress of session %r not read: %r", cid, exc)
             prog = None
-        state: dict[str, Any] = {"seq": 0, "ids": set(), "start": 0.0, "first": True}
+        state: dict[str, Any] = {
+            "seq": 0,
+            "ids": set(),
+            "start": 0.0,
+            "first": True,
+            "installed": installed,
+        }
         wall = time.time()
         start = wall - self.max_age
         if prog is not None and prog.get("since"):
@@ -396,6 +405,8 @@ class Journal:
         psub = await js.pull_subscribe(subject, stream=self.stream, config=cfg)
         out: list[Any] = []
         try:
+            if (await psub.consumer_info()).num_pending == 0:
+                return out  # (a fetch would wait its whole timeout for nothing)
             while True:
                 try:
                     msgs = await psub.fetch(FETCH, timeout=1.0)
@@ -442,9 +453,10 @@ class Journal:
         # In flight on the old node (packet id, state): restored as such by the first
         # pass while the session is offline here (re-sent with DUP, or the PUBREL).
         infl: dict[str, dict[int, tuple[int, int]]] = {}
-        if prog and state.pop("first", False) and session.conn is None:
-            for o, rows in prog.get("infl", {}).items():
-                infl[o] = {c: (pid, st) for c, pid, st in rows}
+        for o, rows in (prog.get("infl", {}) if prog else {}).items():
+            infl[o] = {c: (pid, st) for c, pid, st in rows}
+        restore = state.pop("first", False) and session.conn is None
+        installed = state["installed"]
         ids: set[str] = state["ids"]
         live = self.live
         n = 0
@@ -460,7 +472,7 @@ class Journal:
                 continue
             if c <= last.get(origin, 0) and c not in held.get(origin, ()):
                 continue  # its old node had it done (acknowledged, or dropped)
-            if live is not None and mid in live:
+            if live is not None and live.get(mid, -1) > installed:
                 continue  # reached this node after the subscriptions were installed
             if core.sessions.get(cid) is not session:
                 return n
@@ -471,11 +483,22 @@ class Journal:
             now = core.clock()
             msg = message_from(topic, m.data, h, now)
             was = infl.get(origin, {}).get(c)
-            if was is not None and self._restore(session, msg, was, now):
-                ids.add(mid)
-                self._remember(cid, mid, msg)
-                n += 1
-                continue
+            if was is not None:
+                if restore and self._restore(session, msg, was, now):
+                    ids.add(mid)
+                    self._remember(cid, mid, msg)
+                    n += 1
+                    continue
+                if was[1] == AWAIT_COMP:
+                    # Its PUBREC came: the client has it (or delivered it). Never a
+                    # second PUBLISH of it; without its packet id, no PUBREL either.
+                    ids.add(mid)
+                    log.warning(
+                        "cluster: QoS 2 message %s of session %r awaiting PUBCOMP not restored",
+                        mid,
+                        cid,
+                    )
+                    continue
             if msg.expires_at is not None:
                 ts = m.metadata.timestamp
                 if ts is not None:  # the expiry counts from the publish

@@ -36,7 +36,7 @@ from typing import Any
 from nats.js.errors import KeyNotFoundError
 
 from mqttfast.codec.packets import Pubrec
-from mqttfast.core.message import AWAIT_COMP
+from mqttfast.core.message import AWAIT_ACK
 
 from .journal import split_id
 
@@ -70,17 +70,21 @@ class Progress:
         def handle_pubrec(conn: Any, pkt: Any) -> None:
             session = conn.session
             d = session.inflight.get(pkt.packet_id) if session is not None else None
-            original(conn, pkt)
             if (
                 d is not None
-                and d.state == AWAIT_COMP
+                and d.qos == 2
+                and d.state == AWAIT_ACK
+                and pkt.reason_code < 0x80
                 and session.expiry_interval
                 and getattr(d.msg, "mid", None) is not None
                 and bp.connected
                 and bp.ack_after_nats
                 and self.kv is not None
             ):
+                # Held BEFORE the handler writes the PUBREL: a small read's first write
+                # to an ungated connection goes to the socket at once (transport/tcp.py).
                 self.hold_pubrel(conn, session.client_id)
+            original(conn, pkt)
 
         handlers[Pubrec] = handle_pubrec
         core.handlers = handlers

@@ -139,6 +139,11 @@ def test_subscribers_node_killed_under_qos2_load_no_loss_no_duplicate(
                 f"{s.client_id}: sent={total} acked={len(acked)} received={len(g)} "
                 f"dups={sum(v - 1 for v in dups.values())} lost_acked={len(lost)}"
             )
+            if lost or dups:  # what the survivors said, for the diagnosis
+                for node in (a, _c):
+                    print(
+                        node.node_id, [ln for ln in node.log_text().splitlines() if "cluster" in ln]
+                    )
             assert not lost, sorted(lost)[:20]
             assert not dups, sorted(dups)[:20]
         assert len(acked) == total
