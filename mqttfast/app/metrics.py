@@ -301,6 +301,10 @@ def cluster_metrics(status: dict) -> Iterator[Metric]:
         ("shared_moved_out", "Shared-subscription messages given to a member on another node"),
         ("shared_moved_in", "Shared-subscription messages taken from another node"),
         ("shared_kept", "Shared-subscription messages no other node took (kept here)"),
+        ("journal_writes", "QoS 1/2 messages written to the JetStream journal"),
+        ("journal_errors", "Journal or progress writes refused or unanswered (publishers dropped)"),
+        ("journal_replayed", "Journaled messages replayed into adopted sessions"),
+        ("progress_writes", "Progress records of persistent sessions written to JetStream"),
     ):
         yield CounterMetricFamily(f"mqttfast_cluster_{key}", doc, value=status.get(key, 0))
 

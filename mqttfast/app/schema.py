@@ -442,6 +442,12 @@ class ClusterConfigTable:
         doc="PUBACK/PUBREC once nats-server has a message other nodes want; "
         "false: at once (a node killed -9 may lose what it acknowledged)",
     )
+    journal_max_age: float = spec(
+        3600.0,
+        lo=1.0,
+        doc="seconds the JetStream journal keeps QoS 1/2 messages that persistent "
+        "sessions may receive (replayed when a dead node's session is adopted)",
+    )
 
 
 LISTENER_DOCS = {

@@ -22,6 +22,13 @@ waits until that batch is confirmed, so it holds every connection with output he
 here (nothing of a connection overtakes its held bytes). Every other connection (a
 QoS 0 subscriber, a publisher whose messages no other node wants) is written as on a
 single node: a small read's reply directly, the rest in the same turn, no gate call.
+
+Journaled messages (journal.py, issue 15): a batch holding messages that some persistent
+session could receive also writes them to the JetStream journal; such a batch is
+confirmed only once its PONG *and* every JetStream PubAck of its journal writes came
+(``journal_sent`` / ``journal_acked``). A JetStream error, or no PubAck within
+:data:`ACK_WAIT_LIMIT`, fails the acknowledgements waiting (``release(False)``: the
+publishers are disconnected unacknowledged and resend), as a lost NATS connection does.
 """
 
 from __future__ import annotations
@@ -46,7 +53,7 @@ class _Pong:
         self.batch = batch
 
     def set_result(self, _value: Any) -> None:
-        self.acks.confirm(self.batch)
+        self.acks.pong(self.batch)
 
     def done(self) -> bool:
         return False
@@ -69,6 +76,10 @@ class AckGate:
         # The connection to NATS broke: batches up to this one may be lost with it.
         self.broken = -1
         self.timeouts = 0
+        self.ponged = -1  # every batch up to this one had its PONG
+        # batch -> [journal PubAcks still due, when the first was sent] (journal.py)
+        self.journal: dict[int, list[Any]] = {}
+        self.journal_errors = 0
 
     def bind_output(self, flusher: Any) -> None:
         """Take the transport's output gate, keeping the storage's as the next step."""
@@ -94,6 +105,56 @@ class AckGate:
 
     def pong_for(self, batch: int) -> _Pong:
         return _Pong(self, batch)
+
+    # -- the journal (journal.py): PubAcks of JetStream -----------------------------
+
+    def pong(self, batch: int) -> None:
+        """nats-server answered the PING that followed ``batch``."""
+        if batch > self.ponged:
+            self.ponged = batch
+        self._advance()
+
+    def _advance(self) -> None:
+        limit = self.ponged
+        journal = self.journal
+        if journal:
+            first = min(journal) - 1
+            if first < limit:
+                limit = first
+        self.confirm(limit)
+
+    def journal_sent(self, batch: int) -> None:
+        """One journal write of ``batch`` went out; its PubAck is due."""
+        entry = self.journal.get(batch)
+        if entry is None:
+            self.journal[batch] = [1, time.monotonic()]
+        else:
+            entry[0] += 1
+
+    def journal_acked(self, batch: int, ok: bool) -> None:
+        """JetStream answered one journal write of ``batch`` (``ok``: stored)."""
+        entry = self.journal.get(batch)
+        if entry is None:
+            return  # given up on already (journal_failed)
+        if not ok:
+            self.journal_failed()
+            return
+        entry[0] -= 1
+        if entry[0] <= 0:
+            del self.journal[batch]
+            self._advance()
+
+    def journal_failed(self) -> int:
+        """A journal write was refused or not answered in time: every acknowledgement
+        not confirmed yet is dropped with its connection (they resend), as when the NATS
+        connection breaks (some of them may rely on the failed write)."""
+        self.journal_errors += 1
+        self.broken = max(self.broken, self.batch_no - 1)
+        for batch in [b for b in self.journal if b <= self.broken]:
+            del self.journal[batch]
+        failed = self._fail({w[1] for w in self.waiting})
+        self._advance()
+        return failed
 
     # -- the transport's side ---------------------------------------------------------
 
@@ -143,6 +204,9 @@ class AckGate:
 
     def expire(self, now: float) -> int:
         """Drop (with their connections) outputs that waited longer than ACK_WAIT_LIMIT."""
+        if self.journal and now - min(e[1] for e in self.journal.values()) >= ACK_WAIT_LIMIT:
+            self.timeouts += 1
+            return self.journal_failed()
         if not self.waiting or now - self.waiting[0][3] < ACK_WAIT_LIMIT:
             return 0
         late = {w[1] for w in self.waiting if now - w[3] >= ACK_WAIT_LIMIT}
@@ -153,6 +217,8 @@ class AckGate:
         """The NATS connection broke: whatever was sent and not confirmed may be lost
         (PONGs of the old connection never come): those acknowledgements never leave."""
         self.broken = self.batch_no - 1
+        for batch in [b for b in self.journal if b <= self.broken]:
+            del self.journal[batch]  # their PubAcks may never come
         return self._fail({w[1] for w in self.waiting})
 
     def _fail(self, conns: set[Any]) -> int:

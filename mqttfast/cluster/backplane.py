@@ -52,12 +52,15 @@ from mqttfast.core.wills import will_message
 from .acks import AckGate
 from .config import ClusterConfig
 from .fastpath import ANNOUNCE_TIMEOUT, Encoder, Inbound, Interest, write_ping, write_raw
+from .journal import Journal
 from .pressure import Pressure
+from .progress import Progress
 from .sessions import SessionRecords
 from .shared import SharedMoves, move_filter
 from .subjects import filter_to_subjects, subject_to_topic, topic_to_subject
 from .wire import (
     H_EXPIRES_WALL,
+    H_ID,
     install_snapshot,
     message_from,
     message_from_record,
@@ -141,7 +144,13 @@ class ClusterRouter(LocalRouter):
         if msg.topic.startswith("$SYS/"):
             return count  # $SYS is per node
         view = bp.view
-        if view.send_all or view.wanted(msg.topic):
+        journal = bp.journal
+        if msg.qos and journal.on and bp.connected and journal.wanted(msg.topic):
+            # A persistent session (here or elsewhere) may receive it: journaled in
+            # JetStream too (journal.py), its acknowledgement waits for the PubAck.
+            msg.mid = journal.next_id()
+            bp.outbox.append((7 if view.send_all or view.wanted(msg.topic) else 8, msg, now))
+        elif view.send_all or view.wanted(msg.topic):
             bp.outbox.append((0, msg, now))
         elif msg.retain:
             bp.outbox.append((5, msg, now))  # the retained stream only: nobody else wants it
@@ -302,6 +311,8 @@ class ClusterRouter(LocalRouter):
             new = LocalRouter.subscribe(self, session, entry)
             if new:
                 self.bp.interest_add(entry.topic_filter)
+            if session.expiry_interval:
+                self.bp.journal.local(session)
             return new
         session.set_subscription(entry)
         new = self.shared.add(entry)
@@ -325,13 +336,17 @@ class ClusterRouter(LocalRouter):
         if entry is None:
             return False
         self.bp.records.touch(session)
-        return self._remove(entry)
+        removed = self._remove(entry)
+        if session.expiry_interval:
+            self.bp.journal.local(session)
+        return removed
 
     def drop_session(self, session: Any) -> None:
         self.bp.records.touch(session)
         for entry in list(session.subscriptions.values()):
             self._remove(entry)
         session.subscriptions = EMPTY_SUBSCRIPTIONS
+        self.bp.journal.local(session)
 
 
 class Backplane:
@@ -346,6 +361,10 @@ class Backplane:
         self.wills_bucket = f"mqttfast_{safe}_wills"
         # Persistent sessions recorded in JetStream, adopted when their node dies.
         self.records = SessionRecords(self, f"mqttfast_{safe}_sessions")
+        # QoS 1/2 messages persistent sessions may receive, and how far each session got
+        # (journal.py, progress.py): what an adopter replays after a node's death.
+        self.journal = Journal(self, safe, cfg.journal_max_age)
+        self.progress = Progress(self, f"mqttfast_{safe}_progress")
         self.wills_kv: Any = None
         self.will_revs: dict[str, int] = {}  # client id -> revision of its will record here
         self.dead_handled: set[str] = set()
@@ -403,6 +422,7 @@ class Backplane:
         self.view = Interest(self.node_id, self.ctl)
         self.encoder = Encoder(self.prefix)
         self.inbound = Inbound(self.prefix, self._on_data, self._now, self._commit_soon)
+        self.inbound.seen_id = self.journal.seen
         self._commit_pending = False
         self.acks = AckGate()  # acknowledgements leave once nats-server has the message
         self.pressure = Pressure(self.node_id, self._publish_pressure)
@@ -438,6 +458,7 @@ class Backplane:
             return None
 
         hooks.begin_authenticate = begin_authenticate
+        self.progress.install(core)  # PUBREL of journaled QoS 2 after its record
         self._original_session_disconnected = core.session_disconnected
         core.session_disconnected = self.session_disconnected
 
@@ -590,6 +611,8 @@ class Backplane:
         self.nc, self.nc_shared, self.js, self.kv = nc, shared, js, kv
         self.wills_kv = wills_kv
         await self.records.attach(js, self.cfg.replicas)
+        await self.journal.attach(nc, js, self.cfg.replicas, self.records.kv)
+        await self.progress.attach(js, self.cfg.replicas)
         # Interest held before NATS was reachable (a restart, or an outage at start).
         for subject in self.interest:
             await self._subscribe_interest(nc, subject)
@@ -690,6 +713,11 @@ class Backplane:
             "sessions_moved_in": self.stats["sessions_moved_in"],
             "js_errors": self.stats["js_errors"],
             **self.records.status(),
+            # the journal (journal.py, progress.py)
+            "journal_writes": self.journal.stats["journal_writes"],
+            "journal_errors": self.acks.journal_errors,
+            "journal_replayed": self.journal.stats["journal_replayed"],
+            "progress_writes": self.progress.stats["progress_writes"],
             "dropped_disconnected": self.stats["dropped_disconnected"],
             # back-pressure across nodes (pressure.py)
             **self.pressure.stats,
@@ -729,6 +757,7 @@ class Backplane:
             self.records.before = dict(self.core.sessions)
         if self.recent is None:
             self.recent = Counter()
+            self.journal.outage()
         self.connected = False
         self.view.connected = False
         if self.core is not None:  # no release from the others can reach us now
@@ -778,6 +807,7 @@ class Backplane:
             self._reconciling = False
             if self.connected:  # else the next reconnect does it again
                 self.recent = None
+                self.journal.before_outage = None
                 self.records.resume()
 
     def seen_recently(self, msg: Message) -> bool:
@@ -817,7 +847,9 @@ class Backplane:
             if nc is None:
                 # Never connected yet: publications cannot wait (bounded memory);
                 # subscriptions are replayed from self.interest on connect.
-                self.stats["dropped_disconnected"] += sum(1 for k, _, _ in self.outbox if k == 0)
+                self.stats["dropped_disconnected"] += sum(
+                    1 for k, _, _ in self.outbox if k in (0, 7, 8)
+                )
                 self.outbox.clear()
                 self.acks.take_batch()
                 self.acks.confirm_all()  # local delivery only (logged at start)
@@ -830,7 +862,7 @@ class Backplane:
             pong = acks.pong_for(no) if ping else None
             self.sending = True  # flush_direct must not overtake this batch
             try:
-                await self._send(nc, batch, pong)
+                await self._send(nc, batch, pong, no)
             except Exception as exc:
                 log.warning("cluster: NATS send failed (%s); %d items", exc, len(batch))
             finally:
@@ -894,8 +926,12 @@ class Backplane:
         except Exception as exc:
             log.warning("cluster: NATS ping failed (%s)", exc)
 
-    async def _send(self, nc: Any, batch: list[tuple[int, Any, Any]], pong: Any = None) -> None:
+    async def _send(
+        self, nc: Any, batch: list[tuple[int, Any, Any]], pong: Any = None, no: int = -1
+    ) -> None:
         stats = self.stats
+        journal = self.journal
+        acks = self.acks
         shares_changed = False
         parts: list[bytes] = []  # this turn's PUB/HPUB lines, one write (fastpath.py)
         line = self.encoder.line
@@ -903,6 +939,24 @@ class Backplane:
         max_payload = nc.max_payload or (1 << 20)
         size = 0  # payload bytes in parts
         for kind, item, now in batch:
+            if kind >= 7:
+                # Journaled (journal.py): the journal write, its PubAck due for batch
+                # ``no``; the core copy with the same id when another node wants it.
+                if item.retain:  # the retained stream too: through _send_one below
+                    append(journal.lines(item, now, no, None))
+                    acks.journal_sent(no)
+                    kind = 0 if kind == 7 else 5
+                else:
+                    n = len(item.payload)
+                    if n > max_payload:
+                        stats["dropped_disconnected"] += 1
+                        continue
+                    core = self.encoder.subject(item.topic) if kind == 7 else None
+                    append(journal.lines(item, now, no, core))
+                    acks.journal_sent(no)
+                    if core is not None:
+                        size += n
+                    continue
             if kind == 0 and not item.retain:
                 n = len(item.payload)
                 if n > max_payload:
@@ -1041,6 +1095,9 @@ class Backplane:
             # when some other node wants it (kind 0).
             msg = item
             headers = message_headers(msg, now)
+            mid = getattr(msg, "mid", None)
+            if mid is not None:  # journaled: its id first (fastpath.Inbound finds it there)
+                headers = {H_ID: mid, **(headers or {})}
             if kind == 0:
                 await nc.publish(
                     topic_to_subject(msg.topic, self.prefix), msg.payload, headers=headers
@@ -1171,6 +1228,9 @@ class Backplane:
             msg = message_from(topic, m.data, m.headers, now)
         except (ValueError, KeyError, TypeError):
             return  # a NATS-native subject or header we cannot read as MQTT
+        mid = getattr(msg, "mid", None)
+        if mid is not None:
+            self.journal.seen(mid)
         stats = self.stats
         stats["msgs_in"] += 1
         stats["bytes_in"] += len(m.data)
@@ -1242,6 +1302,7 @@ class Backplane:
             self.records.before = dict(self.core.sessions)
         if self.recent is None:
             self.recent = Counter()
+            self.journal.outage()
         # The others' heartbeats queued meanwhile are not read yet: heard afresh from now.
         self.reconnected_at = time.monotonic()
         self._spawn(self._after_stall())

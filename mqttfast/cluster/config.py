@@ -26,6 +26,9 @@ class ClusterConfig:
     # QoS 1/2 acknowledgements wait until nats-server has the message (acks.py); False
     # trades that guarantee for a NATS round trip less per acknowledgement.
     ack_after_nats: bool = True
+    # Seconds the journal stream (journal.py) keeps a QoS 1/2 message that a persistent
+    # session may receive: what an adopter can replay after its node's death.
+    journal_max_age: float = 3600.0
     data_dir: str = "."  # where node-id lives (the broker's data dir)
 
     def validate(self, require_servers: bool = True) -> None:
@@ -43,6 +46,8 @@ class ClusterConfig:
             raise ValueError("cluster.subject_prefix: NATS tokens without spaces or wildcards")
         if not 1 <= self.replicas <= 5:
             raise ValueError("cluster.replicas: 1 to 5")
+        if not self.journal_max_age >= 1.0:
+            raise ValueError("cluster.journal_max_age: at least 1 second")
 
     def resolve_node_id(self) -> str:
         """The configured id, else the one kept in <data_dir>/node-id (created once)."""

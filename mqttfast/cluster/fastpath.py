@@ -67,6 +67,7 @@ HEADS_MAX = 4096  # cached MSG lines (one per subject and size)
 # A read from NATS at most this large (a few messages: low load) has what it wrote to
 # clients flushed at once (Inbound.flusher); larger ones leave in the loop turn's batch.
 SMALL_NATS_READ = 4096
+_ID_HEAD = b"NATS/1.0\r\nMqtt-Id: "  # a journaled message's header block (journal.py)
 
 
 class Interest:
@@ -443,6 +444,8 @@ class Inbound:
         # messages of a small read from NATS wrote to clients is flushed at the end of
         # that read (as a small MQTT read's output), not one loop turn later.
         self.flusher: Any = None
+        # Called with the id of a journaled message (journal.py) before it is delivered.
+        self.seen_id: Callable[[str], None] | None = None
 
     def install(self, nc: Any) -> None:
         ps = nc._ps
@@ -577,6 +580,10 @@ class Inbound:
                         count += 1
                         nbytes += size
                         deliver(Message(topic, data[start:end]), now)
+                    elif startswith(_ID_HEAD, start):
+                        count += 1
+                        nbytes += end - start - hsize
+                        self.journaled(topic, data, start, start + hsize, end, now)
                     else:
                         split = start + hsize
                         f = fields.get(data[start:split])
@@ -638,12 +645,47 @@ class Inbound:
         self.fields[hdr] = f
         return f
 
+    def journaled(
+        self, topic: str, data: bytes, start: int, split: int, end: int, now: float
+    ) -> None:
+        """A journaled message (journal.py): its id is the first header; the rest of the
+        block is decoded (and cached) as any other."""
+        eol = data.find(b"\r\n", start + len(_ID_HEAD), split)
+        if eol < 0:
+            return
+        mid = data[start + len(_ID_HEAD) : eol].decode()
+        hdr = b"NATS/1.0\r\n" + data[eol + 2 : split]
+        f = self.fields.get(hdr)
+        if f is None:
+            f = self.fields_of(hdr)
+            if f is None:
+                return
+        qos, retain, props, expiry, origin = f
+        msg = Message(
+            topic,
+            data[split:end],
+            qos,
+            retain,
+            props,
+            now + expiry if expiry is not None else None,
+            origin,
+        )
+        msg.mid = mid
+        if self.seen_id is not None:
+            self.seen_id(mid)
+        self.deliver(msg, now)
+
     def on_data(self, subject: bytes, data: bytes, hdr: bytes | None, now: float) -> None:
         """One message nats-py's own parser got (the read loop inlines the same)."""
         topic = self.topics.get(subject, "")
         if topic == "":
             topic = self.topic_of(subject)
         if topic is None:
+            return
+        if hdr and hdr.startswith(_ID_HEAD):
+            self.msgs += 1
+            self.bytes += len(data)
+            self.journaled(topic, hdr + data, 0, len(hdr), len(hdr) + len(data), now)
             return
         if not hdr:
             msg = Message(topic, data)

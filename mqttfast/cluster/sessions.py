@@ -351,6 +351,8 @@ class SessionRecords:
         cid = rec["cid"]
         if self._install(mine, since):
             self.owned[cid] = new
+            # What the dead node held for it, from the JetStream journal (journal.py).
+            await self.bp.journal.replay(cid)
         else:
             self.owned[cid] = new
             self.touch(self.bp.core.sessions[cid])
@@ -438,6 +440,9 @@ class SessionRecords:
                 log.info(
                     "cluster: session %r of unreachable node %s adopted at CONNECT", cid, holder
                 )
+                self.owned[cid] = new
+                # Before CONNACK: what the dead node held for it (journal.py).
+                await self.bp.journal.replay(cid)
             self.owned[cid] = new
             return core.sessions.get(cid)
         return None
@@ -522,12 +527,17 @@ class SessionRecords:
         core = self.bp.core
         now = core.clock()
         seen = self.bp.seen_recently
+        already = self.bp.journal.already
+        cid = session.client_id
         n = 0
         for md, qos, retain, sub_ids, pid, state in snap.get("deliveries", ()):
             if pid and state != AWAIT_ACK:
                 continue  # PUBREC received there: the client has it
             msg = message_from_record(md, now)
-            if seen(msg):
+            if seen(msg) or self.bp.journal.here_before_outage(msg):
+                continue
+            if already(cid, msg):
+                n += 1  # replayed from the journal here (journal.py): it is here once
                 continue
             session.deliver(msg, qos, retain, tuple(sub_ids) if sub_ids else None, now)
             n += 1

@@ -19,6 +19,9 @@ H_ORIGIN = "Mqtt-Origin"
 H_EXPIRY = "Mqtt-Expiry"  # remaining seconds when it left the publishing node
 H_PROPS = "Mqtt-Props"  # JSON (ASCII), end-to-end MQTT 5 properties
 H_EXPIRES_WALL = "Mqtt-Expires-At"  # retained store: absolute unix time
+# A journaled message's id, "<origin incarnation>.<counter>" (journal.py); always the
+# first header of the block, so a receiver finds it without parsing the rest.
+H_ID = "Mqtt-Id"
 
 
 def props_to_json(p: Properties) -> str:
@@ -83,7 +86,8 @@ def message_from(topic: str, payload: bytes, h: dict[str, str] | None, now: floa
     expiry = h.get(H_EXPIRY)
     origin = h.get(H_ORIGIN)
     props = h.get(H_PROPS)
-    return Message(
+    mid = h.get(H_ID)
+    msg = Message(
         topic,
         payload,
         int(h.get(H_QOS, "0")),
@@ -92,6 +96,9 @@ def message_from(topic: str, payload: bytes, h: dict[str, str] | None, now: floa
         now + int(expiry) if expiry is not None else None,
         json.loads(origin) if origin is not None else None,
     )
+    if mid is not None:
+        msg.mid = mid
+    return msg
 
 
 # -- session snapshots (handed from the node that held a session to the one taking it) --
@@ -107,7 +114,7 @@ def message_from_record(d: dict[str, Any], now: float) -> Message:
 
 
 def _msg_dict(msg: Message, now: float) -> dict[str, Any]:
-    return {
+    d = {
         "t": msg.topic,
         "p": msg.payload.hex(),
         "q": msg.qos,
@@ -116,10 +123,14 @@ def _msg_dict(msg: Message, now: float) -> dict[str, Any]:
         "e": remaining(msg.expires_at, now),
         "pr": props_to_json(msg.properties) if msg.properties is not None else None,
     }
+    mid = getattr(msg, "mid", None)
+    if mid is not None:  # journaled: the id travels (de-duplication on adoption)
+        d["m"] = mid
+    return d
 
 
 def _msg_from(d: dict[str, Any], now: float) -> Message:
-    return Message(
+    msg = Message(
         d["t"],
         bytes.fromhex(d["p"]),
         d["q"],
@@ -128,6 +139,9 @@ def _msg_from(d: dict[str, Any], now: float) -> Message:
         now + d["e"] if d["e"] is not None else None,
         d["o"],
     )
+    if "m" in d:
+        msg.mid = d["m"]
+    return msg
 
 
 def subscription_rows(session: Any) -> list[list[Any]]:

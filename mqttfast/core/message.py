@@ -23,7 +23,20 @@ class Message:
     properties (no topic alias, no subscription identifiers, no expiry: the
     expiry is kept as the absolute ``expires_at`` and re-computed per send)."""
 
-    __slots__ = ("topic", "payload", "qos", "retain", "properties", "expires_at", "origin", "sid")
+    # ``mid``: never set by the core (no cost on one node); a cluster node sets it on a
+    # message it journals in JetStream (mqttfast/cluster/journal.py), read with getattr.
+    __slots__ = (
+        "topic",
+        "payload",
+        "qos",
+        "retain",
+        "properties",
+        "expires_at",
+        "origin",
+        "sid",
+        "mid",
+    )
+    mid: str  # (annotation only: unset unless a cluster node journaled the message)
 
     def __init__(
         self,

@@ -1,0 +1,218 @@
+"""How far each persistent session got through the journal (journal.py), in JetStream.
+
+KV bucket ``mqttfast_<hash(prefix)>_progress``: hash(client id) -> JSON
+{node, since, last: {origin: counter}, held: {origin: [counter, ...]},
+infl: {origin: [[counter, packet id, state], ...]}}, written by the node holding the
+session. ``last`` is the highest id of each origin that had reached the
+node; ``held`` the journaled messages the session still holds (queued or in flight).
+Messages of one origin reach a node in order, so a journaled message of the session's
+filters with counter <= last[origin] that is not held was delivered and acknowledged
+(or dropped by the session's own limits): done. Everything else in the journal for
+the session's filters since ``since`` is replayed by an adopter.
+
+``infl`` keeps the packet id and state of the journaled messages in flight, so an
+adopter re-sends the PUBLISH with that id (DUP) or, for a QoS 2 message whose PUBREC
+came, the PUBREL.
+
+Written by one task, at most every :data:`INTERVAL` seconds, for the sessions whose
+record changed (one consistent snapshot of all of them per pass): a QoS 1 message
+acknowledged just before the node's death may be delivered again by the adopter.
+QoS 2 is never delivered twice: the PUBREL of a journaled message leaves only once the
+record saying "PUBREC received, packet id P" is in JetStream (``hold_pubrel``: the
+connection's output waits in the acknowledgement gate, acks.py, as for a journal
+write); so an adopter either re-sends the PUBLISH (the client has had no PUBREL, so it
+has not delivered the message) or the PUBREL P (it may have) -- never both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from itertools import chain
+from typing import Any
+
+from nats.js.errors import KeyNotFoundError
+
+from mqttfast.codec.packets import Pubrec
+from mqttfast.core.message import AWAIT_ACK
+
+from .journal import split_id
+
+log = logging.getLogger("mqttfast.cluster")
+
+INTERVAL = 0.05  # seconds between passes of the writer
+BATCH = 64  # KV writes in flight at once
+
+
+class Progress:
+    def __init__(self, bp: Any, bucket: str) -> None:
+        self.bp = bp
+        self.bucket = bucket
+        self.kv: Any = None
+        self.since: dict[str, float] = {}  # client id -> wall time tracked from
+        self.written: dict[str, Any] = {}  # client id -> last (last, held) written
+        self.stats = {"progress_writes": 0}
+        self._task = False
+        self._event: asyncio.Event | None = None
+        # client id -> acknowledgement batches (acks.py) waiting for its next write: the
+        # PUBRELs held until the PUBREC is recorded.
+        self.pubrel_waits: dict[str, list[int]] = {}
+
+    def install(self, core: Any) -> None:
+        """(backplane.attach) PUBREC of a journaled QoS 2 message of a persistent
+        session: the PUBREL it causes is held until the record names the PUBREC."""
+        handlers = dict(core.handlers)
+        original = handlers[Pubrec]
+        bp = self.bp
+
+        def handle_pubrec(conn: Any, pkt: Any) -> None:
+            session = conn.session
+            d = session.inflight.get(pkt.packet_id) if session is not None else None
+            if (
+                d is not None
+                and d.qos == 2
+                and d.state == AWAIT_ACK
+                and pkt.reason_code < 0x80
+                and session.expiry_interval
+                and getattr(d.msg, "mid", None) is not None
+                and bp.connected
+                and bp.ack_after_nats
+                and self.kv is not None
+            ):
+                # Held BEFORE the handler writes the PUBREL: a small read's first write
+                # to an ungated connection goes to the socket at once (transport/tcp.py).
+                self.hold_pubrel(conn, session.client_id)
+            original(conn, pkt)
+
+        handlers[Pubrec] = handle_pubrec
+        core.handlers = handlers
+
+    def hold_pubrel(self, conn: Any, cid: str) -> None:
+        acks = self.bp.acks
+        batch = acks.batch_no
+        acks.hold(conn)  # its output waits for this batch: its PONG and our write
+        acks.journal_sent(batch)
+        self.pubrel_waits.setdefault(cid, []).append(batch)
+        self.written.pop(cid, None)  # written at the next pass, changed or not
+        self.bp.wake()  # the sender PINGs after the batch
+        if self._event is not None:
+            self._event.set()
+
+    async def attach(self, js: Any, replicas: int) -> None:
+        try:
+            self.kv = await js.key_value(self.bucket)
+        except Exception:
+            self.kv = await js.create_key_value(bucket=self.bucket, history=1, replicas=replicas)
+        if not self._task:
+            self._task = True
+            self._event = asyncio.Event()
+            self.bp._spawn(self._writer())
+
+    def carry(self, cid: str, prog: dict[str, Any]) -> None:
+        """An adopted session: its journal start stays the dead node's."""
+        if prog.get("since"):
+            self.since[cid] = float(prog["since"])
+
+    async def read(self, cid: str) -> dict[str, Any] | None:
+        if self.kv is None:
+            return None
+        try:
+            entry = await self.kv.get(self.bp.key(cid))
+        except KeyNotFoundError:
+            return None
+        if not entry.value:
+            return None
+        rec: dict[str, Any] = json.loads(entry.value)
+        return rec
+
+    def _snapshot(self, session: Any) -> tuple[Any, ...]:
+        held: dict[str, list[int]] = {}
+        infl: dict[str, list[list[int]]] = {}
+        for pid, d in session.inflight.items():
+            mid = getattr(d.msg, "mid", None)
+            if mid is not None:
+                origin, c = split_id(mid)
+                held.setdefault(origin, []).append(c)
+                infl.setdefault(origin, []).append([c, pid, d.state])
+        backlog = session.backlog or ()
+        for m in chain((d.msg for d in session.queue), (b[0] for b in backlog)):
+            mid = getattr(m, "mid", None)
+            if mid is not None:
+                origin, c = split_id(mid)
+                held.setdefault(origin, []).append(c)
+        return dict(self.bp.journal.last), held, infl
+
+    def _due(self) -> list[tuple[str, bytes | None, list[int]]]:
+        """One consistent pass over the sessions held here (no await inside)."""
+        bp = self.bp
+        core = bp.core
+        out: list[tuple[str, bytes | None, list[int]]] = []
+        journal_on = bp.journal.on
+        waits = self.pubrel_waits
+        self.pubrel_waits = {}
+        for cid in list(bp.records.owned):
+            session = core.sessions.get(cid)
+            if session is None or not session.expiry_interval:
+                continue
+            snap = self._snapshot(session) if journal_on else None
+            if snap is None or self.written.get(cid) == snap:
+                continue
+            self.written[cid] = snap
+            since = self.since.setdefault(cid, time.time())
+            value = json.dumps(
+                {
+                    "node": bp.node_id,
+                    "since": since,
+                    "last": snap[0],
+                    "held": snap[1],
+                    "infl": snap[2],
+                },
+                separators=(",", ":"),
+            ).encode()
+            out.append((cid, value, waits.pop(cid, [])))
+        for cid, batches in waits.items():
+            out.append((cid, None, batches))  # not held here any more: nothing to wait for
+        for cid in [c for c in self.written if c not in bp.records.owned]:
+            # Ended or moved: the next holder writes its own record (a stale one is
+            # overwritten then; not deleted here, which could race that write).
+            del self.written[cid]
+            self.since.pop(cid, None)
+        return out
+
+    async def _put(self, cid: str, value: bytes | None, waits: list[int]) -> None:
+        ok = True
+        if value is not None:
+            try:
+                await self.kv.put(self.bp.key(cid), value)
+                self.stats["progress_writes"] += 1
+            except Exception as exc:
+                ok = False
+                self.written.pop(cid, None)  # written again next pass
+                self.bp.stats["js_errors"] += 1
+                log.info("cluster: progress of %r not written: %r", cid, exc)
+        acks = self.bp.acks
+        for batch in waits:  # a failed write drops the held PUBRELs' connection
+            acks.journal_acked(batch, ok)
+
+    async def _writer(self) -> None:
+        event = self._event
+        assert event is not None
+        while True:
+            try:  # every INTERVAL, or at once (next loop turn) for a held PUBREL
+                await asyncio.wait_for(event.wait(), INTERVAL)
+            except TimeoutError:
+                pass
+            event.clear()
+            if self.kv is None or not self.bp.connected:
+                continue
+            try:
+                due = self._due()
+                for i in range(0, len(due), BATCH):
+                    await asyncio.gather(*(self._put(c, v, w) for c, v, w in due[i : i + BATCH]))
+            except Exception:
+                log.exception("cluster: progress writer")
+
+
+__all__ = ["Progress"]
