@@ -799,6 +799,9 @@ class Backplane:
                 if self.connected:
                     await self.records.reconcile()
                     await self._settle_wills()
+                    # What the others published for this node's persistent sessions
+                    # while it was away from NATS (journal.py).
+                    await self.journal.catch_up()
                 if not self._reconcile_again:
                     break
         except Exception:

@@ -102,6 +102,14 @@ class Journal:
         # NATS lost (or this node stalled): the highest ids per origin that had reached
         # this node then, until the reconcile (``here_before_outage``).
         self.before_outage: dict[str, int] | None = None
+        # ... and the wall time then, and the arrival number when the recording of what
+        # reached this node since began (``catch_up``: the outage's own share of it).
+        self.outage_wall = 0.0
+        self.outage_mark = 0
+        self.outage_recording = False
+        # client id -> ids of the messages another copy of its session brought in during
+        # the outage's reconcile (sessions.merge): catch_up leaves them out.
+        self.merged: dict[str, set[str]] = {}
         self.subjects: dict[str, bytes] = {}
         self.ack_sub: Any = None
         self.ack_subject = b""  # reply subject prefix of the journal writes (+ batch)
@@ -213,6 +221,75 @@ class Journal:
     def outage(self) -> None:
         if self.before_outage is None:
             self.before_outage = dict(self.last)
+            self.outage_wall = time.time()
+            if not self.outage_recording:  # what arrives from now on: catch_up leaves out
+                self.outage_recording = True
+                if self.live is None:
+                    self.live = {}
+                self.recording += 1
+                self.outage_mark = self.arrivals
+
+    def merged_in(self, cid: str, msg: Any) -> None:
+        """(sessions.merge) ``msg`` of another copy of session ``cid`` is in it now."""
+        mid = getattr(msg, "mid", None)
+        if mid is not None and self.outage_recording:
+            self.merged.setdefault(cid, set()).add(mid)
+
+    def _stop_recording(self) -> None:
+        self.recording -= 1
+        if self.recording <= 0:
+            self.recording = 0
+            self.live = None
+
+    async def catch_up(self) -> int:
+        """NATS is back after an outage (or a stall): what was journaled meanwhile for
+        this node's persistent sessions and never reached it (nats-server had no
+        interest of this node to send it to, or dropped it with the old connection) is
+        delivered from the journal. Left out: the ids that had reached this node before
+        NATS was lost (``before_outage``: messages of one origin arrive in order) and
+        those that reached it since (``live``). Later passes, as after an adoption,
+        catch journal writes that were still in flight. Returns the first pass's count."""
+        before = self.before_outage
+        if before is None or not self.outage_recording:
+            return 0
+        total = 0
+        try:
+            if not self.on:
+                return 0
+            start = self.outage_wall - 2.0  # (nats-server's clock may differ a little)
+            prog = {"last": before}
+            core = self.bp.core
+            for session in list(core.sessions.values()):
+                if not session.expiry_interval or not self._subjects(session):
+                    continue
+                state: dict[str, Any] = {
+                    "seq": 0,
+                    "ids": set(self.merged.get(session.client_id, ())),
+                    "start": start,
+                    "installed": self.outage_mark,
+                }
+                try:
+                    total += await self._pass(session, prog, state, start)
+                except Exception as exc:
+                    self.bp.stats["js_errors"] += 1
+                    log.warning(
+                        "cluster: journal not read for session %r after the outage: %r",
+                        session.client_id,
+                        exc,
+                    )
+                    continue
+                self.recording += 1  # the later passes' share (released by _later)
+                self.bp._spawn(self._later(session, prog, state))
+        finally:
+            self.outage_recording = False
+            self.merged.clear()
+            self._stop_recording()
+        log.info(
+            "cluster: %d journaled message(s) published during the NATS outage delivered "
+            "from the journal",
+            total,
+        )
+        return total
 
     def here_before_outage(self, msg: Any) -> bool:
         """Did journaled ``msg`` reach this node before it lost NATS? Then a copy of a
@@ -359,10 +436,7 @@ class Journal:
         try:
             await self._passes(session, prog, state)
         finally:
-            self.recording -= 1
-            if self.recording <= 0:
-                self.recording = 0
-                self.live = None
+            self._stop_recording()
 
     async def _passes(self, session: Any, prog: Any, state: dict[str, Any]) -> None:
         waited = 0.0

@@ -536,6 +536,7 @@ class SessionRecords:
             msg = message_from_record(md, now)
             if seen(msg) or self.bp.journal.here_before_outage(msg):
                 continue
+            self.bp.journal.merged_in(cid, msg)  # not delivered again by catch_up
             if already(cid, msg):
                 n += 1  # replayed from the journal here (journal.py): it is here once
                 continue
