@@ -98,6 +98,7 @@ def test_cluster_and_server_keys() -> None:
         "tls_key",
         "replicas",
         "ack_after_nats",
+        "journal_max_age",
     ]
     cfg = config_of(
         "--cluster nats://a:4222,nats://b:4222 --node-id n1 --cluster-prefix x --workers 3 "
