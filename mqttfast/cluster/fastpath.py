@@ -654,22 +654,11 @@ class Inbound:
         if eol < 0:
             return
         mid = data[start + len(_ID_HEAD) : eol].decode()
-        hdr = b"NATS/1.0\r\n" + data[eol + 2 : split]
-        f = self.fields.get(hdr)
-        if f is None:
-            f = self.fields_of(hdr)
-            if f is None:
-                return
-        qos, retain, props, expiry, origin = f
-        msg = Message(
-            topic,
-            data[split:end],
-            qos,
-            retain,
-            props,
-            now + expiry if expiry is not None else None,
-            origin,
+        msg = self._with_headers(
+            topic, data[split:end], b"NATS/1.0\r\n" + data[eol + 2 : split], now
         )
+        if msg is None:
+            return
         msg.mid = mid
         if self.seen_id is not None:
             self.seen_id(mid)
@@ -687,27 +676,24 @@ class Inbound:
             self.bytes += len(data)
             self.journaled(topic, hdr + data, 0, len(hdr), len(hdr) + len(data), now)
             return
-        if not hdr:
-            msg = Message(topic, data)
-        else:
-            f = self.fields.get(hdr)
-            if f is None:
-                f = self.fields_of(hdr)
-                if f is None:
-                    return
-            qos, retain, props, expiry, origin = f
-            msg = Message(
-                topic,
-                data,
-                qos,
-                retain,
-                props,
-                now + expiry if expiry is not None else None,
-                origin,
-            )
+        msg = self._with_headers(topic, data, hdr, now) if hdr else Message(topic, data)
+        if msg is None:
+            return
         self.msgs += 1
         self.bytes += len(data)
         self.deliver(msg, now)
+
+    def _with_headers(self, topic: str, payload: bytes, hdr: bytes, now: float) -> Message | None:
+        """The message of a header block (its decoded fields cached); None if malformed."""
+        f = self.fields.get(hdr)
+        if f is None:
+            f = self.fields_of(hdr)
+            if f is None:
+                return None
+        qos, retain, props, expiry, origin = f
+        return Message(
+            topic, payload, qos, retain, props, now + expiry if expiry is not None else None, origin
+        )
 
 
 class _InlineReads(asyncio.Protocol):

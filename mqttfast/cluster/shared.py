@@ -81,23 +81,17 @@ class SharedMoves:
         departed: str | None,
         keep: Keep,
     ) -> None:
-        task = asyncio.get_running_loop().create_task(
-            self._send(nc, token_of, items, departed, keep)
-        )
+        moves = [(key, token_of(key), msg) for key, msg in items]
+        task = asyncio.get_running_loop().create_task(self._send(nc, moves, departed, keep))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
     async def _send(
-        self,
-        nc: Any,
-        token_of: Callable[[tuple[str, str]], str],
-        items: list[tuple[tuple[str, str], Message]],
-        departed: str | None,
-        keep: Keep,
+        self, nc: Any, moves: list[tuple[tuple[str, str], str, Message]], departed: Any, keep: Keep
     ) -> None:
-        for key, msg in items:
+        for key, token, msg in moves:
             try:
-                placed = await self._place(nc, token_of(key), msg, departed)
+                placed = await self._place(nc, token, msg, departed)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # NATS went away meanwhile: kept here

@@ -71,8 +71,23 @@ def _raw_member(port: int, client_id: str, **connect: object) -> RawClient:
     return m
 
 
-def _counts(msgs: list) -> Counter:
-    return Counter(int(m.payload) for m in msgs)
+def _two_members_and_100_messages(a, b, client_id: str) -> tuple[RawClient, Client, Client]:
+    """Member 1 on node a (holds 5 unacknowledged, the rest of node a's share queued),
+    member 2 on node b; 100 QoS 1 messages published on node b (NATS splits them)."""
+    m1 = _raw_member(a.port, client_id)
+    m2 = Client(b.port, v5=True)
+    m2.subscribe("$share/g/mv/t", qos=1)
+    pub = Client(b.port)
+    for i in range(100):
+        pub.publish("mv/t", str(i).encode(), qos=1)
+    assert len(m1.recv_publishes(5, ack=False)) == 5  # NATS gave node a about half
+    return m1, m2, pub
+
+
+def _all_once(member: Client, n: int) -> None:
+    got = Counter(int(m.payload) for m in member.collect(n, timeout=15))
+    assert sorted(got) == list(range(n)), sorted(set(range(n)) - set(got))[:20]
+    assert set(got.values()) == {1}, [k for k, v in got.items() if v > 1]
 
 
 @pytest.mark.timeout(60)
@@ -81,19 +96,9 @@ def test_a_departed_members_messages_go_to_a_member_on_another_node(two_nodes) -
     unacknowledged (in flight and queued) go to another member, here the only other one,
     on another node. Each message reaches the group once."""
     a, b = two_nodes
-    m1 = _raw_member(a.port, "mv-1")
-    m2 = Client(b.port, v5=True)
-    m2.subscribe("$share/g/mv/t", qos=1)
-    pub = Client(b.port)
-    n = 100
-    for i in range(n):
-        pub.publish("mv/t", str(i).encode(), qos=1)
-    held = m1.recv_publishes(5, ack=False)  # NATS gave node a about half of them
-    assert len(held) == 5
+    m1, m2, pub = _two_members_and_100_messages(a, b, "mv-1")
     m1.close()  # no PUBACK ever: its session (clean start, expiry 0) ends
-    got = _counts(m2.collect(n, timeout=15))
-    assert sorted(got) == list(range(n)), sorted(set(range(n)) - set(got))[:20]
-    assert set(got.values()) == {1}, [k for k, v in got.items() if v > 1]
+    _all_once(m2, 100)
     assert m2.quiet(0.3) == []
     for cl in (m2, pub):
         cl.close()
@@ -105,18 +110,9 @@ def test_a_member_node_leaving_moves_its_members_messages(two_nodes) -> None:
     single-node broker does": node a stops (SIGTERM) while its member holds
     unacknowledged messages; they reach the member on node b, once each."""
     a, b = two_nodes
-    m1 = _raw_member(a.port, "mv-leave")
-    m2 = Client(b.port, v5=True)
-    m2.subscribe("$share/g/mv/t", qos=1)
-    pub = Client(b.port)
-    n = 100
-    for i in range(n):
-        pub.publish("mv/t", str(i).encode(), qos=1)
-    assert len(m1.recv_publishes(5, ack=False)) == 5
+    m1, m2, pub = _two_members_and_100_messages(a, b, "mv-leave")
     a.stop()  # SIGTERM: clients get DISCONNECT 0x8B, then the node leaves NATS
-    got = _counts(m2.collect(n, timeout=15))
-    assert sorted(got) == list(range(n)), sorted(set(range(n)) - set(got))[:20]
-    assert set(got.values()) == {1}
+    _all_once(m2, 100)
     assert "Traceback" not in a.log_text()
     m1.close()
     for cl in (m2, pub):
@@ -139,7 +135,7 @@ def test_an_online_member_elsewhere_is_preferred_to_an_absent_one(two_nodes) -> 
     n = 60
     for i in range(n):
         pub.publish("mv/t", str(i).encode(), qos=1)
-    got = _counts(m2.collect(n, timeout=15))
+    got = Counter(int(m.payload) for m in m2.collect(n, timeout=15))
     assert sorted(got) == list(range(n)), sorted(set(range(n)) - set(got))[:20]
     back = RawClient(a.port, version=5)
     connack = back.connect(
