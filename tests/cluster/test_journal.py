@@ -29,6 +29,22 @@ def _reconnect(sub: Client, port: int) -> None:
     sub.connect(port)
 
 
+def _durable_subscribers(a, b, prefix: str, topic_filter: str, qos: int) -> list[Client]:
+    """A 3.1.1 (clean session 0) and a v5 (Session Expiry 600) subscriber on node b,
+    their interest known on node a."""
+    subs = [
+        Client(b.port, client_id=f"{prefix}311", clean=False),
+        Client(b.port, client_id=f"{prefix}5", v5=True, clean=False, session_expiry=600),
+    ]
+    for s in subs:
+        s.subscribe(topic_filter, qos=qos)
+    probe = Client(a.port)
+    for s in subs:
+        sync(s, probe)
+    probe.close()
+    return subs
+
+
 @pytest.mark.timeout(150)
 def test_subscribers_node_killed_under_qos1_load_loses_no_acknowledged_message(
     three_nodes, cluster: Cluster
@@ -40,17 +56,8 @@ def test_subscribers_node_killed_under_qos1_load_loses_no_acknowledged_message(
     a, b, _c = three_nodes
     front = Haproxy([n.port for n in three_nodes]).start()
     try:
-        subs = [
-            Client(b.port, client_id="jsub311", clean=False),
-            Client(b.port, client_id="jsub5", v5=True, clean=False, session_expiry=600),
-        ]
-        for s in subs:
-            s.subscribe("jl/#", qos=1)
+        subs = _durable_subscribers(a, b, "jsub", "jl/#", 1)
         pub = CountingPublisher(a.port, "jpub")
-        probe = Client(a.port)
-        for s in subs:
-            sync(s, probe)
-        probe.close()
         total = 3000
         got = [Counter[int]() for _ in subs]
         for n in range(total):
@@ -106,17 +113,8 @@ def test_subscribers_node_killed_under_qos2_load_no_loss_no_duplicate(
     a, b, _c = three_nodes
     front = Haproxy([n.port for n in three_nodes]).start()
     try:
-        subs = [
-            Client(b.port, client_id="jq2sub311", clean=False),
-            Client(b.port, client_id="jq2sub5", v5=True, clean=False, session_expiry=600),
-        ]
-        for s in subs:
-            s.subscribe("jq2/#", qos=2)
+        subs = _durable_subscribers(a, b, "jq2sub", "jq2/#", 2)
         pub = _Qos2Publisher(a.port, "jq2pub")
-        probe = Client(a.port)
-        for s in subs:
-            sync(s, probe)
-        probe.close()
         total = 3000
         for n in range(total):
             pub.publish("jq2/x", n)
