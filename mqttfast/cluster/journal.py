@@ -63,6 +63,12 @@ LATER_PASSES = (1.0, 11.0)
 FETCH = 512
 LIVE_MAX = 1_000_000  # ids remembered while adopted sessions are replayed
 REPLAYED_MAX = 200_000  # replayed messages remembered for de-duplication (all sessions)
+# A replay into a connected session waits while its queue is this full (of the limit):
+# a whole outage's messages at once would overflow the queue and be dropped, and live
+# messages arriving meanwhile need room too. It stops waiting after ROOM_PATIENCE
+# seconds without the queue draining (a client that stopped reading).
+ROOM_SHARE = 0.75
+ROOM_PATIENCE = 30.0
 
 
 def split_id(mid: str) -> tuple[str, int]:
@@ -579,6 +585,8 @@ class Journal:
                     msg.expires_at -= max(0.0, time.time() - ts.timestamp())
                 if msg.expired(now):
                     continue
+            if session.conn is not None and not await self._room(session):
+                return n  # taken over or gone meanwhile: its new holder replays
             ids.add(mid)
             self._remember(cid, mid, msg)
             normal, _shared = router.subscriptions.match(topic)
@@ -600,6 +608,31 @@ class Journal:
             n += 1
         self.stats["journal_replayed"] += n
         return n
+
+    async def _room(self, session: Any) -> bool:
+        """Wait until the connected ``session``'s queue has room for a replayed message
+        and live ones (the client drains it at its own pace). False: the session is no
+        longer held here."""
+        settings = self.bp.core.settings
+        limit = int(settings.max_queued_messages * ROOM_SHARE)
+        blimit = int(settings.max_queued_bytes * ROOM_SHARE)
+        sessions = self.bp.core.sessions
+        cid = session.client_id
+        waited = 0.0
+        mark = len(session.queue)
+        while (limit and len(session.queue) >= limit) or (
+            blimit and session.queued_bytes >= blimit
+        ):
+            if sessions.get(cid) is not session:
+                return False
+            if session.conn is None or waited >= ROOM_PATIENCE:
+                break  # offline, or not reading: the queue limit applies as it does live
+            await asyncio.sleep(0.01)
+            waited += 0.01
+            if len(session.queue) < mark:  # draining: patience renewed
+                mark = len(session.queue)
+                waited = 0.0
+        return sessions.get(cid) is session
 
     def _restore(self, session: Any, msg: Any, was: tuple[int, int], now: float) -> bool:
         """Put ``msg`` back in flight under its old packet id and state."""
