@@ -141,6 +141,8 @@ class ClusterRouter(LocalRouter):
     def publish(self, msg: Message, now: float, publisher: Any = None) -> int:
         count = LocalRouter.publish(self, msg, now, publisher)
         bp = self.bp
+        if msg.qos == 2 and publisher is not None:
+            bp.progress.hold_pubrec(publisher)  # exactly once across its node's death
         if msg.topic.startswith("$SYS/"):
             return count  # $SYS is per node
         view = bp.view

@@ -414,6 +414,9 @@ class Journal:
         except Exception as exc:
             log.warning("cluster: progress of session %r not read: %r", cid, exc)
             prog = None
+        if prog is not None and core.sessions.get(cid) is session:
+            for pid in prog.get("rel", ()):  # its client's unreleased QoS 2 (progress.py)
+                session.await_pubrel(int(pid))
         state: dict[str, Any] = {
             "seq": 0,
             "ids": set(),

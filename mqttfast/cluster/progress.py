@@ -14,6 +14,14 @@ the session's filters since ``since`` is replayed by an adopter.
 adopter re-sends the PUBLISH with that id (DUP) or, for a QoS 2 message whose PUBREC
 came, the PUBREL.
 
+``rel`` is the other direction: the packet ids of the QoS 2 PUBLISHes the session's
+client sent here and has not released (PUBREL) yet [MQTT-4.3.3-9]. The PUBREC of such
+a PUBLISH leaves only once a record naming its id is in JetStream, and that record is
+written only after the message itself went to nats-server (``after``); the PUBCOMP only
+once a record without it is. An adopter restores them (journal.replay), so a PUBLISH
+the client re-sends with DUP after its node died is acknowledged, not forwarded twice,
+and an id reused after the PUBCOMP is a new message there too.
+
 Written by one task, at most every :data:`INTERVAL` seconds, for the sessions whose
 record changed (one consistent snapshot of all of them per pass): a QoS 1 message
 acknowledged just before the node's death may be delivered again by the adopter.
@@ -35,7 +43,7 @@ from typing import Any
 
 from nats.js.errors import KeyNotFoundError
 
-from mqttfast.codec.packets import Pubrec
+from mqttfast.codec.packets import Pubrec, Pubrel
 from mqttfast.core.message import AWAIT_ACK
 
 from .journal import split_id
@@ -57,8 +65,14 @@ class Progress:
         self._task = False
         self._event: asyncio.Event | None = None
         # client id -> acknowledgement batches (acks.py) waiting for its next write: the
-        # PUBRELs held until the PUBREC is recorded.
+        # PUBRELs held until the PUBREC is recorded, the PUBRECs and PUBCOMPs of the
+        # client's own QoS 2 PUBLISHes held until their packet ids are (or are no more).
         self.pubrel_waits: dict[str, list[int]] = {}
+        # client id -> the outbox batch of its latest QoS 2 PUBLISH: its record is not
+        # written before that batch went to nats-server (else an adopter could take a
+        # message that never left this node for one already forwarded).
+        self.after: dict[str, int] = {}
+        self.deferred = False
 
     def install(self, core: Any) -> None:
         """(backplane.attach) PUBREC of a journaled QoS 2 message of a persistent
@@ -86,8 +100,44 @@ class Progress:
                 self.hold_pubrel(conn, session.client_id)
             original(conn, pkt)
 
+        original_pubrel = handlers[Pubrel]
+
+        def handle_pubrel(conn: Any, pkt: Any) -> None:
+            session = conn.session
+            if (
+                session is not None
+                and pkt.packet_id in session.awaiting_pubrel
+                and self._recording(session)
+            ):
+                # The PUBCOMP frees the id for a new message: not before the record
+                # no longer names it.
+                self.hold_pubrel(conn, session.client_id)
+            original_pubrel(conn, pkt)
+
         handlers[Pubrec] = handle_pubrec
+        handlers[Pubrel] = handle_pubrel
         core.handlers = handlers
+
+    def _recording(self, session: Any) -> bool:
+        bp = self.bp
+        return bool(
+            session.expiry_interval
+            and bp.connected
+            and bp.ack_after_nats
+            and self.kv is not None
+            and bp.journal.on
+        )
+
+    def hold_pubrec(self, conn: Any) -> None:
+        """(ClusterRouter.publish) A QoS 2 PUBLISH of ``conn``'s client, in the current
+        outbox batch: for a persistent session, its PUBREC waits for a record naming
+        its packet id, written once the batch went out."""
+        session = conn.session
+        if session is None or not self._recording(session):
+            return
+        cid = session.client_id
+        self.after[cid] = self.bp.acks.batch_no
+        self.hold_pubrel(conn, cid)
 
     def hold_pubrel(self, conn: Any, cid: str) -> None:
         acks = self.bp.acks
@@ -136,13 +186,14 @@ class Progress:
                 origin, c = split_id(mid)
                 held.setdefault(origin, []).append(c)
                 infl.setdefault(origin, []).append([c, pid, d.state])
+        rel = sorted(session.awaiting_pubrel)
         backlog = session.backlog or ()
         for m in chain((d.msg for d in session.queue), (b[0] for b in backlog)):
             mid = getattr(m, "mid", None)
             if mid is not None:
                 origin, c = split_id(mid)
                 held.setdefault(origin, []).append(c)
-        return dict(self.bp.journal.last), held, infl
+        return dict(self.bp.journal.last), held, infl, rel
 
     def _due(self) -> list[tuple[str, bytes | None, list[int]]]:
         """One consistent pass over the sessions held here (no await inside)."""
@@ -152,10 +203,20 @@ class Progress:
         journal_on = bp.journal.on
         waits = self.pubrel_waits
         self.pubrel_waits = {}
+        sent = bp.acks.sent
+        self.deferred = False
         for cid in list(bp.records.owned):
             session = core.sessions.get(cid)
             if session is None or not session.expiry_interval:
                 continue
+            after = self.after.get(cid)
+            if after is not None:
+                if after > sent:  # its QoS 2 PUBLISH is not out yet: a later pass
+                    if cid in waits:
+                        self.pubrel_waits[cid] = waits.pop(cid)
+                    self.deferred = True
+                    continue
+                del self.after[cid]
             snap = self._snapshot(session) if journal_on else None
             if snap is None or self.written.get(cid) == snap:
                 continue
@@ -168,6 +229,7 @@ class Progress:
                     "last": snap[0],
                     "held": snap[1],
                     "infl": snap[2],
+                    "rel": snap[3],
                 },
                 separators=(",", ":"),
             ).encode()
@@ -179,6 +241,7 @@ class Progress:
             # overwritten then; not deleted here, which could race that write).
             del self.written[cid]
             self.since.pop(cid, None)
+            self.after.pop(cid, None)
         return out
 
     async def _put(self, cid: str, value: bytes | None, waits: list[int]) -> None:
@@ -213,6 +276,9 @@ class Progress:
                     await asyncio.gather(*(self._put(c, v, w) for c, v, w in due[i : i + BATCH]))
             except Exception:
                 log.exception("cluster: progress writer")
+            if self.deferred:  # again next loop turn: the sender writes the batch first
+                await asyncio.sleep(0)
+                event.set()
 
 
 __all__ = ["Progress"]

@@ -14,7 +14,9 @@ from collections import Counter
 import paho.mqtt.client as mqtt
 import pytest
 
+from mqttfast.codec.packets import Pubcomp, Pubrel
 from tests.helpers.broker import free_port
+from tests.helpers.rawclient import RawClient
 
 from .clients import Client, sync
 from .conftest import Cluster, NatsServer, Node
@@ -62,24 +64,33 @@ class CountingPublisher:
         self.c.loop_stop()
 
 
+class Qos2Publisher(CountingPublisher):
+    def publish(self, topic: str, n: int) -> None:
+        info = self.c.publish(topic, str(n).encode(), qos=2)
+        self.mid_to_n[info.mid] = n
+
+
 @pytest.mark.timeout(120)
-def test_kill_9_node_under_qos1_load(three_nodes, cluster: Cluster) -> None:
+@pytest.mark.parametrize("qos", [1, 2])
+def test_kill_9_node_under_qos1_load(three_nodes, cluster: Cluster, qos: int) -> None:
     """SIGKILL the publisher's node mid-stream: the publisher reconnects through haproxy
-    to a survivor; every acknowledged QoS 1 message reaches the persistent-session
-    subscribers (on the surviving nodes); duplicates are counted (QoS 1 allows them)."""
+    to a survivor; every acknowledged QoS 1/2 message reaches the persistent-session
+    subscribers (on the surviving nodes); QoS 1 duplicates are counted (QoS 1 allows
+    them); with QoS 2 end to end there are none [MQTT-4.3.3]."""
+    publisher = CountingPublisher if qos == 1 else Qos2Publisher
     front = Haproxy([n.port for n in three_nodes]).start()
     try:
         subs = []
         for i in range(2):  # round robin: two subscribers on two nodes
             s = Client(front.port, client_id=f"fsub{i}", clean=False)
-            s.subscribe("load/#", qos=1)
+            s.subscribe("load/#", qos=qos)
             subs.append(s)
         sub_nodes = {_node_of(three_nodes, s.client_id) for s in subs}
-        pub = CountingPublisher(front.port, "fpub")
+        pub = publisher(front.port, "fpub")
         victim = _node_of(three_nodes, "fpub")
         if victim in sub_nodes:  # make the victim the publisher's node, never a subscriber's
             pub.close()
-            pub = CountingPublisher(front.port, "fpub2")
+            pub = publisher(front.port, "fpub2")
             victim = _node_of(three_nodes, "fpub2")
         assert victim not in sub_nodes
         probe = Client(victim.port)
@@ -106,6 +117,8 @@ def test_kill_9_node_under_qos1_load(three_nodes, cluster: Cluster) -> None:
                 f"lost_acked={len(lost)}"
             )
             assert not lost, sorted(lost)[:20]
+            if qos == 2:
+                assert not dups, sorted(k for k, v in got.items() if v > 1)[:20]
         assert len(acked) == total  # paho re-sent what was not acknowledged
         assert not victim.running()  # it really died mid-stream
         pub.close()
@@ -117,6 +130,41 @@ def test_kill_9_node_under_qos1_load(three_nodes, cluster: Cluster) -> None:
                 assert "Traceback" not in node.log_text()
     finally:
         front.stop()
+
+
+@pytest.mark.timeout(60)
+def test_qos2_packet_ids_of_a_publisher_survive_its_nodes_kill_9(
+    three_nodes, cluster: Cluster
+) -> None:
+    """The receiver's QoS 2 state moves with a persistent session when its node dies
+    (progress.py ``rel``). On node A the publisher's PUBLISH 1 got its PUBREC (not
+    released yet) and PUBLISH 2 its PUBCOMP; A is SIGKILLed. On node B (Session Present
+    1) the client re-sends PUBLISH 1 with DUP, as a client that never got the PUBREC
+    does: acknowledged, not forwarded again [MQTT-4.3.3-9]; it reuses id 2 for a new
+    message: delivered, id 2 was released [MQTT-4.3.3-10]. The subscriber on node C
+    gets each of the three messages exactly once."""
+    a, b, c = three_nodes
+    sub = Client(c.port)
+    sub.subscribe("q2p/#", qos=2)
+    probe = Client(a.port)
+    sync(sub, probe)
+    probe.close()
+    pub = RawClient(a.port)
+    pub.connect("q2p-pub", clean_start=False)
+    pub.publish("q2p/x", b"one", qos=2, packet_id=1, complete=False)  # PUBREC
+    pub.publish("q2p/x", b"two", qos=2, packet_id=2)  # PUBCOMP
+    a.kill()
+    pub.close()
+    pub = RawClient(b.port)
+    assert pub.connect("q2p-pub", clean_start=False, timeout=10).session_present
+    pub.publish("q2p/x", b"one", qos=2, packet_id=1, dup=True, complete=False)
+    pub.send_packet(Pubrel(packet_id=1))
+    pub.recv_until(Pubcomp, packet_id=1)
+    pub.publish("q2p/x", b"three", qos=2, packet_id=2)
+    got = Counter(m.payload for m in sub.collect(10, timeout=3))
+    assert got == {b"one": 1, b"two": 1, b"three": 1}, got
+    pub.close()
+    sub.close()
 
 
 def _metrics(port: int) -> str:
