@@ -26,7 +26,7 @@ Written by one task, at most every :data:`INTERVAL` seconds, for the sessions wh
 record changed (one consistent snapshot of all of them per pass): a QoS 1 message
 acknowledged just before the node's death may be delivered again by the adopter.
 QoS 2 is never delivered twice: the PUBREL of a journaled message leaves only once the
-record saying "PUBREC received, packet id P" is in JetStream (``hold_pubrel``: the
+record saying "PUBREC received, packet id P" is in JetStream (``hold_until_recorded``: the
 connection's output waits in the acknowledgement gate, acks.py, as for a journal
 write); so an adopter either re-sends the PUBLISH (the client has had no PUBREL, so it
 has not delivered the message) or the PUBREL P (it may have) -- never both.
@@ -67,7 +67,7 @@ class Progress:
         # client id -> acknowledgement batches (acks.py) waiting for its next write: the
         # PUBRELs held until the PUBREC is recorded, the PUBRECs and PUBCOMPs of the
         # client's own QoS 2 PUBLISHes held until their packet ids are (or are no more).
-        self.pubrel_waits: dict[str, list[int]] = {}
+        self.record_waits: dict[str, list[int]] = {}
         # client id -> the outbox batch of its latest QoS 2 PUBLISH: its record is not
         # written before that batch went to nats-server (else an adopter could take a
         # message that never left this node for one already forwarded).
@@ -97,7 +97,7 @@ class Progress:
             ):
                 # Held BEFORE the handler writes the PUBREL: a small read's first write
                 # to an ungated connection goes to the socket at once (transport/tcp.py).
-                self.hold_pubrel(conn, session.client_id)
+                self.hold_until_recorded(conn, session.client_id)
             original(conn, pkt)
 
         original_pubrel = handlers[Pubrel]
@@ -111,7 +111,7 @@ class Progress:
             ):
                 # The PUBCOMP frees the id for a new message: not before the record
                 # no longer names it.
-                self.hold_pubrel(conn, session.client_id)
+                self.hold_until_recorded(conn, session.client_id)
             original_pubrel(conn, pkt)
 
         handlers[Pubrec] = handle_pubrec
@@ -137,14 +137,16 @@ class Progress:
             return
         cid = session.client_id
         self.after[cid] = self.bp.acks.batch_no
-        self.hold_pubrel(conn, cid)
+        self.hold_until_recorded(conn, cid)
 
-    def hold_pubrel(self, conn: Any, cid: str) -> None:
+    def hold_until_recorded(self, conn: Any, cid: str) -> None:
+        """``conn``'s output (the PUBREL, PUBREC or PUBCOMP it is about to get) waits
+        for the next write of ``cid``'s record, which its change goes into."""
         acks = self.bp.acks
         batch = acks.batch_no
         acks.hold(conn)  # its output waits for this batch: its PONG and our write
         acks.journal_sent(batch)
-        self.pubrel_waits.setdefault(cid, []).append(batch)
+        self.record_waits.setdefault(cid, []).append(batch)
         self.written.pop(cid, None)  # written at the next pass, changed or not
         self.bp.wake()  # the sender PINGs after the batch
         if self._event is not None:
@@ -201,8 +203,8 @@ class Progress:
         core = bp.core
         out: list[tuple[str, bytes | None, list[int]]] = []
         journal_on = bp.journal.on
-        waits = self.pubrel_waits
-        self.pubrel_waits = {}
+        waits = self.record_waits
+        self.record_waits = {}
         sent = bp.acks.sent
         self.deferred = False
         for cid in list(bp.records.owned):
@@ -213,7 +215,7 @@ class Progress:
             if after is not None:
                 if after > sent:  # its QoS 2 PUBLISH is not out yet: a later pass
                     if cid in waits:
-                        self.pubrel_waits[cid] = waits.pop(cid)
+                        self.record_waits[cid] = waits.pop(cid)
                     self.deferred = True
                     continue
                 del self.after[cid]
