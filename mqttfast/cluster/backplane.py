@@ -47,7 +47,6 @@ from mqttfast.core.connection import CONNECTED
 from mqttfast.core.message import Message
 from mqttfast.core.router import EMPTY_SUBSCRIPTIONS, LocalRouter
 from mqttfast.core.subscriptions import SubEntry, SubscriptionStore
-from mqttfast.core.wills import will_message
 
 from .acks import AckGate
 from .config import ClusterConfig
@@ -58,6 +57,7 @@ from .progress import Progress
 from .sessions import SessionRecords
 from .shared import SharedMoves, move_filter
 from .subjects import filter_to_subjects, subject_to_topic, topic_to_subject
+from .will_records import WillRecords
 from .wire import (
     H_EXPIRES_WALL,
     H_ID,
@@ -65,7 +65,6 @@ from .wire import (
     message_from,
     message_from_record,
     message_headers,
-    message_record,
     session_snapshot,
 )
 
@@ -367,8 +366,7 @@ class Backplane:
         # (journal.py, progress.py): what an adopter replays after a node's death.
         self.journal = Journal(self, safe, cfg.journal_max_age)
         self.progress = Progress(self, f"mqttfast_{safe}_progress")
-        self.wills_kv: Any = None
-        self.will_revs: dict[str, int] = {}  # client id -> revision of its will record here
+        self.wills = WillRecords(self, HEARTBEAT)
         self.dead_handled: set[str] = set()
         # After a NATS outage: (topic, payload) of the messages received from NATS since
         # it was lost, until the sessions are reconciled (a copy held elsewhere has them
@@ -611,7 +609,7 @@ class Backplane:
         self.inbound.install(nc)
         self.inbound.take_reads(nc)
         self.nc, self.nc_shared, self.js, self.kv = nc, shared, js, kv
-        self.wills_kv = wills_kv
+        self.wills.kv = wills_kv
         await self.records.attach(js, self.cfg.replicas)
         await self.journal.attach(nc, js, self.cfg.replicas, self.records.kv)
         await self.progress.attach(js, self.cfg.replicas)
@@ -626,8 +624,8 @@ class Backplane:
         self.wake()
         # Wills left by a previous run of this node id (killed, then restarted before the
         # others noticed): those connections are gone.
-        self._spawn(self._publish_wills_of(self.node_id))
-        self._spawn(self._orphan_wills())
+        self._spawn(self.wills.publish_of(self.node_id))
+        self._spawn(self.wills.orphans())
         self._spawn(self.records.adopt_own())
         self._spawn(self._orphan_sessions())
 
@@ -800,7 +798,7 @@ class Backplane:
                 await self.interest_known()
                 if self.connected:
                     await self.records.reconcile()
-                    await self._settle_wills()
+                    await self.wills.settle()
                     # What the others published for this node's persistent sessions
                     # while it was away from NATS (journal.py).
                     await self.journal.catch_up()
@@ -1329,7 +1327,7 @@ class Backplane:
                     log.warning("cluster: node %s silent for %.0f s: gone", node, now - seen)
                     self.view.drop_node(node)
                     self.pressure.release_node(node, self.core.clock())
-                    self._spawn(self._publish_wills_of(node))
+                    self._spawn(self.wills.publish_of(node))
                     # Its persistent sessions, offline here from now on (sessions.py);
                     # their expiry counts from its last heartbeat at the latest.
                     self._spawn(self.records.adopt_node(node, time.time() - (now - seen)))
@@ -1358,36 +1356,8 @@ class Backplane:
         if self.view.heard_of(node) and self.nc is not None:
             await self._query(self.nc)  # a node whose filters we do not have
 
-    async def _orphan_wills(self) -> None:
-        """Once, when this node has heard the others for a while: wills recorded by
-        nodes that are not alive (died before we started, or unseen) are published."""
-        await asyncio.sleep(3 * HEARTBEAT + 0.5)
-        kv = self.wills_kv
-        if kv is None or not self.connected:
-            return
-        try:
-            keys = await kv.keys()
-        except Exception:
-            return
-        now = time.monotonic()
-        owners: set[str] = set()
-        for key in keys:
-            try:
-                entry = await kv.get(key)
-                if entry.value:
-                    owners.add(json.loads(entry.value).get("node", ""))
-            except Exception:
-                continue
-        for node in owners:
-            seen = self.nodes.get(node)
-            if node and node != self.node_id and (seen is None or now - seen > 3 * HEARTBEAT):
-                if node not in self.dead_handled:
-                    self.dead_handled.add(node)
-                    log.warning("cluster: wills of node %s, which is not running, found", node)
-                    await self._publish_wills_of(node)
-
     async def _orphan_sessions(self) -> None:
-        """Once, as _orphan_wills: sessions recorded by nodes that are not alive."""
+        """Once, as WillRecords.orphans: sessions recorded by nodes that are not alive."""
         await asyncio.sleep(3 * HEARTBEAT + 0.5)
         if self.connected:
             await self.records.adopt_orphans(self.alive)
@@ -1409,7 +1379,7 @@ class Backplane:
         if conn.state == CONNECTED:
             self.records.connected(conn)
         if conn.will is not None and conn.session is not None and conn.state == CONNECTED:
-            await self._record_will(conn)
+            await self.wills.record(conn)
 
     async def _claim_steps(self, cid: str) -> None:
         key = _token(cid)
@@ -1513,114 +1483,11 @@ class Backplane:
         while self.retained_seq < last and time.monotonic() < deadline:
             await asyncio.sleep(0.002)
 
-    async def _record_will(self, conn: Any) -> None:
-        """Keep the will in JetStream so the survivors publish it if this node dies."""
-        cid = conn.client_id
-        w = conn.will
-        props = w.properties
-        delay = (props.will_delay_interval or 0) if props is not None else 0
-        msg = will_message(conn, self.core.clock())
-        if msg is None:
-            return
-        record = {"node": self.node_id, "cid": cid, "delay": delay}
-        record.update(message_record(msg, self.core.clock()))
-        try:
-            rev = await self.wills_kv.put(_token(cid), json.dumps(record).encode())
-            if conn.state == CONNECTED:
-                self.will_revs[cid] = rev
-            else:  # it went away while we were writing: no will to keep
-                await self._forget_will(cid, rev)
-        except Exception as exc:
-            self.stats["js_errors"] += 1
-            log.warning("cluster: will of %r not recorded: %s", cid, exc)
-
-    async def _settle_wills(self) -> None:
-        """After an outage long enough for the others to take this node for dead, one of
-        them published the wills it had recorded (_publish_wills_of). A client of those
-        that is still connected here must not fire its will a second time on an unclean
-        disconnect: a will is published once [MQTT-3.1.2-8], so it is dropped here. The
-        wills of connections made during the outage (not recorded then) are recorded."""
-        fired = 0
-        for cid, rev in list(self.will_revs.items()):
-            try:
-                entry = await self.wills_kv.get(_token(cid))
-                kept = bool(entry.value) and entry.revision == rev
-            except KeyNotFoundError:  # deleted (tombstone) by the survivor that published it
-                kept = False
-            except Exception as exc:  # cannot tell: keep it (the survivors may too)
-                log.warning("cluster: will of %r not checked: %s", cid, exc)
-                continue
-            if kept:
-                continue
-            del self.will_revs[cid]
-            session = self.core.sessions.get(cid)
-            conn = session.conn if session is not None else None
-            if conn is not None and conn.will is not None:
-                conn.will = None
-                fired += 1
-        if fired:
-            log.warning(
-                "cluster: %d will(s) of clients still connected here were published by "
-                "another node during the NATS outage; they will not be published again",
-                fired,
-            )
-        for session in list(self.core.sessions.values()):
-            conn = session.conn
-            if (
-                conn is not None
-                and conn.will is not None
-                and conn.state == CONNECTED
-                and conn.client_id not in self.will_revs
-            ):
-                await self._record_will(conn)
-
-    def _fire_will(self, msg: Message) -> None:
-        wills.publish_will(self.core, msg, self.core.clock())
-
     def session_disconnected(self, session: Any, conn: Any, publish_will: bool) -> None:
         """(wraps Broker.session_disconnected) the will is this node's business again."""
         self._original_session_disconnected(session, conn, publish_will)
         self.records.disconnected(session)
-        rev = self.will_revs.pop(session.client_id, None)
-        if rev is not None and self.wills_kv is not None:
-            self._spawn(self._forget_will(session.client_id, rev))
-
-    async def _forget_will(self, cid: str, rev: int) -> None:
-        try:
-            await self.wills_kv.delete(_token(cid), last=rev)
-        except Exception:
-            pass  # a newer record (the client is on another node now) stays
-
-    async def _publish_wills_of(self, node: str) -> None:
-        """Publish the recorded wills of a node that died; exactly once cluster-wide,
-        because only one survivor's revision-checked delete succeeds."""
-        kv = self.wills_kv
-        try:
-            keys = await kv.keys()
-        except Exception:
-            return  # none
-        published = 0
-        for key in keys:
-            try:
-                entry = await kv.get(key)
-                if not entry.value:
-                    continue
-                record = json.loads(entry.value)
-                if record.get("node") != node:
-                    continue
-                await kv.delete(key, last=entry.revision)
-            except Exception:
-                continue  # another survivor took it, or it changed
-            now = self.core.clock()
-            msg = message_from_record(record, now)
-            delay = record.get("delay", 0)
-            if delay:
-                asyncio.get_running_loop().call_later(delay, self._fire_will, msg)
-            else:
-                wills.publish_will(self.core, msg, now)
-            published += 1
-        if published:
-            log.warning("cluster: published %d will(s) of node %s", published, node)
+        self.wills.disconnected(session.client_id)
 
     async def _on_take(self, m: Any) -> None:
         """Another node takes a client id: close it here and hand its session over."""
