@@ -304,6 +304,10 @@ def cluster_metrics(status: dict) -> Iterator[Metric]:
         ("journal_writes", "QoS 1/2 messages written to the JetStream journal"),
         ("journal_errors", "Journal or progress writes refused or unanswered (publishers dropped)"),
         ("journal_replayed", "Journaled messages replayed into adopted sessions"),
+        (
+            "qos2_copies_dropped",
+            "Re-sent QoS 2 copies recognised after a node's death (not delivered)",
+        ),
         ("progress_writes", "Progress records of persistent sessions written to JetStream"),
     ):
         yield CounterMetricFamily(f"mqttfast_cluster_{key}", doc, value=status.get(key, 0))

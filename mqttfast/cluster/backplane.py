@@ -133,13 +133,32 @@ class ClusterRouter(LocalRouter):
             base.sessions, base.subscriptions, base.retained, base.retain_available, base.filters
         )
         self.bp = bp
+        self.q2: tuple[Any, int, bool] | None = None  # qos2_publish, for the next publish
         # $share members live apart from the local trie: their messages come only from
         # the NATS queue group, so a local publish cannot reach two members.
         self.shared = SubscriptionStore()
 
+    tracks_qos2 = True
+
+    def qos2_publish(self, conn: Any, packet_id: int, dup: bool) -> None:
+        self.q2 = (conn, packet_id, dup)
+
     def publish(self, msg: Message, now: float, publisher: Any = None) -> int:
-        count = LocalRouter.publish(self, msg, now, publisher)
         bp = self.bp
+        local = True
+        mid = None
+        q2 = self.q2
+        if q2 is not None:
+            self.q2 = None
+            if msg.qos == 2 and publisher is not None and q2[0] is publisher:
+                # Exactly once across the death of its node (journal.q2_copy).
+                mid = bp.progress.q2_id(publisher, q2[1], q2[2])
+                if mid is not None:
+                    msg.mid = mid
+                    # A copy re-sent after its node died, which reached this node then:
+                    # not delivered here again (the other nodes decide for themselves).
+                    local = not bp.journal.q2_copy(mid, msg.origin)
+        count = LocalRouter.publish(self, msg, now, publisher) if local else 0
         if msg.qos == 2 and publisher is not None:
             bp.progress.hold_pubrec(publisher)  # exactly once across its node's death
         if msg.topic.startswith("$SYS/"):
@@ -149,10 +168,11 @@ class ClusterRouter(LocalRouter):
         if msg.qos and journal.on and bp.connected and journal.wanted(msg.topic):
             # A persistent session (here or elsewhere) may receive it: journaled in
             # JetStream too (journal.py), its acknowledgement waits for the PubAck.
-            msg.mid = journal.next_id()
+            if mid is None:
+                msg.mid = journal.next_id()
             bp.outbox.append((7 if view.send_all or view.wanted(msg.topic) else 8, msg, now))
         elif view.send_all or view.wanted(msg.topic):
-            bp.outbox.append((0, msg, now))
+            bp.outbox.append((0 if mid is None else 9, msg, now))
         elif msg.retain:
             bp.outbox.append((5, msg, now))  # the retained stream only: nobody else wants it
         else:
@@ -385,7 +405,9 @@ class Backplane:
         self.connected = False
         self.started = False
         # (kind, payload, now) in order: 0 publish, 1 sub, 2 unsub, 3 share sub, 4 share
-        # unsub, 5 retained-stream publish only (no other node wants the message)
+        # unsub, 5 retained-stream publish only (no other node wants the message), 7/8
+        # journaled with / without the core copy (journal.py), 9 core copy with an id
+        # (QoS 2 of a persistent publisher, journal.q2_copy)
         self.outbox: list[tuple[int, Any, Any]] = []
         self.wake_pending = False
         # Direct sends (flush_direct): the transport's flusher (bind_output), whether the
@@ -717,6 +739,7 @@ class Backplane:
             "journal_writes": self.journal.stats["journal_writes"],
             "journal_errors": self.acks.journal_errors,
             "journal_replayed": self.journal.stats["journal_replayed"],
+            "qos2_copies_dropped": self.journal.stats["qos2_copies_dropped"],
             "progress_writes": self.progress.stats["progress_writes"],
             "dropped_disconnected": self.stats["dropped_disconnected"],
             # back-pressure across nodes (pressure.py)
@@ -851,7 +874,7 @@ class Backplane:
                 # Never connected yet: publications cannot wait (bounded memory);
                 # subscriptions are replayed from self.interest on connect.
                 self.stats["dropped_disconnected"] += sum(
-                    1 for k, _, _ in self.outbox if k in (0, 7, 8)
+                    1 for k, _, _ in self.outbox if k in (0, 7, 8, 9)
                 )
                 self.outbox.clear()
                 self.acks.take_batch()
@@ -942,7 +965,7 @@ class Backplane:
         max_payload = nc.max_payload or (1 << 20)
         size = 0  # payload bytes in parts
         for kind, item, now in batch:
-            if kind >= 7:
+            if kind == 7 or kind == 8:
                 # Journaled (journal.py): the journal write, its PubAck due for batch
                 # ``no``; the core copy with the same id when another node wants it.
                 if item.retain:  # the retained stream too: through _send_one below
@@ -959,6 +982,17 @@ class Backplane:
                     acks.journal_sent(no)
                     if core is not None:
                         size += n
+                    continue
+            if kind == 9:
+                if item.retain:
+                    kind = 0  # the retained stream too: through _send_one below
+                else:
+                    n = len(item.payload)
+                    if n > max_payload:
+                        stats["dropped_disconnected"] += 1
+                        continue
+                    append(journal.core_line(item, now, self.encoder.subject(item.topic)))
+                    size += n
                     continue
             if kind == 0 and not item.retain:
                 n = len(item.payload)
@@ -1232,8 +1266,8 @@ class Backplane:
         except (ValueError, KeyError, TypeError):
             return  # a NATS-native subject or header we cannot read as MQTT
         mid = getattr(msg, "mid", None)
-        if mid is not None:
-            self.journal.seen(mid)
+        if mid is not None and not self.journal.seen(mid, msg.origin):
+            return  # a re-sent copy of a QoS 2 message that reached this node
         stats = self.stats
         stats["msgs_in"] += 1
         stats["bytes_in"] += len(m.data)

@@ -445,7 +445,8 @@ class Inbound:
         # that read (as a small MQTT read's output), not one loop turn later.
         self.flusher: Any = None
         # Called with the id of a journaled message (journal.py) before it is delivered.
-        self.seen_id: Callable[[str], None] | None = None
+        # journal.seen: False drops the message (a re-sent copy of a QoS 2 message).
+        self.seen_id: Callable[[str, Any], bool] | None = None
 
     def install(self, nc: Any) -> None:
         ps = nc._ps
@@ -660,8 +661,8 @@ class Inbound:
         if msg is None:
             return
         msg.mid = mid
-        if self.seen_id is not None:
-            self.seen_id(mid)
+        if self.seen_id is not None and not self.seen_id(mid, msg.origin):
+            return
         self.deliver(msg, now)
 
     def on_data(self, subject: bytes, data: bytes, hdr: bytes | None, now: float) -> None:

@@ -52,7 +52,7 @@ from mqttfast.core.message import AWAIT_COMP, Delivery
 
 from .fastpath import CACHE_MAX, encode_headers
 from .subjects import filter_to_subjects, subject_to_topic, topic_to_subject
-from .wire import H_ID, message_from, message_headers
+from .wire import H_ID, H_ORIGIN, message_from, message_headers
 
 log = logging.getLogger("mqttfast.cluster")
 
@@ -63,6 +63,7 @@ LATER_PASSES = (1.0, 11.0)
 FETCH = 512
 LIVE_MAX = 1_000_000  # ids remembered while adopted sessions are replayed
 REPLAYED_MAX = 200_000  # replayed messages remembered for de-duplication (all sessions)
+Q2_MAX = 200_000  # QoS 2 ids remembered to recognise re-sent copies (q2_copy)
 # A replay into a connected session waits while its queue is this full (of the limit):
 # a whole outage's messages at once would overflow the queue and be dropped, and live
 # messages arriving meanwhile need room too. It stops waiting after ROOM_PATIENCE
@@ -72,8 +73,9 @@ ROOM_PATIENCE = 30.0
 
 
 def split_id(mid: str) -> tuple[str, int]:
-    origin, _, counter = mid.rpartition(".")
-    return origin, int(counter)
+    """(origin, counter) of an id "origin.counter[/P[/last/dead]]" (see ``q2_copy``)."""
+    origin, _, rest = mid.rpartition(".")
+    return origin, int(rest.partition("/")[0])
 
 
 class Journal:
@@ -116,10 +118,13 @@ class Journal:
         # client id -> ids of the messages another copy of its session brought in during
         # the outage's reconcile (sessions.merge): catch_up leaves them out.
         self.merged: dict[str, set[str]] = {}
+        # (origin, publisher's client id, packet id) -> counter of the latest QoS 2
+        # message of a persistent publisher seen here (q2_copy).
+        self.q2: dict[tuple[str, Any, str], int] = {}
         self.subjects: dict[str, bytes] = {}
         self.ack_sub: Any = None
         self.ack_subject = b""  # reply subject prefix of the journal writes (+ batch)
-        self.stats = {"journal_writes": 0, "journal_replayed": 0}
+        self.stats = {"journal_writes": 0, "journal_replayed": 0, "qos2_copies_dropped": 0}
 
     # -- which messages -------------------------------------------------------
 
@@ -190,10 +195,10 @@ class Journal:
 
     # -- writing ------------------------------------------------------------------
 
-    def next_id(self) -> str:
+    def next_id(self, suffix: str = "") -> str:
         self.counter += 1
         self.last[self.origin] = self.counter
-        mid = f"{self.origin}.{self.counter}"
+        mid = f"{self.origin}.{self.counter}{suffix}"
         if self.live is not None:
             self._live(mid)
         return mid
@@ -320,16 +325,55 @@ class Journal:
         self.arrivals += 1
         live[mid] = self.arrivals
 
-    def seen(self, mid: str) -> None:
-        """A journaled message reached this node from NATS."""
+    def seen(self, mid: str, publisher: Any) -> bool:
+        """A message with an id (journaled, or QoS 2 of a persistent publisher) reached
+        this node from NATS; False: it is a re-sent copy of one that had (dropped)."""
         try:
             origin, c = split_id(mid)
         except ValueError:
-            return
+            return True
         if c > self.last.get(origin, 0):
             self.last[origin] = c
         if self.live is not None:
             self._live(mid)
+        return "/" not in mid or not self.q2_copy(mid, publisher)
+
+    def q2_copy(self, mid: str, publisher: Any) -> bool:
+        """Exactly once for QoS 2 across the death of the publisher's node.
+
+        A QoS 2 PUBLISH of a persistent session gets the id "origin.counter/P" (P: its
+        packet id). Its node writes the session's record (progress.py) with the
+        unreleased packet ids and ``last``, the counter of its latest QoS 2 message,
+        before the PUBREC leaves. A PUBLISH the client re-sends (DUP) to the node that
+        adopted the session after a death, with an id not in the record, was either
+        never received by the dead node or received after the record, so forwarded with
+        a counter above ``last`` (an earlier message with that id was released, which
+        the record shows before the PUBCOMP leaves). The adopter sends it on as
+        "origin.counter/P/last/dead": a node that had a copy from the dead node, with
+        that publisher and packet id and a counter above ``last``, drops it. Notes
+        ``mid`` and returns True for such a copy."""
+        origin, _, rest = mid.rpartition(".")
+        parts = rest.split("/")
+        if publisher is None or len(parts) < 2:
+            return False
+        q2 = self.q2
+        if len(q2) >= Q2_MAX:  # bounded: a copy not recognised is delivered (never lost)
+            q2.clear()
+        pid = parts[1]
+        try:
+            key = (origin, publisher, pid)
+            c = int(parts[0])
+            if q2.get(key, -1) < c:  # the latest (a replay reads older ones too)
+                q2[key] = c
+            if len(parts) < 4:
+                return False
+            had = q2.get((parts[3], publisher, pid))
+            if had is not None and had > int(parts[2]):
+                self.stats["qos2_copies_dropped"] += 1
+                return True
+            return False
+        except ValueError:
+            return False
 
     def header_block(self, msg: Any, now: float) -> bytes:
         hdr = encode_headers(message_headers(msg, now))
@@ -353,6 +397,13 @@ class Journal:
         if core is not None:
             out += b"HPUB %s %d %d\r\n%s%s\r\n" % (core, n, total, hdr, msg.payload)
         return out
+
+    def core_line(self, msg: Any, now: float, core: bytes) -> bytes:
+        """The core NATS copy of a message with an id that is not journaled (QoS 2 of a
+        persistent publisher nobody durable wants: its id is for ``q2_copy``)."""
+        hdr = self.header_block(msg, now)
+        n = len(hdr)
+        return b"HPUB %s %d %d\r\n%s%s\r\n" % (core, n, n + len(msg.payload), hdr, msg.payload)
 
     # -- wiring ---------------------------------------------------------------------
 
@@ -415,8 +466,7 @@ class Journal:
             log.warning("cluster: progress of session %r not read: %r", cid, exc)
             prog = None
         if prog is not None and core.sessions.get(cid) is session:
-            for pid in prog.get("rel", ()):  # its client's unreleased QoS 2 (progress.py)
-                session.await_pubrel(int(pid))
+            self.bp.progress.adopted(session, prog)  # its client's unreleased QoS 2
         state: dict[str, Any] = {
             "seq": 0,
             "ids": set(),
@@ -553,6 +603,9 @@ class Journal:
                 origin, c = split_id(mid)
             except ValueError:
                 continue
+            if "/" in mid and self.q2_copy(mid, _publisher(h)):
+                ids.add(mid)
+                continue  # a re-sent copy of a QoS 2 message read before it
             if c <= last.get(origin, 0) and c not in held.get(origin, ()):
                 continue  # its old node had it done (acknowledged, or dropped)
             if live is not None and live.get(mid, -1) > installed:
@@ -667,6 +720,14 @@ class Journal:
         if pid > session.next_pid:
             session.next_pid = pid
         return True
+
+
+def _publisher(h: dict[str, str]) -> Any:
+    origin = h.get(H_ORIGIN)
+    try:
+        return json.loads(origin) if origin is not None else None
+    except ValueError:
+        return None
 
 
 __all__ = ["Journal", "split_id", "ID_HEAD"]

@@ -20,7 +20,10 @@ a PUBLISH leaves only once a record naming its id is in JetStream, and that reco
 written only after the message itself went to nats-server (``after``); the PUBCOMP only
 once a record without it is. An adopter restores them (journal.replay), so a PUBLISH
 the client re-sends with DUP after its node died is acknowledged, not forwarded twice,
-and an id reused after the PUBCOMP is a new message there too.
+and an id reused after the PUBCOMP is a new message there too. ``q2`` is [origin,
+counter of the session's latest QoS 2 PUBLISH]: with it the adopter marks a re-sent
+PUBLISH whose id the record does not name, for the nodes that had it to recognise
+(journal.q2_copy).
 
 Written by one task, at most every :data:`INTERVAL` seconds, for the sessions whose
 record changed (one consistent snapshot of all of them per pass): a QoS 1 message
@@ -73,6 +76,12 @@ class Progress:
         # message that never left this node for one already forwarded).
         self.after: dict[str, int] = {}
         self.deferred = False
+        # client id -> counter of its latest QoS 2 PUBLISH here (journal.q2_copy), and,
+        # for a session adopted after its node died, that node's origin and its
+        # record's counter: a re-sent PUBLISH with an id the record does not name is
+        # sent on as a possible copy.
+        self.q2last: dict[str, int] = {}
+        self.q2base: dict[str, tuple[str, int]] = {}
 
     def install(self, core: Any) -> None:
         """(backplane.attach) PUBREC of a journaled QoS 2 message of a persistent
@@ -127,6 +136,31 @@ class Progress:
             and self.kv is not None
             and bp.journal.on
         )
+
+    def q2_id(self, conn: Any, pid: int, dup: bool) -> str | None:
+        """The id of a QoS 2 PUBLISH of ``conn``'s client with packet id ``pid``, for a
+        persistent session (journal.q2_copy); None for others."""
+        session = conn.session
+        if session is None or not self._recording(session):
+            return None
+        cid = session.client_id
+        journal = self.bp.journal
+        base = self.q2base.get(cid)
+        if dup and base is not None and pid not in session.awaiting_pubrel:
+            mid = journal.next_id(f"/{pid}/{base[1]}/{base[0]}")
+        else:
+            mid = journal.next_id(f"/{pid}")
+        self.q2last[cid] = journal.counter
+        return mid
+
+    def adopted(self, session: Any, prog: dict[str, Any]) -> None:
+        """(journal.replay) ``session`` of a dead node is installed here: its client's
+        unreleased QoS 2 packet ids, and what tells a re-sent copy apart."""
+        for pid in prog.get("rel", ()):
+            session.await_pubrel(int(pid))
+        q2 = prog.get("q2")
+        if q2:
+            self.q2base[session.client_id] = (str(q2[0]), int(q2[1]))
 
     def hold_pubrec(self, conn: Any) -> None:
         """(ClusterRouter.publish) A QoS 2 PUBLISH of ``conn``'s client, in the current
@@ -189,13 +223,15 @@ class Progress:
                 held.setdefault(origin, []).append(c)
                 infl.setdefault(origin, []).append([c, pid, d.state])
         rel = sorted(session.awaiting_pubrel)
+        last = self.q2last.get(session.client_id)
+        q2 = [self.bp.journal.origin, last] if last is not None else None
         backlog = session.backlog or ()
         for m in chain((d.msg for d in session.queue), (b[0] for b in backlog)):
             mid = getattr(m, "mid", None)
             if mid is not None:
                 origin, c = split_id(mid)
                 held.setdefault(origin, []).append(c)
-        return dict(self.bp.journal.last), held, infl, rel
+        return dict(self.bp.journal.last), held, infl, rel, q2
 
     def _due(self) -> list[tuple[str, bytes | None, list[int]]]:
         """One consistent pass over the sessions held here (no await inside)."""
@@ -232,6 +268,7 @@ class Progress:
                     "held": snap[1],
                     "infl": snap[2],
                     "rel": snap[3],
+                    "q2": snap[4],
                 },
                 separators=(",", ":"),
             ).encode()
@@ -244,6 +281,8 @@ class Progress:
             del self.written[cid]
             self.since.pop(cid, None)
             self.after.pop(cid, None)
+            self.q2last.pop(cid, None)
+            self.q2base.pop(cid, None)
         return out
 
     async def _put(self, cid: str, value: bytes | None, waits: list[int]) -> None:

@@ -216,7 +216,10 @@ def handle_publish(conn: Connection, pkt: Publish) -> None:
             _intercepted(conn, msg, pid)
             return
         dropped_before = stats.dropped_queue_full
-        matched = broker.router.publish(msg, now, conn)
+        router = broker.router
+        if qos == 2 and router.tracks_qos2:
+            router.qos2_publish(conn, pid, pkt.dup)
+        matched = router.publish(msg, now, conn)
         if conn.v5:
             if matched == 0:
                 rc = ReasonCode.NO_MATCHING_SUBSCRIBERS

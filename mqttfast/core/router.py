@@ -72,6 +72,13 @@ class Router(Protocol):
         front of the storage's, and, when it is the only one, ``flusher.gated``, the
         connections whose output it may hold). Local: no-op."""
 
+    # True if the router wants ``qos2_publish`` before each QoS 2 PUBLISH is routed.
+    tracks_qos2: bool
+
+    def qos2_publish(self, conn: Connection, packet_id: int, dup: bool) -> None:
+        """The next ``publish`` is of a QoS 2 PUBLISH of ``conn`` with this packet id
+        and DUP flag (a cluster router tells a re-sent copy apart). Local: no-op."""
+
     def publish(self, msg: Message, now: float, publisher: Connection | None = None) -> int:
         """Store if retained, deliver to every matching subscription; return how
         many subscriptions received it (PUBACK 0x10 when 0)."""
@@ -94,6 +101,8 @@ class Router(Protocol):
 
 class LocalRouter:
     """Delivers to the sessions of this process (the outbound path is outbound.py)."""
+
+    tracks_qos2 = False
 
     def __init__(
         self,
@@ -131,6 +140,9 @@ class LocalRouter:
 
     def bind_output(self, flusher: Any) -> None:
         pass  # one node: an acknowledgement waits for nobody but the storage
+
+    def qos2_publish(self, conn: Connection, packet_id: int, dup: bool) -> None:
+        pass  # one node: the session's own packet ids tell re-sent copies apart
 
     def publish(self, msg: Message, now: float, publisher: Connection | None = None) -> int:
         if msg.retain and self.retain_available:
