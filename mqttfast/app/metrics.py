@@ -278,6 +278,7 @@ def cluster_metrics(status: dict) -> Iterator[Metric]:
         ("interest_subjects", "NATS subjects this node subscribes to for its clients"),
         ("remote_filters", "Filters other nodes announced (interest sharing)"),
         ("session_records", "Persistent sessions of this node recorded in JetStream"),
+        ("journal_filters", "Distinct filters of persistent sessions whose messages are journaled"),
         ("acks_waiting", "Client outputs held until nats-server confirms their messages"),
         ("publishers_paused_by_others", "Local publishers paused for subscribers elsewhere"),
     ):

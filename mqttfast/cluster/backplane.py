@@ -737,6 +737,7 @@ class Backplane:
             **self.records.status(),
             # the journal (journal.py, progress.py)
             "journal_writes": self.journal.stats["journal_writes"],
+            "journal_filters": len(self.journal.filters_known()),
             "journal_errors": self.acks.journal_errors,
             "journal_replayed": self.journal.stats["journal_replayed"],
             "qos2_copies_dropped": self.journal.stats["qos2_copies_dropped"],

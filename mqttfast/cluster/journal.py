@@ -128,6 +128,11 @@ class Journal:
 
     # -- which messages -------------------------------------------------------
 
+    def filters_known(self) -> set[str]:
+        """The distinct filters of persistent sessions' QoS >= 1 subscriptions known
+        here (this node's and, through the sessions bucket, the others')."""
+        return set().union(*self.filters.values()) if self.filters else set()
+
     def wanted(self, topic: str) -> bool:
         if not self.filters:
             return False
