@@ -442,6 +442,7 @@ class Backplane:
         }
         # The cheap data path (fastpath.py): who wants what, raw sends, inline receive.
         self.view = Interest(self.node_id, self.ctl)
+        self.view.on_durable = self.journal.remote_durable
         self.encoder = Encoder(self.prefix)
         self.inbound = Inbound(self.prefix, self._on_data, self._now, self._commit_soon)
         self.inbound.seen_id = self.journal.seen

@@ -68,6 +68,11 @@ HEADS_MAX = 4096  # cached MSG lines (one per subject and size)
 # clients flushed at once (Inbound.flusher); larger ones leave in the loop turn's batch.
 SMALL_NATS_READ = 4096
 _ID_HEAD = b"NATS/1.0\r\nMqtt-Id: "  # a journaled message's header block (journal.py)
+# An announced filter with this prefix (never in an MQTT filter [MQTT-1.5.4-2]) says a
+# persistent session here holds the filter with QoS >= 1: the others journal what
+# matches it (journal.py). Announced like interest, so a SUBACK waits until every
+# node knows, instead of for their watch of the sessions bucket.
+DURABLE = "\x00durable:"
 
 
 class Interest:
@@ -94,6 +99,8 @@ class Interest:
         self.unsure_until = 0.0
         self.pending_snapshots: set[str] = set()  # nodes heard of, filters not received
         self.connected = False
+        # (node, filter, present): another node's durable filters (journal.remote_durable)
+        self.on_durable: Callable[[str, str, bool], None] | None = None
 
     # -- the publisher's question ---------------------------------------------
 
@@ -108,7 +115,12 @@ class Interest:
         return hit
 
     def remote_filters(self) -> int:
-        return sum(1 for _inc, state in self.remote.values() for p, _s in state.values() if p)
+        return sum(
+            1
+            for _inc, state in self.remote.values()
+            for f, (p, _s) in state.items()
+            if p and not f.startswith(DURABLE)
+        )
 
     # -- this node's own filters (called synchronously by the router) ----------
 
@@ -254,6 +266,10 @@ class Interest:
         state[f] = (present, seq)
         if was == present:
             return False
+        if f.startswith(DURABLE):
+            if self.on_durable is not None:
+                self.on_durable(node, f[len(DURABLE) :], present)
+            return False  # not interest: the tree and its cache stay
         if present:
             self.tree.insert(f, node, None)
         else:
@@ -265,7 +281,12 @@ class Interest:
         if entry is None:
             return
         for f, (present, _seq) in entry[1].items():
-            if present:
+            if not present:
+                continue
+            if f.startswith(DURABLE):
+                if self.on_durable is not None:
+                    self.on_durable(node, f[len(DURABLE) :], False)
+            else:
                 self.tree.remove(f, node)
         self.cache.clear()
 

@@ -50,7 +50,7 @@ from mqttfast.codec import TopicTree
 from mqttfast.core import outbound
 from mqttfast.core.message import AWAIT_COMP, Delivery
 
-from .fastpath import CACHE_MAX, encode_headers
+from .fastpath import CACHE_MAX, DURABLE, encode_headers
 from .subjects import filter_to_subjects, subject_to_topic, topic_to_subject
 from .wire import H_ID, H_ORIGIN, message_from, message_headers
 
@@ -87,7 +87,10 @@ class Journal:
         self.js: Any = None
         self.on = False  # the stream exists: journal writes can go
         # Filters of persistent sessions' QoS >= 1 subscriptions: key -> filters, where key
-        # is ("k", KV key) for the sessions bucket and ("l", client id) for this node's.
+        # is ("k", KV key) for the sessions bucket, ("l", client id) for this node's and
+        # ("n", node) for what another node announced (fastpath.DURABLE). The bucket
+        # keeps a dead node's sessions journaled; the announcements reach every node
+        # before the SUBACK leaves.
         self.tree = TopicTree()
         self.filters: dict[tuple[str, str], set[str]] = {}
         self.cache: dict[str, bool] = {}
@@ -148,6 +151,13 @@ class Journal:
         old = self.filters.get(key, set())
         if old == filters:
             return
+        if key[0] == "l":  # this node's: announced to the others (fastpath.DURABLE)
+            view = self.bp.view
+            for f in filters - old:
+                view.local_add(DURABLE + f)
+            for f in old - filters:
+                view.local_remove(DURABLE + f)
+            self.bp.wake()
         for f in old - filters:
             self.tree.remove(f, key)
         for f in filters - old:
@@ -166,6 +176,17 @@ class Journal:
                 e.topic_filter for e in session.subscriptions.values() if e.qos and e.group is None
             }
         self._set(("l", session.client_id), filters)
+
+    def remote_durable(self, node: str, topic_filter: str, present: bool) -> None:
+        """(Interest) ``node`` announced that a persistent session there holds (or no
+        longer holds) ``topic_filter`` with QoS >= 1."""
+        key = ("n", node)
+        filters = set(self.filters.get(key, ()))
+        if present:
+            filters.add(topic_filter)
+        else:
+            filters.discard(topic_filter)
+        self._set(key, filters)
 
     def _record(self, key: str, value: bytes | None) -> None:
         filters: set[str] = set()
