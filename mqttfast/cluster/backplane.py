@@ -165,9 +165,10 @@ class ClusterRouter(LocalRouter):
             return count  # $SYS is per node
         view = bp.view
         journal = bp.journal
-        if msg.qos and journal.on and bp.connected and journal.wanted(msg.topic):
+        if msg.qos and journal.on and bp.connected and (journal.wanted(msg.topic) or view.send_all):
             # A persistent session (here or elsewhere) may receive it: journaled in
             # JetStream too (journal.py), its acknowledgement waits for the PubAck.
+            # (Not sure yet what the others want, e.g. just started: everything.)
             if mid is None:
                 msg.mid = journal.next_id()
             bp.outbox.append((7 if view.send_all or view.wanted(msg.topic) else 8, msg, now))
