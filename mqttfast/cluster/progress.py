@@ -85,7 +85,9 @@ class Progress:
 
     def install(self, core: Any) -> None:
         """(backplane.attach) PUBREC of a journaled QoS 2 message of a persistent
-        session: the PUBREL it causes is held until the record names the PUBREC."""
+        session: the PUBREL it causes is held until the record names the PUBREC.
+        PUBREL from a persistent session's client: the PUBCOMP is held until the
+        record no longer names the packet id."""
         handlers = dict(core.handlers)
         original = handlers[Pubrec]
         bp = self.bp
