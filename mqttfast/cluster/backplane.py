@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 import time
 from collections import Counter
@@ -37,13 +36,9 @@ from collections.abc import Callable
 from typing import Any
 
 import nats
-from nats.errors import NoRespondersError
 from nats.js.api import DeliverPolicy, StreamConfig
-from nats.js.errors import KeyNotFoundError
 
-from mqttfast.codec.constants import ReasonCode
-from mqttfast.core import outbound, wills
-from mqttfast.core.connection import CONNECTED
+from mqttfast.core import outbound
 from mqttfast.core.message import Message
 from mqttfast.core.router import EMPTY_SUBSCRIPTIONS, LocalRouter
 from mqttfast.core.subscriptions import SubEntry, SubscriptionStore
@@ -52,6 +47,7 @@ from .acks import AckGate
 from .config import ClusterConfig
 from .fastpath import ANNOUNCE_TIMEOUT, Encoder, Inbound, Interest, write_ping, write_raw
 from .journal import Journal
+from .ownership import Ownership
 from .pressure import Pressure
 from .progress import Progress
 from .sessions import SessionRecords
@@ -61,17 +57,12 @@ from .will_records import WillRecords
 from .wire import (
     H_EXPIRES_WALL,
     H_ID,
-    install_snapshot,
     message_from,
-    message_from_record,
     message_headers,
-    session_snapshot,
 )
 
 log = logging.getLogger("mqttfast.cluster")
 
-CLAIM_TIMEOUT = 3.0  # seconds a CONNECT waits for the previous owner of its client id
-LIVE = b"live"  # a reclaim's answer: the client is connected on the answering node
 RECENT_MAX = 100_000  # messages remembered for de-duplication while reconciling
 HEARTBEAT = 2.0  # seconds between node heartbeats (nodes_seen)
 _local_publish = LocalRouter.publish
@@ -388,6 +379,7 @@ class Backplane:
         self.journal = Journal(self, safe, cfg.journal_max_age)
         self.progress = Progress(self, f"mqttfast_{safe}_progress")
         self.wills = WillRecords(self, HEARTBEAT)
+        self.owners = Ownership(self)
         self.dead_handled: set[str] = set()
         # After a NATS outage: (topic, payload) of the messages received from NATS since
         # it was lost, until the sessions are reconciled (a copy held elsewhere has them
@@ -471,14 +463,14 @@ class Backplane:
                 if code or not self.connected:
                     done(code)
                 else:
-                    self._spawn(self._claim(client, done))
+                    self._spawn(self.owners.claim(client, done))
 
             rc = original(client, username, password, authenticated)
             if rc is None:
                 return None
             if rc or not self.connected:
                 return rc
-            self._spawn(self._claim(client, done))
+            self._spawn(self.owners.claim(client, done))
             return None
 
         hooks.begin_authenticate = begin_authenticate
@@ -619,9 +611,9 @@ class Backplane:
             await nc.close()
             await shared.close()
             raise
-        await nc.subscribe(f"{self.ctl}.node.{self.node_id}.take", cb=self._on_take)
-        await nc.subscribe(f"{self.ctl}.node.{self.node_id}.reclaim", cb=self._on_reclaim)
-        await nc.subscribe(f"{self.ctl}.node.{self.node_id}.merge", cb=self._on_merge)
+        await nc.subscribe(f"{self.ctl}.node.{self.node_id}.take", cb=self.owners.on_take)
+        await nc.subscribe(f"{self.ctl}.node.{self.node_id}.reclaim", cb=self.owners.on_reclaim)
+        await nc.subscribe(f"{self.ctl}.node.{self.node_id}.merge", cb=self.owners.on_merge)
         await nc.subscribe(f"{self.ctl}.hb", cb=self._on_heartbeat)
         await nc.subscribe(f"{self.ctl}.bp", cb=self._on_pressure)
         ctl, me = self.ctl, self.node_id
@@ -1399,69 +1391,6 @@ class Backplane:
         if self.connected:
             await self.records.adopt_orphans(self.alive)
 
-    # -- one live connection per client id, sessions that move ---------------------
-
-    async def _claim(self, conn: Any, done: Callable[[int], None]) -> None:
-        """Before CONNACK: become the owner of conn.client_id; take the session over
-        from its previous owner (closing its connection there). Bounded: a JetStream
-        that does not answer delays a CONNECT by CLAIM_TIMEOUT + 1 s at most, then the
-        client is served as on a single node."""
-        cid = conn.client_id
-        try:
-            await asyncio.wait_for(self._claim_steps(cid), CLAIM_TIMEOUT + 1.0)
-        except Exception as exc:
-            self.stats["js_errors"] += 1
-            log.warning("cluster: ownership of client %r not recorded: %r", cid, exc)
-        done(0)  # CONNACK (accept() ran): conn.will is set now
-        if conn.state == CONNECTED:
-            self.records.connected(conn)
-        if conn.will is not None and conn.session is not None and conn.state == CONNECTED:
-            await self.wills.record(conn)
-
-    async def _claim_steps(self, cid: str) -> None:
-        key = _token(cid)
-        owner = None
-        try:
-            entry = await self.kv.get(key)
-            owner = entry.value.decode() if entry.value else None
-        except KeyNotFoundError:
-            pass
-        if owner and owner != self.node_id:
-            try:
-                await self.take_from(owner, cid, raising=True)
-            except Exception as exc:  # owner gone (no responders / timeout)
-                log.info("cluster: previous owner %s of %r did not answer: %r", owner, cid, exc)
-                if isinstance(exc, NoRespondersError) or owner in self.dead_handled:
-                    # Its node died: the session's record is adopted here (sessions.py).
-                    await self.records.adopt_on_connect(cid, owner)
-        await self.kv.put(key, self.node_id.encode())
-        await self._retained_caught_up()
-
-    async def take_from(self, owner: str, cid: str, raising: bool = False) -> bool:
-        """Ask ``owner`` to give client id ``cid`` up (closing its connection there);
-        install the session it hands over. True if a session moved here."""
-        try:
-            reply = await self.nc.request(
-                f"{self.ctl}.node.{owner}.take", cid.encode(), timeout=CLAIM_TIMEOUT
-            )
-        except Exception:
-            if raising:
-                raise
-            return False
-        if not reply.data:
-            return False
-        self.stats["takeovers"] += 1
-        if reply.data == b"-":
-            return False
-        try:
-            install_snapshot(self.core, cid, reply.data)
-        except Exception:  # a bug: said loudly, the CONNECT goes on with a new session
-            log.exception("cluster: session %r from node %s not installed", cid, owner)
-            return False
-        self.records.claimed(cid)
-        self.stats["sessions_moved_in"] += 1
-        return True
-
     def key(self, cid: str) -> str:
         return _token(cid)
 
@@ -1473,25 +1402,6 @@ class Backplane:
             and node not in self.dead_handled
             and time.monotonic() - seen <= 3 * HEARTBEAT
         )
-
-    async def own_after(self, cid: str, dead: str) -> None:
-        """Record this node as owner of ``cid`` if the dead node still is (adoption);
-        a client that reconnected meanwhile made its node the owner: that one stays."""
-        key = _token(cid)
-        try:
-            entry = await self.kv.get(key)
-            if entry.value is not None and entry.value.decode() != dead:
-                return
-            if cid not in self.core.sessions:
-                return  # handed back meanwhile (its node, back from a NATS outage)
-            await self.kv.update(key, self.node_id.encode(), last=entry.revision)
-        except KeyNotFoundError:
-            try:
-                await self.kv.create(key, self.node_id.encode())
-            except Exception:
-                pass
-        except Exception:
-            pass  # changed meanwhile: the new owner stays
 
     async def interest_known(self, limit: float = ANNOUNCE_TIMEOUT + 1.0) -> None:
         """Wait (bounded) until the other nodes confirmed this node's interest."""
@@ -1525,130 +1435,3 @@ class Backplane:
         self._original_session_disconnected(session, conn, publish_will)
         self.records.disconnected(session)
         self.wills.disconnected(session.client_id)
-
-    async def _on_take(self, m: Any) -> None:
-        """Another node takes a client id: close it here and hand its session over."""
-        await m.respond(self._give_up(m.data.decode()))
-
-    def _give_up(self, cid: str, will: bool = True) -> bytes:
-        """The session of ``cid`` leaves this node: a live connection is closed (v5
-        DISCONNECT 0x8E), the session ends here. Returns its snapshot; b"" if there was
-        none, b"-" if it was not persistent."""
-        core = self.core
-        session = core.sessions.get(cid)
-        if session is None:
-            return b""
-        now = core.clock()
-        self.records.release(cid)  # its record is the new owner's business now
-        if session.conn is not None:
-            log.info("client %s: taken over by another node", cid)
-            session.conn.close(ReasonCode.SESSION_TAKEN_OVER, will=will)
-            self.stats["takeovers"] += 1
-        session = core.sessions.get(cid)  # ends here if it was not persistent
-        if session is None:
-            return b"-"
-        # The client resumes elsewhere: a delayed will is cancelled as by a resume.
-        wills.cancel_pending(core, session)
-        data = session_snapshot(session, now)
-        # Moved to the client's new node: nothing of it is delivered or stored here.
-        session.inflight = {}
-        session.queue = ()
-        session.queued_bytes = 0
-        core.end_session(session, now)
-        return data
-
-    # -- after a NATS outage (sessions.reconcile) ----------------------------------
-
-    async def reclaim_from(self, node: str, cid: str) -> bytes | None:
-        """Ask ``node`` for its copy of ``cid``'s session, unless its client is connected
-        there (LIVE). b"": it has none; None: no answer."""
-        try:
-            reply = await self.nc.request(
-                f"{self.ctl}.node.{node}.reclaim", cid.encode(), timeout=CLAIM_TIMEOUT
-            )
-        except Exception as exc:
-            log.info("cluster: node %s did not answer for session %r: %r", node, cid, exc)
-            return None
-        if reply.data and reply.data not in (LIVE, b"-"):
-            self.stats["sessions_moved_in"] += 1
-        return bytes(reply.data) if reply.data != b"-" else b""
-
-    async def _on_reclaim(self, m: Any) -> None:
-        """A node back from a NATS outage holds the live client of a session this node
-        adopted meanwhile: hand it over, unless the client is connected here too (it
-        reconnected here during the outage: this one stays, the other is closed)."""
-        cid = m.data.decode()
-        session = self.core.sessions.get(cid)
-        if session is None:
-            await m.respond(b"")
-        elif session.conn is not None:
-            await m.respond(LIVE)
-        else:
-            log.info("cluster: session %r goes back to the node holding its client", cid)
-            await m.respond(self._give_up(cid))
-
-    async def hand_over(self, cid: str, node: str, closing: bool = False) -> tuple[int, int]:
-        """``node`` holds the session of ``cid``: the copy here ends (its live connection
-        closed, 0x8E, no will: the client is connected there) and its undelivered
-        QoS 1/2 messages are pushed to ``node``'s copy. Returns (moved, lost)."""
-        if closing:
-            log.warning("cluster: client %s reconnected on node %s during the outage", cid, node)
-        data = self._give_up(cid, will=False)
-        if len(data) <= 1:
-            return 0, 0
-        snap = json.loads(data)
-        # Not what this node got from NATS since the outage: the other copy got it too.
-        core = self.core
-        now = core.clock()
-        keep = [
-            d
-            for d in snap["deliveries"]
-            if not (d[4] and d[5] != 1) and not self.seen_recently(message_from_record(d[0], now))
-        ]
-        if not keep:
-            return 0, 0
-        payload = cid.encode() + b"\0" + json.dumps({"deliveries": keep}).encode()
-        try:
-            reply = await self.nc.request(
-                f"{self.ctl}.node.{node}.merge", payload, timeout=CLAIM_TIMEOUT
-            )
-            moved = int(reply.data or b"0") if reply.data != b"-" else 0
-        except Exception as exc:
-            log.warning("cluster: messages of %r not moved to node %s: %r", cid, node, exc)
-            moved = 0
-        if moved < len(keep):
-            log.warning(
-                "cluster: %d queued message(s) of session %r lost (node %s did not take them)",
-                len(keep) - moved,
-                cid,
-                node,
-            )
-        return moved, len(keep) - moved
-
-    async def _on_merge(self, m: Any) -> None:
-        """Messages of another copy of a session held here (a node back from a NATS
-        outage whose copy lost): queued (or sent) after what the session has."""
-        cid, _, data = m.data.partition(b"\0")
-        session = self.core.sessions.get(cid.decode())
-        if session is None:
-            await m.respond(b"-")
-            return
-        n = self.records.merge(session, data)
-        log.info("cluster: %d message(s) of session %r merged from another node", n, cid.decode())
-        await m.respond(str(n).encode())
-
-    def drop_stale(self, cid: str) -> int:
-        """The session of ``cid`` ended elsewhere during an outage: the copy here goes.
-        Returns the number of its undelivered QoS 1/2 messages (lost)."""
-        data = self._give_up(cid, will=False)
-        if len(data) <= 1:
-            return 0
-        lost = len(json.loads(data)["deliveries"])
-        if lost:
-            log.warning(
-                "cluster: session %r ended on another node during the outage; %d queued "
-                "message(s) dropped with it",
-                cid,
-                lost,
-            )
-        return lost

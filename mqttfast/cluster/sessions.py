@@ -60,6 +60,7 @@ from mqttfast.codec.constants import SESSION_EXPIRY_NEVER
 from mqttfast.core.message import AWAIT_ACK
 from mqttfast.core.subscriptions import SubEntry
 
+from .ownership import LIVE
 from .wire import message_from_record, subscription_rows
 
 log = logging.getLogger("mqttfast.cluster")
@@ -356,7 +357,7 @@ class SessionRecords:
         else:
             self.owned[cid] = new
             self.touch(self.bp.core.sessions[cid])
-        await self.bp.own_after(cid, dead)
+        await self.bp.owners.own_after(cid, dead)
         return 1
 
     async def adopt_node(self, node: str, since: float) -> None:
@@ -414,7 +415,7 @@ class SessionRecords:
                 # A survivor adopted it meanwhile: the ordinary take-over (asked rather
                 # than judged by heartbeats: this node may have just started).
                 try:
-                    if await self.bp.take_from(holder, cid, raising=True):
+                    if await self.bp.owners.take_from(holder, cid, raising=True):
                         return core.sessions.get(cid)
                     return None
                 except NoRespondersError:
@@ -480,7 +481,7 @@ class SessionRecords:
         for cid, holder in elsewhere.items():
             session = core.sessions.get(cid)
             if session is not None and session.conn is None and cid not in self.owned:
-                moved, lost = await self.bp.hand_over(cid, holder)
+                moved, lost = await self.bp.owners.hand_over(cid, holder)
                 log.warning(
                     "cluster: session %r was adopted by node %s while this node was down; "
                     "%d message(s) restored here moved there, %d lost",
@@ -628,14 +629,14 @@ class SessionRecords:
             if holder and holder != me:
                 # Adopted (or resumed) elsewhere while this node was cut off: that
                 # copy wins; what was queued here goes to it.
-                moved, lost = await bp.hand_over(cid, holder)
+                moved, lost = await bp.owners.hand_over(cid, holder)
                 counts["dropped"] += 1
                 counts["out"] += moved
                 counts["lost"] += lost
             elif holder is None and owner and owner != me:
                 # No record and the client id is another node's: the session was
                 # ended there (a clean start); the copy here is stale.
-                lost = bp.drop_stale(cid)
+                lost = bp.owners.drop_stale(cid)
                 counts["dropped"] += 1
                 counts["lost"] += lost
             else:
@@ -649,12 +650,12 @@ class SessionRecords:
         fresh = before is not None and before.get(cid) is not session
         reclaimed = False
         for node in dict.fromkeys(n for n in (owner, holder) if n and n != me):
-            reply = await bp.reclaim_from(node, cid)
+            reply = await bp.owners.reclaim_from(node, cid)
             if core.sessions.get(cid) is not session or session.conn is None:
                 return True  # its client went (or moved) meanwhile: settled by that
-            if reply == b"live":
+            if reply == LIVE:
                 # The client reconnected there during the outage: one live connection.
-                moved, lost = await bp.hand_over(cid, node, closing=True)
+                moved, lost = await bp.owners.hand_over(cid, node, closing=True)
                 counts["closed"] += 1
                 counts["out"] += moved
                 counts["lost"] += lost
