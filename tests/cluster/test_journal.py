@@ -14,7 +14,7 @@ from collections import Counter
 
 import pytest
 
-from .clients import Client, sync
+from .clients import Client, stop_loop, sync
 from .conftest import Cluster
 from .haproxy import Haproxy
 from .test_failure import CountingPublisher
@@ -36,7 +36,7 @@ def _counts(
 
 
 def _reconnect(sub: Client, port: int) -> None:
-    sub.c.loop_stop()
+    stop_loop(sub.c)
     sub.connect(port)
 
 

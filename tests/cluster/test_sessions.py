@@ -17,7 +17,7 @@ from mqttfast.cluster.backplane import _token
 from mqttfast.codec.packets import Puback, Pubcomp, Publish, Pubrec, Pubrel
 from tests.helpers.rawclient import RawClient
 
-from .clients import Client, sync
+from .clients import Client, stop_loop, sync
 
 
 def test_takeover_from_another_node_v5(two_nodes) -> None:
@@ -35,7 +35,7 @@ def test_takeover_from_another_node_v5(two_nodes) -> None:
     sync(second, pub)
     pub.publish("to/dup", b"x", qos=1)
     assert second.get(5).payload == b"x"
-    first.c.loop_stop()
+    stop_loop(first.c)
     second.close()
     pub.close()
 
@@ -108,7 +108,7 @@ def test_persistent_session_resumes_on_another_node_v5(three_nodes) -> None:
 def _drop(cl: Client) -> None:
     """Lose the connection without DISCONNECT (the will fires)."""
     sock = cl.c.socket()
-    cl.c.loop_stop()
+    stop_loop(cl.c)
     sock.shutdown(socket.SHUT_RDWR)
     sock.close()
 
