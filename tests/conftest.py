@@ -63,3 +63,55 @@ def load_impl(flavour: str) -> types.SimpleNamespace:
 def impl(request: pytest.FixtureRequest) -> types.SimpleNamespace:
     """The "cython" or "python" twins of mqttfast.codec, as one namespace."""
     return load_impl(request.param)
+
+
+# Files whose tests take seconds each (the soak; real clusters and their 6 s dead-node
+# detection; pip builds; crash and restart cycles; supervisors with workers), roughly
+# longest first (measured with --durations). They are collected first and handed out one
+# test at a time (pytest_configure below), so each goes to whichever worker is free:
+# none of them starts near the end of the run while the other workers have nothing left.
+LONG_FIRST = (
+    # First: its two tests share a 17 s module fixture, and xdist's first hand-out gives
+    # the first worker the first two tests (one fixture run, not one per worker).
+    "tests/bench/test_compare_brokers.py",
+    "tests/robustness/test_soak_short.py",
+    "tests/robustness/test_sigterm.py",
+    "tests/test_build.py",
+    "tests/cluster/test_outage_reconcile.py",
+    "tests/cluster/test_session_failover.py",
+    "tests/cluster/test_journal.py",
+    "tests/cluster/test_sessions.py",
+    "tests/cluster/test_failure.py",
+    "tests/cluster/test_interest.py",
+    "tests/cluster/",
+    "tests/persistence/test_crash.py",
+    "tests/persistence/test_restart.py",
+    "tests/bench/test_bench_cli.py",
+    "tests/persistence/",
+    "tests/workers/",
+    "tests/robustness/test_scale.py",
+    "tests/ops/test_dashboard.py",
+)
+
+
+def _long_rank(item: pytest.Item) -> int:
+    for rank, prefix in enumerate(LONG_FIRST):
+        if item.nodeid.startswith(prefix):
+            return rank
+    return len(LONG_FIRST)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The files of LONG_FIRST first, in that order; a stable sort, so the tests of a
+    file keep their order and the rest of the suite keeps its collection order."""
+    items.sort(key=_long_rank)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """With pytest-xdist, hand tests out one at a time unless --maxschedchunk says
+    otherwise: xdist's default first gives each worker a consecutive quarter of its
+    share, which would put every LONG_FIRST test on the first worker, one after the
+    other. (One test at a time costs a message per test, nothing measurable here.)"""
+    if config.pluginmanager.hasplugin("xdist") and config.getoption("maxschedchunk", None) is None:
+        config.option.maxschedchunk = 1
