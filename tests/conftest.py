@@ -14,6 +14,7 @@ import importlib
 import importlib.util
 import types
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -70,9 +71,8 @@ def impl(request: pytest.FixtureRequest) -> types.SimpleNamespace:
 # longest first (measured with --durations). They are collected first and handed out one
 # test at a time (pytest_configure below), so each goes to whichever worker is free:
 # none of them starts near the end of the run while the other workers have nothing left.
+# (An xdist group goes out first of all, as one unit: tests/cluster.)
 LONG_FIRST = (
-    # First: its two tests share a 17 s module fixture, and xdist's first hand-out gives
-    # the first worker the first two tests (one fixture run, not one per worker).
     "tests/bench/test_compare_brokers.py",
     "tests/robustness/test_soak_short.py",
     "tests/robustness/test_sigterm.py",
@@ -109,9 +109,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """With pytest-xdist, hand tests out one at a time unless --maxschedchunk says
-    otherwise: xdist's default first gives each worker a consecutive quarter of its
-    share, which would put every LONG_FIRST test on the first worker, one after the
-    other. (One test at a time costs a message per test, nothing measurable here.)"""
-    if config.pluginmanager.hasplugin("xdist") and config.getoption("maxschedchunk", None) is None:
-        config.option.maxschedchunk = 1
+    """With pytest-xdist, distribute with ``loadgroup`` where ``load`` was asked for (or
+    implied by -n): like ``load``, but the tests of one ``xdist_group`` go to one worker
+    (tests/cluster: one cluster at a time, see its conftest; test_compare_brokers: its
+    17 s module fixture once), and the other tests are handed out one at a time in
+    collection order (LONG_FIRST first). Plain ``load`` first gives each worker a
+    consecutive chunk: all the long tests to the first worker."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:
+        # A worker marks the node ids of xdist_group tests (what the controller groups
+        # by) only when its own command line says --dist loadgroup: told here instead.
+        config.option.loadgroup = bool(workerinput.get("mqttfast_loadgroup"))
+    elif config.getoption("dist", "no") == "load":
+        config.option.dist = "loadgroup"
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist controller: tell each worker whether the run distributes by group."""
+    node.workerinput["mqttfast_loadgroup"] = node.config.getoption("dist") == "loadgroup"
