@@ -13,7 +13,8 @@ import pytest
 
 from tests.helpers.broker import REPO_ROOT
 
-pytestmark = pytest.mark.timeout(120)
+# One xdist group: the module fixture (a 17 s benchmark run) is made once, on one worker.
+pytestmark = [pytest.mark.timeout(120), pytest.mark.xdist_group("compare_brokers")]
 
 
 def run(script: str, *args: str, timeout: float = 100) -> subprocess.CompletedProcess[str]:

@@ -130,6 +130,21 @@ class Client:
             self.c.loop_stop()
 
 
+def stop_loop(c: mqtt.Client) -> None:
+    """``c.loop_stop()`` without its wait: paho's network thread notices the stop only
+    when its select wakes (up to 1 s on an idle connection), so it is woken through
+    paho's own wake-up socket pair, as paho does when it has a packet to send. Nothing
+    is sent: the connection is left as it is (a test that kills a node or drops it)."""
+    c._thread_terminate = True
+    sockpair = c._sockpairW
+    if sockpair is not None:
+        try:
+            sockpair.send(b"0")
+        except OSError:
+            pass  # the thread is gone already
+    c.loop_stop()
+
+
 def sync(sub: Client, pub: Client, timeout: float = 10.0) -> None:
     """Wait until ``sub``'s node's interest is known on ``pub``'s node: a probe topic
     subscribed after the others arrives only when the earlier NATS SUBs are active."""

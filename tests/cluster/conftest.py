@@ -191,3 +191,18 @@ def two_nodes(cluster: Cluster) -> list[Node]:
 @pytest.fixture
 def three_nodes(cluster: Cluster) -> list[Node]:
     return [cluster.add(), cluster.add(), cluster.add()]
+
+
+# tryfirst: before xdist's worker reads the group into the node ids.
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """All cluster tests in one xdist group: with ``-n`` they run one after the other on
+    one worker (tests/conftest.py turns ``load`` into ``loadgroup``) while the other
+    workers run the rest. Each test runs a NATS server, two or three nodes, often
+    haproxy and paho clients under load; with -n 3 three such clusters at once on two
+    cores made tests with fixed receive windows miss messages (tests/cluster alone:
+    test_failure's 3 s windows in 2 runs of 2)."""
+    here = Path(__file__).parent
+    for item in items:
+        if Path(str(item.fspath)).is_relative_to(here):
+            item.add_marker(pytest.mark.xdist_group("cluster"))

@@ -54,7 +54,12 @@ backend nodes
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"haproxy did not start: {self.proc.stderr.read()!r}")
             time.sleep(0.05)
-        time.sleep(0.7)  # first health checks passed (rise 2 x 300 ms)
+        # haproxy (2.x) starts its servers UP and its first check of a listening
+        # backend passes: with every backend listening there is nothing to wait for.
+        # A backend that is not listening is only marked DOWN by a failed check:
+        # then wait for the first health checks (rise 2 x 300 ms).
+        if not all(port_accepts(p) for p in self.ports):
+            time.sleep(0.7)
         return self
 
     def stop(self) -> None:

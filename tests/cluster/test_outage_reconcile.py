@@ -18,7 +18,7 @@ import pytest
 
 from tests.helpers.broker import free_port
 
-from .clients import Client, sync
+from .clients import Client, stop_loop, sync
 from .conftest import Cluster, Node
 from .test_session_failover import _record, _wait_adopted
 from .test_sessions import _drop
@@ -224,7 +224,7 @@ def test_client_reconnected_elsewhere_keeps_its_session(cluster, cut_pair) -> No
     assert not new.disconnected.is_set()
     new.close()
     pub.close()
-    old.c.loop_stop()
+    stop_loop(old.c)
 
 
 def test_offline_copy_gives_way_and_its_messages_move(cluster, cut_pair) -> None:
@@ -311,7 +311,7 @@ def test_a_will_published_during_the_outage_is_not_published_again(cluster, cut_
     assert [m.payload for m in watcher.collect(1, timeout=20)] == [b"w2"]
     assert watcher.quiet(0.5) == []
     watcher.close()
-    late.c.loop_stop()
+    stop_loop(late.c)
 
 
 def test_a_node_that_stalled_reconciles_like_after_an_outage(cluster, cut_pair) -> None:

@@ -15,7 +15,7 @@ import pytest
 
 from mqttfast.cluster.backplane import _token
 
-from .clients import Client, sync
+from .clients import Client, stop_loop, sync
 from .haproxy import Haproxy
 from .test_failure import _node_of
 
@@ -78,7 +78,7 @@ def _wait_record(cluster, cid: str, pred, timeout: float = 10.0) -> dict | None:
 
 def _stop(cl: Client) -> None:
     """Stop paho's network loop without DISCONNECT (its node is being killed)."""
-    cl.c.loop_stop()
+    stop_loop(cl.c)
 
 
 @pytest.mark.parametrize("persistence", ["off", "strict"])
