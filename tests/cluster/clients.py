@@ -6,6 +6,7 @@ import queue
 import threading
 import time
 import uuid
+from collections import Counter
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -143,6 +144,21 @@ def stop_loop(c: mqtt.Client) -> None:
         except OSError:
             pass  # the thread is gone already
     c.loop_stop()
+
+
+def count_until(
+    sub: Client, want: set[int], timeout: float = 30.0, settle: float = 1.0
+) -> Counter[int]:
+    """What ``sub`` receives: until every number of ``want`` is there (bounded by
+    ``timeout``), then whatever else arrives within ``settle`` s (a late duplicate
+    shows up there). Polling, not a fixed wait: the messages are all there within
+    a second or two of the last acknowledgement."""
+    got: Counter[int] = Counter()
+    deadline = time.monotonic() + timeout
+    while not want <= got.keys() and time.monotonic() < deadline:
+        got.update(int(m.payload) for m in sub.collect(len(want), timeout=0.2))
+    got.update(int(m.payload) for m in sub.quiet(settle))
+    return got
 
 
 def sync(sub: Client, pub: Client, timeout: float = 10.0) -> None:

@@ -18,7 +18,7 @@ from mqttfast.codec.packets import Pubcomp, Pubrel
 from tests.helpers.broker import free_port
 from tests.helpers.rawclient import RawClient
 
-from .clients import Client, sync
+from .clients import Client, count_until, sync
 from .conftest import Cluster, NatsServer, Node
 from .haproxy import Haproxy
 
@@ -109,8 +109,8 @@ def test_kill_9_node_under_qos1_load(three_nodes, cluster: Cluster, qos: int) ->
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and len(pub.acked) < total:
             time.sleep(0.2)
-        received = [Counter(int(m.payload) for m in s.collect(10 * total, timeout=3)) for s in subs]
         acked = set(pub.acked)
+        received = [count_until(s, acked) for s in subs]
         for got in received:
             lost = acked - set(got)
             dups = sum(v - 1 for v in got.values())
@@ -389,11 +389,7 @@ def test_nats_server_restart_in_three_server_nats_cluster(
         # came back is delivered from the journal by the catch-up's later passes (1 s
         # and 11 s after the interest is known: journal.LATER_PASSES).
         acked = pub.acked
-        got: Counter[int] = Counter()
-        deadline = time.monotonic() + 20
-        while not acked <= set(got) and time.monotonic() < deadline:
-            got.update(int(m.payload) for m in sub.collect(3 * total, timeout=1))
-        got.update(int(m.payload) for m in sub.collect(3 * total, timeout=1))  # late copies
+        got = count_until(sub, acked)
         dups = sum(v - 1 for v in got.values())
         print(
             f"sent={total} acked={len(acked)} received={len(got)} dups={dups} "

@@ -14,25 +14,10 @@ from collections import Counter
 
 import pytest
 
-from .clients import Client, stop_loop, sync
+from .clients import Client, count_until, stop_loop, sync
 from .conftest import Cluster
 from .haproxy import Haproxy
 from .test_failure import CountingPublisher
-
-
-def _counts(
-    sub: Client, want: set[int], timeout: float = 30.0, settle: float = 1.0
-) -> Counter[int]:
-    """What ``sub`` receives: until every number of ``want`` is there (bounded by
-    ``timeout``), then whatever else arrives within ``settle`` s (a late duplicate
-    shows up there). Polling, not a fixed wait: the messages are all there within
-    a second or two of the last acknowledgement."""
-    got: Counter[int] = Counter()
-    deadline = time.monotonic() + timeout
-    while not want <= got.keys() and time.monotonic() < deadline:
-        got.update(int(m.payload) for m in sub.collect(len(want), timeout=0.2))
-    got.update(int(m.payload) for m in sub.quiet(settle))
-    return got
 
 
 def _reconnect(sub: Client, port: int) -> None:
@@ -85,7 +70,7 @@ def test_subscribers_node_killed_under_qos1_load_loses_no_acknowledged_message(
             time.sleep(0.2)
         acked = set(pub.acked)
         for s, g in zip(subs, got, strict=True):
-            g.update(_counts(s, acked))
+            g.update(count_until(s, acked))
             lost = acked - set(g)
             dups = sum(v - 1 for v in g.values())
             print(
@@ -141,7 +126,7 @@ def test_subscribers_node_killed_under_qos2_load_no_loss_no_duplicate(
             time.sleep(0.2)
         acked = set(pub.acked)
         for s in subs:
-            g = _counts(s, acked)
+            g = count_until(s, acked)
             lost = acked - set(g)
             dups = {k: v for k, v in g.items() if v > 1}
             print(
@@ -192,7 +177,7 @@ def test_offline_session_queue_survives_its_nodes_kill_9(three_nodes, cluster: C
             time.sleep(0.2)
         back = Client(front.port, client_id="joff", clean=False)
         assert back.session_present
-        got = _counts(back, set(range(total)))
+        got = count_until(back, set(range(total)))
         lost = set(range(total)) - set(got)
         dups = sum(v - 1 for v in got.values())
         print(f"queued={total} received={len(got)} dups={dups} lost={len(lost)}")
