@@ -133,7 +133,8 @@ class Journal:
 
     def filters_known(self) -> set[str]:
         """The distinct filters of persistent sessions' QoS >= 1 subscriptions known
-        here (this node's and, through the sessions bucket, the others')."""
+        here (this node's, and the others' from their announcements and the sessions
+        bucket)."""
         return set().union(*self.filters.values()) if self.filters else set()
 
     def wanted(self, topic: str) -> bool:
