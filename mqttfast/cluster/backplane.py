@@ -360,6 +360,7 @@ class ClusterRouter(LocalRouter):
             self._remove(entry)
         session.subscriptions = EMPTY_SUBSCRIPTIONS
         self.bp.journal.local(session)
+        self.bp.journal.floors.pop(session.client_id, None)
 
 
 class Backplane:

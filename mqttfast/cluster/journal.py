@@ -121,6 +121,9 @@ class Journal:
         # client id -> ids of the messages another copy of its session brought in during
         # the outage's reconcile (sessions.merge): catch_up leaves them out.
         self.merged: dict[str, set[str]] = {}
+        # client id -> the ids its previous node had seen when it gave the session up
+        # (after_takeover): passed on if it moves again (given_up).
+        self.floors: dict[str, dict[str, int]] = {}
         # (origin, publisher's client id, packet id) -> counter of the latest QoS 2
         # message of a persistent publisher seen here (q2_copy).
         self.q2: dict[tuple[str, Any, str], int] = {}
@@ -517,6 +520,54 @@ class Journal:
             self.bp.progress.carry(cid, prog)
         log.info("cluster: %d journaled message(s) replayed into session %r", n, cid)
         return n
+
+    def after_takeover(self, cid: str, last: dict[str, int], mids: set[str]) -> None:
+        """A persistent session taken over from a live node was just installed here (no
+        await since). Journaled messages for it that the other node had not seen when
+        it gave the session up (``last``), and that reached this node before the
+        install (the session's subscriptions were not here yet), are read from the
+        journal; those reaching it from now on went to the session live; ``mids`` came
+        in the snapshot."""
+        session = self.bp.core.sessions.get(cid)
+        if not self.on or session is None or not self._subjects(session):
+            return
+        if self.live is None:
+            self.live = {}
+        self.recording += 1
+        state: dict[str, Any] = {
+            "seq": 0,
+            "ids": set(mids),
+            "start": time.time() - 2.0,
+            "installed": self.arrivals,
+        }
+        self.floors[cid] = last
+        self.bp._spawn(self._taken(session, {"last": last}, state))
+
+    def given_up(self, cid: str) -> dict[str, int]:
+        """(ownership.give_up) What counts as seen for session ``cid`` when it leaves:
+        this node's ids, and those of the node it was taken from (its messages came
+        here in that snapshot, not from NATS)."""
+        seen = dict(self.last)
+        for origin, c in self.floors.pop(cid, {}).items():
+            if c > seen.get(origin, 0):
+                seen[origin] = c
+        return seen
+
+    async def _taken(self, session: Any, prog: Any, state: dict[str, Any]) -> None:
+        try:
+            n = await self._pass(session, prog, state, state["start"])
+            if n:
+                log.info(
+                    "cluster: %d journaled message(s) that crossed the take-over of %r "
+                    "delivered from the journal",
+                    n,
+                    session.client_id,
+                )
+            await self._passes(session, prog, state)
+        except Exception as exc:
+            log.info("cluster: journal pass after the take-over of %r: %r", session.client_id, exc)
+        finally:
+            self._stop_recording()
 
     async def _later(self, session: Any, prog: Any, state: dict[str, Any]) -> None:
         try:

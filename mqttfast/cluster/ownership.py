@@ -95,6 +95,10 @@ class Ownership:
             return False
         self.bp.records.claimed(cid)
         self.bp.stats["sessions_moved_in"] += 1
+        snap = json.loads(reply.data)
+        if snap.get("jlast") is not None:  # no await since the install
+            mids = {d[0]["m"] for d in snap["deliveries"] if "m" in d[0]}
+            self.bp.journal.after_takeover(cid, snap["jlast"], mids)
         return True
 
     async def own_after(self, cid: str, dead: str) -> None:
@@ -139,7 +143,9 @@ class Ownership:
             return b"-"
         # The client resumes elsewhere: a delayed will is cancelled as by a resume.
         wills.cancel_pending(core, session)
-        data = session_snapshot(session, now)
+        # The journal ids this node had seen (journal.after_takeover), for a durable one.
+        jlast = {"jlast": self.bp.journal.given_up(cid)} if session.expiry_interval else None
+        data = session_snapshot(session, now, jlast)
         # Moved to the client's new node: nothing of it is delivered or stored here.
         session.inflight = {}
         session.queue = ()

@@ -161,7 +161,7 @@ def subscription_rows(session: Any) -> list[list[Any]]:
     ]
 
 
-def session_snapshot(session: Any, now: float) -> bytes:
+def session_snapshot(session: Any, now: float, extra: dict[str, Any] | None = None) -> bytes:
     subs = subscription_rows(session)
     # In-flight first (they were sent before anything queued), then the queue.
     deliveries = [
@@ -187,6 +187,7 @@ def session_snapshot(session: Any, now: float) -> bytes:
             # An offline session's expiry keeps counting from its client's disconnect.
             "left": (session.expires_at - now) if session.expires_at is not None else None,
             "user": session.username,
+            **(extra or {}),
         },
         ensure_ascii=True,
     ).encode()
