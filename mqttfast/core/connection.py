@@ -73,6 +73,7 @@ _Rare = rare_store(
         # identity ("" = none); None = the listener does not use certificates as usernames.
         "cert_identity": None,
         "held": None,  # packets behind a CONNECT in AUTH_WAIT
+        "deferred": None,  # packets read in the batch that paused us, not handled yet
     },
 )
 
@@ -118,6 +119,7 @@ class Connection:
     assigned_id: Rare[bool] = Rare(_Rare, "assigned_id")
     cert_identity: Rare[str | None] = Rare(_Rare, "cert_identity")
     held: Rare[list[Any] | None] = Rare(_Rare, "held")
+    deferred: Rare[list[Any] | None] = Rare(_Rare, "deferred")
 
     def __init__(self, broker: BrokerCore, sink: Sink, peer: str | PeerSource = "?") -> None:
         self.broker = broker
@@ -210,6 +212,32 @@ class Connection:
                 )
                 log.debug("internal error", exc_info=True)
                 self.close(ReasonCode.IMPLEMENTATION_SPECIFIC_ERROR)
+            if self.blocked_by:
+                # Paused by this packet (a subscriber it feeds is backed up, the rate
+                # limit, ...): the rest of this read waits too. Pausing the socket stops
+                # only the next read, and one read can hold thousands of small PUBLISHes
+                # (a client flushing its offline queue), enough to overflow the queue the
+                # pause protects.
+                self._defer(pkts, pkt)
+                return
+
+    def _defer(self, pkts: Any, last: Any) -> None:
+        for i, p in enumerate(pkts):  # by identity: equal packets can repeat
+            if p is last:
+                rest = list(pkts[i + 1 :])
+                if rest:
+                    self.deferred = rest
+                return
+
+    def resume_deferred(self) -> None:
+        """Handle what ``packets_received`` put aside once reading is allowed again (the
+        transport calls it when it resumes reading, before any newer read)."""
+        rare = self._rare
+        if rare is None or not rare.deferred or self.blocked_by:
+            return
+        pkts = rare.deferred
+        rare.deferred = None
+        self.packets_received(pkts)
 
     def packet_received(self, pkt: Any) -> None:
         self.packets_received((pkt,))

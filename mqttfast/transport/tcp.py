@@ -303,6 +303,11 @@ class BatchedSink:
         if self.reading_paused and not self.transport.is_closing():
             self.reading_paused = False
             self.transport.resume_reading()
+            conn = self.protocol.conn
+            if conn is not None and conn._rare is not None and conn._rare.deferred:
+                # Packets of the read that paused it (Connection.packets_received): next
+                # turn, not inside the caller (a subscriber's acknowledgement, say).
+                self.flusher.loop.call_soon(self.protocol.resume_deferred)
 
     def get_write_buffer_size(self) -> int:
         return self.transport.get_write_buffer_size() + self.pending + self.held
@@ -384,10 +389,30 @@ class MQTTProtocol(asyncio.Protocol):
                 log.debug("decoder failure", exc_info=True)
                 conn.close(0x81)
                 return
+            rare = conn._rare
+            if rare is not None and rare.deferred:  # older packets first
+                if conn.blocked_by:  # still paused (a WebSocket message per call)
+                    rare.deferred.extend(pkts)
+                    return
+                pkts = rare.deferred + pkts
+                rare.deferred = None
             if pkts:
                 conn.packets_received(pkts)
         finally:
             flusher.end_read(small)
+
+    def resume_deferred(self) -> None:
+        """Handle the packets put aside when reading was paused mid-read."""
+        conn = self.conn
+        if conn is None or conn.state == CLOSED:
+            return
+        flusher = self.flusher
+        flusher.reading = True
+        flusher.direct = False
+        try:
+            conn.resume_deferred()
+        finally:
+            flusher.end_read(False)
 
     def eof_received(self) -> bool:
         return False  # close the transport; connection_lost follows

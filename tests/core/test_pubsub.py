@@ -395,6 +395,40 @@ def test_long_subscriber_queue_pauses_publisher(make_broker, core_impl):
     assert b.stats.dropped_queue_full == 0
 
 
+def test_pause_takes_effect_within_one_read(make_broker, core_impl):
+    """One read can hold many PUBLISHes (a client flushing its offline queue at
+    reconnect): once a packet of it pauses the publisher, the rest of the read waits
+    (Connection.deferred) instead of overflowing the subscriber's queue. Nothing is
+    dropped, acknowledged before it is handled, or reordered; the transport hands the
+    rest back when reading resumes (resume_deferred) [MQTT-4.6.0-6]."""
+    from .conftest import FakeClient
+
+    b = make_broker(max_inflight=1, max_queued_messages=4)
+    s = FakeClient(b, core_impl, 4)
+    s.connect("s")
+    s.subscribe(("t", 1))
+    p = FakeClient(b, core_impl, 4)
+    p.connect("p")
+    p.send(*(Publish("t", str(i).encode(), qos=1, packet_id=i + 1) for i in range(12)))
+    assert p.sink.paused
+    acked = [a.packet_id for a in p.received() if isinstance(a, Puback)]
+    assert acked == [1, 2, 3, 4]  # handled; the other 8 wait unacknowledged
+    assert len(p.conn.deferred) == 8
+    got = []
+    for _ in range(60):
+        for m in s.publishes():
+            got.append(m.payload)
+            s.send(Puback(m.packet_id))
+        if not p.sink.paused:
+            p.conn.resume_deferred()  # what the transport does when it resumes reading
+        if len(got) == 12:
+            break
+    assert got == [str(i).encode() for i in range(12)]
+    acked += [a.packet_id for a in p.received() if isinstance(a, Puback)]
+    assert acked == list(range(1, 13))
+    assert b.stats.dropped_queue_full == 0 and not p.conn.deferred
+
+
 def test_mutual_publishers_never_deadlock(make_broker, core_impl):
     """Two clients publishing QoS 1 to each other: a client with messages in flight
     toward it is never paused, so its acknowledgements keep flowing."""

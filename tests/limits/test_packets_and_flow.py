@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import time
 
-from mqttfast.codec.packets import Publish
+from mqttfast.codec import encode
+from mqttfast.codec.packets import Puback, Publish
 
 
 def test_max_packet_size_v5_disconnect_0x95(limits_broker, clients, bystanders):
@@ -78,6 +79,31 @@ def test_max_queued_messages_drops_the_newest(limits_broker, clients, bystanders
     got = back.recv_publishes(3)
     assert [p.payload for p in got] == [b"0", b"1", b"2"]
     back.expect_no_packet(0.5)
+
+
+def test_a_burst_in_one_read_waits_for_an_online_subscriber(limits_broker, clients, bystanders):
+    """A publisher's burst of QoS 1 messages arriving in one read (a client flushing its
+    offline queue at reconnect) toward an online subscriber with a short queue: the
+    publisher is paused from the packet that filled half the queue, the rest of the read
+    waits unacknowledged, and every message arrives, in order; none is dropped."""
+    broker = limits_broker({"max_queued_messages": 40, "max_inflight": 5})
+    others = bystanders(broker.port)
+    sub = clients(broker.port, "burst-sub")
+    sub.subscribe(("b/t", 1))
+    pub = clients(broker.port, "burst-pub")
+    n = 1000
+    pub.send(
+        b"".join(
+            encode(Publish(topic="b/t", payload=str(i).encode(), qos=1, packet_id=i + 1), 4)
+            for i in range(n)
+        )
+    )
+    got = sub.recv_publishes(n, timeout=20.0)  # acknowledging each as it comes
+    assert [p.payload for p in got] == [str(i).encode() for i in range(n)]
+    acked = [pub.expect(Puback, timeout=5.0).packet_id for _ in range(n)]
+    assert acked == list(range(1, n + 1))
+    assert broker.metric("mqttfast_messages_dropped", reason="queue_full") == 0
+    others.exchange()
 
 
 def test_max_queued_messages_v5_publisher_told_quota_exceeded(limits_broker, clients):

@@ -24,8 +24,9 @@ def test_publish_rate_pauses_the_publisher_without_loss(limits_broker, clients, 
     pub.send(
         b"".join(encode(Publish(topic="rate/t", payload=str(i).encode()), 4) for i in range(n))
     )
-    # Packets already read when the bucket runs dry are handled (the bucket goes into
-    # debt); what the client sends after that waits in its socket until the debt is paid.
+    # The packet that empties the bucket is handled (the bucket goes into debt); the rest
+    # of that read waits unhandled (Connection.deferred), what the client sends after it
+    # in its socket, until the debt is paid.
     assert broker.wait_metric("mqttfast_publish_throttled", 1) >= 1
     pid = pub.next_packet_id()
     pub.send_packet(Publish(topic="rate/t", payload=b"last", qos=1, packet_id=pid))
