@@ -309,6 +309,10 @@ def cluster_metrics(status: dict) -> Iterator[Metric]:
             "qos2_copies_dropped",
             "Re-sent QoS 2 copies recognised after a node's death (not delivered)",
         ),
+        (
+            "qos2_forwarded_again",
+            "Re-sent QoS 2 PUBLISHes forwarded again: the first forward may have been lost",
+        ),
         ("progress_writes", "Progress records of persistent sessions written to JetStream"),
     ):
         yield CounterMetricFamily(f"mqttfast_cluster_{key}", doc, value=status.get(key, 0))

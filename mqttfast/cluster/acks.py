@@ -80,6 +80,9 @@ class AckGate:
         # batch -> [journal PubAcks still due, when the first was sent] (journal.py)
         self.journal: dict[int, list[Any]] = {}
         self.journal_errors = 0
+        # (first, last) batch ranges that may be lost: unconfirmed when the connection
+        # broke or a journal write failed (progress.resent asks; a few dozen kept).
+        self.lost: list[tuple[int, int]] = []
 
     def bind_output(self, flusher: Any) -> None:
         """Take the transport's output gate, keeping the storage's as the next step."""
@@ -93,6 +96,12 @@ class AckGate:
     def hold(self, conn: Any) -> None:
         """``conn``'s acknowledgement of a message in the current batch waits for it."""
         self.need[conn] = self.batch_no
+        self.ping_due = True
+
+    def hold_for(self, conn: Any, batch: int) -> None:
+        """``conn``'s next output waits for the earlier ``batch`` (still unconfirmed)."""
+        if self.need.get(conn, -1) < batch:
+            self.need[conn] = batch
         self.ping_due = True
 
     def take_batch(self) -> tuple[int, bool]:
@@ -150,6 +159,7 @@ class AckGate:
         connection breaks (some of them may rely on the failed write)."""
         self.journal_errors += 1
         self.broken = max(self.broken, self.batch_no - 1)
+        self._lost_upto(self.broken)
         for batch in [b for b in self.journal if b <= self.broken]:
             del self.journal[batch]
         failed = self._fail({w[1] for w in self.waiting})
@@ -217,9 +227,20 @@ class AckGate:
         """The NATS connection broke: whatever was sent and not confirmed may be lost
         (PONGs of the old connection never come): those acknowledgements never leave."""
         self.broken = self.batch_no - 1
+        self._lost_upto(self.broken)
         for batch in [b for b in self.journal if b <= self.broken]:
             del self.journal[batch]  # their PubAcks may never come
         return self._fail({w[1] for w in self.waiting})
+
+    def _lost_upto(self, last: int) -> None:
+        if last > self.confirmed:
+            self.lost.append((self.confirmed + 1, last))
+            del self.lost[:-64]
+
+    def maybe_lost(self, batch: int) -> bool:
+        """Was ``batch`` sent, not confirmed, and then its connection (or its journal
+        write) failed? Its messages may never have reached nats-server."""
+        return any(first <= batch <= last for first, last in self.lost)
 
     def _fail(self, conns: set[Any]) -> int:
         # The whole output of those connections: what follows a dropped ack must not leave.

@@ -134,6 +134,9 @@ class ClusterRouter(LocalRouter):
     def qos2_publish(self, conn: Any, packet_id: int, dup: bool) -> None:
         self.q2 = (conn, packet_id, dup)
 
+    def qos2_resent(self, conn: Any, packet_id: int) -> bool:
+        return self.bp.progress.resent(conn, packet_id)
+
     def publish(self, msg: Message, now: float, publisher: Any = None) -> int:
         bp = self.bp
         local = True
@@ -433,6 +436,7 @@ class Backplane:
             "retained_in": 0,
             "msgs_local_only": 0,
             "writes_direct": 0,
+            "qos2_forwarded_again": 0,
         }
         # The cheap data path (fastpath.py): who wants what, raw sends, inline receive.
         self.view = Interest(self.node_id, self.ctl)
@@ -736,6 +740,7 @@ class Backplane:
             "journal_errors": self.acks.journal_errors,
             "journal_replayed": self.journal.stats["journal_replayed"],
             "qos2_copies_dropped": self.journal.stats["qos2_copies_dropped"],
+            "qos2_forwarded_again": self.stats["qos2_forwarded_again"],
             "progress_writes": self.progress.stats["progress_writes"],
             "dropped_disconnected": self.stats["dropped_disconnected"],
             # back-pressure across nodes (pressure.py)

@@ -380,8 +380,10 @@ class Journal:
         a counter above ``last`` (an earlier message with that id was released, which
         the record shows before the PUBCOMP leaves). The adopter sends it on as
         "origin.counter/P/last/dead": a node that had a copy from the dead node, with
-        that publisher and packet id and a counter above ``last``, drops it. Notes
-        ``mid`` and returns True for such a copy."""
+        that publisher and packet id and a counter above ``last``, drops it. A node
+        whose first forward may have been lost with its NATS connection sends the
+        re-sent PUBLISH on as "origin.counter/P/<first's counter - 1>/origin"
+        (progress.resent). Notes ``mid`` and returns True for such a copy."""
         origin, _, rest = mid.rpartition(".")
         parts = rest.split("/")
         if publisher is None or len(parts) < 2:
@@ -393,11 +395,11 @@ class Journal:
         try:
             key = (origin, publisher, pid)
             c = int(parts[0])
+            # What had come before this one (a copy forwarded again by its own node,
+            # progress.resent, names that node: read before noting this one).
+            had = q2.get((parts[3], publisher, pid)) if len(parts) >= 4 else None
             if q2.get(key, -1) < c:  # the latest (a replay reads older ones too)
                 q2[key] = c
-            if len(parts) < 4:
-                return False
-            had = q2.get((parts[3], publisher, pid))
             if had is not None and had > int(parts[2]):
                 self.stats["qos2_copies_dropped"] += 1
                 return True

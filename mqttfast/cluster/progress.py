@@ -82,6 +82,11 @@ class Progress:
         # sent on as a possible copy.
         self.q2last: dict[str, int] = {}
         self.q2base: dict[str, tuple[str, int]] = {}
+        # client id -> {packet id: (first counter, outbox batch)} of its unreleased QoS 2
+        # PUBLISHes forwarded from here (``resent``), and the packet id being forwarded
+        # again as a copy (set by ``resent``, read by the next ``q2_id``).
+        self.q2sent: dict[str, dict[int, tuple[int, int]]] = {}
+        self.again: tuple[Any, int, int] | None = None
 
     def install(self, core: Any) -> None:
         """(backplane.attach) PUBREC of a journaled QoS 2 message of a persistent
@@ -115,6 +120,10 @@ class Progress:
 
         def handle_pubrel(conn: Any, pkt: Any) -> None:
             session = conn.session
+            if session is not None:
+                sent = self.q2sent.get(session.client_id)
+                if sent:
+                    sent.pop(pkt.packet_id, None)
             if (
                 session is not None
                 and pkt.packet_id in session.awaiting_pubrel
@@ -143,17 +152,56 @@ class Progress:
         """The id of a QoS 2 PUBLISH of ``conn``'s client with packet id ``pid``, for a
         persistent session (journal.q2_copy); None for others."""
         session = conn.session
-        if session is None or not self._recording(session):
+        again = self.again
+        self.again = None
+        if session is None:
             return None
         cid = session.client_id
         journal = self.bp.journal
         base = self.q2base.get(cid)
-        if dup and base is not None and pid not in session.awaiting_pubrel:
+        if again is not None and again[0] is conn and again[1] == pid:
+            # Its first forward (counter again[2]) may be lost: a copy that the nodes
+            # which had the first one recognise (journal.q2_copy), as after a death.
+            # (NATS still away: it leaves with the rest when the connection is back.)
+            mid = journal.next_id(f"/{pid}/{again[2] - 1}/{journal.origin}")
+        elif not self._recording(session):
+            return None
+        elif dup and base is not None and pid not in session.awaiting_pubrel:
             mid = journal.next_id(f"/{pid}/{base[1]}/{base[0]}")
         else:
             mid = journal.next_id(f"/{pid}")
         self.q2last[cid] = journal.counter
+        sent = self.q2sent.get(cid)
+        if sent is None:
+            sent = self.q2sent[cid] = {}
+        # A copy keeps the first forward's counter: a second copy must be recognised
+        # by the nodes that had only the first.
+        first = again[2] if again is not None and again[0] is conn else journal.counter
+        sent[pid] = (first, self.bp.acks.batch_no)
         return mid
+
+    def resent(self, conn: Any, pid: int) -> bool:
+        """``conn``'s client re-sent QoS 2 PUBLISH ``pid``, not released yet (its PUBREC
+        never reached it). If the batch that forwarded it was unconfirmed when the NATS
+        connection broke (or a journal write failed), that forward may be lost: True,
+        it is forwarded again, as a copy (``q2_id``). Still unconfirmed: its PUBREC
+        waits for that batch, as the first one did. [MQTT-4.3.3-9] without loss."""
+        session = conn.session
+        if session is None:
+            return False
+        rec = self.q2sent.get(session.client_id, {}).get(pid)
+        if rec is None:
+            return False
+        counter, batch = rec
+        acks = self.bp.acks
+        if acks.maybe_lost(batch):
+            self.again = (conn, pid, counter)
+            self.bp.stats["qos2_forwarded_again"] += 1
+            return True
+        if batch > acks.confirmed:
+            acks.hold_for(conn, batch)  # the PUBREC about to be written waits for it
+            self.bp.wake()
+        return False
 
     def adopted(self, session: Any, prog: dict[str, Any]) -> None:
         """(journal.replay) ``session`` of a dead node is installed here: its client's
@@ -285,6 +333,7 @@ class Progress:
             self.after.pop(cid, None)
             self.q2last.pop(cid, None)
             self.q2base.pop(cid, None)
+            self.q2sent.pop(cid, None)
         return out
 
     async def _put(self, cid: str, value: bytes | None, waits: list[int]) -> None:

@@ -183,11 +183,13 @@ def handle_publish(conn: Connection, pkt: Publish) -> None:
     pid = pkt.packet_id
     if qos == 2:
         awaiting = session.awaiting_pubrel
-        if pid in awaiting:
+        if pid in awaiting and not (
+            broker.router.tracks_qos2 and broker.router.qos2_resent(conn, pid)
+        ):
             # A re-sent QoS 2 PUBLISH is not forwarded again [MQTT-4.3.3-9/10].
             _ack(conn, Pubrec, 0x50, pid, 0)
             return
-        if conn.v5 and len(awaiting) >= settings.receive_maximum:
+        if conn.v5 and pid not in awaiting and len(awaiting) >= settings.receive_maximum:
             # [MQTT-3.3.4-9] more unacknowledged QoS 2 than our Receive Maximum.
             conn.violation(ReasonCode.RECEIVE_MAXIMUM_EXCEEDED, "receive maximum exceeded")
             return

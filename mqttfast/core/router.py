@@ -79,6 +79,11 @@ class Router(Protocol):
         """The next ``publish`` is of a QoS 2 PUBLISH of ``conn`` with this packet id
         and DUP flag (a cluster router tells a re-sent copy apart). Local: no-op."""
 
+    def qos2_resent(self, conn: Connection, packet_id: int) -> bool:
+        """``conn`` re-sent a QoS 2 PUBLISH whose packet id is not released yet: True if
+        it must be routed again (a cluster router whose first forward may have been
+        lost before its PUBREC could leave). Local: False, never [MQTT-4.3.3-9]."""
+
     def publish(self, msg: Message, now: float, publisher: Connection | None = None) -> int:
         """Store if retained, deliver to every matching subscription; return how
         many subscriptions received it (PUBACK 0x10 when 0)."""
@@ -143,6 +148,9 @@ class LocalRouter:
 
     def qos2_publish(self, conn: Connection, packet_id: int, dup: bool) -> None:
         pass  # one node: the session's own packet ids tell re-sent copies apart
+
+    def qos2_resent(self, conn: Connection, packet_id: int) -> bool:
+        return False  # one node: what was handled was delivered
 
     def publish(self, msg: Message, now: float, publisher: Connection | None = None) -> int:
         if msg.retain and self.retain_available:

@@ -1,0 +1,74 @@
+"""QoS 2 exactly once when the NATS connection breaks between a message's forward and its
+PUBREC (progress.resent, acks.maybe_lost): the publisher is disconnected unacknowledged
+and re-sends the PUBLISH (DUP); its node, which holds the packet id as unreleased,
+forwards it again as a copy that nodes which had the first forward recognise."""
+
+from __future__ import annotations
+
+import re
+import signal
+import time
+from collections import Counter
+
+import pytest
+
+from mqttfast.codec.packets import Pubcomp, Publish, Pubrec, Pubrel
+from tests.helpers.rawclient import RawClient
+
+from .clients import Client, sync
+from .conftest import Cluster, NatsServer
+
+
+def _reconnected(node, count: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while len(re.findall(r"NATS (reconnected|reachable again)", node.log_text())) < count:
+        assert time.monotonic() < deadline, node.log_text()[-3000:]
+        time.sleep(0.05)
+
+
+@pytest.mark.timeout(90)
+def test_a_qos2_forward_lost_with_the_nats_connection_is_forwarded_again(
+    nats_server: NatsServer, cluster: Cluster
+) -> None:
+    """nats-server frozen (SIGSTOP), then killed: the QoS 2 PUBLISH node a wrote to it
+    meanwhile is gone with it, and its PUBREC never left (it waited for nats-server,
+    [MQTT-4.3.2-2]). With nats-server back, the client re-sends the PUBLISH with DUP: it
+    is forwarded again, and the persistent subscriber on node b gets every message
+    exactly once [MQTT-4.3.3-9]. Before, node a answered the re-sent PUBLISH with a
+    PUBREC and forwarded nothing: the acknowledged message was lost."""
+    a = cluster.add()
+    b = cluster.add()
+    sub = Client(b.port, client_id="q2b-sub", clean=False)
+    sub.subscribe("q2b/#", qos=2)
+    probe = Client(a.port)
+    sync(sub, probe)
+    probe.close()
+    pub = RawClient(a.port)
+    pub.connect("q2b-pub", clean_start=False)
+    pub.publish("q2b/x", b"before", qos=2, packet_id=1)
+    assert [m.payload for m in sub.collect(1, timeout=5)] == [b"before"]
+    proc = nats_server.proc
+    assert proc is not None
+    proc.send_signal(signal.SIGSTOP)
+    try:
+        pub.send_packet(Publish(topic="q2b/x", payload=b"held", qos=2, packet_id=2))
+        pub.expect_no_packet(0.5)  # the PUBREC waits for nats-server
+    finally:
+        proc.send_signal(signal.SIGKILL)  # with what node a wrote to it
+        proc.wait(5)
+    assert pub.expect_closed(timeout=10) is None  # dropped unacknowledged: it re-sends
+    pub.close()
+    nats_server.start()  # same port, same JetStream store
+    _reconnected(a, 1)
+    _reconnected(b, 1)
+    pub = RawClient(a.port)
+    assert pub.connect("q2b-pub", clean_start=False, timeout=10).session_present
+    pub.send_packet(Publish(topic="q2b/x", payload=b"held", qos=2, packet_id=2, dup=True))
+    pub.recv_until(Pubrec, timeout=10, packet_id=2)
+    pub.send_packet(Pubrel(packet_id=2))
+    pub.recv_until(Pubcomp, timeout=10, packet_id=2)
+    pub.publish("q2b/x", b"after", qos=2, packet_id=3, timeout=10)
+    got = Counter(m.payload for m in sub.collect(10, timeout=5))
+    assert got == {b"held": 1, b"after": 1}, got
+    pub.close()
+    sub.close()
