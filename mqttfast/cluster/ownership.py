@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -29,12 +30,20 @@ from .wire import install_snapshot, message_from_record, session_snapshot
 log = logging.getLogger("mqttfast.cluster")
 
 CLAIM_TIMEOUT = 3.0  # seconds a CONNECT waits for the previous owner of its client id
+# A take request is re-sent after this long without an answer: on a NATS cluster, a
+# request sent just after the owner died can be routed to where its subscription was
+# and vanish, instead of failing with "no responders" (which the next one gets).
+TAKE_TRY = 1.0
+GIVEN_KEEP = 10.0  # seconds a given-up snapshot is kept for a re-sent take request
 LIVE = b"live"  # a reclaim's answer: the client is connected on the answering node
 
 
 class Ownership:
     def __init__(self, bp: Any) -> None:
         self.bp = bp
+        # (client id, requesting node) -> (when, snapshot) of sessions given up here
+        # on a take request: a re-sent request (its first answer was late) gets the same.
+        self.given: dict[tuple[str, str], tuple[float, bytes]] = {}
 
     async def claim(self, conn: Any, done: Callable[[int], None]) -> None:
         """Before CONNACK: become the owner of conn.client_id; take the session over
@@ -75,14 +84,19 @@ class Ownership:
     async def take_from(self, owner: str, cid: str, raising: bool = False) -> bool:
         """Ask ``owner`` to give client id ``cid`` up (closing its connection there);
         install the session it hands over. True if a session moved here."""
-        try:
-            reply = await self.bp.nc.request(
-                f"{self.bp.ctl}.node.{owner}.take", cid.encode(), timeout=CLAIM_TIMEOUT
-            )
-        except Exception:
-            if raising:
-                raise
-            return False
+        subject = f"{self.bp.ctl}.node.{owner}.take"
+        data = f"{cid}\0{self.bp.node_id}".encode()
+        tries = max(1, round(CLAIM_TIMEOUT / TAKE_TRY))
+        for attempt in range(tries):
+            try:
+                reply = await self.bp.nc.request(subject, data, timeout=TAKE_TRY)
+                break
+            except Exception as exc:
+                if attempt + 1 < tries and "imeout" in type(exc).__name__:
+                    continue
+                if raising:
+                    raise
+                return False
         if not reply.data:
             return False
         self.bp.stats["takeovers"] += 1
@@ -122,7 +136,20 @@ class Ownership:
 
     async def on_take(self, m: Any) -> None:
         """Another node takes a client id: close it here and hand its session over."""
-        await m.respond(self.give_up(m.data.decode()))
+        cid, _, node = m.data.decode().partition("\0")
+        now = time.monotonic()
+        given = self.given
+        if cid in self.bp.core.sessions or (cid, node) not in given:
+            data = self.give_up(cid)
+            for key in [k for k, (t, _) in given.items() if now - t > GIVEN_KEEP]:
+                del given[key]
+            if len(data) > 1:
+                given[(cid, node)] = (now, data)
+        else:
+            when, data = given[(cid, node)]
+            if now - when > GIVEN_KEEP:
+                data = b""
+        await m.respond(data)
 
     def give_up(self, cid: str, will: bool = True) -> bytes:
         """The session of ``cid`` leaves this node: a live connection is closed (v5
