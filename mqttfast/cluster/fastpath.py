@@ -67,7 +67,7 @@ HEADS_MAX = 4096  # cached MSG lines (one per subject and size)
 # A read from NATS at most this large (a few messages: low load) has what it wrote to
 # clients flushed at once (Inbound.flusher); larger ones leave in the loop turn's batch.
 SMALL_NATS_READ = 4096
-_ID_HEAD = b"NATS/1.0\r\nMqtt-Id: "  # a journaled message's header block (journal.py)
+ID_HEAD = b"NATS/1.0\r\nMqtt-Id: "  # a journaled message's header block starts so (journal.py)
 # An announced filter with this prefix (never in an MQTT filter [MQTT-1.5.4-2]) says a
 # persistent session here holds the filter with QoS >= 1: the others journal what
 # matches it (journal.py). Announced like interest, so a SUBACK waits until every
@@ -602,7 +602,7 @@ class Inbound:
                         count += 1
                         nbytes += size
                         deliver(Message(topic, data[start:end]), now)
-                    elif startswith(_ID_HEAD, start):
+                    elif startswith(ID_HEAD, start):
                         count += 1
                         nbytes += end - start - hsize
                         self.journaled(topic, data, start, start + hsize, end, now)
@@ -672,10 +672,10 @@ class Inbound:
     ) -> None:
         """A journaled message (journal.py): its id is the first header; the rest of the
         block is decoded (and cached) as any other."""
-        eol = data.find(b"\r\n", start + len(_ID_HEAD), split)
+        eol = data.find(b"\r\n", start + len(ID_HEAD), split)
         if eol < 0:
             return
-        mid = data[start + len(_ID_HEAD) : eol].decode()
+        mid = data[start + len(ID_HEAD) : eol].decode()
         msg = self._with_headers(
             topic, data[split:end], b"NATS/1.0\r\n" + data[eol + 2 : split], now
         )
@@ -693,7 +693,7 @@ class Inbound:
             topic = self.topic_of(subject)
         if topic is None:
             return
-        if hdr and hdr.startswith(_ID_HEAD):
+        if hdr and hdr.startswith(ID_HEAD):
             self.msgs += 1
             self.bytes += len(data)
             self.journaled(topic, hdr + data, 0, len(hdr), len(hdr) + len(data), now)

@@ -50,13 +50,12 @@ from mqttfast.codec import TopicTree
 from mqttfast.core import outbound
 from mqttfast.core.message import AWAIT_COMP, Delivery
 
-from .fastpath import CACHE_MAX, DURABLE, encode_headers
+from .fastpath import CACHE_MAX, DURABLE, ID_HEAD, encode_headers
 from .subjects import filter_to_subjects, subject_to_topic, topic_to_subject
 from .wire import H_ID, H_ORIGIN, message_from, message_headers
 
 log = logging.getLogger("mqttfast.cluster")
 
-ID_HEAD = b"NATS/1.0\r\nMqtt-Id: "  # a journaled message's header block starts so
 # Replay passes after the first: journal writes still in flight at the first read (a
 # publisher that did not know the adopter's interest yet) are read again after these.
 LATER_PASSES = (1.0, 11.0)
