@@ -70,6 +70,10 @@ class Ownership:
             owner = entry.value.decode() if entry.value else None
         except KeyNotFoundError:
             pass
+        if owner is None:
+            # No owner recorded (its node's write may have failed, e.g. while JetStream
+            # elected a leader): a persistent session's record still names its node.
+            owner = await self.bp.records.holder(cid)
         if owner and owner != self.bp.node_id:
             try:
                 await self.take_from(owner, cid, raising=True)

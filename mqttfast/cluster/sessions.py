@@ -392,6 +392,17 @@ class SessionRecords:
                 len(records),
             )
 
+    async def holder(self, cid: str) -> str | None:
+        """The node the record of ``cid``'s persistent session names, if there is one."""
+        if self.kv is None:
+            return None
+        try:
+            entry = await self.kv.get(self.bp.key(cid))
+            node = json.loads(entry.value).get("node") if entry.value else None
+        except (KeyNotFoundError, ValueError):
+            return None
+        return node if isinstance(node, str) else None
+
     async def adopt_on_connect(self, cid: str, dead: str) -> Any:
         """A CONNECT whose client id's owner is gone (no responders): take the record
         over here, or fetch the session from the survivor that already adopted it.

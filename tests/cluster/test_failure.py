@@ -469,7 +469,7 @@ def test_node_killed_while_a_nats_server_restarts(prefix: str, tmp_path, qos: in
                     sub.connect(front.port)
                     assert sub.session_present, "\n".join(
                         line  # what the survivors said about it, for the diagnosis
-                        for node in (a, c)
+                        for node in nodes
                         for line in node.log_text().splitlines()
                         if sub.client_id in line or "cluster:" in line
                     )
