@@ -42,6 +42,10 @@ log = logging.getLogger("mqttfast.core")
 
 Parts = tuple[bytes, bytes]
 
+# An online subscriber's queue may reach this many times its limits with messages of a
+# publisher it has paused (``_in_margin``).
+PAUSE_MARGIN = 4
+
 # -- encoding ------------------------------------------------------------------
 
 
@@ -318,7 +322,9 @@ def enqueue(session: Session, d: Delivery) -> bool:
     blimit = settings.max_queued_bytes
     size = len(d.msg.payload)
     queue = session.queue
-    if (limit and len(queue) >= limit) or (blimit and session.queued_bytes + size > blimit):
+    if (
+        (limit and len(queue) >= limit) or (blimit and session.queued_bytes + size > blimit)
+    ) and not _in_margin(session, d.msg, len(queue), session.queued_bytes + size):
         session.dropped += 1
         session.broker.stats.dropped_queue_full += 1
         if session.dropped == 1 or session.dropped % 1000 == 0:  # a limit hit, not a log flood
@@ -343,6 +349,24 @@ def enqueue(session: Session, d: Delivery) -> bool:
     if session.persisted:
         session.broker.storage.delivery_put(session, d, 0)
     return True
+
+
+def _in_margin(session: Session, msg: Message, n: int, nbytes: int) -> bool:
+    """Over the queue limit, a message of a publisher this (online) subscriber has
+    paused is still queued, up to PAUSE_MARGIN times the limits: it was on its way when
+    the pause was asked for. A local publisher stops at once (its read waits,
+    Connection.packets_received); one on another node a NATS round trip later, and a
+    node that was cut off from NATS sends what it acknowledged meanwhile at once."""
+    conn = session.conn
+    if conn is None or not conn.paused_publishers:
+        return False
+    settings = session.broker.settings
+    limit = settings.max_queued_messages
+    blimit = settings.max_queued_bytes
+    if (limit and n >= limit * PAUSE_MARGIN) or (blimit and nbytes > blimit * PAUSE_MARGIN):
+        return False
+    origin = msg.origin
+    return any(p.client_id == origin for p in conn.paused_publishers)
 
 
 def pump(session: Session, now: float) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from mqttfast.codec.packets import Unsuback
 
 from .conftest import (
@@ -427,6 +429,54 @@ def test_pause_takes_effect_within_one_read(make_broker, core_impl):
     acked += [a.packet_id for a in p.received() if isinstance(a, Puback)]
     assert acked == list(range(1, 13))
     assert b.stats.dropped_queue_full == 0 and not p.conn.deferred
+
+
+class _FarPublisher:
+    """A publisher whose pause takes effect late (on another node, pausing it is a
+    message there): what the core's back-pressure reads of a publisher."""
+
+    state = 1  # CONNECTED
+    session = None
+
+    def __init__(self, client_id: str) -> None:
+        self.client_id = client_id
+        self.blocked_by: Any = frozenset()
+        self.sink = self
+        self.pauses = 0
+
+    def pause_reading(self) -> None:
+        self.pauses += 1
+
+    def resume_reading(self) -> None:
+        pass
+
+
+def test_messages_of_a_paused_publisher_still_on_their_way_are_queued(make_broker, core_impl):
+    """Over max_queued_messages, an online subscriber still queues the messages of a
+    publisher it has paused (they were on their way: on another node the pause lands a
+    round trip later), up to 4x the limit; others are dropped as before, counted."""
+    from mqttfast.core.message import Message
+
+    from .conftest import FakeClient
+
+    b = make_broker(max_inflight=1, max_queued_messages=4)
+    s = FakeClient(b, core_impl, 4)
+    s.connect("s")
+    s.subscribe(("t", 1))
+    far = _FarPublisher("far")
+    for i in range(20):
+        b.router.publish(Message("t", str(i).encode(), 1, origin="far"), 0.0, far)
+    assert far.pauses == 1  # paused once, at the high water
+    assert len(s.conn.session.queue) == 16 and b.stats.dropped_queue_full == 3
+    other = _FarPublisher("other")  # not paused by s: the plain limit
+    b.router.publish(Message("t", b"x", 1, origin="other"), 0.0, other)
+    assert b.stats.dropped_queue_full == 4
+    got = []
+    for _ in range(40):
+        for m in s.publishes():
+            got.append(m.payload)
+            s.send(Puback(m.packet_id))
+    assert got == [str(i).encode() for i in range(17)]
 
 
 def test_mutual_publishers_never_deadlock(make_broker, core_impl):
