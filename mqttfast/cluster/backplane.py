@@ -763,6 +763,11 @@ class Backplane:
     # -- NATS connection events -------------------------------------------------
 
     async def _on_disconnected(self) -> None:
+        if self.nc is None:
+            # A connection closed before it was complete (_connect: JetStream not ready
+            # yet): there was no NATS time to settle. Handled as an outage, it paused the
+            # session records until a reconcile that never came.
+            return
         # Sent but unconfirmed messages may be lost with the connection: the publishers
         # waiting for them are disconnected unacknowledged and resend.
         failed = self.acks.connection_lost()
@@ -789,6 +794,8 @@ class Backplane:
         self._publish_sys()
 
     async def _on_reconnected(self) -> None:
+        if self.nc is None:
+            return  # (as above)
         # nats-py re-sends every SUB on reconnect: interest is back as it was.
         log.info(
             "cluster: NATS reconnected (%s); %d interest subjects re-established",

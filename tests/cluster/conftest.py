@@ -26,10 +26,16 @@ class NatsServer:
     """One nats-server; several of them with ``routes`` form a NATS cluster."""
 
     def __init__(
-        self, name: str = "n1", cluster_port: int | None = None, routes: list[int] | None = None
+        self,
+        name: str = "n1",
+        cluster_port: int | None = None,
+        routes: list[int] | None = None,
+        jetstream: bool = True,
+        port: int | None = None,
     ) -> None:
         self.name = name
-        self.port = free_port()
+        self.jetstream = jetstream
+        self.port = port or free_port()
         self.cluster_port = cluster_port
         self.routes = routes or []
         self.tmp = tempfile.TemporaryDirectory(prefix="nats-test-")
@@ -48,9 +54,7 @@ class NatsServer:
             "127.0.0.1",
             "-p",
             str(self.port),
-            "-js",
-            "-sd",
-            str(self.store),
+            *(["-js", "-sd", str(self.store)] if self.jetstream else []),
             "-n",
             self.name,
             "-l",

@@ -256,7 +256,17 @@ def test_only_a_connection_whose_ack_waits_is_held(
         assert sorted(m.payload for m in got) == [b"2", b"q0"]
         assert time.monotonic() - start < 1.0
         time.sleep(0.3)
-        assert not first.is_published()  # still waiting for nats-server
+        # Still waiting for nats-server. (Failed once in ~40 CI runs, cause not found:
+        # what node a said and counted, for the next time.)
+        assert not first.is_published(), (
+            "\n".join(
+                line
+                for line in _metrics(mport).splitlines()
+                if line.startswith("mqttfast_cluster_")
+            )
+            + "\n"
+            + a.log_text()[-3000:]
+        )
     finally:
         nats_server.proc.send_signal(signal.SIGCONT)
     first.wait_for_publish(10)
