@@ -33,7 +33,9 @@ CLAIM_TIMEOUT = 3.0  # seconds a CONNECT waits for the previous owner of its cli
 # A take request is re-sent after this long without an answer: on a NATS cluster, a
 # request sent just after the owner died can be routed to where its subscription was
 # and vanish, instead of failing with "no responders" (which the next one gets).
-TAKE_TRY = 1.0
+# (1 s was tried: with it, test_journal's subscriber-node kill lost 1 acknowledged QoS 1
+# message in about 1 run of 4; not understood yet, so one try again.)
+TAKE_TRY = CLAIM_TIMEOUT
 GIVEN_KEEP = 10.0  # seconds a given-up snapshot is kept for a re-sent take request
 LIVE = b"live"  # a reclaim's answer: the client is connected on the answering node
 
