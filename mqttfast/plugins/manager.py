@@ -93,6 +93,7 @@ class PluginHooks(Hooks):
         self.connected: dict[Any, ClientInfo] = {}
         self.clients: weakref.WeakKeyDictionary[Any, ClientInfo] = weakref.WeakKeyDictionary()
         self.waiting: dict[Any, deque] = {}  # publisher -> messages behind an async hook
+        self.bounded: set[Any] = set()  # publishers paused because their queue is full
         self.tasks: set[asyncio.Task] = set()
         self.failures = 0  # hook exceptions and timeouts, for tests/metrics
         self._tick_task: asyncio.Task | None = None
@@ -262,7 +263,8 @@ class PluginHooks(Hooks):
         if queue is not None:  # an earlier message of this publisher is still being decided
             queue.append((msg, done, 0, None))
             if len(queue) == MAX_WAITING:  # bounded: stop reading this publisher meanwhile
-                pause_connection(client)
+                if pause_connection(client):
+                    self.bounded.add(client)
             return None
         if not self.publish_steps:
             return 0
@@ -293,23 +295,28 @@ class PluginHooks(Hooks):
     async def _serve(self, client: Any, info: ClientInfo) -> None:
         """Decide this publisher's queued messages in order, then return to the fast path."""
         queue = self.waiting[client]
-        paused = False
+        deciding = False
         try:
             while queue:
-                if len(queue) >= MAX_WAITING:
-                    paused = True
-                msg, done, start, first = queue.popleft()
+                # The head stays in the queue while it is decided: MAX_WAITING counts every
+                # message held, whether _serve had started before the read that filled it
+                # or not (else the bound was 999 or 1,000 by timing).
+                msg, done, start, first = queue[0]
+                deciding = True
                 rc = await self._decide(info, msg, start, first)
+                deciding = False
+                queue.popleft()
                 try:
                     done(rc)
                 except Exception:
                     log.exception("publish completion failed")
         finally:
-            for _msg, _done, _s, first in queue:  # cancelled (broker stopping)
-                if inspect.iscoroutine(first):
+            for i, (_msg, _done, _s, first) in enumerate(queue):  # cancelled (broker stopping)
+                if inspect.iscoroutine(first) and not (i == 0 and deciding):
                     first.close()
             self.waiting.pop(client, None)
-            if paused:
+            if client in self.bounded:
+                self.bounded.discard(client)
                 resume_connection(client)
 
     async def _decide(self, info: ClientInfo, msg: Any, start: int, first: Any) -> int:
