@@ -1484,7 +1484,12 @@ cdef Py_ssize_t _props_walk(object props, int ptype, char *w, char *limit, bint 
             raise ValueError(f"property {_PNAME[pid]} not allowed in {_ptype_name(ptype)}")
         vtype = _PTYPE[pid]
         if vtype == BYTE_T or vtype == TWO_T or vtype == FOUR_T:
-            ival = value  # OverflowError beyond a C long, like int.to_bytes
+            try:
+                ival = value  # OverflowError beyond a C long, like int.to_bytes
+            except OverflowError:
+                if vtype == BYTE_T:  # the pure twin's bytes((v,)) says ValueError
+                    raise ValueError("bytes must be in range(0, 256)") from None
+                raise
             if vtype == BYTE_T:
                 if ival < 0 or ival > 0xFF:
                     raise ValueError("bytes must be in range(0, 256)")

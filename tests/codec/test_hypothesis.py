@@ -721,6 +721,17 @@ def test_twins_agree_on_out_of_range_fields(twins: tuple[Any, Any], vp: tuple[in
     assert _encode_outcome(cy, pkt, version) == _encode_outcome(py, pkt, version)
 
 
+@pytest.mark.parametrize("value", [-1, 256, 2**63, 2**64])
+def test_twins_agree_on_a_one_byte_property_beyond_a_c_long(
+    twins: tuple[Any, Any], value: int
+) -> None:
+    """Found by the test above: 2**64 as Payload Format Indicator was an OverflowError in
+    the Cython twin (the C conversion) and a ValueError in the pure one."""
+    pkt = Publish("a", b"", 0, properties=Properties(payload_format_indicator=value))
+    for mod in twins:
+        assert _encode_outcome(mod, pkt, 5) == ("error", "ValueError")
+
+
 # --------------------------------------------------------------------------- primitives
 
 
