@@ -370,11 +370,7 @@ class MQTTProtocol(asyncio.Protocol):
         # Small: a read of whole small packets, not the tail of a large one (its message
         # then leaves in the turn's batch, as large messages always do).
         small = size <= SMALL_READ and not self.decoder.buffered
-        # (durable storage: one commit or one gated batch per turn, as before; a cluster's
-        # gate alone only for the connections it holds: BatchedSink.write)
-        flusher.direct = (
-            small and flusher.commit is None and (flusher.gate is None or flusher.gated is not None)
-        )
+        flusher.direct = False
         try:
             try:
                 pkts = self.decoder.feed(data)
@@ -397,6 +393,17 @@ class MQTTProtocol(asyncio.Protocol):
                 pkts = rare.deferred + pkts
                 rare.deferred = None
             if pkts:
+                # A packet that arrived alone: its answers go to the socket at once (the
+                # sink's first write, BatchedSink.write). Several in one small read (a
+                # pipelining client): each sink's writes leave together at end_read, one
+                # send each. (Durable storage: one commit or one gated batch per turn; a
+                # cluster's gate alone only for the connections it holds.)
+                flusher.direct = (
+                    small
+                    and len(pkts) == 1
+                    and flusher.commit is None
+                    and (flusher.gate is None or flusher.gated is not None)
+                )
                 conn.packets_received(pkts)
         finally:
             flusher.end_read(small)
