@@ -63,6 +63,7 @@ FETCH = 512
 LIVE_MAX = 1_000_000  # ids remembered while adopted sessions are replayed
 REPLAYED_MAX = 200_000  # replayed messages remembered for de-duplication (all sessions)
 Q2_MAX = 200_000  # QoS 2 ids remembered to recognise re-sent copies (q2_copy)
+COVER_KEEP = 30.0  # seconds a delivered copy's late original is recognised (q2_copy)
 # A replay into a connected session waits while its queue is this full (of the limit):
 # a whole outage's messages at once would overflow the queue and be dropped, and live
 # messages arriving meanwhile need room too. It stops waiting after ROOM_PATIENCE
@@ -75,6 +76,14 @@ def split_id(mid: str) -> tuple[str, int]:
     """(origin, counter) of an id "origin.counter[/P[/last/dead]]" (see ``q2_copy``)."""
     origin, _, rest = mid.rpartition(".")
     return origin, int(rest.partition("/")[0])
+
+
+def _record_summary(prog: dict[str, Any] | None) -> str:
+    """What the dead node's progress record said, for the adoption's log line."""
+    if prog is None:
+        return "no progress record"
+    held = sum(len(v) for v in (prog.get("held") or {}).values())
+    return f"record of node {prog.get('node')}: last {prog.get('last')}, {held} held"
 
 
 class Journal:
@@ -126,6 +135,10 @@ class Journal:
         # (origin, publisher's client id, packet id) -> counter of the latest QoS 2
         # message of a persistent publisher seen here (q2_copy).
         self.q2: dict[tuple[str, Any, str], int] = {}
+        # The same key -> (base, upper, until) of a copy delivered here while its
+        # original had not come: an original arriving later (from the journal, a replay
+        # pass) with a counter in between is that message again (q2_copy).
+        self.q2_covered: dict[tuple[str, Any, str], tuple[int, float, float]] = {}
         self.subjects: dict[str, bytes] = {}
         self.ack_sub: Any = None
         self.ack_subject = b""  # reply subject prefix of the journal writes (+ batch)
@@ -390,18 +403,43 @@ class Journal:
         q2 = self.q2
         if len(q2) >= Q2_MAX:  # bounded: a copy not recognised is delivered (never lost)
             q2.clear()
+            self.q2_covered.clear()
         pid = parts[1]
         try:
             key = (origin, publisher, pid)
             c = int(parts[0])
-            # What had come before this one (a copy forwarded again by its own node,
+            if len(parts) < 4:
+                # An original. Its copy may have come first: its node's NATS connection
+                # broke after the journal had it but before this node did, and a replay
+                # pass reads it now.
+                covered = self.q2_covered.get(key)
+                if covered is not None:
+                    base, upper, until = covered
+                    if time.monotonic() >= until:
+                        del self.q2_covered[key]
+                    elif base < c < upper:  # one original per copy: used once
+                        del self.q2_covered[key]
+                        self.stats["qos2_copies_dropped"] += 1
+                        return True
+                if q2.get(key, -1) < c:  # the latest (a replay reads older ones too)
+                    q2[key] = c
+                return False
+            # A copy. What had come before it (a copy forwarded again by its own node,
             # progress.resent, names that node: read before noting this one).
-            had = q2.get((parts[3], publisher, pid)) if len(parts) >= 4 else None
-            if q2.get(key, -1) < c:  # the latest (a replay reads older ones too)
+            first = (parts[3], publisher, pid)
+            had = q2.get(first)
+            if q2.get(key, -1) < c:
                 q2[key] = c
-            if had is not None and had > int(parts[2]):
+            base = int(parts[2])
+            if had is not None and had > base:
                 self.stats["qos2_copies_dropped"] += 1
                 return True
+            # Delivered: its original, if it comes later, is dropped. A copy by the
+            # original's own node was made after it (its counter bounds the original's);
+            # a dead node's original may have any counter above base, for a while (the
+            # replay passes: a node back from the dead may reuse the packet id later).
+            upper = c if parts[3] == origin else float("inf")
+            self.q2_covered[first] = (base, upper, time.monotonic() + COVER_KEEP)
             return False
         except ValueError:
             return False
@@ -519,7 +557,12 @@ class Journal:
         self.bp._spawn(self._later(session, prog, state))
         if prog is not None:
             self.bp.progress.carry(cid, prog)
-        log.info("cluster: %d journaled message(s) replayed into session %r", n, cid)
+        log.info(
+            "cluster: %d journaled message(s) replayed into session %r (%s)",
+            n,
+            cid,
+            _record_summary(prog),
+        )
         return n
 
     def after_takeover(self, cid: str, last: dict[str, int], mids: set[str]) -> None:

@@ -507,8 +507,8 @@ def test_node_killed_while_a_nats_server_restarts(prefix: str, tmp_path, qos: in
                 f"{sub.client_id}: sent={total} acked={len(acked)} received={len(got)} "
                 f"dups={dups} lost_acked={len(lost)}"
             )
-            if lost or (dups and qos == 2):  # what the survivors said, for the diagnosis
-                for node in (a, c):
+            if lost or (dups and qos == 2):  # what the nodes said, for the diagnosis
+                for node in nodes:  # the killed one's too: its log file is still there
                     print("=====", node.node_id)
                     print(node.log_text()[-20000:])
             assert not lost, sorted(lost)[:20]
