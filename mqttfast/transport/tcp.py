@@ -7,10 +7,11 @@ whose writes are collected and flushed once per event-loop turn (one
 
 Batching only under load: a small read (a message that arrived alone) is answered at
 once, instead of one loop turn later through ``call_soon`` (issue 17: that turn was the
-largest stage of the latency at low load): the first write to each sink during a small
-read goes straight to the socket (as mosquitto does), later ones to that sink are
-flushed at the end of its ``data_received``. Large reads, and writes made outside a
-read (timers, drained output), keep the once-per-turn flush.
+largest stage of the latency at low load): when the read holds one packet, the first
+write to each sink goes straight to the socket (as mosquitto does), later ones to that
+sink are flushed at the end of its ``data_received``; several packets in a small read
+(a pipelining client) are answered at its end, one send per sink. Large reads, and
+writes made outside a read (timers, drained output), keep the once-per-turn flush.
 
 Durable storage (``commit``, or a strict store's ``gate``) turns both off: its output
 waits for the turn's commit. A cluster's acknowledgement gate (cluster/acks.py) only for
