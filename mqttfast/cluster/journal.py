@@ -529,13 +529,19 @@ class Journal:
             self.live = {}
         self.recording += 1
         installed = self.arrivals
+        progress = self.bp.progress
+        progress.reading.add(cid)  # this node's own record waits for this read
         try:
-            prog = await self.bp.progress.read(cid)
+            prog = await progress.read(cid)
         except Exception as exc:
             log.warning("cluster: progress of session %r not read: %r", cid, exc)
             prog = None
-        if prog is not None and core.sessions.get(cid) is session:
-            self.bp.progress.adopted(session, prog)  # its client's unreleased QoS 2
+        finally:
+            progress.reading.discard(cid)
+        if prog is not None:
+            progress.carry(cid, prog)  # before this node's first record of it
+            if core.sessions.get(cid) is session:
+                progress.adopted(session, prog)  # its client's unreleased QoS 2
         state: dict[str, Any] = {
             "seq": 0,
             "ids": set(),
@@ -555,8 +561,6 @@ class Journal:
             log.warning("cluster: journal of session %r not replayed: %r", cid, exc)
             n = 0
         self.bp._spawn(self._later(session, prog, state))
-        if prog is not None:
-            self.bp.progress.carry(cid, prog)
         log.info(
             "cluster: %d journaled message(s) replayed into session %r (%s)",
             n,
