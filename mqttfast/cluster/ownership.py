@@ -24,6 +24,7 @@ from nats.js.errors import KeyNotFoundError
 from mqttfast.codec.constants import ReasonCode
 from mqttfast.core import wills
 from mqttfast.core.connection import CONNECTED
+from mqttfast.core.message import AWAIT_COMP
 
 from .wire import install_snapshot, message_from_record, session_snapshot
 
@@ -116,6 +117,16 @@ class Ownership:
         self.bp.records.claimed(cid)
         self.bp.stats["sessions_moved_in"] += 1
         snap = json.loads(reply.data)
+        states = [d[5] for d in snap["deliveries"] if d[4]]
+        log.info(
+            "cluster: session %r taken over from node %s: %d in flight (%d waiting for "
+            "PUBCOMP), %d queued",
+            cid,
+            owner,
+            len(states),
+            states.count(AWAIT_COMP),
+            len(snap["deliveries"]) - len(states),
+        )
         if snap.get("jlast") is not None:  # no await since the install
             mids = {d[0]["m"] for d in snap["deliveries"] if "m" in d[0]}
             self.bp.journal.after_takeover(cid, snap["jlast"], mids)

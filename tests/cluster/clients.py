@@ -7,6 +7,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -159,6 +160,30 @@ def count_until(
         got.update(int(m.payload) for m in sub.collect(len(want), timeout=0.2))
     got.update(int(m.payload) for m in sub.quiet(settle))
     return got
+
+
+def assert_arrived(
+    name: str,
+    got: Counter[int],
+    acked: set[int],
+    total: int,
+    exactly_once: bool,
+    diagnose: Callable[[], None] | None = None,
+) -> None:
+    """Every acknowledged number is in ``got`` (and, with QoS 2 end to end, once
+    [MQTT-4.3.3]). The counts are printed either way (the failure tests' record);
+    ``diagnose`` runs before a failing assertion (what the nodes said)."""
+    lost = acked - set(got)
+    dups = sorted(k for k, v in got.items() if v > 1)
+    print(
+        f"{name}: sent={total} acked={len(acked)} received={len(got)} "
+        f"dups={sum(got[k] - 1 for k in dups)} lost_acked={len(lost)}"
+    )
+    if diagnose is not None and (lost or (exactly_once and dups)):
+        diagnose()
+    assert not lost, sorted(lost)[:20]
+    if exactly_once:
+        assert not dups, dups[:20]
 
 
 def sync(sub: Client, pub: Client, timeout: float = 10.0) -> None:

@@ -18,7 +18,7 @@ from mqttfast.codec.packets import Pubcomp, Pubrel
 from tests.helpers.broker import free_port
 from tests.helpers.rawclient import RawClient
 
-from .clients import Client, count_until, stop_loop, sync
+from .clients import Client, assert_arrived, count_until, stop_loop, sync
 from .conftest import Cluster, NatsServer, Node
 from .haproxy import Haproxy
 
@@ -110,17 +110,8 @@ def test_kill_9_node_under_qos1_load(three_nodes, cluster: Cluster, qos: int) ->
         while time.monotonic() < deadline and len(pub.acked) < total:
             time.sleep(0.2)
         acked = set(pub.acked)
-        received = [count_until(s, acked) for s in subs]
-        for got in received:
-            lost = acked - set(got)
-            dups = sum(v - 1 for v in got.values())
-            print(
-                f"sent={total} acked={len(acked)} received={len(got)} dups={dups} "
-                f"lost_acked={len(lost)}"
-            )
-            assert not lost, sorted(lost)[:20]
-            if qos == 2:  # [MQTT-4.3.3]: exactly once, across the kill too
-                assert not dups, sorted(k for k, v in got.items() if v > 1)[:20]
+        for s in subs:  # with QoS 2: exactly once, across the kill too
+            assert_arrived(s.client_id, count_until(s, acked), acked, total, qos == 2)
         assert len(acked) == total  # paho re-sent what was not acknowledged
         assert not victim.running()  # it really died mid-stream
         pub.close()
@@ -399,18 +390,14 @@ def test_nats_server_restart_in_three_server_nats_cluster(
         # What nats-server could not route to the subscriber's node while its routes
         # came back is delivered from the journal by the catch-up's later passes (1 s
         # and 11 s after the interest is known: journal.LATER_PASSES).
-        acked = pub.acked
-        got = count_until(sub, acked)
-        dups = sum(v - 1 for v in got.values())
-        print(
-            f"sent={total} acked={len(acked)} received={len(got)} dups={dups} "
-            f"lost_acked={len(acked - set(got))}"
-        )
-        if acked - set(got):  # what the nodes said, for the diagnosis
-            print("lost:", sorted(acked - set(got))[:10], "...", sorted(acked - set(got))[-5:])
+        acked = set(pub.acked)
+
+        def what_the_nodes_said() -> None:
             for node in nodes:
                 print(node.node_id, node.log_text())
-        assert not (acked - set(got))
+
+        got = count_until(sub, acked)
+        assert_arrived(sub.client_id, got, acked, total, False, what_the_nodes_said)
         assert len(acked) == total
         # JetStream (R3) still answers: a retained message and a takeover across nodes.
         probe.publish("r3/retained", b"kept", qos=1, retain=True)
@@ -499,21 +486,15 @@ def test_node_killed_while_a_nats_server_restarts(prefix: str, tmp_path, qos: in
         while time.monotonic() < deadline and len(pub.acked) < total:
             time.sleep(0.2)
         acked = set(pub.acked)
+
+        def what_the_nodes_said() -> None:
+            for node in nodes:  # the killed one's too: its log file is still there
+                print("=====", node.node_id)
+                print(node.log_text()[-20000:])
+
         for sub in subs:
             got = count_until(sub, acked)
-            lost = acked - set(got)
-            dups = sum(v - 1 for v in got.values())
-            print(
-                f"{sub.client_id}: sent={total} acked={len(acked)} received={len(got)} "
-                f"dups={dups} lost_acked={len(lost)}"
-            )
-            if lost or (dups and qos == 2):  # what the nodes said, for the diagnosis
-                for node in nodes:  # the killed one's too: its log file is still there
-                    print("=====", node.node_id)
-                    print(node.log_text()[-20000:])
-            assert not lost, sorted(lost)[:20]
-            if qos == 2:
-                assert not dups, sorted(k for k, v in got.items() if v > 1)[:20]
+            assert_arrived(sub.client_id, got, acked, total, qos == 2, what_the_nodes_said)
         assert len(acked) == total
         pub.close()
         for sub in subs:

@@ -14,7 +14,7 @@ from collections import Counter
 
 import pytest
 
-from .clients import Client, count_until, stop_loop, sync
+from .clients import Client, assert_arrived, count_until, stop_loop, sync
 from .conftest import Cluster
 from .haproxy import Haproxy
 from .test_failure import CountingPublisher
@@ -71,13 +71,7 @@ def test_subscribers_node_killed_under_qos1_load_loses_no_acknowledged_message(
         acked = set(pub.acked)
         for s, g in zip(subs, got, strict=True):
             g.update(count_until(s, acked))
-            lost = acked - set(g)
-            dups = sum(v - 1 for v in g.values())
-            print(
-                f"{s.client_id}: sent={total} acked={len(acked)} received={len(g)} "
-                f"dups={dups} lost_acked={len(lost)}"
-            )
-            assert not lost, sorted(lost)[:20]
+            assert_arrived(s.client_id, g, acked, total, False)  # QoS 1: duplicates allowed
         assert len(acked) == total
         assert not b.running()
         pub.close()
@@ -125,21 +119,14 @@ def test_subscribers_node_killed_under_qos2_load_no_loss_no_duplicate(
         while time.monotonic() < deadline and len(pub.acked) < total:
             time.sleep(0.2)
         acked = set(pub.acked)
+
+        def what_the_survivors_said() -> None:
+            for node in (a, _c):
+                print(node.node_id, [ln for ln in node.log_text().splitlines() if "cluster" in ln])
+
         for s in subs:
             g = count_until(s, acked)
-            lost = acked - set(g)
-            dups = {k: v for k, v in g.items() if v > 1}
-            print(
-                f"{s.client_id}: sent={total} acked={len(acked)} received={len(g)} "
-                f"dups={sum(v - 1 for v in dups.values())} lost_acked={len(lost)}"
-            )
-            if lost or dups:  # what the survivors said, for the diagnosis
-                for node in (a, _c):
-                    print(
-                        node.node_id, [ln for ln in node.log_text().splitlines() if "cluster" in ln]
-                    )
-            assert not lost, sorted(lost)[:20]
-            assert not dups, sorted(dups)[:20]
+            assert_arrived(s.client_id, g, acked, total, True, what_the_survivors_said)
         assert len(acked) == total
         assert not b.running()
         pub.close()
