@@ -129,7 +129,12 @@ class Client:
         try:
             self.c.disconnect()
         finally:
-            self.c.loop_stop()
+            try:
+                self.c.loop_stop()
+            except AttributeError:
+                # paho's network thread ended (and cleared ``_thread``) between
+                # loop_stop's check and its join: stopped either way.
+                pass
 
 
 def stop_loop(c: mqtt.Client) -> None:
