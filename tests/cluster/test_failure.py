@@ -4,7 +4,6 @@ coming back. Counts (sent, acknowledged, received, duplicates) are asserted."""
 from __future__ import annotations
 
 import re
-import signal
 import subprocess
 import threading
 import time
@@ -184,8 +183,7 @@ def test_puback_waits_until_nats_server_has_the_message(
     remote.subscribe("held/#", qos=1)
     pub = Client(a.port)
     sync(remote, pub)
-    assert nats_server.proc is not None
-    nats_server.proc.send_signal(signal.SIGSTOP)
+    nats_server.freeze()
     try:
         first = pub.c.publish("held/x", b"1", qos=1)
         second = pub.c.publish("local-only/x", b"2", qos=1)
@@ -197,7 +195,7 @@ def test_puback_waits_until_nats_server_has_the_message(
             second.wait_for_publish(5)
             assert first.is_published() and second.is_published()
     finally:
-        nats_server.proc.send_signal(signal.SIGCONT)
+        nats_server.thaw()
     first.wait_for_publish(10)
     second.wait_for_publish(10)
     assert first.is_published() and second.is_published()
@@ -234,8 +232,7 @@ def test_only_a_connection_whose_ack_waits_is_held(
         other.publish("local/warm", b"w", qos=1)
         time.sleep(0.2)
     local.collect(100, timeout=0.3)
-    assert nats_server.proc is not None
-    nats_server.proc.send_signal(signal.SIGSTOP)
+    nats_server.freeze()
     try:
         first = pub.c.publish("held/x", b"1", qos=1)
         pub.c.publish("local/from-held", b"q0", qos=0)
@@ -247,19 +244,9 @@ def test_only_a_connection_whose_ack_waits_is_held(
         assert sorted(m.payload for m in got) == [b"2", b"q0"]
         assert time.monotonic() - start < 1.0
         time.sleep(0.3)
-        # Still waiting for nats-server. (Failed once in ~40 CI runs, cause not found:
-        # what node a said and counted, for the next time.)
-        assert not first.is_published(), (
-            "\n".join(
-                line
-                for line in _metrics(mport).splitlines()
-                if line.startswith("mqttfast_cluster_")
-            )
-            + "\n"
-            + a.log_text()[-3000:]
-        )
+        assert not first.is_published()  # still waiting for nats-server
     finally:
-        nats_server.proc.send_signal(signal.SIGCONT)
+        nats_server.thaw()
     first.wait_for_publish(10)
     assert first.is_published()
     assert remote.get(10).payload == b"1"

@@ -49,7 +49,7 @@ def test_a_qos2_forward_lost_with_the_nats_connection_is_forwarded_again(
     assert [m.payload for m in sub.collect(1, timeout=5)] == [b"before"]
     proc = nats_server.proc
     assert proc is not None
-    proc.send_signal(signal.SIGSTOP)
+    nats_server.freeze()
     try:
         pub.send_packet(Publish(topic="q2b/x", payload=b"held", qos=2, packet_id=2))
         pub.expect_no_packet(0.5)  # the PUBREC waits for nats-server
