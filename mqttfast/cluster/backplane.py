@@ -364,6 +364,7 @@ class ClusterRouter(LocalRouter):
         session.subscriptions = EMPTY_SUBSCRIPTIONS
         self.bp.journal.local(session)
         self.bp.journal.floors.pop(session.client_id, None)
+        self.bp.journal.catching.pop(session.client_id, None)
 
 
 class Backplane:

@@ -132,6 +132,11 @@ class Journal:
         # client id -> the ids its previous node had seen when it gave the session up
         # (after_takeover): passed on if it moves again (given_up).
         self.floors: dict[str, dict[str, int]] = {}
+        # client id -> the state of its take-over catch-up while the first journal read
+        # has not run: if the session moves on before, given_up hands on the floor it
+        # came with and the ids it got since, not this node's ``last`` (which counts
+        # messages that reached this node before the session was installed here).
+        self.catching: dict[str, dict[str, Any]] = {}
         # (origin, publisher's client id, packet id) -> counter of the latest QoS 2
         # message of a persistent publisher seen here (q2_copy).
         self.q2: dict[tuple[str, Any, str], int] = {}
@@ -569,41 +574,63 @@ class Journal:
         )
         return n
 
-    def after_takeover(self, cid: str, last: dict[str, int], mids: set[str]) -> None:
+    def after_takeover(self, cid: str, handed: dict[str, Any], mids: set[str]) -> None:
         """A persistent session taken over from a live node was just installed here (no
         await since). Journaled messages for it that the other node had not seen when
-        it gave the session up (``last``), and that reached this node before the
-        install (the session's subscriptions were not here yet), are read from the
-        journal; those reaching it from now on went to the session live; ``mids`` came
-        in the snapshot."""
+        it gave the session up (``handed``, from given_up), and that reached this node
+        before the install (the session's subscriptions were not here yet), are read
+        from the journal; those reaching it from now on went to the session live;
+        ``mids`` came in the snapshot."""
         session = self.bp.core.sessions.get(cid)
         if not self.on or session is None or not self._subjects(session):
             return
         if self.live is None:
             self.live = {}
         self.recording += 1
+        last = handed["jlast"]
+        start = time.time() - 2.0
+        if handed.get("jstart"):  # its last node had not read what crossed its take-over
+            start = min(start, float(handed["jstart"]))
         state: dict[str, Any] = {
             "seq": 0,
-            "ids": set(mids),
-            "start": time.time() - 2.0,
+            "ids": set(mids).union(handed.get("jids", ())),
+            "start": start,
             "installed": self.arrivals,
         }
         self.floors[cid] = last
+        self.catching[cid] = state
         self.bp._spawn(self._taken(session, {"last": last}, state))
 
-    def given_up(self, cid: str) -> dict[str, int]:
-        """(ownership.give_up) What counts as seen for session ``cid`` when it leaves:
-        this node's ids, and those of the node it was taken from (its messages came
-        here in that snapshot, not from NATS)."""
+    def given_up(self, cid: str) -> dict[str, Any]:
+        """(ownership.give_up) What counts as seen for session ``cid`` when it leaves
+        (the snapshot's ``jlast``): this node's ids, and those of the node it was taken
+        from (its messages came here in that snapshot, not from NATS). If the journal
+        read of that take-over has not run yet, this node's ids would count what reached
+        it before the install as seen: the old floor goes on instead, with the ids the
+        session got here (``jids``) and where the read starts (``jstart``)."""
+        floor = self.floors.pop(cid, {})
+        state = self.catching.pop(cid, None)
+        if state is not None:
+            ids = set(state["ids"])
+            live = self.live
+            if live is not None:  # what reached the session live since its install
+                installed = state["installed"]
+                ids.update(mid for mid, n in live.items() if n > installed)
+            return {"jlast": dict(floor), "jids": sorted(ids), "jstart": state["start"]}
         seen = dict(self.last)
-        for origin, c in self.floors.pop(cid, {}).items():
+        for origin, c in floor.items():
             if c > seen.get(origin, 0):
                 seen[origin] = c
-        return seen
+        return {"jlast": seen}
 
     async def _taken(self, session: Any, prog: Any, state: dict[str, Any]) -> None:
+        cid = session.client_id
         try:
-            n = await self._pass(session, prog, state, state["start"])
+            try:
+                n = await self._pass(session, prog, state, state["start"])
+            finally:
+                if self.catching.get(cid) is state:
+                    del self.catching[cid]
             if n:
                 log.info(
                     "cluster: %d journaled message(s) that crossed the take-over of %r "

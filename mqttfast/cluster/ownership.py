@@ -129,7 +129,7 @@ class Ownership:
         )
         if snap.get("jlast") is not None:  # no await since the install
             mids = {d[0]["m"] for d in snap["deliveries"] if "m" in d[0]}
-            self.bp.journal.after_takeover(cid, snap["jlast"], mids)
+            self.bp.journal.after_takeover(cid, snap, mids)
         return True
 
     async def own_after(self, cid: str, dead: str) -> None:
@@ -188,7 +188,7 @@ class Ownership:
         # The client resumes elsewhere: a delayed will is cancelled as by a resume.
         wills.cancel_pending(core, session)
         # The journal ids this node had seen (journal.after_takeover), for a durable one.
-        jlast = {"jlast": self.bp.journal.given_up(cid)} if session.expiry_interval else None
+        jlast = self.bp.journal.given_up(cid) if session.expiry_interval else None
         data = session_snapshot(session, now, jlast)
         # Moved to the client's new node: nothing of it is delivered or stored here.
         session.inflight = {}

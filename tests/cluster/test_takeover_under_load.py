@@ -4,10 +4,10 @@ keeps publishing: every acknowledged message reaches it exactly once [MQTT-4.3.3
 The old node hands the session's queue over in the take-over's reply; what it routes
 while the reply is on its way reaches the new node before the session is installed there,
 and the new node reads those messages from the journal (journal.after_takeover, and its
-later passes 1 s and 11 s after). Moves ~0.7 s apart here. Known limit (docs/cluster.md):
-a session that moves again within ~0.1 s, before the first of those reads ran, can lose
-what crossed the first take-over (moving every 250 messages without the pause here, ~0.1 s
-apart: 1 to 79 of 3,000 lost in 7 of 7 runs; ~0.2 s apart: none in 3 runs).
+later passes 1 s and 11 s after). Moves ~0.7 s apart, and ~0.1 s apart: then the session
+often moves on before that read ran, and the node it moves to reads them (the old node
+hands on the ids it came with and those the session got since, journal.given_up; before
+that, 1 to 79 of 3,000 were lost in 7 of 7 runs).
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ from .test_failure import Qos2Publisher
 pytestmark = pytest.mark.timeout(120)
 
 
+@pytest.mark.parametrize("every, pause", [(750, 0.5), (250, 0.0)], ids=["slow", "fast"])
 def test_qos2_subscriber_moving_between_nodes_under_load_gets_each_message_once(
-    cluster: Cluster,
+    cluster: Cluster, every: int, pause: float
 ) -> None:
     a, b = cluster.add(), cluster.add()
     other = Client(b.port)  # on b: a forwards every message to b
@@ -38,19 +39,19 @@ def test_qos2_subscriber_moving_between_nodes_under_load_gets_each_message_once(
     total, moves = 3000, 0
     for n in range(total):
         pub.publish("tk/x", n)
-        if n % 750 == 375:  # a take-over while the publisher's messages flow
+        if n % every == every // 2:  # a take-over while the publisher's messages flow
             stop_loop(sub.c)
             sub.connect(b.port if sub.port == a.port else a.port)
             assert sub.session_present
             moves += 1
-            time.sleep(0.5)  # moves ~0.7 s apart (the limit is about 0.1 s: docstring)
+            time.sleep(pause)
         if n % 50 == 0:
             time.sleep(0.01)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and len(pub.acked) < total:
         time.sleep(0.2)
     acked = set(pub.acked)
-    assert len(acked) == total and moves == 4
+    assert len(acked) == total and moves == total // every
 
     def what_the_nodes_said() -> None:
         for node in (a, b):
