@@ -489,6 +489,25 @@ class Backplane:
         if self._event is not None:
             self._event.set()
 
+    async def written(self, timeout: float) -> None:
+        """Until what was routed so far is written to the NATS connection (the sender's
+        batch in progress and the outbox), or ``timeout`` s. A reply sent after this
+        (a take-over's snapshot, with the messages queued for the session) must not
+        overtake messages the snapshot holds: the new node would install it, then get
+        them again live. The sender may be waiting for the socket (drain) while
+        nats-py writes a reply straight away."""
+        acks = self.acks
+        if self.outbox:
+            target = acks.batch_no  # the sender's next batch takes the outbox
+            self.wake()
+        elif self.sending:
+            target = acks.batch_no - 1
+        else:
+            return
+        deadline = time.monotonic() + timeout
+        while acks.sent < target and self.nc is not None and time.monotonic() < deadline:
+            await asyncio.sleep(0.002)
+
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self.tasks.append(task)

@@ -38,6 +38,9 @@ CLAIM_TIMEOUT = 3.0  # seconds a CONNECT waits for the previous owner of its cli
 # message in about 1 run of 4; not understood yet, so one try again.)
 TAKE_TRY = CLAIM_TIMEOUT
 GIVEN_KEEP = 10.0  # seconds a given-up snapshot is kept for a re-sent take request
+# Seconds a snapshot reply waits for the messages routed before it to be written to NATS
+# (Backplane.written), well within the taker's TAKE_TRY.
+REPLY_WAIT = 1.5
 LIVE = b"live"  # a reclaim's answer: the client is connected on the answering node
 
 
@@ -166,6 +169,8 @@ class Ownership:
             when, data = given[(cid, node)]
             if now - when > GIVEN_KEEP:
                 data = b""
+        if len(data) > 1:  # the messages the snapshot holds leave first (bounded wait)
+            await self.bp.written(REPLY_WAIT)
         await m.respond(data)
 
     def give_up(self, cid: str, will: bool = True) -> bytes:
@@ -225,7 +230,9 @@ class Ownership:
             await m.respond(LIVE)
         else:
             log.info("cluster: session %r goes back to the node holding its client", cid)
-            await m.respond(self.give_up(cid))
+            data = self.give_up(cid)
+            await self.bp.written(REPLY_WAIT)  # as on_take
+            await m.respond(data)
 
     async def hand_over(self, cid: str, node: str, closing: bool = False) -> tuple[int, int]:
         """``node`` holds the session of ``cid``: the copy here ends (its live connection

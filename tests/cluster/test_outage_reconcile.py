@@ -36,7 +36,9 @@ RECONCILED = re.compile(
 class Relay:
     """127.0.0.1:port -> 127.0.0.1:target, byte for byte. ``cut()`` closes every relayed
     connection and refuses new ones (the node sees its NATS connection drop, nats-server
-    sees the node go); ``mend()`` listens again on the same port."""
+    sees the node go); ``mend()`` listens again on the same port. ``upstream`` cleared:
+    what the node writes is not read (its socket buffers fill, its writes wait), what
+    nats-server sends still reaches it."""
 
     def __init__(self, target: int) -> None:
         self.target = target
@@ -44,6 +46,8 @@ class Relay:
         self.listener: socket.socket | None = None
         self.socks: list[socket.socket] = []
         self.lock = threading.Lock()
+        self.upstream = threading.Event()
+        self.upstream.set()
 
     @property
     def url(self) -> str:
@@ -72,13 +76,16 @@ class Relay:
                 continue
             with self.lock:
                 self.socks += [down, up]
-            for a, b in ((down, up), (up, down)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+            for a, b, gate in ((down, up, self.upstream), (up, down, None)):
+                threading.Thread(target=self._pump, args=(a, b, gate), daemon=True).start()
 
     @staticmethod
-    def _pump(a: socket.socket, b: socket.socket) -> None:
+    def _pump(a: socket.socket, b: socket.socket, gate: threading.Event | None) -> None:
         try:
-            while data := a.recv(65536):
+            while gate is None or gate.wait(30):
+                data = a.recv(65536)
+                if not data:
+                    break
                 b.sendall(data)
         except OSError:
             pass
