@@ -58,6 +58,13 @@ class CountingPublisher:
         info = self.c.publish(topic, str(n).encode(), qos=1)
         self.mid_to_n[info.mid] = n
 
+    def wait_acked(self, total: int, timeout: float = 60.0) -> set[int]:
+        """The numbers acknowledged once all ``total`` are, or ``timeout`` s passed."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and len(self.acked) < total:
+            time.sleep(0.2)
+        return set(self.acked)
+
     def close(self) -> None:
         self.c.disconnect()
         self.c.loop_stop()
@@ -105,10 +112,7 @@ def test_kill_9_node_under_qos1_load(three_nodes, cluster: Cluster, qos: int) ->
                 victim.kill()  # SIGKILL
             if n % 50 == 0:
                 time.sleep(0.01)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and len(pub.acked) < total:
-            time.sleep(0.2)
-        acked = set(pub.acked)
+        acked = pub.wait_acked(total)
         for s in subs:  # with QoS 2: exactly once, across the kill too
             assert_arrived(s.client_id, count_until(s, acked), acked, total, qos == 2)
         assert len(acked) == total  # paho re-sent what was not acknowledged
@@ -371,13 +375,10 @@ def test_nats_server_restart_in_three_server_nats_cluster(
                 servers[restarted].start()
             if n % 50 == 0:
                 time.sleep(0.01)
-        deadline = time.monotonic() + 40
-        while time.monotonic() < deadline and len(pub.acked) < total:
-            time.sleep(0.2)
+        acked = pub.wait_acked(total, 40.0)
         # What nats-server could not route to the subscriber's node while its routes
         # came back is delivered from the journal by the catch-up's later passes (1 s
         # and 11 s after the interest is known: journal.LATER_PASSES).
-        acked = set(pub.acked)
 
         def what_the_nodes_said() -> None:
             for node in nodes:
@@ -469,10 +470,7 @@ def test_node_killed_while_a_nats_server_restarts(prefix: str, tmp_path, qos: in
                 servers[0].start()
             if n % 50 == 0:
                 time.sleep(0.01)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and len(pub.acked) < total:
-            time.sleep(0.2)
-        acked = set(pub.acked)
+        acked = pub.wait_acked(total)
 
         def what_the_nodes_said() -> None:
             for node in nodes:  # the killed one's too: its log file is still there

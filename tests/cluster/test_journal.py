@@ -17,7 +17,7 @@ import pytest
 from .clients import Client, assert_arrived, count_until, stop_loop, sync
 from .conftest import Cluster
 from .haproxy import Haproxy
-from .test_failure import CountingPublisher
+from .test_failure import CountingPublisher, Qos2Publisher
 
 
 def _reconnect(sub: Client, port: int) -> None:
@@ -65,10 +65,7 @@ def test_subscribers_node_killed_under_qos1_load_loses_no_acknowledged_message(
                     assert s.session_present, "the survivor adopted the session"
             if n % 50 == 0:
                 time.sleep(0.01)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and len(pub.acked) < total:
-            time.sleep(0.2)
-        acked = set(pub.acked)
+        acked = pub.wait_acked(total)
         for s, g in zip(subs, got, strict=True):
             g.update(count_until(s, acked))
             assert_arrived(s.client_id, g, acked, total, False)  # QoS 1: duplicates allowed
@@ -85,12 +82,6 @@ def test_subscribers_node_killed_under_qos1_load_loses_no_acknowledged_message(
         front.stop()
 
 
-class _Qos2Publisher(CountingPublisher):
-    def publish(self, topic: str, n: int) -> None:
-        info = self.c.publish(topic, str(n).encode(), qos=2)
-        self.mid_to_n[info.mid] = n
-
-
 @pytest.mark.timeout(150)
 def test_subscribers_node_killed_under_qos2_load_no_loss_no_duplicate(
     three_nodes, cluster: Cluster
@@ -104,7 +95,7 @@ def test_subscribers_node_killed_under_qos2_load_no_loss_no_duplicate(
     front = Haproxy([n.port for n in three_nodes]).start()
     try:
         subs = _durable_subscribers(a, b, "jq2sub", "jq2/#", 2)
-        pub = _Qos2Publisher(a.port, "jq2pub")
+        pub = Qos2Publisher(a.port, "jq2pub")
         total = 3000
         for n in range(total):
             pub.publish("jq2/x", n)
@@ -115,10 +106,7 @@ def test_subscribers_node_killed_under_qos2_load_no_loss_no_duplicate(
                     assert s.session_present
             if n % 50 == 0:
                 time.sleep(0.01)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and len(pub.acked) < total:
-            time.sleep(0.2)
-        acked = set(pub.acked)
+        acked = pub.wait_acked(total)
 
         def what_the_survivors_said() -> None:
             for node in (a, _c):
