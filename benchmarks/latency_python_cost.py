@@ -75,21 +75,33 @@ class StubTransport:
         pass
 
 
-def connect(broker: BrokerCore, flusher: Flusher, client_id: str) -> MQTTProtocol:
+def connect(
+    broker: BrokerCore, flusher: Flusher, client_id: str, transport: StubTransport
+) -> MQTTProtocol:
     proto = MQTTProtocol(broker, flusher)
-    proto.connection_made(StubTransport())  # type: ignore[arg-type]
+    proto.connection_made(transport)  # type: ignore[arg-type]
     proto.data_received(encode(Connect(client_id=client_id, keep_alive=60), 4))
     return proto
 
 
-async def measure(mode: str, stage: str, count: int) -> list[int]:
+def bench_pairs(
+    qos: int, transport: type[StubTransport] = StubTransport
+) -> tuple[BrokerCore, Flusher, list[MQTTProtocol], list[MQTTProtocol]]:
+    """A default BrokerCore with 4 publisher/subscriber pairs on ``bench/pair/<i>`` (as
+    in the latency cell), subscribed at ``qos``, over stub transports (a running loop:
+    the Flusher's)."""
     broker = BrokerCore()
     flusher = Flusher(asyncio.get_running_loop())
     pubs, subs = [], []
     for i in range(4):
-        subs.append(connect(broker, flusher, f"s{i}"))
-        pubs.append(connect(broker, flusher, f"p{i}"))
-        subs[i].data_received(encode(Subscribe(1, [Subscription(f"bench/pair/{i}", 0)]), 4))
+        subs.append(connect(broker, flusher, f"s{i}", transport()))
+        pubs.append(connect(broker, flusher, f"p{i}", transport()))
+        subs[i].data_received(encode(Subscribe(1, [Subscription(f"bench/pair/{i}", qos)]), 4))
+    return broker, flusher, pubs, subs
+
+
+async def measure(mode: str, stage: str, count: int) -> list[int]:
+    broker, flusher, pubs, subs = bench_pairs(0)
     await asyncio.sleep(0.01)
     datas = [encode(Publish(f"bench/pair/{i}", bytes(64), 0), 4) for i in range(4)]
     trash = bytearray(2 << 20)

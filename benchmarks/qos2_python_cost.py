@@ -22,20 +22,15 @@ import time
 from typing import Any
 
 import uvloop
-from latency_python_cost import StubTransport
+from latency_python_cost import StubTransport, bench_pairs
 
 from mqttfast.codec import Decoder, encode
 from mqttfast.codec.packets import (
-    Connect,
     Pubcomp,
     Publish,
     Pubrec,
     Pubrel,
-    Subscribe,
-    Subscription,
 )
-from mqttfast.core.broker import BrokerCore
-from mqttfast.transport.tcp import Flusher, MQTTProtocol
 
 
 class Recording(StubTransport):
@@ -54,21 +49,8 @@ class Recording(StubTransport):
         self.data.append(b"".join(parts))
 
 
-def connect(broker: BrokerCore, flusher: Flusher, client_id: str) -> MQTTProtocol:
-    proto = MQTTProtocol(broker, flusher)
-    proto.connection_made(Recording())  # type: ignore[arg-type]
-    proto.data_received(encode(Connect(client_id=client_id, keep_alive=60), 4))
-    return proto
-
-
 async def measure(count: int, profile: bool) -> None:
-    broker = BrokerCore()
-    flusher = Flusher(asyncio.get_running_loop())
-    pubs, subs = [], []
-    for i in range(4):
-        subs.append(connect(broker, flusher, f"s{i}"))
-        pubs.append(connect(broker, flusher, f"p{i}"))
-        subs[i].data_received(encode(Subscribe(1, [Subscription(f"bench/pair/{i}", 2)]), 4))
+    _broker, flusher, pubs, subs = bench_pairs(2, Recording)
     await asyncio.sleep(0.01)
     decoders = [Decoder(4, 1 << 20) for _ in range(4)]
     for s in subs:
