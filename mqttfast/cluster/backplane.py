@@ -651,15 +651,28 @@ class Backplane:
         self.inbound.take_reads(nc)
         self.nc, self.nc_shared, self.js, self.kv = nc, shared, js, kv
         self.wills.kv = wills_kv
-        await self.records.attach(js, self.cfg.replicas)
-        await self.journal.attach(nc, js, self.cfg.replicas, self.records.kv)
-        await self.progress.attach(js, self.cfg.replicas)
-        # Interest held before NATS was reachable (a restart, or an outage at start).
-        for subject in self.interest:
-            await self._subscribe_interest(nc, subject)
-        for key in self.shares:
-            await self._share_subscribe(key)
-        await self._mirror_retained()
+        try:
+            await self.records.attach(js, self.cfg.replicas)
+            await self.journal.attach(nc, js, self.cfg.replicas, self.records.kv)
+            await self.progress.attach(js, self.cfg.replicas)
+            # Interest held before NATS was reachable (a restart, or an outage at start).
+            for subject in self.interest:
+                await self._subscribe_interest(nc, subject)
+            for key in self.shares:
+                await self._share_subscribe(key)
+            await self._mirror_retained()
+        except Exception:
+            # Not half connected: with ``nc`` set the retry loop (_connect_later) ended,
+            # and the node stayed "not connected" for good (CONNECTs never asked the
+            # cluster for their sessions). Seen once: "stream not found" from a NATS
+            # cluster still electing its JetStream leader.
+            self.nc = self.nc_shared = self.js = self.kv = None
+            self.wills.kv = None
+            self.subs.clear()
+            self.inbound.sids.clear()
+            await nc.close()
+            await shared.close()
+            raise
         self.connected = True
         await self._announce_full()
         self.wake()

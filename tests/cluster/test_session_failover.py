@@ -16,6 +16,7 @@ import pytest
 from mqttfast.cluster.backplane import _token
 
 from .clients import Client, stop_loop, sync
+from .conftest import Cluster
 from .haproxy import Haproxy
 from .test_failure import _node_of
 
@@ -311,3 +312,45 @@ def test_messages_kept_on_disk_follow_a_session_adopted_while_its_node_was_down(
     assert back.quiet(0.5) == []
     back.close()
     pub.close()
+
+
+def _js(cluster: Cluster, action: str, name: str, subject: str = "") -> None:
+    """Add (``subject``) or delete a JetStream stream, as an operator would."""
+
+    async def run() -> None:
+        nc = await nats.connect(cluster.servers)
+        try:
+            js = nc.jetstream()
+            if action == "add":
+                await js.add_stream(name=name, subjects=[subject])
+            else:
+                await js.delete_stream(name)
+        finally:
+            await nc.close()
+
+    asyncio.run(run())
+
+
+@pytest.mark.timeout(60)
+def test_a_node_whose_jetstream_setup_failed_half_way_retries_until_it_succeeds(
+    cluster: Cluster,
+) -> None:
+    """A node whose connection to NATS worked but whose JetStream setup failed after
+    its first steps (here: the journal's subjects taken by another stream; seen in a
+    run of the combined failure test: "stream not found" while a NATS cluster elected
+    its JetStream leader) serves local clients and keeps retrying, as when NATS is
+    unreachable. It stayed half connected
+    before: never retried, and a persistent client reconnecting there got a new session
+    instead of its own from another node."""
+    _js(cluster, "add", "BLOCKER", f"_mqttfast.{cluster.prefix}.jnl.>")
+    a = cluster.add()
+    a.wait_for_log("unreachable", timeout=10)
+    _js(cluster, "delete", "BLOCKER")
+    a.wait_for_log("NATS reachable again", timeout=15)
+    b = cluster.add()
+    sub = Client(b.port, client_id="half-sub", clean=False)
+    sub.subscribe("half/#", qos=1)
+    sub.close()
+    back = Client(a.port, client_id="half-sub", clean=False)
+    assert back.session_present  # taken over from node b
+    back.close()
