@@ -469,15 +469,13 @@ class Journal:
         out = b"HPUB %s %s %d %d\r\n%s%s\r\n" % (subject, reply, n, total, hdr, msg.payload)
         self.stats["journal_writes"] += 1
         if core is not None:
-            out += b"HPUB %s %d %d\r\n%s%s\r\n" % (core, n, total, hdr, msg.payload)
+            out += _hpub(core, hdr, msg.payload)
         return out
 
     def core_line(self, msg: Any, now: float, core: bytes) -> bytes:
         """The core NATS copy of a message with an id that is not journaled (QoS 2 of a
         persistent publisher nobody durable wants: its id is for ``q2_copy``)."""
-        hdr = self.header_block(msg, now)
-        n = len(hdr)
-        return b"HPUB %s %d %d\r\n%s%s\r\n" % (core, n, n + len(msg.payload), hdr, msg.payload)
+        return _hpub(core, self.header_block(msg, now), msg.payload)
 
     # -- wiring ---------------------------------------------------------------------
 
@@ -873,6 +871,12 @@ class Journal:
         if pid > session.next_pid:
             session.next_pid = pid
         return True
+
+
+def _hpub(subject: bytes, hdr: bytes, payload: bytes) -> bytes:
+    """A core NATS HPUB (no reply subject) of ``payload`` with header block ``hdr``."""
+    n = len(hdr)
+    return b"HPUB %s %d %d\r\n%s%s\r\n" % (subject, n, n + len(payload), hdr, payload)
 
 
 def _publisher(h: dict[str, str]) -> Any:

@@ -113,13 +113,13 @@ class Ownership:
         if reply.data == b"-":
             return False
         try:
-            install_snapshot(self.bp.core, cid, reply.data)
+            snap = json.loads(reply.data)
+            install_snapshot(self.bp.core, cid, snap)
         except Exception:  # a bug: said loudly, the CONNECT goes on with a new session
             log.exception("cluster: session %r from node %s not installed", cid, owner)
             return False
         self.bp.records.claimed(cid)
         self.bp.stats["sessions_moved_in"] += 1
-        snap = json.loads(reply.data)
         states = [d[5] for d in snap["deliveries"] if d[4]]
         log.info(
             "cluster: session %r taken over from node %s: %d in flight (%d waiting for "

@@ -193,9 +193,8 @@ def session_snapshot(session: Any, now: float, extra: dict[str, Any] | None = No
     ).encode()
 
 
-def install_snapshot(broker: Any, client_id: str, data: bytes) -> Any:
-    """Recreate a session from a snapshot in this node's core; returns it."""
-    snap = json.loads(data)
+def install_snapshot(broker: Any, client_id: str, snap: dict[str, Any]) -> Any:
+    """Recreate a session from a (parsed) snapshot in this node's core; returns it."""
     now = broker.clock()
     old = broker.sessions.get(client_id)
     if old is not None:
