@@ -233,6 +233,25 @@ class ClusterRouter(LocalRouter):
         finally:
             self.retain_available = saved
 
+    def deliver_except(self, msg: Message, now: float, publisher: Any, skip: set[str]) -> None:
+        """A message from another node to local subscribers but the sessions ``skip``
+        (the local trie holds no $share members: those come from the queue groups)."""
+        normal, _shared = self.subscriptions.match(msg.topic)
+        targets = [t for t in normal if t.client_id not in skip]
+        if targets:
+            f = self.filters
+            outbound.fan_out(
+                msg,
+                targets,
+                self.sessions,
+                f.receive_check,
+                f.deliver_check,
+                f.queue_high_water,
+                publisher,
+                now,
+                {},
+            )
+
     def deliver_shared(self, group: str, topic_filter: str, msg: Message, now: float) -> None:
         g = self.shared.groups.get((group, topic_filter))
         if g is None:
@@ -363,8 +382,7 @@ class ClusterRouter(LocalRouter):
             self._remove(entry)
         session.subscriptions = EMPTY_SUBSCRIPTIONS
         self.bp.journal.local(session)
-        self.bp.journal.floors.pop(session.client_id, None)
-        self.bp.journal.catching.pop(session.client_id, None)
+        self.bp.journal.session_ended(session.client_id)
 
 
 class Backplane:
@@ -1292,11 +1310,27 @@ class Backplane:
             recent[(msg.topic, bytes(msg.payload))] += 1
         if msg.retain:
             self.router.deliver_remote(msg, now)  # type: ignore[union-attr]
-        else:  # nothing to keep out of the retained store: the local route, as is
-            origin = msg.origin
-            # Its publisher is on another node: paused from here as a local one would be.
-            publisher = self.pressure.publisher(origin) if origin is not None else None
-            _local_publish(self.router, msg, now, publisher)  # type: ignore[arg-type]
+            return
+        origin = msg.origin
+        # Its publisher is on another node: paused from here as a local one would be.
+        publisher = self.pressure.publisher(origin) if origin is not None else None
+        if self.journal.q2_had and self._copy_delivered(msg, now, publisher):
+            return
+        # nothing to keep out of the retained store: the local route, as is
+        _local_publish(self.router, msg, now, publisher)  # type: ignore[arg-type]
+
+    def _copy_delivered(self, msg: Message, now: float, publisher: Any) -> bool:
+        """A QoS 2 copy (journal.q2_copy) whose original some sessions here got from a
+        take-over's snapshot or the journal, not from NATS: delivered to the others
+        only (journal.had_original). False: not such a copy, nothing done."""
+        mid = getattr(msg, "mid", None)
+        if mid is None or mid.count("/") < 3:
+            return False
+        skip = self.journal.had_original(mid, msg.origin)
+        if not skip:
+            return False
+        self.router.deliver_except(msg, now, publisher, skip)  # type: ignore[union-attr]
+        return True
 
     def _on_message(self, m: Any) -> None:
         """A message for this node's interest (called by nats-py's reader, in order)."""
@@ -1316,7 +1350,11 @@ class Backplane:
         if recent is not None and len(recent) < RECENT_MAX:
             recent[(msg.topic, bytes(msg.payload))] += 1
         try:
-            self.router.deliver_remote(msg, now)  # type: ignore[union-attr]
+            publisher = self.pressure.publisher(msg.origin) if msg.origin is not None else None
+            if msg.retain or not (
+                self.journal.q2_had and self._copy_delivered(msg, now, publisher)
+            ):
+                self.router.deliver_remote(msg, now)  # type: ignore[union-attr]
         except Exception:  # never into nats-py's reader
             log.exception("cluster: delivering %r", topic)
 

@@ -144,6 +144,13 @@ class Journal:
         # original had not come: an original arriving later (from the journal, a replay
         # pass) with a counter in between is that message again (q2_copy).
         self.q2_covered: dict[tuple[str, Any, str], tuple[int, float, float]] = {}
+        # client id -> {(origin, publisher, packet id): counter} of the QoS 2 originals
+        # its session got here other than live from NATS (a take-over's snapshot, a
+        # journal pass): q2_copy decides for the node from what reached it live, and a
+        # copy this node takes for new (its original was lost on the way here) is not
+        # delivered to these sessions again (had_original).
+        self.q2_had: dict[str, dict[tuple[str, Any, str], int]] = {}
+        self.q2_had_n = 0
         self.subjects: dict[str, bytes] = {}
         self.ack_sub: Any = None
         self.ack_subject = b""  # reply subject prefix of the journal writes (+ batch)
@@ -448,6 +455,53 @@ class Journal:
             return False
         except ValueError:
             return False
+
+    def got_original(self, cid: str, mid: str, publisher: Any) -> None:
+        """Session ``cid`` got the message ``mid`` other than live from NATS."""
+        origin, _, rest = mid.rpartition(".")
+        parts = rest.split("/")
+        if publisher is None or len(parts) != 2:
+            return  # not a QoS 2 original of a persistent publisher
+        try:
+            c = int(parts[0])
+        except ValueError:
+            return
+        if self.q2_had_n >= Q2_MAX:  # bounded: a copy not recognised is delivered
+            self.q2_had.clear()
+            self.q2_had_n = 0
+        had = self.q2_had.get(cid)
+        if had is None:
+            had = self.q2_had[cid] = {}
+        key = (origin, publisher, parts[1])
+        if had.get(key, -1) < c:
+            self.q2_had_n += key not in had
+            had[key] = c
+
+    def had_original(self, mid: str, publisher: Any) -> set[str]:
+        """The sessions here that got the original of the QoS 2 copy ``mid`` other than
+        live from NATS (got_original): the copy is not theirs. Its range as in q2_copy."""
+        if not self.q2_had or publisher is None:
+            return set()
+        origin, _, rest = mid.rpartition(".")
+        parts = rest.split("/")
+        if len(parts) < 4:
+            return set()
+        try:
+            c = int(parts[0])
+            base = int(parts[2])
+        except ValueError:
+            return set()
+        upper = c if parts[3] == origin else float("inf")
+        key = (parts[3], publisher, parts[1])
+        return {cid for cid, had in self.q2_had.items() if base < had.get(key, -1) < upper}
+
+    def session_ended(self, cid: str) -> None:
+        """(ClusterRouter.drop_session) nothing of it is delivered here any more."""
+        self.floors.pop(cid, None)
+        self.catching.pop(cid, None)
+        had = self.q2_had.pop(cid, None)
+        if had:
+            self.q2_had_n -= len(had)
 
     def header_block(self, msg: Any, now: float) -> bytes:
         hdr = encode_headers(message_headers(msg, now))
@@ -754,9 +808,12 @@ class Journal:
                 origin, c = split_id(mid)
             except ValueError:
                 continue
-            if "/" in mid and self.q2_copy(mid, _publisher(h)):
+            publisher = _publisher(h)
+            if "/" in mid and (
+                self.q2_copy(mid, publisher) or cid in self.had_original(mid, publisher)
+            ):
                 ids.add(mid)
-                continue  # a re-sent copy of a QoS 2 message read before it
+                continue  # a re-sent copy of a QoS 2 message read (or got) before it
             if c <= last.get(origin, 0) and c not in held.get(origin, ()):
                 continue  # its old node had it done (acknowledged, or dropped)
             if live is not None and live.get(mid, -1) > installed:
@@ -774,6 +831,7 @@ class Journal:
                 if restore and self._restore(session, msg, was, now):
                     ids.add(mid)
                     self._remember(cid, mid, msg)
+                    self.got_original(cid, mid, publisher)
                     n += 1
                     continue
                 if was[1] == AWAIT_COMP:
@@ -800,6 +858,7 @@ class Journal:
             targets = [t for t in normal if t.client_id == cid]
             if not targets:
                 continue
+            self.got_original(cid, mid, publisher)
             filters = router.filters
             outbound.fan_out(
                 msg,

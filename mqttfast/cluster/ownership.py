@@ -130,6 +130,10 @@ class Ownership:
             states.count(AWAIT_COMP),
             len(snap["deliveries"]) - len(states),
         )
+        journal = self.bp.journal
+        for d in snap["deliveries"]:
+            if "m" in d[0]:  # a re-sent copy of it that reaches this node is not for it
+                journal.got_original(cid, d[0]["m"], d[0].get("o"))
         if snap.get("jlast") is not None:  # no await since the install
             mids = {d[0]["m"] for d in snap["deliveries"] if "m" in d[0]}
             self.bp.journal.after_takeover(cid, snap, mids)

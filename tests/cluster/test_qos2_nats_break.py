@@ -72,3 +72,58 @@ def test_a_qos2_forward_lost_with_the_nats_connection_is_forwarded_again(
     assert got == {b"held": 1, b"after": 1}, got
     pub.close()
     sub.close()
+
+
+@pytest.mark.timeout(90)
+def test_a_copy_is_not_delivered_again_to_a_session_that_got_the_original_in_a_take_over(
+    nats_server: NatsServer, cluster: Cluster
+) -> None:
+    """As above, with the persistent subscriber that got the first forward offline on
+    node a (queued there) and then taken over by node b, which never got that forward
+    from NATS: the snapshot brings it along, and the copy the publisher's re-send makes
+    reaches node b after. The session got the message already (exactly once
+    [MQTT-4.3.3-9]): the copy goes only to the subscriber on node b that never had it.
+    Before, both got it: the node decided "new" from what reached it through NATS (17
+    and 8 duplicates in the kill -9 + NATS restart test, 1 in ~60 runs)."""
+    a = cluster.add()
+    b = cluster.add()
+    moved = Client(a.port, client_id="q2h-moved", clean=False)
+    moved.subscribe("q2h/#", qos=2)
+    other = Client(b.port, client_id="q2h-other", clean=False)
+    other.subscribe("q2h/#", qos=2)
+    probe = Client(a.port)
+    sync(other, probe)
+    probe.close()
+    moved.close()  # offline: its session stays on node a, its messages queue there
+    pub = RawClient(a.port)
+    pub.connect("q2h-pub", clean_start=False)
+    pub.publish("q2h/x", b"before", qos=2, packet_id=1)
+    assert [m.payload for m in other.collect(1, timeout=5)] == [b"before"]
+    nats_server.freeze()
+    try:
+        pub.send_packet(Publish(topic="q2h/x", payload=b"held", qos=2, packet_id=2))
+        pub.expect_no_packet(0.5)  # queued for the offline session; the PUBREC waits
+    finally:
+        assert nats_server.proc is not None
+        nats_server.proc.send_signal(signal.SIGKILL)  # the forward to node b with it
+        nats_server.proc.wait(5)
+    assert pub.expect_closed(timeout=10) is None
+    pub.close()
+    nats_server.start()
+    _reconnected(a, 1)
+    _reconnected(b, 1)
+    moved = Client(b.port, client_id="q2h-moved", clean=False)  # taken over from node a
+    assert moved.session_present
+    assert sorted(m.payload for m in moved.collect(2, timeout=10)) == [b"before", b"held"]
+    pub = RawClient(a.port)
+    assert pub.connect("q2h-pub", clean_start=False, timeout=10).session_present
+    pub.send_packet(Publish(topic="q2h/x", payload=b"held", qos=2, packet_id=2, dup=True))
+    pub.recv_until(Pubrec, timeout=10, packet_id=2)
+    pub.send_packet(Pubrel(packet_id=2))
+    pub.recv_until(Pubcomp, timeout=10, packet_id=2)
+    pub.publish("q2h/x", b"after", qos=2, packet_id=3, timeout=10)
+    assert Counter(m.payload for m in other.collect(10, timeout=5)) == {b"held": 1, b"after": 1}
+    assert Counter(m.payload for m in moved.collect(10, timeout=3)) == {b"after": 1}
+    pub.close()
+    for c in (moved, other):
+        c.close()
