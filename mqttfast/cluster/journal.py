@@ -64,6 +64,7 @@ LIVE_MAX = 1_000_000  # ids remembered while adopted sessions are replayed
 REPLAYED_MAX = 200_000  # replayed messages remembered for de-duplication (all sessions)
 Q2_MAX = 200_000  # QoS 2 ids remembered to recognise re-sent copies (q2_copy)
 COVER_KEEP = 30.0  # seconds a delivered copy's late original is recognised (q2_copy)
+Q2_HAD_MAX = 50_000  # QoS 2 originals remembered per node for had_original
 # A replay into a connected session waits while its queue is this full (of the limit):
 # a whole outage's messages at once would overflow the queue and be dropped, and live
 # messages arriving meanwhile need room too. It stops waiting after ROOM_PATIENCE
@@ -408,8 +409,7 @@ class Journal:
         whose first forward may have been lost with its NATS connection sends the
         re-sent PUBLISH on as "origin.counter/P/<first's counter - 1>/origin"
         (progress.resent). Notes ``mid`` and returns True for such a copy."""
-        origin, _, rest = mid.rpartition(".")
-        parts = rest.split("/")
+        origin, parts = _q2_parts(mid)
         if publisher is None or len(parts) < 2:
             return False
         q2 = self.q2
@@ -458,15 +458,14 @@ class Journal:
 
     def got_original(self, cid: str, mid: str, publisher: Any) -> None:
         """Session ``cid`` got the message ``mid`` other than live from NATS."""
-        origin, _, rest = mid.rpartition(".")
-        parts = rest.split("/")
+        origin, parts = _q2_parts(mid)
         if publisher is None or len(parts) != 2:
             return  # not a QoS 2 original of a persistent publisher
         try:
             c = int(parts[0])
         except ValueError:
             return
-        if self.q2_had_n >= Q2_MAX:  # bounded: a copy not recognised is delivered
+        if self.q2_had_n >= Q2_HAD_MAX:  # bounded: a copy not recognised is delivered
             self.q2_had.clear()
             self.q2_had_n = 0
         had = self.q2_had.get(cid)
@@ -482,8 +481,7 @@ class Journal:
         live from NATS (got_original): the copy is not theirs. Its range as in q2_copy."""
         if not self.q2_had or publisher is None:
             return set()
-        origin, _, rest = mid.rpartition(".")
-        parts = rest.split("/")
+        origin, parts = _q2_parts(mid)
         if len(parts) < 4:
             return set()
         try:
@@ -930,6 +928,13 @@ class Journal:
         if pid > session.next_pid:
             session.next_pid = pid
         return True
+
+
+def _q2_parts(mid: str) -> tuple[str, list[str]]:
+    """A QoS 2 id's origin and the rest's parts: [counter, packet id] for an original,
+    [counter, packet id, base, first origin] for a copy (q2_copy)."""
+    origin, _, rest = mid.rpartition(".")
+    return origin, rest.split("/")
 
 
 def _hpub(subject: bytes, hdr: bytes, payload: bytes) -> bytes:
