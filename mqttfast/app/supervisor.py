@@ -106,6 +106,7 @@ class Supervisor:
         self.env: dict[str, str] = {}
         self.reports: dict[int, dict[str, float]] = {}  # $SYS figures per worker
         self.all_ready_logged = False
+        self.url = ""  # the workers' NATS
 
     # -- start -----------------------------------------------------------------
     def worker_argv(self, i: int, url: str, metrics: int | None, admin: int | None) -> list[str]:
@@ -138,6 +139,7 @@ class Supervisor:
                 return 1
             url = self.nats.url
             self.env = self.nats.env()
+        self.url = url
         for i in range(self.count):
             metrics = free_loopback_port() if self.ops.metrics_enabled else None
             admin = free_loopback_port() if self.ops.admin_enabled else None
@@ -239,11 +241,23 @@ class Supervisor:
                 await asyncio.sleep(delay)
                 if self.stopping or self.stop_event.is_set():
                     return
+            self._fresh_ports(w)
             try:
                 await self._spawn(w)
             except OSError as err:
                 log.error("cannot start worker %d: %s", w.index, err)
                 await asyncio.sleep(MAX_BACKOFF)
+
+    def _fresh_ports(self, w: Worker) -> None:
+        """A worker restarts on new loopback ports for its metrics/admin endpoints: the
+        old ones may be taken by now, and its exit may have been that bind failing
+        ("address already in use": picked free, taken before the worker bound it; it
+        then failed on every restart with the same port)."""
+        if w.metrics_port is not None:
+            w.metrics_port = free_loopback_port()
+        if w.admin_port is not None:
+            w.admin_port = free_loopback_port()
+        w.argv = self.worker_argv(w.index, self.url, w.metrics_port, w.admin_port)
 
     async def _link(self, w: Worker, read_fd: int, write_fd: int) -> None:
         """A worker's $SYS figures in, the sum of the other workers' out (worker_link)."""

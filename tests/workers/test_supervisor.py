@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -16,7 +17,7 @@ import pytest
 from tests.helpers.broker import REPO_ROOT
 from tests.helpers.rawclient import RawClient
 
-from .group import Group, alive, descendants_of, describe
+from .group import Group, alive, cmdline, descendants_of, describe
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -113,6 +114,39 @@ def test_killed_worker_is_restarted_and_counted(make_group: Callable[..., Group]
         c.subscribe(("x/y", 1))
         c.publish("x/y", b"still here", qos=1)
         assert c.recv_publish().payload == b"still here"
+
+
+def test_a_restarted_worker_gets_new_endpoint_ports(make_group: Callable[..., Group]) -> None:
+    """A worker's metrics/admin ports are picked free by the supervisor; one taken by
+    another process meanwhile must not keep the worker down. Its port is taken here as
+    soon as the worker is killed: the restart comes up on new ports and the group
+    answers for it again. (Seen in CI: a port picked free was taken by a parallel test
+    before the worker bound it; it exited "address already in use" and was restarted
+    with the same port, 40 s long.)"""
+    g = make_group(2)
+    before = g.worker_pids()
+    argv = cmdline(before[1])
+    # its own (the last one: the group's public port comes first, with the user's flags)
+    port = int(argv[len(argv) - 1 - argv[::-1].index("--metrics-port") + 1])
+    held = socket.socket()
+    held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as a server binds
+    try:
+        os.kill(before[1], signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                held.bind(("127.0.0.1", port))
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the killed worker's port stayed bound"
+                time.sleep(0.002)
+        held.listen(1)
+        wait_for(lambda: g.logs().count("worker 1 ready") == 2, 20, "worker 1 ready again")
+        g.wait_ready()
+        assert g.metric_values("mqttfast_supervisor_worker_up") == {"0": 1.0, "1": 1.0}
+        assert g.metric_values("mqttfast_supervisor_worker_restarts_total") == {"0": 0.0, "1": 1.0}
+    finally:
+        held.close()
 
 
 def test_sigterm_stops_every_process_cleanly(make_group: Callable[..., Group]) -> None:
