@@ -26,6 +26,39 @@ def _reconnected(node, count: int, timeout: float = 20.0) -> None:
         time.sleep(0.05)
 
 
+def _held_and_lost(nats_server: NatsServer, pub: RawClient, topic: str, nodes: list) -> None:
+    """QoS 2 PUBLISH "held" (packet id 2) while nats-server is frozen, then nats-server
+    killed with what the node wrote to it: the PUBREC never left (it waited for
+    nats-server, [MQTT-4.3.2-2]) and the publisher is dropped unacknowledged. nats-server
+    back (same port, same JetStream store), ``nodes`` reconnected."""
+    nats_server.freeze()
+    try:
+        pub.send_packet(Publish(topic=topic, payload=b"held", qos=2, packet_id=2))
+        pub.expect_no_packet(0.5)  # the PUBREC waits for nats-server
+    finally:
+        assert nats_server.proc is not None
+        nats_server.proc.send_signal(signal.SIGKILL)
+        nats_server.proc.wait(5)
+    assert pub.expect_closed(timeout=10) is None  # dropped unacknowledged: it re-sends
+    pub.close()
+    nats_server.start()
+    for node in nodes:
+        _reconnected(node, 1)
+
+
+def _resend_held(port: int, client_id: str, topic: str) -> None:
+    """The publisher back: "held" re-sent with DUP, its exchange completed, then
+    "after" (packet id 3)."""
+    pub = RawClient(port)
+    assert pub.connect(client_id, clean_start=False, timeout=10).session_present
+    pub.send_packet(Publish(topic=topic, payload=b"held", qos=2, packet_id=2, dup=True))
+    pub.recv_until(Pubrec, timeout=10, packet_id=2)
+    pub.send_packet(Pubrel(packet_id=2))
+    pub.recv_until(Pubcomp, timeout=10, packet_id=2)
+    pub.publish(topic, b"after", qos=2, packet_id=3, timeout=10)
+    pub.close()
+
+
 @pytest.mark.timeout(90)
 def test_a_qos2_forward_lost_with_the_nats_connection_is_forwarded_again(
     nats_server: NatsServer, cluster: Cluster
@@ -47,30 +80,10 @@ def test_a_qos2_forward_lost_with_the_nats_connection_is_forwarded_again(
     pub.connect("q2b-pub", clean_start=False)
     pub.publish("q2b/x", b"before", qos=2, packet_id=1)
     assert [m.payload for m in sub.collect(1, timeout=5)] == [b"before"]
-    proc = nats_server.proc
-    assert proc is not None
-    nats_server.freeze()
-    try:
-        pub.send_packet(Publish(topic="q2b/x", payload=b"held", qos=2, packet_id=2))
-        pub.expect_no_packet(0.5)  # the PUBREC waits for nats-server
-    finally:
-        proc.send_signal(signal.SIGKILL)  # with what node a wrote to it
-        proc.wait(5)
-    assert pub.expect_closed(timeout=10) is None  # dropped unacknowledged: it re-sends
-    pub.close()
-    nats_server.start()  # same port, same JetStream store
-    _reconnected(a, 1)
-    _reconnected(b, 1)
-    pub = RawClient(a.port)
-    assert pub.connect("q2b-pub", clean_start=False, timeout=10).session_present
-    pub.send_packet(Publish(topic="q2b/x", payload=b"held", qos=2, packet_id=2, dup=True))
-    pub.recv_until(Pubrec, timeout=10, packet_id=2)
-    pub.send_packet(Pubrel(packet_id=2))
-    pub.recv_until(Pubcomp, timeout=10, packet_id=2)
-    pub.publish("q2b/x", b"after", qos=2, packet_id=3, timeout=10)
+    _held_and_lost(nats_server, pub, "q2b/x", [a, b])
+    _resend_held(a.port, "q2b-pub", "q2b/x")
     got = Counter(m.payload for m in sub.collect(10, timeout=5))
     assert got == {b"held": 1, b"after": 1}, got
-    pub.close()
     sub.close()
 
 
@@ -99,31 +112,12 @@ def test_a_copy_is_not_delivered_again_to_a_session_that_got_the_original_in_a_t
     pub.connect("q2h-pub", clean_start=False)
     pub.publish("q2h/x", b"before", qos=2, packet_id=1)
     assert [m.payload for m in other.collect(1, timeout=5)] == [b"before"]
-    nats_server.freeze()
-    try:
-        pub.send_packet(Publish(topic="q2h/x", payload=b"held", qos=2, packet_id=2))
-        pub.expect_no_packet(0.5)  # queued for the offline session; the PUBREC waits
-    finally:
-        assert nats_server.proc is not None
-        nats_server.proc.send_signal(signal.SIGKILL)  # the forward to node b with it
-        nats_server.proc.wait(5)
-    assert pub.expect_closed(timeout=10) is None
-    pub.close()
-    nats_server.start()
-    _reconnected(a, 1)
-    _reconnected(b, 1)
+    _held_and_lost(nats_server, pub, "q2h/x", [a, b])  # "held" queued for the session
     moved = Client(b.port, client_id="q2h-moved", clean=False)  # taken over from node a
     assert moved.session_present
     assert sorted(m.payload for m in moved.collect(2, timeout=10)) == [b"before", b"held"]
-    pub = RawClient(a.port)
-    assert pub.connect("q2h-pub", clean_start=False, timeout=10).session_present
-    pub.send_packet(Publish(topic="q2h/x", payload=b"held", qos=2, packet_id=2, dup=True))
-    pub.recv_until(Pubrec, timeout=10, packet_id=2)
-    pub.send_packet(Pubrel(packet_id=2))
-    pub.recv_until(Pubcomp, timeout=10, packet_id=2)
-    pub.publish("q2h/x", b"after", qos=2, packet_id=3, timeout=10)
+    _resend_held(a.port, "q2h-pub", "q2h/x")
     assert Counter(m.payload for m in other.collect(10, timeout=5)) == {b"held": 1, b"after": 1}
     assert Counter(m.payload for m in moved.collect(10, timeout=3)) == {b"after": 1}
-    pub.close()
     for c in (moved, other):
         c.close()
